@@ -1,0 +1,635 @@
+//! The rules of the parties domain, free of I/O: what a valid party, person, contact point and
+//! custom field value is, and how values are normalised before they are stored.
+
+use std::collections::{BTreeMap, HashSet};
+
+use chrono::NaiveDate;
+use crm_kit::error::FieldViolations;
+use crm_proto::crm::{
+    common::v1::{Date, PostalAddress},
+    parties::v1::{
+        ContactPoint, ContactPointKind, CustomFieldDefinition, CustomFieldEntity, CustomFieldType,
+        CustomFieldValue, RegistrationNumber, custom_field_value::Value,
+    },
+};
+use serde::{Deserialize, Serialize};
+
+const MAX_NAME: usize = 300;
+const MAX_TAG: usize = 64;
+
+/// A contact point as stored (jsonb) and searched (`kind` + normalised `value`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub kind: String,
+    pub value: String,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub preferred: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub lines: Vec<String>,
+    pub postal_code: String,
+    pub city: String,
+    pub region: String,
+    pub country_code: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    pub scheme: String,
+    pub value: String,
+}
+
+/// Custom field values by key, each tagged with its type: `{"industry": {"option": "retail"}}`.
+pub type CustomValues = BTreeMap<String, serde_json::Value>;
+
+pub fn contact_kind_name(kind: ContactPointKind) -> Option<&'static str> {
+    Some(match kind {
+        ContactPointKind::Email => "email",
+        ContactPointKind::Phone => "phone",
+        ContactPointKind::Fax => "fax",
+        ContactPointKind::Web => "web",
+        ContactPointKind::Messenger => "messenger",
+        ContactPointKind::Unspecified => return None,
+    })
+}
+
+fn contact_kind_from_name(name: &str) -> ContactPointKind {
+    match name {
+        "email" => ContactPointKind::Email,
+        "phone" => ContactPointKind::Phone,
+        "fax" => ContactPointKind::Fax,
+        "web" => ContactPointKind::Web,
+        "messenger" => ContactPointKind::Messenger,
+        _ => ContactPointKind::Unspecified,
+    }
+}
+
+/// Lower-cased e-mail address, if it is one (a pragmatic subset of RFC 5322 that real mail accepts).
+pub fn normalize_email(raw: &str) -> Option<String> {
+    let email = raw.trim().to_lowercase();
+    let (local, domain) = email.rsplit_once('@')?;
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .chars()
+            .all(|c| c.is_alphanumeric() || "!#$%&'*+/=?^_`{|}~.-".contains(c));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && labels.iter().all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(char::is_alphabetic));
+    (local_ok && domain_ok && email.len() <= 254).then_some(email)
+}
+
+/// E.164 (`+48601234567`), after removing the spaces, dashes, dots and brackets people type.
+pub fn normalize_phone(raw: &str) -> Option<String> {
+    let compact: String = raw
+        .chars()
+        .filter(|c| !" -().\u{a0}".contains(*c))
+        .collect();
+    let digits = compact.strip_prefix('+')?;
+    let ok = (8..=15).contains(&digits.len())
+        && digits.chars().all(|c| c.is_ascii_digit())
+        && !digits.starts_with('0');
+    ok.then_some(compact)
+}
+
+const EU_VAT_PREFIXES: [&str; 28] = [
+    "AT", "BE", "BG", "CY", "CZ", "DE", "DK", "EE", "EL", "ES", "FI", "FR", "HR", "HU", "IE", "IT",
+    "LT", "LU", "LV", "MT", "NL", "PL", "PT", "RO", "SE", "SI", "SK", "XI",
+];
+
+/// A tax id with its country prefix. Polish NIPs (with or without `PL`) must pass the checksum;
+/// other EU VAT numbers must have the EU shape: a member-state prefix and 2–12 letters or digits.
+pub fn normalize_tax_id(raw: &str) -> Result<String, &'static str> {
+    let compact: String = raw
+        .chars()
+        .filter(|c| !" -.".contains(*c))
+        .collect::<String>()
+        .to_uppercase();
+    let digits_only = compact.chars().all(|c| c.is_ascii_digit());
+    if digits_only && compact.len() == 10 {
+        return polish_nip(&compact).map(|nip| format!("PL{nip}"));
+    }
+    if compact.len() < 4 || !compact.is_char_boundary(2) {
+        return Err("is not a tax id with a country prefix (e.g. PL5260250995, DE123456789)");
+    }
+    let (prefix, number) = compact.split_at(2);
+    if prefix == "PL" {
+        return polish_nip(number).map(|nip| format!("PL{nip}"));
+    }
+    if !EU_VAT_PREFIXES.contains(&prefix) {
+        return Err("has no EU VAT country prefix (e.g. PL, DE, FR)");
+    }
+    if !(2..=12).contains(&number.len()) || !number.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return Err("is not an EU VAT number: 2 to 12 letters or digits after the country prefix");
+    }
+    Ok(compact)
+}
+
+fn polish_nip(number: &str) -> Result<&str, &'static str> {
+    const WEIGHTS: [u32; 9] = [6, 5, 7, 2, 3, 4, 5, 6, 7];
+    let digits: Vec<u32> = number.chars().filter_map(|c| c.to_digit(10)).collect();
+    if digits.len() != 10 || number.len() != 10 {
+        return Err("is not a Polish NIP: 10 digits expected");
+    }
+    let sum: u32 = WEIGHTS.iter().zip(&digits).map(|(w, d)| w * d).sum();
+    if sum % 11 != digits[9] {
+        return Err("is not a valid Polish NIP: the check digit does not match");
+    }
+    Ok(number)
+}
+
+/// Validates and normalises contact points; at most one preferred per kind.
+pub fn contacts(points: &[ContactPoint], field: &str, v: &mut FieldViolations) -> Vec<Contact> {
+    let mut preferred_kinds = HashSet::new();
+    let mut out = Vec::with_capacity(points.len());
+    for (i, point) in points.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let kind = point.kind();
+        let Some(kind_name) = contact_kind_name(kind) else {
+            v.add(
+                format!("{at}.kind"),
+                "must be EMAIL, PHONE, FAX, WEB or MESSENGER",
+            );
+            continue;
+        };
+        let value = match kind {
+            ContactPointKind::Email => normalize_email(&point.value),
+            ContactPointKind::Phone | ContactPointKind::Fax => normalize_phone(&point.value),
+            _ => Some(point.value.trim().to_owned()).filter(|s| !s.is_empty() && s.len() <= 2048),
+        };
+        let Some(value) = value else {
+            let expected = match kind {
+                ContactPointKind::Email => "is not an e-mail address",
+                ContactPointKind::Phone | ContactPointKind::Fax => {
+                    "is not an E.164 phone number (e.g. +48601234567)"
+                }
+                _ => "must not be empty",
+            };
+            v.add(format!("{at}.value"), expected);
+            continue;
+        };
+        if point.preferred && !preferred_kinds.insert(kind_name) {
+            v.add(
+                format!("{at}.preferred"),
+                "only one contact point of a kind can be preferred",
+            );
+        }
+        out.push(Contact {
+            kind: kind_name.to_owned(),
+            value,
+            label: point.label.trim().to_owned(),
+            preferred: point.preferred,
+        });
+    }
+    out
+}
+
+pub fn contacts_to_proto(contacts: &[Contact]) -> Vec<ContactPoint> {
+    contacts
+        .iter()
+        .map(|c| ContactPoint {
+            kind: contact_kind_from_name(&c.kind) as i32,
+            value: c.value.clone(),
+            label: c.label.clone(),
+            preferred: c.preferred,
+        })
+        .collect()
+}
+
+pub fn addresses(list: &[PostalAddress], field: &str, v: &mut FieldViolations) -> Vec<Address> {
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let country = a.country_code.trim().to_uppercase();
+            v.check(
+                country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase()),
+                format!("{field}[{i}].country_code"),
+                "must be an ISO 3166-1 alpha-2 code such as PL",
+            );
+            let lines: Vec<String> = a
+                .lines
+                .iter()
+                .map(|l| l.trim().to_owned())
+                .filter(|l| !l.is_empty())
+                .collect();
+            v.check(
+                !lines.is_empty() || !a.city.trim().is_empty(),
+                format!("{field}[{i}].lines"),
+                "an address needs at least a street line or a city",
+            );
+            Address {
+                lines,
+                postal_code: a.postal_code.trim().to_owned(),
+                city: a.city.trim().to_owned(),
+                region: a.region.trim().to_owned(),
+                country_code: country,
+            }
+        })
+        .collect()
+}
+
+pub fn addresses_to_proto(list: &[Address]) -> Vec<PostalAddress> {
+    list.iter()
+        .map(|a| PostalAddress {
+            lines: a.lines.clone(),
+            postal_code: a.postal_code.clone(),
+            city: a.city.clone(),
+            region: a.region.clone(),
+            country_code: a.country_code.clone(),
+        })
+        .collect()
+}
+
+pub fn registrations(
+    list: &[RegistrationNumber],
+    field: &str,
+    v: &mut FieldViolations,
+) -> Vec<Registration> {
+    list.iter()
+        .enumerate()
+        .map(|(i, r)| {
+            v.check(
+                !r.scheme.trim().is_empty(),
+                format!("{field}[{i}].scheme"),
+                "must not be empty",
+            );
+            v.check(
+                !r.value.trim().is_empty(),
+                format!("{field}[{i}].value"),
+                "must not be empty",
+            );
+            Registration {
+                scheme: r.scheme.trim().to_owned(),
+                value: r.value.trim().to_owned(),
+            }
+        })
+        .collect()
+}
+
+/// Trimmed, de-duplicated tags, each 1–64 characters.
+pub fn tags(list: &[String], field: &str, v: &mut FieldViolations) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (i, tag) in list.iter().enumerate() {
+        let tag = tag.trim();
+        if tag.is_empty() || tag.chars().count() > MAX_TAG {
+            v.add(format!("{field}[{i}]"), "must be 1 to 64 characters");
+        } else if seen.insert(tag.to_owned()) {
+            out.push(tag.to_owned());
+        }
+    }
+    out
+}
+
+/// A required, trimmed name of at most 300 characters.
+pub fn name(raw: &str, field: &str, v: &mut FieldViolations) -> String {
+    let name = raw.trim();
+    if name.is_empty() {
+        v.add(field, "must not be empty");
+    } else if name.chars().count() > MAX_NAME {
+        v.add(field, "must be at most 300 characters");
+    }
+    name.to_owned()
+}
+
+pub fn date(value: Option<&Date>, field: &str, v: &mut FieldViolations) -> Option<NaiveDate> {
+    let d = value?;
+    let parsed = u32::try_from(d.month)
+        .ok()
+        .zip(u32::try_from(d.day).ok())
+        .and_then(|(m, day)| NaiveDate::from_ymd_opt(d.year, m, day));
+    if parsed.is_none() {
+        v.add(field, "is not a calendar date");
+    }
+    parsed
+}
+
+pub fn date_to_proto(date: NaiveDate) -> Date {
+    use chrono::Datelike;
+    Date {
+        year: date.year(),
+        month: date.month() as i32,
+        day: date.day() as i32,
+    }
+}
+
+pub fn entity_name(entity: CustomFieldEntity) -> Option<&'static str> {
+    match entity {
+        CustomFieldEntity::Party => Some("party"),
+        CustomFieldEntity::Person => Some("person"),
+        CustomFieldEntity::Unspecified => None,
+    }
+}
+
+pub fn field_type_name(t: CustomFieldType) -> Option<&'static str> {
+    Some(match t {
+        CustomFieldType::Text => "text",
+        CustomFieldType::Number => "number",
+        CustomFieldType::Date => "date",
+        CustomFieldType::Boolean => "boolean",
+        CustomFieldType::Enum => "enum",
+        CustomFieldType::Unspecified => return None,
+    })
+}
+
+/// Checks a new definition: key shape, label, type, and options for ENUM fields.
+pub fn definition(field: &CustomFieldDefinition, v: &mut FieldViolations) {
+    let key_ok = field.key.len() <= 63
+        && field.key.starts_with(|c: char| c.is_ascii_lowercase())
+        && field
+            .key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    v.check(
+        key_ok,
+        "field.key",
+        "must be lower snake case, e.g. industry or vip_level",
+    );
+    v.check(
+        entity_name(field.entity()).is_some(),
+        "field.entity",
+        "must be PARTY or PERSON",
+    );
+    name(&field.label, "field.label", v);
+    let Some(kind) = field_type_name(field.r#type()) else {
+        v.add("field.type", "must be TEXT, NUMBER, DATE, BOOLEAN or ENUM");
+        return;
+    };
+    let unique: HashSet<&str> = field.options.iter().map(|o| o.trim()).collect();
+    if kind == "enum" {
+        v.check(
+            !field.options.is_empty()
+                && unique.len() == field.options.len()
+                && !unique.contains(""),
+            "field.options",
+            "an ENUM field needs distinct, non-empty options",
+        );
+    } else {
+        v.check(
+            field.options.is_empty(),
+            "field.options",
+            "only ENUM fields have options",
+        );
+    }
+}
+
+/// Validates values against the entity's definitions: known keys, matching types, allowed
+/// options, and every required field present.
+pub fn custom_values(
+    values: &[CustomFieldValue],
+    definitions: &[CustomFieldDefinition],
+    field: &str,
+    v: &mut FieldViolations,
+) -> CustomValues {
+    let mut out = CustomValues::new();
+    for (i, item) in values.iter().enumerate() {
+        let at = format!("{field}[{i}]");
+        let Some(def) = definitions.iter().find(|d| d.key == item.key) else {
+            v.add(
+                format!("{at}.key"),
+                format!("{:?} is not a defined custom field", item.key),
+            );
+            continue;
+        };
+        if out.contains_key(&item.key) {
+            v.add(format!("{at}.key"), "is given twice");
+            continue;
+        }
+        let stored = match (def.r#type(), &item.value) {
+            (CustomFieldType::Text, Some(Value::Text(text))) => {
+                Some(serde_json::json!({ "text": text.trim() }))
+            }
+            // Exact decimal, never a float: kept as its canonical text.
+            (CustomFieldType::Number, Some(Value::Number(n))) => {
+                rust_decimal::Decimal::from_str_exact(n.trim())
+                    .ok()
+                    .map(|d| serde_json::json!({ "number": d.to_string() }))
+            }
+            (CustomFieldType::Date, Some(Value::Date(d))) => {
+                date(Some(d), &format!("{at}.date"), v).map(|d| serde_json::json!({ "date": d }))
+            }
+            (CustomFieldType::Boolean, Some(Value::Boolean(b))) => {
+                Some(serde_json::json!({ "boolean": b }))
+            }
+            (CustomFieldType::Enum, Some(Value::Option(o))) if def.options.contains(o) => {
+                Some(serde_json::json!({ "option": o }))
+            }
+            (CustomFieldType::Enum, Some(Value::Option(_))) => {
+                v.add(
+                    format!("{at}.option"),
+                    format!("must be one of {:?}", def.options),
+                );
+                continue;
+            }
+            _ => None,
+        };
+        match stored {
+            Some(value) => {
+                out.insert(item.key.clone(), value);
+            }
+            None => v.add(
+                format!("{at}.value"),
+                format!(
+                    "must be a valid {} value",
+                    field_type_name(def.r#type()).unwrap_or("?")
+                ),
+            ),
+        }
+    }
+    for def in definitions.iter().filter(|d| d.required) {
+        if !out.contains_key(&def.key) && !values.iter().any(|item| item.key == def.key) {
+            v.add(
+                field,
+                format!("the required field {:?} is missing", def.key),
+            );
+        }
+    }
+    out
+}
+
+pub fn custom_values_to_proto(values: &CustomValues) -> Vec<CustomFieldValue> {
+    values
+        .iter()
+        .filter_map(|(key, tagged)| {
+            let (tag, value) = tagged.as_object()?.iter().next()?;
+            let value = match tag.as_str() {
+                "text" => Value::Text(value.as_str()?.to_owned()),
+                "number" => Value::Number(value.as_str()?.to_owned()),
+                "date" => Value::Date(date_to_proto(value.as_str()?.parse().ok()?)),
+                "boolean" => Value::Boolean(value.as_bool()?),
+                "option" => Value::Option(value.as_str()?.to_owned()),
+                _ => return None,
+            };
+            Some(CustomFieldValue {
+                key: key.clone(),
+                value: Some(value),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn polish_nip_checksum() {
+        assert_eq!(normalize_tax_id("526-025-09-95"), Ok("PL5260250995".into()));
+        assert_eq!(
+            normalize_tax_id("PL 526 025 09 95"),
+            Ok("PL5260250995".into())
+        );
+        assert!(normalize_tax_id("5260250996").is_err());
+        assert!(normalize_tax_id("PL123").is_err());
+    }
+
+    #[test]
+    fn eu_vat_shape() {
+        assert_eq!(normalize_tax_id("de 123456789"), Ok("DE123456789".into()));
+        assert_eq!(
+            normalize_tax_id("FR12345678901"),
+            Ok("FR12345678901".into())
+        );
+        assert!(normalize_tax_id("US123456789").is_err());
+        assert!(normalize_tax_id("DE1234567890123").is_err());
+    }
+
+    #[test]
+    fn emails_and_phones() {
+        assert_eq!(
+            normalize_email(" Anna.Nowak@Example.PL "),
+            Some("anna.nowak@example.pl".into())
+        );
+        for bad in [
+            "anna",
+            "anna@",
+            "@example.pl",
+            "anna@example",
+            "an na@example.pl",
+            "a..b@x.pl",
+        ] {
+            assert_eq!(normalize_email(bad), None, "{bad}");
+        }
+        assert_eq!(
+            normalize_phone("+48 601-234-567"),
+            Some("+48601234567".into())
+        );
+        assert_eq!(
+            normalize_phone("(+48) 601 234 567"),
+            Some("+48601234567".into())
+        );
+        for bad in ["601234567", "+48", "+0601234567", "+48 601 abc 567"] {
+            assert_eq!(normalize_phone(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn contact_points_report_every_bad_entry() {
+        let points = [
+            ContactPoint {
+                kind: 1,
+                value: "x@".into(),
+                ..Default::default()
+            },
+            ContactPoint {
+                kind: 2,
+                value: "+48601234567".into(),
+                preferred: true,
+                ..Default::default()
+            },
+            ContactPoint {
+                kind: 2,
+                value: "+48601234568".into(),
+                preferred: true,
+                ..Default::default()
+            },
+            ContactPoint {
+                kind: 0,
+                value: "?".into(),
+                ..Default::default()
+            },
+        ];
+        let mut v = FieldViolations::new();
+        let ok = contacts(&points, "party.contact_points", &mut v);
+        assert_eq!(ok.len(), 2);
+        assert_eq!(
+            v.fields().collect::<Vec<_>>(),
+            [
+                "party.contact_points[0].value",
+                "party.contact_points[2].preferred",
+                "party.contact_points[3].kind"
+            ]
+        );
+    }
+
+    #[test]
+    fn custom_values_follow_their_definitions() {
+        let defs = [
+            CustomFieldDefinition {
+                key: "industry".into(),
+                r#type: CustomFieldType::Enum as i32,
+                options: vec!["retail".into(), "it".into()],
+                required: true,
+                ..Default::default()
+            },
+            CustomFieldDefinition {
+                key: "employees".into(),
+                r#type: CustomFieldType::Number as i32,
+                ..Default::default()
+            },
+        ];
+        let good = [
+            CustomFieldValue {
+                key: "industry".into(),
+                value: Some(Value::Option("it".into())),
+            },
+            CustomFieldValue {
+                key: "employees".into(),
+                value: Some(Value::Number("120".into())),
+            },
+        ];
+        let mut v = FieldViolations::new();
+        let stored = custom_values(&good, &defs, "party.custom_fields", &mut v);
+        assert!(v.is_empty(), "{v}");
+        let mut back = custom_values_to_proto(&stored);
+        back.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(back[0].value, Some(Value::Number("120".into())));
+
+        let bad = [
+            CustomFieldValue {
+                key: "employees".into(),
+                value: Some(Value::Number("1,5".into())),
+            },
+            CustomFieldValue {
+                key: "colour".into(),
+                value: Some(Value::Text("red".into())),
+            },
+        ];
+        let mut v = FieldViolations::new();
+        custom_values(&bad, &defs, "party.custom_fields", &mut v);
+        assert_eq!(
+            v.fields().collect::<Vec<_>>(),
+            [
+                "party.custom_fields[0].value",
+                "party.custom_fields[1].key",
+                "party.custom_fields"
+            ]
+        );
+    }
+}

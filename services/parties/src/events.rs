@@ -1,0 +1,23 @@
+//! The topics of the parties service. Payloads are the messages of `crm/parties/v1/events.proto`,
+//! written to the outbox in the transaction of the change they describe.
+
+use crm_kit::{outbox, store::Tx};
+use uuid::Uuid;
+
+/// Key: party id. PartyCreated, PartyUpdated, PartyArchived, PartiesMerged.
+pub const PARTY_TOPIC: &str = "crm.parties.party.v1";
+/// Key: person id. PersonCreated, PersonUpdated, EmploymentEnded.
+pub const PERSON_TOPIC: &str = "crm.parties.person.v1";
+pub const TOPICS: [&str; 2] = [PARTY_TOPIC, PERSON_TOPIC];
+
+pub async fn party<M: prost::Name>(tx: &mut Tx, party_id: Uuid, event: &M) -> sqlx::Result<()> {
+    outbox::enqueue(tx, PARTY_TOPIC, party_id, event)
+        .await
+        .map(drop)
+}
+
+pub async fn person<M: prost::Name>(tx: &mut Tx, person_id: Uuid, event: &M) -> sqlx::Result<()> {
+    outbox::enqueue(tx, PERSON_TOPIC, person_id, event)
+        .await
+        .map(drop)
+}

@@ -1,0 +1,30 @@
+//! The parties service (`crm.parties.v1`): the master file of counterparties — organizations and
+//! natural persons — their bases, the persons employed by organizations, contact points,
+//! addresses, custom fields, duplicate detection and merge.
+
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod service;
+pub mod store;
+
+use crm_kit::{app::Runtime, config::ServiceSpec};
+use crm_proto::crm::parties::v1::parties_service_server::{PartiesServiceServer, SERVICE_NAME};
+use sqlx::migrate::Migrator;
+use tonic::service::Routes;
+
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "parties",
+    default_port: 50051,
+};
+
+pub fn migrator() -> Migrator {
+    sqlx::migrate!("./migrations")
+}
+
+/// The gRPC routes of the service over the runtime's database, and the names health reports.
+pub fn routes(runtime: &Runtime) -> (Routes, Vec<&'static str>) {
+    let service = PartiesServiceServer::new(service::Parties::new(runtime.pool.clone()));
+    (Routes::new(service), vec![SERVICE_NAME])
+}

@@ -1,0 +1,230 @@
+//! One way to start a service, used by `main` and by the tests alike: configuration in, a bound
+//! port out, then [`Runtime::serve`] runs the gRPC server and the outbox relay until shutdown.
+
+use std::{net::SocketAddr, process::ExitCode, time::Duration};
+
+use sqlx::{PgPool, migrate::Migrator};
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+
+use crate::{
+    auth::Authenticator,
+    config::{Cli, Command, Config, Secret, ServiceSpec},
+    kafka::Kafka,
+    local::{LocalKafka, LocalPostgres},
+    outbox::Relay,
+    server::{ServeOptions, serve},
+    shutdown::{self, Shutdown},
+    store,
+    telemetry::Telemetry,
+};
+
+/// The HS256 secret of local runs and `dev-token` when none is configured. Never for production:
+/// a service with a configured database refuses to start without a real secret.
+const DEV_SECRET: &str = "crm-local-development-secret-not-for-production";
+
+/// A started service's shared parts: storage, broker, listener and authenticator.
+pub struct Runtime {
+    pub spec: ServiceSpec,
+    pub config: Config,
+    pub pool: PgPool,
+    pub kafka: Kafka,
+    listener: TcpListener,
+    authenticator: Authenticator,
+    _local: (Option<LocalPostgres>, Option<LocalKafka>),
+}
+
+impl Runtime {
+    /// Connects to PostgreSQL (or starts a private one), applies migrations when configured,
+    /// picks the broker (or starts the mock one with `topics`), and binds the gRPC port.
+    pub async fn start(
+        spec: ServiceSpec,
+        config: Config,
+        migrator: Migrator,
+        topics: &[&str],
+    ) -> anyhow::Result<Self> {
+        let (local_pg, url) = match &config.database.url {
+            Some(url) => (None, url.expose().to_owned()),
+            None => {
+                let (pg, url) = LocalPostgres::start(&config.database.local_dir, spec.name)?;
+                (Some(pg), url)
+            }
+        };
+        let secret = match (&config.auth.jwt_secret, &local_pg) {
+            (Some(secret), _) => secret.clone(),
+            (None, Some(_)) => Secret::new(DEV_SECRET),
+            (None, None) => anyhow::bail!(
+                "invalid configuration: auth.jwt_secret (set CRM__AUTH__JWT_SECRET) is required when CRM__DATABASE__URL is set"
+            ),
+        };
+        let authenticator = Authenticator::new(secret.expose(), &config.auth);
+
+        let pool = store::connect(&url, config.database.max_connections).await?;
+        if config.database.migrate_on_start || local_pg.is_some() {
+            store::migrate(&pool, migrator).await?;
+        }
+
+        let (local_kafka, brokers) = match &config.kafka.brokers {
+            Some(brokers) => (None, brokers.clone()),
+            None => {
+                let topics = topics.iter().map(|t| t.to_string()).collect();
+                let (kafka, brokers) = LocalKafka::start(topics, config.kafka.topic_partitions)?;
+                (Some(kafka), brokers)
+            }
+        };
+        let mut kafka = Kafka::new(brokers, &config.kafka);
+        if local_kafka.is_some() {
+            kafka.create_topics = false;
+        }
+
+        let listener = TcpListener::bind(config.grpc_listen()?).await?;
+        if local_pg.is_some() {
+            let token = authenticator.issue(
+                "local-developer",
+                &[
+                    &format!("{}.read", spec.name),
+                    &format!("{}.write", spec.name),
+                ],
+                Duration::from_secs(12 * 3600),
+            );
+            tracing::warn!(
+                token,
+                "local mode: a development bearer token valid for 12 hours"
+            );
+        }
+        Ok(Self {
+            spec,
+            config,
+            pool,
+            kafka,
+            listener,
+            authenticator,
+            _local: (local_pg, local_kafka),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves `routes` and relays the outbox to `topics` until `shutdown`; then drains calls in
+    /// flight and publishes what they committed before returning.
+    pub async fn serve(
+        self,
+        routes: Routes,
+        service_names: Vec<&'static str>,
+        topics: &[&str],
+        shutdown: Shutdown,
+    ) -> anyhow::Result<()> {
+        let relay = Relay::new(
+            self.pool.clone(),
+            self.kafka.clone(),
+            self.spec.name,
+            topics,
+        )?;
+        let relay = tokio::spawn(relay.run(shutdown.clone()));
+        tracing::info!(address = %self.local_addr(), service = self.spec.name, "serving gRPC");
+        let options = ServeOptions {
+            scope_prefix: self.spec.name,
+            service_names,
+            authenticator: self.authenticator,
+            concurrency_limit: self.config.grpc.concurrency_limit,
+            request_timeout: self.config.request_timeout(),
+        };
+        let served = serve(self.listener, routes, options, shutdown).await;
+        relay.await?;
+        self.pool.close().await;
+        Ok(served?)
+    }
+}
+
+/// What a service's `main` delegates to: the command line, telemetry, signals, exit codes.
+/// `routes` builds the service's gRPC routes and names from the started runtime.
+pub async fn main(
+    spec: ServiceSpec,
+    migrator: Migrator,
+    topics: &[&str],
+    routes: impl FnOnce(&Runtime) -> (Routes, Vec<&'static str>),
+) -> ExitCode {
+    let cli = match Cli::from_env() {
+        Ok(cli) => cli,
+        Err(message) => {
+            eprintln!("{message}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::load(spec, cli.config_file.as_ref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("crm-{}: {error}", spec.name);
+            return ExitCode::from(2);
+        }
+    };
+    if let Command::DevToken { subject, scopes } = &cli.command {
+        let secret = config
+            .auth
+            .jwt_secret
+            .clone()
+            .unwrap_or_else(|| Secret::new(DEV_SECRET));
+        let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+        let token = Authenticator::new(secret.expose(), &config.auth).issue(
+            subject,
+            &scopes,
+            Duration::from_secs(12 * 3600),
+        );
+        println!("{token}");
+        return ExitCode::SUCCESS;
+    }
+    let telemetry = match Telemetry::init(spec.name, &config.telemetry) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("crm-{}: {error:#}", spec.name);
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command {
+        Command::Migrate => migrate_only(&config, migrator).await,
+        _ => serve_until_signal(spec, config, migrator, topics, routes).await,
+    };
+    telemetry.shutdown();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "crm-{} stopped", spec.name);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate_only(config: &Config, migrator: Migrator) -> anyhow::Result<()> {
+    let url = config
+        .database
+        .url
+        .as_ref()
+        .ok_or_else(|| anyhow::anyhow!("migrate needs CRM__DATABASE__URL"))?;
+    let pool = store::connect(url.expose(), 1).await?;
+    store::migrate(&pool, migrator).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn serve_until_signal(
+    spec: ServiceSpec,
+    config: Config,
+    migrator: Migrator,
+    topics: &[&str],
+    routes: impl FnOnce(&Runtime) -> (Routes, Vec<&'static str>),
+) -> anyhow::Result<()> {
+    let runtime = Runtime::start(spec, config, migrator, topics).await?;
+    let (routes, names) = routes(&runtime);
+    let (trigger, shutdown) = shutdown::channel();
+    tokio::spawn(async move {
+        shutdown::os_signal().await;
+        trigger.trigger();
+        // Keep the trigger alive until the process exits: dropping it is also a shutdown.
+        std::future::pending::<()>().await;
+    });
+    runtime.serve(routes, names, topics, shutdown).await
+}

@@ -1,0 +1,405 @@
+//! Layered configuration: built-in defaults, then an optional TOML file (`--config FILE` or
+//! `CRM_CONFIG`), then environment variables `CRM__SECTION__KEY` (e.g. `CRM__GRPC__LISTEN`).
+//! Everything is validated once at start, and an error names the key to fix.
+
+use std::{fmt, net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::Deserialize;
+
+/// What a service tells the kit about itself.
+#[derive(Debug, Clone, Copy)]
+pub struct ServiceSpec {
+    /// Short name, e.g. `parties`: the JWT scope prefix, the CloudEvents source, the database name.
+    pub name: &'static str,
+    /// The gRPC port from the design's service table.
+    pub default_port: u16,
+}
+
+/// The settings every service shares.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub grpc: GrpcConfig,
+    pub database: DatabaseConfig,
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub auth: AuthConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct GrpcConfig {
+    /// `CRM__GRPC__LISTEN`: host:port to serve gRPC on. Default `0.0.0.0:<service port>`.
+    pub listen: String,
+    /// `CRM__GRPC__REQUEST_TIMEOUT_MS`: longest a call may run (a shorter client deadline wins). Default 10000.
+    pub request_timeout_ms: u64,
+    /// `CRM__GRPC__CONCURRENCY_LIMIT`: calls in flight before new ones are shed with UNAVAILABLE. Default 256.
+    pub concurrency_limit: usize,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseConfig {
+    /// `CRM__DATABASE__URL`: `postgres://…`. Unset: a private PostgreSQL is started under `local_dir`.
+    pub url: Option<Secret>,
+    /// `CRM__DATABASE__MAX_CONNECTIONS`: pool size. Default 10.
+    pub max_connections: u32,
+    /// `CRM__DATABASE__MIGRATE_ON_START`: apply pending migrations when serving. Default true.
+    pub migrate_on_start: bool,
+    /// `CRM__DATABASE__LOCAL_DIR`: where the private PostgreSQL keeps its data. Default `.crm-local`.
+    pub local_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct KafkaConfig {
+    /// `CRM__KAFKA__BROKERS`: comma-separated host:port list. Unset: librdkafka's in-process mock cluster.
+    pub brokers: Option<String>,
+    /// `CRM__KAFKA__CREATE_TOPICS`: create the service's topics at start if missing. Default true.
+    pub create_topics: bool,
+    /// `CRM__KAFKA__TOPIC_PARTITIONS`: partitions of topics the service creates. Default 6.
+    pub topic_partitions: i32,
+    /// `CRM__KAFKA__REPLICATION_FACTOR`: replication of topics the service creates. Default 1.
+    pub replication_factor: i32,
+    /// `CRM__KAFKA__MESSAGE_TIMEOUT_MS`: how long the producer retries one record before the relay
+    /// backs off and tries again. Default 30000.
+    pub message_timeout_ms: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthConfig {
+    /// `CRM__AUTH__JWT_SECRET`: HS256 key, at least 32 bytes. Required unless running locally.
+    pub jwt_secret: Option<Secret>,
+    /// `CRM__AUTH__ISSUER`: when set, tokens must carry this `iss`.
+    pub issuer: Option<String>,
+    /// `CRM__AUTH__AUDIENCE`: when set, tokens must carry this `aud`.
+    pub audience: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetryConfig {
+    /// `CRM__TELEMETRY__OTLP_ENDPOINT`: OTLP/gRPC collector, e.g. `http://otel-collector:4317`. Unset: no export.
+    pub otlp_endpoint: Option<String>,
+    /// `CRM__TELEMETRY__LOG_FORMAT`: `json` or `pretty`. Default `json`.
+    pub log_format: LogFormat,
+    /// `CRM__TELEMETRY__LOG_FILTER`: a `tracing` filter, e.g. `info,crm_parties=debug`. Default `info`.
+    pub log_filter: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// A value that must never reach a log: `Debug` prints `***`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+/// A configuration problem, naming the key (`grpc.listen`) and its variable (`CRM__GRPC__LISTEN`).
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn key(key: &str, problem: impl fmt::Display) -> Self {
+        let var = format!("CRM__{}", key.replace('.', "__").to_uppercase());
+        Self(format!("{key} (set {var}): {problem}"))
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` if given, then the environment, and validates the result.
+    pub fn load(spec: ServiceSpec, file: Option<&PathBuf>) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        for (key, value) in defaults(spec) {
+            builder = builder
+                .set_default(key, value)
+                .map_err(|e| ConfigError(e.to_string()))?;
+        }
+        if let Some(file) = file {
+            builder = builder.add_source(config::File::from(file.as_path()).required(true));
+        }
+        let config: Config = builder
+            .add_source(
+                config::Environment::with_prefix("CRM")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| ConfigError(e.to_string()))?;
+        config.normalized().validate()
+    }
+
+    /// Empty environment variables mean "unset", as they do to most shells' users.
+    fn normalized(mut self) -> Self {
+        self.database.url = self.database.url.filter(|url| !url.0.trim().is_empty());
+        self.kafka.brokers = self.kafka.brokers.filter(|b| !b.trim().is_empty());
+        self.auth.jwt_secret = self.auth.jwt_secret.filter(|s| !s.0.is_empty());
+        self.telemetry.otlp_endpoint = self
+            .telemetry
+            .otlp_endpoint
+            .filter(|e| !e.trim().is_empty());
+        self
+    }
+
+    fn validate(self) -> Result<Self, ConfigError> {
+        self.grpc_listen()?;
+        if self.grpc.concurrency_limit == 0 {
+            return Err(ConfigError::key(
+                "grpc.concurrency_limit",
+                "must be at least 1",
+            ));
+        }
+        if self.grpc.request_timeout_ms == 0 {
+            return Err(ConfigError::key(
+                "grpc.request_timeout_ms",
+                "must be at least 1",
+            ));
+        }
+        if let Some(url) = &self.database.url
+            && !(url.0.starts_with("postgres://") || url.0.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::key(
+                "database.url",
+                "must start with postgres://",
+            ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(ConfigError::key(
+                "database.max_connections",
+                "must be at least 1",
+            ));
+        }
+        if let Some(brokers) = &self.kafka.brokers
+            && brokers.split(',').any(|b| !b.trim().contains(':'))
+        {
+            return Err(ConfigError::key(
+                "kafka.brokers",
+                format!("{brokers:?} is not a comma-separated list of host:port"),
+            ));
+        }
+        if self.kafka.topic_partitions < 1 || self.kafka.replication_factor < 1 {
+            return Err(ConfigError::key(
+                "kafka.topic_partitions",
+                "partitions and replication_factor must be at least 1",
+            ));
+        }
+        if let Some(secret) = &self.auth.jwt_secret
+            && secret.0.len() < 32
+        {
+            return Err(ConfigError::key(
+                "auth.jwt_secret",
+                "must be at least 32 bytes long",
+            ));
+        }
+        if let Some(endpoint) = &self.telemetry.otlp_endpoint
+            && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+        {
+            return Err(ConfigError::key(
+                "telemetry.otlp_endpoint",
+                "must be an http:// or https:// URL",
+            ));
+        }
+        Ok(self)
+    }
+
+    pub fn grpc_listen(&self) -> Result<SocketAddr, ConfigError> {
+        self.grpc
+            .listen
+            .parse()
+            .map_err(|e| ConfigError::key("grpc.listen", format!("{:?}: {e}", self.grpc.listen)))
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.grpc.request_timeout_ms)
+    }
+}
+
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 12] {
+    [
+        (
+            "grpc.listen",
+            format!("0.0.0.0:{}", spec.default_port).into(),
+        ),
+        ("grpc.request_timeout_ms", 10_000.into()),
+        ("grpc.concurrency_limit", 256.into()),
+        ("database.max_connections", 10.into()),
+        ("database.migrate_on_start", true.into()),
+        ("database.local_dir", ".crm-local".into()),
+        ("kafka.create_topics", true.into()),
+        ("kafka.topic_partitions", 6.into()),
+        ("kafka.replication_factor", 1.into()),
+        ("kafka.message_timeout_ms", 30_000.into()),
+        ("telemetry.log_format", "json".into()),
+        ("telemetry.log_filter", "info".into()),
+    ]
+}
+
+/// What the binary was asked to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// Serve gRPC (the default).
+    Serve,
+    /// Apply pending migrations and exit (the Helm hook runs this).
+    Migrate,
+    /// Print a bearer token signed with the configured secret, for development.
+    DevToken {
+        subject: String,
+        scopes: Vec<String>,
+    },
+}
+
+/// The command line: `[--config FILE] [serve | migrate | dev-token [--subject S] [SCOPE…]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cli {
+    pub command: Command,
+    pub config_file: Option<PathBuf>,
+}
+
+impl Cli {
+    pub fn from_env() -> Result<Self, String> {
+        Self::parse(
+            std::env::args().skip(1),
+            std::env::var_os("CRM_CONFIG").map(PathBuf::from),
+        )
+    }
+
+    fn parse(
+        args: impl IntoIterator<Item = String>,
+        config_env: Option<PathBuf>,
+    ) -> Result<Self, String> {
+        let mut args = args.into_iter();
+        let mut config_file = config_env;
+        let mut command = None;
+        let mut subject = "dev".to_owned();
+        let mut scopes = Vec::new();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--config" => {
+                    config_file = Some(args.next().ok_or("--config needs a file")?.into());
+                }
+                "--subject" => subject = args.next().ok_or("--subject needs a value")?,
+                "serve" if command.is_none() => command = Some("serve"),
+                "migrate" if command.is_none() => command = Some("migrate"),
+                "dev-token" if command.is_none() => command = Some("dev-token"),
+                scope if command == Some("dev-token") && !scope.starts_with('-') => {
+                    scopes.push(scope.to_owned())
+                }
+                other => {
+                    return Err(format!(
+                        "unexpected argument {other:?}\nusage: [--config FILE] [serve | migrate | dev-token [--subject S] [SCOPE...]]"
+                    ));
+                }
+            }
+        }
+        let command = match command {
+            None | Some("serve") => Command::Serve,
+            Some("migrate") => Command::Migrate,
+            _ => Command::DevToken { subject, scopes },
+        };
+        Ok(Self {
+            command,
+            config_file,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SPEC: ServiceSpec = ServiceSpec {
+        name: "parties",
+        default_port: 50051,
+    };
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn cli_defaults_to_serve_and_reads_config_from_env() {
+        let cli = Cli::parse(args(&[]), Some("/etc/crm.toml".into())).unwrap();
+        assert_eq!(cli.command, Command::Serve);
+        assert_eq!(cli.config_file, Some(PathBuf::from("/etc/crm.toml")));
+    }
+
+    #[test]
+    fn cli_parses_migrate_and_dev_token() {
+        let cli = Cli::parse(args(&["--config", "a.toml", "migrate"]), None).unwrap();
+        assert_eq!(cli.command, Command::Migrate);
+        assert_eq!(cli.config_file, Some(PathBuf::from("a.toml")));
+
+        let cli = Cli::parse(
+            args(&[
+                "dev-token",
+                "--subject",
+                "alice",
+                "parties.read",
+                "parties.write",
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            cli.command,
+            Command::DevToken {
+                subject: "alice".into(),
+                scopes: vec!["parties.read".into(), "parties.write".into()],
+            }
+        );
+        assert!(Cli::parse(args(&["serve", "extra"]), None).is_err());
+    }
+
+    #[test]
+    fn file_values_are_validated_with_the_key_named() {
+        let dir = std::env::temp_dir().join(format!("crm-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("bad.toml");
+
+        std::fs::write(&file, "[grpc]\nlisten = \"not-an-address\"\n").unwrap();
+        let err = Config::load(SPEC, Some(&file)).unwrap_err().to_string();
+        assert!(
+            err.contains("grpc.listen") && err.contains("CRM__GRPC__LISTEN"),
+            "{err}"
+        );
+
+        std::fs::write(&file, "[auth]\njwt_secret = \"short\"\n").unwrap();
+        let err = Config::load(SPEC, Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("auth.jwt_secret"), "{err}");
+
+        std::fs::write(&file, "[database]\nurl = \"mysql://x\"\n").unwrap();
+        let err = Config::load(SPEC, Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("database.url"), "{err}");
+
+        std::fs::write(&file, "[grpc]\nlisten = \"127.0.0.1:7000\"\n").unwrap();
+        let config = Config::load(SPEC, Some(&file)).unwrap();
+        assert_eq!(config.grpc_listen().unwrap().port(), 7000);
+        assert_eq!(config.grpc.concurrency_limit, 256);
+        assert_eq!(config.telemetry.log_format, LogFormat::Json);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        assert_eq!(format!("{:?}", Secret::new("hunter2")), "***");
+    }
+}

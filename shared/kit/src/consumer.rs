@@ -1,0 +1,286 @@
+//! Idempotent Kafka consumers: each event is applied at most once per consumer (an inbox row in
+//! the transaction of its effect), retried a bounded number of times, and parked on a dead-letter
+//! topic `<topic>.dlq` when it cannot be applied, so one bad message never blocks its partition.
+//! Offsets are committed only after the effect has committed.
+
+use std::{future::Future, time::Duration};
+
+use rdkafka::{
+    Message,
+    consumer::{CommitMode, Consumer, StreamConsumer},
+    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+use sqlx::PgPool;
+use tracing::{Instrument, field::Empty};
+
+use crate::{
+    kafka::Kafka,
+    outbox::Backoff,
+    shutdown::Shutdown,
+    store::Tx,
+    telemetry::{adopt_parent, extract},
+};
+use opentelemetry::trace::TraceContextExt;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// An event as a handler sees it.
+#[derive(Debug, Clone)]
+pub struct Event {
+    /// CloudEvents `ce_id`; `topic/partition/offset` for records without one.
+    pub id: String,
+    /// CloudEvents `ce_type`, e.g. `crm.parties.v1.PartyCreated`; empty when absent.
+    pub event_type: String,
+    pub topic: String,
+    pub key: Option<String>,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Worth retrying (a dependency was down): retried, then dead-lettered.
+    #[error("transient: {0:#}")]
+    Retry(anyhow::Error),
+    /// Will never succeed (undecodable, violates a rule): dead-lettered at once.
+    #[error("permanent: {0:#}")]
+    Reject(anyhow::Error),
+}
+
+/// Applies one event inside the transaction that also records it as processed.
+pub trait Handler: Send + Sync + 'static {
+    fn handle<'a>(
+        &'a self,
+        tx: &'a mut Tx,
+        event: &'a Event,
+    ) -> impl Future<Output = Result<(), HandleError>> + Send + 'a;
+}
+
+pub struct ConsumerOptions {
+    /// The consumer group, and the inbox's consumer name.
+    pub name: String,
+    pub topics: Vec<String>,
+    /// Attempts before a transient failure is dead-lettered.
+    pub max_attempts: u32,
+    pub retry_delay: Duration,
+}
+
+pub fn dead_letter_topic(topic: &str) -> String {
+    format!("{topic}.dlq")
+}
+
+/// Consumes until `shutdown`, one event at a time per consumer (order within a partition holds).
+pub async fn run<H: Handler>(
+    pool: PgPool,
+    kafka: Kafka,
+    options: ConsumerOptions,
+    handler: H,
+    shutdown: Shutdown,
+) -> anyhow::Result<()> {
+    let mut provision: Vec<String> = options.topics.clone();
+    provision.extend(options.topics.iter().map(|t| dead_letter_topic(t)));
+    kafka.ensure_topics(&provision).await?;
+
+    let consumer: StreamConsumer = kafka
+        .client_config()
+        .set("group.id", &options.name)
+        .set("enable.auto.commit", "false")
+        .set("auto.offset.reset", "earliest")
+        .create()?;
+    let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+    consumer.subscribe(&topics)?;
+    let dead_letters = kafka.producer()?;
+
+    loop {
+        let message = tokio::select! {
+            message = consumer.recv() => message,
+            _ = shutdown.clone().wait() => return Ok(()),
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, consumer = %options.name, "receiving from Kafka failed");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let event = to_event(&message);
+        let span = tracing::info_span!(
+            "consumer.process",
+            otel.name = %format!("{} process", event.topic),
+            otel.kind = "consumer",
+            otel.status_code = Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %event.topic,
+            messaging.consumer.group.name = %options.name,
+            messaging.message.id = %event.id,
+            messaging.kafka.offset = message.offset(),
+            trace_id = Empty,
+        );
+        let producer_context = message
+            .headers()
+            .map(|headers| extract(&HeaderList(headers)))
+            .unwrap_or_default();
+        span.add_link(producer_context.span().span_context().clone());
+        adopt_parent(&span, producer_context);
+
+        process(
+            &pool,
+            &options,
+            &handler,
+            &dead_letters,
+            &message,
+            &event,
+            &shutdown,
+        )
+        .instrument(span)
+        .await;
+        if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
+            // The inbox makes the redelivery this may cause harmless.
+            tracing::warn!(%error, "committing the offset failed");
+        }
+    }
+}
+
+async fn process<H: Handler>(
+    pool: &PgPool,
+    options: &ConsumerOptions,
+    handler: &H,
+    dead_letters: &FutureProducer,
+    message: &BorrowedMessage<'_>,
+    event: &Event,
+    shutdown: &Shutdown,
+) {
+    let mut attempt = 0;
+    let failure = loop {
+        attempt += 1;
+        match apply(pool, &options.name, handler, event).await {
+            Ok(()) => return,
+            Err(HandleError::Retry(error)) if attempt < options.max_attempts => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    attempt,
+                    "handling failed; retrying"
+                );
+                tokio::time::sleep(options.retry_delay * attempt).await;
+            }
+            Err(error) => break error,
+        }
+    };
+    tracing::error!(error = %failure, attempt, "event dead-lettered");
+    tracing::Span::current().record("otel.status_code", "ERROR");
+
+    let mut headers = message
+        .headers()
+        .map(|h| h.detach())
+        .unwrap_or_else(OwnedHeaders::new);
+    let reason = failure.to_string();
+    let attempts = attempt.to_string();
+    for (key, value) in [
+        ("crm_dlq_consumer", options.name.as_str()),
+        ("crm_dlq_error", reason.as_str()),
+        ("crm_dlq_attempts", attempts.as_str()),
+    ] {
+        headers = headers.insert(Header {
+            key,
+            value: Some(value),
+        });
+    }
+    let topic = dead_letter_topic(&event.topic);
+    let mut backoff = Backoff::default();
+    // Never drop an event: keep trying the dead-letter topic until it takes it or we stop.
+    while !shutdown.is_triggered() {
+        let mut record = FutureRecord::to(&topic)
+            .payload(&event.payload)
+            .headers(headers.clone());
+        if let Some(key) = &event.key {
+            record = record.key(key);
+        }
+        match dead_letters.send(record, Duration::from_secs(10)).await {
+            Ok(_) => return,
+            Err((error, _)) => {
+                tracing::warn!(%error, "writing to the dead-letter topic failed; retrying");
+                tokio::time::sleep(backoff.next()).await;
+            }
+        }
+    }
+}
+
+/// One transaction: the inbox row, then the handler's effect. A duplicate finds the row and stops.
+async fn apply<H: Handler>(
+    pool: &PgPool,
+    consumer: &str,
+    handler: &H,
+    event: &Event,
+) -> Result<(), HandleError> {
+    let mut tx = pool
+        .begin()
+        .await
+        .map_err(|e| HandleError::Retry(e.into()))?;
+    let fresh = sqlx::query(
+        "INSERT INTO crm_inbox (consumer, event_id, topic) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(&event.id)
+    .bind(&event.topic)
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| HandleError::Retry(e.into()))?
+    .rows_affected()
+        == 1;
+    if !fresh {
+        tracing::info!("event already processed; skipped");
+        return Ok(());
+    }
+    handler.handle(&mut tx, event).await?;
+    tx.commit().await.map_err(|e| HandleError::Retry(e.into()))
+}
+
+fn to_event(message: &BorrowedMessage<'_>) -> Event {
+    let header = |name: &str| -> Option<String> {
+        message
+            .headers()?
+            .iter()
+            .find(|h| h.key == name)
+            .and_then(|h| {
+                h.value
+                    .and_then(|v| std::str::from_utf8(v).ok())
+                    .map(str::to_owned)
+            })
+    };
+    Event {
+        id: header("ce_id").unwrap_or_else(|| {
+            format!(
+                "{}/{}/{}",
+                message.topic(),
+                message.partition(),
+                message.offset()
+            )
+        }),
+        event_type: header("ce_type").unwrap_or_default(),
+        topic: message.topic().to_owned(),
+        key: message
+            .key()
+            .and_then(|k| std::str::from_utf8(k).ok())
+            .map(str::to_owned),
+        payload: message.payload().unwrap_or_default().to_vec(),
+    }
+}
+
+/// Kafka record headers as a trace-context source.
+struct HeaderList<'a>(&'a rdkafka::message::BorrowedHeaders);
+
+impl opentelemetry::propagation::Extractor for HeaderList<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|h| h.key == key)
+            .and_then(|h| h.value)
+            .and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|h| h.key).collect()
+    }
+}

@@ -1,0 +1,168 @@
+//! Canonical gRPC errors with `google.rpc` details. A service keeps one error enum and maps it to
+//! [`tonic::Status`] in one place with these builders, so every service answers alike.
+
+use std::error::Error as StdError;
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// `ErrorInfo.domain` for every error of the suite.
+const DOMAIN: &str = "crm";
+
+/// Every problem with a request's fields, collected before answering so the caller can fix them
+/// all at once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldViolations(Vec<(String, String)>);
+
+impl FieldViolations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push((field.into(), description.into()));
+    }
+
+    /// Adds the violation unless `ok` holds.
+    pub fn check(&mut self, ok: bool, field: impl Into<String>, description: impl Into<String>) {
+        if !ok {
+            self.add(field, description);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|(field, _)| field.as_str())
+    }
+
+    /// `Ok(())` when there were no violations.
+    pub fn finish(self) -> Result<(), FieldViolations> {
+        if self.0.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+impl std::fmt::Display for FieldViolations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let list: Vec<String> = self
+            .0
+            .iter()
+            .map(|(field, d)| format!("{field}: {d}"))
+            .collect();
+        write!(f, "{}", list.join("; "))
+    }
+}
+
+/// INVALID_ARGUMENT with a `BadRequest` naming every bad field.
+pub fn invalid_argument(violations: &FieldViolations) -> Status {
+    let mut details = ErrorDetails::new();
+    for (field, description) in &violations.0 {
+        details.add_bad_request_violation(field.clone(), description.clone());
+    }
+    details.set_error_info("INVALID_ARGUMENT", DOMAIN, []);
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid request: {violations}"),
+        details,
+    )
+}
+
+/// NOT_FOUND with a `ResourceInfo` naming the resource type and id.
+pub fn not_found(resource_type: &str, id: &str) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_resource_info(
+        resource_type,
+        id,
+        "",
+        format!("{resource_type} {id} does not exist"),
+    );
+    details.set_error_info(
+        format!("{}_NOT_FOUND", upper_snake(resource_type)),
+        DOMAIN,
+        [],
+    );
+    Status::with_error_details(
+        Code::NotFound,
+        format!("{resource_type} {id} not found"),
+        details,
+    )
+}
+
+/// A business-rule error with an UPPER_SNAKE `reason` callers can branch on
+/// (ALREADY_EXISTS, ABORTED, FAILED_PRECONDITION).
+pub fn with_reason(code: Code, reason: &str, message: impl Into<String>) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, DOMAIN, []);
+    Status::with_error_details(code, message, details)
+}
+
+/// INTERNAL: logged with its whole cause chain, shown to the caller only as an opaque failure.
+pub fn internal(error: &(dyn StdError + 'static)) -> Status {
+    let mut chain = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    tracing::error!(error = %chain, "internal error");
+    Status::internal("internal error; the service logged the details")
+}
+
+fn upper_snake(name: &str) -> String {
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            out.push('_');
+        }
+        out.push(c.to_ascii_uppercase());
+    }
+    out.replace([' ', '-'], "_")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn invalid_argument_lists_every_field() {
+        let mut v = FieldViolations::new();
+        v.check(false, "party.display_name", "must not be empty");
+        v.check(true, "party.kind", "never added");
+        v.add("party.tax_id", "bad checksum");
+        let status = invalid_argument(&v);
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields: Vec<String> = status
+            .get_details_bad_request()
+            .unwrap()
+            .field_violations
+            .into_iter()
+            .map(|fv| fv.field)
+            .collect();
+        assert_eq!(fields, ["party.display_name", "party.tax_id"]);
+    }
+
+    #[test]
+    fn not_found_names_the_resource() {
+        let status = not_found("Party", "0190");
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(
+            status.get_details_error_info().unwrap().reason,
+            "PARTY_NOT_FOUND"
+        );
+        assert_eq!(
+            status.get_details_resource_info().unwrap().resource_name,
+            "0190"
+        );
+    }
+
+    #[test]
+    fn internal_errors_do_not_leak() {
+        let io = std::io::Error::other("relation \"parties\" does not exist");
+        let status = internal(&io);
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("relation"));
+    }
+}

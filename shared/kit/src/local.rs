@@ -1,0 +1,228 @@
+//! Running a service with no configuration: a private PostgreSQL cluster started from the
+//! machine's PostgreSQL binaries, and librdkafka's in-process mock cluster as the broker. For
+//! evaluation and development only; the log says so loudly.
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    sync::mpsc,
+    thread,
+};
+
+use anyhow::{Context as _, bail};
+use rdkafka::mocking::MockCluster;
+
+/// The private cluster's port: away from a system PostgreSQL on 5432.
+const PORT: u16 = 54320;
+
+/// A PostgreSQL cluster under a data directory, stopped when dropped.
+pub struct LocalPostgres {
+    pg_ctl: PathBuf,
+    data_dir: PathBuf,
+}
+
+impl LocalPostgres {
+    /// Starts (initialising it the first time) the cluster under `dir/postgres` and creates the
+    /// database `crm_<service>`; returns it with the database URL.
+    pub fn start(dir: &Path, service: &str) -> anyhow::Result<(Self, String)> {
+        let bin = postgres_bin_dir()?;
+        let dir = std::path::absolute(dir)?;
+        let data_dir = dir.join("postgres");
+        std::fs::create_dir_all(&data_dir)?;
+        let as_root = is_root();
+        if as_root {
+            // initdb and postgres refuse to run as root: the cluster belongs to `postgres`.
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data_dir))?;
+        }
+        let postgres_cmd = |program: &str| {
+            let path = bin.join(program);
+            if as_root {
+                let mut cmd = Command::new("runuser");
+                cmd.args(["-u", "postgres", "--"]).arg(path);
+                cmd
+            } else {
+                Command::new(path)
+            }
+        };
+        if !data_dir.join("PG_VERSION").exists() {
+            tracing::info!(dir = %data_dir.display(), "initialising a private PostgreSQL cluster");
+            run(postgres_cmd("initdb")
+                .args([
+                    "--auth=trust",
+                    "--username=postgres",
+                    "--encoding=UTF8",
+                    "-D",
+                ])
+                .arg(&data_dir))?;
+        }
+        let running = postgres_cmd("pg_ctl")
+            .arg("status")
+            .arg("-D")
+            .arg(&data_dir)
+            .output()?
+            .status
+            .success();
+        if !running {
+            let options = format!(
+                "-p {PORT} -k {} -c listen_addresses=127.0.0.1",
+                data_dir.display()
+            );
+            run(postgres_cmd("pg_ctl")
+                .args(["-w", "-D"])
+                .arg(&data_dir)
+                .args(["-o", &options, "-l"])
+                .arg(data_dir.join("server.log"))
+                .arg("start"))?;
+        }
+        let database = format!("crm_{service}");
+        let exists = Command::new(bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &PORT.to_string(),
+                "-U",
+                "postgres",
+                "-tAc",
+            ])
+            .arg(format!(
+                "SELECT 1 FROM pg_database WHERE datname = '{database}'"
+            ))
+            .output()?;
+        if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
+            run(Command::new(bin.join("createdb"))
+                .args(["-h", "127.0.0.1", "-p", &PORT.to_string(), "-U", "postgres"])
+                .arg(&database))?;
+        }
+        let url = format!("postgres://postgres@127.0.0.1:{PORT}/{database}");
+        tracing::warn!(%url, data_dir = %data_dir.display(),
+            "CRM__DATABASE__URL is not set: using a private PostgreSQL cluster for local use only");
+        Ok((
+            Self {
+                pg_ctl: bin.join("pg_ctl"),
+                data_dir,
+            },
+            url,
+        ))
+    }
+}
+
+impl Drop for LocalPostgres {
+    fn drop(&mut self) {
+        let mut cmd = if is_root() {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", "postgres", "--"]).arg(&self.pg_ctl);
+            cmd
+        } else {
+            Command::new(&self.pg_ctl)
+        };
+        let _ = cmd
+            .args(["-m", "fast", "-D"])
+            .arg(&self.data_dir)
+            .arg("stop")
+            .output();
+    }
+}
+
+/// librdkafka's in-process mock broker, living on a thread of its own (it is not `Send`).
+pub struct LocalKafka {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl LocalKafka {
+    /// Starts the mock cluster with `topics` created; returns it with its bootstrap servers.
+    pub fn start(topics: Vec<String>, partitions: i32) -> anyhow::Result<(Self, String)> {
+        let (ready_tx, ready_rx) = mpsc::channel();
+        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let thread = thread::spawn(move || {
+            let cluster = match MockCluster::new(1) {
+                Ok(cluster) => cluster,
+                Err(e) => {
+                    let _ =
+                        ready_tx.send(Err(anyhow::anyhow!("starting the mock Kafka cluster: {e}")));
+                    return;
+                }
+            };
+            // The mock cluster's admin API never answers create_topics: create them directly.
+            for topic in &topics {
+                if let Err(e) = cluster.create_topic(topic, partitions, 1) {
+                    let _ = ready_tx.send(Err(anyhow::anyhow!("creating mock topic {topic}: {e}")));
+                    return;
+                }
+            }
+            let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
+            let _ = stop_rx.recv();
+        });
+        let brokers = ready_rx.recv().context("the mock Kafka thread died")??;
+        tracing::warn!(%brokers,
+            "CRM__KAFKA__BROKERS is not set: using librdkafka's in-process mock cluster; events stay in this process");
+        Ok((
+            Self {
+                stop: Some(stop_tx),
+                thread: Some(thread),
+            },
+            brokers,
+        ))
+    }
+}
+
+impl Drop for LocalKafka {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// The newest installed PostgreSQL's binaries (Debian keeps them off the PATH).
+fn postgres_bin_dir() -> anyhow::Result<PathBuf> {
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output()
+        && out.status.success()
+    {
+        let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        if dir.join("initdb").exists() {
+            return Ok(dir);
+        }
+    }
+    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    versions.sort();
+    match versions
+        .into_iter()
+        .rev()
+        .find(|bin| bin.join("initdb").exists())
+    {
+        Some(bin) => Ok(bin),
+        None => bail!(
+            "no PostgreSQL server binaries (initdb) found: install PostgreSQL (e.g. apt-get install postgresql) or set CRM__DATABASE__URL"
+        ),
+    }
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let output = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !output.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,258 @@
+//! The transactional outbox: a service writes its events with [`enqueue`] in the transaction of the
+//! state change, and the [`Relay`] publishes them to Kafka in order, so a committed change is never
+//! without its event and a crash never loses one.
+//!
+//! Records: key = aggregate id, value = the protobuf event, CloudEvents binary-mode headers
+//! (`ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time`, `ce_subject`, `content-type`) and
+//! the W3C `traceparent`/`tracestate` of the PRODUCER span, a child of the span that wrote the row.
+
+use std::{collections::HashMap, time::Duration};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord, Producer},
+};
+use sqlx::{Connection, PgConnection, PgPool, postgres::PgListener};
+use tracing::{Instrument, Span, field::Empty};
+use uuid::Uuid;
+
+use crate::{
+    kafka::Kafka,
+    shutdown::Shutdown,
+    store::Tx,
+    telemetry::{adopt_parent, extract, trace_headers},
+};
+
+const NOTIFY_CHANNEL: &str = "crm_outbox";
+const BATCH: i64 = 500;
+/// Any value works as long as every replica of a service uses the same one on its own database.
+const RELAY_LOCK: i64 = 0x6372_6d5f_6f75_7462; // "crm_outb"
+
+/// Adds `event` to the outbox inside `tx`. Its CloudEvents type is the message's full proto name.
+pub async fn enqueue<M: prost::Name>(
+    tx: &mut Tx,
+    topic: &str,
+    key: impl ToString,
+    event: &M,
+) -> Result<Uuid, sqlx::Error> {
+    let event_id = Uuid::now_v7();
+    let headers = serde_json::to_value(trace_headers(&Span::current())).unwrap_or_default();
+    sqlx::query(
+        "INSERT INTO crm_outbox (event_id, topic, key, event_type, payload, trace_headers)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(event_id)
+    .bind(topic)
+    .bind(key.to_string())
+    .bind(M::full_name())
+    .bind(event.encode_to_vec())
+    .bind(headers)
+    .execute(&mut **tx)
+    .await?;
+    // Delivered at commit: wakes the relay without polling.
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(event_id)
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    id: i64,
+    event_id: Uuid,
+    topic: String,
+    key: String,
+    event_type: String,
+    payload: Vec<u8>,
+    trace_headers: sqlx::types::Json<HashMap<String, String>>,
+    created_at: DateTime<Utc>,
+}
+
+/// Publishes the outbox. With several replicas only the one holding the relay's advisory lock
+/// publishes, so events of one aggregate keep their order.
+pub struct Relay {
+    pool: PgPool,
+    kafka: Kafka,
+    producer: FutureProducer,
+    /// CloudEvents `source`, e.g. `/crm/parties`.
+    source: String,
+    topics: Vec<String>,
+}
+
+impl Relay {
+    pub fn new(pool: PgPool, kafka: Kafka, service: &str, topics: &[&str]) -> anyhow::Result<Self> {
+        Ok(Self {
+            producer: kafka.producer()?,
+            pool,
+            kafka,
+            source: format!("/crm/{service}"),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+        })
+    }
+
+    /// Runs until `shutdown`, then waits for records in flight to be delivered.
+    pub async fn run(self, shutdown: Shutdown) {
+        let mut backoff = Backoff::default();
+        while !shutdown.is_triggered() {
+            if let Err(error) = self.lead(&shutdown).await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "outbox relay interrupted; retrying"
+                );
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff.next()) => {}
+                    _ = shutdown.clone().wait() => {}
+                }
+            } else {
+                backoff = Backoff::default();
+            }
+        }
+        let _ = self.producer.flush(Duration::from_secs(5));
+    }
+
+    /// Takes the relay lock on a connection of its own (released if the process dies), then
+    /// publishes until shutdown or an error.
+    async fn lead(&self, shutdown: &Shutdown) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?.detach();
+        loop {
+            let (locked,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+                .bind(RELAY_LOCK)
+                .fetch_one(&mut conn)
+                .await?;
+            if locked {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = shutdown.clone().wait() => return Ok(()),
+            }
+        }
+        tracing::info!("outbox relay is publishing");
+        self.kafka.ensure_topics(&self.topics).await?;
+        let mut listener = PgListener::connect_with(&self.pool).await?;
+        listener.listen(NOTIFY_CHANNEL).await?;
+        loop {
+            let published = self.publish_batch(&mut conn).await?;
+            if published as i64 == BATCH {
+                continue;
+            }
+            tokio::select! {
+                _ = listener.recv() => {}
+                // A notification can be missed while reconnecting; a slow poll covers it.
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.clone().wait() => break,
+            }
+        }
+        // Publish what committed before shutdown, then let go of the lock.
+        self.publish_batch(&mut conn).await?;
+        conn.close().await?;
+        Ok(())
+    }
+
+    /// Publishes the oldest unpublished events in order; marks the ones Kafka acknowledged.
+    async fn publish_batch(&self, conn: &mut PgConnection) -> anyhow::Result<usize> {
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT id, event_id, topic, key, event_type, payload, trace_headers, created_at
+             FROM crm_outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
+        )
+        .bind(BATCH)
+        .fetch_all(&mut *conn)
+        .await?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let span = tracing::info_span!(
+                "outbox.publish",
+                otel.name = %format!("{} publish", row.topic),
+                otel.kind = "producer",
+                otel.status_code = Empty,
+                messaging.system = "kafka",
+                messaging.operation.type = "send",
+                messaging.destination.name = %row.topic,
+                messaging.message.id = %row.event_id,
+                messaging.kafka.message.key = %row.key,
+                trace_id = Empty,
+            );
+            adopt_parent(&span, extract(&row.trace_headers.0));
+            let mut headers = OwnedHeaders::new();
+            let time = row.created_at.to_rfc3339_opts(SecondsFormat::Micros, true);
+            let event_id = row.event_id.to_string();
+            let ce = [
+                ("ce_specversion", "1.0"),
+                ("ce_id", event_id.as_str()),
+                ("ce_source", self.source.as_str()),
+                ("ce_type", row.event_type.as_str()),
+                ("ce_time", time.as_str()),
+                ("ce_subject", row.key.as_str()),
+                ("content-type", "application/protobuf"),
+            ];
+            for (key, value) in ce {
+                headers = headers.insert(Header {
+                    key,
+                    value: Some(value),
+                });
+            }
+            for (key, value) in trace_headers(&span) {
+                headers = headers.insert(Header {
+                    key: &key,
+                    value: Some(&value),
+                });
+            }
+            let record = FutureRecord::to(&row.topic)
+                .key(&row.key)
+                .payload(&row.payload)
+                .headers(headers);
+            // Enqueued one by one in id order; librdkafka keeps that order per partition.
+            match self.producer.send_result(record) {
+                Ok(delivery) => deliveries.push((row.id, delivery, span)),
+                Err((error, _)) => {
+                    tracing::warn!(%error, "producer queue refused a record; retrying later");
+                    break;
+                }
+            }
+        }
+
+        let mut acknowledged = Vec::new();
+        let mut failure = None;
+        for (id, delivery, span) in deliveries {
+            let result = delivery.instrument(span.clone()).await;
+            match result {
+                Ok(Ok(_)) if failure.is_none() => acknowledged.push(id),
+                Ok(Ok(_)) => {}
+                Ok(Err((error, _))) => {
+                    span.record("otel.status_code", "ERROR");
+                    failure.get_or_insert_with(|| error.to_string());
+                }
+                Err(_) => {
+                    failure.get_or_insert_with(|| "the producer was dropped".to_owned());
+                }
+            }
+        }
+        sqlx::query("UPDATE crm_outbox SET published_at = now() WHERE id = ANY($1)")
+            .bind(&acknowledged)
+            .execute(&mut *conn)
+            .await?;
+        if let Some(error) = failure {
+            // A broker that lost its topics (restarted without storage) gets them back.
+            self.kafka.ensure_topics(&self.topics).await?;
+            anyhow::bail!("publishing to Kafka failed: {error}");
+        }
+        Ok(acknowledged.len())
+    }
+}
+
+/// Exponential backoff from 100 ms to 10 s.
+#[derive(Default)]
+pub struct Backoff(u32);
+
+impl Backoff {
+    pub fn next(&mut self) -> Duration {
+        let delay = Duration::from_millis(100) * 2u32.saturating_pow(self.0);
+        self.0 = (self.0 + 1).min(7);
+        delay.min(Duration::from_secs(10))
+    }
+}

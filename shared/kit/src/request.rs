@@ -1,0 +1,82 @@
+//! Small conversions every gRPC handler needs: who is calling, ids and times in proto form.
+
+use chrono::{DateTime, Utc};
+use crm_proto::crm::common::v1::AuditInfo;
+use uuid::Uuid;
+
+use crate::{auth::Caller, error::FieldViolations};
+
+/// The authenticated subject of the call (set by the server's gate), for audit fields.
+pub fn subject<T>(request: &tonic::Request<T>) -> String {
+    request
+        .extensions()
+        .get::<Caller>()
+        .map_or_else(|| "anonymous".to_owned(), |caller| caller.subject.clone())
+}
+
+/// Parses a required UUID field, recording a violation naming `field` otherwise.
+pub fn uuid(value: &str, field: &str, violations: &mut FieldViolations) -> Uuid {
+    match Uuid::parse_str(value.trim()) {
+        Ok(id) => id,
+        Err(_) if value.trim().is_empty() => {
+            violations.add(field, "is required");
+            Uuid::nil()
+        }
+        Err(_) => {
+            violations.add(field, "is not a UUID");
+            Uuid::nil()
+        }
+    }
+}
+
+/// Parses an optional UUID field: empty means `None`.
+pub fn optional_uuid(value: &str, field: &str, violations: &mut FieldViolations) -> Option<Uuid> {
+    (!value.trim().is_empty()).then(|| uuid(value, field, violations))
+}
+
+pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub fn audit(
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    created_by: &str,
+    updated_by: &str,
+) -> AuditInfo {
+    AuditInfo {
+        create_time: Some(timestamp(created_at)),
+        update_time: Some(timestamp(updated_at)),
+        created_by: created_by.to_owned(),
+        updated_by: updated_by.to_owned(),
+    }
+}
+
+/// Checks a field mask against the paths a resource allows; an empty mask is an error too.
+pub fn mask_paths<'a>(
+    mask: Option<&'a prost_types::FieldMask>,
+    allowed: &[&str],
+    violations: &mut FieldViolations,
+) -> Vec<&'a str> {
+    let paths: Vec<&str> = mask
+        .map(|m| m.paths.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    if paths.is_empty() {
+        violations.add("update_mask", "must name at least one field to update");
+    }
+    for path in &paths {
+        if !allowed.contains(path) {
+            violations.add(
+                "update_mask",
+                format!(
+                    "{path:?} cannot be updated; allowed: {}",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    paths
+}

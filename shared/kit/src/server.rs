@@ -1,0 +1,248 @@
+//! The gRPC server every service runs: its routes plus health and reflection, behind one gate that
+//! traces, authenticates and sheds load, with graceful shutdown.
+
+use std::{
+    convert::Infallible,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
+
+use futures::future::{self, Either, Ready};
+use http::{Request, Response};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{body::Body, service::Routes};
+use tonic_health::ServingStatus;
+use tower::{Layer, Service};
+use tracing::{Instrument, field::Empty};
+
+use crate::{
+    auth::{Authenticator, required_scope},
+    shutdown::Shutdown,
+    telemetry::{HeaderSource, adopt_parent, extract},
+};
+
+/// How a service's server is set up; everything else is the same for all services.
+pub struct ServeOptions {
+    /// Scope prefix: calls need `<scope_prefix>.read` or `.write`.
+    pub scope_prefix: &'static str,
+    /// Fully-qualified names of the services in the routes, reported SERVING by health checks.
+    pub service_names: Vec<&'static str>,
+    pub authenticator: Authenticator,
+    pub concurrency_limit: usize,
+    pub request_timeout: Duration,
+}
+
+/// Serves `routes` with health and reflection on `listener` until `shutdown` fires, then reports
+/// NOT_SERVING, stops accepting and drains the calls in flight.
+pub async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    options: ServeOptions,
+    shutdown: Shutdown,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    for name in &options.service_names {
+        health
+            .set_service_status(*name, ServingStatus::Serving)
+            .await;
+    }
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the embedded descriptor sets are valid");
+    // Older grpcurl and many IDE plugins still speak only v1alpha.
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("the embedded descriptor sets are valid");
+    let routes = routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+
+    let gate = GateLayer {
+        scope_prefix: options.scope_prefix,
+        authenticator: Arc::new(options.authenticator),
+        permits: Arc::new(Semaphore::new(options.concurrency_limit)),
+    };
+    let names = options.service_names;
+    tonic::transport::Server::builder()
+        // Also honours a shorter `grpc-timeout` sent by the client.
+        .timeout(options.request_timeout)
+        .layer(gate)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+            shutdown.wait().await;
+            tracing::info!("shutting down: no new calls, draining calls in flight");
+            for name in names {
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
+            }
+        })
+        .await
+}
+
+/// Paths that stay open without a token and are never shed: probes and tooling must always get
+/// an answer.
+fn is_open(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
+        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
+}
+
+#[derive(Clone)]
+struct GateLayer {
+    scope_prefix: &'static str,
+    authenticator: Arc<Authenticator>,
+    permits: Arc<Semaphore>,
+}
+
+impl<S> Layer<S> for GateLayer {
+    type Service = Gate<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Gate {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// One stop in front of every call: the server span (child of the caller's trace context), then
+/// authentication, then a concurrency permit, then the handler.
+#[derive(Clone)]
+struct Gate<S> {
+    inner: S,
+    layer: GateLayer,
+}
+
+type GateFuture<F> = Either<Ready<Result<Response<Body>, Infallible>>, F>;
+
+impl<S> Service<Request<Body>> for Gate<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future =
+        GateFuture<Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        let path = request.uri().path().to_owned();
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path.as_str(), ""));
+        let span = tracing::info_span!(
+            "grpc.server",
+            otel.name = %path.trim_start_matches('/'),
+            otel.kind = "server",
+            otel.status_code = Empty,
+            rpc.system = "grpc",
+            rpc.service = %service,
+            rpc.method = %method,
+            rpc.grpc.status_code = Empty,
+            enduser.id = Empty,
+            trace_id = Empty,
+        );
+        adopt_parent(&span, extract(&HeaderSource(request.headers())));
+
+        let open = is_open(&path);
+        if !open {
+            let authorization = request
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            let scope = required_scope(self.layer.scope_prefix, method);
+            match self.layer.authenticator.authorize(authorization, &scope) {
+                Ok(caller) => {
+                    span.record("enduser.id", caller.subject.as_str());
+                    request.extensions_mut().insert(caller);
+                }
+                Err(error) => {
+                    let _entered = span.enter();
+                    tracing::info!(%error, "call refused");
+                    return reject(&span, tonic::Status::from(error));
+                }
+            }
+        }
+        let permit = if open {
+            None
+        } else {
+            match self.layer.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    return reject(
+                        &span,
+                        tonic::Status::unavailable(
+                            "the server is at its concurrency limit; retry with backoff",
+                        ),
+                    );
+                }
+            }
+        };
+
+        // The clone that was polled ready goes into the call; the fresh clone stays for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let record_on = span.clone();
+        Either::Right(Box::pin(
+            async move {
+                let response = inner.call(request).await;
+                drop(permit);
+                if let Ok(response) = &response {
+                    record_status(&record_on, grpc_status(response));
+                }
+                response
+            }
+            .instrument(span),
+        ))
+    }
+}
+
+fn reject<F>(span: &tracing::Span, status: tonic::Status) -> GateFuture<F> {
+    record_status(span, status.code() as i32);
+    Either::Left(future::ready(Ok(status.into_http())))
+}
+
+/// Errors come back as trailers-only responses with `grpc-status` in the headers; a success's status
+/// travels in the trailers, so no header means OK.
+fn grpc_status(response: &Response<Body>) -> i32 {
+    response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn record_status(span: &tracing::Span, code: i32) {
+    span.record("rpc.grpc.status_code", code);
+    // Server-side errors per the OpenTelemetry gRPC conventions: the server's fault, not the caller's.
+    let server_fault = matches!(
+        tonic::Code::from_i32(code),
+        tonic::Code::Unknown
+            | tonic::Code::DeadlineExceeded
+            | tonic::Code::Unimplemented
+            | tonic::Code::Internal
+            | tonic::Code::Unavailable
+            | tonic::Code::DataLoss
+    );
+    if server_fault {
+        span.record("otel.status_code", "ERROR");
+    }
+}

@@ -1,0 +1,214 @@
+//! PostgreSQL: the pool, migrations (the kit's tables, then the service's), opaque page tokens, and
+//! request-id idempotency.
+
+use std::time::Duration;
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use serde::{Serialize, de::DeserializeOwned};
+use sha2::{Digest, Sha256};
+use sqlx::{
+    PgPool, Postgres, Transaction,
+    migrate::{MigrateError, Migrator},
+    postgres::PgPoolOptions,
+};
+
+use crate::error::FieldViolations;
+
+pub type Tx = Transaction<'static, Postgres>;
+
+static KIT_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+
+pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await
+}
+
+/// Applies the kit's migrations, then the service's. Each set ignores the other's applied versions.
+pub async fn migrate(pool: &PgPool, mut service: Migrator) -> Result<(), MigrateError> {
+    let mut kit = Migrator {
+        migrations: KIT_MIGRATIONS.migrations.clone(),
+        ..Migrator::DEFAULT
+    };
+    kit.set_ignore_missing(true).run(pool).await?;
+    service.set_ignore_missing(true).run(pool).await
+}
+
+/// The constraint a unique violation hit, to turn it into ALREADY_EXISTS.
+pub fn unique_violation(error: &sqlx::Error) -> Option<&str> {
+    match error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => db.constraint(),
+        _ => None,
+    }
+}
+
+/// Page sizes: default 50, at most 500.
+pub const DEFAULT_PAGE_SIZE: i64 = 50;
+pub const MAX_PAGE_SIZE: i64 = 500;
+
+/// The page size to use for `requested` (0 means the default; more than the maximum is capped).
+pub fn page_size(requested: i32, violations: &mut FieldViolations) -> i64 {
+    if requested < 0 {
+        violations.add("page_size", "must not be negative");
+    }
+    match i64::from(requested) {
+        n if n <= 0 => DEFAULT_PAGE_SIZE,
+        n => n.min(MAX_PAGE_SIZE),
+    }
+}
+
+/// An opaque token holding the keyset position after the last item of a page. The request's
+/// filters are hashed in, so a token is only accepted with the filters it was issued for.
+pub fn encode_page_token<K: Serialize>(position: &K, filters: &impl Serialize) -> String {
+    let body = serde_json::json!({ "k": position, "f": filter_hash(filters) });
+    URL_SAFE_NO_PAD.encode(body.to_string())
+}
+
+/// The position in `token`, or `None` for the first page; a bad token is a field violation.
+pub fn decode_page_token<K: DeserializeOwned>(
+    token: &str,
+    filters: &impl Serialize,
+    violations: &mut FieldViolations,
+) -> Option<K> {
+    if token.is_empty() {
+        return None;
+    }
+    let decoded = URL_SAFE_NO_PAD
+        .decode(token)
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .filter(|body| body["f"].as_str() == Some(filter_hash(filters).as_str()))
+        .and_then(|body| serde_json::from_value(body["k"].clone()).ok());
+    if decoded.is_none() {
+        violations.add(
+            "page_token",
+            "is not a token from this list with these filters",
+        );
+    }
+    decoded
+}
+
+fn filter_hash(filters: &impl Serialize) -> String {
+    let json = serde_json::to_vec(filters).unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(&Sha256::digest(json)[..12])
+}
+
+/// How a mutating call starts: with a transaction, unless its `request_id` was answered before.
+pub enum Begun<R> {
+    /// Do the work in the transaction, then [`Claimed::commit`] with the answer.
+    Fresh(Tx, Claimed),
+    /// The same request was done before: answer with this.
+    Replay(R),
+}
+
+/// A claimed request id; committing stores the answer in the transaction of the work it describes.
+#[must_use = "commit the transaction with Claimed::commit"]
+pub struct Claimed(Option<String>);
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdempotencyError {
+    #[error("request_id {0:?} was already used for a different request")]
+    Conflict(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error("the stored reply for request_id {0:?} cannot be decoded")]
+    Corrupt(String, #[source] prost::DecodeError),
+}
+
+/// Opens the transaction of a mutating call and claims its `request_id` (an empty id opts out).
+/// A concurrent call with the same id waits on the first one's row, then sees its answer.
+pub async fn begin<R: prost::Message + Default>(
+    pool: &PgPool,
+    request_id: &str,
+    method: &str,
+    request: &impl prost::Message,
+) -> Result<Begun<R>, IdempotencyError> {
+    let mut tx = pool.begin().await?;
+    if request_id.is_empty() {
+        return Ok(Begun::Fresh(tx, Claimed(None)));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(method.as_bytes());
+    hasher.update([0]);
+    hasher.update(request.encode_to_vec());
+    let hash = hasher.finalize().to_vec();
+
+    let inserted = sqlx::query(
+        "INSERT INTO crm_idempotency (request_id, method, request_hash) VALUES ($1, $2, $3)
+         ON CONFLICT (request_id) DO NOTHING",
+    )
+    .bind(request_id)
+    .bind(method)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Begun::Fresh(tx, Claimed(Some(request_id.to_owned()))));
+    }
+
+    let (stored_hash, response): (Vec<u8>, Option<Vec<u8>>) =
+        sqlx::query_as("SELECT request_hash, response FROM crm_idempotency WHERE request_id = $1")
+            .bind(request_id)
+            .fetch_one(&mut *tx)
+            .await?;
+    match response {
+        Some(bytes) if stored_hash == hash => R::decode(bytes.as_slice())
+            .map(Begun::Replay)
+            .map_err(|e| IdempotencyError::Corrupt(request_id.to_owned(), e)),
+        _ => Err(IdempotencyError::Conflict(request_id.to_owned())),
+    }
+}
+
+impl Claimed {
+    /// Stores `response` as the answer to replays, and commits.
+    pub async fn commit(
+        self,
+        mut tx: Tx,
+        response: &impl prost::Message,
+    ) -> Result<(), sqlx::Error> {
+        if let Some(request_id) = self.0 {
+            sqlx::query("UPDATE crm_idempotency SET response = $2 WHERE request_id = $1")
+                .bind(request_id)
+                .bind(response.encode_to_vec())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_only_with_their_filters() {
+        let token = encode_page_token(&("0190-id", 3), &("kind", 1));
+        let mut v = FieldViolations::new();
+        let position: Option<(String, i32)> = decode_page_token(&token, &("kind", 1), &mut v);
+        assert_eq!(position, Some(("0190-id".into(), 3)));
+        assert!(v.is_empty());
+
+        let other: Option<(String, i32)> = decode_page_token(&token, &("kind", 2), &mut v);
+        assert!(other.is_none());
+        assert_eq!(v.fields().collect::<Vec<_>>(), ["page_token"]);
+
+        let mut v = FieldViolations::new();
+        let garbage: Option<(String, i32)> = decode_page_token("%%%", &(), &mut v);
+        assert!(garbage.is_none() && !v.is_empty());
+    }
+
+    #[test]
+    fn page_sizes_default_and_cap() {
+        let mut v = FieldViolations::new();
+        assert_eq!(page_size(0, &mut v), DEFAULT_PAGE_SIZE);
+        assert_eq!(page_size(10_000, &mut v), MAX_PAGE_SIZE);
+        assert_eq!(page_size(7, &mut v), 7);
+        assert!(v.is_empty());
+        page_size(-1, &mut v);
+        assert!(!v.is_empty());
+    }
+}

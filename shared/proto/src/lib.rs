@@ -1,0 +1,19 @@
+//! Generated code for the suite's contracts. Each package under `proto/` is one module here,
+//! e.g. `crm.parties.v1` is [`crm::parties::v1`].
+
+/// Encoded `FileDescriptorSet` of every proto in the suite, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/crm_descriptor.bin"));
+
+pub mod crm {
+    pub mod common {
+        pub mod v1 {
+            tonic::include_proto!("crm.common.v1");
+        }
+    }
+    pub mod parties {
+        pub mod v1 {
+            tonic::include_proto!("crm.parties.v1");
+        }
+    }
+}
