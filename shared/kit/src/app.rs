@@ -123,7 +123,7 @@ impl Runtime {
             self.kafka.clone(),
             self.spec.name,
             topics,
-        )?;
+        );
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         tracing::info!(address = %self.local_addr(), service = self.spec.name, "serving gRPC");
         let options = ServeOptions {

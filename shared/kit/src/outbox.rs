@@ -75,21 +75,19 @@ struct Row {
 pub struct Relay {
     pool: PgPool,
     kafka: Kafka,
-    producer: FutureProducer,
     /// CloudEvents `source`, e.g. `/crm/parties`.
     source: String,
     topics: Vec<String>,
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, kafka: Kafka, service: &str, topics: &[&str]) -> anyhow::Result<Self> {
-        Ok(Self {
-            producer: kafka.producer()?,
+    pub fn new(pool: PgPool, kafka: Kafka, service: &str, topics: &[&str]) -> Self {
+        Self {
             pool,
             kafka,
             source: format!("/crm/{service}"),
             topics: topics.iter().map(|t| t.to_string()).collect(),
-        })
+        }
     }
 
     /// Runs until `shutdown`, then waits for records in flight to be delivered.
@@ -109,11 +107,11 @@ impl Relay {
                 backoff = Backoff::default();
             }
         }
-        let _ = self.producer.flush(Duration::from_secs(5));
     }
 
     /// Takes the relay lock on a connection of its own (released if the process dies), then
-    /// publishes until shutdown or an error.
+    /// publishes until shutdown or an error. Each session has a fresh producer: an idempotent
+    /// producer can fail for good when a broker loses its state.
     async fn lead(&self, shutdown: &Shutdown) -> anyhow::Result<()> {
         let mut conn = self.pool.acquire().await?.detach();
         loop {
@@ -130,11 +128,12 @@ impl Relay {
             }
         }
         tracing::info!("outbox relay is publishing");
+        let producer = self.kafka.producer()?;
         self.kafka.ensure_topics(&self.topics).await?;
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         loop {
-            let published = self.publish_batch(&mut conn).await?;
+            let published = self.publish_batch(&mut conn, &producer).await?;
             if published as i64 == BATCH {
                 continue;
             }
@@ -146,13 +145,18 @@ impl Relay {
             }
         }
         // Publish what committed before shutdown, then let go of the lock.
-        self.publish_batch(&mut conn).await?;
+        self.publish_batch(&mut conn, &producer).await?;
+        let _ = producer.flush(Duration::from_secs(5));
         conn.close().await?;
         Ok(())
     }
 
     /// Publishes the oldest unpublished events in order; marks the ones Kafka acknowledged.
-    async fn publish_batch(&self, conn: &mut PgConnection) -> anyhow::Result<usize> {
+    async fn publish_batch(
+        &self,
+        conn: &mut PgConnection,
+        producer: &FutureProducer,
+    ) -> anyhow::Result<usize> {
         let rows: Vec<Row> = sqlx::query_as(
             "SELECT id, event_id, topic, key, event_type, payload, trace_headers, created_at
              FROM crm_outbox WHERE published_at IS NULL ORDER BY id LIMIT $1",
@@ -207,7 +211,7 @@ impl Relay {
                 .payload(&row.payload)
                 .headers(headers);
             // Enqueued one by one in id order; librdkafka keeps that order per partition.
-            match self.producer.send_result(record) {
+            match producer.send_result(record) {
                 Ok(delivery) => deliveries.push((row.id, delivery, span)),
                 Err((error, _)) => {
                     tracing::warn!(%error, "producer queue refused a record; retrying later");

@@ -14,7 +14,12 @@ use opentelemetry::{
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{
+    Layer, Registry,
+    filter::{LevelFilter, Targets, filter_fn},
+    layer::{Filter, SubscriberExt},
+    util::SubscriberInitExt,
+};
 
 use crate::config::{LogFormat, TelemetryConfig};
 
@@ -43,22 +48,30 @@ impl Telemetry {
         let provider = provider.build();
         let otel = tracing_opentelemetry::layer().with_tracer(provider.tracer("crm"));
 
+        let targets: Targets = config.log_filter.parse().map_err(|e| {
+            anyhow::anyhow!("telemetry.log_filter (set CRM__TELEMETRY__LOG_FILTER): {e}")
+        })?;
+        // Spans below INFO are off unless the log filter asks for them.
+        let floor = <Targets as Filter<Registry>>::max_level_hint(&targets)
+            .map_or(LevelFilter::INFO, |hint| hint.max(LevelFilter::INFO));
+        // The log filter quiets log lines only. Spans always pass it: hiding a span from one layer
+        // hides it from `Span::current()`, and with it the trace context events must carry.
+        let keep = move |meta: &tracing::Metadata<'_>| {
+            meta.is_span() || targets.would_enable(meta.target(), meta.level())
+        };
         let json = (config.log_format == LogFormat::Json).then(|| {
             tracing_subscriber::fmt::layer()
                 .json()
                 .with_current_span(true)
                 .with_span_list(true)
-                .boxed()
+                .with_filter(filter_fn(keep.clone()))
         });
         let pretty = (config.log_format == LogFormat::Pretty)
-            .then(|| tracing_subscriber::fmt::layer().boxed());
-        let filter = EnvFilter::try_new(&config.log_filter).map_err(|e| {
-            anyhow::anyhow!("telemetry.log_filter (set CRM__TELEMETRY__LOG_FILTER): {e}")
-        })?;
+            .then(|| tracing_subscriber::fmt::layer().with_filter(filter_fn(keep)));
 
         // Ignored when a subscriber is already set: tests start several services in one process.
         let _ = tracing_subscriber::registry()
-            .with(filter)
+            .with(floor)
             .with(otel)
             .with(json)
             .with(pretty)

@@ -1,1 +1,429 @@
+//! The test harness of the suite. Everything here is real: a fresh PostgreSQL database per test on
+//! the machine's server, a tansu Kafka-protocol broker process per test on its own port, and the
+//! service started through the same [`Runtime`] path as its `main`, on `127.0.0.1:0`.
+//!
+//! Environment: `CRM_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
+//! names the server to create databases on; `CRM_TANSU` the broker binary (default: `tansu` on
+//! the PATH, then `~/.cargo/bin/tansu`).
 
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    path::PathBuf,
+    process::Stdio,
+    sync::{Arc, Mutex, OnceLock},
+    time::Duration,
+};
+
+use crm_kit::{
+    app::Runtime,
+    auth::Authenticator,
+    client::TracedChannel,
+    config::{
+        AuthConfig, Config, DatabaseConfig, GrpcConfig, KafkaConfig, LogFormat, Secret,
+        ServiceSpec, TelemetryConfig,
+    },
+    shutdown::{self, ShutdownTrigger},
+    telemetry::Telemetry,
+};
+use opentelemetry_proto::tonic::{
+    collector::trace::v1::{
+        ExportTraceServiceRequest, ExportTraceServiceResponse,
+        trace_service_server::{TraceService, TraceServiceServer},
+    },
+    trace::v1::Span,
+};
+use rdkafka::{
+    ClientConfig, Message,
+    consumer::{Consumer, StreamConsumer},
+    error::{KafkaError, RDKafkaErrorCode},
+    message::Headers,
+};
+use sqlx::{Connection, PgConnection, migrate::Migrator};
+use tokio::{net::TcpListener, process::Child, task::JoinHandle};
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+use uuid::Uuid;
+
+/// The HS256 secret services under test verify tokens with.
+pub const JWT_SECRET: &str = "crm-testkit-secret-of-at-least-32-bytes";
+
+/// A bearer token for `subject` with `scopes`, valid for an hour.
+pub fn token(subject: &str, scopes: &[&str]) -> String {
+    Authenticator::new(JWT_SECRET, &AuthConfig::default()).issue(
+        subject,
+        scopes,
+        Duration::from_secs(3600),
+    )
+}
+
+fn admin_url() -> String {
+    std::env::var("CRM_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A database created for one test and dropped (with its connections) when this is dropped.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> anyhow::Result<Self> {
+        let admin = admin_url();
+        let name = format!("crm_test_{}", Uuid::now_v7().simple());
+        let mut conn = PgConnection::connect(&admin).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await?;
+        conn.close().await?;
+        let (base, _) = admin.rsplit_once('/').expect("a database URL has a path");
+        Ok(Self {
+            url: format!("{base}/{name}"),
+            name,
+        })
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(async {
+                let mut conn = PgConnection::connect(&admin_url()).await?;
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                )))
+                .execute(&mut conn)
+                .await?;
+                conn.close().await
+            })?;
+            anyhow::Ok(())
+        })
+        .join();
+    }
+}
+
+/// A tansu broker process with in-memory storage, on a port of its own.
+pub struct Broker {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub async fn start() -> anyhow::Result<Self> {
+        let port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
+        let mut broker = Self { port, child: None };
+        broker.restart().await?;
+        Ok(broker)
+    }
+
+    pub fn brokers(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker; in-memory storage means its topics and records are gone.
+    pub async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts the broker (again) on the same port and waits until it accepts connections.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop().await;
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let child = tokio::process::Command::new(tansu_binary())
+            .arg("broker")
+            .args(["--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/", "--silent"])
+            .env_clear()
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| anyhow::anyhow!("starting tansu ({}): {e}; install it with `cargo install tansu --locked --features dynostore`", tansu_binary().display()))?;
+        self.child = Some(child);
+        for _ in 0..200 {
+            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+                .await
+                .is_ok()
+            {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        anyhow::bail!("tansu did not start listening on port {}", self.port)
+    }
+}
+
+fn tansu_binary() -> PathBuf {
+    if let Ok(path) = std::env::var("CRM_TANSU") {
+        return path.into();
+    }
+    let on_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("tansu"))
+        .find(|p| p.exists());
+    on_path.unwrap_or_else(|| {
+        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tansu")
+    })
+}
+
+/// Settings for a service under test: the given database and brokers, a test secret, port 0.
+pub fn config(database_url: &str, brokers: &str) -> Config {
+    Config {
+        grpc: GrpcConfig {
+            listen: "127.0.0.1:0".into(),
+            request_timeout_ms: 10_000,
+            concurrency_limit: 64,
+        },
+        database: DatabaseConfig {
+            url: Some(Secret::new(database_url)),
+            max_connections: 5,
+            migrate_on_start: true,
+            local_dir: ".crm-local".into(),
+        },
+        kafka: KafkaConfig {
+            brokers: Some(brokers.into()),
+            create_topics: true,
+            topic_partitions: 3,
+            replication_factor: 1,
+            message_timeout_ms: 5_000,
+        },
+        auth: AuthConfig {
+            jwt_secret: Some(Secret::new(JWT_SECRET)),
+            issuer: None,
+            audience: None,
+        },
+        telemetry: TelemetryConfig {
+            otlp_endpoint: None,
+            log_format: LogFormat::Pretty,
+            log_filter: "warn".into(),
+        },
+    }
+}
+
+/// Installs the process's telemetry once, as `main` does, so services under test carry real trace
+/// context. A test that wants spans exported calls [`Telemetry::init`] with its endpoint first.
+pub fn init_telemetry(service: &str, config: &TelemetryConfig) {
+    static INSTALLED: OnceLock<()> = OnceLock::new();
+    INSTALLED.get_or_init(|| {
+        let telemetry = Telemetry::init(service, config).expect("installing telemetry");
+        // The subscriber lives as long as the process; so must its provider.
+        std::mem::forget(telemetry);
+    });
+}
+
+/// What a service crate hands the harness to start itself.
+pub struct ServiceUnderTest {
+    pub spec: ServiceSpec,
+    pub migrator: fn() -> Migrator,
+    pub topics: &'static [&'static str],
+    pub routes: fn(&Runtime) -> (Routes, Vec<&'static str>),
+}
+
+/// A running service with its own database and broker; stops when dropped.
+pub struct TestService {
+    pub addr: SocketAddr,
+    pub database: TestDatabase,
+    pub broker: Broker,
+    trigger: Option<ShutdownTrigger>,
+    task: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestService {
+    pub async fn start(service: &ServiceUnderTest) -> anyhow::Result<Self> {
+        let database = TestDatabase::create().await?;
+        let broker = Broker::start().await?;
+        Self::start_with(service, database, broker, |_| {}).await
+    }
+
+    /// Starts on an existing database and broker, with `adjust` applied to the test settings.
+    pub async fn start_with(
+        service: &ServiceUnderTest,
+        database: TestDatabase,
+        broker: Broker,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
+        let mut config = config(&database.url, &broker.brokers());
+        adjust(&mut config);
+        init_telemetry(service.spec.name, &config.telemetry);
+        let runtime =
+            Runtime::start(service.spec, config, (service.migrator)(), service.topics).await?;
+        let addr = runtime.local_addr();
+        let (routes, names) = (service.routes)(&runtime);
+        let (trigger, shutdown) = shutdown::channel();
+        let topics = service.topics;
+        let task = tokio::spawn(runtime.serve(routes, names, topics, shutdown));
+        Ok(Self {
+            addr,
+            database,
+            broker,
+            trigger: Some(trigger),
+            task: Some(task),
+        })
+    }
+
+    /// A traced channel to the service carrying `token`.
+    pub fn channel(&self, token: &str) -> TracedChannel {
+        TracedChannel::lazy(&format!("http://{}", self.addr))
+            .expect("a socket address is a valid URI")
+            .with_bearer(token)
+    }
+
+    /// A connection to the service's database, to check what it stored.
+    pub async fn db(&self) -> PgConnection {
+        PgConnection::connect(&self.database.url)
+            .await
+            .expect("connecting to the test database")
+    }
+
+    /// Graceful shutdown: drains calls and publishes what they committed.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(trigger) = self.trigger.take() {
+            trigger.trigger();
+        }
+        match self.task.take() {
+            Some(task) => task.await?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestService {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// A Kafka record as a downstream consumer sees it.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub key: Option<String>,
+    pub headers: HashMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// Reads `topic` from the beginning until `count` records arrived or `timeout` passed.
+pub async fn read_topic(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    timeout: Duration,
+) -> anyhow::Result<Vec<Record>> {
+    let consumer: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("testkit-{}", Uuid::now_v7()))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    consumer.subscribe(&[topic])?;
+    let mut records = Vec::new();
+    let deadline = tokio::time::Instant::now() + timeout;
+    while records.len() < count {
+        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(message)) => message,
+            // The topic may not exist yet: its producer creates it when it starts.
+            Ok(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {
+                continue;
+            }
+            Ok(Err(error)) => return Err(error.into()),
+            Err(_) => break,
+        };
+        let headers = message
+            .headers()
+            .map(|headers| {
+                headers
+                    .iter()
+                    .map(|h| {
+                        (
+                            h.key.to_owned(),
+                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(Record {
+            topic: message.topic().to_owned(),
+            key: message
+                .key()
+                .map(|k| String::from_utf8_lossy(k).into_owned()),
+            headers,
+            payload: message.payload().unwrap_or_default().to_vec(),
+        });
+    }
+    Ok(records)
+}
+
+/// An in-process OTLP/gRPC collector that keeps every span exported to it.
+#[derive(Clone, Default)]
+pub struct OtlpReceiver {
+    spans: Arc<Mutex<Vec<Span>>>,
+}
+
+impl OtlpReceiver {
+    /// Starts the receiver; returns it with its `http://127.0.0.1:PORT` endpoint.
+    pub async fn start() -> anyhow::Result<(Self, String)> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let endpoint = format!("http://{}", listener.local_addr()?);
+        let receiver = Self::default();
+        let service = TraceServiceServer::new(receiver.clone());
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming(TcpListenerStream::new(listener)),
+        );
+        Ok((receiver, endpoint))
+    }
+
+    pub fn spans(&self) -> Vec<Span> {
+        self.spans.lock().expect("span list lock").clone()
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for OtlpReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let spans = request
+            .into_inner()
+            .resource_spans
+            .into_iter()
+            .flat_map(|r| r.scope_spans)
+            .flat_map(|s| s.spans);
+        self.spans.lock().expect("span list lock").extend(spans);
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some` or `timeout` passes.
+pub async fn eventually<T, F, Fut>(timeout: Duration, mut check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = check().await {
+            return Some(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

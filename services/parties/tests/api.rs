@@ -1,0 +1,1162 @@
+//! The parties service through its public gRPC API, against real PostgreSQL and a real
+//! Kafka-protocol broker (tansu).
+
+use std::time::Duration;
+
+use crm_kit::client::TracedChannel;
+use crm_proto::crm::{
+    common::v1::{Date, PostalAddress},
+    parties::v1::{parties_service_client::PartiesServiceClient, *},
+};
+use crm_testkit::{ServiceUnderTest, TestService, read_topic, token};
+use prost::Message;
+use prost_types::FieldMask;
+use sqlx::Row;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+const PARTIES: ServiceUnderTest = ServiceUnderTest {
+    spec: crm_parties::SPEC,
+    migrator: crm_parties::migrator,
+    topics: &crm_parties::events::TOPICS,
+    routes: crm_parties::routes,
+};
+
+type Client = PartiesServiceClient<TracedChannel>;
+
+async fn start() -> (TestService, Client) {
+    let service = TestService::start(&PARTIES)
+        .await
+        .expect("starting the parties service");
+    let client = PartiesServiceClient::new(
+        service.channel(&token("tester", &["parties.read", "parties.write"])),
+    );
+    (service, client)
+}
+
+fn organization(name: &str) -> Party {
+    Party {
+        kind: PartyKind::Organization as i32,
+        display_name: name.into(),
+        ..Default::default()
+    }
+}
+
+fn natural_person(given: &str, family: &str) -> Party {
+    Party {
+        kind: PartyKind::Person as i32,
+        person_name: Some(PersonName {
+            given_name: given.into(),
+            family_name: family.into(),
+        }),
+        ..Default::default()
+    }
+}
+
+fn contact(kind: ContactPointKind, value: &str) -> ContactPoint {
+    ContactPoint {
+        kind: kind as i32,
+        value: value.into(),
+        ..Default::default()
+    }
+}
+
+async fn create(client: &mut Client, party: Party) -> Party {
+    client
+        .create_party(CreatePartyRequest {
+            party: Some(party),
+            ..Default::default()
+        })
+        .await
+        .expect("CreateParty")
+        .into_inner()
+}
+
+fn mask(paths: &[&str]) -> Option<FieldMask> {
+    Some(FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    })
+}
+
+fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    status
+        .get_details_bad_request()
+        .expect("INVALID_ARGUMENT carries a BadRequest")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect()
+}
+
+#[tokio::test]
+async fn create_get_update_and_list_parties() {
+    let (_service, mut client) = start().await;
+    let acme = create(
+        &mut client,
+        Party {
+            tax_id: "526-025-09-95".into(),
+            tags: vec!["vip".into(), "vip".into(), "wholesale".into()],
+            contact_points: vec![
+                ContactPoint {
+                    preferred: true,
+                    ..contact(ContactPointKind::Email, "Office@Acme.PL")
+                },
+                contact(ContactPointKind::Phone, "+48 601 234 567"),
+            ],
+            addresses: vec![PostalAddress {
+                lines: vec!["ul. Prosta 1".into()],
+                postal_code: "00-001".into(),
+                city: "Warszawa".into(),
+                country_code: "pl".into(),
+                ..Default::default()
+            }],
+            ..organization("Acme Trading")
+        },
+    )
+    .await;
+    assert_eq!(acme.tax_id, "PL5260250995");
+    assert_eq!(acme.tags, ["vip", "wholesale"]);
+    assert_eq!(acme.contact_points[0].value, "office@acme.pl");
+    assert_eq!(acme.contact_points[1].value, "+48601234567");
+    assert_eq!(acme.addresses[0].country_code, "PL");
+    assert_eq!(acme.status(), PartyStatus::Active);
+    assert_eq!(acme.audit.as_ref().unwrap().created_by, "tester");
+
+    let fetched = client
+        .get_party(GetPartyRequest {
+            id: acme.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(fetched, acme);
+
+    let renamed = client
+        .update_party(UpdatePartyRequest {
+            party: Some(Party {
+                id: acme.id.clone(),
+                etag: acme.etag.clone(),
+                ..organization("Acme Trading S.A.")
+            }),
+            update_mask: mask(&["display_name"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(renamed.display_name, "Acme Trading S.A.");
+    assert_eq!(renamed.tax_id, acme.tax_id, "fields outside the mask stay");
+    assert_ne!(renamed.etag, acme.etag);
+
+    let stale = client
+        .update_party(UpdatePartyRequest {
+            party: Some(Party {
+                id: acme.id.clone(),
+                etag: acme.etag.clone(),
+                ..organization("Lost update")
+            }),
+            update_mask: mask(&["display_name"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+
+    for name in ["Beta", "Gamma", "Delta"] {
+        create(
+            &mut client,
+            Party {
+                tags: vec!["wholesale".into()],
+                ..organization(name)
+            },
+        )
+        .await;
+    }
+    create(&mut client, natural_person("Jan", "Kowalski")).await;
+
+    let mut seen = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_parties(ListPartiesRequest {
+                page_size: 2,
+                page_token: page_token.clone(),
+                kind: PartyKind::Organization as i32,
+                tag: "wholesale".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.parties.len() <= 2);
+        seen.extend(page.parties.into_iter().map(|p| p.display_name));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(seen, ["Acme Trading S.A.", "Beta", "Gamma", "Delta"]);
+
+    let archived = client
+        .archive_party(ArchivePartyRequest {
+            id: acme.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(archived.status(), PartyStatus::Archived);
+    let listed = client
+        .list_parties(ListPartiesRequest {
+            status: PartyStatus::Archived as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.parties.len(), 1);
+    let refused = client
+        .update_party(UpdatePartyRequest {
+            party: Some(Party {
+                id: acme.id.clone(),
+                ..organization("Zombie")
+            }),
+            update_mask: mask(&["display_name"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn validation_names_every_bad_field_and_writes_nothing() {
+    let (service, mut client) = start().await;
+    let status = client
+        .create_party(CreatePartyRequest {
+            party: Some(Party {
+                kind: PartyKind::Organization as i32,
+                display_name: "  ".into(),
+                tax_id: "5260250996".into(),
+                contact_points: vec![
+                    contact(ContactPointKind::Email, "not-an-email"),
+                    contact(ContactPointKind::Phone, "601 234 567"),
+                ],
+                addresses: vec![PostalAddress {
+                    city: "Berlin".into(),
+                    country_code: "Germany".into(),
+                    ..Default::default()
+                }],
+                person_name: Some(PersonName {
+                    given_name: "Jan".into(),
+                    family_name: String::new(),
+                }),
+                ..Default::default()
+            }),
+            base_ids: vec!["nope".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_fields(&status),
+        [
+            "party.display_name",
+            "party.person_name",
+            "party.tax_id",
+            "party.contact_points[0].value",
+            "party.contact_points[1].value",
+            "party.addresses[0].country_code",
+            "base_ids[0]",
+        ]
+    );
+
+    let status = client
+        .update_party(UpdatePartyRequest {
+            party: Some(Party {
+                id: "not-a-uuid".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["colour"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&status), ["party.id", "update_mask"]);
+
+    let mut db = service.db().await;
+    let parties: i64 = sqlx::query_scalar("SELECT count(*) FROM parties")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM crm_outbox")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!((parties, events), (0, 0));
+
+    let missing = client
+        .get_party(GetPartyRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}
+
+#[tokio::test]
+async fn a_replayed_request_id_returns_the_first_answer_once() {
+    let (service, mut client) = start().await;
+    let request = CreatePartyRequest {
+        party: Some(organization("Replay Ltd")),
+        request_id: "3f1c9a52-create-replay".into(),
+        ..Default::default()
+    };
+    let first = client
+        .create_party(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    let second = client
+        .create_party(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, second);
+
+    let mut db = service.db().await;
+    let parties: i64 = sqlx::query_scalar("SELECT count(*) FROM parties")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    let events: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm_outbox WHERE event_type = 'crm.parties.v1.PartyCreated'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!((parties, events), (1, 1));
+
+    let reused = client
+        .create_party(CreatePartyRequest {
+            party: Some(organization("Someone else")),
+            ..request
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reused.code(), Code::AlreadyExists);
+    assert_eq!(
+        reused.get_details_error_info().unwrap().reason,
+        "REQUEST_ID_REUSED"
+    );
+}
+
+#[tokio::test]
+async fn calls_need_a_token_with_the_right_scope_but_health_does_not() {
+    let service = TestService::start(&PARTIES).await.unwrap();
+    let get = GetPartyRequest {
+        id: uuid::Uuid::now_v7().to_string(),
+    };
+
+    let mut anonymous = PartiesServiceClient::new(service.channel(""));
+    let status = anonymous.get_party(get.clone()).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let mut forged =
+        PartiesServiceClient::new(service.channel("eyJhbGciOiJIUzI1NiJ9.e30.c2lnbmF0dXJl"));
+    assert_eq!(
+        forged.get_party(get.clone()).await.unwrap_err().code(),
+        Code::Unauthenticated
+    );
+
+    let mut reader =
+        PartiesServiceClient::new(service.channel(&token("reader", &["parties.read"])));
+    let status = reader
+        .create_party(CreatePartyRequest {
+            party: Some(organization("Nope")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied);
+    // Permission is checked before existence: the reader may read, and learns the party is missing.
+    assert_eq!(
+        reader.get_party(get.clone()).await.unwrap_err().code(),
+        Code::NotFound
+    );
+
+    let mut other_service =
+        PartiesServiceClient::new(service.channel(&token("x", &["loyalty.read"])));
+    assert_eq!(
+        other_service.get_party(get).await.unwrap_err().code(),
+        Code::PermissionDenied
+    );
+
+    let mut health = tonic_health::pb::health_client::HealthClient::new(service.channel(""));
+    let serving = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "crm.parties.v1.PartiesService".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        serving.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+}
+
+#[tokio::test]
+async fn each_event_reaches_its_topic_once_with_cloudevents_headers() {
+    let (service, mut client) = start().await;
+    let party = create(&mut client, organization("Evented")).await;
+    client
+        .update_party(UpdatePartyRequest {
+            party: Some(Party {
+                id: party.id.clone(),
+                tags: vec!["new".into()],
+                ..Default::default()
+            }),
+            update_mask: mask(&["tags"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    // Ask for more than expected: a duplicate would show up here.
+    let records = read_topic(
+        &service.broker.brokers(),
+        "crm.parties.party.v1",
+        3,
+        Duration::from_secs(8),
+    )
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 2, "{records:?}");
+    let types: Vec<&str> = records
+        .iter()
+        .map(|r| r.headers["ce_type"].as_str())
+        .collect();
+    assert_eq!(
+        types,
+        ["crm.parties.v1.PartyCreated", "crm.parties.v1.PartyUpdated"]
+    );
+    for record in &records {
+        assert_eq!(record.key.as_deref(), Some(party.id.as_str()));
+        assert_eq!(record.headers["ce_specversion"], "1.0");
+        assert_eq!(record.headers["ce_source"], "/crm/parties");
+        assert_eq!(record.headers["ce_subject"], party.id);
+        assert_eq!(record.headers["content-type"], "application/protobuf");
+        assert!(uuid::Uuid::parse_str(&record.headers["ce_id"]).is_ok());
+        assert!(chrono::DateTime::parse_from_rfc3339(&record.headers["ce_time"]).is_ok());
+        assert!(record.headers["traceparent"].starts_with("00-"));
+    }
+    let created = PartyCreated::decode(records[0].payload.as_slice()).unwrap();
+    assert_eq!(
+        (created.party_id.as_str(), created.kind()),
+        (party.id.as_str(), PartyKind::Organization)
+    );
+    let updated = PartyUpdated::decode(records[1].payload.as_slice()).unwrap();
+    assert_eq!(updated.changed_fields, ["tags"]);
+
+    let persons = read_topic(
+        &service.broker.brokers(),
+        "crm.parties.person.v1",
+        1,
+        Duration::from_secs(2),
+    )
+    .await
+    .unwrap();
+    assert!(persons.is_empty(), "an organization has no person record");
+}
+
+#[tokio::test]
+async fn writes_succeed_while_kafka_is_down_and_events_follow_when_it_returns() {
+    let (mut service, mut client) = start().await;
+    let before = create(&mut client, organization("Before the outage")).await;
+    let early = read_topic(
+        &service.broker.brokers(),
+        "crm.parties.party.v1",
+        1,
+        Duration::from_secs(8),
+    )
+    .await
+    .unwrap();
+    assert_eq!(early.len(), 1);
+
+    service.broker.stop().await;
+    let mut during = Vec::new();
+    for name in ["During outage 1", "During outage 2", "During outage 3"] {
+        during.push(create(&mut client, organization(name)).await.id);
+    }
+    service.broker.restart().await.unwrap();
+
+    // The restarted broker kept nothing (memory storage): everything it now has, the relay re-sent.
+    let records = read_topic(
+        &service.broker.brokers(),
+        "crm.parties.party.v1",
+        3,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    // Three parties, three keys: order holds per key (partition), not across them.
+    let mut keys: Vec<String> = records.iter().filter_map(|r| r.key.clone()).collect();
+    keys.sort();
+    during.sort();
+    assert_eq!(
+        keys, during,
+        "every event written during the outage arrives"
+    );
+    assert!(
+        !keys.contains(&before.id),
+        "events published before the outage are not sent again"
+    );
+}
+
+#[tokio::test]
+async fn search_by_fuzzy_name_tax_id_email_and_phone() {
+    let (_service, mut client) = start().await;
+    let jan = create(
+        &mut client,
+        Party {
+            contact_points: vec![contact(ContactPointKind::Email, "jan@kowalski.pl")],
+            ..natural_person("Jan", "Kowalski")
+        },
+    )
+    .await;
+    let acme = create(
+        &mut client,
+        Party {
+            tax_id: "PL5260250995".into(),
+            contact_points: vec![contact(ContactPointKind::Phone, "+48 22 111 22 33")],
+            ..organization("Acme Trading Sp. z o.o.")
+        },
+    )
+    .await;
+    create(&mut client, organization("Nowak Logistics")).await;
+
+    let search = |req: SearchPartiesRequest| {
+        let mut client = client.clone();
+        async move {
+            client
+                .search_parties(req)
+                .await
+                .unwrap()
+                .into_inner()
+                .parties
+                .into_iter()
+                .map(|p| p.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        search(SearchPartiesRequest {
+            name: "Kowalsky".into(),
+            ..Default::default()
+        })
+        .await,
+        [jan.id.clone()]
+    );
+    assert_eq!(
+        search(SearchPartiesRequest {
+            name: "acme trading".into(),
+            ..Default::default()
+        })
+        .await,
+        [acme.id.clone()]
+    );
+    assert_eq!(
+        search(SearchPartiesRequest {
+            tax_id: "526 025 09 95".into(),
+            ..Default::default()
+        })
+        .await,
+        [acme.id.clone()]
+    );
+    assert_eq!(
+        search(SearchPartiesRequest {
+            email: "JAN@kowalski.pl".into(),
+            ..Default::default()
+        })
+        .await,
+        [jan.id.clone()]
+    );
+    assert_eq!(
+        search(SearchPartiesRequest {
+            phone: "+48221112233".into(),
+            ..Default::default()
+        })
+        .await,
+        [acme.id]
+    );
+    assert!(
+        search(SearchPartiesRequest {
+            name: "Kowalski".into(),
+            phone: "+48221112233".into(),
+            ..Default::default()
+        })
+        .await
+        .is_empty()
+    );
+
+    let status = client
+        .search_parties(SearchPartiesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&status), ["name"]);
+}
+
+#[tokio::test]
+async fn bases_group_parties() {
+    let (_service, mut client) = start().await;
+    let customers = client
+        .create_base(CreateBaseRequest {
+            base: Some(Base {
+                display_name: "Customers".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let taken = client
+        .create_base(CreateBaseRequest {
+            base: Some(Base {
+                display_name: "customers".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(taken.code(), Code::AlreadyExists);
+
+    let acme = client
+        .create_party(CreatePartyRequest {
+            party: Some(organization("Acme")),
+            base_ids: vec![customers.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acme.base_ids, [customers.id.clone()]);
+    let beta = create(&mut client, organization("Beta")).await;
+    let beta = client
+        .add_party_to_base(AddPartyToBaseRequest {
+            party_id: beta.id,
+            base_id: customers.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(beta.base_ids, [customers.id.clone()]);
+
+    let members = client
+        .list_parties(ListPartiesRequest {
+            base_id: customers.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(members.parties.len(), 2);
+
+    let acme = client
+        .remove_party_from_base(RemovePartyFromBaseRequest {
+            party_id: acme.id,
+            base_id: customers.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(acme.base_ids.is_empty());
+
+    let renamed = client
+        .update_base(UpdateBaseRequest {
+            base: Some(Base {
+                id: customers.id.clone(),
+                display_name: "Key customers".into(),
+                archived: true,
+                ..Default::default()
+            }),
+            update_mask: mask(&["display_name", "archived"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (renamed.display_name.as_str(), renamed.archived),
+        ("Key customers", true)
+    );
+    let active = client
+        .list_bases(ListBasesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(active.bases.is_empty());
+    let all = client
+        .list_bases(ListBasesRequest {
+            include_archived: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(all.bases.len(), 1);
+    let closed = client
+        .add_party_to_base(AddPartyToBaseRequest {
+            party_id: acme.id,
+            base_id: customers.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(closed.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn persons_are_employed_and_natural_persons_share_their_data() {
+    let (_service, mut client) = start().await;
+    let acme = create(&mut client, organization("Acme")).await;
+    let employee = |given: &str, supervisor: &str| Person {
+        name: Some(PersonName {
+            given_name: given.into(),
+            family_name: "Nowak".into(),
+        }),
+        gender: Gender::Female as i32,
+        birthday: Some(Date {
+            year: 1990,
+            month: 5,
+            day: 17,
+        }),
+        name_day: Some(Date {
+            year: 0,
+            month: 7,
+            day: 26,
+        }),
+        hobbies: vec!["sailing".into()],
+        employments: vec![Employment {
+            organization_party_id: acme.id.clone(),
+            position: "Buyer".into(),
+            supervisor_person_id: supervisor.into(),
+            business_contact_points: vec![contact(ContactPointKind::Email, "anna@acme.pl")],
+            start_date: Some(Date {
+                year: 2020,
+                month: 1,
+                day: 1,
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let boss = client
+        .create_person(CreatePersonRequest {
+            person: Some(employee("Anna", "")),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        boss.employments[0].business_contact_points[0].value,
+        "anna@acme.pl"
+    );
+    assert_eq!(
+        boss.name_day.as_ref().map(|d| (d.month, d.day)),
+        Some((7, 26))
+    );
+    let report = client
+        .create_person(CreatePersonRequest {
+            person: Some(employee("Ewa", &boss.id)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(report.employments[0].supervisor_person_id, boss.id);
+
+    let stranger = client
+        .create_person(CreatePersonRequest {
+            person: Some(employee("Olga", &uuid::Uuid::now_v7().to_string())),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stranger.code(), Code::FailedPrecondition);
+
+    let ended = client
+        .end_employment(EndEmploymentRequest {
+            person_id: report.id.clone(),
+            end_date: Some(Date {
+                year: 2025,
+                month: 6,
+                day: 30,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ended.employments[0].end_date.is_some());
+    let current = client
+        .list_persons(ListPersonsRequest {
+            organization_party_id: acme.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        current
+            .persons
+            .iter()
+            .map(|p| p.id.clone())
+            .collect::<Vec<_>>(),
+        [boss.id.clone()]
+    );
+    let everyone = client
+        .list_persons(ListPersonsRequest {
+            organization_party_id: acme.id.clone(),
+            include_former: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(everyone.persons.len(), 2);
+
+    // A natural person: one party, one person, the same name, contacts and address in both.
+    let jan = create(&mut client, natural_person("Jan", "Kowalski")).await;
+    assert_eq!(jan.display_name, "Jan Kowalski");
+    let person = client
+        .get_person(GetPersonRequest {
+            id: jan.person_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(person.natural_party_id, jan.id);
+
+    let person = client
+        .update_person(UpdatePersonRequest {
+            person: Some(Person {
+                id: person.id.clone(),
+                etag: person.etag.clone(),
+                name: Some(PersonName {
+                    given_name: "Janusz".into(),
+                    family_name: "Kowalski".into(),
+                }),
+                private_contact_points: vec![contact(ContactPointKind::Email, "janusz@example.pl")],
+                interests: vec!["chess".into()],
+                ..Default::default()
+            }),
+            update_mask: mask(&["name", "private_contact_points", "interests"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let party = client
+        .get_party(GetPartyRequest { id: jan.id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(party.display_name, "Janusz Kowalski");
+    assert_eq!(party.contact_points[0].value, "janusz@example.pl");
+    assert_eq!(person.interests, ["chess"]);
+
+    let party = client
+        .update_party(UpdatePartyRequest {
+            party: Some(Party {
+                id: jan.id.clone(),
+                addresses: vec![PostalAddress {
+                    lines: vec!["ul. Długa 5".into()],
+                    city: "Kraków".into(),
+                    country_code: "PL".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            update_mask: mask(&["addresses"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let after = client
+        .get_person(GetPersonRequest {
+            id: jan.person_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after.home_addresses, party.addresses);
+    assert_ne!(
+        after.etag, person.etag,
+        "the person's etag moves with its shared data"
+    );
+}
+
+#[tokio::test]
+async fn duplicates_are_found_and_merged() {
+    let (service, mut client) = start().await;
+    let base = client
+        .create_base(CreateBaseRequest {
+            base: Some(Base {
+                display_name: "Suppliers".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let survivor = create(
+        &mut client,
+        Party {
+            tax_id: "PL5260250995".into(),
+            contact_points: vec![contact(ContactPointKind::Email, "info@acme.pl")],
+            ..organization("Acme Trading Sp. z o.o.")
+        },
+    )
+    .await;
+    let duplicate = client
+        .create_party(CreatePartyRequest {
+            party: Some(Party {
+                tax_id: "5260250995".into(),
+                contact_points: vec![
+                    contact(ContactPointKind::Email, "info@acme.pl"),
+                    contact(ContactPointKind::Phone, "+48221112233"),
+                ],
+                ..organization("ACME Trading Spółka z o.o.")
+            }),
+            base_ids: vec![base.id.clone()],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    create(&mut client, organization("Unrelated Bakery")).await;
+    let worker = client
+        .create_person(CreatePersonRequest {
+            person: Some(Person {
+                name: Some(PersonName {
+                    given_name: "Piotr".into(),
+                    family_name: "Zieliński".into(),
+                }),
+                employments: vec![Employment {
+                    organization_party_id: duplicate.id.clone(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let found = client
+        .find_duplicates(FindDuplicatesRequest {
+            party_id: survivor.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found.candidates.len(), 1);
+    assert_eq!(found.candidates[0].party.as_ref().unwrap().id, duplicate.id);
+    assert_eq!(found.candidates[0].reasons, ["tax_id", "name", "email"]);
+
+    let merge = MergePartiesRequest {
+        surviving_party_id: survivor.id.clone(),
+        merged_party_id: duplicate.id.clone(),
+        dry_run: true,
+        ..Default::default()
+    };
+    let preview = client
+        .merge_parties(merge.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(preview.dry_run);
+    assert_eq!(preview.moved_person_ids, [worker.id.clone()]);
+    assert_eq!(preview.moved_base_ids, [base.id.clone()]);
+    assert_eq!(
+        preview.moved_contact_points.len(),
+        1,
+        "the shared e-mail is not moved twice"
+    );
+    let untouched = client
+        .get_party(GetPartyRequest {
+            id: duplicate.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        untouched.status(),
+        PartyStatus::Active,
+        "a dry run changes nothing"
+    );
+
+    let merged = client
+        .merge_parties(MergePartiesRequest {
+            dry_run: false,
+            ..merge
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let survivor_after = merged.surviving_party.unwrap();
+    assert_eq!(
+        without_audit(&survivor_after),
+        without_audit(&preview.surviving_party.unwrap())
+    );
+    assert_eq!(survivor_after.base_ids, [base.id.clone()]);
+    assert_eq!(survivor_after.contact_points.len(), 2);
+    let archived = client
+        .get_party(GetPartyRequest {
+            id: duplicate.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(archived.status(), PartyStatus::Archived);
+    assert_eq!(archived.merged_into_party_id, survivor.id);
+    let staff = client
+        .list_persons(ListPersonsRequest {
+            organization_party_id: survivor.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(staff.persons[0].id, worker.id);
+
+    let mut db = service.db().await;
+    let types: Vec<String> = sqlx::query("SELECT event_type FROM crm_outbox ORDER BY id")
+        .fetch_all(&mut db)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(
+        types.ends_with(&[
+            "crm.parties.v1.PartiesMerged".to_owned(),
+            "crm.parties.v1.PartyUpdated".to_owned(),
+            "crm.parties.v1.PartyArchived".to_owned(),
+            "crm.parties.v1.PersonUpdated".to_owned(),
+        ]),
+        "{types:?}"
+    );
+}
+
+/// A preview and the real merge differ only in when they ran.
+fn without_audit(party: &Party) -> Party {
+    Party {
+        audit: None,
+        ..party.clone()
+    }
+}
+
+#[tokio::test]
+async fn custom_fields_are_defined_without_code_and_validated() {
+    let (_service, mut client) = start().await;
+    let industry = client
+        .define_custom_field(DefineCustomFieldRequest {
+            field: Some(CustomFieldDefinition {
+                entity: CustomFieldEntity::Party as i32,
+                key: "industry".into(),
+                label: "Industry".into(),
+                r#type: CustomFieldType::Enum as i32,
+                required: true,
+                options: vec!["retail".into(), "it".into()],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(industry.options, ["retail", "it"]);
+    let bad_definition = client
+        .define_custom_field(DefineCustomFieldRequest {
+            field: Some(CustomFieldDefinition {
+                key: "Bad Key".into(),
+                r#type: CustomFieldType::Enum as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        bad_fields(&bad_definition),
+        ["field.key", "field.entity", "field.label", "field.options"]
+    );
+
+    let missing = client
+        .create_party(CreatePartyRequest {
+            party: Some(organization("No industry")),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&missing), ["party.custom_fields"]);
+
+    let value = |option: &str| CustomFieldValue {
+        key: "industry".into(),
+        value: Some(custom_field_value::Value::Option(option.into())),
+    };
+    let wrong = client
+        .create_party(CreatePartyRequest {
+            party: Some(Party {
+                custom_fields: vec![value("mining")],
+                ..organization("Miner")
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_fields(&wrong), ["party.custom_fields[0].option"]);
+
+    let shop = create(
+        &mut client,
+        Party {
+            custom_fields: vec![value("retail")],
+            ..organization("Shop")
+        },
+    )
+    .await;
+    assert_eq!(shop.custom_fields, [value("retail")]);
+
+    let listed = client
+        .list_custom_fields(ListCustomFieldsRequest {
+            entity: CustomFieldEntity::Party as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.fields.len(), 1);
+    let retyped = client
+        .define_custom_field(DefineCustomFieldRequest {
+            field: Some(CustomFieldDefinition {
+                r#type: CustomFieldType::Text as i32,
+                options: vec![],
+                ..industry
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(retyped.code(), Code::FailedPrecondition);
+}
