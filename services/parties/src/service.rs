@@ -1369,10 +1369,7 @@ fn apply_person_field(
         "name_day" => {
             // Name days recur every year: only month and day count, kept in the leap year 2000.
             data.name_day = input.name_day.as_ref().and_then(|d| {
-                let yearless = crm_proto::crm::common::v1::Date {
-                    year: 2000,
-                    ..d.clone()
-                };
+                let yearless = crm_proto::crm::common::v1::Date { year: 2000, ..*d };
                 domain::date(Some(&yearless), "person.name_day", v)
             })
         }

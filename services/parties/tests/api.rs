@@ -1,6 +1,9 @@
 //! The parties service through its public gRPC API, against real PostgreSQL and a real
 //! Kafka-protocol broker (tansu).
 
+// `assert_eq!(ids, [id.clone()])` reads as the list a user expects; `slice::from_ref` would not.
+#![allow(clippy::cloned_ref_to_slice_refs)]
+
 use std::time::Duration;
 
 use crm_kit::client::TracedChannel;

@@ -68,7 +68,11 @@ pub struct Authenticator {
 impl Authenticator {
     pub fn new(secret: &str, config: &AuthConfig) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_required_spec_claims(&["exp", "sub"]);
+        // A configured issuer or audience must be present, not just correct when present.
+        let mut required = vec!["exp", "sub"];
+        required.extend(config.issuer.as_ref().map(|_| "iss"));
+        required.extend(config.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
         match &config.audience {
             Some(audience) => validation.set_audience(&[audience]),
             None => validation.validate_aud = false,

@@ -8,7 +8,7 @@ use std::{future::Future, time::Duration};
 use rdkafka::{
     Message,
     consumer::{CommitMode, Consumer, StreamConsumer},
-    message::{BorrowedMessage, Header, Headers, OwnedHeaders},
+    message::{BorrowedMessage, Header, Headers},
     producer::{FutureProducer, FutureRecord},
 };
 use sqlx::PgPool;
@@ -170,10 +170,7 @@ async fn process<H: Handler>(
     tracing::error!(error = %failure, attempt, "event dead-lettered");
     tracing::Span::current().record("otel.status_code", "ERROR");
 
-    let mut headers = message
-        .headers()
-        .map(|h| h.detach())
-        .unwrap_or_else(OwnedHeaders::new);
+    let mut headers = message.headers().map(|h| h.detach()).unwrap_or_default();
     let reason = failure.to_string();
     let attempts = attempt.to_string();
     for (key, value) in [
@@ -200,7 +197,7 @@ async fn process<H: Handler>(
             Ok(_) => return,
             Err((error, _)) => {
                 tracing::warn!(%error, "writing to the dead-letter topic failed; retrying");
-                tokio::time::sleep(backoff.next()).await;
+                tokio::time::sleep(backoff.next_delay()).await;
             }
         }
     }

@@ -100,7 +100,7 @@ impl Relay {
                     "outbox relay interrupted; retrying"
                 );
                 tokio::select! {
-                    _ = tokio::time::sleep(backoff.next()) => {}
+                    _ = tokio::time::sleep(backoff.next_delay()) => {}
                     _ = shutdown.clone().wait() => {}
                 }
             } else {
@@ -254,7 +254,7 @@ impl Relay {
 pub struct Backoff(u32);
 
 impl Backoff {
-    pub fn next(&mut self) -> Duration {
+    pub fn next_delay(&mut self) -> Duration {
         let delay = Duration::from_millis(100) * 2u32.saturating_pow(self.0);
         self.0 = (self.0 + 1).min(7);
         delay.min(Duration::from_secs(10))

@@ -1,0 +1,182 @@
+//! The consumer kit against a real broker and database, with a test consumer: each event applied
+//! once despite redelivery, transient failures retried, poison messages dead-lettered without
+//! blocking the ones after them.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU32, Ordering},
+    },
+    time::Duration,
+};
+
+use crm_kit::{
+    config::KafkaConfig,
+    consumer::{self, ConsumerOptions, Event, HandleError, Handler},
+    kafka::Kafka,
+    shutdown,
+    store::{self, Tx},
+};
+use crm_testkit::{Broker, TestDatabase, eventually, read_topic};
+use rdkafka::{
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+
+const TOPIC: &str = "crm.test.things.v1";
+
+/// Records each event's payload; rejects "poison"; fails "flaky" twice before it succeeds.
+struct Recorder {
+    flaky_attempts: Arc<AtomicU32>,
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
+        let body = String::from_utf8_lossy(&event.payload).into_owned();
+        match body.as_str() {
+            "poison" => {
+                return Err(HandleError::Reject(anyhow::anyhow!(
+                    "cannot decode {body:?}"
+                )));
+            }
+            "flaky" if self.flaky_attempts.fetch_add(1, Ordering::SeqCst) < 2 => {
+                return Err(HandleError::Retry(anyhow::anyhow!(
+                    "dependency unavailable"
+                )));
+            }
+            _ => {}
+        }
+        sqlx::query("INSERT INTO effects (event_id, body) VALUES ($1, $2)")
+            .bind(&event.id)
+            .bind(&body)
+            .execute(&mut **tx)
+            .await
+            .map_err(|e| HandleError::Retry(e.into()))?;
+        Ok(())
+    }
+}
+
+async fn send(producer: &FutureProducer, id: &str, body: &str) {
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "ce_id",
+            value: Some(id),
+        })
+        .insert(Header {
+            key: "ce_type",
+            value: Some("crm.test.v1.Thing"),
+        });
+    producer
+        .send(
+            FutureRecord::to(TOPIC)
+                .key("thing-1")
+                .payload(body)
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("producing a test record");
+}
+
+#[tokio::test]
+async fn events_apply_once_retry_then_dead_letter() {
+    let database = TestDatabase::create().await.unwrap();
+    let broker = Broker::start().await.unwrap();
+    let pool = store::connect(&database.url, 5).await.unwrap();
+    store::migrate(&pool, sqlx::migrate::Migrator::DEFAULT)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE effects (event_id text NOT NULL, body text NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    let kafka = Kafka::new(
+        broker.brokers(),
+        &KafkaConfig {
+            brokers: None,
+            create_topics: true,
+            topic_partitions: 1,
+            replication_factor: 1,
+            message_timeout_ms: 5000,
+        },
+    );
+    let (trigger, shutdown) = shutdown::channel();
+    let flaky_attempts = Arc::new(AtomicU32::new(0));
+    let options = ConsumerOptions {
+        name: "test-recorder".into(),
+        topics: vec![TOPIC.into()],
+        max_attempts: 3,
+        retry_delay: Duration::from_millis(20),
+    };
+    let recorder = Recorder {
+        flaky_attempts: flaky_attempts.clone(),
+    };
+    let running = tokio::spawn(consumer::run(
+        pool.clone(),
+        kafka.clone(),
+        options,
+        recorder,
+        shutdown,
+    ));
+
+    kafka.ensure_topics(&[TOPIC.into()]).await.unwrap();
+    let producer = kafka.producer().unwrap();
+    send(&producer, "e1", "first").await;
+    send(&producer, "e1", "first").await; // redelivered by an at-least-once producer
+    send(&producer, "e2", "poison").await;
+    send(&producer, "e3", "flaky").await;
+    send(&producer, "e4", "last").await;
+
+    let effects: Vec<(String, String)> = eventually(Duration::from_secs(20), || {
+        let pool = pool.clone();
+        async move {
+            let rows: Vec<(String, String)> =
+                sqlx::query_as("SELECT event_id, body FROM effects ORDER BY event_id")
+                    .fetch_all(&pool)
+                    .await
+                    .ok()?;
+            (rows.len() >= 3).then_some(rows)
+        }
+    })
+    .await
+    .expect("the good events are applied");
+    assert_eq!(
+        effects,
+        [
+            ("e1".into(), "first".into()),
+            ("e3".into(), "flaky".into()),
+            ("e4".into(), "last".into())
+        ],
+        "each event once; the poison one does not block those after it"
+    );
+    assert_eq!(
+        flaky_attempts.load(Ordering::SeqCst),
+        3,
+        "two failed attempts, then success"
+    );
+
+    let dead = read_topic(
+        &broker.brokers(),
+        "crm.test.things.v1.dlq",
+        2,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].payload, b"poison");
+    assert_eq!(dead[0].headers["ce_id"], "e2");
+    assert_eq!(dead[0].headers["crm_dlq_consumer"], "test-recorder");
+    assert!(dead[0].headers["crm_dlq_error"].contains("cannot decode"));
+
+    let inbox: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM crm_inbox WHERE consumer = 'test-recorder'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(inbox, 3, "only applied events are in the inbox");
+
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+}
