@@ -1163,3 +1163,53 @@ async fn custom_fields_are_defined_without_code_and_validated() {
         .unwrap_err();
     assert_eq!(retyped.code(), Code::FailedPrecondition);
 }
+
+#[tokio::test]
+async fn reflection_describes_the_api_without_a_token() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let service = TestService::start(&PARTIES).await.unwrap();
+    let mut reflection = ServerReflectionClient::new(service.channel(""));
+    let ask = |request: MessageRequest| {
+        tokio_stream::iter([ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(request),
+        }])
+    };
+
+    let mut answers = reflection
+        .server_reflection_info(ask(MessageRequest::ListServices(String::new())))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::ListServicesResponse(list)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected a service list");
+    };
+    let names: Vec<String> = list.service.into_iter().map(|s| s.name).collect();
+    assert!(
+        names.contains(&"crm.parties.v1.PartiesService".to_owned()),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"grpc.health.v1.Health".to_owned()),
+        "{names:?}"
+    );
+
+    let symbol =
+        MessageRequest::FileContainingSymbol("crm.parties.v1.PartiesService.MergeParties".into());
+    let mut answers = reflection
+        .server_reflection_info(ask(symbol))
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(MessageResponse::FileDescriptorResponse(files)) =
+        answers.message().await.unwrap().unwrap().message_response
+    else {
+        panic!("expected the file describing MergeParties");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+}
