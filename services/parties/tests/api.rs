@@ -1213,3 +1213,63 @@ async fn reflection_describes_the_api_without_a_token() {
     };
     assert!(!files.file_descriptor_proto.is_empty());
 }
+
+#[tokio::test]
+async fn metrics_count_calls_and_the_outbox() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (service, mut client) = start().await;
+    create(&mut client, organization("Measured")).await;
+    let missing = client
+        .get_party(GetPartyRequest {
+            id: uuid::Uuid::now_v7().to_string(),
+        })
+        .await;
+    assert_eq!(missing.unwrap_err().code(), Code::NotFound);
+
+    let scrape = || async {
+        let mut stream = tokio::net::TcpStream::connect(service.admin_addr)
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).await.unwrap();
+        text
+    };
+    // Metrics are per process and tests share it: look for at least these calls.
+    let count = |text: &str, series: &str| -> f64 {
+        text.lines()
+            .filter(|line| line.starts_with(series))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let text = crm_testkit::eventually(Duration::from_secs(10), || async {
+        let text = scrape().await;
+        (count(
+            &text,
+            r#"crm_outbox_published_total{topic="crm.parties.party.v1"}"#,
+        ) >= 1.0)
+            .then_some(text)
+    })
+    .await
+    .expect("the relay's publication is counted");
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(
+        count(
+            &text,
+            r#"crm_rpc_calls_total{method="crm.parties.v1.PartiesService/CreateParty",code="Ok"}"#
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(
+        count(
+            &text,
+            r#"crm_rpc_calls_total{method="crm.parties.v1.PartiesService/GetParty",code="NotFound"}"#
+        ) >= 1.0,
+        "{text}"
+    );
+    assert!(text.contains("crm_rpc_duration_seconds_bucket"), "{text}");
+    assert!(text.contains("crm_outbox_backlog"), "{text}");
+}

@@ -12,6 +12,7 @@ use crate::{
     config::{Cli, Command, Config, Secret, ServiceSpec},
     kafka::Kafka,
     local::{LocalKafka, LocalPostgres},
+    metrics,
     outbox::Relay,
     server::{ServeOptions, serve},
     shutdown::{self, Shutdown},
@@ -30,6 +31,7 @@ pub struct Runtime {
     pub pool: PgPool,
     pub kafka: Kafka,
     listener: TcpListener,
+    admin: TcpListener,
     authenticator: Authenticator,
     _local: (Option<LocalPostgres>, Option<LocalKafka>),
 }
@@ -78,6 +80,7 @@ impl Runtime {
         }
 
         let listener = TcpListener::bind(config.grpc_listen()?).await?;
+        let admin = TcpListener::bind(config.admin_listen()?).await?;
         if local_pg.is_some() {
             let token = authenticator.issue(
                 "local-developer",
@@ -98,6 +101,7 @@ impl Runtime {
             pool,
             kafka,
             listener,
+            admin,
             authenticator,
             _local: (local_pg, local_kafka),
         })
@@ -105,6 +109,13 @@ impl Runtime {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Where `/metrics` is served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
             .local_addr()
             .expect("a bound listener has an address")
     }
@@ -125,7 +136,8 @@ impl Runtime {
             topics,
         );
         let relay = tokio::spawn(relay.run(shutdown.clone()));
-        tracing::info!(address = %self.local_addr(), service = self.spec.name, "serving gRPC");
+        tracing::info!(address = %self.local_addr(), metrics = %self.admin_addr(), service = self.spec.name, "serving gRPC");
+        tokio::spawn(metrics::serve(self.admin, shutdown.clone()));
         let options = ServeOptions {
             scope_prefix: self.spec.name,
             service_names,

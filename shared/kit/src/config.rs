@@ -24,6 +24,14 @@ pub struct Config {
     #[serde(default)]
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AdminConfig {
+    /// `CRM__ADMIN__LISTEN`: host:port of the admin HTTP server (`/metrics`). Default
+    /// `0.0.0.0:9<last three digits of the gRPC port>`, e.g. 9051 for parties.
+    pub listen: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -162,6 +170,7 @@ impl Config {
 
     fn validate(self) -> Result<Self, ConfigError> {
         self.grpc_listen()?;
+        self.admin_listen()?;
         if self.grpc.concurrency_limit == 0 {
             return Err(ConfigError::key(
                 "grpc.concurrency_limit",
@@ -228,13 +237,24 @@ impl Config {
             .map_err(|e| ConfigError::key("grpc.listen", format!("{:?}: {e}", self.grpc.listen)))
     }
 
+    pub fn admin_listen(&self) -> Result<SocketAddr, ConfigError> {
+        self.admin
+            .listen
+            .parse()
+            .map_err(|e| ConfigError::key("admin.listen", format!("{:?}: {e}", self.admin.listen)))
+    }
+
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.grpc.request_timeout_ms)
     }
 }
 
-fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 12] {
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 13] {
     [
+        (
+            "admin.listen",
+            format!("0.0.0.0:9{:03}", spec.default_port % 1000).into(),
+        ),
         (
             "grpc.listen",
             format!("0.0.0.0:{}", spec.default_port).into(),
@@ -395,6 +415,7 @@ mod tests {
         assert_eq!(config.grpc_listen().unwrap().port(), 7000);
         assert_eq!(config.grpc.concurrency_limit, 256);
         assert_eq!(config.telemetry.log_format, LogFormat::Json);
+        assert_eq!(config.admin_listen().unwrap().port(), 9051);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

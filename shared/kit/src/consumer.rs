@@ -16,6 +16,7 @@ use tracing::{Instrument, field::Empty};
 
 use crate::{
     kafka::Kafka,
+    metrics::metrics,
     outbox::Backoff,
     shutdown::Shutdown,
     store::Tx,
@@ -78,7 +79,15 @@ pub async fn run<H: Handler>(
 ) -> anyhow::Result<()> {
     let mut provision: Vec<String> = options.topics.clone();
     provision.extend(options.topics.iter().map(|t| dead_letter_topic(t)));
-    kafka.ensure_topics(&provision).await?;
+    // A broker that is down at start delays consuming; it does not end it.
+    let mut backoff = Backoff::default();
+    while let Err(error) = kafka.ensure_topics(&provision).await {
+        tracing::warn!(error = format!("{error:#}"), consumer = %options.name, "creating topics failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(backoff.next_delay()) => {}
+            _ = shutdown.clone().wait() => return Ok(()),
+        }
+    }
 
     let consumer: StreamConsumer = kafka
         .client_config()
@@ -155,7 +164,10 @@ async fn process<H: Handler>(
     let failure = loop {
         attempt += 1;
         match apply(pool, &options.name, handler, event).await {
-            Ok(()) => return,
+            Ok(outcome) => {
+                metrics().record_consumed(&options.name, &event.topic, outcome);
+                return;
+            }
             Err(HandleError::Retry(error)) if attempt < options.max_attempts => {
                 tracing::warn!(
                     error = format!("{error:#}"),
@@ -168,6 +180,7 @@ async fn process<H: Handler>(
         }
     };
     tracing::error!(error = %failure, attempt, "event dead-lettered");
+    metrics().record_consumed(&options.name, &event.topic, "dead_lettered");
     tracing::Span::current().record("otel.status_code", "ERROR");
 
     let mut headers = message.headers().map(|h| h.detach()).unwrap_or_default();
@@ -204,12 +217,13 @@ async fn process<H: Handler>(
 }
 
 /// One transaction: the inbox row, then the handler's effect. A duplicate finds the row and stops.
+/// Returns the outcome for the metrics: `applied` or `duplicate`.
 async fn apply<H: Handler>(
     pool: &PgPool,
     consumer: &str,
     handler: &H,
     event: &Event,
-) -> Result<(), HandleError> {
+) -> Result<&'static str, HandleError> {
     let mut tx = pool
         .begin()
         .await
@@ -228,10 +242,13 @@ async fn apply<H: Handler>(
         == 1;
     if !fresh {
         tracing::info!("event already processed; skipped");
-        return Ok(());
+        return Ok("duplicate");
     }
     handler.handle(&mut tx, event).await?;
-    tx.commit().await.map_err(|e| HandleError::Retry(e.into()))
+    tx.commit()
+        .await
+        .map_err(|e| HandleError::Retry(e.into()))?;
+    Ok("applied")
 }
 
 fn to_event(message: &BorrowedMessage<'_>) -> Event {

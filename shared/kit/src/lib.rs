@@ -11,6 +11,7 @@
 //! - [`store`]: the PostgreSQL pool, migrations, page tokens and request-id idempotency;
 //! - [`outbox`]: events written in the state change's transaction and relayed to Kafka;
 //! - [`consumer`]: idempotent Kafka consumers with retries and a dead-letter topic;
+//! - [`metrics`]: Prometheus metrics on the admin port;
 //! - [`local`]: an embedded PostgreSQL and Kafka for running a service with no configuration.
 
 pub mod app;
@@ -21,6 +22,7 @@ pub mod consumer;
 pub mod error;
 pub mod kafka;
 pub mod local;
+pub mod metrics;
 pub mod outbox;
 pub mod request;
 pub mod server;

@@ -6,7 +6,10 @@
 //! (`ce_specversion`, `ce_id`, `ce_source`, `ce_type`, `ce_time`, `ce_subject`, `content-type`) and
 //! the W3C `traceparent`/`tracestate` of the PRODUCER span, a child of the span that wrote the row.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use rdkafka::{
@@ -19,8 +22,9 @@ use uuid::Uuid;
 
 use crate::{
     kafka::Kafka,
+    metrics::metrics,
     shutdown::Shutdown,
-    store::Tx,
+    store::{self, Tx},
     telemetry::{adopt_parent, extract, trace_headers},
 };
 
@@ -132,7 +136,14 @@ impl Relay {
         self.kafka.ensure_topics(&self.topics).await?;
         let mut listener = PgListener::connect_with(&self.pool).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
+        // The leader also keeps the kit's tables trim; one replica doing it avoids contention.
+        let mut next_purge = Instant::now();
         loop {
+            if Instant::now() >= next_purge {
+                let deleted = store::purge_expired(&mut conn).await?;
+                tracing::debug!(deleted, "purged expired outbox, idempotency and inbox rows");
+                next_purge = Instant::now() + Duration::from_secs(600);
+            }
             let published = self.publish_batch(&mut conn, &producer).await?;
             if published as i64 == BATCH {
                 continue;
@@ -165,6 +176,7 @@ impl Relay {
         .fetch_all(&mut *conn)
         .await?;
         if rows.is_empty() {
+            metrics().set_backlog(0);
             return Ok(0);
         }
         let mut deliveries = Vec::with_capacity(rows.len());
@@ -212,7 +224,7 @@ impl Relay {
                 .headers(headers);
             // Enqueued one by one in id order; librdkafka keeps that order per partition.
             match producer.send_result(record) {
-                Ok(delivery) => deliveries.push((row.id, delivery, span)),
+                Ok(delivery) => deliveries.push((row.id, row.topic.as_str(), delivery, span)),
                 Err((error, _)) => {
                     tracing::warn!(%error, "producer queue refused a record; retrying later");
                     break;
@@ -222,10 +234,13 @@ impl Relay {
 
         let mut acknowledged = Vec::new();
         let mut failure = None;
-        for (id, delivery, span) in deliveries {
+        for (id, topic, delivery, span) in deliveries {
             let result = delivery.instrument(span.clone()).await;
             match result {
-                Ok(Ok(_)) if failure.is_none() => acknowledged.push(id),
+                Ok(Ok(_)) if failure.is_none() => {
+                    acknowledged.push(id);
+                    metrics().record_published(topic, 1);
+                }
                 Ok(Ok(_)) => {}
                 Ok(Err((error, _))) => {
                     span.record("otel.status_code", "ERROR");
@@ -240,6 +255,11 @@ impl Relay {
             .bind(&acknowledged)
             .execute(&mut *conn)
             .await?;
+        let (backlog,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM crm_outbox WHERE published_at IS NULL")
+                .fetch_one(&mut *conn)
+                .await?;
+        metrics().set_backlog(backlog);
         if let Some(error) = failure {
             // A broker that lost its topics (restarted without storage) gets them back.
             self.kafka.ensure_topics(&self.topics).await?;

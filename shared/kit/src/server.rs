@@ -6,7 +6,7 @@ use std::{
     pin::Pin,
     sync::Arc,
     task::{Context, Poll},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use futures::future::{self, Either, Ready};
@@ -20,6 +20,7 @@ use tracing::{Instrument, field::Empty};
 
 use crate::{
     auth::{Authenticator, required_scope},
+    metrics::metrics,
     shutdown::Shutdown,
     telemetry::{HeaderSource, adopt_parent, extract},
 };
@@ -176,7 +177,7 @@ where
                 Err(error) => {
                     let _entered = span.enter();
                     tracing::info!(%error, "call refused");
-                    return reject(&span, tonic::Status::from(error));
+                    return reject(&span, &path, tonic::Status::from(error));
                 }
             }
         }
@@ -188,6 +189,7 @@ where
                 Err(_) => {
                     return reject(
                         &span,
+                        &path,
                         tonic::Status::unavailable(
                             "the server is at its concurrency limit; retry with backoff",
                         ),
@@ -200,12 +202,16 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let record_on = span.clone();
+        let started = Instant::now();
         Either::Right(Box::pin(
             async move {
                 let response = inner.call(request).await;
                 drop(permit);
                 if let Ok(response) = &response {
-                    record_status(&record_on, grpc_status(response));
+                    let code = grpc_status(response);
+                    record_status(&record_on, code);
+                    let method = path.trim_start_matches('/');
+                    metrics().record_call(method, tonic::Code::from_i32(code), started.elapsed());
                 }
                 response
             }
@@ -214,8 +220,9 @@ where
     }
 }
 
-fn reject<F>(span: &tracing::Span, status: tonic::Status) -> GateFuture<F> {
+fn reject<F>(span: &tracing::Span, path: &str, status: tonic::Status) -> GateFuture<F> {
     record_status(span, status.code() as i32);
+    metrics().record_call(path.trim_start_matches('/'), status.code(), Duration::ZERO);
     Either::Left(future::ready(Ok(status.into_http())))
 }
 

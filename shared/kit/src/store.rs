@@ -36,6 +36,24 @@ pub async fn migrate(pool: &PgPool, mut service: Migrator) -> Result<(), Migrate
     service.set_ignore_missing(true).run(pool).await
 }
 
+/// Deletes what no longer serves: published outbox rows and request ids after 7 days (the replay
+/// window), inbox rows after 30 days (longer than Kafka's default retention, so a redelivery is
+/// still recognised). Returns the number of rows deleted.
+pub async fn purge_expired(conn: &mut sqlx::PgConnection) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    for statement in [
+        "DELETE FROM crm_outbox WHERE published_at < now() - interval '7 days'",
+        "DELETE FROM crm_idempotency WHERE created_at < now() - interval '7 days'",
+        "DELETE FROM crm_inbox WHERE processed_at < now() - interval '30 days'",
+    ] {
+        deleted += sqlx::query(statement)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+    }
+    Ok(deleted)
+}
+
 /// The constraint a unique violation hit, to turn it into ALREADY_EXISTS.
 pub fn unique_violation(error: &sqlx::Error) -> Option<&str> {
     match error {

@@ -20,8 +20,8 @@ use crm_kit::{
     auth::Authenticator,
     client::TracedChannel,
     config::{
-        AuthConfig, Config, DatabaseConfig, GrpcConfig, KafkaConfig, LogFormat, Secret,
-        ServiceSpec, TelemetryConfig,
+        AdminConfig, AuthConfig, Config, DatabaseConfig, GrpcConfig, KafkaConfig, LogFormat,
+        Secret, ServiceSpec, TelemetryConfig,
     },
     shutdown::{self, ShutdownTrigger},
     telemetry::Telemetry,
@@ -206,6 +206,9 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
             log_format: LogFormat::Pretty,
             log_filter: "warn".into(),
         },
+        admin: AdminConfig {
+            listen: "127.0.0.1:0".into(),
+        },
     }
 }
 
@@ -231,6 +234,8 @@ pub struct ServiceUnderTest {
 /// A running service with its own database and broker; stops when dropped.
 pub struct TestService {
     pub addr: SocketAddr,
+    /// Where the service serves `/metrics`.
+    pub admin_addr: SocketAddr,
     pub database: TestDatabase,
     pub broker: Broker,
     trigger: Option<ShutdownTrigger>,
@@ -257,12 +262,14 @@ impl TestService {
         let runtime =
             Runtime::start(service.spec, config, (service.migrator)(), service.topics).await?;
         let addr = runtime.local_addr();
+        let admin_addr = runtime.admin_addr();
         let (routes, names) = (service.routes)(&runtime);
         let (trigger, shutdown) = shutdown::channel();
         let topics = service.topics;
         let task = tokio::spawn(runtime.serve(routes, names, topics, shutdown));
         Ok(Self {
             addr,
+            admin_addr,
             database,
             broker,
             trigger: Some(trigger),
