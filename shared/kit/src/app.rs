@@ -1,14 +1,14 @@
 //! One way to start a service, used by `main` and by the tests alike: configuration in, a bound
 //! port out, then [`Runtime::serve`] runs the gRPC server and the outbox relay until shutdown.
 
-use std::{net::SocketAddr, process::ExitCode, time::Duration};
+use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
 use sqlx::{PgPool, migrate::Migrator};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
 use crate::{
-    auth::Authenticator,
+    auth::{Authenticator, Jwks, TokenIssuer},
     config::{Cli, Command, Config, Secret, ServiceSpec},
     kafka::Kafka,
     local::{LocalKafka, LocalPostgres},
@@ -33,6 +33,7 @@ pub struct Runtime {
     listener: TcpListener,
     admin: TcpListener,
     authenticator: Authenticator,
+    jwks: Option<Arc<Jwks>>,
     _local: (Option<LocalPostgres>, Option<LocalKafka>),
 }
 
@@ -53,13 +54,24 @@ impl Runtime {
             }
         };
         let secret = match (&config.auth.jwt_secret, &local_pg) {
-            (Some(secret), _) => secret.clone(),
-            (None, Some(_)) => Secret::new(DEV_SECRET),
+            (Some(secret), _) => Some(secret.clone()),
+            (None, Some(_)) => Some(Secret::new(DEV_SECRET)),
+            (None, None) => None,
+        };
+        let jwks = match &config.auth.jwks_url {
+            Some(url) => Some(Jwks::load(url).await?),
+            None => None,
+        };
+        let authenticator = match (&secret, &jwks) {
+            (Some(secret), Some(jwks)) => {
+                Authenticator::new(secret.expose(), &config.auth).and_jwks(jwks.clone())
+            }
+            (Some(secret), None) => Authenticator::new(secret.expose(), &config.auth),
+            (None, Some(jwks)) => Authenticator::with_jwks_only(jwks.clone(), &config.auth),
             (None, None) => anyhow::bail!(
-                "invalid configuration: auth.jwt_secret (set CRM__AUTH__JWT_SECRET) is required when CRM__DATABASE__URL is set"
+                "invalid configuration: auth.jwt_secret (set CRM__AUTH__JWT_SECRET) or auth.jwks_url (set CRM__AUTH__JWKS_URL) is required when CRM__DATABASE__URL is set"
             ),
         };
-        let authenticator = Authenticator::new(secret.expose(), &config.auth);
 
         let pool = store::connect(&url, config.database.max_connections).await?;
         if config.database.migrate_on_start || local_pg.is_some() {
@@ -81,8 +93,8 @@ impl Runtime {
 
         let listener = TcpListener::bind(config.grpc_listen()?).await?;
         let admin = TcpListener::bind(config.admin_listen()?).await?;
-        if local_pg.is_some() {
-            let token = authenticator.issue(
+        if let (Some(secret), Some(_)) = (&secret, &local_pg) {
+            let token = TokenIssuer::new(secret.expose(), &config.auth).issue(
                 "local-developer",
                 &[
                     &format!("{}.read", spec.name),
@@ -103,6 +115,7 @@ impl Runtime {
             listener,
             admin,
             authenticator,
+            jwks,
             _local: (local_pg, local_kafka),
         })
     }
@@ -138,6 +151,9 @@ impl Runtime {
         let relay = tokio::spawn(relay.run(shutdown.clone()));
         tracing::info!(address = %self.local_addr(), metrics = %self.admin_addr(), service = self.spec.name, "serving gRPC");
         tokio::spawn(metrics::serve(self.admin, shutdown.clone()));
+        if let Some(jwks) = self.jwks {
+            tokio::spawn(jwks.run(shutdown.clone()));
+        }
         let options = ServeOptions {
             scope_prefix: self.spec.name,
             service_names,
@@ -181,7 +197,7 @@ pub async fn main(
             .clone()
             .unwrap_or_else(|| Secret::new(DEV_SECRET));
         let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-        let token = Authenticator::new(secret.expose(), &config.auth).issue(
+        let token = TokenIssuer::new(secret.expose(), &config.auth).issue(
             subject,
             &scopes,
             Duration::from_secs(12 * 3600),

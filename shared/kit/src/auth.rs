@@ -1,15 +1,28 @@
-//! Bearer JWTs with per-service scopes (`parties.read`, `parties.write`, …).
+//! Bearer JWTs with per-service scopes (`parties.read`, `parties.write`, …): HS256 with a shared
+//! secret for development, RS256/ES256 keys from the identity provider's JWKS for production.
 //!
 //! Scopes follow the method name, so every service applies the same rule: methods that only read
 //! (`Get…`, `List…`, `Search…`, `Find…`, `Check…`, `Validate…`) need `<service>.read`, every other
 //! method needs `<service>.write`.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::HashMap,
+    sync::{Arc, RwLock},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use anyhow::Context as _;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation,
+    jwk::{AlgorithmParameters, EllipticCurve, JwkSet},
+};
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
-use crate::config::AuthConfig;
+use crate::{config::AuthConfig, shutdown::Shutdown};
 
 /// The authenticated caller, put in each request's extensions for handlers (audit fields).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,38 +68,62 @@ impl From<AuthError> for tonic::Status {
     }
 }
 
-/// Verifies HS256 tokens signed with the configured shared secret.
+/// Verifies bearer tokens: HS256 against the shared secret, asymmetric ones against JWKS keys.
 #[derive(Clone)]
 pub struct Authenticator {
-    decoding: DecodingKey,
-    encoding: EncodingKey,
-    validation: Validation,
+    hs256: Option<DecodingKey>,
+    jwks: Option<Arc<Jwks>>,
     issuer: Option<String>,
     audience: Option<String>,
 }
 
 impl Authenticator {
+    /// Accepts HS256 tokens signed with `secret`.
     pub fn new(secret: &str, config: &AuthConfig) -> Self {
-        let mut validation = Validation::new(Algorithm::HS256);
-        // A configured issuer or audience must be present, not just correct when present.
-        let mut required = vec!["exp", "sub"];
-        required.extend(config.issuer.as_ref().map(|_| "iss"));
-        required.extend(config.audience.as_ref().map(|_| "aud"));
-        validation.set_required_spec_claims(&required);
-        match &config.audience {
-            Some(audience) => validation.set_audience(&[audience]),
-            None => validation.validate_aud = false,
-        }
-        if let Some(issuer) = &config.issuer {
-            validation.set_issuer(&[issuer]);
-        }
         Self {
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            validation,
+            hs256: Some(DecodingKey::from_secret(secret.as_bytes())),
+            ..Self::keyless(config)
+        }
+    }
+
+    /// Accepts tokens signed by a key of `jwks` only.
+    pub fn with_jwks_only(jwks: Arc<Jwks>, config: &AuthConfig) -> Self {
+        Self {
+            jwks: Some(jwks),
+            ..Self::keyless(config)
+        }
+    }
+
+    /// Also accepts tokens signed by a key of `jwks`.
+    pub fn and_jwks(mut self, jwks: Arc<Jwks>) -> Self {
+        self.jwks = Some(jwks);
+        self
+    }
+
+    fn keyless(config: &AuthConfig) -> Self {
+        Self {
+            hs256: None,
+            jwks: None,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
         }
+    }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        // A configured issuer or audience must be present, not just correct when present.
+        let mut required = vec!["exp", "sub"];
+        required.extend(self.issuer.as_ref().map(|_| "iss"));
+        required.extend(self.audience.as_ref().map(|_| "aud"));
+        validation.set_required_spec_claims(&required);
+        match &self.audience {
+            Some(audience) => validation.set_audience(&[audience]),
+            None => validation.validate_aud = false,
+        }
+        if let Some(issuer) = &self.issuer {
+            validation.set_issuer(&[issuer]);
+        }
+        validation
     }
 
     /// Checks the `authorization` header and that the token grants `scope`.
@@ -100,7 +137,27 @@ impl Authenticator {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or(AuthError::Missing)?;
-        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
+        let key = match (header.alg, &self.hs256, &self.jwks) {
+            (Algorithm::HS256, Some(secret), _) => secret.clone(),
+            (Algorithm::HS256, None, _) => {
+                return Err(AuthError::Invalid(
+                    "HS256 tokens are not accepted here".into(),
+                ));
+            }
+            (algorithm, _, Some(jwks)) => {
+                jwks.key(header.kid.as_deref(), algorithm).ok_or_else(|| {
+                    AuthError::Invalid(format!("no {algorithm:?} key with kid {:?}", header.kid))
+                })?
+            }
+            (algorithm, _, None) => {
+                return Err(AuthError::Invalid(format!(
+                    "{algorithm:?} tokens are not accepted here"
+                )));
+            }
+        };
+        let claims = jsonwebtoken::decode::<Claims>(token, &key, &self.validation(header.alg))
             .map_err(|e| AuthError::Invalid(e.to_string()))?
             .claims;
         let mut scopes: Vec<String> = claims
@@ -117,9 +174,25 @@ impl Authenticator {
             scopes,
         })
     }
+}
 
-    /// Signs a token for `subject` with `scopes`: for development and tests, never for production
-    /// (production tokens come from the identity provider).
+/// Signs HS256 tokens: for development and tests, never for production (production tokens come
+/// from the identity provider).
+pub struct TokenIssuer {
+    key: EncodingKey,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl TokenIssuer {
+    pub fn new(secret: &str, config: &AuthConfig) -> Self {
+        Self {
+            key: EncodingKey::from_secret(secret.as_bytes()),
+            issuer: config.issuer.clone(),
+            audience: config.audience.clone(),
+        }
+    }
+
     pub fn issue(&self, subject: &str, scopes: &[&str], ttl: Duration) -> String {
         let exp = (SystemTime::now() + ttl)
             .duration_since(UNIX_EPOCH)
@@ -132,9 +205,120 @@ impl Authenticator {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
         };
-        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.key)
             .expect("HS256 signing with an in-memory key cannot fail")
     }
+}
+
+/// The identity provider's signing keys, from a JWKS document at an `http://` or `file://` URL,
+/// refreshed every five minutes and soon after a token names a key id not seen yet (rotation).
+pub struct Jwks {
+    url: String,
+    keys: RwLock<HashMap<String, (DecodingKey, Algorithm)>>,
+    wanted: Notify,
+}
+
+const REFRESH_EVERY: Duration = Duration::from_secs(300);
+/// However many unknown key ids arrive, the provider is asked at most this often.
+const REFRESH_AT_MOST_EVERY: Duration = Duration::from_secs(30);
+
+impl Jwks {
+    /// Fetches the keys once; a service does not start without them.
+    pub async fn load(url: &str) -> anyhow::Result<Arc<Self>> {
+        let jwks = Arc::new(Self {
+            url: url.to_owned(),
+            keys: RwLock::default(),
+            wanted: Notify::new(),
+        });
+        jwks.refresh()
+            .await
+            .with_context(|| format!("auth.jwks_url (set CRM__AUTH__JWKS_URL): loading {url}"))?;
+        Ok(jwks)
+    }
+
+    /// The key for `kid` (or the only key of the algorithm when the token names none).
+    fn key(&self, kid: Option<&str>, algorithm: Algorithm) -> Option<DecodingKey> {
+        let keys = self.keys.read().expect("JWKS lock");
+        let found = match kid {
+            Some(kid) => keys.get(kid).filter(|(_, alg)| *alg == algorithm),
+            None => {
+                let mut matching = keys.values().filter(|(_, alg)| *alg == algorithm);
+                matching.next().filter(|_| matching.next().is_none())
+            }
+        };
+        if found.is_none() {
+            self.wanted.notify_one();
+        }
+        found.map(|(key, _)| key.clone())
+    }
+
+    /// Keeps the keys fresh until `shutdown`.
+    pub async fn run(self: Arc<Self>, shutdown: Shutdown) {
+        let mut last = Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH_EVERY) => {}
+                _ = self.wanted.notified() => {
+                    tokio::time::sleep(REFRESH_AT_MOST_EVERY.saturating_sub(last.elapsed())).await;
+                }
+                _ = shutdown.clone().wait() => return,
+            }
+            last = Instant::now();
+            if let Err(error) = self.refresh().await {
+                tracing::warn!(error = format!("{error:#}"), url = %self.url, "refreshing the JWKS failed; keeping the known keys");
+            }
+        }
+    }
+
+    async fn refresh(&self) -> anyhow::Result<()> {
+        let document = match self.url.strip_prefix("file://") {
+            Some(path) => tokio::fs::read(path).await?,
+            None => fetch(&self.url).await?,
+        };
+        let set: JwkSet = serde_json::from_slice(&document).context("not a JWKS document")?;
+        let mut keys = HashMap::new();
+        for jwk in &set.keys {
+            let Some(kid) = jwk.common.key_id.clone() else {
+                continue;
+            };
+            let algorithm = match jwk.common.key_algorithm {
+                Some(alg) => alg.to_string().parse::<Algorithm>().ok(),
+                None => default_algorithm(&jwk.algorithm),
+            };
+            // Keys for other uses (encryption) or algorithms we do not verify are skipped.
+            if let (Some(algorithm), Ok(key)) = (algorithm, DecodingKey::from_jwk(jwk)) {
+                keys.insert(kid, (key, algorithm));
+            }
+        }
+        anyhow::ensure!(
+            !keys.is_empty(),
+            "the JWKS has no usable signing key with a kid"
+        );
+        tracing::info!(keys = keys.len(), url = %self.url, "JWKS loaded");
+        *self.keys.write().expect("JWKS lock") = keys;
+        Ok(())
+    }
+}
+
+fn default_algorithm(parameters: &AlgorithmParameters) -> Option<Algorithm> {
+    match parameters {
+        AlgorithmParameters::RSA(_) => Some(Algorithm::RS256),
+        AlgorithmParameters::EllipticCurve(ec) => match ec.curve {
+            EllipticCurve::P256 => Some(Algorithm::ES256),
+            EllipticCurve::P384 => Some(Algorithm::ES384),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+async fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    let response = tokio::time::timeout(Duration::from_secs(10), client.get(url.parse()?))
+        .await
+        .context("timed out")??;
+    anyhow::ensure!(response.status().is_success(), "HTTP {}", response.status());
+    Ok(response.into_body().collect().await?.to_bytes().to_vec())
 }
 
 /// The scope a call to `method` of `service` needs (see the module docs).
@@ -158,6 +342,10 @@ mod tests {
         format!("Bearer {token}")
     }
 
+    fn issue(config: &AuthConfig, subject: &str, scopes: &[&str]) -> String {
+        TokenIssuer::new(SECRET, config).issue(subject, scopes, Duration::from_secs(60))
+    }
+
     #[test]
     fn scopes_follow_the_method_verb() {
         assert_eq!(required_scope("parties", "GetParty"), "parties.read");
@@ -169,7 +357,7 @@ mod tests {
     #[test]
     fn a_token_grants_only_its_scopes() {
         let auth = Authenticator::new(SECRET, &AuthConfig::default());
-        let token = auth.issue("alice", &["parties.read"], Duration::from_secs(60));
+        let token = issue(&AuthConfig::default(), "alice", &["parties.read"]);
         let caller = auth
             .authorize(Some(&bearer(&token)), "parties.read")
             .unwrap();
@@ -192,11 +380,11 @@ mod tests {
             Err(AuthError::Missing)
         );
 
-        let other = Authenticator::new(
+        let forged = TokenIssuer::new(
             "another-secret-that-is-32-bytes-long",
             &AuthConfig::default(),
-        );
-        let forged = other.issue("mallory", &["parties.read"], Duration::from_secs(60));
+        )
+        .issue("mallory", &["parties.read"], Duration::from_secs(60));
         assert!(matches!(
             auth.authorize(Some(&bearer(&forged)), "parties.read"),
             Err(AuthError::Invalid(_))
@@ -210,8 +398,12 @@ mod tests {
             iss: None,
             aud: None,
         };
-        let expired =
-            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &auth.encoding).unwrap();
+        let expired = jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET.as_bytes()),
+        )
+        .unwrap();
         assert!(matches!(
             auth.authorize(Some(&bearer(&expired)), "parties.read"),
             Err(AuthError::Invalid(_))
@@ -226,14 +418,13 @@ mod tests {
             ..AuthConfig::default()
         };
         let strict = Authenticator::new(SECRET, &config);
-        let lax = Authenticator::new(SECRET, &AuthConfig::default());
-        let token = lax.issue("carol", &["parties.read"], Duration::from_secs(60));
+        let token = issue(&AuthConfig::default(), "carol", &["parties.read"]);
         assert!(
             strict
                 .authorize(Some(&bearer(&token)), "parties.read")
                 .is_err()
         );
-        let token = strict.issue("carol", &["parties.read"], Duration::from_secs(60));
+        let token = issue(&config, "carol", &["parties.read"]);
         assert!(
             strict
                 .authorize(Some(&bearer(&token)), "parties.read")

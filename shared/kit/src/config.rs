@@ -75,6 +75,9 @@ pub struct KafkaConfig {
 pub struct AuthConfig {
     /// `CRM__AUTH__JWT_SECRET`: HS256 key, at least 32 bytes. Required unless running locally.
     pub jwt_secret: Option<Secret>,
+    /// `CRM__AUTH__JWKS_URL`: the identity provider's signing keys (RS256/ES256), as `http://…`
+    /// or `file:///path` (e.g. a mounted secret).
+    pub jwks_url: Option<String>,
     /// `CRM__AUTH__ISSUER`: when set, tokens must carry this `iss`.
     pub issuer: Option<String>,
     /// `CRM__AUTH__AUDIENCE`: when set, tokens must carry this `aud`.
@@ -161,6 +164,7 @@ impl Config {
         self.database.url = self.database.url.filter(|url| !url.0.trim().is_empty());
         self.kafka.brokers = self.kafka.brokers.filter(|b| !b.trim().is_empty());
         self.auth.jwt_secret = self.auth.jwt_secret.filter(|s| !s.0.is_empty());
+        self.auth.jwks_url = self.auth.jwks_url.filter(|u| !u.trim().is_empty());
         self.telemetry.otlp_endpoint = self
             .telemetry
             .otlp_endpoint
@@ -217,6 +221,14 @@ impl Config {
             return Err(ConfigError::key(
                 "auth.jwt_secret",
                 "must be at least 32 bytes long",
+            ));
+        }
+        if let Some(url) = &self.auth.jwks_url
+            && !(url.starts_with("http://") || url.starts_with("file://"))
+        {
+            return Err(ConfigError::key(
+                "auth.jwks_url",
+                "must be an http:// or file:// URL (https is not supported yet: serve it in-cluster over http or mount it as a file)",
             ));
         }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint

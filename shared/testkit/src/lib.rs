@@ -17,7 +17,7 @@ use std::{
 
 use crm_kit::{
     app::Runtime,
-    auth::Authenticator,
+    auth::TokenIssuer,
     client::TracedChannel,
     config::{
         AdminConfig, AuthConfig, Config, DatabaseConfig, GrpcConfig, KafkaConfig, LogFormat,
@@ -50,7 +50,7 @@ pub const JWT_SECRET: &str = "crm-testkit-secret-of-at-least-32-bytes";
 
 /// A bearer token for `subject` with `scopes`, valid for an hour.
 pub fn token(subject: &str, scopes: &[&str]) -> String {
-    Authenticator::new(JWT_SECRET, &AuthConfig::default()).issue(
+    TokenIssuer::new(JWT_SECRET, &AuthConfig::default()).issue(
         subject,
         scopes,
         Duration::from_secs(3600),
@@ -198,8 +198,7 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
         },
         auth: AuthConfig {
             jwt_secret: Some(Secret::new(JWT_SECRET)),
-            issuer: None,
-            audience: None,
+            ..AuthConfig::default()
         },
         telemetry: TelemetryConfig {
             otlp_endpoint: None,
