@@ -672,55 +672,13 @@ impl Parties {
         for path in PERSON_PATHS {
             apply_person_field(path, &input, &mut data, &definitions, &mut v);
         }
-        if input.employments.len() != 1 {
-            v.add(
-                "person.employments",
-                "give exactly one employment: the current one",
-            );
-        }
-        let job = input.employments.first().cloned().unwrap_or_default();
-        let organization_id = uuid(
-            &job.organization_party_id,
-            "person.employments[0].organization_party_id",
-            &mut v,
-        );
-        let mut employment = EmploymentRow {
-            id: Uuid::now_v7(),
-            person_id: Uuid::nil(),
-            organization_party_id: organization_id,
-            position: String::new(),
-            department: String::new(),
-            supervisor_person_id: None,
-            business_contact_points: sqlx::types::Json(Vec::new()),
-            start_date: domain::date(
-                job.start_date.as_ref(),
-                "person.employments[0].start_date",
-                &mut v,
-            ),
-            end_date: None,
-        };
-        v.check(
-            job.end_date.is_none(),
-            "person.employments[0].end_date",
-            "a new employment is current; end it with EndEmployment",
-        );
-        for path in EMPLOYMENT_PATHS {
-            apply_employment_field(path, &job, "person.employments[0]", &mut employment, &mut v);
-        }
+        let mut employment = new_employment(&input.employments, &mut v);
         v.finish()?;
 
         let (mut tx, claim) =
             fresh_or_replay!(self.begin(&req.request_id, "CreatePerson", &req).await?);
-        let organization = locked_party(&mut tx, organization_id).await?;
-        require_active(&organization)?;
-        if organization.kind != "organization" {
-            return Err(PartiesError::Precondition(
-                "NOT_AN_ORGANIZATION",
-                format!(
-                    "party {organization_id} is a natural person; persons are employed by organizations"
-                ),
-            ));
-        }
+        let organization_id = employment.organization_party_id;
+        require_employer(&mut tx, organization_id).await?;
         check_supervisor(&mut tx, &employment).await?;
         let id = Uuid::now_v7();
         employment.person_id = id;
@@ -753,9 +711,18 @@ impl Parties {
         let allowed: Vec<&str> = PERSON_PATHS
             .iter()
             .chain(&EMPLOYMENT_PATHS)
+            .chain(&["employments"])
             .copied()
             .collect();
         let paths = mask_paths(req.update_mask.as_ref(), &allowed, &mut v);
+        let new_job = paths.contains(&"employments");
+        if new_job && paths.iter().any(|p| p.starts_with("employment.")) {
+            v.add(
+                "update_mask",
+                "`employments` starts a new employment and `employment.*` changes the current one: use one or the other",
+            );
+        }
+        let mut started = new_job.then(|| new_employment(&input.employments, &mut v));
         v.finish()?;
 
         let (mut tx, claim) =
@@ -768,7 +735,7 @@ impl Parties {
         let before = row.data();
         let mut after = before.clone();
         let mut v = FieldViolations::new();
-        for path in paths.iter().filter(|p| !p.starts_with("employment.")) {
+        for path in paths.iter().filter(|p| !p.starts_with("employment")) {
             apply_person_field(path, &input, &mut after, &definitions, &mut v);
         }
         let employment_paths: Vec<&str> = paths
@@ -781,6 +748,45 @@ impl Parties {
             .into_iter()
             .find(|e| e.end_date.is_none());
         let mut employment_changed = Vec::new();
+        if let Some(new) = started.as_mut() {
+            v.clone().finish()?;
+            new.person_id = id;
+            require_employer(&mut tx, new.organization_party_id).await?;
+            check_supervisor(&mut tx, new).await?;
+            if let Some(mut previous) = current.clone() {
+                if previous.organization_party_id == new.organization_party_id {
+                    return Err(PartiesError::Precondition(
+                        "ALREADY_EMPLOYED",
+                        format!(
+                            "person {id} already works for {}; change the current employment with employment.* paths",
+                            new.organization_party_id
+                        ),
+                    ));
+                }
+                // The previous job ends the day before the new one starts (today when undated).
+                let end = new
+                    .start_date
+                    .and_then(|start| start.pred_opt())
+                    .unwrap_or_else(|| chrono::Utc::now().date_naive());
+                if previous.start_date.is_some_and(|start| end < start) {
+                    let mut v = FieldViolations::new();
+                    v.add(
+                        "person.employments[0].start_date",
+                        "must be after the current employment's start_date",
+                    );
+                    return Err(v.into());
+                }
+                previous.end_date = Some(end);
+                store::update_employment(&mut tx, &previous).await?;
+                let ended = EmploymentEnded {
+                    person_id: id.to_string(),
+                    organization_party_id: previous.organization_party_id.to_string(),
+                };
+                events::person(&mut tx, id, &ended).await?;
+            }
+            store::insert_employment(&mut tx, new).await?;
+            employment_changed.push("employments".to_owned());
+        }
         if !employment_paths.is_empty() {
             let Some(current) = current else {
                 return Err(PartiesError::Precondition(
@@ -1145,6 +1151,57 @@ async fn check_supervisor(tx: &mut kit_store::Tx, employment: &EmploymentRow) ->
             format!(
                 "supervisor {supervisor} is not another current employee of organization {}",
                 employment.organization_party_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The one employment a request starts (`employments[0]`), validated; the person id is set later.
+fn new_employment(jobs: &[Employment], v: &mut FieldViolations) -> EmploymentRow {
+    const AT: &str = "person.employments[0]";
+    if jobs.len() != 1 {
+        v.add(
+            "person.employments",
+            "give exactly one employment: the new current one",
+        );
+    }
+    let job = jobs.first().cloned().unwrap_or_default();
+    let mut employment = EmploymentRow {
+        id: Uuid::now_v7(),
+        person_id: Uuid::nil(),
+        organization_party_id: uuid(
+            &job.organization_party_id,
+            &format!("{AT}.organization_party_id"),
+            v,
+        ),
+        position: String::new(),
+        department: String::new(),
+        supervisor_person_id: None,
+        business_contact_points: sqlx::types::Json(Vec::new()),
+        start_date: domain::date(job.start_date.as_ref(), &format!("{AT}.start_date"), v),
+        end_date: None,
+    };
+    v.check(
+        job.end_date.is_none(),
+        format!("{AT}.end_date"),
+        "a new employment is current; end it with EndEmployment",
+    );
+    for path in EMPLOYMENT_PATHS {
+        apply_employment_field(path, &job, AT, &mut employment, v);
+    }
+    employment
+}
+
+/// An active organization, locked: persons can only start working for one of those.
+async fn require_employer(tx: &mut kit_store::Tx, organization_id: Uuid) -> Result<()> {
+    let organization = locked_party(tx, organization_id).await?;
+    require_active(&organization)?;
+    if organization.kind != "organization" {
+        return Err(PartiesError::Precondition(
+            "NOT_AN_ORGANIZATION",
+            format!(
+                "party {organization_id} is a natural person; persons are employed by organizations"
             ),
         ));
     }

@@ -83,9 +83,8 @@ pub async fn run<H: Handler>(
     let mut backoff = Backoff::default();
     while let Err(error) = kafka.ensure_topics(&provision).await {
         tracing::warn!(error = format!("{error:#}"), consumer = %options.name, "creating topics failed; retrying");
-        tokio::select! {
-            _ = tokio::time::sleep(backoff.next_delay()) => {}
-            _ = shutdown.clone().wait() => return Ok(()),
+        if !shutdown.sleep(backoff.next_delay()).await {
+            return Ok(());
         }
     }
 
@@ -133,7 +132,7 @@ pub async fn run<H: Handler>(
         span.add_link(producer_context.span().span_context().clone());
         adopt_parent(&span, producer_context);
 
-        process(
+        let settled = process(
             &pool,
             &options,
             &handler,
@@ -144,6 +143,10 @@ pub async fn run<H: Handler>(
         )
         .instrument(span)
         .await;
+        if !settled {
+            // Stopping before the event was applied or parked: leave it for the next consumer.
+            return Ok(());
+        }
         if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
             // The inbox makes the redelivery this may cause harmless.
             tracing::warn!(%error, "committing the offset failed");
@@ -151,6 +154,7 @@ pub async fn run<H: Handler>(
     }
 }
 
+/// Applies the event, or parks it on the dead-letter topic; false when shutdown came first.
 async fn process<H: Handler>(
     pool: &PgPool,
     options: &ConsumerOptions,
@@ -159,14 +163,14 @@ async fn process<H: Handler>(
     message: &BorrowedMessage<'_>,
     event: &Event,
     shutdown: &Shutdown,
-) {
+) -> bool {
     let mut attempt = 0;
     let failure = loop {
         attempt += 1;
         match apply(pool, &options.name, handler, event).await {
             Ok(outcome) => {
                 metrics().record_consumed(&options.name, &event.topic, outcome);
-                return;
+                return true;
             }
             Err(HandleError::Retry(error)) if attempt < options.max_attempts => {
                 tracing::warn!(
@@ -174,13 +178,14 @@ async fn process<H: Handler>(
                     attempt,
                     "handling failed; retrying"
                 );
-                tokio::time::sleep(options.retry_delay * attempt).await;
+                if !shutdown.sleep(options.retry_delay * attempt).await {
+                    return false;
+                }
             }
             Err(error) => break error,
         }
     };
     tracing::error!(error = %failure, attempt, "event dead-lettered");
-    metrics().record_consumed(&options.name, &event.topic, "dead_lettered");
     tracing::Span::current().record("otel.status_code", "ERROR");
 
     let mut headers = message.headers().map(|h| h.detach()).unwrap_or_default();
@@ -199,7 +204,7 @@ async fn process<H: Handler>(
     let topic = dead_letter_topic(&event.topic);
     let mut backoff = Backoff::default();
     // Never drop an event: keep trying the dead-letter topic until it takes it or we stop.
-    while !shutdown.is_triggered() {
+    loop {
         let mut record = FutureRecord::to(&topic)
             .payload(&event.payload)
             .headers(headers.clone());
@@ -207,10 +212,15 @@ async fn process<H: Handler>(
             record = record.key(key);
         }
         match dead_letters.send(record, Duration::from_secs(10)).await {
-            Ok(_) => return,
+            Ok(_) => {
+                metrics().record_consumed(&options.name, &event.topic, "dead_lettered");
+                return true;
+            }
             Err((error, _)) => {
                 tracing::warn!(%error, "writing to the dead-letter topic failed; retrying");
-                tokio::time::sleep(backoff.next_delay()).await;
+                if !shutdown.sleep(backoff.next_delay()).await {
+                    return false;
+                }
             }
         }
     }

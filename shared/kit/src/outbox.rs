@@ -103,10 +103,7 @@ impl Relay {
                     error = format!("{error:#}"),
                     "outbox relay interrupted; retrying"
                 );
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff.next_delay()) => {}
-                    _ = shutdown.clone().wait() => {}
-                }
+                shutdown.sleep(backoff.next_delay()).await;
             } else {
                 backoff = Backoff::default();
             }
@@ -126,9 +123,8 @@ impl Relay {
             if locked {
                 break;
             }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                _ = shutdown.clone().wait() => return Ok(()),
+            if !shutdown.sleep(Duration::from_secs(2)).await {
+                return Ok(());
             }
         }
         tracing::info!("outbox relay is publishing");

@@ -26,6 +26,14 @@ impl Shutdown {
         *self.0.borrow() || self.0.has_changed().is_err()
     }
 
+    /// Sleeps for `duration`; false when shutdown came first (and the caller should stop).
+    pub async fn sleep(&self, duration: std::time::Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(duration) => true,
+            _ = self.clone().wait() => false,
+        }
+    }
+
     /// Resolves once shutdown has been triggered (at once if it already was).
     pub async fn wait(mut self) {
         let _ = self.0.wait_for(|triggered| *triggered).await;
