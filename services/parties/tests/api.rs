@@ -892,22 +892,19 @@ async fn persons_are_employed_and_natural_persons_share_their_data() {
         .await
         .unwrap()
         .into_inner();
-    let history: Vec<(&str, Option<(i32, i32, i32)>)> = moved
+    let history: Vec<(&str, Option<Date>)> = moved
         .employments
         .iter()
-        .map(|e| {
-            (
-                e.organization_party_id.as_str(),
-                e.end_date.map(|d| (d.year, d.month, d.day)),
-            )
-        })
+        .map(|e| (e.organization_party_id.as_str(), e.end_date))
         .collect();
+    let ended = Date {
+        year: 2026,
+        month: 2,
+        day: 28,
+    };
     assert_eq!(
         history,
-        [
-            (beta.id.as_str(), None),
-            (acme.id.as_str(), Some((2026, 2, 28)))
-        ]
+        [(beta.id.as_str(), None), (acme.id.as_str(), Some(ended))]
     );
     let at_beta = client
         .list_persons(ListPersonsRequest {
