@@ -9,7 +9,7 @@ use crate::service::Parties;
 
 type Reply<T> = Result<Response<T>, Status>;
 
-fn reply<T>(result: crate::error::Result<T>) -> Reply<T> {
+fn reply<T>(result: crm_kit::error::Result<T>) -> Reply<T> {
     result.map(Response::new).map_err(Status::from)
 }
 

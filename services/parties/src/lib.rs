@@ -3,13 +3,12 @@
 //! addresses, custom fields, duplicate detection and merge.
 
 pub mod domain;
-pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod service;
 pub mod store;
 
-use crm_kit::{app::Runtime, config::ServiceSpec};
+use crm_kit::{app::Runtime, config::ServiceSpec, shutdown::Shutdown};
 use crm_proto::crm::parties::v1::parties_service_server::{PartiesServiceServer, SERVICE_NAME};
 use sqlx::migrate::Migrator;
 use tonic::service::Routes;
@@ -24,7 +23,7 @@ pub fn migrator() -> Migrator {
 }
 
 /// The gRPC routes of the service over the runtime's database, and the names health reports.
-pub fn routes(runtime: &Runtime) -> (Routes, Vec<&'static str>) {
+pub fn routes(runtime: &Runtime, _: &Shutdown) -> anyhow::Result<(Routes, Vec<&'static str>)> {
     let service = PartiesServiceServer::new(service::Parties::new(runtime.pool.clone()));
-    (Routes::new(service), vec![SERVICE_NAME])
+    Ok((Routes::new(service), vec![SERVICE_NAME]))
 }

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use crm_kit::{
-    error::FieldViolations,
+    error::{FieldViolations, Result, ServiceError},
     request::{audit, mask_paths, optional_uuid, uuid},
     store::{
         self as kit_store, Begun, decode_page_token, encode_page_token, page_size, unique_violation,
@@ -16,7 +16,6 @@ use uuid::Uuid;
 
 use crate::{
     domain::{self, Contact},
-    error::{PartiesError, Result},
     events,
     store::{
         self, AnniversaryJson, BaseRow, EmploymentRow, FamilyJson, FieldRow, PartyData,
@@ -448,7 +447,7 @@ impl Parties {
         require_active(&survivor)?;
         require_active(&merged)?;
         if survivor.kind != merged.kind {
-            return Err(PartiesError::Precondition(
+            return Err(ServiceError::Precondition(
                 "PARTY_KIND_MISMATCH",
                 format!("cannot merge a {} into a {}", merged.kind, survivor.kind),
             ));
@@ -755,7 +754,7 @@ impl Parties {
             check_supervisor(&mut tx, new).await?;
             if let Some(mut previous) = current.clone() {
                 if previous.organization_party_id == new.organization_party_id {
-                    return Err(PartiesError::Precondition(
+                    return Err(ServiceError::Precondition(
                         "ALREADY_EMPLOYED",
                         format!(
                             "person {id} already works for {}; change the current employment with employment.* paths",
@@ -789,7 +788,7 @@ impl Parties {
         }
         if !employment_paths.is_empty() {
             let Some(current) = current else {
-                return Err(PartiesError::Precondition(
+                return Err(ServiceError::Precondition(
                     "NO_CURRENT_EMPLOYMENT",
                     format!("person {id} has no current employment to update"),
                 ));
@@ -915,7 +914,7 @@ impl Parties {
             .into_iter()
             .find(|e| e.end_date.is_none());
         let Some(mut current) = current else {
-            return Err(PartiesError::Precondition(
+            return Err(ServiceError::Precondition(
                 "NO_CURRENT_EMPLOYMENT",
                 format!("person {id} has no current employment to end"),
             ));
@@ -978,7 +977,7 @@ impl Parties {
                 .await?
         );
         if let Some(stored) = store::define_custom_field(&mut tx, &row, subject).await? {
-            return Err(PartiesError::Precondition(
+            return Err(ServiceError::Precondition(
                 "CUSTOM_FIELD_TYPE_FIXED",
                 format!(
                     "{entity} field {:?} is of type {stored}; a field's type cannot change",
@@ -990,7 +989,7 @@ impl Parties {
             .await?
             .into_iter()
             .find(|f| f.key == row.key)
-            .ok_or_else(|| PartiesError::Internal(anyhow::anyhow!("defined field vanished")))?;
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("defined field vanished")))?;
         let field = field_to_proto(&stored);
         claim.commit(tx, &field).await?;
         Ok(field)
@@ -1010,8 +1009,8 @@ impl Parties {
 
 // --- helpers shared by the use cases ----------------------------------------------------------
 
-fn not_found(kind: &'static str, id: Uuid) -> PartiesError {
-    PartiesError::NotFound(kind, id.to_string())
+fn not_found(kind: &'static str, id: Uuid) -> ServiceError {
+    ServiceError::NotFound(kind, id.to_string())
 }
 
 /// An empty etag skips the check; a stale one is ABORTED.
@@ -1019,7 +1018,7 @@ fn check_etag(resource: &'static str, etag: &str, version: i64) -> Result<()> {
     if etag.is_empty() || etag == version.to_string() {
         Ok(())
     } else {
-        Err(PartiesError::EtagMismatch(resource))
+        Err(ServiceError::EtagMismatch(resource))
     }
 }
 
@@ -1031,7 +1030,7 @@ fn require_active(party: &PartyRow) -> Result<()> {
         Some(survivor) => format!("party {} was merged into {survivor}", party.id),
         None => format!("party {} is archived", party.id),
     };
-    Err(PartiesError::Precondition("PARTY_ARCHIVED", why))
+    Err(ServiceError::Precondition("PARTY_ARCHIVED", why))
 }
 
 async fn locked_party(tx: &mut kit_store::Tx, id: Uuid) -> Result<PartyRow> {
@@ -1068,7 +1067,7 @@ async fn open_base(tx: &mut kit_store::Tx, id: Uuid) -> Result<BaseRow> {
         .await?
         .ok_or_else(|| not_found("Base", id))?;
     if base.archived {
-        return Err(PartiesError::Precondition(
+        return Err(ServiceError::Precondition(
             "BASE_ARCHIVED",
             format!("base {id} is archived"),
         ));
@@ -1076,9 +1075,9 @@ async fn open_base(tx: &mut kit_store::Tx, id: Uuid) -> Result<BaseRow> {
     Ok(base)
 }
 
-fn base_name_taken(error: sqlx::Error, name: &str) -> PartiesError {
+fn base_name_taken(error: sqlx::Error, name: &str) -> ServiceError {
     if unique_violation(&error) == Some("bases_display_name_key") {
-        PartiesError::AlreadyExists(
+        ServiceError::AlreadyExists(
             "BASE_NAME_TAKEN",
             format!("a base named {name:?} already exists"),
         )
@@ -1146,7 +1145,7 @@ async fn check_supervisor(tx: &mut kit_store::Tx, employment: &EmploymentRow) ->
     if supervisor == employment.person_id
         || !store::is_current_employee(tx, supervisor, employment.organization_party_id).await?
     {
-        return Err(PartiesError::Precondition(
+        return Err(ServiceError::Precondition(
             "SUPERVISOR_NOT_EMPLOYED",
             format!(
                 "supervisor {supervisor} is not another current employee of organization {}",
@@ -1198,7 +1197,7 @@ async fn require_employer(tx: &mut kit_store::Tx, organization_id: Uuid) -> Resu
     let organization = locked_party(tx, organization_id).await?;
     require_active(&organization)?;
     if organization.kind != "organization" {
-        return Err(PartiesError::Precondition(
+        return Err(ServiceError::Precondition(
             "NOT_AN_ORGANIZATION",
             format!(
                 "party {organization_id} is a natural person; persons are employed by organizations"

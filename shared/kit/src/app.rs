@@ -9,6 +9,7 @@ use tonic::service::Routes;
 
 use crate::{
     auth::{Authenticator, Jwks, TokenIssuer},
+    client::TracedChannel,
     config::{Cli, Command, Config, Secret, ServiceSpec},
     kafka::Kafka,
     local::{LocalKafka, LocalPostgres},
@@ -33,6 +34,7 @@ pub struct Runtime {
     listener: TcpListener,
     admin: TcpListener,
     authenticator: Authenticator,
+    secret: Option<Secret>,
     jwks: Option<Arc<Jwks>>,
     _local: (Option<LocalPostgres>, Option<LocalKafka>),
 }
@@ -115,6 +117,7 @@ impl Runtime {
             listener,
             admin,
             authenticator,
+            secret,
             jwks,
             _local: (local_pg, local_kafka),
         })
@@ -124,6 +127,28 @@ impl Runtime {
         self.listener
             .local_addr()
             .expect("a bound listener has an address")
+    }
+
+    /// A traced, authenticated channel to the peer service `name` (`CRM__PEERS__<NAME>`), whose
+    /// calls carry `scopes`.
+    pub fn peer(&self, name: &str, scopes: &[&str]) -> anyhow::Result<TracedChannel> {
+        let url = self.config.peers.get(name).ok_or_else(|| {
+            anyhow::anyhow!(
+                "invalid configuration: peers.{name} (set CRM__PEERS__{}) is required: the gRPC URL of the {name} service",
+                name.to_uppercase()
+            )
+        })?;
+        let channel = TracedChannel::lazy(url)?;
+        Ok(match (&self.config.auth.service_token, &self.secret) {
+            (Some(token), _) => channel.with_bearer(token.expose()),
+            (None, Some(secret)) => {
+                let issuer = Arc::new(TokenIssuer::new(secret.expose(), &self.config.auth));
+                channel.with_issued_tokens(issuer, &format!("crm-{}", self.spec.name), scopes)
+            }
+            (None, None) => anyhow::bail!(
+                "invalid configuration: auth.service_token (set CRM__AUTH__SERVICE_TOKEN) is required to call {name}"
+            ),
+        })
     }
 
     /// Where `/metrics` is served.
@@ -168,13 +193,24 @@ impl Runtime {
     }
 }
 
+/// Builds a service's gRPC routes and the names health reports, and starts its background
+/// workers, which stop on the shutdown signal.
+pub trait ServiceFactory:
+    FnOnce(&Runtime, &Shutdown) -> anyhow::Result<(Routes, Vec<&'static str>)>
+{
+}
+
+impl<F: FnOnce(&Runtime, &Shutdown) -> anyhow::Result<(Routes, Vec<&'static str>)>> ServiceFactory
+    for F
+{
+}
+
 /// What a service's `main` delegates to: the command line, telemetry, signals, exit codes.
-/// `routes` builds the service's gRPC routes and names from the started runtime.
 pub async fn main(
     spec: ServiceSpec,
     migrator: Migrator,
     topics: &[&str],
-    routes: impl FnOnce(&Runtime) -> (Routes, Vec<&'static str>),
+    routes: impl ServiceFactory,
 ) -> ExitCode {
     let cli = match Cli::from_env() {
         Ok(cli) => cli,
@@ -243,11 +279,11 @@ async fn serve_until_signal(
     config: Config,
     migrator: Migrator,
     topics: &[&str],
-    routes: impl FnOnce(&Runtime) -> (Routes, Vec<&'static str>),
+    routes: impl ServiceFactory,
 ) -> anyhow::Result<()> {
     let runtime = Runtime::start(spec, config, migrator, topics).await?;
-    let (routes, names) = routes(&runtime);
     let (trigger, shutdown) = shutdown::channel();
+    let (routes, names) = routes(&runtime, &shutdown)?;
     tokio::spawn(async move {
         shutdown::os_signal().await;
         trigger.trigger();

@@ -3,7 +3,9 @@
 
 use std::{
     pin::Pin,
+    sync::Arc,
     task::{Context, Poll},
+    time::Duration,
 };
 
 use http::{HeaderValue, Request, Response};
@@ -11,13 +13,46 @@ use tonic::{body::Body, transport::Channel};
 use tower::Service;
 use tracing::{Instrument, field::Empty};
 
-use crate::telemetry::{HeaderCarrier, inject, record_trace_id};
+use crate::{
+    auth::TokenIssuer,
+    telemetry::{HeaderCarrier, inject, record_trace_id},
+};
 
 /// A [`Channel`] that traces every call and optionally authenticates it.
 #[derive(Clone)]
 pub struct TracedChannel {
     inner: Channel,
-    authorization: Option<HeaderValue>,
+    bearer: Option<Bearer>,
+}
+
+/// How calls authenticate.
+#[derive(Clone)]
+enum Bearer {
+    /// A token handed over by configuration (the identity provider's client credentials).
+    Fixed(HeaderValue),
+    /// Short-lived tokens signed per call with the shared development secret.
+    Issued {
+        issuer: Arc<TokenIssuer>,
+        subject: String,
+        scopes: Vec<String>,
+    },
+}
+
+impl Bearer {
+    fn header(&self) -> Option<HeaderValue> {
+        match self {
+            Bearer::Fixed(value) => Some(value.clone()),
+            Bearer::Issued {
+                issuer,
+                subject,
+                scopes,
+            } => {
+                let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
+                let token = issuer.issue(subject, &scopes, Duration::from_secs(300));
+                HeaderValue::from_str(&format!("Bearer {token}")).ok()
+            }
+        }
+    }
 }
 
 impl TracedChannel {
@@ -26,13 +61,30 @@ impl TracedChannel {
         let channel = tonic::transport::Endpoint::from_shared(uri.to_owned())?.connect_lazy();
         Ok(Self {
             inner: channel,
-            authorization: None,
+            bearer: None,
         })
     }
 
     /// Sends `Bearer <token>` with every call.
     pub fn with_bearer(mut self, token: &str) -> Self {
-        self.authorization = HeaderValue::from_str(&format!("Bearer {token}")).ok();
+        self.bearer = HeaderValue::from_str(&format!("Bearer {token}"))
+            .ok()
+            .map(Bearer::Fixed);
+        self
+    }
+
+    /// Signs a fresh five-minute token for `subject` with `scopes` for every call.
+    pub fn with_issued_tokens(
+        mut self,
+        issuer: Arc<TokenIssuer>,
+        subject: &str,
+        scopes: &[&str],
+    ) -> Self {
+        self.bearer = Some(Bearer::Issued {
+            issuer,
+            subject: subject.to_owned(),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        });
         self
     }
 }
@@ -60,12 +112,12 @@ impl Service<Request<Body>> for TracedChannel {
         );
         record_trace_id(&span);
         inject(&span, &mut HeaderCarrier(request.headers_mut()));
-        if let Some(authorization) = &self.authorization
-            && !request.headers().contains_key(http::header::AUTHORIZATION)
+        if !request.headers().contains_key(http::header::AUTHORIZATION)
+            && let Some(authorization) = self.bearer.as_ref().and_then(Bearer::header)
         {
             request
                 .headers_mut()
-                .insert(http::header::AUTHORIZATION, authorization.clone());
+                .insert(http::header::AUTHORIZATION, authorization);
         }
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);

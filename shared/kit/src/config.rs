@@ -25,6 +25,10 @@ pub struct Config {
     pub auth: AuthConfig,
     pub telemetry: TelemetryConfig,
     pub admin: AdminConfig,
+    /// `CRM__PEERS__<NAME>`: gRPC URLs of the services this one calls, e.g.
+    /// `CRM__PEERS__PARTIES=http://crm-parties:50051`.
+    #[serde(default)]
+    pub peers: std::collections::HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -78,6 +82,9 @@ pub struct AuthConfig {
     /// `CRM__AUTH__JWKS_URL`: the identity provider's signing keys (RS256/ES256), as `http://…`
     /// or `file:///path` (e.g. a mounted secret).
     pub jwks_url: Option<String>,
+    /// `CRM__AUTH__SERVICE_TOKEN`: the bearer this service sends to its peers. Unset: it signs
+    /// short-lived tokens with `jwt_secret` (development).
+    pub service_token: Option<Secret>,
     /// `CRM__AUTH__ISSUER`: when set, tokens must carry this `iss`.
     pub issuer: Option<String>,
     /// `CRM__AUTH__AUDIENCE`: when set, tokens must carry this `aud`.
@@ -222,6 +229,14 @@ impl Config {
                 "auth.jwt_secret",
                 "must be at least 32 bytes long",
             ));
+        }
+        for (name, url) in &self.peers {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return Err(ConfigError::key(
+                    &format!("peers.{name}"),
+                    format!("{url:?} is not an http:// URL"),
+                ));
+            }
         }
         if let Some(url) = &self.auth.jwks_url
             && !(url.starts_with("http://") || url.starts_with("file://"))

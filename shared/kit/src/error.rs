@@ -1,10 +1,84 @@
-//! Canonical gRPC errors with `google.rpc` details. A service keeps one error enum and maps it to
-//! [`tonic::Status`] in one place with these builders, so every service answers alike.
+//! Canonical gRPC errors with `google.rpc` details: [`ServiceError`], the one closed set of errors
+//! every service answers with, mapped to [`tonic::Status`] in one place so every service answers
+//! alike.
 
 use std::error::Error as StdError;
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
+
+/// What went wrong, in the canonical gRPC terms a caller can act on. The `&'static str` fields
+/// are `ErrorInfo.reason` codes (UPPER_SNAKE) callers can branch on.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// INVALID_ARGUMENT, naming every bad field.
+    #[error("invalid request: {0}")]
+    Invalid(FieldViolations),
+    /// NOT_FOUND: resource type and id.
+    #[error("{0} {1} not found")]
+    NotFound(&'static str, String),
+    /// ALREADY_EXISTS: a unique name is taken, or a client id was reused for another request.
+    #[error("{1}")]
+    AlreadyExists(&'static str, String),
+    /// ABORTED: the etag sent is not the stored one; read again and retry.
+    #[error("the {0} changed since it was read (etag mismatch); read it again and retry")]
+    EtagMismatch(&'static str),
+    /// FAILED_PRECONDITION: the request is valid but the resource's state forbids it.
+    #[error("{1}")]
+    Precondition(&'static str, String),
+    /// UNAVAILABLE: a service this one depends on did not answer; retry later.
+    #[error("{0}")]
+    Unavailable(String),
+    /// INTERNAL: logged with its cause, never shown.
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Internal(anyhow::Error),
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+impl From<FieldViolations> for ServiceError {
+    fn from(violations: FieldViolations) -> Self {
+        Self::Invalid(violations)
+    }
+}
+
+impl From<crate::store::IdempotencyError> for ServiceError {
+    fn from(error: crate::store::IdempotencyError) -> Self {
+        use crate::store::IdempotencyError;
+        match error {
+            IdempotencyError::Conflict(_) => {
+                Self::AlreadyExists("REQUEST_ID_REUSED", error.to_string())
+            }
+            IdempotencyError::Database(e) => Self::Database(e),
+            IdempotencyError::Corrupt(..) => Self::Internal(error.into()),
+        }
+    }
+}
+
+impl From<ServiceError> for Status {
+    fn from(error: ServiceError) -> Self {
+        match &error {
+            ServiceError::Invalid(violations) => invalid_argument(violations),
+            ServiceError::NotFound(kind, id) => not_found(kind, id),
+            ServiceError::AlreadyExists(reason, message) => {
+                with_reason(Code::AlreadyExists, reason, message)
+            }
+            ServiceError::EtagMismatch(_) => {
+                with_reason(Code::Aborted, "ETAG_MISMATCH", error.to_string())
+            }
+            ServiceError::Precondition(reason, message) => {
+                with_reason(Code::FailedPrecondition, reason, message)
+            }
+            ServiceError::Unavailable(message) => {
+                with_reason(Code::Unavailable, "DEPENDENCY_UNAVAILABLE", message)
+            }
+            ServiceError::Database(e) => internal(e),
+            ServiceError::Internal(e) => internal(e.as_ref()),
+        }
+    }
+}
 
 /// `ErrorInfo.domain` for every error of the suite.
 const DOMAIN: &str = "crm";

@@ -23,7 +23,7 @@ use crm_kit::{
         AdminConfig, AuthConfig, Config, DatabaseConfig, GrpcConfig, KafkaConfig, LogFormat,
         Secret, ServiceSpec, TelemetryConfig,
     },
-    shutdown::{self, ShutdownTrigger},
+    shutdown::{self, Shutdown, ShutdownTrigger},
     telemetry::Telemetry,
 };
 use opentelemetry_proto::tonic::{
@@ -205,6 +205,7 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
             log_format: LogFormat::Pretty,
             log_filter: "warn".into(),
         },
+        peers: Default::default(),
         admin: AdminConfig {
             listen: "127.0.0.1:0".into(),
         },
@@ -227,7 +228,7 @@ pub struct ServiceUnderTest {
     pub spec: ServiceSpec,
     pub migrator: fn() -> Migrator,
     pub topics: &'static [&'static str],
-    pub routes: fn(&Runtime) -> (Routes, Vec<&'static str>),
+    pub routes: fn(&Runtime, &Shutdown) -> anyhow::Result<(Routes, Vec<&'static str>)>,
 }
 
 /// A running service with its own database and broker; stops when dropped.
@@ -262,8 +263,8 @@ impl TestService {
             Runtime::start(service.spec, config, (service.migrator)(), service.topics).await?;
         let addr = runtime.local_addr();
         let admin_addr = runtime.admin_addr();
-        let (routes, names) = (service.routes)(&runtime);
         let (trigger, shutdown) = shutdown::channel();
+        let (routes, names) = (service.routes)(&runtime, &shutdown)?;
         let topics = service.topics;
         let task = tokio::spawn(runtime.serve(routes, names, topics, shutdown));
         Ok(Self {
