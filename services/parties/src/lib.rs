@@ -8,7 +8,11 @@ pub mod grpc;
 pub mod service;
 pub mod store;
 
-use crm_kit::{app::Runtime, config::ServiceSpec, shutdown::Shutdown};
+use crm_kit::{
+    app::{Runtime, ServiceRoutes},
+    config::ServiceSpec,
+    shutdown::Shutdown,
+};
 use crm_proto::crm::parties::v1::parties_service_server::{PartiesServiceServer, SERVICE_NAME};
 use sqlx::migrate::Migrator;
 use tonic::service::Routes;
@@ -23,7 +27,7 @@ pub fn migrator() -> Migrator {
 }
 
 /// The gRPC routes of the service over the runtime's database, and the names health reports.
-pub fn routes(runtime: &Runtime, _: &Shutdown) -> anyhow::Result<(Routes, Vec<&'static str>)> {
+pub fn routes(runtime: &Runtime, _: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let service = PartiesServiceServer::new(service::Parties::new(runtime.pool.clone()));
     Ok((Routes::new(service), vec![SERVICE_NAME]))
 }

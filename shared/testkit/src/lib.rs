@@ -16,7 +16,7 @@ use std::{
 };
 
 use crm_kit::{
-    app::Runtime,
+    app::{Runtime, ServiceRoutes},
     auth::TokenIssuer,
     client::TracedChannel,
     config::{
@@ -228,7 +228,7 @@ pub struct ServiceUnderTest {
     pub spec: ServiceSpec,
     pub migrator: fn() -> Migrator,
     pub topics: &'static [&'static str],
-    pub routes: fn(&Runtime, &Shutdown) -> anyhow::Result<(Routes, Vec<&'static str>)>,
+    pub routes: fn(&Runtime, &Shutdown) -> anyhow::Result<ServiceRoutes>,
 }
 
 /// A running service with its own database and broker; stops when dropped.
