@@ -195,15 +195,12 @@ impl Runtime {
 
 /// Builds a service's gRPC routes and the names health reports, and starts its background
 /// workers, which stop on the shutdown signal.
-pub trait ServiceFactory:
-    FnOnce(&Runtime, &Shutdown) -> anyhow::Result<(Routes, Vec<&'static str>)>
-{
-}
+pub trait ServiceFactory: FnOnce(&Runtime, &Shutdown) -> anyhow::Result<ServiceRoutes> {}
 
-impl<F: FnOnce(&Runtime, &Shutdown) -> anyhow::Result<(Routes, Vec<&'static str>)>> ServiceFactory
-    for F
-{
-}
+impl<F: FnOnce(&Runtime, &Shutdown) -> anyhow::Result<ServiceRoutes>> ServiceFactory for F {}
+
+/// A service's gRPC routes and the fully-qualified names of its services (for health).
+pub type ServiceRoutes = (Routes, Vec<&'static str>);
 
 /// What a service's `main` delegates to: the command line, telemetry, signals, exit codes.
 pub async fn main(

@@ -42,7 +42,6 @@ use rdkafka::{
 use sqlx::{Connection, PgConnection, migrate::Migrator};
 use tokio::{net::TcpListener, process::Child, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::service::Routes;
 use uuid::Uuid;
 
 /// The HS256 secret services under test verify tokens with.
