@@ -1,0 +1,124 @@
+//! The `crm.loyalty.v1.LoyaltyService` gRPC adapter: who is calling, then the use case, then the
+//! one error mapping.
+
+use crm_kit::request::subject;
+use crm_proto::crm::loyalty::v1::{loyalty_service_server::LoyaltyService, *};
+use tonic::{Request, Response, Status};
+
+use crate::service::Loyalty;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T>(result: crm_kit::error::Result<T>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl LoyaltyService for Loyalty {
+    async fn create_program(&self, request: Request<CreateProgramRequest>) -> Reply<Program> {
+        let subject = subject(&request);
+        reply(Loyalty::create_program(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_program(&self, request: Request<GetProgramRequest>) -> Reply<Program> {
+        reply(Loyalty::get_program(self, request.into_inner()).await)
+    }
+
+    async fn update_program(&self, request: Request<UpdateProgramRequest>) -> Reply<Program> {
+        let subject = subject(&request);
+        reply(Loyalty::update_program(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_programs(
+        &self,
+        request: Request<ListProgramsRequest>,
+    ) -> Reply<ListProgramsResponse> {
+        reply(Loyalty::list_programs(self, request.into_inner()).await)
+    }
+
+    async fn define_point_type(&self, request: Request<DefinePointTypeRequest>) -> Reply<Program> {
+        let subject = subject(&request);
+        reply(Loyalty::define_point_type(self, &subject, request.into_inner()).await)
+    }
+
+    async fn define_operation_type(
+        &self,
+        request: Request<DefineOperationTypeRequest>,
+    ) -> Reply<Program> {
+        let subject = subject(&request);
+        reply(Loyalty::define_operation_type(self, &subject, request.into_inner()).await)
+    }
+
+    async fn enroll(&self, request: Request<EnrollRequest>) -> Reply<Membership> {
+        let subject = subject(&request);
+        reply(Loyalty::enroll(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_membership(&self, request: Request<GetMembershipRequest>) -> Reply<Membership> {
+        reply(Loyalty::get_membership(self, request.into_inner()).await)
+    }
+
+    async fn list_memberships(
+        &self,
+        request: Request<ListMembershipsRequest>,
+    ) -> Reply<ListMembershipsResponse> {
+        reply(Loyalty::list_memberships(self, request.into_inner()).await)
+    }
+
+    async fn suspend_membership(
+        &self,
+        request: Request<SuspendMembershipRequest>,
+    ) -> Reply<Membership> {
+        let subject = subject(&request);
+        reply(Loyalty::suspend_membership(self, &subject, request.into_inner()).await)
+    }
+
+    async fn leave_program(&self, request: Request<LeaveProgramRequest>) -> Reply<Membership> {
+        let subject = subject(&request);
+        reply(Loyalty::leave_program(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_balance(&self, request: Request<GetBalanceRequest>) -> Reply<Balance> {
+        reply(Loyalty::get_balance(self, request.into_inner()).await)
+    }
+
+    async fn list_balances(
+        &self,
+        request: Request<ListBalancesRequest>,
+    ) -> Reply<ListBalancesResponse> {
+        reply(Loyalty::list_balances(self, request.into_inner()).await)
+    }
+
+    async fn list_ledger_entries(
+        &self,
+        request: Request<ListLedgerEntriesRequest>,
+    ) -> Reply<ListLedgerEntriesResponse> {
+        reply(Loyalty::list_ledger_entries(self, request.into_inner()).await)
+    }
+
+    async fn record_operation(&self, request: Request<RecordOperationRequest>) -> Reply<Operation> {
+        let subject = subject(&request);
+        reply(Loyalty::record_operation(self, &subject, request.into_inner()).await)
+    }
+
+    async fn reverse_operation(
+        &self,
+        request: Request<ReverseOperationRequest>,
+    ) -> Reply<Operation> {
+        let subject = subject(&request);
+        reply(Loyalty::reverse_operation(self, &subject, request.into_inner()).await)
+    }
+
+    async fn hold_points(&self, request: Request<HoldPointsRequest>) -> Reply<Hold> {
+        reply(Loyalty::hold_points(self, request.into_inner()).await)
+    }
+
+    async fn capture_hold(&self, request: Request<CaptureHoldRequest>) -> Reply<Hold> {
+        let subject = subject(&request);
+        reply(Loyalty::capture_hold(self, &subject, request.into_inner()).await)
+    }
+
+    async fn void_hold(&self, request: Request<VoidHoldRequest>) -> Reply<Hold> {
+        reply(Loyalty::void_hold(self, request.into_inner()).await)
+    }
+}

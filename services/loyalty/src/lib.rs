@@ -1,0 +1,41 @@
+//! The loyalty service (`crm.loyalty.v1`): programs with their point and operation types,
+//! memberships of parties, point accounts, and the immutable double-entry ledger with two-phase
+//! holds.
+
+pub mod events;
+pub mod grpc;
+pub mod service;
+pub mod store;
+
+use crm_kit::{
+    app::{Runtime, ServiceRoutes},
+    config::ServiceSpec,
+    shutdown::Shutdown,
+};
+use crm_proto::crm::{
+    loyalty::v1::loyalty_service_server::{LoyaltyServiceServer, SERVICE_NAME},
+    parties::v1::parties_service_client::PartiesServiceClient,
+};
+use sqlx::migrate::Migrator;
+use tonic::service::Routes;
+
+pub const SPEC: ServiceSpec = ServiceSpec {
+    name: "loyalty",
+    default_port: 50054,
+};
+
+pub fn migrator() -> Migrator {
+    sqlx::migrate!("./migrations")
+}
+
+/// The gRPC routes over the runtime's database and the parties service, plus the worker that
+/// releases expired holds.
+pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
+    let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
+    let loyalty = service::Loyalty::new(runtime.pool.clone(), parties);
+    tokio::spawn(loyalty.clone().expire_holds(shutdown.clone()));
+    Ok((
+        Routes::new(LoyaltyServiceServer::new(loyalty)),
+        vec![SERVICE_NAME],
+    ))
+}

@@ -1,0 +1,674 @@
+//! The loyalty ledger through its public gRPC API, with the real parties service beside it, on real
+//! PostgreSQL and a real Kafka-protocol broker. After every test the ledger's invariants hold.
+
+use std::time::Duration;
+
+use crm_kit::client::TracedChannel;
+use crm_proto::crm::{
+    loyalty::v1::{loyalty_service_client::LoyaltyServiceClient, *},
+    parties::v1::{
+        CreatePartyRequest, CreatePersonRequest, Employment, Party, PartyKind, Person, PersonName,
+        parties_service_client::PartiesServiceClient,
+    },
+};
+use crm_testkit::{
+    Broker, ServiceUnderTest, TestDatabase, TestService, eventually, read_topic, token,
+};
+use prost::Message;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+const PARTIES: ServiceUnderTest = ServiceUnderTest {
+    spec: crm_parties::SPEC,
+    migrator: crm_parties::migrator,
+    topics: &crm_parties::events::TOPICS,
+    routes: crm_parties::routes,
+};
+
+const LOYALTY: ServiceUnderTest = ServiceUnderTest {
+    spec: crm_loyalty::SPEC,
+    migrator: crm_loyalty::migrator,
+    topics: &crm_loyalty::events::TOPICS,
+    routes: crm_loyalty::routes,
+};
+
+type Loyalty = LoyaltyServiceClient<TracedChannel>;
+
+struct Suite {
+    loyalty: TestService,
+    _parties: TestService,
+    parties_client: PartiesServiceClient<TracedChannel>,
+    client: Loyalty,
+}
+
+impl Suite {
+    async fn start() -> Self {
+        let parties = TestService::start(&PARTIES).await.unwrap();
+        let parties_url = format!("http://{}", parties.addr);
+        let loyalty = TestService::start_with(
+            &LOYALTY,
+            TestDatabase::create().await.unwrap(),
+            Broker::start().await.unwrap(),
+            |config| {
+                config.peers.insert("parties".into(), parties_url);
+                // The production default: the concurrency test sends 100 calls at once.
+                config.grpc.concurrency_limit = 256;
+            },
+        )
+        .await
+        .unwrap();
+        let client = LoyaltyServiceClient::new(
+            loyalty.channel(&token("cashier", &["loyalty.read", "loyalty.write"])),
+        );
+        let parties_client = PartiesServiceClient::new(
+            parties.channel(&token("admin", &["parties.read", "parties.write"])),
+        );
+        Self {
+            loyalty,
+            _parties: parties,
+            parties_client,
+            client,
+        }
+    }
+
+    async fn party(&self, kind: PartyKind, name: &str) -> Party {
+        self.parties_client
+            .clone()
+            .create_party(CreatePartyRequest {
+                party: Some(Party {
+                    kind: kind as i32,
+                    display_name: name.into(),
+                    person_name: (kind == PartyKind::Person).then(|| PersonName {
+                        given_name: name.into(),
+                        family_name: String::new(),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// An active B2B program with basic points (returns may go 100 below zero) and three
+    /// operation types: purchase, reward_redemption, correction.
+    async fn program(&self) -> Program {
+        let mut client = self.client.clone();
+        let program = client
+            .create_program(CreateProgramRequest {
+                program: Some(Program {
+                    display_name: "Partner club".into(),
+                    kind: ProgramKind::B2b as i32,
+                    currency_code: "pln".into(),
+                    status: ProgramStatus::Active as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(program.currency_code, "PLN");
+        client
+            .define_point_type(DefinePointTypeRequest {
+                program_id: program.id.clone(),
+                point_type: Some(PointType {
+                    code: "basic".into(),
+                    display_name: "Basic points".into(),
+                    qualifying: true,
+                    reversal_floor: -100,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut last = program;
+        for (code, direction) in [
+            ("purchase", Direction::Accrue),
+            ("reward_redemption", Direction::Settle),
+            ("correction", Direction::Settle),
+        ] {
+            last = client
+                .define_operation_type(DefineOperationTypeRequest {
+                    program_id: last.id.clone(),
+                    operation_type: Some(OperationType {
+                        code: code.into(),
+                        display_name: code.replace('_', " "),
+                        direction: direction as i32,
+                        default_point_type: "basic".into(),
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+        }
+        assert_eq!(last.operation_types.len(), 3);
+        last
+    }
+
+    async fn member(&self, program: &Program, name: &str) -> Membership {
+        let party = self.party(PartyKind::Organization, name).await;
+        self.client
+            .clone()
+            .enroll(EnrollRequest {
+                program_id: program.id.clone(),
+                party_id: party.id,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// For every member account the balance is the sum of its entries and `held` the sum of its
+    /// pending holds; every operation's entries, and so the whole ledger, sum to zero.
+    async fn assert_invariants(&self) {
+        let mut db = self.loyalty.db().await;
+        let checks = [
+            "SELECT count(*) FROM accounts a WHERE kind = 'member'
+               AND balance <> (SELECT coalesce(sum(amount), 0) FROM ledger_entries e WHERE e.account_id = a.id)",
+            "SELECT count(*) FROM accounts a WHERE kind = 'member'
+               AND held <> (SELECT coalesce(sum(points), 0) FROM holds h WHERE h.account_id = a.id AND status = 'pending')",
+            "SELECT count(*) FROM (SELECT operation_id FROM ledger_entries GROUP BY 1 HAVING sum(amount) <> 0) t",
+            "SELECT coalesce(sum(amount), 0)::bigint FROM ledger_entries",
+        ];
+        for check in checks {
+            let broken: i64 = sqlx::query_scalar(check).fetch_one(&mut db).await.unwrap();
+            assert_eq!(broken, 0, "ledger invariant broken: {check}");
+        }
+    }
+}
+
+fn account(membership: &Membership) -> Option<AccountRef> {
+    Some(AccountRef {
+        membership_id: membership.id.clone(),
+        ..Default::default()
+    })
+}
+
+fn operation(id: &str, membership: &Membership, kind: &str, points: i64) -> RecordOperationRequest {
+    RecordOperationRequest {
+        operation_id: id.into(),
+        account: account(membership),
+        operation_type: kind.into(),
+        points,
+        reference: format!("doc-{id}"),
+    }
+}
+
+async fn balance(client: &mut Loyalty, membership: &Membership) -> Balance {
+    client
+        .get_balance(GetBalanceRequest {
+            account: account(membership),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+fn reason(status: &tonic::Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn points_accrue_and_settle_through_an_immutable_double_entry_ledger() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+
+    let earned = client
+        .record_operation(operation("op-1", &member, "purchase", 100))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (earned.direction(), earned.balance_after),
+        (Direction::Accrue, 100)
+    );
+    let spent = client
+        .record_operation(operation("op-2", &member, "reward_redemption", 30))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(spent.balance_after, 70);
+    let now = balance(&mut client, &member).await;
+    assert_eq!((now.balance, now.held, now.available), (70, 0, 70));
+
+    let entries = client
+        .list_ledger_entries(ListLedgerEntriesRequest {
+            account: account(&member),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let amounts: Vec<(i64, i64)> = entries
+        .iter()
+        .map(|e| (e.amount, e.balance_after))
+        .collect();
+    assert_eq!(amounts, [(-30, 70), (100, 100)], "newest first");
+    let purchases = client
+        .list_ledger_entries(ListLedgerEntriesRequest {
+            account: account(&member),
+            operation_type: "purchase".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(purchases.len(), 1);
+
+    let refused = client
+        .record_operation(operation("op-3", &member, "reward_redemption", 71))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused)),
+        (Code::FailedPrecondition, "INSUFFICIENT_POINTS".into())
+    );
+    assert_eq!(balance(&mut client, &member).await.balance, 70);
+
+    let mut db = suite.loyalty.db().await;
+    let edit = sqlx::query("UPDATE ledger_entries SET amount = 1000")
+        .execute(&mut db)
+        .await;
+    assert!(edit.is_err(), "the ledger refuses edits");
+    suite.assert_invariants().await;
+
+    let records = read_topic(
+        &suite.loyalty.broker.brokers(),
+        "crm.loyalty.points.v1",
+        3,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0].key.as_deref(), Some(member.id.as_str()));
+    let accrued = PointsAccrued::decode(records[0].payload.as_slice()).unwrap();
+    assert_eq!((accrued.points, accrued.balance_after), (100, 100));
+}
+
+#[tokio::test]
+async fn an_operation_id_posts_once() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+
+    let first = client
+        .record_operation(operation("inv-7", &member, "purchase", 40))
+        .await
+        .unwrap()
+        .into_inner();
+    let again = client
+        .record_operation(operation("inv-7", &member, "purchase", 40))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(first, again);
+    assert_eq!(balance(&mut client, &member).await.balance, 40);
+
+    let changed = client
+        .record_operation(operation("inv-7", &member, "purchase", 41))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (changed.code(), reason(&changed)),
+        (Code::AlreadyExists, "REQUEST_ID_REUSED".into())
+    );
+    suite.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn a_hundred_concurrent_debits_against_ten_debits_worth_leave_exactly_ten() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+    client
+        .record_operation(operation("top-up", &member, "purchase", 100))
+        .await
+        .unwrap();
+
+    let debits = (0..100).map(|i| {
+        let mut client = client.clone();
+        let request = operation(&format!("debit-{i}"), &member, "reward_redemption", 10);
+        async move { client.record_operation(request).await }
+    });
+    let results = futures::future::join_all(debits).await;
+    let succeeded = results.iter().filter(|r| r.is_ok()).count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(s) if reason(s) == "INSUFFICIENT_POINTS"))
+        .count();
+    assert_eq!((succeeded, refused), (10, 90));
+    assert_eq!(balance(&mut client, &member).await.balance, 0);
+    suite.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn a_reversal_posts_the_opposite_once_down_to_the_floor() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+    client
+        .record_operation(operation("invoice-1", &member, "purchase", 80))
+        .await
+        .unwrap();
+    client
+        .record_operation(operation("spend-1", &member, "reward_redemption", 50))
+        .await
+        .unwrap();
+
+    // The invoice is returned after most of its points were spent: the balance may go to -50.
+    let reversal = client
+        .reverse_operation(ReverseOperationRequest {
+            operation_id: "credit-note-1".into(),
+            original_operation_id: "invoice-1".into(),
+            reference: "CN/1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            reversal.direction(),
+            reversal.points,
+            reversal.balance_after
+        ),
+        (Direction::Settle, 80, -50)
+    );
+
+    let twice = client
+        .reverse_operation(ReverseOperationRequest {
+            operation_id: "credit-note-2".into(),
+            original_operation_id: "invoice-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&twice), "ALREADY_REVERSED");
+
+    // -50 + 200 - 150 = 0; returning the 200 would take it to -200, below the floor of -100.
+    client
+        .record_operation(operation("invoice-2", &member, "purchase", 200))
+        .await
+        .unwrap();
+    client
+        .record_operation(operation("spend-2", &member, "reward_redemption", 150))
+        .await
+        .unwrap();
+    let below = client
+        .reverse_operation(ReverseOperationRequest {
+            operation_id: "credit-note-3".into(),
+            original_operation_id: "invoice-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&below), "REVERSAL_BELOW_FLOOR");
+    assert_eq!(balance(&mut client, &member).await.balance, 0);
+    suite.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn holds_reserve_then_capture_void_or_expire() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+    client
+        .record_operation(operation("top-up", &member, "purchase", 100))
+        .await
+        .unwrap();
+
+    let hold = |id: &str, points: i64, timeout_seconds: i64| HoldPointsRequest {
+        hold_id: id.into(),
+        account: account(&member),
+        points,
+        timeout_seconds,
+        reference: format!("order-{id}"),
+    };
+    let placed = client
+        .hold_points(hold("h-1", 60, 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(placed.status(), HoldStatus::Pending);
+    let now = balance(&mut client, &member).await;
+    assert_eq!((now.balance, now.held, now.available), (100, 60, 40));
+    let blocked = client
+        .record_operation(operation("spend", &member, "reward_redemption", 50))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reason(&blocked),
+        "INSUFFICIENT_POINTS",
+        "held points cannot be spent twice"
+    );
+
+    let captured = client
+        .capture_hold(CaptureHoldRequest {
+            hold_id: "h-1".into(),
+            points: 45,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (captured.status(), captured.captured_points),
+        (HoldStatus::Captured, 45)
+    );
+    let now = balance(&mut client, &member).await;
+    assert_eq!(
+        (now.balance, now.held),
+        (55, 0),
+        "the uncaptured rest is released"
+    );
+    let late = client
+        .void_hold(VoidHoldRequest {
+            hold_id: "h-1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&late), "HOLD_CAPTURED");
+
+    client.hold_points(hold("h-2", 20, 0)).await.unwrap();
+    let voided = client
+        .void_hold(VoidHoldRequest {
+            hold_id: "h-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(voided.status(), HoldStatus::Voided);
+
+    client.hold_points(hold("h-3", 30, 1)).await.unwrap();
+    let released = eventually(Duration::from_secs(10), || {
+        let mut client = client.clone();
+        let member = member.clone();
+        async move { (balance(&mut client, &member).await.held == 0).then_some(()) }
+    })
+    .await;
+    assert!(released.is_some(), "an expired hold releases itself");
+    let expired = client
+        .capture_hold(CaptureHoldRequest {
+            hold_id: "h-3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&expired), "HOLD_EXPIRED");
+    assert_eq!(balance(&mut client, &member).await.available, 55);
+    suite.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn enrolment_is_checked_with_the_parties_service_and_b2b_persons_have_accounts() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+
+    let nobody = client
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), Code::NotFound);
+
+    let acme = suite.party(PartyKind::Organization, "Acme").await;
+    let enroll = EnrollRequest {
+        program_id: program.id.clone(),
+        party_id: acme.id.clone(),
+        ..Default::default()
+    };
+    let member = client.enroll(enroll.clone()).await.unwrap().into_inner();
+    assert_eq!(member.status(), MembershipStatus::Active);
+    let twice = client.enroll(enroll).await.unwrap_err();
+    assert_eq!(twice.code(), Code::AlreadyExists);
+
+    let anna = suite
+        .parties_client
+        .clone()
+        .create_person(CreatePersonRequest {
+            person: Some(Person {
+                name: Some(PersonName {
+                    given_name: "Anna".into(),
+                    family_name: "Nowak".into(),
+                }),
+                employments: vec![Employment {
+                    organization_party_id: acme.id.clone(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let annas = AccountRef {
+        membership_id: member.id.clone(),
+        person_id: anna.id.clone(),
+        point_type: String::new(),
+    };
+    client
+        .record_operation(RecordOperationRequest {
+            operation_id: "anna-1".into(),
+            account: Some(annas.clone()),
+            operation_type: "purchase".into(),
+            points: 25,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let balances = client
+        .list_balances(ListBalancesRequest {
+            membership_id: member.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .balances;
+    let owners: Vec<(String, i64)> = balances
+        .iter()
+        .map(|b| (b.account.clone().unwrap().person_id, b.balance))
+        .collect();
+    assert_eq!(owners, [(anna.id.clone(), 25)]);
+
+    let stranger = suite.party(PartyKind::Person, "Stranger").await;
+    let refused = client
+        .record_operation(RecordOperationRequest {
+            operation_id: "stranger-1".into(),
+            account: Some(AccountRef {
+                person_id: stranger.person_id.clone(),
+                ..annas
+            }),
+            operation_type: "purchase".into(),
+            points: 5,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "PERSON_NOT_EMPLOYED");
+
+    let suspended = client
+        .suspend_membership(SuspendMembershipRequest {
+            id: member.id.clone(),
+            reason: "audit".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(suspended.status(), MembershipStatus::Suspended);
+    let frozen = client
+        .record_operation(operation("while-suspended", &member, "purchase", 5))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&frozen), "MEMBERSHIP_NOT_ACTIVE");
+    suite.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn bad_requests_name_every_field() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let status = client
+        .create_program(CreateProgramRequest {
+            program: Some(Program {
+                currency_code: "zloty".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            "program.kind",
+            "program.currency_code",
+            "program.display_name"
+        ]
+    );
+
+    let status = client
+        .record_operation(RecordOperationRequest {
+            points: -5,
+            operation_type: "Purchase!".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["operation_id", "points", "operation_type"]);
+}
