@@ -49,6 +49,11 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::define_operation_type(self, &subject, request.into_inner()).await)
     }
 
+    async fn set_accrual_rules(&self, request: Request<SetAccrualRulesRequest>) -> Reply<Program> {
+        let subject = subject(&request);
+        reply(Loyalty::set_accrual_rules(self, &subject, request.into_inner()).await)
+    }
+
     async fn enroll(&self, request: Request<EnrollRequest>) -> Reply<Membership> {
         let subject = subject(&request);
         reply(Loyalty::enroll(self, &subject, request.into_inner()).await)

@@ -4,12 +4,16 @@
 
 pub mod events;
 pub mod grpc;
+pub mod invoices;
 pub mod service;
 pub mod store;
+
+use std::time::Duration;
 
 use crm_kit::{
     app::{Runtime, ServiceRoutes},
     config::ServiceSpec,
+    consumer::{self, ConsumerOptions},
     shutdown::Shutdown,
 };
 use crm_proto::crm::{
@@ -28,12 +32,30 @@ pub fn migrator() -> Migrator {
     sqlx::migrate!("./migrations")
 }
 
-/// The gRPC routes over the runtime's database and the parties service, plus the worker that
-/// releases expired holds.
+/// The gRPC routes over the runtime's database and the parties service, plus the workers: the
+/// one that releases expired holds and the invoice consumer.
 pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
     let loyalty = service::Loyalty::new(runtime.pool.clone(), parties);
     tokio::spawn(loyalty.clone().expire_holds(shutdown.clone()));
+    let invoices = ConsumerOptions {
+        name: invoices::CONSUMER.into(),
+        topics: vec![invoices::INVOICE_TOPIC.into()],
+        max_attempts: 5,
+        retry_delay: Duration::from_millis(500),
+    };
+    let (pool, kafka, shutdown) = (
+        runtime.pool.clone(),
+        runtime.kafka.clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        if let Err(error) =
+            consumer::run(pool, kafka, invoices, invoices::InvoiceAccrual, shutdown).await
+        {
+            tracing::error!(error = format!("{error:#}"), "the invoice consumer stopped");
+        }
+    });
     Ok((
         Routes::new(LoyaltyServiceServer::new(loyalty)),
         vec![SERVICE_NAME],

@@ -21,6 +21,7 @@ use crm_proto::crm::{
         parties_service_client::PartiesServiceClient,
     },
 };
+use rust_decimal::Decimal;
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
@@ -54,11 +55,11 @@ macro_rules! fresh_or_replay {
 }
 
 /// A member account an operation or hold applies to, resolved from an [`AccountRef`].
-struct Target {
-    program: ProgramRow,
-    membership: MembershipRow,
-    person_id: Option<Uuid>,
-    point_type: PointTypeRow,
+pub(crate) struct Target {
+    pub program: ProgramRow,
+    pub membership: MembershipRow,
+    pub person_id: Option<Uuid>,
+    pub point_type: PointTypeRow,
 }
 
 impl Target {
@@ -122,6 +123,7 @@ impl Loyalty {
             valid_from: date(input.valid_from.as_ref(), "program.valid_from", &mut v),
             valid_to: date(input.valid_to.as_ref(), "program.valid_to", &mut v),
             reward_ids: input.reward_ids.clone(),
+            accrual_rules: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
             created_by: subject.to_owned(),
@@ -625,63 +627,13 @@ impl Loyalty {
                 Some(&op_type.default_point_type),
             )
             .await?;
-        let accrue = op_type.direction == "accrue";
-        let account = store::member_account(
-            &mut tx,
-            target.program.id,
-            target.membership.id,
-            target.person_id,
-            &target.point_type.code,
-        )
-        .await?;
-        let delta = if accrue { req.points } else { -req.points };
-        let floor = (!target.point_type.allow_negative).then_some(0);
-        let Some(balance_after) = store::change_balance(&mut tx, account, delta, floor).await?
-        else {
-            return Err(insufficient(&mut tx, account, req.points).await);
-        };
-        let system = if accrue { "issuance" } else { "redemption" };
-        let system_account =
-            store::system_account(&mut tx, target.program.id, &target.point_type.code, system)
-                .await?;
-        let id = Uuid::now_v7();
-        let posted = NewOperation {
-            id,
+        let posting = Posting {
             client_id: &req.operation_id,
-            account_id: account,
-            system_account_id: system_account,
-            operation_type: &op_type.code,
-            direction: &op_type.direction,
             points: req.points,
-            delta,
-            balance_after,
             reference: req.reference.trim(),
-            reverses: None,
             subject,
         };
-        store::post_operation(&mut tx, &posted)
-            .await
-            .map_err(|e| operation_id_used(e, &req.operation_id))?;
-        let account_ref = Some(target.reference());
-        if accrue {
-            let event = PointsAccrued {
-                operation_id: id.to_string(),
-                account: account_ref,
-                operation_type: op_type.code.clone(),
-                points: req.points,
-                balance_after,
-            };
-            events::points(&mut tx, target.membership.id, &event).await?;
-        } else {
-            let event = PointsRedeemed {
-                operation_id: id.to_string(),
-                account: account_ref,
-                operation_type: op_type.code.clone(),
-                points: req.points,
-                balance_after,
-            };
-            events::points(&mut tx, target.membership.id, &event).await?;
-        }
+        let id = post(&mut tx, &target, &op_type, &posting).await?;
         let operation = operation_in(&mut tx, id).await?;
         claim.commit(tx, &operation).await?;
         Ok(operation)
@@ -713,91 +665,98 @@ impl Loyalty {
             .ok_or_else(|| {
                 ServiceError::NotFound("Operation", req.original_operation_id.clone())
             })?;
-        if original.reverses.is_some() {
-            return Err(ServiceError::Precondition(
-                "CANNOT_REVERSE_A_REVERSAL",
-                "a reversal cannot be reversed".into(),
-            ));
-        }
-        if let Some(reversal) = original.reversed_by {
-            return Err(ServiceError::Precondition(
-                "ALREADY_REVERSED",
-                format!(
-                    "operation {} was already reversed by {reversal}",
-                    req.original_operation_id
-                ),
-            ));
-        }
-        let membership = store::get_membership(&mut tx, original.membership_id)
-            .await?
-            .ok_or_else(|| not_found("Membership", original.membership_id))?;
-        let point_type = store::point_types(&mut tx, membership.program_id)
-            .await?
-            .into_iter()
-            .find(|t| t.code == original.point_type)
-            .ok_or_else(|| {
-                ServiceError::Internal(anyhow::anyhow!("point type of an operation vanished"))
-            })?;
-        let was_accrual = original.direction == "accrue";
-        let delta = if was_accrual {
-            -original.points
-        } else {
-            original.points
-        };
-        // A return may take the balance below zero, down to the point type's floor.
-        let floor = (!point_type.allow_negative).then_some(point_type.reversal_floor);
-        let Some(balance_after) =
-            store::change_balance(&mut tx, original.account_id, delta, floor).await?
-        else {
-            return Err(ServiceError::Precondition(
-                "REVERSAL_BELOW_FLOOR",
-                format!(
-                    "reversing {} points would take the balance below the floor of {}",
-                    original.points, point_type.reversal_floor
-                ),
-            ));
-        };
-        let system = if was_accrual {
-            "issuance"
-        } else {
-            "redemption"
-        };
-        let system_account =
-            store::system_account(&mut tx, membership.program_id, &original.point_type, system)
-                .await?;
-        let id = Uuid::now_v7();
-        let posted = NewOperation {
-            id,
-            client_id: &req.operation_id,
-            account_id: original.account_id,
-            system_account_id: system_account,
-            operation_type: &original.operation_type,
-            direction: if was_accrual { "settle" } else { "accrue" },
-            points: original.points,
-            delta,
-            balance_after,
-            reference: req.reference.trim(),
-            reverses: Some(original.id),
+        let id = reverse(
+            &mut tx,
+            &original,
+            &req.operation_id,
+            req.reference.trim(),
             subject,
-        };
-        store::post_operation(&mut tx, &posted)
-            .await
-            .map_err(|e| operation_id_used(e, &req.operation_id))?;
-        let event = PointsReversed {
-            operation_id: id.to_string(),
-            reversed_operation_id: original.id.to_string(),
-            account: Some(account_ref(
-                original.membership_id,
-                original.person_id,
-                &original.point_type,
-            )),
-            points: delta,
-            balance_after,
-        };
-        events::points(&mut tx, original.membership_id, &event).await?;
+        )
+        .await?;
         let operation = operation_in(&mut tx, id).await?;
         claim.commit(tx, &operation).await?;
         Ok(operation)
+    }
+
+    pub async fn set_accrual_rules(
+        &self,
+        subject: &str,
+        req: SetAccrualRulesRequest,
+    ) -> Result<Program> {
+        let mut v = FieldViolations::new();
+        let program_id = uuid(&req.program_id, "program_id", &mut v);
+        v.check(req.rules.is_some(), "rules", "is required");
+        let input = req.rules.clone().unwrap_or_default();
+        let decimal = |raw: &str, field: &str, default: &str, v: &mut FieldViolations| -> String {
+            let raw = Some(raw.trim())
+                .filter(|r| !r.is_empty())
+                .unwrap_or(default);
+            match raw.parse::<Decimal>() {
+                Ok(value) if !value.is_sign_negative() => value.normalize().to_string(),
+                _ => {
+                    v.add(
+                        field,
+                        "must be a decimal number of at least 0, e.g. 1 or 0.5",
+                    );
+                    String::new()
+                }
+            }
+        };
+        let mut category_rates = std::collections::BTreeMap::new();
+        for (i, rate) in input.category_rates.iter().enumerate() {
+            let category = rate.category.trim().to_owned();
+            v.check(
+                !category.is_empty(),
+                format!("rules.category_rates[{i}].category"),
+                "must not be empty",
+            );
+            let value = decimal(
+                &rate.points_per_unit,
+                &format!("rules.category_rates[{i}].points_per_unit"),
+                "",
+                &mut v,
+            );
+            if category_rates.insert(category, value).is_some() {
+                v.add(
+                    format!("rules.category_rates[{i}].category"),
+                    "is given twice",
+                );
+            }
+        }
+        v.check(
+            input.cap_per_invoice >= 0,
+            "rules.cap_per_invoice",
+            "must be 0 (no cap) or more",
+        );
+        let rules = store::AccrualRulesJson {
+            operation_type: code(&input.operation_type, "rules.operation_type", &mut v),
+            points_per_unit: decimal(&input.points_per_unit, "rules.points_per_unit", "", &mut v),
+            category_rates,
+            minimum_amount: decimal(&input.minimum_amount, "rules.minimum_amount", "0", &mut v),
+            cap_per_invoice: input.cap_per_invoice,
+        };
+        v.finish()?;
+        let (mut tx, claim) =
+            fresh_or_replay!(self.begin(&req.request_id, "SetAccrualRules", &req).await?);
+        store::lock_program(&mut tx, program_id)
+            .await?
+            .ok_or_else(|| not_found("Program", program_id))?;
+        let accrues = store::operation_types(&mut tx, program_id)
+            .await?
+            .iter()
+            .any(|t| t.code == rules.operation_type && t.direction == "accrue");
+        if !accrues {
+            let mut v = FieldViolations::new();
+            v.add(
+                "rules.operation_type",
+                "must be an ACCRUE operation type of the program",
+            );
+            return Err(v.into());
+        }
+        store::set_accrual_rules(&mut tx, program_id, &rules, subject).await?;
+        let program = program_in(&mut tx, program_id).await?;
+        claim.commit(tx, &program).await?;
+        Ok(program)
     }
 
     // --- holds -----------------------------------------------------------------------------
@@ -1189,6 +1148,178 @@ enum HoldState {
     Expired(HoldRow),
 }
 
+/// What one operation posts, besides its account and type.
+pub(crate) struct Posting<'a> {
+    pub client_id: &'a str,
+    pub points: i64,
+    pub reference: &'a str,
+    pub subject: &'a str,
+}
+
+/// Posts an operation of `op_type` on the target's account: the balance change (refused with
+/// INSUFFICIENT_POINTS when a debit is not covered), the two entries and the event. Returns its id.
+pub(crate) async fn post(
+    tx: &mut kit_store::Tx,
+    target: &Target,
+    op_type: &OperationTypeRow,
+    posting: &Posting<'_>,
+) -> Result<Uuid> {
+    let account = store::member_account(
+        tx,
+        target.program.id,
+        target.membership.id,
+        target.person_id,
+        &target.point_type.code,
+    )
+    .await?;
+    let accrue = op_type.direction == "accrue";
+    let delta = if accrue {
+        posting.points
+    } else {
+        -posting.points
+    };
+    let floor = (!target.point_type.allow_negative).then_some(0);
+    let Some(balance_after) = store::change_balance(tx, account, delta, floor).await? else {
+        return Err(insufficient(tx, account, posting.points).await);
+    };
+    let system = if accrue { "issuance" } else { "redemption" };
+    let system_account =
+        store::system_account(tx, target.program.id, &target.point_type.code, system).await?;
+    let id = Uuid::now_v7();
+    let operation = NewOperation {
+        id,
+        client_id: posting.client_id,
+        account_id: account,
+        system_account_id: system_account,
+        operation_type: &op_type.code,
+        direction: &op_type.direction,
+        points: posting.points,
+        delta,
+        balance_after,
+        reference: posting.reference,
+        reverses: None,
+        subject: posting.subject,
+    };
+    store::post_operation(tx, &operation)
+        .await
+        .map_err(|e| operation_id_used(e, posting.client_id))?;
+    let account = Some(target.reference());
+    let (operation_id, operation_type, points) =
+        (id.to_string(), op_type.code.clone(), posting.points);
+    if accrue {
+        let event = PointsAccrued {
+            operation_id,
+            account,
+            operation_type,
+            points,
+            balance_after,
+        };
+        events::points(tx, target.membership.id, &event).await?;
+    } else {
+        let event = PointsRedeemed {
+            operation_id,
+            account,
+            operation_type,
+            points,
+            balance_after,
+        };
+        events::points(tx, target.membership.id, &event).await?;
+    }
+    Ok(id)
+}
+
+/// Posts the opposite of `original` once, down to its point type's reversal floor. Returns the
+/// reversal's id.
+pub(crate) async fn reverse(
+    tx: &mut kit_store::Tx,
+    original: &OperationRow,
+    client_id: &str,
+    reference: &str,
+    subject: &str,
+) -> Result<Uuid> {
+    if original.reverses.is_some() {
+        return Err(ServiceError::Precondition(
+            "CANNOT_REVERSE_A_REVERSAL",
+            "a reversal cannot be reversed".into(),
+        ));
+    }
+    if let Some(reversal) = original.reversed_by {
+        return Err(ServiceError::Precondition(
+            "ALREADY_REVERSED",
+            format!(
+                "operation {} was already reversed by {reversal}",
+                original.client_id
+            ),
+        ));
+    }
+    let membership = store::get_membership(tx, original.membership_id)
+        .await?
+        .ok_or_else(|| not_found("Membership", original.membership_id))?;
+    let point_type = store::point_types(tx, membership.program_id)
+        .await?
+        .into_iter()
+        .find(|t| t.code == original.point_type)
+        .ok_or_else(|| {
+            ServiceError::Internal(anyhow::anyhow!("point type of an operation vanished"))
+        })?;
+    let was_accrual = original.direction == "accrue";
+    let delta = if was_accrual {
+        -original.points
+    } else {
+        original.points
+    };
+    // A return may take the balance below zero, down to the point type's floor.
+    let floor = (!point_type.allow_negative).then_some(point_type.reversal_floor);
+    let Some(balance_after) = store::change_balance(tx, original.account_id, delta, floor).await?
+    else {
+        return Err(ServiceError::Precondition(
+            "REVERSAL_BELOW_FLOOR",
+            format!(
+                "reversing {} points would take the balance below the floor of {}",
+                original.points, point_type.reversal_floor
+            ),
+        ));
+    };
+    let system = if was_accrual {
+        "issuance"
+    } else {
+        "redemption"
+    };
+    let system_account =
+        store::system_account(tx, membership.program_id, &original.point_type, system).await?;
+    let id = Uuid::now_v7();
+    let operation = NewOperation {
+        id,
+        client_id,
+        account_id: original.account_id,
+        system_account_id: system_account,
+        operation_type: &original.operation_type,
+        direction: if was_accrual { "settle" } else { "accrue" },
+        points: original.points,
+        delta,
+        balance_after,
+        reference,
+        reverses: Some(original.id),
+        subject,
+    };
+    store::post_operation(tx, &operation)
+        .await
+        .map_err(|e| operation_id_used(e, client_id))?;
+    let event = PointsReversed {
+        operation_id: id.to_string(),
+        reversed_operation_id: original.id.to_string(),
+        account: Some(account_ref(
+            original.membership_id,
+            original.person_id,
+            &original.point_type,
+        )),
+        points: delta,
+        balance_after,
+    };
+    events::points(tx, original.membership_id, &event).await?;
+    Ok(id)
+}
+
 async fn expire(tx: &mut kit_store::Tx, hold: &HoldRow) -> Result<()> {
     store::release(tx, hold.account_id, hold.points).await?;
     store::settle_hold(tx, hold.id, "expired", 0, None).await?;
@@ -1410,6 +1541,20 @@ async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) -> Result<P
             &row.updated_by,
         )),
         etag: row.version.to_string(),
+        accrual_rules: row.accrual_rules.as_ref().map(|rules| AccrualRules {
+            operation_type: rules.operation_type.clone(),
+            points_per_unit: rules.points_per_unit.clone(),
+            category_rates: rules
+                .category_rates
+                .iter()
+                .map(|(category, rate)| CategoryRate {
+                    category: category.clone(),
+                    points_per_unit: rate.clone(),
+                })
+                .collect(),
+            minimum_amount: rules.minimum_amount.clone(),
+            cap_per_invoice: rules.cap_per_invoice,
+        }),
     })
 }
 

@@ -1,9 +1,12 @@
 //! SQL for programs, memberships, accounts, operations, ledger entries and holds. Every write runs
 //! in the caller's transaction: an operation's balance change, entries and event commit together.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use crm_kit::store::Tx;
-use sqlx::PgConnection;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -16,11 +19,22 @@ pub struct ProgramRow {
     pub valid_from: Option<NaiveDate>,
     pub valid_to: Option<NaiveDate>,
     pub reward_ids: Vec<String>,
+    pub accrual_rules: Option<Json<AccrualRulesJson>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub created_by: String,
     pub updated_by: String,
     pub version: i64,
+}
+
+/// A program's accrual rules as stored; decimals are kept as their exact text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccrualRulesJson {
+    pub operation_type: String,
+    pub points_per_unit: String,
+    pub category_rates: BTreeMap<String, String>,
+    pub minimum_amount: String,
+    pub cap_per_invoice: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -44,7 +58,7 @@ pub struct OperationTypeRow {
 
 const PROGRAM_COLUMNS: &str =
     "id, display_name, kind, currency_code, status, valid_from, valid_to, reward_ids,
-    created_at, updated_at, created_by, updated_by, version";
+    accrual_rules, created_at, updated_at, created_by, updated_by, version";
 
 pub async fn get_program(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ProgramRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -118,6 +132,63 @@ pub async fn update_program(tx: &mut Tx, p: &ProgramRow, subject: &str) -> sqlx:
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+pub async fn set_accrual_rules(
+    tx: &mut Tx,
+    id: Uuid,
+    rules: &AccrualRulesJson,
+    subject: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE programs SET accrual_rules = $2, updated_by = $3, updated_at = now(), version = version + 1
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(Json(rules))
+    .bind(subject)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Active memberships of `party` in active programs that have accrual rules.
+pub async fn accruing_memberships(tx: &mut Tx, party: Uuid) -> sqlx::Result<Vec<MembershipRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships
+         WHERE party_id = $1 AND status = 'active'
+           AND program_id IN (SELECT id FROM programs WHERE status = 'active' AND accrual_rules IS NOT NULL)
+         ORDER BY id FOR SHARE"
+    )))
+    .bind(party)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Whether an operation with this client id was posted.
+pub async fn operation_exists(tx: &mut Tx, client_id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM operations WHERE client_id = $1)")
+        .bind(client_id)
+        .fetch_one(&mut **tx)
+        .await
+}
+
+/// The operations whose client id starts with `prefix`, locked, oldest first.
+pub async fn lock_operations_by_prefix(
+    tx: &mut Tx,
+    prefix: &str,
+) -> sqlx::Result<Vec<OperationRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{OPERATION_SELECT} WHERE o.client_id LIKE $1 || '%' ORDER BY o.created_at FOR UPDATE OF o"
+    )))
+    .bind(
+        prefix
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_"),
+    )
+    .fetch_all(&mut **tx)
+    .await
 }
 
 /// Moves the program's version on after a change to its point or operation types.

@@ -16,6 +16,11 @@ pub mod crm {
             tonic::include_proto!("crm.loyalty.v1");
         }
     }
+    pub mod sales {
+        pub mod v1 {
+            tonic::include_proto!("crm.sales.v1");
+        }
+    }
     pub mod parties {
         pub mod v1 {
             tonic::include_proto!("crm.parties.v1");

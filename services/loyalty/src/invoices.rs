@@ -1,0 +1,197 @@
+//! Invoiced sales earn points. The ERP writes invoices and credit notes to
+//! `crm.sales.invoices.v1` (contract: `proto/crm/sales/v1/invoices.proto`); this consumer accrues
+//! each invoice line by the accrual rules of every program the buyer is an active member of, and
+//! reverses those points on a credit note.
+//!
+//! Exactly once per line: the kit's inbox skips a redelivered event, and each line's posting has
+//! the client id `invoice:<invoice>:<line>:<program>`, so even a document re-sent under a new
+//! `ce_id` earns nothing twice; a credit note reverses each line at most once.
+
+use crm_kit::{
+    consumer::{Event, HandleError, Handler},
+    error::{FieldViolations, Result, ServiceError},
+    store::Tx,
+};
+use crm_proto::crm::sales::v1::{CreditNote, Invoice, SalesDocument, sales_document::Document};
+use prost::Message;
+use rust_decimal::{Decimal, prelude::ToPrimitive};
+use uuid::Uuid;
+
+use crate::{
+    service::{Posting, Target, post, reverse},
+    store,
+};
+
+pub const INVOICE_TOPIC: &str = "crm.sales.invoices.v1";
+/// The consumer group, and the `created_by` of the operations it posts.
+pub const CONSUMER: &str = "crm-loyalty.invoices";
+
+pub struct InvoiceAccrual;
+
+impl Handler for InvoiceAccrual {
+    async fn handle(&self, tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
+        let document = SalesDocument::decode(event.payload.as_slice()).map_err(|e| {
+            HandleError::Reject(anyhow::anyhow!("not a crm.sales.v1.SalesDocument: {e}"))
+        })?;
+        let applied = match document.document {
+            Some(Document::Invoice(invoice)) => accrue(tx, &invoice).await,
+            Some(Document::CreditNote(note)) => reverse_lines(tx, &note).await,
+            None => {
+                return Err(HandleError::Reject(anyhow::anyhow!(
+                    "an empty SalesDocument"
+                )));
+            }
+        };
+        applied.map_err(|error| match error {
+            // Worth another try: the database or a dependency had a moment.
+            ServiceError::Database(_)
+            | ServiceError::Unavailable(_)
+            | ServiceError::Internal(_) => HandleError::Retry(error.into()),
+            // The document itself is wrong for the ledger: park it for a person to look at.
+            _ => HandleError::Reject(error.into()),
+        })
+    }
+}
+
+struct Line<'a> {
+    id: &'a str,
+    category: &'a str,
+    net: Decimal,
+}
+
+async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
+    let mut v = FieldViolations::new();
+    let party = Uuid::parse_str(&invoice.party_id);
+    v.check(party.is_ok(), "invoice.party_id", "is not a UUID");
+    v.check(
+        plain_id(&invoice.invoice_id),
+        "invoice.invoice_id",
+        "must be non-empty and without ':'",
+    );
+    let lines: Vec<Line<'_>> = invoice
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            v.check(
+                plain_id(&line.line_id),
+                format!("invoice.lines[{i}].line_id"),
+                "must be non-empty and without ':'",
+            );
+            let net = line.net_amount.trim().parse::<Decimal>();
+            v.check(
+                net.is_ok(),
+                format!("invoice.lines[{i}].net_amount"),
+                "is not a decimal amount",
+            );
+            Line {
+                id: &line.line_id,
+                category: line.category.trim(),
+                net: net.unwrap_or_default(),
+            }
+        })
+        .collect();
+    v.finish()?;
+    let party = party.expect("checked above");
+    let total: Decimal = lines.iter().map(|line| line.net).sum();
+
+    for membership in store::accruing_memberships(tx, party).await? {
+        let program = store::get_program(tx, membership.program_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("Program", membership.program_id.to_string()))?;
+        let Some(rules) = program.accrual_rules.clone().map(|rules| rules.0) else {
+            continue;
+        };
+        if !program
+            .currency_code
+            .eq_ignore_ascii_case(invoice.currency_code.trim())
+        {
+            continue;
+        }
+        if total < rules.minimum_amount.parse().unwrap_or_default() {
+            continue;
+        }
+        let operation_type = store::operation_types(tx, program.id)
+            .await?
+            .into_iter()
+            .find(|t| t.code == rules.operation_type && t.direction == "accrue");
+        let Some(operation_type) = operation_type else {
+            continue;
+        };
+        let Some(point_type) = store::point_types(tx, program.id)
+            .await?
+            .into_iter()
+            .find(|t| t.code == operation_type.default_point_type)
+        else {
+            continue;
+        };
+        let program_id = program.id;
+        let target = Target {
+            program,
+            membership,
+            person_id: None,
+            point_type,
+        };
+        let mut cap_left = (rules.cap_per_invoice > 0).then_some(rules.cap_per_invoice);
+        for line in &lines {
+            let rate = rules
+                .category_rates
+                .get(line.category)
+                .unwrap_or(&rules.points_per_unit);
+            let mut points = (line.net * rate.parse::<Decimal>().unwrap_or_default())
+                .floor()
+                .to_i64()
+                .unwrap_or(0);
+            if let Some(cap) = cap_left.as_mut() {
+                points = points.min(*cap).max(0);
+                *cap -= points;
+            }
+            let client_id = format!("invoice:{}:{}:{program_id}", invoice.invoice_id, line.id);
+            // Computed the same way each time, so a re-sent invoice meets the same cap and skips.
+            if points <= 0 || store::operation_exists(tx, &client_id).await? {
+                continue;
+            }
+            let posting = Posting {
+                client_id: &client_id,
+                points,
+                reference: &invoice.number,
+                subject: CONSUMER,
+            };
+            post(tx, &target, &operation_type, &posting).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
+    let mut v = FieldViolations::new();
+    v.check(
+        plain_id(&note.invoice_id),
+        "credit_note.invoice_id",
+        "must be non-empty and without ':'",
+    );
+    v.check(
+        plain_id(&note.credit_note_id),
+        "credit_note.credit_note_id",
+        "must be non-empty and without ':'",
+    );
+    v.finish()?;
+    let prefix = format!("invoice:{}:", note.invoice_id);
+    for posted in store::lock_operations_by_prefix(tx, &prefix).await? {
+        let Some((line, program)) = posted.client_id[prefix.len()..].split_once(':') else {
+            continue;
+        };
+        let wanted = note.line_ids.is_empty() || note.line_ids.iter().any(|id| id == line);
+        // Reversed already (by this note, redelivered, or by an earlier one): never twice.
+        if !wanted || posted.reversed_by.is_some() {
+            continue;
+        }
+        let client_id = format!("credit-note:{}:{line}:{program}", note.credit_note_id);
+        reverse(tx, &posted, &client_id, &note.number, CONSUMER).await?;
+    }
+    Ok(())
+}
+
+fn plain_id(id: &str) -> bool {
+    !id.trim().is_empty() && !id.contains(':')
+}

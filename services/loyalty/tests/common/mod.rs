@@ -1,0 +1,220 @@
+//! The loyalty service under test, with the real parties service beside it on its own database,
+//! and the ledger's invariants.
+
+// Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
+use tonic_types::StatusExt;
+
+use crm_kit::client::TracedChannel;
+use crm_proto::crm::{
+    loyalty::v1::{loyalty_service_client::LoyaltyServiceClient, *},
+    parties::v1::{
+        CreatePartyRequest, Party, PartyKind, PersonName,
+        parties_service_client::PartiesServiceClient,
+    },
+};
+use crm_testkit::{Broker, ServiceUnderTest, TestDatabase, TestService, token};
+
+pub const PARTIES: ServiceUnderTest = ServiceUnderTest {
+    spec: crm_parties::SPEC,
+    migrator: crm_parties::migrator,
+    topics: &crm_parties::events::TOPICS,
+    routes: crm_parties::routes,
+};
+
+pub const LOYALTY: ServiceUnderTest = ServiceUnderTest {
+    spec: crm_loyalty::SPEC,
+    migrator: crm_loyalty::migrator,
+    topics: &crm_loyalty::events::TOPICS,
+    routes: crm_loyalty::routes,
+};
+
+pub type Loyalty = LoyaltyServiceClient<TracedChannel>;
+
+pub struct Suite {
+    pub loyalty: TestService,
+    _parties: TestService,
+    pub parties_client: PartiesServiceClient<TracedChannel>,
+    pub client: Loyalty,
+}
+
+impl Suite {
+    pub async fn start() -> Self {
+        let parties = TestService::start(&PARTIES).await.unwrap();
+        let parties_url = format!("http://{}", parties.addr);
+        let loyalty = TestService::start_with(
+            &LOYALTY,
+            TestDatabase::create().await.unwrap(),
+            Broker::start().await.unwrap(),
+            |config| {
+                config.peers.insert("parties".into(), parties_url);
+                // The production default: the concurrency test sends 100 calls at once.
+                config.grpc.concurrency_limit = 256;
+            },
+        )
+        .await
+        .unwrap();
+        let client = LoyaltyServiceClient::new(
+            loyalty.channel(&token("cashier", &["loyalty.read", "loyalty.write"])),
+        );
+        let parties_client = PartiesServiceClient::new(
+            parties.channel(&token("admin", &["parties.read", "parties.write"])),
+        );
+        Self {
+            loyalty,
+            _parties: parties,
+            parties_client,
+            client,
+        }
+    }
+
+    pub async fn party(&self, kind: PartyKind, name: &str) -> Party {
+        self.parties_client
+            .clone()
+            .create_party(CreatePartyRequest {
+                party: Some(Party {
+                    kind: kind as i32,
+                    display_name: name.into(),
+                    person_name: (kind == PartyKind::Person).then(|| PersonName {
+                        given_name: name.into(),
+                        family_name: String::new(),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// An active B2B program with basic points (returns may go 100 below zero) and three
+    /// operation types: purchase, reward_redemption, correction.
+    pub async fn program(&self) -> Program {
+        let mut client = self.client.clone();
+        let program = client
+            .create_program(CreateProgramRequest {
+                program: Some(Program {
+                    display_name: "Partner club".into(),
+                    kind: ProgramKind::B2b as i32,
+                    currency_code: "pln".into(),
+                    status: ProgramStatus::Active as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(program.currency_code, "PLN");
+        client
+            .define_point_type(DefinePointTypeRequest {
+                program_id: program.id.clone(),
+                point_type: Some(PointType {
+                    code: "basic".into(),
+                    display_name: "Basic points".into(),
+                    qualifying: true,
+                    reversal_floor: -100,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let mut last = program;
+        for (code, direction) in [
+            ("purchase", Direction::Accrue),
+            ("reward_redemption", Direction::Settle),
+            ("correction", Direction::Settle),
+        ] {
+            last = client
+                .define_operation_type(DefineOperationTypeRequest {
+                    program_id: last.id.clone(),
+                    operation_type: Some(OperationType {
+                        code: code.into(),
+                        display_name: code.replace('_', " "),
+                        direction: direction as i32,
+                        default_point_type: "basic".into(),
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner();
+        }
+        assert_eq!(last.operation_types.len(), 3);
+        last
+    }
+
+    pub async fn member(&self, program: &Program, name: &str) -> Membership {
+        let party = self.party(PartyKind::Organization, name).await;
+        self.client
+            .clone()
+            .enroll(EnrollRequest {
+                program_id: program.id.clone(),
+                party_id: party.id,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+    }
+
+    /// For every member account the balance is the sum of its entries and `held` the sum of its
+    /// pending holds; every operation's entries, and so the whole ledger, sum to zero.
+    pub async fn assert_invariants(&self) {
+        let mut db = self.loyalty.db().await;
+        let checks = [
+            "SELECT count(*) FROM accounts a WHERE kind = 'member'
+               AND balance <> (SELECT coalesce(sum(amount), 0) FROM ledger_entries e WHERE e.account_id = a.id)",
+            "SELECT count(*) FROM accounts a WHERE kind = 'member'
+               AND held <> (SELECT coalesce(sum(points), 0) FROM holds h WHERE h.account_id = a.id AND status = 'pending')",
+            "SELECT count(*) FROM (SELECT operation_id FROM ledger_entries GROUP BY 1 HAVING sum(amount) <> 0) t",
+            "SELECT coalesce(sum(amount), 0)::bigint FROM ledger_entries",
+        ];
+        for check in checks {
+            let broken: i64 = sqlx::query_scalar(check).fetch_one(&mut db).await.unwrap();
+            assert_eq!(broken, 0, "ledger invariant broken: {check}");
+        }
+    }
+}
+
+pub fn account(membership: &Membership) -> Option<AccountRef> {
+    Some(AccountRef {
+        membership_id: membership.id.clone(),
+        ..Default::default()
+    })
+}
+
+pub fn operation(
+    id: &str,
+    membership: &Membership,
+    kind: &str,
+    points: i64,
+) -> RecordOperationRequest {
+    RecordOperationRequest {
+        operation_id: id.into(),
+        account: account(membership),
+        operation_type: kind.into(),
+        points,
+        reference: format!("doc-{id}"),
+    }
+}
+
+pub async fn balance(client: &mut Loyalty, membership: &Membership) -> Balance {
+    client
+        .get_balance(GetBalanceRequest {
+            account: account(membership),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+pub fn reason(status: &tonic::Status) -> String {
+    status
+        .get_details_error_info()
+        .map(|info| info.reason)
+        .unwrap_or_default()
+}

@@ -1,0 +1,249 @@
+//! Invoiced sales earn points by the program's accrual rules, exactly once per invoice line, and
+//! credit notes take them back, through the real broker as an ERP would deliver them.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use crm_proto::crm::{
+    common::v1::Date,
+    loyalty::v1::*,
+    parties::v1::PartyKind,
+    sales::v1::{CreditNote, Invoice, InvoiceLine, SalesDocument, sales_document::Document},
+};
+use crm_testkit::{eventually, read_topic};
+use prost::Message;
+use rdkafka::{
+    ClientConfig,
+    message::{Header, OwnedHeaders},
+    producer::{FutureProducer, FutureRecord},
+};
+
+/// The ERP's side: one document on the invoice topic with CloudEvents headers.
+async fn deliver(brokers: &str, key: &str, ce_id: &str, document: Document) {
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .unwrap();
+    let payload = SalesDocument {
+        document: Some(document),
+    }
+    .encode_to_vec();
+    let headers = OwnedHeaders::new()
+        .insert(Header {
+            key: "ce_id",
+            value: Some(ce_id),
+        })
+        .insert(Header {
+            key: "ce_type",
+            value: Some("crm.sales.v1.SalesDocument"),
+        })
+        .insert(Header {
+            key: "ce_source",
+            value: Some("/erp/test"),
+        });
+    producer
+        .send(
+            FutureRecord::to("crm.sales.invoices.v1")
+                .key(key)
+                .payload(&payload)
+                .headers(headers),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+}
+
+fn line(id: &str, category: &str, net: &str) -> InvoiceLine {
+    InvoiceLine {
+        line_id: id.into(),
+        product_id: format!("sku-{id}"),
+        category: category.into(),
+        quantity: "1".into(),
+        net_amount: net.into(),
+    }
+}
+
+async fn wait_for_balance(suite: &Suite, member: &Membership, expected: i64) -> i64 {
+    let mut client = suite.client.clone();
+    let reached = eventually(Duration::from_secs(20), || {
+        let mut client = client.clone();
+        let member = member.clone();
+        async move { (balance(&mut client, &member).await.balance == expected).then_some(()) }
+    })
+    .await;
+    let now = balance(&mut client, member).await.balance;
+    assert!(reached.is_some(), "balance {now}, expected {expected}");
+    now
+}
+
+#[tokio::test]
+async fn invoices_accrue_once_per_line_and_credit_notes_reverse_them() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let rules = client
+        .set_accrual_rules(SetAccrualRulesRequest {
+            program_id: program.id.clone(),
+            rules: Some(AccrualRules {
+                operation_type: "purchase".into(),
+                points_per_unit: "1".into(),
+                category_rates: vec![CategoryRate {
+                    category: "premium".into(),
+                    points_per_unit: "2.5".into(),
+                }],
+                minimum_amount: "10".into(),
+                cap_per_invoice: 1000,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        rules.accrual_rules.unwrap().category_rates[0].points_per_unit,
+        "2.5"
+    );
+    let party = suite.party(PartyKind::Organization, "Acme").await;
+    let member = client
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: party.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let invoice = Invoice {
+        invoice_id: "inv-1".into(),
+        party_id: party.id.clone(),
+        number: "FV/2026/11/1".into(),
+        issue_date: Some(Date {
+            year: 2026,
+            month: 11,
+            day: 22,
+        }),
+        currency_code: "PLN".into(),
+        lines: vec![line("1", "basic", "100.99"), line("2", "premium", "40.00")],
+    };
+    let brokers = suite.loyalty.broker.brokers();
+    deliver(
+        &brokers,
+        "inv-1",
+        "evt-1",
+        Document::Invoice(invoice.clone()),
+    )
+    .await;
+    // floor(100.99 × 1) + floor(40 × 2.5)
+    wait_for_balance(&suite, &member, 200).await;
+
+    // Delivered again, and re-sent by the ERP under a new event id: nothing more is earned.
+    deliver(
+        &brokers,
+        "inv-1",
+        "evt-1",
+        Document::Invoice(invoice.clone()),
+    )
+    .await;
+    deliver(
+        &brokers,
+        "inv-1",
+        "evt-1-resent",
+        Document::Invoice(invoice.clone()),
+    )
+    .await;
+    // A small invoice below the minimum, then a marker invoice: once it counts, the others were handled.
+    let small = Invoice {
+        invoice_id: "inv-2".into(),
+        lines: vec![line("1", "basic", "9.99")],
+        ..invoice.clone()
+    };
+    deliver(&brokers, "inv-2", "evt-2", Document::Invoice(small)).await;
+    let marker = Invoice {
+        invoice_id: "inv-3".into(),
+        lines: vec![line("1", "basic", "10")],
+        ..invoice.clone()
+    };
+    deliver(&brokers, "inv-3", "evt-3", Document::Invoice(marker)).await;
+    assert_eq!(wait_for_balance(&suite, &member, 210).await, 210);
+
+    let entries = client
+        .list_ledger_entries(ListLedgerEntriesRequest {
+            account: account(&member),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.len(), 3, "one entry per line: {entries:?}");
+
+    // The premium line is returned; the credit note arrives twice.
+    let note = CreditNote {
+        credit_note_id: "cn-1".into(),
+        invoice_id: "inv-1".into(),
+        party_id: party.id.clone(),
+        number: "FK/2026/11/1".into(),
+        line_ids: vec!["2".into()],
+    };
+    deliver(
+        &brokers,
+        "inv-1",
+        "evt-4",
+        Document::CreditNote(note.clone()),
+    )
+    .await;
+    deliver(
+        &brokers,
+        "inv-1",
+        "evt-4-resent",
+        Document::CreditNote(note),
+    )
+    .await;
+    wait_for_balance(&suite, &member, 110).await;
+
+    // A second note for the whole invoice reverses only what is left.
+    let whole = CreditNote {
+        credit_note_id: "cn-2".into(),
+        line_ids: vec![],
+        ..Default::default()
+    };
+    let whole = CreditNote {
+        invoice_id: "inv-1".into(),
+        party_id: party.id.clone(),
+        number: "FK/2".into(),
+        ..whole
+    };
+    deliver(&brokers, "inv-1", "evt-5", Document::CreditNote(whole)).await;
+    wait_for_balance(&suite, &member, 10).await;
+    suite.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn a_document_the_ledger_cannot_take_is_dead_lettered() {
+    let suite = Suite::start().await;
+    let brokers = suite.loyalty.broker.brokers();
+    let broken = Invoice {
+        invoice_id: "inv:9".into(),
+        party_id: "not-a-party".into(),
+        ..Default::default()
+    };
+    deliver(&brokers, "inv-9", "evt-9", Document::Invoice(broken)).await;
+    let parked = read_topic(
+        &brokers,
+        "crm.sales.invoices.v1.dlq",
+        1,
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].headers["ce_id"], "evt-9");
+    assert!(
+        parked[0].headers["crm_dlq_error"].contains("invoice.party_id"),
+        "{:?}",
+        parked[0].headers
+    );
+}
