@@ -54,6 +54,21 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::set_accrual_rules(self, &subject, request.into_inner()).await)
     }
 
+    async fn start_bulk_accrual(
+        &self,
+        request: Request<StartBulkAccrualRequest>,
+    ) -> Reply<BulkAccrual> {
+        let subject = subject(&request);
+        reply(Loyalty::start_bulk_accrual(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_bulk_accrual(
+        &self,
+        request: Request<GetBulkAccrualRequest>,
+    ) -> Reply<BulkAccrual> {
+        reply(Loyalty::get_bulk_accrual(self, request.into_inner()).await)
+    }
+
     async fn enroll(&self, request: Request<EnrollRequest>) -> Reply<Membership> {
         let subject = subject(&request);
         reply(Loyalty::enroll(self, &subject, request.into_inner()).await)

@@ -2,6 +2,7 @@
 //! memberships of parties, point accounts, and the immutable double-entry ledger with two-phase
 //! holds.
 
+pub mod bulk;
 pub mod events;
 pub mod grpc;
 pub mod invoices;
@@ -33,11 +34,12 @@ pub fn migrator() -> Migrator {
 }
 
 /// The gRPC routes over the runtime's database and the parties service, plus the workers: the
-/// one that releases expired holds and the invoice consumer.
+/// ones that release expired holds and run bulk accruals, and the invoice consumer.
 pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
     let loyalty = service::Loyalty::new(runtime.pool.clone(), parties);
     tokio::spawn(loyalty.clone().expire_holds(shutdown.clone()));
+    tokio::spawn(loyalty.clone().run_bulk_accruals(shutdown.clone()));
     let invoices = ConsumerOptions {
         name: invoices::CONSUMER.into(),
         topics: vec![invoices::INVOICE_TOPIC.into()],

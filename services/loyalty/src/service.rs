@@ -41,8 +41,8 @@ const DEFAULT_CAPTURE_TYPE: &str = "reward_redemption";
 
 #[derive(Clone)]
 pub struct Loyalty {
-    pool: PgPool,
-    parties: PartiesServiceClient<TracedChannel>,
+    pub(crate) pool: PgPool,
+    pub(crate) parties: PartiesServiceClient<TracedChannel>,
 }
 
 macro_rules! fresh_or_replay {

@@ -62,6 +62,42 @@ pub async fn enqueue<M: prost::Name>(
     Ok(event_id)
 }
 
+/// Adds many events of one type to the outbox in one statement (batch operations), keyed each.
+pub async fn enqueue_many<M: prost::Name>(
+    tx: &mut Tx,
+    topic: &str,
+    events: &[(String, M)],
+) -> Result<(), sqlx::Error> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let headers = serde_json::to_value(trace_headers(&Span::current())).unwrap_or_default();
+    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
+    let keys: Vec<&str> = events.iter().map(|(key, _)| key.as_str()).collect();
+    let payloads: Vec<Vec<u8>> = events
+        .iter()
+        .map(|(_, event)| event.encode_to_vec())
+        .collect();
+    sqlx::query(
+        "INSERT INTO crm_outbox (event_id, topic, key, event_type, payload, trace_headers)
+         SELECT id, $1, key, $2, payload, $3
+         FROM unnest($4::uuid[], $5::text[], $6::bytea[]) AS e(id, key, payload)",
+    )
+    .bind(topic)
+    .bind(M::full_name())
+    .bind(headers)
+    .bind(&ids)
+    .bind(&keys)
+    .bind(&payloads)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT pg_notify($1, '')")
+        .bind(NOTIFY_CHANNEL)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 #[derive(sqlx::FromRow)]
 struct Row {
     id: i64,

@@ -1,0 +1,164 @@
+//! Bulk accrual: a campaign credits a selection of members as a background job, in batches,
+//! exactly once each, with its progress readable while it runs.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use crm_proto::crm::{
+    loyalty::v1::{start_bulk_accrual_request::Selection, *},
+    parties::v1::{AddPartyToBaseRequest, Base, CreateBaseRequest, PartyKind},
+};
+use crm_testkit::eventually;
+
+async fn finished(client: &Loyalty, job_id: &str) -> BulkAccrual {
+    eventually(Duration::from_secs(60), || {
+        let mut client = client.clone();
+        let job_id = job_id.to_owned();
+        async move {
+            let job = client
+                .get_bulk_accrual(GetBulkAccrualRequest { job_id })
+                .await
+                .ok()?
+                .into_inner();
+            (job.status() == BulkAccrualStatus::Completed).then_some(job)
+        }
+    })
+    .await
+    .expect("the job completes")
+}
+
+fn campaign(
+    job_id: &str,
+    program: &Program,
+    points: i64,
+    selection: Selection,
+) -> StartBulkAccrualRequest {
+    StartBulkAccrualRequest {
+        job_id: job_id.into(),
+        program_id: program.id.clone(),
+        operation_type: "purchase".into(),
+        points,
+        selection: Some(selection),
+        reference: format!("campaign {job_id}"),
+    }
+}
+
+#[tokio::test]
+async fn a_campaign_credits_every_selected_member_once() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+
+    // More members than one batch holds.
+    let mut members = Vec::new();
+    for chunk in 0..(crm_loyalty::bulk::BATCH as usize + 120) / 40 {
+        let names: Vec<String> = (0..40).map(|i| format!("Member {chunk}-{i}")).collect();
+        let enrolments = names.iter().map(|name| suite.member(&program, name));
+        members.extend(futures::future::join_all(enrolments).await);
+    }
+    let total = members.len() as i64;
+    client
+        .suspend_membership(SuspendMembershipRequest {
+            id: members[0].id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let start = campaign("campaign-1", &program, 25, Selection::AllMembers(true));
+    let job = client
+        .start_bulk_accrual(start.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(job.total, total);
+    let again = client
+        .start_bulk_accrual(start.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.id, job.id, "the same job id is the same job");
+    let other = client
+        .start_bulk_accrual(StartBulkAccrualRequest {
+            points: 26,
+            ..start
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&other), "REQUEST_ID_REUSED");
+
+    let done = finished(&client, "campaign-1").await;
+    assert_eq!(
+        (done.done, done.failed),
+        (total - 1, 1),
+        "the suspended member is not credited"
+    );
+    assert_eq!(balance(&mut client, &members[1]).await.balance, 25);
+    assert_eq!(balance(&mut client, &members[0]).await.balance, 0);
+    let mut db = suite.loyalty.db().await;
+    let posted: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM operations WHERE client_id LIKE 'bulk:campaign-1:%'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(posted, total - 1);
+
+    let listed = Selection::Memberships(MembershipIds {
+        membership_ids: vec![members[1].id.clone(), members[2].id.clone()],
+    });
+    client
+        .start_bulk_accrual(campaign("campaign-2", &program, 10, listed))
+        .await
+        .unwrap();
+    let done = finished(&client, "campaign-2").await;
+    assert_eq!((done.total, done.done), (2, 2));
+    assert_eq!(balance(&mut client, &members[1]).await.balance, 35);
+
+    // A base from the parties service selects its parties' memberships.
+    let mut parties = suite.parties_client.clone();
+    let base = parties
+        .create_base(CreateBaseRequest {
+            base: Some(Base {
+                display_name: "VIP".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let vip = suite.party(PartyKind::Organization, "VIP Ltd").await;
+    parties
+        .add_party_to_base(AddPartyToBaseRequest {
+            party_id: vip.id.clone(),
+            base_id: base.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let vip_member = client
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: vip.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .start_bulk_accrual(campaign(
+            "campaign-3",
+            &program,
+            7,
+            Selection::BaseId(base.id),
+        ))
+        .await
+        .unwrap();
+    let done = finished(&client, "campaign-3").await;
+    assert_eq!((done.total, done.done), (1, 1));
+    assert_eq!(balance(&mut client, &vip_member).await.balance, 7);
+    suite.assert_invariants().await;
+}
