@@ -57,8 +57,13 @@ impl Bearer {
 
 impl TracedChannel {
     /// Connects lazily: the first call opens the connection, so services can start in any order.
+    /// A peer that does not connect within 3 s, or answer within 10 s, fails the call rather than
+    /// holding it (and the caller's caller) indefinitely.
     pub fn lazy(uri: &str) -> Result<Self, tonic::transport::Error> {
-        let channel = tonic::transport::Endpoint::from_shared(uri.to_owned())?.connect_lazy();
+        let channel = tonic::transport::Endpoint::from_shared(uri.to_owned())?
+            .connect_timeout(Duration::from_secs(3))
+            .timeout(Duration::from_secs(10))
+            .connect_lazy();
         Ok(Self {
             inner: channel,
             bearer: None,

@@ -34,7 +34,7 @@ pub type Loyalty = LoyaltyServiceClient<TracedChannel>;
 
 pub struct Suite {
     pub loyalty: TestService,
-    _parties: TestService,
+    parties: TestService,
     pub parties_client: PartiesServiceClient<TracedChannel>,
     pub client: Loyalty,
 }
@@ -49,8 +49,9 @@ impl Suite {
             Broker::start().await.unwrap(),
             |config| {
                 config.peers.insert("parties".into(), parties_url);
-                // The production default: the concurrency test sends 100 calls at once.
+                // The production defaults: the concurrency test sends 100 calls at once.
                 config.grpc.concurrency_limit = 256;
+                config.database.max_connections = 10;
             },
         )
         .await
@@ -63,10 +64,16 @@ impl Suite {
         );
         Self {
             loyalty,
-            _parties: parties,
+            parties,
             parties_client,
             client,
         }
+    }
+
+    /// Stops both services gracefully (workers and relays finish before the databases go).
+    pub async fn stop(self) {
+        self.loyalty.stop().await.unwrap();
+        self.parties.stop().await.unwrap();
     }
 
     pub async fn party(&self, kind: PartyKind, name: &str) -> Party {
