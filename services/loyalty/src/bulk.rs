@@ -23,7 +23,7 @@ use crm_proto::crm::{
 };
 use uuid::Uuid;
 
-use crate::{events::POINTS_TOPIC, service::Loyalty, store};
+use crate::{events::POINTS_TOPIC, service::Loyalty, store, tiers};
 
 /// Members credited per transaction.
 pub const BATCH: i64 = 500;
@@ -410,6 +410,15 @@ async fn credit(tx: &mut Tx, job: &JobRow, memberships: &[Uuid]) -> Result<i64> 
         })
         .collect();
     outbox::enqueue_many(tx, POINTS_TOPIC, &events).await?;
+    let qualifying = store::point_types(tx, job.program_id)
+        .await?
+        .iter()
+        .any(|t| t.code == point_type && t.qualifying);
+    if qualifying && !tiers::tiers(tx, job.program_id).await?.is_empty() {
+        for (_, membership, _) in &credited {
+            tiers::evaluate(tx, *membership).await?;
+        }
+    }
     Ok(credited.len() as i64)
 }
 

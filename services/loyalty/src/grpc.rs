@@ -69,6 +69,14 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::get_bulk_accrual(self, request.into_inner()).await)
     }
 
+    async fn define_tier(&self, request: Request<DefineTierRequest>) -> Reply<Program> {
+        reply(Loyalty::define_tier(self, request.into_inner()).await)
+    }
+
+    async fn assign_tier(&self, request: Request<AssignTierRequest>) -> Reply<Membership> {
+        reply(Loyalty::assign_tier(self, request.into_inner()).await)
+    }
+
     async fn enroll(&self, request: Request<EnrollRequest>) -> Reply<Membership> {
         let subject = subject(&request);
         reply(Loyalty::enroll(self, &subject, request.into_inner()).await)

@@ -31,6 +31,7 @@ use crate::{
         self, AccountRow, EntryRow, HoldRow, MembershipRow, NewOperation, OperationRow,
         OperationTypeRow, PointTypeRow, ProgramRow,
     },
+    tiers,
 };
 
 /// The largest number of points one operation or hold may move.
@@ -73,7 +74,7 @@ impl Loyalty {
         Self { pool, parties }
     }
 
-    async fn begin<R: prost::Message + Default>(
+    pub(crate) async fn begin<R: prost::Message + Default>(
         &self,
         request_id: &str,
         method: &str,
@@ -387,6 +388,8 @@ impl Loyalty {
             party_id,
             status: "active".into(),
             pool_to_organization: req.pool_to_organization,
+            tier: None,
+            assigned_tier: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
             created_by: subject.to_owned(),
@@ -1225,6 +1228,9 @@ pub(crate) async fn post(
         };
         events::points(tx, target.membership.id, &event).await?;
     }
+    if accrue && target.point_type.qualifying {
+        tiers::evaluate(tx, target.membership.id).await?;
+    }
     Ok(id)
 }
 
@@ -1317,6 +1323,9 @@ pub(crate) async fn reverse(
         balance_after,
     };
     events::points(tx, original.membership_id, &event).await?;
+    if point_type.qualifying {
+        tiers::evaluate(tx, original.membership_id).await?;
+    }
     Ok(id)
 }
 
@@ -1418,7 +1427,7 @@ fn check_validity(program: &ProgramRow, v: &mut FieldViolations) {
 }
 
 /// Lower snake case: `basic`, `signup_bonus`.
-fn code(raw: &str, field: &str, v: &mut FieldViolations) -> String {
+pub(crate) fn code(raw: &str, field: &str, v: &mut FieldViolations) -> String {
     let code = raw.trim();
     let ok = (1..=63).contains(&code.len())
         && code.starts_with(|c: char| c.is_ascii_lowercase())
@@ -1433,7 +1442,7 @@ fn code(raw: &str, field: &str, v: &mut FieldViolations) -> String {
     code.to_owned()
 }
 
-fn display_name(raw: &str, field: &str, v: &mut FieldViolations) -> String {
+pub(crate) fn display_name(raw: &str, field: &str, v: &mut FieldViolations) -> String {
     let name = raw.trim();
     v.check(
         !name.is_empty() && name.chars().count() <= 300,
@@ -1478,7 +1487,7 @@ fn account_ref(membership: Uuid, person: Option<Uuid>, point_type: &str) -> Acco
 
 // --- storage rows to API messages -------------------------------------------------------------
 
-async fn program_in(conn: &mut PgConnection, id: Uuid) -> Result<Program> {
+pub(crate) async fn program_in(conn: &mut PgConnection, id: Uuid) -> Result<Program> {
     let row = store::get_program(conn, id)
         .await?
         .ok_or_else(|| not_found("Program", id))?;
@@ -1488,6 +1497,7 @@ async fn program_in(conn: &mut PgConnection, id: Uuid) -> Result<Program> {
 async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) -> Result<Program> {
     let point_types = store::point_types(conn, row.id).await?;
     let operation_types = store::operation_types(conn, row.id).await?;
+    let tiers = tiers::tiers(conn, row.id).await?;
     Ok(Program {
         id: row.id.to_string(),
         display_name: row.display_name.clone(),
@@ -1541,6 +1551,15 @@ async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) -> Result<P
             &row.updated_by,
         )),
         etag: row.version.to_string(),
+        tiers: tiers
+            .into_iter()
+            .map(|t| Tier {
+                code: t.code,
+                display_name: t.display_name,
+                threshold: t.threshold,
+                window_months: t.window_months,
+            })
+            .collect(),
         accrual_rules: row.accrual_rules.as_ref().map(|rules| AccrualRules {
             operation_type: rules.operation_type.clone(),
             points_per_unit: rules.points_per_unit.clone(),
@@ -1558,7 +1577,7 @@ async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) -> Result<P
     })
 }
 
-async fn membership_in(conn: &mut PgConnection, id: Uuid) -> Result<Membership> {
+pub(crate) async fn membership_in(conn: &mut PgConnection, id: Uuid) -> Result<Membership> {
     let row = store::get_membership(conn, id)
         .await?
         .ok_or_else(|| not_found("Membership", id))?;
@@ -1576,6 +1595,8 @@ fn membership_to_proto(row: &MembershipRow) -> Membership {
             _ => MembershipStatus::Active,
         } as i32,
         pool_to_organization: row.pool_to_organization,
+        tier: row.tier.clone().unwrap_or_default(),
+        assigned_tier: row.assigned_tier.clone().unwrap_or_default(),
         audit: Some(audit(
             row.created_at,
             row.updated_at,

@@ -294,6 +294,8 @@ pub struct MembershipRow {
     pub party_id: Uuid,
     pub status: String,
     pub pool_to_organization: bool,
+    pub tier: Option<String>,
+    pub assigned_tier: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub created_by: String,
@@ -302,8 +304,8 @@ pub struct MembershipRow {
 }
 
 const MEMBERSHIP_COLUMNS: &str =
-    "id, program_id, party_id, status, pool_to_organization, created_at, updated_at,
-    created_by, updated_by, version";
+    "id, program_id, party_id, status, pool_to_organization, tier, assigned_tier, created_at,
+    updated_at, created_by, updated_by, version";
 
 pub async fn get_membership(
     conn: &mut PgConnection,

@@ -1,0 +1,243 @@
+//! Tiers (card categories). A member holds the highest tier whose threshold their qualifying
+//! points reach within its window, or the manually assigned tier if that is higher (a floor).
+//! Re-evaluated in the transaction of every qualifying entry, and by a sweep that catches points
+//! falling out of the window.
+
+use std::time::Duration;
+
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError},
+    request::uuid,
+    shutdown::Shutdown,
+    store::{Begun, Tx},
+};
+use crm_proto::crm::loyalty::v1::{
+    AssignTierRequest, DefineTierRequest, Membership, Program, TierChanged,
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{
+    events,
+    service::{Loyalty, code, display_name, membership_in, program_in},
+    store,
+};
+
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct TierRow {
+    pub code: String,
+    pub display_name: String,
+    pub threshold: i64,
+    pub window_months: i32,
+}
+
+/// A program's tiers, lowest threshold first.
+pub async fn tiers(conn: &mut PgConnection, program: Uuid) -> sqlx::Result<Vec<TierRow>> {
+    sqlx::query_as(
+        "SELECT code, display_name, threshold, window_months FROM tiers WHERE program_id = $1
+         ORDER BY threshold, code",
+    )
+    .bind(program)
+    .fetch_all(conn)
+    .await
+}
+
+/// Qualifying points the membership earned within the last `window_months` (0: ever): accruals of
+/// qualifying point types less their reversals. Spending does not count.
+async fn qualifying_points(
+    conn: &mut PgConnection,
+    membership: Uuid,
+    window_months: i32,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(e.amount), 0)::bigint
+         FROM ledger_entries e
+         JOIN accounts a ON a.id = e.account_id
+         JOIN point_types t ON t.program_id = a.program_id AND t.code = a.point_type
+         JOIN operations o ON o.id = e.operation_id
+         WHERE a.kind = 'member' AND a.membership_id = $1 AND t.qualifying
+           AND ((o.direction = 'accrue' AND o.reverses IS NULL) OR (o.direction = 'settle' AND o.reverses IS NOT NULL))
+           AND ($2 = 0 OR e.created_at >= now() - make_interval(months => $2))",
+    )
+    .bind(membership)
+    .bind(window_months)
+    .fetch_one(conn)
+    .await
+}
+
+/// Sets the membership's tier to what its points and floor give now; emits TierChanged when it moves.
+pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
+    let row = store::lock_membership(tx, membership)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("Membership", membership.to_string()))?;
+    let tiers = tiers(tx, row.program_id).await?;
+    if tiers.is_empty() {
+        return Ok(());
+    }
+    let mut earned: Option<(&TierRow, i64)> = None;
+    let mut points_by_window = std::collections::HashMap::new();
+    for tier in tiers.iter().rev() {
+        let points = match points_by_window.get(&tier.window_months) {
+            Some(points) => *points,
+            None => {
+                let points = qualifying_points(tx, membership, tier.window_months).await?;
+                points_by_window.insert(tier.window_months, points);
+                points
+            }
+        };
+        if points >= tier.threshold {
+            earned = Some((tier, points));
+            break;
+        }
+    }
+    let floor = row
+        .assigned_tier
+        .as_deref()
+        .and_then(|code| tiers.iter().find(|t| t.code == code));
+    let held = match (earned.map(|(tier, _)| tier), floor) {
+        (Some(earned), Some(floor)) if floor.threshold > earned.threshold => Some(floor),
+        (None, Some(floor)) => Some(floor),
+        (earned, _) => earned,
+    };
+    let new_tier = held.map(|t| t.code.clone());
+    if new_tier == row.tier {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE memberships SET tier = $2, updated_at = now(), version = version + 1 WHERE id = $1",
+    )
+    .bind(membership)
+    .bind(&new_tier)
+    .execute(&mut **tx)
+    .await?;
+    let qualifying = match earned {
+        Some((_, points)) => points,
+        None => qualifying_points(tx, membership, tiers[0].window_months).await?,
+    };
+    let event = TierChanged {
+        membership_id: membership.to_string(),
+        old_tier: row.tier.unwrap_or_default(),
+        new_tier: new_tier.unwrap_or_default(),
+        qualifying_points: qualifying,
+    };
+    events::membership(tx, membership, &event).await?;
+    Ok(())
+}
+
+impl Loyalty {
+    pub async fn define_tier(&self, req: DefineTierRequest) -> Result<Program> {
+        let mut v = FieldViolations::new();
+        let program_id = uuid(&req.program_id, "program_id", &mut v);
+        v.check(req.tier.is_some(), "tier", "is required");
+        let input = req.tier.clone().unwrap_or_default();
+        v.check(
+            input.threshold >= 0,
+            "tier.threshold",
+            "must be 0 or more qualifying points",
+        );
+        v.check(
+            (0..=120).contains(&input.window_months),
+            "tier.window_months",
+            "must be 0 (since enrolment) to 120",
+        );
+        let tier = TierRow {
+            code: code(&input.code, "tier.code", &mut v),
+            display_name: display_name(&input.display_name, "tier.display_name", &mut v),
+            threshold: input.threshold,
+            window_months: input.window_months,
+        };
+        v.finish()?;
+        let (mut tx, claim) = match self.begin(&req.request_id, "DefineTier", &req).await? {
+            Begun::Replay(program) => return Ok(program),
+            Begun::Fresh(tx, claim) => (tx, claim),
+        };
+        store::lock_program(&mut tx, program_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
+        sqlx::query(
+            "INSERT INTO tiers (program_id, code, display_name, threshold, window_months) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT (program_id, code) DO UPDATE
+             SET display_name = excluded.display_name, threshold = excluded.threshold,
+                 window_months = excluded.window_months",
+        )
+        .bind(program_id)
+        .bind(&tier.code)
+        .bind(&tier.display_name)
+        .bind(tier.threshold)
+        .bind(tier.window_months)
+        .execute(&mut *tx)
+        .await?;
+        let program = program_in(&mut tx, program_id).await?;
+        claim.commit(tx, &program).await?;
+        Ok(program)
+    }
+
+    pub async fn assign_tier(&self, req: AssignTierRequest) -> Result<Membership> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.membership_id, "membership_id", &mut v);
+        v.finish()?;
+        let (mut tx, claim) = match self.begin(&req.request_id, "AssignTier", &req).await? {
+            Begun::Replay(membership) => return Ok(membership),
+            Begun::Fresh(tx, claim) => (tx, claim),
+        };
+        let membership = store::lock_membership(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("Membership", id.to_string()))?;
+        let assigned = Some(req.tier.trim().to_owned()).filter(|t| !t.is_empty());
+        if let Some(code) = &assigned
+            && !tiers(&mut tx, membership.program_id)
+                .await?
+                .iter()
+                .any(|t| &t.code == code)
+        {
+            let mut v = FieldViolations::new();
+            v.add("tier", format!("the program has no tier {code:?}"));
+            return Err(v.into());
+        }
+        sqlx::query("UPDATE memberships SET assigned_tier = $2, updated_at = now(), version = version + 1 WHERE id = $1")
+            .bind(id)
+            .bind(&assigned)
+            .execute(&mut *tx)
+            .await?;
+        evaluate(&mut tx, id).await?;
+        let membership = membership_in(&mut tx, id).await?;
+        claim.commit(tx, &membership).await?;
+        Ok(membership)
+    }
+
+    /// Re-evaluates every membership of programs with tiers every ten minutes, so points leaving
+    /// the window lower tiers without waiting for the member's next purchase.
+    pub async fn sweep_tiers(self, shutdown: Shutdown) {
+        while shutdown.sleep(SWEEP_EVERY).await {
+            if let Err(error) = self.sweep_once().await {
+                tracing::warn!(%error, "the tier sweep failed; it runs again later");
+            }
+        }
+    }
+
+    async fn sweep_once(&self) -> Result<()> {
+        let mut after = Uuid::nil();
+        loop {
+            let batch: Vec<Uuid> = sqlx::query_scalar(
+                "SELECT m.id FROM memberships m
+                 WHERE m.id > $1 AND m.status = 'active'
+                   AND EXISTS (SELECT 1 FROM tiers t WHERE t.program_id = m.program_id)
+                 ORDER BY m.id LIMIT 200",
+            )
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+            let Some(last) = batch.last() else {
+                return Ok(());
+            };
+            after = *last;
+            let mut tx = self.pool.begin().await?;
+            for membership in batch {
+                evaluate(&mut tx, membership).await?;
+            }
+            tx.commit().await?;
+        }
+    }
+}

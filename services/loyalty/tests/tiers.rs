@@ -1,0 +1,150 @@
+//! Tiers follow qualifying points up and down; a manually assigned tier is a floor.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use crm_proto::crm::loyalty::v1::*;
+use crm_testkit::read_topic;
+use prost::Message;
+
+async fn tier_of(client: &mut Loyalty, member: &Membership) -> String {
+    client
+        .get_membership(GetMembershipRequest {
+            id: member.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tier
+}
+
+#[tokio::test]
+async fn tiers_rise_and_fall_with_qualifying_points_and_an_assigned_tier_is_a_floor() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    for (code, threshold) in [("gold", 500), ("silver", 100)] {
+        client
+            .define_tier(DefineTierRequest {
+                program_id: program.id.clone(),
+                tier: Some(Tier {
+                    code: code.into(),
+                    display_name: code.into(),
+                    threshold,
+                    window_months: 12,
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let program = client
+        .get_program(GetProgramRequest {
+            id: program.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        program
+            .tiers
+            .iter()
+            .map(|t| t.code.as_str())
+            .collect::<Vec<_>>(),
+        ["silver", "gold"]
+    );
+    let member = suite.member(&program, "Acme").await;
+    assert_eq!(tier_of(&mut client, &member).await, "");
+
+    client
+        .record_operation(operation("inv-1", &member, "purchase", 150))
+        .await
+        .unwrap();
+    assert_eq!(tier_of(&mut client, &member).await, "silver");
+    client
+        .record_operation(operation("inv-2", &member, "purchase", 400))
+        .await
+        .unwrap();
+    assert_eq!(tier_of(&mut client, &member).await, "gold");
+    client
+        .record_operation(operation("spend", &member, "reward_redemption", 100))
+        .await
+        .unwrap();
+    assert_eq!(
+        tier_of(&mut client, &member).await,
+        "gold",
+        "spending does not lower a tier"
+    );
+    client
+        .reverse_operation(ReverseOperationRequest {
+            operation_id: "return-2".into(),
+            original_operation_id: "inv-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        tier_of(&mut client, &member).await,
+        "silver",
+        "a return takes its points out of the tier"
+    );
+
+    let floored = client
+        .assign_tier(AssignTierRequest {
+            membership_id: member.id.clone(),
+            tier: "gold".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (floored.tier.as_str(), floored.assigned_tier.as_str()),
+        ("gold", "gold")
+    );
+    let cleared = client
+        .assign_tier(AssignTierRequest {
+            membership_id: member.id.clone(),
+            tier: String::new(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cleared.tier, "silver");
+    let unknown = client
+        .assign_tier(AssignTierRequest {
+            membership_id: member.id.clone(),
+            tier: "platinum".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::InvalidArgument);
+
+    let records = read_topic(
+        &suite.loyalty.broker.brokers(),
+        "crm.loyalty.membership.v1",
+        7,
+        Duration::from_secs(10),
+    )
+    .await
+    .unwrap();
+    let moves: Vec<(String, String)> = records
+        .iter()
+        .filter(|r| r.headers["ce_type"] == "crm.loyalty.v1.TierChanged")
+        .map(|r| TierChanged::decode(r.payload.as_slice()).unwrap())
+        .map(|e| (e.old_tier, e.new_tier))
+        .collect();
+    let expected = [
+        ("", "silver"),
+        ("silver", "gold"),
+        ("gold", "silver"),
+        ("silver", "gold"),
+        ("gold", "silver"),
+    ];
+    assert_eq!(moves, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
+    suite.assert_invariants().await;
+}
