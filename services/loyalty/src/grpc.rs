@@ -77,6 +77,35 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::assign_tier(self, request.into_inner()).await)
     }
 
+    async fn issue_card(&self, request: Request<IssueCardRequest>) -> Reply<Card> {
+        let subject = subject(&request);
+        reply(Loyalty::issue_card(self, &subject, request.into_inner()).await)
+    }
+
+    async fn activate_card(&self, request: Request<ActivateCardRequest>) -> Reply<Card> {
+        let subject = subject(&request);
+        reply(Loyalty::activate_card(self, &subject, request.into_inner()).await)
+    }
+
+    async fn block_card(&self, request: Request<BlockCardRequest>) -> Reply<Card> {
+        let subject = subject(&request);
+        reply(Loyalty::block_card(self, &subject, request.into_inner()).await)
+    }
+
+    async fn reissue_card(&self, request: Request<ReissueCardRequest>) -> Reply<Card> {
+        let subject = subject(&request);
+        reply(Loyalty::reissue_card(self, &subject, request.into_inner()).await)
+    }
+
+    async fn close_card(&self, request: Request<CloseCardRequest>) -> Reply<Card> {
+        let subject = subject(&request);
+        reply(Loyalty::close_card(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_cards(&self, request: Request<ListCardsRequest>) -> Reply<ListCardsResponse> {
+        reply(Loyalty::list_cards(self, request.into_inner()).await)
+    }
+
     async fn enroll(&self, request: Request<EnrollRequest>) -> Reply<Membership> {
         let subject = subject(&request);
         reply(Loyalty::enroll(self, &subject, request.into_inner()).await)

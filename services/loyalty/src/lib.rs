@@ -3,6 +3,7 @@
 //! holds.
 
 pub mod bulk;
+pub mod cards;
 pub mod events;
 pub mod grpc;
 pub mod invoices;

@@ -26,7 +26,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use crate::{
-    events,
+    cards, events,
     store::{
         self, AccountRow, EntryRow, HoldRow, MembershipRow, NewOperation, OperationRow,
         OperationTypeRow, PointTypeRow, ProgramRow,
@@ -630,6 +630,17 @@ impl Loyalty {
                 Some(&op_type.default_point_type),
             )
             .await?;
+        if !req.card_number.trim().is_empty() {
+            let accrual = op_type.direction == "accrue";
+            cards::present(
+                &mut tx,
+                req.card_number.trim(),
+                target.membership.id,
+                accrual,
+                subject,
+            )
+            .await?;
+        }
         let posting = Posting {
             client_id: &req.operation_id,
             points: req.points,

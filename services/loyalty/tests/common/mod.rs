@@ -206,6 +206,7 @@ pub fn operation(
         operation_type: kind.into(),
         points,
         reference: format!("doc-{id}"),
+        card_number: String::new(),
     }
 }
 

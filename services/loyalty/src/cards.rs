@@ -1,0 +1,455 @@
+//! Loyalty cards: issued to a membership (optionally personal, optionally a child of another card
+//! sharing its account), activated explicitly or by the first purchase made with them, blocked,
+//! closed, or reissued under a new number that keeps the link to the old one.
+
+use chrono::{DateTime, Utc};
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError},
+    request::{audit, optional_uuid, uuid},
+    store::{Begun, Tx},
+};
+use crm_proto::crm::loyalty::v1::{
+    ActivateCardRequest, BlockCardRequest, Card, CardActivated, CardBlocked, CardClosed,
+    CardIssued, CardStatus, CloseCardRequest, IssueCardRequest, ListCardsRequest,
+    ListCardsResponse, ReissueCardRequest,
+};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{events, service::Loyalty, store};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+struct CardRow {
+    id: Uuid,
+    number: String,
+    membership_id: Uuid,
+    person_id: Option<Uuid>,
+    parent_id: Option<Uuid>,
+    status: String,
+    block_reason: String,
+    replaces_id: Option<Uuid>,
+    replaced_by: Option<Uuid>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    created_by: String,
+    updated_by: String,
+}
+
+const CARD_SELECT: &str = "SELECT c.id, c.number, c.membership_id, c.person_id, c.parent_id, c.status,
+        c.block_reason, c.replaces_id, (SELECT r.id FROM cards r WHERE r.replaces_id = c.id) AS replaced_by,
+        c.created_at, c.updated_at, c.created_by, c.updated_by
+    FROM cards c";
+
+/// A new card number: a leading 7, 14 digits from a UUIDv7's random bits, and the check digit.
+fn new_number() -> String {
+    let random = Uuid::now_v7().as_u128() as u64 % 100_000_000_000_000;
+    let body = format!("7{random:014}");
+    format!("{body}{}", luhn_check_digit(&body))
+}
+
+/// The digit that makes `body` followed by it pass the Luhn check.
+fn luhn_check_digit(body: &str) -> u32 {
+    let sum: u32 = body
+        .chars()
+        .rev()
+        .filter_map(|c| c.to_digit(10))
+        .enumerate()
+        .map(|(i, d)| {
+            if i % 2 == 0 {
+                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
+            } else {
+                d
+            }
+        })
+        .sum();
+    (10 - sum % 10) % 10
+}
+
+/// Whether a presented number is well formed: 16 digits passing the Luhn check.
+pub fn valid_number(number: &str) -> bool {
+    number.len() == 16
+        && number.chars().all(|c| c.is_ascii_digit())
+        && luhn_check_digit(&number[..15]) == number[15..].parse::<u32>().unwrap_or(10)
+}
+
+async fn get(conn: &mut PgConnection, id: Uuid) -> Result<CardRow> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{CARD_SELECT} WHERE c.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or_else(|| ServiceError::NotFound("Card", id.to_string()))
+}
+
+async fn lock(tx: &mut Tx, id: Uuid) -> Result<CardRow> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{CARD_SELECT} WHERE c.id = $1 FOR UPDATE OF c"
+    )))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .ok_or_else(|| ServiceError::NotFound("Card", id.to_string()))
+}
+
+async fn insert(tx: &mut Tx, card: &CardRow) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO cards (id, number, membership_id, person_id, parent_id, replaces_id, created_by, updated_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(card.id)
+    .bind(&card.number)
+    .bind(card.membership_id)
+    .bind(card.person_id)
+    .bind(card.parent_id)
+    .bind(card.replaces_id)
+    .bind(&card.created_by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn set_status(
+    tx: &mut Tx,
+    id: Uuid,
+    status: &str,
+    reason: &str,
+    subject: &str,
+) -> Result<()> {
+    sqlx::query("UPDATE cards SET status = $2, block_reason = $3, updated_by = $4, updated_at = now() WHERE id = $1")
+        .bind(id)
+        .bind(status)
+        .bind(reason)
+        .bind(subject)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Checks the card presented with an operation; an accrual activates an ISSUED card.
+pub(crate) async fn present(
+    tx: &mut Tx,
+    number: &str,
+    membership: Uuid,
+    accrual: bool,
+    subject: &str,
+) -> Result<()> {
+    if !valid_number(number) {
+        let mut v = FieldViolations::new();
+        v.add(
+            "card_number",
+            "is not a card number (16 digits with a valid check digit)",
+        );
+        return Err(v.into());
+    }
+    let card: Option<CardRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{CARD_SELECT} WHERE c.number = $1 FOR UPDATE OF c"
+    )))
+    .bind(number)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let card = card
+        .filter(|card| card.membership_id == membership)
+        .ok_or_else(|| {
+            ServiceError::Precondition(
+                "CARD_NOT_OF_MEMBER",
+                "the card does not belong to this membership".into(),
+            )
+        })?;
+    match card.status.as_str() {
+        "issued" if accrual => {
+            set_status(tx, card.id, "active", "", subject).await?;
+            let event = CardActivated {
+                card_id: card.id.to_string(),
+                membership_id: membership.to_string(),
+            };
+            events::membership(tx, membership, &event).await?;
+            Ok(())
+        }
+        "issued" | "active" => Ok(()),
+        status => Err(ServiceError::Precondition(
+            "CARD_NOT_USABLE",
+            format!("the card is {status}"),
+        )),
+    }
+}
+
+impl Loyalty {
+    pub async fn issue_card(&self, subject: &str, req: IssueCardRequest) -> Result<Card> {
+        let mut v = FieldViolations::new();
+        let membership_id = uuid(&req.membership_id, "membership_id", &mut v);
+        let person_id = optional_uuid(&req.person_id, "person_id", &mut v);
+        let parent_id = optional_uuid(&req.parent_card_id, "parent_card_id", &mut v);
+        v.finish()?;
+        let (mut tx, claim) = match self.begin(&req.request_id, "IssueCard", &req).await? {
+            Begun::Replay(card) => return Ok(card),
+            Begun::Fresh(tx, claim) => (tx, claim),
+        };
+        let membership = store::lock_membership(&mut tx, membership_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("Membership", membership_id.to_string()))?;
+        if membership.status != "active" {
+            return Err(ServiceError::Precondition(
+                "MEMBERSHIP_NOT_ACTIVE",
+                format!("membership {membership_id} is {}", membership.status),
+            ));
+        }
+        if let Some(parent) = parent_id {
+            let parent = lock(&mut tx, parent).await?;
+            if parent.membership_id != membership_id
+                || parent.status == "closed"
+                || parent.parent_id.is_some()
+            {
+                return Err(ServiceError::Precondition(
+                    "BAD_PARENT_CARD",
+                    "a parent card must be an open, top-level card of the same membership".into(),
+                ));
+            }
+        }
+        let card = CardRow {
+            id: Uuid::now_v7(),
+            number: new_number(),
+            membership_id,
+            person_id,
+            parent_id,
+            status: "issued".into(),
+            block_reason: String::new(),
+            replaces_id: None,
+            replaced_by: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            created_by: subject.to_owned(),
+            updated_by: subject.to_owned(),
+        };
+        insert(&mut tx, &card).await?;
+        let event = CardIssued {
+            card_id: card.id.to_string(),
+            membership_id: membership_id.to_string(),
+            replaces_card_id: String::new(),
+        };
+        events::membership(&mut tx, membership_id, &event).await?;
+        let card = card_to_proto(&get(&mut tx, card.id).await?);
+        claim.commit(tx, &card).await?;
+        Ok(card)
+    }
+
+    pub async fn activate_card(&self, subject: &str, req: ActivateCardRequest) -> Result<Card> {
+        self.move_card(
+            subject,
+            &req.id,
+            &req.request_id,
+            "ActivateCard",
+            &req,
+            &["issued"],
+            "active",
+            "",
+        )
+        .await
+    }
+
+    pub async fn block_card(&self, subject: &str, req: BlockCardRequest) -> Result<Card> {
+        let reason = req.reason.trim().to_owned();
+        self.move_card(
+            subject,
+            &req.id,
+            &req.request_id,
+            "BlockCard",
+            &req,
+            &["issued", "active"],
+            "blocked",
+            &reason,
+        )
+        .await
+    }
+
+    pub async fn close_card(&self, subject: &str, req: CloseCardRequest) -> Result<Card> {
+        self.move_card(
+            subject,
+            &req.id,
+            &req.request_id,
+            "CloseCard",
+            &req,
+            &["issued", "active", "blocked"],
+            "closed",
+            "",
+        )
+        .await
+    }
+
+    pub async fn reissue_card(&self, subject: &str, req: ReissueCardRequest) -> Result<Card> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.id, "id", &mut v);
+        v.finish()?;
+        let (mut tx, claim) = match self.begin(&req.request_id, "ReissueCard", &req).await? {
+            Begun::Replay(card) => return Ok(card),
+            Begun::Fresh(tx, claim) => (tx, claim),
+        };
+        let old = lock(&mut tx, id).await?;
+        if old.status == "closed" {
+            return Err(ServiceError::Precondition(
+                "CARD_CLOSED",
+                format!("card {id} is closed"),
+            ));
+        }
+        let new = CardRow {
+            id: Uuid::now_v7(),
+            number: new_number(),
+            replaces_id: Some(old.id),
+            status: "issued".into(),
+            block_reason: String::new(),
+            created_by: subject.to_owned(),
+            ..old.clone()
+        };
+        set_status(&mut tx, old.id, "closed", &old.block_reason, subject).await?;
+        insert(&mut tx, &new).await?;
+        // Child cards follow their parent to its new number.
+        sqlx::query("UPDATE cards SET parent_id = $2 WHERE parent_id = $1 AND status <> 'closed'")
+            .bind(old.id)
+            .bind(new.id)
+            .execute(&mut *tx)
+            .await?;
+        let membership = old.membership_id.to_string();
+        let closed = CardClosed {
+            card_id: old.id.to_string(),
+            membership_id: membership.clone(),
+            replaced_by_card_id: new.id.to_string(),
+        };
+        events::membership(&mut tx, old.membership_id, &closed).await?;
+        let issued = CardIssued {
+            card_id: new.id.to_string(),
+            membership_id: membership,
+            replaces_card_id: old.id.to_string(),
+        };
+        events::membership(&mut tx, old.membership_id, &issued).await?;
+        let card = card_to_proto(&get(&mut tx, new.id).await?);
+        claim.commit(tx, &card).await?;
+        Ok(card)
+    }
+
+    pub async fn list_cards(&self, req: ListCardsRequest) -> Result<ListCardsResponse> {
+        let mut v = FieldViolations::new();
+        let membership = uuid(&req.membership_id, "membership_id", &mut v);
+        v.finish()?;
+        let rows: Vec<CardRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{CARD_SELECT} WHERE c.membership_id = $1 AND ($2 OR c.status <> 'closed') ORDER BY c.id DESC"
+        )))
+        .bind(membership)
+        .bind(req.include_closed)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ListCardsResponse {
+            cards: rows.iter().map(card_to_proto).collect(),
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn move_card(
+        &self,
+        subject: &str,
+        id: &str,
+        request_id: &str,
+        method: &str,
+        request: &impl prost::Message,
+        from: &[&str],
+        to: &str,
+        reason: &str,
+    ) -> Result<Card> {
+        let mut v = FieldViolations::new();
+        let id = uuid(id, "id", &mut v);
+        v.finish()?;
+        let (mut tx, claim) = match self.begin(request_id, method, request).await? {
+            Begun::Replay(card) => return Ok(card),
+            Begun::Fresh(tx, claim) => (tx, claim),
+        };
+        let card = lock(&mut tx, id).await?;
+        if card.status != to {
+            if !from.contains(&card.status.as_str()) {
+                return Err(ServiceError::Precondition(
+                    "CARD_STATUS",
+                    format!("a {} card cannot become {to}", card.status),
+                ));
+            }
+            set_status(&mut tx, id, to, reason, subject).await?;
+            let (card_id, membership_id) = (id.to_string(), card.membership_id.to_string());
+            match to {
+                "active" => {
+                    events::membership(
+                        &mut tx,
+                        card.membership_id,
+                        &CardActivated {
+                            card_id,
+                            membership_id,
+                        },
+                    )
+                    .await?
+                }
+                "blocked" => {
+                    let event = CardBlocked {
+                        card_id,
+                        membership_id,
+                        reason: reason.to_owned(),
+                    };
+                    events::membership(&mut tx, card.membership_id, &event).await?
+                }
+                _ => {
+                    let event = CardClosed {
+                        card_id,
+                        membership_id,
+                        replaced_by_card_id: String::new(),
+                    };
+                    events::membership(&mut tx, card.membership_id, &event).await?
+                }
+            }
+        }
+        let card = card_to_proto(&get(&mut tx, id).await?);
+        claim.commit(tx, &card).await?;
+        Ok(card)
+    }
+}
+
+fn card_to_proto(row: &CardRow) -> Card {
+    let id = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
+    Card {
+        id: row.id.to_string(),
+        number: row.number.clone(),
+        membership_id: row.membership_id.to_string(),
+        person_id: id(row.person_id),
+        parent_card_id: id(row.parent_id),
+        status: match row.status.as_str() {
+            "active" => CardStatus::Active,
+            "blocked" => CardStatus::Blocked,
+            "closed" => CardStatus::Closed,
+            _ => CardStatus::Issued,
+        } as i32,
+        block_reason: row.block_reason.clone(),
+        replaces_card_id: id(row.replaces_id),
+        replaced_by_card_id: id(row.replaced_by),
+        audit: Some(audit(
+            row.created_at,
+            row.updated_at,
+            &row.created_by,
+            &row.updated_by,
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_carry_a_luhn_check_digit() {
+        // A well-known Luhn example: 7992739871 has check digit 3.
+        assert_eq!(luhn_check_digit("7992739871"), 3);
+        for _ in 0..100 {
+            let number = new_number();
+            assert!(valid_number(&number), "{number}");
+        }
+        let mut typo = new_number().into_bytes();
+        typo[3] = if typo[3] == b'9' { b'0' } else { typo[3] + 1 };
+        assert!(
+            !valid_number(&String::from_utf8(typo).unwrap()),
+            "one wrong digit is caught"
+        );
+    }
+}

@@ -1,0 +1,157 @@
+//! Cards: issued, activated by the first purchase, blocked, reissued with their history, closed.
+
+mod common;
+
+use common::*;
+use crm_proto::crm::loyalty::v1::*;
+
+fn purchase_with(card: &Card, id: &str, member: &Membership) -> RecordOperationRequest {
+    RecordOperationRequest {
+        card_number: card.number.clone(),
+        ..operation(id, member, "purchase", 10)
+    }
+}
+
+#[tokio::test]
+async fn a_card_lives_from_issue_to_reissue_and_close() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Kowalski family").await;
+    let other = suite.member(&program, "Someone else").await;
+
+    let issue = |parent: &str| IssueCardRequest {
+        membership_id: member.id.clone(),
+        parent_card_id: parent.into(),
+        ..Default::default()
+    };
+    let card = client.issue_card(issue("")).await.unwrap().into_inner();
+    assert_eq!(card.status(), CardStatus::Issued);
+    assert!(
+        crm_loyalty::cards::valid_number(&card.number),
+        "{}",
+        card.number
+    );
+    let child = client
+        .issue_card(issue(&card.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(child.parent_card_id, card.id);
+
+    // The first purchase made with the card activates it.
+    client
+        .record_operation(purchase_with(&card, "p-1", &member))
+        .await
+        .unwrap();
+    let cards = client
+        .list_cards(ListCardsRequest {
+            membership_id: member.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cards;
+    let active = cards.iter().find(|c| c.id == card.id).unwrap();
+    assert_eq!(active.status(), CardStatus::Active);
+    // A child card shares the account: its purchases land on the same balance.
+    client
+        .record_operation(purchase_with(&child, "p-2", &member))
+        .await
+        .unwrap();
+    assert_eq!(balance(&mut client, &member).await.balance, 20);
+
+    let foreign = client
+        .record_operation(purchase_with(&card, "p-3", &other))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&foreign), "CARD_NOT_OF_MEMBER");
+    let mut typo = card.clone();
+    typo.number
+        .replace_range(15.., if card.number.ends_with('0') { "1" } else { "0" });
+    let bad = client
+        .record_operation(purchase_with(&typo, "p-4", &member))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+
+    let blocked = client
+        .block_card(BlockCardRequest {
+            id: card.id.clone(),
+            reason: "lost".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (blocked.status(), blocked.block_reason.as_str()),
+        (CardStatus::Blocked, "lost")
+    );
+    let refused = client
+        .record_operation(purchase_with(&card, "p-5", &member))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "CARD_NOT_USABLE");
+
+    let replacement = client
+        .reissue_card(ReissueCardRequest {
+            id: card.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (replacement.status(), replacement.replaces_card_id.as_str()),
+        (CardStatus::Issued, card.id.as_str())
+    );
+    assert_ne!(replacement.number, card.number);
+    let all = client
+        .list_cards(ListCardsRequest {
+            membership_id: member.id.clone(),
+            include_closed: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cards;
+    let old = all.iter().find(|c| c.id == card.id).unwrap();
+    assert_eq!(
+        (old.status(), old.replaced_by_card_id.as_str()),
+        (CardStatus::Closed, replacement.id.as_str())
+    );
+    let child = all.iter().find(|c| c.id == child.id).unwrap();
+    assert_eq!(
+        child.parent_card_id, replacement.id,
+        "child cards follow their parent's new number"
+    );
+
+    client
+        .close_card(CloseCardRequest {
+            id: replacement.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reopened = client
+        .activate_card(ActivateCardRequest {
+            id: replacement.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&reopened), "CARD_STATUS");
+    let open = client
+        .list_cards(ListCardsRequest {
+            membership_id: member.id.clone(),
+            include_closed: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .cards;
+    assert_eq!(open.len(), 1, "only the child card is still open");
+    suite.assert_invariants().await;
+}
