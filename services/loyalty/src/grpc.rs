@@ -106,6 +106,36 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::list_cards(self, request.into_inner()).await)
     }
 
+    async fn create_coupon_definition(
+        &self,
+        request: Request<CreateCouponDefinitionRequest>,
+    ) -> Reply<CouponDefinition> {
+        let subject = subject(&request);
+        reply(Loyalty::create_coupon_definition(self, &subject, request.into_inner()).await)
+    }
+
+    async fn generate_coupons(
+        &self,
+        request: Request<GenerateCouponsRequest>,
+    ) -> Reply<GenerateCouponsResponse> {
+        reply(Loyalty::generate_coupons(self, request.into_inner()).await)
+    }
+
+    async fn validate_coupon(
+        &self,
+        request: Request<ValidateCouponRequest>,
+    ) -> Reply<CouponValidation> {
+        reply(Loyalty::validate_coupon(self, request.into_inner()).await)
+    }
+
+    async fn redeem_coupon(
+        &self,
+        request: Request<RedeemCouponRequest>,
+    ) -> Reply<CouponRedemption> {
+        let subject = subject(&request);
+        reply(Loyalty::redeem_coupon(self, &subject, request.into_inner()).await)
+    }
+
     async fn enroll(&self, request: Request<EnrollRequest>) -> Reply<Membership> {
         let subject = subject(&request);
         reply(Loyalty::enroll(self, &subject, request.into_inner()).await)

@@ -4,6 +4,7 @@
 
 pub mod bulk;
 pub mod cards;
+pub mod coupons;
 pub mod events;
 pub mod grpc;
 pub mod invoices;
