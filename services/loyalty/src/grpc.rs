@@ -136,6 +136,18 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::redeem_coupon(self, &subject, request.into_inner()).await)
     }
 
+    async fn set_discount(&self, request: Request<SetDiscountRequest>) -> Reply<Discount> {
+        let subject = subject(&request);
+        reply(Loyalty::set_discount(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_applicable_discounts(
+        &self,
+        request: Request<GetApplicableDiscountsRequest>,
+    ) -> Reply<GetApplicableDiscountsResponse> {
+        reply(Loyalty::get_applicable_discounts(self, request.into_inner()).await)
+    }
+
     async fn enroll(&self, request: Request<EnrollRequest>) -> Reply<Membership> {
         let subject = subject(&request);
         reply(Loyalty::enroll(self, &subject, request.into_inner()).await)

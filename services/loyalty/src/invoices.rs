@@ -95,6 +95,22 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
     let party = party.expect("checked above");
     let total: Decimal = lines.iter().map(|line| line.net).sum();
 
+    // Turnover (for automatic discount levels) counts every invoice, member or not, once.
+    let ids: Vec<&str> = lines.iter().map(|line| line.id).collect();
+    let nets: Vec<Decimal> = lines.iter().map(|line| line.net).collect();
+    sqlx::query(
+        "INSERT INTO invoice_lines (invoice_id, line_id, party_id, currency_code, net_amount)
+         SELECT $1, line_id, $2, $3, net FROM unnest($4::text[], $5::numeric[]) AS l(line_id, net)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&invoice.invoice_id)
+    .bind(party)
+    .bind(invoice.currency_code.trim().to_uppercase())
+    .bind(&ids)
+    .bind(&nets)
+    .execute(&mut **tx)
+    .await?;
+
     for membership in store::accruing_memberships(tx, party).await? {
         let program = store::get_program(tx, membership.program_id)
             .await?
@@ -176,6 +192,14 @@ async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
         "must be non-empty and without ':'",
     );
     v.finish()?;
+    sqlx::query(
+        "UPDATE invoice_lines SET credited = true
+         WHERE invoice_id = $1 AND (cardinality($2::text[]) = 0 OR line_id = ANY($2))",
+    )
+    .bind(&note.invoice_id)
+    .bind(&note.line_ids)
+    .execute(&mut **tx)
+    .await?;
     let prefix = format!("invoice:{}:", note.invoice_id);
     for posted in store::lock_operations_by_prefix(tx, &prefix).await? {
         let Some((line, program)) = posted.client_id[prefix.len()..].split_once(':') else {

@@ -5,6 +5,7 @@
 pub mod bulk;
 pub mod cards;
 pub mod coupons;
+pub mod discounts;
 pub mod events;
 pub mod grpc;
 pub mod invoices;

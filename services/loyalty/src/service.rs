@@ -1463,14 +1463,18 @@ pub(crate) fn display_name(raw: &str, field: &str, v: &mut FieldViolations) -> S
     name.to_owned()
 }
 
-fn date(value: Option<&Date>, field: &str, v: &mut FieldViolations) -> Option<NaiveDate> {
+pub(crate) fn date(
+    value: Option<&Date>,
+    field: &str,
+    v: &mut FieldViolations,
+) -> Option<NaiveDate> {
     let d = value?;
     let parsed = NaiveDate::from_ymd_opt(d.year, d.month.max(0) as u32, d.day.max(0) as u32);
     v.check(parsed.is_some(), field, "is not a calendar date");
     parsed
 }
 
-fn date_to_proto(date: NaiveDate) -> Date {
+pub(crate) fn date_to_proto(date: NaiveDate) -> Date {
     use chrono::Datelike;
     Date {
         year: date.year(),

@@ -247,3 +247,164 @@ async fn a_document_the_ledger_cannot_take_is_dead_lettered() {
         parked[0].headers
     );
 }
+
+#[tokio::test]
+async fn discounts_follow_assignments_validity_and_invoiced_turnover() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let party = suite.party(PartyKind::Organization, "Acme").await;
+    let set = |discount: Discount| SetDiscountRequest {
+        discount: Some(discount),
+        ..Default::default()
+    };
+    let own = client
+        .set_discount(set(Discount {
+            party_id: party.id.clone(),
+            price_list: "retail".into(),
+            percentage: "5".into(),
+            valid_from: Some(Date {
+                year: 2026,
+                month: 1,
+                day: 1,
+            }),
+            valid_to: Some(Date {
+                year: 2026,
+                month: 12,
+                day: 31,
+            }),
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    for (category, percentage, threshold) in [("", "10", "1000"), ("premium", "12", "5000")] {
+        client
+            .set_discount(set(Discount {
+                price_list: "retail".into(),
+                category: category.into(),
+                percentage: percentage.into(),
+                turnover_threshold: threshold.into(),
+                currency_code: "PLN".into(),
+                ..Default::default()
+            }))
+            .await
+            .unwrap();
+    }
+    let applicable = |category: &str, date: Date| GetApplicableDiscountsRequest {
+        party_id: party.id.clone(),
+        price_list: "retail".into(),
+        category: category.into(),
+        date: Some(date),
+    };
+    let today = Date {
+        year: 2026,
+        month: 11,
+        day: 22,
+    };
+    let percentages = |response: GetApplicableDiscountsResponse| -> Vec<(String, String)> {
+        response
+            .discounts
+            .into_iter()
+            .map(|d| (d.discount.unwrap().percentage, d.source))
+            .collect()
+    };
+    let now = client
+        .get_applicable_discounts(applicable("basic", today))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(percentages(now), [("5".to_owned(), "assigned".to_owned())]);
+
+    let invoice = Invoice {
+        invoice_id: "inv-big".into(),
+        party_id: party.id.clone(),
+        number: "FV/1".into(),
+        currency_code: "PLN".into(),
+        lines: vec![line("1", "basic", "1500")],
+        ..Default::default()
+    };
+    deliver(
+        &suite.loyalty.broker.brokers(),
+        "inv-big",
+        "evt-big",
+        Document::Invoice(invoice),
+    )
+    .await;
+    let reached = eventually(Duration::from_secs(20), || {
+        let mut client = client.clone();
+        let request = applicable("basic", today);
+        async move {
+            let response = client
+                .get_applicable_discounts(request)
+                .await
+                .ok()?
+                .into_inner();
+            (response.turnover.get("PLN").map(String::as_str) == Some("1500")).then_some(response)
+        }
+    })
+    .await
+    .expect("the invoice counts as turnover");
+    assert_eq!(
+        percentages(reached),
+        [
+            ("10".to_owned(), "turnover".to_owned()),
+            ("5".to_owned(), "assigned".to_owned())
+        ],
+        "the 12% premium level needs 5000"
+    );
+
+    let note = CreditNote {
+        credit_note_id: "cn-big".into(),
+        invoice_id: "inv-big".into(),
+        party_id: party.id.clone(),
+        ..Default::default()
+    };
+    deliver(
+        &suite.loyalty.broker.brokers(),
+        "inv-big",
+        "evt-cn-big",
+        Document::CreditNote(note),
+    )
+    .await;
+    let back = eventually(Duration::from_secs(20), || {
+        let mut client = client.clone();
+        let request = applicable("basic", today);
+        async move {
+            let response = client
+                .get_applicable_discounts(request)
+                .await
+                .ok()?
+                .into_inner();
+            (response.discounts.len() == 1).then_some(response)
+        }
+    })
+    .await
+    .expect("a credit note takes the turnover back");
+    assert_eq!(percentages(back), [("5".to_owned(), "assigned".to_owned())]);
+
+    let next_year = client
+        .get_applicable_discounts(applicable(
+            "basic",
+            Date {
+                year: 2027,
+                month: 1,
+                day: 1,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        next_year.discounts.is_empty(),
+        "the party's discount ended with 2026"
+    );
+
+    let both = client
+        .set_discount(set(Discount {
+            turnover_threshold: "1".into(),
+            ..own
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), tonic::Code::InvalidArgument);
+}
