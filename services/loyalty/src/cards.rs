@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
+    fresh_or_replay,
     request::{audit, optional_uuid, uuid},
-    store::{Begun, Tx},
+    store::Tx,
 };
 use crm_proto::crm::loyalty::v1::{
     ActivateCardRequest, BlockCardRequest, Card, CardActivated, CardBlocked, CardClosed,
@@ -181,10 +182,8 @@ impl Loyalty {
         let person_id = optional_uuid(&req.person_id, "person_id", &mut v);
         let parent_id = optional_uuid(&req.parent_card_id, "parent_card_id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = match self.begin(&req.request_id, "IssueCard", &req).await? {
-            Begun::Replay(card) => return Ok(card),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        };
+        let (mut tx, claim) =
+            fresh_or_replay!(self.begin(&req.request_id, "IssueCard", &req).await?);
         let membership = store::lock_membership(&mut tx, membership_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Membership", membership_id.to_string()))?;
@@ -280,10 +279,8 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(&req.id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = match self.begin(&req.request_id, "ReissueCard", &req).await? {
-            Begun::Replay(card) => return Ok(card),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        };
+        let (mut tx, claim) =
+            fresh_or_replay!(self.begin(&req.request_id, "ReissueCard", &req).await?);
         let old = lock(&mut tx, id).await?;
         if old.status == "closed" {
             return Err(ServiceError::Precondition(
@@ -357,10 +354,7 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = match self.begin(request_id, method, request).await? {
-            Begun::Replay(card) => return Ok(card),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        };
+        let (mut tx, claim) = fresh_or_replay!(self.begin(request_id, method, request).await?);
         let card = lock(&mut tx, id).await?;
         if card.status != to {
             if !from.contains(&card.status.as_str()) {

@@ -5,8 +5,9 @@
 use chrono::{DateTime, Utc};
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
+    fresh_or_replay,
     request::{audit, timestamp, uuid},
-    store::{Begun, Tx},
+    store::Tx,
 };
 use crm_proto::crm::loyalty::v1::{
     Coupon, CouponDefinition, CouponKind, CouponRedeemed, CouponRedemption, CouponValidation,
@@ -181,13 +182,10 @@ impl Loyalty {
         }
         let name = display_name(&input.display_name, "definition.display_name", &mut v);
         v.finish()?;
-        let (mut tx, claim) = match self
-            .begin(&req.request_id, "CreateCouponDefinition", &req)
-            .await?
-        {
-            Begun::Replay(definition) => return Ok(definition),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        };
+        let (mut tx, claim) = fresh_or_replay!(
+            self.begin(&req.request_id, "CreateCouponDefinition", &req)
+                .await?
+        );
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
@@ -244,10 +242,8 @@ impl Loyalty {
             "give a count or membership_ids, not both",
         );
         v.finish()?;
-        let (mut tx, claim) = match self.begin(&req.request_id, "GenerateCoupons", &req).await? {
-            Begun::Replay(response) => return Ok(response),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        };
+        let (mut tx, claim) =
+            fresh_or_replay!(self.begin(&req.request_id, "GenerateCoupons", &req).await?);
         let definition = definition(&mut tx, definition_id).await?;
         if definition.per_member == members.is_empty() {
             let mut v = FieldViolations::new();
@@ -345,10 +341,8 @@ impl Loyalty {
         );
         v.finish()?;
         let (code, membership) = coupon_args(&req.code, &req.membership_id)?;
-        let (mut tx, claim) = match self.begin(&req.redemption_id, "RedeemCoupon", &req).await? {
-            Begun::Replay(redemption) => return Ok(redemption),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        };
+        let (mut tx, claim) =
+            fresh_or_replay!(self.begin(&req.redemption_id, "RedeemCoupon", &req).await?);
         let coupon: CouponRow = sqlx::query_as("SELECT * FROM coupons WHERE code = $1")
             .bind(&code)
             .fetch_optional(&mut *tx)

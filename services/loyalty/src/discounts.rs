@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use chrono::{NaiveDate, Utc};
 use crm_kit::{
     error::{FieldViolations, Result},
-    request::{audit, optional_uuid, uuid},
-    store::Begun,
+    fresh_or_replay,
+    request::{audit, date, date_to_proto, optional_uuid, uuid},
 };
 use crm_proto::crm::{
     common::v1::Date,
@@ -19,7 +19,7 @@ use crm_proto::crm::{
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::service::{Loyalty, code, date, date_to_proto};
+use crate::service::{Loyalty, code};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct DiscountRow {
@@ -90,10 +90,8 @@ impl Loyalty {
             );
         }
         v.finish()?;
-        let (mut tx, claim) = match self.begin(&req.request_id, "SetDiscount", &req).await? {
-            Begun::Replay(discount) => return Ok(discount),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        };
+        let (mut tx, claim) =
+            fresh_or_replay!(self.begin(&req.request_id, "SetDiscount", &req).await?);
         let row: DiscountRow = sqlx::query_as(
             "INSERT INTO discounts (id, party_id, price_list, category, percentage, turnover_threshold, currency_code,
                  valid_from, valid_to, created_by, updated_by)

@@ -3,18 +3,19 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use crm_kit::{
     client::TracedChannel,
-    error::{FieldViolations, Result, ServiceError},
-    request::{audit, mask_paths, optional_uuid, timestamp, uuid},
+    error::{FieldViolations, Result, ServiceError, check_etag},
+    fresh_or_replay,
+    request::{audit, date, date_to_proto, mask_paths, optional_uuid, timestamp, uuid},
     shutdown::Shutdown,
     store::{
-        self as kit_store, Begun, decode_page_token, encode_page_token, page_size, unique_violation,
+        self as kit_store, Begun, decode_page_token, encode_page_token, next_page, page_size,
+        unique_violation,
     },
 };
 use crm_proto::crm::{
-    common::v1::Date,
     loyalty::v1::*,
     parties::v1::{
         GetPartyRequest, GetPersonRequest, PartyStatus,
@@ -44,15 +45,6 @@ const DEFAULT_CAPTURE_TYPE: &str = "reward_redemption";
 pub struct Loyalty {
     pub(crate) pool: PgPool,
     pub(crate) parties: PartiesServiceClient<TracedChannel>,
-}
-
-macro_rules! fresh_or_replay {
-    ($begun:expr) => {
-        match $begun {
-            Begun::Replay(answer) => return Ok(answer),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        }
-    };
 }
 
 /// A member account an operation or hold applies to, resolved from an [`AccountRef`].
@@ -173,10 +165,8 @@ impl Loyalty {
             fresh_or_replay!(self.begin(&req.request_id, "UpdateProgram", &req).await?);
         let mut program = store::lock_program(&mut tx, id)
             .await?
-            .ok_or_else(|| not_found("Program", id))?;
-        if !input.etag.is_empty() && input.etag != program.version.to_string() {
-            return Err(ServiceError::EtagMismatch("program"));
-        }
+            .ok_or_else(|| ServiceError::not_found("Program", id))?;
+        check_etag("program", &input.etag, program.version)?;
         let mut v = FieldViolations::new();
         for path in paths {
             match path {
@@ -278,7 +268,7 @@ impl Loyalty {
             fresh_or_replay!(self.begin(&req.request_id, "DefinePointType", &req).await?);
         store::lock_program(&mut tx, program_id)
             .await?
-            .ok_or_else(|| not_found("Program", program_id))?;
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         store::define_point_type(&mut tx, program_id, &row).await?;
         store::touch_program(&mut tx, program_id, subject).await?;
         let program = program_in(&mut tx, program_id).await?;
@@ -324,7 +314,7 @@ impl Loyalty {
         );
         store::lock_program(&mut tx, program_id)
             .await?
-            .ok_or_else(|| not_found("Program", program_id))?;
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         let point_types = store::point_types(&mut tx, program_id).await?;
         if !point_types.iter().any(|t| t.code == row.default_point_type) {
             let mut v = FieldViolations::new();
@@ -373,7 +363,7 @@ impl Loyalty {
         let (mut tx, claim) = fresh_or_replay!(self.begin(&req.request_id, "Enroll", &req).await?);
         let program = store::lock_program(&mut tx, program_id)
             .await?
-            .ok_or_else(|| not_found("Program", program_id))?;
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         require_active_program(&program)?;
         let mut v = FieldViolations::new();
         v.check(
@@ -504,7 +494,7 @@ impl Loyalty {
         let (mut tx, claim) = fresh_or_replay!(self.begin(request_id, method, request).await?);
         let membership = store::lock_membership(&mut tx, id)
             .await?
-            .ok_or_else(|| not_found("Membership", id))?;
+            .ok_or_else(|| ServiceError::not_found("Membership", id))?;
         if membership.status == "left" && status != "left" {
             return Err(ServiceError::Precondition(
                 "MEMBERSHIP_LEFT",
@@ -540,7 +530,7 @@ impl Loyalty {
         let mut conn = self.pool.acquire().await?;
         store::get_membership(&mut conn, id)
             .await?
-            .ok_or_else(|| not_found("Membership", id))?;
+            .ok_or_else(|| ServiceError::not_found("Membership", id))?;
         let balances = store::membership_accounts(&mut conn, id)
             .await?
             .iter()
@@ -754,7 +744,7 @@ impl Loyalty {
             fresh_or_replay!(self.begin(&req.request_id, "SetAccrualRules", &req).await?);
         store::lock_program(&mut tx, program_id)
             .await?
-            .ok_or_else(|| not_found("Program", program_id))?;
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         let accrues = store::operation_types(&mut tx, program_id)
             .await?
             .iter()
@@ -1019,7 +1009,7 @@ impl Loyalty {
         v.finish()?;
         let membership = store::get_membership(tx, membership)
             .await?
-            .ok_or_else(|| not_found("Membership", membership))?;
+            .ok_or_else(|| ServiceError::not_found("Membership", membership))?;
         Ok(store::operation_types(tx, membership.program_id).await?)
     }
 
@@ -1038,7 +1028,7 @@ impl Loyalty {
         v.finish()?;
         let membership = store::lock_membership(tx, membership_id)
             .await?
-            .ok_or_else(|| not_found("Membership", membership_id))?;
+            .ok_or_else(|| ServiceError::not_found("Membership", membership_id))?;
         if membership.status != "active" {
             return Err(ServiceError::Precondition(
                 "MEMBERSHIP_NOT_ACTIVE",
@@ -1047,7 +1037,7 @@ impl Loyalty {
         }
         let program = store::get_program(tx, membership.program_id)
             .await?
-            .ok_or_else(|| not_found("Program", membership.program_id))?;
+            .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
         require_active_program(&program)?;
         let point_type = self
             .point_type(tx, &program, &account.point_type, default_point_type)
@@ -1090,10 +1080,10 @@ impl Loyalty {
         v.finish()?;
         let membership = store::get_membership(conn, membership_id)
             .await?
-            .ok_or_else(|| not_found("Membership", membership_id))?;
+            .ok_or_else(|| ServiceError::not_found("Membership", membership_id))?;
         let program = store::get_program(conn, membership.program_id)
             .await?
-            .ok_or_else(|| not_found("Program", membership.program_id))?;
+            .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
         let point_type = self
             .point_type(conn, &program, &account.point_type, None)
             .await?;
@@ -1271,7 +1261,7 @@ pub(crate) async fn reverse(
     }
     let membership = store::get_membership(tx, original.membership_id)
         .await?
-        .ok_or_else(|| not_found("Membership", original.membership_id))?;
+        .ok_or_else(|| ServiceError::not_found("Membership", original.membership_id))?;
     let point_type = store::point_types(tx, membership.program_id)
         .await?
         .into_iter()
@@ -1415,10 +1405,6 @@ fn require_active_program(program: &ProgramRow) -> Result<()> {
     ))
 }
 
-fn not_found(kind: &'static str, id: Uuid) -> ServiceError {
-    ServiceError::NotFound(kind, id.to_string())
-}
-
 fn check_points(points: i64, field: &str, v: &mut FieldViolations) {
     v.check(
         (1..=MAX_POINTS).contains(&points),
@@ -1463,35 +1449,6 @@ pub(crate) fn display_name(raw: &str, field: &str, v: &mut FieldViolations) -> S
     name.to_owned()
 }
 
-pub(crate) fn date(
-    value: Option<&Date>,
-    field: &str,
-    v: &mut FieldViolations,
-) -> Option<NaiveDate> {
-    let d = value?;
-    let parsed = NaiveDate::from_ymd_opt(d.year, d.month.max(0) as u32, d.day.max(0) as u32);
-    v.check(parsed.is_some(), field, "is not a calendar date");
-    parsed
-}
-
-pub(crate) fn date_to_proto(date: NaiveDate) -> Date {
-    use chrono::Datelike;
-    Date {
-        year: date.year(),
-        month: date.month() as i32,
-        day: date.day() as i32,
-    }
-}
-
-fn next_page<T>(rows: &mut Vec<T>, limit: i64, token: impl Fn(&T) -> String) -> String {
-    if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(token).unwrap_or_default()
-    } else {
-        String::new()
-    }
-}
-
 fn account_ref(membership: Uuid, person: Option<Uuid>, point_type: &str) -> AccountRef {
     AccountRef {
         membership_id: membership.to_string(),
@@ -1505,7 +1462,7 @@ fn account_ref(membership: Uuid, person: Option<Uuid>, point_type: &str) -> Acco
 pub(crate) async fn program_in(conn: &mut PgConnection, id: Uuid) -> Result<Program> {
     let row = store::get_program(conn, id)
         .await?
-        .ok_or_else(|| not_found("Program", id))?;
+        .ok_or_else(|| ServiceError::not_found("Program", id))?;
     program_to_proto(conn, &row).await
 }
 
@@ -1595,7 +1552,7 @@ async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) -> Result<P
 pub(crate) async fn membership_in(conn: &mut PgConnection, id: Uuid) -> Result<Membership> {
     let row = store::get_membership(conn, id)
         .await?
-        .ok_or_else(|| not_found("Membership", id))?;
+        .ok_or_else(|| ServiceError::not_found("Membership", id))?;
     Ok(membership_to_proto(&row))
 }
 
@@ -1647,7 +1604,7 @@ fn entry_to_proto(row: &EntryRow) -> LedgerEntry {
 async fn operation_in(conn: &mut PgConnection, id: Uuid) -> Result<Operation> {
     let row = store::get_operation(conn, id)
         .await?
-        .ok_or_else(|| not_found("Operation", id))?;
+        .ok_or_else(|| ServiceError::not_found("Operation", id))?;
     Ok(operation_to_proto(&row))
 }
 
@@ -1683,7 +1640,7 @@ fn operation_to_proto(row: &OperationRow) -> Operation {
 async fn hold_in(conn: &mut PgConnection, id: Uuid) -> Result<Hold> {
     let row = store::get_hold(conn, id)
         .await?
-        .ok_or_else(|| not_found("Hold", id))?;
+        .ok_or_else(|| ServiceError::not_found("Hold", id))?;
     Ok(hold_to_proto(&row))
 }
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
+    fresh_or_replay,
     request::uuid,
     shutdown::Shutdown,
-    store::{Begun, Tx},
+    store::Tx,
 };
 use crm_proto::crm::loyalty::v1::{
     AssignTierRequest, DefineTierRequest, Membership, Program, TierChanged,
@@ -149,10 +150,8 @@ impl Loyalty {
             window_months: input.window_months,
         };
         v.finish()?;
-        let (mut tx, claim) = match self.begin(&req.request_id, "DefineTier", &req).await? {
-            Begun::Replay(program) => return Ok(program),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        };
+        let (mut tx, claim) =
+            fresh_or_replay!(self.begin(&req.request_id, "DefineTier", &req).await?);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
@@ -178,10 +177,8 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(&req.membership_id, "membership_id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = match self.begin(&req.request_id, "AssignTier", &req).await? {
-            Begun::Replay(membership) => return Ok(membership),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        };
+        let (mut tx, claim) =
+            fresh_or_replay!(self.begin(&req.request_id, "AssignTier", &req).await?);
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Membership", id.to_string()))?;

@@ -3,10 +3,12 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::NaiveDate;
-use crm_kit::error::FieldViolations;
+use crm_kit::{
+    error::FieldViolations,
+    request::{date, date_to_proto},
+};
 use crm_proto::crm::{
-    common::v1::{Date, PostalAddress},
+    common::v1::PostalAddress,
     parties::v1::{
         ContactPoint, ContactPointKind, CustomFieldDefinition, CustomFieldEntity, CustomFieldType,
         CustomFieldValue, RegistrationNumber, custom_field_value::Value,
@@ -306,27 +308,6 @@ pub fn name(raw: &str, field: &str, v: &mut FieldViolations) -> String {
         v.add(field, "must be at most 300 characters");
     }
     name.to_owned()
-}
-
-pub fn date(value: Option<&Date>, field: &str, v: &mut FieldViolations) -> Option<NaiveDate> {
-    let d = value?;
-    let parsed = u32::try_from(d.month)
-        .ok()
-        .zip(u32::try_from(d.day).ok())
-        .and_then(|(m, day)| NaiveDate::from_ymd_opt(d.year, m, day));
-    if parsed.is_none() {
-        v.add(field, "is not a calendar date");
-    }
-    parsed
-}
-
-pub fn date_to_proto(date: NaiveDate) -> Date {
-    use chrono::Datelike;
-    Date {
-        year: date.year(),
-        month: date.month() as i32,
-        day: date.day() as i32,
-    }
 }
 
 pub fn entity_name(entity: CustomFieldEntity) -> Option<&'static str> {

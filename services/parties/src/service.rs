@@ -4,10 +4,12 @@
 use std::collections::HashSet;
 
 use crm_kit::{
-    error::{FieldViolations, Result, ServiceError},
-    request::{audit, mask_paths, optional_uuid, uuid},
+    error::{FieldViolations, Result, ServiceError, check_etag},
+    fresh_or_replay,
+    request::{audit, date, date_to_proto, mask_paths, optional_uuid, uuid},
     store::{
-        self as kit_store, Begun, decode_page_token, encode_page_token, page_size, unique_violation,
+        self as kit_store, Begun, decode_page_token, encode_page_token, next_page, page_size,
+        unique_violation,
     },
 };
 use crm_proto::crm::parties::v1::*;
@@ -70,15 +72,6 @@ const SHARED_FIELDS: [(&str, &str); 3] = [
 #[derive(Clone)]
 pub struct Parties {
     pool: PgPool,
-}
-
-macro_rules! fresh_or_replay {
-    ($begun:expr) => {
-        match $begun {
-            Begun::Replay(answer) => return Ok(answer),
-            Begun::Fresh(tx, claim) => (tx, claim),
-        }
-    };
 }
 
 impl Parties {
@@ -368,7 +361,7 @@ impl Parties {
         let mut tx = self.pool.begin().await?;
         let party = store::get_party(&mut tx, id)
             .await?
-            .ok_or_else(|| not_found("Party", id))?;
+            .ok_or_else(|| ServiceError::not_found("Party", id))?;
         let mine = |kind: &str| -> HashSet<String> {
             party
                 .contact_points
@@ -598,7 +591,7 @@ impl Parties {
             fresh_or_replay!(self.begin(&req.request_id, "UpdateBase", &req).await?);
         let mut base = store::lock_base(&mut tx, id)
             .await?
-            .ok_or_else(|| not_found("Base", id))?;
+            .ok_or_else(|| ServiceError::not_found("Base", id))?;
         check_etag("base", &input.etag, base.version)?;
         if let Some(name) = name {
             base.display_name = name;
@@ -649,7 +642,7 @@ impl Parties {
         locked_party(&mut tx, party_id).await?;
         store::get_base(&mut tx, base_id)
             .await?
-            .ok_or_else(|| not_found("Base", base_id))?;
+            .ok_or_else(|| ServiceError::not_found("Base", base_id))?;
         if store::remove_from_base(&mut tx, party_id, base_id).await? {
             base_membership_changed(&mut tx, party_id, subject).await?;
         }
@@ -728,7 +721,7 @@ impl Parties {
             fresh_or_replay!(self.begin(&req.request_id, "UpdatePerson", &req).await?);
         let row = store::lock_person(&mut tx, id)
             .await?
-            .ok_or_else(|| not_found("Person", id))?;
+            .ok_or_else(|| ServiceError::not_found("Person", id))?;
         check_etag("person", &input.etag, row.version)?;
         let definitions = Self::definitions(&mut tx, "person").await?;
         let before = row.data();
@@ -866,7 +859,7 @@ impl Parties {
         let mut conn = self.pool.acquire().await?;
         store::get_party(&mut conn, organization)
             .await?
-            .ok_or_else(|| not_found("Party", organization))?;
+            .ok_or_else(|| ServiceError::not_found("Party", organization))?;
         let mut rows = store::list_persons(
             &mut conn,
             organization,
@@ -900,14 +893,14 @@ impl Parties {
     pub async fn end_employment(&self, subject: &str, req: EndEmploymentRequest) -> Result<Person> {
         let mut v = FieldViolations::new();
         let id = uuid(&req.person_id, "person_id", &mut v);
-        let end = domain::date(req.end_date.as_ref(), "end_date", &mut v)
+        let end = date(req.end_date.as_ref(), "end_date", &mut v)
             .unwrap_or_else(|| chrono::Utc::now().date_naive());
         v.finish()?;
         let (mut tx, claim) =
             fresh_or_replay!(self.begin(&req.request_id, "EndEmployment", &req).await?);
         let row = store::lock_person(&mut tx, id)
             .await?
-            .ok_or_else(|| not_found("Person", id))?;
+            .ok_or_else(|| ServiceError::not_found("Person", id))?;
         check_etag("person", &req.etag, row.version)?;
         let current = store::employments(&mut tx, &[id])
             .await?
@@ -1009,19 +1002,6 @@ impl Parties {
 
 // --- helpers shared by the use cases ----------------------------------------------------------
 
-fn not_found(kind: &'static str, id: Uuid) -> ServiceError {
-    ServiceError::NotFound(kind, id.to_string())
-}
-
-/// An empty etag skips the check; a stale one is ABORTED.
-fn check_etag(resource: &'static str, etag: &str, version: i64) -> Result<()> {
-    if etag.is_empty() || etag == version.to_string() {
-        Ok(())
-    } else {
-        Err(ServiceError::EtagMismatch(resource))
-    }
-}
-
 fn require_active(party: &PartyRow) -> Result<()> {
     if party.is_active() {
         return Ok(());
@@ -1036,27 +1016,27 @@ fn require_active(party: &PartyRow) -> Result<()> {
 async fn locked_party(tx: &mut kit_store::Tx, id: Uuid) -> Result<PartyRow> {
     store::lock_party(tx, id)
         .await?
-        .ok_or_else(|| not_found("Party", id))
+        .ok_or_else(|| ServiceError::not_found("Party", id))
 }
 
 async fn party_in(conn: &mut PgConnection, id: Uuid) -> Result<Party> {
     let row = store::get_party(conn, id)
         .await?
-        .ok_or_else(|| not_found("Party", id))?;
+        .ok_or_else(|| ServiceError::not_found("Party", id))?;
     Ok(party_to_proto(&row))
 }
 
 async fn base_in(conn: &mut PgConnection, id: Uuid) -> Result<Base> {
     let row = store::get_base(conn, id)
         .await?
-        .ok_or_else(|| not_found("Base", id))?;
+        .ok_or_else(|| ServiceError::not_found("Base", id))?;
     Ok(base_to_proto(&row))
 }
 
 async fn person_in(conn: &mut PgConnection, id: Uuid) -> Result<Person> {
     let row = store::get_person(conn, id)
         .await?
-        .ok_or_else(|| not_found("Person", id))?;
+        .ok_or_else(|| ServiceError::not_found("Person", id))?;
     let employments = store::employments(conn, &[id]).await?;
     Ok(person_to_proto(&row, &employments))
 }
@@ -1065,7 +1045,7 @@ async fn person_in(conn: &mut PgConnection, id: Uuid) -> Result<Person> {
 async fn open_base(tx: &mut kit_store::Tx, id: Uuid) -> Result<BaseRow> {
     let base = store::lock_base(tx, id)
         .await?
-        .ok_or_else(|| not_found("Base", id))?;
+        .ok_or_else(|| ServiceError::not_found("Base", id))?;
     if base.archived {
         return Err(ServiceError::Precondition(
             "BASE_ARCHIVED",
@@ -1128,7 +1108,7 @@ async fn natural_person_followed(
     }
     let person = store::lock_person(tx, person_id)
         .await?
-        .ok_or_else(|| not_found("Person", person_id))?;
+        .ok_or_else(|| ServiceError::not_found("Person", person_id))?;
     store::write_person(tx, person_id, true, &person.data(), subject, true).await?;
     let event = PersonUpdated {
         person_id: person_id.to_string(),
@@ -1178,7 +1158,7 @@ fn new_employment(jobs: &[Employment], v: &mut FieldViolations) -> EmploymentRow
         department: String::new(),
         supervisor_person_id: None,
         business_contact_points: sqlx::types::Json(Vec::new()),
-        start_date: domain::date(job.start_date.as_ref(), &format!("{AT}.start_date"), v),
+        start_date: date(job.start_date.as_ref(), &format!("{AT}.start_date"), v),
         end_date: None,
     };
     v.check(
@@ -1205,16 +1185,6 @@ async fn require_employer(tx: &mut kit_store::Tx, organization_id: Uuid) -> Resu
         ));
     }
     Ok(())
-}
-
-/// Splits off one extra row fetched to learn whether another page follows.
-fn next_page<T>(rows: &mut Vec<T>, limit: i64, token: impl Fn(&T) -> String) -> String {
-    if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(token).unwrap_or_default()
-    } else {
-        String::new()
-    }
 }
 
 fn person_display_name(given: &str, family: &str) -> String {
@@ -1421,12 +1391,12 @@ fn apply_person_field(
             data.home_addresses =
                 domain::addresses(&input.home_addresses, "person.home_addresses", v)
         }
-        "birthday" => data.birthday = domain::date(input.birthday.as_ref(), "person.birthday", v),
+        "birthday" => data.birthday = date(input.birthday.as_ref(), "person.birthday", v),
         "name_day" => {
             // Name days recur every year: only month and day count, kept in the leap year 2000.
             data.name_day = input.name_day.as_ref().and_then(|d| {
                 let yearless = crm_proto::crm::common::v1::Date { year: 2000, ..*d };
-                domain::date(Some(&yearless), "person.name_day", v)
+                date(Some(&yearless), "person.name_day", v)
             })
         }
         "anniversaries" => {
@@ -1438,7 +1408,7 @@ fn apply_person_field(
                     let at = format!("person.anniversaries[{i}]");
                     let label = domain::name(&a.label, &format!("{at}.label"), v);
                     v.check(a.date.is_some(), format!("{at}.date"), "is required");
-                    let date = domain::date(a.date.as_ref(), &format!("{at}.date"), v)?;
+                    let date = date(a.date.as_ref(), &format!("{at}.date"), v)?;
                     Some(AnniversaryJson { label, date })
                 })
                 .collect()
@@ -1453,7 +1423,7 @@ fn apply_person_field(
                     FamilyJson {
                         relation: domain::name(&m.relation, &format!("{at}.relation"), v),
                         name: short(&m.name, &format!("{at}.name"), v),
-                        birthday: domain::date(m.birthday.as_ref(), &format!("{at}.birthday"), v),
+                        birthday: date(m.birthday.as_ref(), &format!("{at}.birthday"), v),
                     }
                 })
                 .collect()
@@ -1639,16 +1609,16 @@ fn person_to_proto(row: &PersonRow, employments: &[EmploymentRow]) -> Person {
                     .map(|id| id.to_string())
                     .unwrap_or_default(),
                 business_contact_points: domain::contacts_to_proto(&e.business_contact_points.0),
-                start_date: e.start_date.map(domain::date_to_proto),
-                end_date: e.end_date.map(domain::date_to_proto),
+                start_date: e.start_date.map(date_to_proto),
+                end_date: e.end_date.map(date_to_proto),
             })
             .collect(),
         private_contact_points: domain::contacts_to_proto(&row.private_contact_points.0),
         home_addresses: domain::addresses_to_proto(&row.home_addresses.0),
-        birthday: row.birthday.map(domain::date_to_proto),
+        birthday: row.birthday.map(date_to_proto),
         name_day: row.name_day.map(|d| crm_proto::crm::common::v1::Date {
             year: 0,
-            ..domain::date_to_proto(d)
+            ..date_to_proto(d)
         }),
         anniversaries: row
             .anniversaries
@@ -1656,7 +1626,7 @@ fn person_to_proto(row: &PersonRow, employments: &[EmploymentRow]) -> Person {
             .iter()
             .map(|a| Anniversary {
                 label: a.label.clone(),
-                date: Some(domain::date_to_proto(a.date)),
+                date: Some(date_to_proto(a.date)),
             })
             .collect(),
         family: row
@@ -1666,7 +1636,7 @@ fn person_to_proto(row: &PersonRow, employments: &[EmploymentRow]) -> Person {
             .map(|m| FamilyMember {
                 relation: m.relation.clone(),
                 name: m.name.clone(),
-                birthday: m.birthday.map(domain::date_to_proto),
+                birthday: m.birthday.map(date_to_proto),
             })
             .collect(),
         hobbies: row.hobbies.clone(),

@@ -38,6 +38,21 @@ pub enum ServiceError {
 
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
+impl ServiceError {
+    pub fn not_found(kind: &'static str, id: impl ToString) -> Self {
+        Self::NotFound(kind, id.to_string())
+    }
+}
+
+/// An empty etag skips the check (last write wins); a stale one is ABORTED.
+pub fn check_etag(resource: &'static str, etag: &str, version: i64) -> Result<()> {
+    if etag.is_empty() || etag == version.to_string() {
+        Ok(())
+    } else {
+        Err(ServiceError::EtagMismatch(resource))
+    }
+}
+
 impl From<FieldViolations> for ServiceError {
     fn from(violations: FieldViolations) -> Self {
         Self::Invalid(violations)

@@ -1,7 +1,7 @@
 //! Small conversions every gRPC handler needs: who is calling, ids and times in proto form.
 
-use chrono::{DateTime, Utc};
-use crm_proto::crm::common::v1::AuditInfo;
+use chrono::{DateTime, NaiveDate, Utc};
+use crm_proto::crm::common::v1::{AuditInfo, Date};
 use uuid::Uuid;
 
 use crate::{auth::Caller, error::FieldViolations};
@@ -32,6 +32,32 @@ pub fn uuid(value: &str, field: &str, violations: &mut FieldViolations) -> Uuid 
 /// Parses an optional UUID field: empty means `None`.
 pub fn optional_uuid(value: &str, field: &str, violations: &mut FieldViolations) -> Option<Uuid> {
     (!value.trim().is_empty()).then(|| uuid(value, field, violations))
+}
+
+/// Parses an optional calendar date, recording a violation naming `field` when it is not one.
+pub fn date(
+    value: Option<&Date>,
+    field: &str,
+    violations: &mut FieldViolations,
+) -> Option<NaiveDate> {
+    let d = value?;
+    let parsed = u32::try_from(d.month)
+        .ok()
+        .zip(u32::try_from(d.day).ok())
+        .and_then(|(month, day)| NaiveDate::from_ymd_opt(d.year, month, day));
+    if parsed.is_none() {
+        violations.add(field, "is not a calendar date");
+    }
+    parsed
+}
+
+pub fn date_to_proto(date: NaiveDate) -> Date {
+    use chrono::Datelike;
+    Date {
+        year: date.year(),
+        month: date.month() as i32,
+        day: date.day() as i32,
+    }
 }
 
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {

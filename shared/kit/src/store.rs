@@ -113,6 +113,29 @@ fn filter_hash(filters: &impl Serialize) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(json)[..12])
 }
 
+/// Unpacks [`begin`]'s answer: returns the stored reply from the enclosing function on a replay,
+/// or yields `(tx, claim)` to do the work with.
+#[macro_export]
+macro_rules! fresh_or_replay {
+    ($begun:expr) => {
+        match $begun {
+            $crate::store::Begun::Replay(answer) => return Ok(answer),
+            $crate::store::Begun::Fresh(tx, claim) => (tx, claim),
+        }
+    };
+}
+
+/// Keeps the first `limit` of `rows` (fetched as `limit + 1` to learn whether more follow) and
+/// returns the token of the next page, or an empty one on the last page.
+pub fn next_page<T>(rows: &mut Vec<T>, limit: i64, token: impl Fn(&T) -> String) -> String {
+    if rows.len() as i64 > limit {
+        rows.truncate(limit as usize);
+        rows.last().map(token).unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
 /// How a mutating call starts: with a transaction, unless its `request_id` was answered before.
 pub enum Begun<R> {
     /// Do the work in the transaction, then [`Claimed::commit`] with the answer.
