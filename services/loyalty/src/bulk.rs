@@ -410,11 +410,25 @@ async fn credit(tx: &mut Tx, job: &JobRow, memberships: &[Uuid]) -> Result<i64> 
         })
         .collect();
     outbox::enqueue_many(tx, POINTS_TOPIC, &events).await?;
-    let qualifying = store::point_types(tx, job.program_id)
+    let point_type_row = store::point_types(tx, job.program_id)
         .await?
-        .iter()
-        .any(|t| t.code == point_type && t.qualifying);
-    if qualifying && !tiers::tiers(tx, job.program_id).await?.is_empty() {
+        .into_iter()
+        .find(|t| t.code == point_type)
+        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the job's point type vanished")))?;
+    let program = store::get_program(tx, job.program_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Program", job.program_id))?;
+    sqlx::query(
+        "INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at)
+         SELECT account_id, id, $3, $3, $4 FROM unnest($1::uuid[], $2::uuid[]) AS l(account_id, id)",
+    )
+    .bind(&accounts)
+    .bind(&operation_ids)
+    .bind(job.points)
+    .bind(store::expiry_of(&point_type_row, &program, Utc::now()))
+    .execute(&mut **tx)
+    .await?;
+    if point_type_row.qualifying && !tiers::tiers(tx, job.program_id).await?.is_empty() {
         for (_, membership, _) in &credited {
             tiers::evaluate(tx, *membership).await?;
         }

@@ -148,6 +148,13 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::get_applicable_discounts(self, request.into_inner()).await)
     }
 
+    async fn get_expiry_forecast(
+        &self,
+        request: Request<GetExpiryForecastRequest>,
+    ) -> Reply<ExpiryForecast> {
+        reply(Loyalty::get_expiry_forecast(self, request.into_inner()).await)
+    }
+
     async fn enroll(&self, request: Request<EnrollRequest>) -> Reply<Membership> {
         let subject = subject(&request);
         reply(Loyalty::enroll(self, &subject, request.into_inner()).await)

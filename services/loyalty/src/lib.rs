@@ -7,6 +7,7 @@ pub mod cards;
 pub mod coupons;
 pub mod discounts;
 pub mod events;
+pub mod expiry;
 pub mod grpc;
 pub mod invoices;
 pub mod service;
@@ -38,13 +39,15 @@ pub fn migrator() -> Migrator {
 }
 
 /// The gRPC routes over the runtime's database and the parties service, plus the workers: the
-/// ones that release expired holds, run bulk accruals and sweep tiers, and the invoice consumer.
+/// ones that release expired holds, run bulk accruals, sweep tiers and expire points, and the
+/// invoice consumer.
 pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
     let loyalty = service::Loyalty::new(runtime.pool.clone(), parties);
     tokio::spawn(loyalty.clone().expire_holds(shutdown.clone()));
     tokio::spawn(loyalty.clone().run_bulk_accruals(shutdown.clone()));
     tokio::spawn(loyalty.clone().sweep_tiers(shutdown.clone()));
+    tokio::spawn(loyalty.clone().expire_points(shutdown.clone()));
     let invoices = ConsumerOptions {
         name: invoices::CONSUMER.into(),
         topics: vec![invoices::INVOICE_TOPIC.into()],

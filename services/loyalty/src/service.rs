@@ -878,6 +878,7 @@ impl Loyalty {
         let balance_after = store::change_balance(&mut tx, hold.account_id, -points, None)
             .await?
             .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("held account vanished")))?;
+        store::consume_lots(&mut tx, hold.account_id, points, None).await?;
         let redemption =
             store::system_account(&mut tx, hold.program_id, &hold.point_type, "redemption").await?;
         let operation_id = Uuid::now_v7();
@@ -1068,7 +1069,7 @@ impl Loyalty {
     }
 
     /// Resolves an account for a read: no checks beyond existence.
-    async fn read_target(
+    pub(crate) async fn read_target(
         &self,
         conn: &mut PgConnection,
         account: Option<&AccountRef>,
@@ -1207,6 +1208,12 @@ pub(crate) async fn post(
     store::post_operation(tx, &operation)
         .await
         .map_err(|e| operation_id_used(e, posting.client_id))?;
+    if accrue {
+        let expires_at = store::expiry_of(&target.point_type, &target.program, Utc::now());
+        store::add_lot(tx, account, id, posting.points, expires_at).await?;
+    } else {
+        store::consume_lots(tx, account, posting.points, None).await?;
+    }
     let account = Some(target.reference());
     let (operation_id, operation_type, points) =
         (id.to_string(), op_type.code.clone(), posting.points);
@@ -1312,6 +1319,16 @@ pub(crate) async fn reverse(
     store::post_operation(tx, &operation)
         .await
         .map_err(|e| operation_id_used(e, client_id))?;
+    if was_accrual {
+        store::consume_lots(tx, original.account_id, original.points, Some(original.id)).await?;
+    } else {
+        // Spent points come back as a fresh credit of their point type.
+        let program = store::get_program(tx, membership.program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
+        let expires_at = store::expiry_of(&point_type, &program, Utc::now());
+        store::add_lot(tx, original.account_id, id, original.points, expires_at).await?;
+    }
     let event = PointsReversed {
         operation_id: id.to_string(),
         reversed_operation_id: original.id.to_string(),

@@ -1,0 +1,197 @@
+//! Points expire: consumed oldest-expiring first, swept when due (sparing points a hold reserves),
+//! and forecast by day.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use crm_proto::crm::loyalty::v1::*;
+use crm_testkit::eventually;
+
+fn bonus(membership: &Membership) -> Option<AccountRef> {
+    Some(AccountRef {
+        membership_id: membership.id.clone(),
+        person_id: String::new(),
+        point_type: "bonus".into(),
+    })
+}
+
+fn grant(id: &str, member: &Membership, kind: &str, points: i64) -> RecordOperationRequest {
+    RecordOperationRequest {
+        account: bonus(member),
+        ..operation(id, member, kind, points)
+    }
+}
+
+#[tokio::test]
+async fn points_are_spent_oldest_expiring_first_and_expire_when_due() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    client
+        .define_point_type(DefinePointTypeRequest {
+            program_id: program.id.clone(),
+            point_type: Some(PointType {
+                code: "bonus".into(),
+                display_name: "Bonus points".into(),
+                expiry_policy: ExpiryPolicy::MonthsAfterEarning as i32,
+                expiry_months: 3,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (code, direction) in [
+        ("bonus_grant", Direction::Accrue),
+        ("bonus_spend", Direction::Settle),
+    ] {
+        client
+            .define_operation_type(DefineOperationTypeRequest {
+                program_id: program.id.clone(),
+                operation_type: Some(OperationType {
+                    code: code.into(),
+                    display_name: code.into(),
+                    direction: direction as i32,
+                    default_point_type: "bonus".into(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let member = suite.member(&program, "Acme").await;
+    let first = client
+        .record_operation(grant("g-1", &member, "bonus_grant", 100))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = client
+        .record_operation(grant("g-2", &member, "bonus_grant", 50))
+        .await
+        .unwrap()
+        .into_inner();
+    let forecast = client
+        .get_expiry_forecast(GetExpiryForecastRequest {
+            account: bonus(&member),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(forecast.expiring.iter().map(|e| e.points).sum::<i64>(), 150);
+
+    // The second grant is made to expire first (a shorter promotion): spending takes it first.
+    let mut db = suite.loyalty.db().await;
+    let set_expiry = |operation: &str, interval: &str| {
+        format!(
+            "UPDATE point_lots SET expires_at = now() + interval '{interval}' WHERE operation_id = '{operation}'"
+        )
+    };
+    sqlx::query(sqlx::AssertSqlSafe(set_expiry(&second.id, "1 month")))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    client
+        .record_operation(grant("s-1", &member, "bonus_spend", 120))
+        .await
+        .unwrap();
+    let remaining = |operation: String| {
+        let url = suite.loyalty.database.url.clone();
+        async move {
+            let mut db = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+                .await
+                .unwrap();
+            sqlx::query_scalar::<_, i64>(
+                "SELECT remaining FROM point_lots WHERE operation_id = $1::uuid",
+            )
+            .bind(operation)
+            .fetch_one(&mut db)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        (
+            remaining(first.id.clone()).await,
+            remaining(second.id.clone()).await
+        ),
+        (30, 0)
+    );
+
+    // A reversal takes back the points of the very operation it reverses.
+    let third = client
+        .record_operation(grant("g-3", &member, "bonus_grant", 40))
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .reverse_operation(ReverseOperationRequest {
+            operation_id: "r-3".into(),
+            original_operation_id: "g-3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            remaining(first.id.clone()).await,
+            remaining(third.id.clone()).await
+        ),
+        (30, 0)
+    );
+
+    // The first grant falls due while 10 of its points are held for an order.
+    client
+        .hold_points(HoldPointsRequest {
+            hold_id: "h-1".into(),
+            account: bonus(&member),
+            points: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    sqlx::query(sqlx::AssertSqlSafe(set_expiry(&first.id, "-1 second")))
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let expired = eventually(Duration::from_secs(10), || {
+        let mut client = client.clone();
+        let account = bonus(&member);
+        async move {
+            let now = client
+                .get_balance(GetBalanceRequest { account })
+                .await
+                .ok()?
+                .into_inner();
+            (now.balance == 10).then_some(now)
+        }
+    })
+    .await
+    .expect("the due lot expires");
+    assert_eq!(
+        (expired.held, expired.available),
+        (10, 0),
+        "held points are spared"
+    );
+    let entries = client
+        .list_ledger_entries(ListLedgerEntriesRequest {
+            account: bonus(&member),
+            operation_type: "expiry".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.iter().map(|e| e.amount).collect::<Vec<_>>(), [-20]);
+    let forecast = client
+        .get_expiry_forecast(GetExpiryForecastRequest {
+            account: bonus(&member),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(forecast.expiring.is_empty(), "{forecast:?}");
+    suite.assert_invariants().await;
+}
