@@ -7,6 +7,7 @@
 //! the client id `invoice:<invoice>:<line>:<program>`, so even a document re-sent under a new
 //! `ce_id` earns nothing twice; a credit note reverses each line at most once.
 
+use chrono::{DateTime, Utc};
 use crm_kit::{
     consumer::{Event, HandleError, Handler},
     error::{FieldViolations, Result, ServiceError},
@@ -94,6 +95,14 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
     v.finish()?;
     let party = party.expect("checked above");
     let total: Decimal = lines.iter().map(|line| line.net).sum();
+    // Campaigns run on the invoice's issue date (its start, UTC), or now for an undated one.
+    let issued_at = invoice
+        .issue_date
+        .and_then(|d| {
+            chrono::NaiveDate::from_ymd_opt(d.year, d.month.max(0) as u32, d.day.max(0) as u32)
+        })
+        .and_then(|day| day.and_hms_opt(0, 0, 0))
+        .map_or_else(Utc::now, |midnight| midnight.and_utc());
 
     // Turnover (for automatic discount levels) counts every invoice, member or not, once.
     let ids: Vec<&str> = lines.iter().map(|line| line.id).collect();
@@ -148,18 +157,40 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
             person_id: None,
             point_type,
         };
+        let tier_multiplier = target
+            .membership
+            .tier
+            .as_ref()
+            .and_then(|tier| rules.tier_multipliers.get(tier))
+            .map_or(Decimal::ONE, |m| decimal(m));
         let mut cap_left = (rules.cap_per_invoice > 0).then_some(rules.cap_per_invoice);
+        let mut period_left = if rules.cap_per_period > 0 {
+            let earned =
+                earned_in_period(tx, &target, &invoice.invoice_id, rules.period_days).await?;
+            Some((rules.cap_per_period - earned).max(0))
+        } else {
+            None
+        };
         for line in &lines {
             let rate = rules
                 .category_rates
                 .get(line.category)
                 .unwrap_or(&rules.points_per_unit);
-            let mut points = (line.net * rate.parse::<Decimal>().unwrap_or_default())
+            let campaign = campaign_multiplier(&rules.campaigns, line.category, issued_at);
+            let mut points = (line.net * decimal(rate) * tier_multiplier * campaign)
                 .floor()
                 .to_i64()
                 .unwrap_or(0);
-            if let Some(cap) = cap_left.as_mut() {
+            for cap in [cap_left.as_mut(), period_left.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 points = points.min(*cap).max(0);
+            }
+            for cap in [cap_left.as_mut(), period_left.as_mut()]
+                .into_iter()
+                .flatten()
+            {
                 *cap -= points;
             }
             let client_id = format!("invoice:{}:{}:{program_id}", invoice.invoice_id, line.id);
@@ -214,6 +245,46 @@ async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
         reverse(tx, &posted, &client_id, &note.number, CONSUMER).await?;
     }
     Ok(())
+}
+
+/// Points invoices other than `invoice` earned the target within the last `days`, net of reversals.
+async fn earned_in_period(tx: &mut Tx, target: &Target, invoice: &str, days: i32) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT coalesce(sum(o.points), 0)::bigint
+         FROM operations o JOIN accounts a ON a.id = o.account_id
+         WHERE a.kind = 'member' AND a.membership_id = $1 AND o.client_id LIKE 'invoice:%'
+           AND o.client_id LIKE '%:' || $2 AND o.client_id NOT LIKE 'invoice:' || $3 || ':%'
+           AND o.created_at >= now() - make_interval(days => $4)
+           AND NOT EXISTS (SELECT 1 FROM operations r WHERE r.reverses = o.id)",
+    )
+    .bind(target.membership.id)
+    .bind(target.program.id.to_string())
+    .bind(invoice)
+    .bind(days)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+/// The highest multiplier of the campaigns running at `at` for `category`; 1 when none is.
+fn campaign_multiplier(
+    campaigns: &[store::CampaignJson],
+    category: &str,
+    at: DateTime<Utc>,
+) -> Decimal {
+    campaigns
+        .iter()
+        .filter(|c| {
+            c.start_time.is_none_or(|start| start <= at) && c.end_time.is_none_or(|end| at < end)
+        })
+        .filter(|c| c.categories.is_empty() || c.categories.iter().any(|c| c == category))
+        .map(|c| decimal(&c.multiplier))
+        .max()
+        .unwrap_or(Decimal::ONE)
+}
+
+/// Stored rule decimals were validated when set.
+fn decimal(text: &str) -> Decimal {
+    text.parse().unwrap_or_default()
 }
 
 fn plain_id(id: &str) -> bool {

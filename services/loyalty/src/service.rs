@@ -732,12 +732,66 @@ impl Loyalty {
             "rules.cap_per_invoice",
             "must be 0 (no cap) or more",
         );
+        let mut tier_multipliers = std::collections::BTreeMap::new();
+        for (i, tier) in input.tier_multipliers.iter().enumerate() {
+            let at = format!("rules.tier_multipliers[{i}]");
+            let multiplier = decimal(&tier.multiplier, &format!("{at}.multiplier"), "", &mut v);
+            if tier_multipliers
+                .insert(code(&tier.tier, &format!("{at}.tier"), &mut v), multiplier)
+                .is_some()
+            {
+                v.add(format!("{at}.tier"), "is given twice");
+            }
+        }
+        let time = |t: Option<prost_types::Timestamp>| {
+            t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        };
+        let campaigns = input
+            .campaigns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let at = format!("rules.campaigns[{i}]");
+                let (start, end) = (time(c.start_time), time(c.end_time));
+                v.check(
+                    start.zip(end).is_none_or(|(s, e)| e > s),
+                    format!("{at}.end_time"),
+                    "must be after start_time",
+                );
+                store::CampaignJson {
+                    code: code(&c.code, &format!("{at}.code"), &mut v),
+                    multiplier: decimal(&c.multiplier, &format!("{at}.multiplier"), "", &mut v),
+                    categories: c
+                        .categories
+                        .iter()
+                        .map(|c| c.trim().to_owned())
+                        .filter(|c| !c.is_empty())
+                        .collect(),
+                    start_time: start,
+                    end_time: end,
+                }
+            })
+            .collect();
+        v.check(
+            input.cap_per_period >= 0,
+            "rules.cap_per_period",
+            "must be 0 (no cap) or more",
+        );
+        v.check(
+            input.cap_per_period == 0 || (1..=3660).contains(&input.period_days),
+            "rules.period_days",
+            "a cap per period needs a period of 1 to 3660 days",
+        );
         let rules = store::AccrualRulesJson {
             operation_type: code(&input.operation_type, "rules.operation_type", &mut v),
             points_per_unit: decimal(&input.points_per_unit, "rules.points_per_unit", "", &mut v),
             category_rates,
             minimum_amount: decimal(&input.minimum_amount, "rules.minimum_amount", "0", &mut v),
             cap_per_invoice: input.cap_per_invoice,
+            tier_multipliers,
+            campaigns,
+            cap_per_period: input.cap_per_period,
+            period_days: input.period_days,
         };
         v.finish()?;
         let (mut tx, claim) =
@@ -1562,6 +1616,27 @@ async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) -> Result<P
                 .collect(),
             minimum_amount: rules.minimum_amount.clone(),
             cap_per_invoice: rules.cap_per_invoice,
+            tier_multipliers: rules
+                .tier_multipliers
+                .iter()
+                .map(|(tier, multiplier)| TierMultiplier {
+                    tier: tier.clone(),
+                    multiplier: multiplier.clone(),
+                })
+                .collect(),
+            campaigns: rules
+                .campaigns
+                .iter()
+                .map(|c| Campaign {
+                    code: c.code.clone(),
+                    multiplier: c.multiplier.clone(),
+                    categories: c.categories.clone(),
+                    start_time: c.start_time.map(timestamp),
+                    end_time: c.end_time.map(timestamp),
+                })
+                .collect(),
+            cap_per_period: rules.cap_per_period,
+            period_days: rules.period_days,
         }),
     })
 }

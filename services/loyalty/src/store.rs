@@ -35,6 +35,23 @@ pub struct AccrualRulesJson {
     pub category_rates: BTreeMap<String, String>,
     pub minimum_amount: String,
     pub cap_per_invoice: i64,
+    #[serde(default)]
+    pub tier_multipliers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub campaigns: Vec<CampaignJson>,
+    #[serde(default)]
+    pub cap_per_period: i64,
+    #[serde(default)]
+    pub period_days: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CampaignJson {
+    pub code: String,
+    pub multiplier: String,
+    pub categories: Vec<String>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]

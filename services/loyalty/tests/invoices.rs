@@ -95,6 +95,7 @@ async fn invoices_accrue_once_per_line_and_credit_notes_reverse_them() {
                 }],
                 minimum_amount: "10".into(),
                 cap_per_invoice: 1000,
+                ..Default::default()
             }),
             ..Default::default()
         })
@@ -407,4 +408,123 @@ async fn discounts_follow_assignments_validity_and_invoiced_turnover() {
         .await
         .unwrap_err();
     assert_eq!(both.code(), tonic::Code::InvalidArgument);
+}
+
+#[tokio::test]
+async fn tier_and_campaign_multipliers_apply_within_the_cap_per_period() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    client
+        .define_tier(DefineTierRequest {
+            program_id: program.id.clone(),
+            tier: Some(Tier {
+                code: "gold".into(),
+                display_name: "Gold".into(),
+                threshold: 1_000_000,
+                window_months: 12,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    client
+        .set_accrual_rules(SetAccrualRulesRequest {
+            program_id: program.id.clone(),
+            rules: Some(AccrualRules {
+                operation_type: "purchase".into(),
+                points_per_unit: "1".into(),
+                tier_multipliers: vec![TierMultiplier {
+                    tier: "gold".into(),
+                    multiplier: "2".into(),
+                }],
+                campaigns: vec![Campaign {
+                    code: "toy_week".into(),
+                    multiplier: "1.5".into(),
+                    categories: vec!["toys".into()],
+                    start_time: Some(prost_types::Timestamp {
+                        seconds: now - 86_400 * 3,
+                        nanos: 0,
+                    }),
+                    end_time: Some(prost_types::Timestamp {
+                        seconds: now + 86_400 * 3,
+                        nanos: 0,
+                    }),
+                }],
+                cap_per_period: 500,
+                period_days: 30,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let party = suite.party(PartyKind::Organization, "Acme").await;
+    let member = client
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: party.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .assign_tier(AssignTierRequest {
+            membership_id: member.id.clone(),
+            tier: "gold".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let brokers = suite.loyalty.broker.brokers();
+    let invoice = |id: &str, lines: Vec<InvoiceLine>| Invoice {
+        invoice_id: id.into(),
+        party_id: party.id.clone(),
+        number: format!("FV/{id}"),
+        currency_code: "PLN".into(),
+        lines,
+        ..Default::default()
+    };
+    // 100 toys × 2 (gold) × 1.5 (toy week) + 50 other × 2 = 400.
+    deliver(
+        &brokers,
+        "a",
+        "evt-a",
+        Document::Invoice(invoice(
+            "a",
+            vec![line("1", "toys", "100"), line("2", "books", "50")],
+        )),
+    )
+    .await;
+    wait_for_balance(&suite, &member, 400).await;
+    // 100 × 2 = 200 would pass the 500 cap for the last 30 days: 100 are earned.
+    let b = invoice("b", vec![line("1", "books", "100")]);
+    deliver(&brokers, "b", "evt-b", Document::Invoice(b.clone())).await;
+    wait_for_balance(&suite, &member, 500).await;
+    deliver(&brokers, "b", "evt-b-again", Document::Invoice(b)).await;
+    // A marker on another member shows the redelivery was processed without effect.
+    let other = suite.party(PartyKind::Organization, "Marker").await;
+    let marker_member = client
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: other.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let marker = Invoice {
+        party_id: other.id.clone(),
+        ..invoice("m", vec![line("1", "books", "10")])
+    };
+    deliver(&brokers, "m", "evt-m", Document::Invoice(marker)).await;
+    wait_for_balance(&suite, &marker_member, 10).await;
+    assert_eq!(balance(&mut client, &member).await.balance, 500);
+    suite.assert_invariants().await;
 }
