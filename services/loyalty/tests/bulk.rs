@@ -162,3 +162,82 @@ async fn a_campaign_credits_every_selected_member_once() {
     assert_eq!(balance(&mut client, &vip_member).await.balance, 7);
     suite.assert_invariants().await;
 }
+
+#[tokio::test]
+async fn an_interrupted_campaign_resumes_and_credits_each_member_once() {
+    let suite = Suite::start().await;
+    let program = suite.program().await;
+    // Enough members for several batches, seeded straight into the database for speed: the test
+    // is about the job, not enrolment.
+    let members = 12 * crm_loyalty::bulk::BATCH as usize;
+    let mut db = suite.loyalty.db().await;
+    let ids: Vec<uuid::Uuid> = (0..members).map(|_| uuid::Uuid::now_v7()).collect();
+    let parties: Vec<uuid::Uuid> = (0..members).map(|_| uuid::Uuid::now_v7()).collect();
+    sqlx::query(
+        "INSERT INTO memberships (id, program_id, party_id, created_by, updated_by)
+         SELECT id, $1, party, 'test', 'test' FROM unnest($2::uuid[], $3::uuid[]) AS m(id, party)",
+    )
+    .bind(uuid::Uuid::parse_str(&program.id).unwrap())
+    .bind(&ids)
+    .bind(&parties)
+    .execute(&mut db)
+    .await
+    .unwrap();
+
+    let mut client = suite.client.clone();
+    client
+        .start_bulk_accrual(campaign(
+            "interrupted",
+            &program,
+            3,
+            Selection::AllMembers(true),
+        ))
+        .await
+        .unwrap();
+    // Stop the service as soon as the first batch is in: the job is part done.
+    eventually(Duration::from_secs(60), || {
+        let mut client = client.clone();
+        async move {
+            let job = client
+                .get_bulk_accrual(GetBulkAccrualRequest {
+                    job_id: "interrupted".into(),
+                })
+                .await
+                .ok()?;
+            (job.into_inner().done > 0).then_some(())
+        }
+    })
+    .await
+    .expect("the job starts");
+    let suite = suite.restart_loyalty().await;
+    let mut db = suite.loyalty.db().await;
+    let (done_at_stop, status): (i64, String) =
+        sqlx::query_as("SELECT done, status FROM bulk_accruals WHERE client_id = 'interrupted'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert!(
+        done_at_stop < members as i64,
+        "stopped part way ({done_at_stop} done, {status})"
+    );
+
+    let done = finished(&suite.client, "interrupted").await;
+    assert_eq!(
+        (done.total, done.done, done.failed),
+        (members as i64, members as i64, 0)
+    );
+    let credited: Vec<(i64,)> = sqlx::query_as(
+        "SELECT count(*) FROM operations WHERE client_id LIKE 'bulk:interrupted:%' GROUP BY account_id HAVING count(*) > 1",
+    )
+    .fetch_all(&mut db)
+    .await
+    .unwrap();
+    assert!(credited.is_empty(), "no member was credited twice");
+    let total: i64 =
+        sqlx::query_scalar("SELECT sum(balance)::bigint FROM accounts WHERE kind = 'member'")
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(total, 3 * members as i64);
+    suite.assert_invariants().await;
+}

@@ -190,4 +190,5 @@ async fn coupons_are_unique_checked_and_never_used_beyond_their_limit() {
         .await
         .unwrap_err();
     assert_eq!(reason(&late), "COUPON_EXPIRED");
+    suite.assert_invariants().await;
 }

@@ -247,6 +247,7 @@ async fn a_document_the_ledger_cannot_take_is_dead_lettered() {
         "{:?}",
         parked[0].headers
     );
+    suite.assert_invariants().await;
 }
 
 #[tokio::test]

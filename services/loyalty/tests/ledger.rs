@@ -471,3 +471,28 @@ async fn bad_requests_name_every_field() {
         .collect();
     assert_eq!(fields, ["operation_id", "points", "operation_type"]);
 }
+
+#[tokio::test]
+async fn reflection_lists_the_loyalty_api_without_a_token() {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let suite = Suite::start().await;
+    let mut reflection = ServerReflectionClient::new(suite.loyalty.channel(""));
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "crm.loyalty.v1.LoyaltyService.GetExpiryForecast".into(),
+        )),
+    };
+    let mut answers = reflection
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let answer = answers.message().await.unwrap().unwrap().message_response;
+    assert!(
+        matches!(answer, Some(MessageResponse::FileDescriptorResponse(files)) if !files.file_descriptor_proto.is_empty())
+    );
+}

@@ -238,7 +238,16 @@ pub struct TestService {
     pub database: TestDatabase,
     pub broker: Broker,
     trigger: Option<ShutdownTrigger>,
-    task: Option<JoinHandle<anyhow::Result<()>>>,
+    task: Option<Serving>,
+}
+
+/// The service's task; aborted if the test drops the service without stopping it.
+struct Serving(JoinHandle<anyhow::Result<()>>);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl TestService {
@@ -272,7 +281,7 @@ impl TestService {
             database,
             broker,
             trigger: Some(trigger),
-            task: Some(task),
+            task: Some(Serving(task)),
         })
     }
 
@@ -291,22 +300,27 @@ impl TestService {
     }
 
     /// Graceful shutdown: drains calls and publishes what they committed.
-    pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(trigger) = self.trigger.take() {
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_keeping_storage().await.map(drop)
+    }
+
+    /// Graceful shutdown that keeps the database and the broker, to start the service again on
+    /// them (a restart, a deployment, recovery after a crash).
+    pub async fn stop_keeping_storage(self) -> anyhow::Result<(TestDatabase, Broker)> {
+        let Self {
+            database,
+            broker,
+            trigger,
+            task,
+            ..
+        } = self;
+        if let Some(trigger) = trigger {
             trigger.trigger();
         }
-        match self.task.take() {
-            Some(task) => task.await?,
-            None => Ok(()),
+        if let Some(mut serving) = task {
+            (&mut serving.0).await??;
         }
-    }
-}
-
-impl Drop for TestService {
-    fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        Ok((database, broker))
     }
 }
 

@@ -42,31 +42,38 @@ pub struct Suite {
 impl Suite {
     pub async fn start() -> Self {
         let parties = TestService::start(&PARTIES).await.unwrap();
-        let parties_url = format!("http://{}", parties.addr);
-        let loyalty = TestService::start_with(
-            &LOYALTY,
+        let loyalty = start_loyalty(
+            &parties,
             TestDatabase::create().await.unwrap(),
             Broker::start().await.unwrap(),
-            |config| {
-                config.peers.insert("parties".into(), parties_url);
-                // The production defaults: the concurrency test sends 100 calls at once.
-                config.grpc.concurrency_limit = 256;
-                config.database.max_connections = 10;
-            },
         )
-        .await
-        .unwrap();
-        let client = LoyaltyServiceClient::new(
-            loyalty.channel(&token("cashier", &["loyalty.read", "loyalty.write"])),
-        );
+        .await;
         let parties_client = PartiesServiceClient::new(
             parties.channel(&token("admin", &["parties.read", "parties.write"])),
         );
         Self {
+            client: client_of(&loyalty),
             loyalty,
             parties,
             parties_client,
-            client,
+        }
+    }
+
+    /// Stops loyalty gracefully and starts it again on the same database and broker.
+    pub async fn restart_loyalty(self) -> Self {
+        let Self {
+            loyalty,
+            parties,
+            parties_client,
+            ..
+        } = self;
+        let (database, broker) = loyalty.stop_keeping_storage().await.unwrap();
+        let loyalty = start_loyalty(&parties, database, broker).await;
+        Self {
+            client: client_of(&loyalty),
+            loyalty,
+            parties,
+            parties_client,
         }
     }
 
@@ -185,6 +192,28 @@ impl Suite {
             assert_eq!(broken, 0, "ledger invariant broken: {check}");
         }
     }
+}
+
+async fn start_loyalty(
+    parties: &TestService,
+    database: TestDatabase,
+    broker: Broker,
+) -> TestService {
+    let parties_url = format!("http://{}", parties.addr);
+    TestService::start_with(&LOYALTY, database, broker, |config| {
+        config.peers.insert("parties".into(), parties_url);
+        // The production defaults: the concurrency test sends 100 calls at once.
+        config.grpc.concurrency_limit = 256;
+        config.database.max_connections = 10;
+    })
+    .await
+    .unwrap()
+}
+
+fn client_of(loyalty: &TestService) -> Loyalty {
+    LoyaltyServiceClient::new(
+        loyalty.channel(&token("cashier", &["loyalty.read", "loyalty.write"])),
+    )
 }
 
 pub fn account(membership: &Membership) -> Option<AccountRef> {
