@@ -53,7 +53,8 @@ const JOB_COLUMNS: &str =
 enum Chosen {
     Memberships(Vec<Uuid>),
     All,
-    Parties(Vec<Uuid>),
+    /// A parties base, resolved to its parties once the request is known to be valid.
+    Base(String),
 }
 
 impl Loyalty {
@@ -85,7 +86,7 @@ impl Loyalty {
             Some(Selection::AllMembers(true)) => Chosen::All,
             Some(Selection::BaseId(base)) => {
                 optional_uuid(base, "base_id", &mut v);
-                Chosen::Parties(Vec::new())
+                Chosen::Base(base.clone())
             }
             Some(Selection::AllMembers(false)) | None => {
                 v.add("selection", "give memberships, all_members or base_id");
@@ -93,11 +94,11 @@ impl Loyalty {
             }
         };
         v.finish()?;
-        let chosen = match (chosen, &req.selection) {
-            (Chosen::Parties(_), Some(Selection::BaseId(base))) => {
-                Chosen::Parties(self.base_members(base).await?)
-            }
-            (chosen, _) => chosen,
+        // Resolved before the transaction opens: a base is a call to the parties service.
+        let (filter, ids): (&str, Vec<Uuid>) = match chosen {
+            Chosen::Memberships(ids) => ("AND id = ANY($3)", ids),
+            Chosen::Base(base) => ("AND party_id = ANY($3)", self.base_members(&base).await?),
+            Chosen::All => ("AND $3::uuid[] IS NOT NULL", Vec::new()),
         };
 
         let mut tx = self.pool.begin().await?;
@@ -151,11 +152,6 @@ impl Loyalty {
         .bind(subject)
         .execute(&mut *tx)
         .await?;
-        let (filter, ids): (&str, Vec<Uuid>) = match chosen {
-            Chosen::Memberships(ids) => ("AND id = ANY($3)", ids),
-            Chosen::Parties(parties) => ("AND party_id = ANY($3)", parties),
-            Chosen::All => ("AND $3::uuid[] IS NOT NULL", Vec::new()),
-        };
         let total = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO bulk_accrual_items (job_id, membership_id)
              SELECT $1, id FROM memberships WHERE program_id = $2 {filter}

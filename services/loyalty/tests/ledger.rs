@@ -470,6 +470,7 @@ async fn bad_requests_name_every_field() {
         .map(|v| v.field)
         .collect();
     assert_eq!(fields, ["operation_id", "points", "operation_type"]);
+    suite.assert_invariants().await;
 }
 
 #[tokio::test]
