@@ -11,6 +11,11 @@ pub mod crm {
             tonic::include_proto!("crm.common.v1");
         }
     }
+    pub mod consent {
+        pub mod v1 {
+            tonic::include_proto!("crm.consent.v1");
+        }
+    }
     pub mod loyalty {
         pub mod v1 {
             tonic::include_proto!("crm.loyalty.v1");

@@ -1,0 +1,75 @@
+//! The `crm.consent.v1.ConsentService` gRPC adapter: who is calling, then the use case, then the
+//! one error mapping.
+
+use crm_kit::request::subject;
+use crm_proto::crm::consent::v1::{consent_service_server::ConsentService, *};
+use tonic::{Request, Response, Status};
+
+use crate::service::Consents;
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T>(result: crm_kit::error::Result<T>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl ConsentService for Consents {
+    async fn create_purpose(&self, request: Request<CreatePurposeRequest>) -> Reply<Purpose> {
+        let subject = subject(&request);
+        reply(Consents::create_purpose(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_purposes(&self, _: Request<ListPurposesRequest>) -> Reply<ListPurposesResponse> {
+        reply(Consents::list_purposes(self).await)
+    }
+
+    async fn publish_purpose_text(
+        &self,
+        request: Request<PublishPurposeTextRequest>,
+    ) -> Reply<Purpose> {
+        let subject = subject(&request);
+        reply(Consents::publish_purpose_text(self, &subject, request.into_inner()).await)
+    }
+
+    async fn record_consent(&self, request: Request<RecordConsentRequest>) -> Reply<ConsentRecord> {
+        let subject = subject(&request);
+        reply(Consents::record_consent(self, &subject, request.into_inner()).await)
+    }
+
+    async fn withdraw_consent(
+        &self,
+        request: Request<WithdrawConsentRequest>,
+    ) -> Reply<ConsentRecord> {
+        let subject = subject(&request);
+        reply(Consents::withdraw_consent(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_consent_state(
+        &self,
+        request: Request<GetConsentStateRequest>,
+    ) -> Reply<GetConsentStateResponse> {
+        reply(Consents::get_consent_state(self, request.into_inner()).await)
+    }
+
+    async fn list_consent_history(
+        &self,
+        request: Request<ListConsentHistoryRequest>,
+    ) -> Reply<ListConsentHistoryResponse> {
+        reply(Consents::list_consent_history(self, request.into_inner()).await)
+    }
+
+    async fn check_consent(
+        &self,
+        request: Request<CheckConsentRequest>,
+    ) -> Reply<CheckConsentResponse> {
+        reply(Consents::check_consent(self, request.into_inner()).await)
+    }
+
+    async fn list_audit_log(
+        &self,
+        request: Request<ListAuditLogRequest>,
+    ) -> Reply<ListAuditLogResponse> {
+        reply(Consents::list_audit_log(self, request.into_inner()).await)
+    }
+}
