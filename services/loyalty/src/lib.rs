@@ -23,6 +23,7 @@ use crm_kit::{
     shutdown::Shutdown,
 };
 use crm_proto::crm::{
+    consent::v1::consent_service_client::ConsentServiceClient,
     loyalty::v1::loyalty_service_server::{LoyaltyServiceServer, SERVICE_NAME},
     parties::v1::parties_service_client::PartiesServiceClient,
 };
@@ -43,7 +44,8 @@ pub fn migrator() -> Migrator {
 /// invoice consumer.
 pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
-    let loyalty = service::Loyalty::new(runtime.pool.clone(), parties);
+    let consent = ConsentServiceClient::new(runtime.peer("consent", &["consent.read"])?);
+    let loyalty = service::Loyalty::new(runtime.pool.clone(), parties, consent);
     tokio::spawn(loyalty.clone().expire_holds(shutdown.clone()));
     tokio::spawn(loyalty.clone().run_bulk_accruals(shutdown.clone()));
     tokio::spawn(loyalty.clone().sweep_tiers(shutdown.clone()));

@@ -16,6 +16,9 @@ use crm_kit::{
     },
 };
 use crm_proto::crm::{
+    consent::v1::{
+        CheckConsentRequest, Subject, SubjectKind, consent_service_client::ConsentServiceClient,
+    },
     loyalty::v1::*,
     parties::v1::{
         GetPartyRequest, GetPersonRequest, PartyStatus,
@@ -45,7 +48,11 @@ const DEFAULT_CAPTURE_TYPE: &str = "reward_redemption";
 pub struct Loyalty {
     pub(crate) pool: PgPool,
     pub(crate) parties: PartiesServiceClient<TracedChannel>,
+    consent: ConsentServiceClient<TracedChannel>,
 }
+
+/// The consent a party needs to join a loyalty program (a purpose of the consent service).
+pub const ENROLMENT_PURPOSE: &str = "loyalty_program";
 
 /// A member account an operation or hold applies to, resolved from an [`AccountRef`].
 pub(crate) struct Target {
@@ -62,8 +69,16 @@ impl Target {
 }
 
 impl Loyalty {
-    pub fn new(pool: PgPool, parties: PartiesServiceClient<TracedChannel>) -> Self {
-        Self { pool, parties }
+    pub fn new(
+        pool: PgPool,
+        parties: PartiesServiceClient<TracedChannel>,
+        consent: ConsentServiceClient<TracedChannel>,
+    ) -> Self {
+        Self {
+            pool,
+            parties,
+            consent,
+        }
     }
 
     pub(crate) async fn begin<R: prost::Message + Default>(
@@ -359,6 +374,7 @@ impl Loyalty {
             }
             Err(status) => return Err(parties_unavailable(status)),
         }
+        self.require_enrolment_consent(party_id).await?;
 
         let (mut tx, claim) = fresh_or_replay!(self.begin(&req.request_id, "Enroll", &req).await?);
         let program = store::lock_program(&mut tx, program_id)
@@ -401,6 +417,46 @@ impl Loyalty {
         let membership = membership_in(&mut tx, membership.id).await?;
         claim.commit(tx, &membership).await?;
         Ok(membership)
+    }
+
+    /// The party must have granted the `loyalty_program` consent, as the consent service sees it
+    /// now: a withdrawal stops every later enrolment.
+    async fn require_enrolment_consent(&self, party: Uuid) -> Result<()> {
+        let request = CheckConsentRequest {
+            subject: Some(Subject {
+                kind: SubjectKind::Party as i32,
+                id: party.to_string(),
+            }),
+            purpose: ENROLMENT_PURPOSE.to_owned(),
+        };
+        let refused = |why: String| {
+            ServiceError::Precondition(
+                "CONSENT_REQUIRED",
+                format!(
+                    "party {party} has no granted consent to the purpose {ENROLMENT_PURPOSE} ({why})"
+                ),
+            )
+        };
+        match self.consent.clone().check_consent(request).await {
+            Ok(answer) if answer.get_ref().granted => Ok(()),
+            Ok(answer) => {
+                let status = answer
+                    .into_inner()
+                    .state
+                    .map(|s| s.status().as_str_name().to_owned())
+                    .unwrap_or_default();
+                Err(refused(status))
+            }
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                Err(refused("the purpose is not defined".into()))
+            }
+            Err(status) => {
+                tracing::warn!(code = ?status.code(), message = status.message(), "the consent service did not answer");
+                Err(ServiceError::Unavailable(
+                    "the consent service is unavailable; retry later".into(),
+                ))
+            }
+        }
     }
 
     pub async fn get_membership(&self, req: GetMembershipRequest) -> Result<Membership> {

@@ -139,6 +139,7 @@ async fn a_campaign_credits_every_selected_member_once() {
         })
         .await
         .unwrap();
+    suite.consent_to_loyalty(&vip.id).await;
     let vip_member = client
         .enroll(EnrollRequest {
             program_id: program.id.clone(),

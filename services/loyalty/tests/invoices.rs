@@ -107,6 +107,7 @@ async fn invoices_accrue_once_per_line_and_credit_notes_reverse_them() {
         "2.5"
     );
     let party = suite.party(PartyKind::Organization, "Acme").await;
+    suite.consent_to_loyalty(&party.id).await;
     let member = client
         .enroll(EnrollRequest {
             program_id: program.id.clone(),
@@ -465,6 +466,7 @@ async fn tier_and_campaign_multipliers_apply_within_the_cap_per_period() {
         .await
         .unwrap();
     let party = suite.party(PartyKind::Organization, "Acme").await;
+    suite.consent_to_loyalty(&party.id).await;
     let member = client
         .enroll(EnrollRequest {
             program_id: program.id.clone(),
@@ -511,6 +513,7 @@ async fn tier_and_campaign_multipliers_apply_within_the_cap_per_period() {
     deliver(&brokers, "b", "evt-b-again", Document::Invoice(b)).await;
     // A marker on another member shows the redelivery was processed without effect.
     let other = suite.party(PartyKind::Organization, "Marker").await;
+    suite.consent_to_loyalty(&other.id).await;
     let marker_member = client
         .enroll(EnrollRequest {
             program_id: program.id.clone(),

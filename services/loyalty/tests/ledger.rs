@@ -336,6 +336,15 @@ async fn enrolment_is_checked_with_the_parties_service_and_b2b_persons_have_acco
         party_id: acme.id.clone(),
         ..Default::default()
     };
+    // No consent to the loyalty program yet: refused, naming the purpose.
+    let refused = client.enroll(enroll.clone()).await.unwrap_err();
+    assert_eq!(reason(&refused), "CONSENT_REQUIRED");
+    assert!(
+        refused.message().contains("loyalty_program"),
+        "{}",
+        refused.message()
+    );
+    suite.consent_to_loyalty(&acme.id).await;
     let member = client.enroll(enroll.clone()).await.unwrap().into_inner();
     assert_eq!(member.status(), MembershipStatus::Active);
     let twice = client.enroll(enroll).await.unwrap_err();
@@ -421,6 +430,18 @@ async fn enrolment_is_checked_with_the_parties_service_and_b2b_persons_have_acco
         .await
         .unwrap_err();
     assert_eq!(reason(&frozen), "MEMBERSHIP_NOT_ACTIVE");
+    // A withdrawal is honoured by every later decision.
+    suite.withdraw_loyalty_consent(&acme.id).await;
+    let second = suite.program().await;
+    let later = client
+        .enroll(EnrollRequest {
+            program_id: second.id.clone(),
+            party_id: acme.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&later), "CONSENT_REQUIRED");
     suite.assert_invariants().await;
 }
 

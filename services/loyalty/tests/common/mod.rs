@@ -8,6 +8,10 @@ use tonic_types::StatusExt;
 
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
+    consent::v1::{
+        Channel, CreatePurposeRequest, Evidence, LegalBasis, Purpose, RecordConsentRequest,
+        Subject, SubjectKind, WithdrawConsentRequest, consent_service_client::ConsentServiceClient,
+    },
     loyalty::v1::{loyalty_service_client::LoyaltyServiceClient, *},
     parties::v1::{
         CreatePartyRequest, Party, PartyKind, PersonName,
@@ -23,6 +27,13 @@ pub const PARTIES: ServiceUnderTest = ServiceUnderTest {
     routes: crm_parties::routes,
 };
 
+pub const CONSENT: ServiceUnderTest = ServiceUnderTest {
+    spec: crm_consent::SPEC,
+    migrator: crm_consent::migrator,
+    topics: &crm_consent::TOPICS,
+    routes: crm_consent::routes,
+};
+
 pub const LOYALTY: ServiceUnderTest = ServiceUnderTest {
     spec: crm_loyalty::SPEC,
     migrator: crm_loyalty::migrator,
@@ -35,6 +46,8 @@ pub type Loyalty = LoyaltyServiceClient<TracedChannel>;
 pub struct Suite {
     pub loyalty: TestService,
     parties: TestService,
+    consent: TestService,
+    pub consent_client: ConsentServiceClient<TracedChannel>,
     pub parties_client: PartiesServiceClient<TracedChannel>,
     pub client: Loyalty,
 }
@@ -42,8 +55,26 @@ pub struct Suite {
 impl Suite {
     pub async fn start() -> Self {
         let parties = TestService::start(&PARTIES).await.unwrap();
+        let consent = TestService::start(&CONSENT).await.unwrap();
+        let mut consent_client = ConsentServiceClient::new(
+            consent.channel(&token("dpo", &["consent.read", "consent.write"])),
+        );
+        consent_client
+            .create_purpose(CreatePurposeRequest {
+                purpose: Some(Purpose {
+                    code: "loyalty_program".into(),
+                    description: "Membership of loyalty programs".into(),
+                    legal_basis: LegalBasis::Consent as i32,
+                    text: "I want to collect points".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        let peers = Peers::of(&parties, &consent);
         let loyalty = start_loyalty(
-            &parties,
+            &peers,
             TestDatabase::create().await.unwrap(),
             Broker::start().await.unwrap(),
         )
@@ -55,6 +86,8 @@ impl Suite {
             client: client_of(&loyalty),
             loyalty,
             parties,
+            consent,
+            consent_client,
             parties_client,
         }
     }
@@ -64,23 +97,68 @@ impl Suite {
         let Self {
             loyalty,
             parties,
+            consent,
+            consent_client,
             parties_client,
             ..
         } = self;
         let (database, broker) = loyalty.stop_keeping_storage().await.unwrap();
-        let loyalty = start_loyalty(&parties, database, broker).await;
+        let loyalty = start_loyalty(&Peers::of(&parties, &consent), database, broker).await;
         Self {
             client: client_of(&loyalty),
             loyalty,
             parties,
+            consent,
+            consent_client,
             parties_client,
         }
+    }
+
+    /// The party grants the `loyalty_program` consent, as a member signing up would.
+    pub async fn consent_to_loyalty(&self, party_id: &str) {
+        self.consent_client
+            .clone()
+            .record_consent(RecordConsentRequest {
+                subject: Some(Subject {
+                    kind: SubjectKind::Party as i32,
+                    id: party_id.into(),
+                }),
+                purpose: "loyalty_program".into(),
+                evidence: Some(Evidence {
+                    channel: Channel::InStore as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    /// The party withdraws its `loyalty_program` consent.
+    pub async fn withdraw_loyalty_consent(&self, party_id: &str) {
+        self.consent_client
+            .clone()
+            .withdraw_consent(WithdrawConsentRequest {
+                subject: Some(Subject {
+                    kind: SubjectKind::Party as i32,
+                    id: party_id.into(),
+                }),
+                purpose: "loyalty_program".into(),
+                evidence: Some(Evidence {
+                    channel: Channel::Call as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
     }
 
     /// Stops both services gracefully (workers and relays finish before the databases go).
     pub async fn stop(self) {
         self.loyalty.stop().await.unwrap();
         self.parties.stop().await.unwrap();
+        self.consent.stop().await.unwrap();
     }
 
     pub async fn party(&self, kind: PartyKind, name: &str) -> Party {
@@ -163,6 +241,7 @@ impl Suite {
 
     pub async fn member(&self, program: &Program, name: &str) -> Membership {
         let party = self.party(PartyKind::Organization, name).await;
+        self.consent_to_loyalty(&party.id).await;
         self.client
             .clone()
             .enroll(EnrollRequest {
@@ -194,14 +273,26 @@ impl Suite {
     }
 }
 
-async fn start_loyalty(
-    parties: &TestService,
-    database: TestDatabase,
-    broker: Broker,
-) -> TestService {
-    let parties_url = format!("http://{}", parties.addr);
+/// The gRPC URLs of the services loyalty calls.
+struct Peers {
+    parties: String,
+    consent: String,
+}
+
+impl Peers {
+    fn of(parties: &TestService, consent: &TestService) -> Self {
+        Self {
+            parties: format!("http://{}", parties.addr),
+            consent: format!("http://{}", consent.addr),
+        }
+    }
+}
+
+async fn start_loyalty(peers: &Peers, database: TestDatabase, broker: Broker) -> TestService {
+    let (parties, consent) = (peers.parties.clone(), peers.consent.clone());
     TestService::start_with(&LOYALTY, database, broker, |config| {
-        config.peers.insert("parties".into(), parties_url);
+        config.peers.insert("parties".into(), parties);
+        config.peers.insert("consent".into(), consent);
         // The production defaults: the concurrency test sends 100 calls at once.
         config.grpc.concurrency_limit = 256;
         config.database.max_connections = 10;
