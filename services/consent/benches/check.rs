@@ -24,7 +24,9 @@ const IN_FLIGHT: usize = 16;
 #[tokio::main]
 async fn main() {
     let service = TestService::start(&CONSENT).await.unwrap();
-    let client = ConsentServiceClient::new(service.channel(&token("bench", &["consent.read", "consent.write"])));
+    let client = ConsentServiceClient::new(
+        service.channel(&token("bench", &["consent.read", "consent.write"])),
+    );
     client
         .clone()
         .create_purpose(CreatePurposeRequest {
@@ -46,9 +48,15 @@ async fn main() {
             async move {
                 client
                     .record_consent(RecordConsentRequest {
-                        subject: Some(Subject { kind: SubjectKind::Party as i32, id: id.clone() }),
+                        subject: Some(Subject {
+                            kind: SubjectKind::Party as i32,
+                            id: id.clone(),
+                        }),
                         purpose: "marketing_email".into(),
-                        evidence: Some(Evidence { channel: Channel::WebForm as i32, ..Default::default() }),
+                        evidence: Some(Evidence {
+                            channel: Channel::WebForm as i32,
+                            ..Default::default()
+                        }),
                         ..Default::default()
                     })
                     .await
@@ -57,7 +65,10 @@ async fn main() {
         })
         .await;
     let check = |i: usize| CheckConsentRequest {
-        subject: Some(Subject { kind: SubjectKind::Party as i32, id: subjects[i % SUBJECTS].clone() }),
+        subject: Some(Subject {
+            kind: SubjectKind::Party as i32,
+            id: subjects[i % SUBJECTS].clone(),
+        }),
         purpose: "marketing_email".into(),
     };
 
@@ -69,7 +80,8 @@ async fn main() {
         latencies.push(started.elapsed());
     }
     latencies.sort();
-    let percentile = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+    let percentile =
+        |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
 
     let started = Instant::now();
     stream::iter(0..CONCURRENT)
@@ -86,6 +98,10 @@ async fn main() {
 
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("CheckConsent benchmark ({SUBJECTS} subjects, half of them granted)");
-    println!("  latency p50 / p99, one call at a time:  {:.2} ms / {:.2} ms", ms(percentile(0.50)), ms(percentile(0.99)));
+    println!(
+        "  latency p50 / p99, one call at a time:  {:.2} ms / {:.2} ms",
+        ms(percentile(0.50)),
+        ms(percentile(0.99))
+    );
     println!("  checks/s with {IN_FLIGHT} in flight:            {rate:>8.0}");
 }

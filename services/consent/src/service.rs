@@ -6,10 +6,7 @@ use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     fresh_or_replay, outbox,
     request::{timestamp, uuid},
-    store::{
-        self as kit_store, Begun, decode_page_token, encode_page_token, next_page, page_size,
-        unique_violation,
-    },
+    store::{decode_page_token, encode_page_token, next_page, page_size, unique_violation},
 };
 use crm_proto::crm::consent::v1::*;
 use sqlx::PgPool;
@@ -28,15 +25,6 @@ pub struct Consents {
 impl Consents {
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
-    }
-
-    async fn begin<R: prost::Message + Default>(
-        &self,
-        request_id: &str,
-        method: &str,
-        request: &impl prost::Message,
-    ) -> Result<Begun<R>> {
-        Ok(kit_store::begin(&self.pool, request_id, method, request).await?)
     }
 
     pub async fn create_purpose(
@@ -82,8 +70,9 @@ impl Consents {
             }
         };
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "CreatePurpose", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            crm_kit::store::begin(&self.pool, &req.request_id, "CreatePurpose", &req).await?
+        );
         let created = sqlx::query(
             "INSERT INTO purposes (code, description, legal_basis) VALUES ($1, $2, $3)",
         )
@@ -139,8 +128,7 @@ impl Consents {
         v.check(!req.text.trim().is_empty(), "text", "must not be empty");
         v.finish()?;
         let (mut tx, claim) = fresh_or_replay!(
-            self.begin(&req.request_id, "PublishPurposeText", &req)
-                .await?
+            crm_kit::store::begin(&self.pool, &req.request_id, "PublishPurposeText", &req).await?
         );
         let current: Option<i32> =
             sqlx::query_scalar("SELECT text_version FROM purposes WHERE code = $1 FOR UPDATE")
@@ -261,7 +249,8 @@ impl Consents {
             "must be WEB_FORM, PAPER, CALL, EMAIL or IN_STORE",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(self.begin(request_id, method, request).await?);
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, request_id, method, request).await?);
         let Some(purpose) = store::purpose(&mut tx, change.purpose).await? else {
             let mut v = FieldViolations::new();
             v.add("purpose", format!("{:?} is not a purpose", change.purpose));

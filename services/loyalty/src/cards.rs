@@ -182,8 +182,9 @@ impl Loyalty {
         let person_id = optional_uuid(&req.person_id, "person_id", &mut v);
         let parent_id = optional_uuid(&req.parent_card_id, "parent_card_id", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "IssueCard", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            crm_kit::store::begin(&self.pool, &req.request_id, "IssueCard", &req).await?
+        );
         let membership = store::lock_membership(&mut tx, membership_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Membership", membership_id.to_string()))?;
@@ -279,8 +280,9 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(&req.id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "ReissueCard", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            crm_kit::store::begin(&self.pool, &req.request_id, "ReissueCard", &req).await?
+        );
         let old = lock(&mut tx, id).await?;
         if old.status == "closed" {
             return Err(ServiceError::Precondition(
@@ -354,7 +356,8 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(self.begin(request_id, method, request).await?);
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, request_id, method, request).await?);
         let card = lock(&mut tx, id).await?;
         if card.status != to {
             if !from.contains(&card.status.as_str()) {

@@ -11,7 +11,7 @@ use crm_kit::{
     request::{audit, date, date_to_proto, mask_paths, optional_uuid, timestamp, uuid},
     shutdown::Shutdown,
     store::{
-        self as kit_store, Begun, decode_page_token, encode_page_token, next_page, page_size,
+        self as kit_store, decode_page_token, encode_page_token, next_page, page_size,
         unique_violation,
     },
 };
@@ -81,15 +81,6 @@ impl Loyalty {
         }
     }
 
-    pub(crate) async fn begin<R: prost::Message + Default>(
-        &self,
-        request_id: &str,
-        method: &str,
-        request: &impl prost::Message,
-    ) -> Result<Begun<R>> {
-        Ok(kit_store::begin(&self.pool, request_id, method, request).await?)
-    }
-
     // --- programs --------------------------------------------------------------------------
 
     pub async fn create_program(
@@ -140,8 +131,9 @@ impl Loyalty {
         };
         check_validity(&program, &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "CreateProgram", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "CreateProgram", &req).await?
+        );
         store::insert_program(&mut tx, &program).await?;
         let program = program_in(&mut tx, program.id).await?;
         claim.commit(tx, &program).await?;
@@ -176,8 +168,9 @@ impl Loyalty {
             &mut v,
         );
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "UpdateProgram", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "UpdateProgram", &req).await?
+        );
         let mut program = store::lock_program(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", id))?;
@@ -279,8 +272,9 @@ impl Loyalty {
             reversal_floor: input.reversal_floor,
         };
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "DefinePointType", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "DefinePointType", &req).await?
+        );
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -324,8 +318,7 @@ impl Loyalty {
         };
         v.finish()?;
         let (mut tx, claim) = fresh_or_replay!(
-            self.begin(&req.request_id, "DefineOperationType", &req)
-                .await?
+            kit_store::begin(&self.pool, &req.request_id, "DefineOperationType", &req).await?
         );
         store::lock_program(&mut tx, program_id)
             .await?
@@ -376,7 +369,8 @@ impl Loyalty {
         }
         self.require_enrolment_consent(party_id).await?;
 
-        let (mut tx, claim) = fresh_or_replay!(self.begin(&req.request_id, "Enroll", &req).await?);
+        let (mut tx, claim) =
+            fresh_or_replay!(kit_store::begin(&self.pool, &req.request_id, "Enroll", &req).await?);
         let program = store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -547,7 +541,8 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(self.begin(request_id, method, request).await?);
+        let (mut tx, claim) =
+            fresh_or_replay!(kit_store::begin(&self.pool, request_id, method, request).await?);
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", id))?;
@@ -653,8 +648,7 @@ impl Loyalty {
         let operation_type = code(&req.operation_type, "operation_type", &mut v);
         v.finish()?;
         let (mut tx, claim) = fresh_or_replay!(
-            self.begin(&req.operation_id, "RecordOperation", &req)
-                .await?
+            kit_store::begin(&self.pool, &req.operation_id, "RecordOperation", &req).await?
         );
         let program_types = self.types_for(&mut tx, req.account.as_ref()).await?;
         let Some(op_type) = program_types
@@ -717,8 +711,7 @@ impl Loyalty {
         );
         v.finish()?;
         let (mut tx, claim) = fresh_or_replay!(
-            self.begin(&req.operation_id, "ReverseOperation", &req)
-                .await?
+            kit_store::begin(&self.pool, &req.operation_id, "ReverseOperation", &req).await?
         );
         let original = store::lock_operation_by_client_id(&mut tx, &req.original_operation_id)
             .await?
@@ -850,8 +843,9 @@ impl Loyalty {
             period_days: input.period_days,
         };
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "SetAccrualRules", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "SetAccrualRules", &req).await?
+        );
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -894,7 +888,8 @@ impl Loyalty {
             "must be between 1 and 2592000 (30 days); 0 means 900",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(self.begin(&req.hold_id, "HoldPoints", &req).await?);
+        let (mut tx, claim) =
+            fresh_or_replay!(kit_store::begin(&self.pool, &req.hold_id, "HoldPoints", &req).await?);
         let target = self
             .write_target(&mut tx, req.account.as_ref(), None)
             .await?;

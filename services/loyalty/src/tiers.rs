@@ -150,8 +150,9 @@ impl Loyalty {
             window_months: input.window_months,
         };
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "DefineTier", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            crm_kit::store::begin(&self.pool, &req.request_id, "DefineTier", &req).await?
+        );
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
@@ -177,8 +178,9 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(&req.membership_id, "membership_id", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "AssignTier", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            crm_kit::store::begin(&self.pool, &req.request_id, "AssignTier", &req).await?
+        );
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Membership", id.to_string()))?;

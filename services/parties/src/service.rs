@@ -8,7 +8,7 @@ use crm_kit::{
     fresh_or_replay,
     request::{audit, date, date_to_proto, mask_paths, optional_uuid, uuid},
     store::{
-        self as kit_store, Begun, decode_page_token, encode_page_token, next_page, page_size,
+        self as kit_store, decode_page_token, encode_page_token, next_page, page_size,
         unique_violation,
     },
 };
@@ -79,15 +79,6 @@ impl Parties {
         Self { pool }
     }
 
-    async fn begin<R: prost::Message + Default>(
-        &self,
-        request_id: &str,
-        method: &str,
-        request: &impl prost::Message,
-    ) -> Result<Begun<R>> {
-        Ok(kit_store::begin(&self.pool, request_id, method, request).await?)
-    }
-
     async fn definitions(
         conn: &mut PgConnection,
         entity: &str,
@@ -136,8 +127,9 @@ impl Parties {
             .collect();
         v.finish()?;
 
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "CreateParty", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "CreateParty", &req).await?
+        );
         let id = Uuid::now_v7();
         let kind = if organization {
             "organization"
@@ -193,8 +185,9 @@ impl Parties {
         let paths = mask_paths(req.update_mask.as_ref(), &PARTY_PATHS, &mut v);
         v.finish()?;
 
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "UpdateParty", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "UpdateParty", &req).await?
+        );
         let row = locked_party(&mut tx, id).await?;
         check_etag("party", &input.etag, row.version)?;
         require_active(&row)?;
@@ -237,8 +230,9 @@ impl Parties {
         let mut v = FieldViolations::new();
         let id = uuid(&req.id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "ArchiveParty", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "ArchiveParty", &req).await?
+        );
         let row = locked_party(&mut tx, id).await?;
         check_etag("party", &req.etag, row.version)?;
         if row.is_active() {
@@ -422,8 +416,9 @@ impl Parties {
         );
         v.finish()?;
 
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "MergeParties", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "MergeParties", &req).await?
+        );
         // Lock in id order so two merges of the same pair cannot deadlock.
         let (first, second) = if survivor_id < merged_id {
             (survivor_id, merged_id)
@@ -536,8 +531,9 @@ impl Parties {
             "must be at most 2000 characters",
         );
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "CreateBase", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "CreateBase", &req).await?
+        );
         let id = Uuid::now_v7();
         store::insert_base(&mut tx, id, &name, input.description.trim(), subject)
             .await
@@ -587,8 +583,9 @@ impl Parties {
             "must be at most 2000 characters",
         );
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "UpdateBase", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "UpdateBase", &req).await?
+        );
         let mut base = store::lock_base(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Base", id))?;
@@ -616,8 +613,9 @@ impl Parties {
         req: AddPartyToBaseRequest,
     ) -> Result<Party> {
         let (party_id, base_id) = membership_ids(&req.party_id, &req.base_id)?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "AddPartyToBase", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "AddPartyToBase", &req).await?
+        );
         let party = locked_party(&mut tx, party_id).await?;
         require_active(&party)?;
         open_base(&mut tx, base_id).await?;
@@ -636,8 +634,7 @@ impl Parties {
     ) -> Result<Party> {
         let (party_id, base_id) = membership_ids(&req.party_id, &req.base_id)?;
         let (mut tx, claim) = fresh_or_replay!(
-            self.begin(&req.request_id, "RemovePartyFromBase", &req)
-                .await?
+            kit_store::begin(&self.pool, &req.request_id, "RemovePartyFromBase", &req).await?
         );
         locked_party(&mut tx, party_id).await?;
         store::get_base(&mut tx, base_id)
@@ -667,8 +664,9 @@ impl Parties {
         let mut employment = new_employment(&input.employments, &mut v);
         v.finish()?;
 
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "CreatePerson", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "CreatePerson", &req).await?
+        );
         let organization_id = employment.organization_party_id;
         require_employer(&mut tx, organization_id).await?;
         check_supervisor(&mut tx, &employment).await?;
@@ -717,8 +715,9 @@ impl Parties {
         let mut started = new_job.then(|| new_employment(&input.employments, &mut v));
         v.finish()?;
 
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "UpdatePerson", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "UpdatePerson", &req).await?
+        );
         let row = store::lock_person(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Person", id))?;
@@ -896,8 +895,9 @@ impl Parties {
         let end = date(req.end_date.as_ref(), "end_date", &mut v)
             .unwrap_or_else(|| chrono::Utc::now().date_naive());
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(self.begin(&req.request_id, "EndEmployment", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(
+            kit_store::begin(&self.pool, &req.request_id, "EndEmployment", &req).await?
+        );
         let row = store::lock_person(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Person", id))?;
@@ -966,8 +966,7 @@ impl Parties {
             updated_by: subject.to_owned(),
         };
         let (mut tx, claim) = fresh_or_replay!(
-            self.begin(&req.request_id, "DefineCustomField", &req)
-                .await?
+            kit_store::begin(&self.pool, &req.request_id, "DefineCustomField", &req).await?
         );
         if let Some(stored) = store::define_custom_field(&mut tx, &row, subject).await? {
             return Err(ServiceError::Precondition(
