@@ -170,6 +170,7 @@ impl Relay {
         listener.listen(NOTIFY_CHANNEL).await?;
         // The leader also keeps the kit's tables trim; one replica doing it avoids contention.
         let mut next_purge = Instant::now();
+        let mut next_backlog_count = Instant::now();
         loop {
             if Instant::now() >= next_purge {
                 let deleted = store::purge_expired(&mut conn).await?;
@@ -177,6 +178,16 @@ impl Relay {
                 next_purge = Instant::now() + Duration::from_secs(600);
             }
             let published = self.publish_batch(&mut conn, &producer).await?;
+            // Counted when caught up (few rows left, cheap) or every 5 s while catching up: a
+            // count after every batch would rescan a large backlog 500 rows at a time.
+            if (published as i64) < BATCH || Instant::now() >= next_backlog_count {
+                let (backlog,): (i64,) =
+                    sqlx::query_as("SELECT count(*) FROM crm_outbox WHERE published_at IS NULL")
+                        .fetch_one(&mut conn)
+                        .await?;
+                metrics().set_backlog(backlog);
+                next_backlog_count = Instant::now() + Duration::from_secs(5);
+            }
             if published as i64 == BATCH {
                 continue;
             }
@@ -208,7 +219,6 @@ impl Relay {
         .fetch_all(&mut *conn)
         .await?;
         if rows.is_empty() {
-            metrics().set_backlog(0);
             return Ok(0);
         }
         let mut deliveries = Vec::with_capacity(rows.len());
@@ -287,11 +297,6 @@ impl Relay {
             .bind(&acknowledged)
             .execute(&mut *conn)
             .await?;
-        let (backlog,): (i64,) =
-            sqlx::query_as("SELECT count(*) FROM crm_outbox WHERE published_at IS NULL")
-                .fetch_one(&mut *conn)
-                .await?;
-        metrics().set_backlog(backlog);
         if let Some(error) = failure {
             // A broker that lost its topics (restarted without storage) gets them back.
             self.kafka.ensure_topics(&self.topics).await?;
