@@ -15,6 +15,7 @@ use sqlx::PgPool;
 use tracing::{Instrument, field::Empty};
 
 use crate::{
+    app::Runtime,
     kafka::Kafka,
     metrics::metrics,
     outbox::Backoff,
@@ -65,6 +66,26 @@ pub struct ConsumerOptions {
     pub retry_delay: Duration,
 }
 
+/// Runs [`run`] in the background on the runtime's database and broker, logging why it stopped.
+pub fn spawn<H: Handler>(
+    runtime: &Runtime,
+    options: ConsumerOptions,
+    handler: H,
+    shutdown: &Shutdown,
+) {
+    let (pool, kafka, shutdown) = (
+        runtime.pool.clone(),
+        runtime.kafka.clone(),
+        shutdown.clone(),
+    );
+    tokio::spawn(async move {
+        let name = options.name.clone();
+        if let Err(error) = run(pool, kafka, options, handler, shutdown).await {
+            tracing::error!(error = format!("{error:#}"), consumer = %name, "the consumer stopped");
+        }
+    });
+}
+
 pub fn dead_letter_topic(topic: &str) -> String {
     format!("{topic}.dlq")
 }
@@ -79,77 +100,125 @@ pub async fn run<H: Handler>(
 ) -> anyhow::Result<()> {
     let mut provision: Vec<String> = options.topics.clone();
     provision.extend(options.topics.iter().map(|t| dead_letter_topic(t)));
-    // A broker that is down at start delays consuming; it does not end it.
-    let mut backoff = Backoff::default();
-    while let Err(error) = kafka.ensure_topics(&provision).await {
-        tracing::warn!(error = format!("{error:#}"), consumer = %options.name, "creating topics failed; retrying");
-        if !shutdown.sleep(backoff.next_delay()).await {
-            return Ok(());
+    loop {
+        // A broker that is down delays consuming; it does not end it.
+        let mut backoff = Backoff::default();
+        while let Err(error) = kafka.ensure_topics(&provision).await {
+            tracing::warn!(error = format!("{error:#}"), consumer = %options.name, "creating topics failed; retrying");
+            if !shutdown.sleep(backoff.next_delay()).await {
+                return Ok(());
+            }
+        }
+        let consumer: StreamConsumer = kafka
+            .client_config()
+            .set("group.id", &options.name)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .create()?;
+        let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
+        consumer.subscribe(&topics)?;
+        let dead_letters = kafka.producer()?;
+        let session = Session {
+            pool: &pool,
+            options: &options,
+            handler: &handler,
+            consumer: &consumer,
+            dead_letters: &dead_letters,
+            shutdown: &shutdown,
+        };
+        let outcome = session.consume().await;
+        // librdkafka 2.12 can crash updating the metadata of a client that saw its topics vanish
+        // and come back with new ids (confluentinc/librdkafka#5280): after losing the broker, a
+        // fresh client starts over from the committed offsets. Closing may wait on the network.
+        tokio::task::spawn_blocking(move || drop((consumer, dead_letters)));
+        match outcome {
+            Consumed::Stopped => return Ok(()),
+            Consumed::BrokerLost => {
+                if !shutdown.sleep(Duration::from_millis(500)).await {
+                    return Ok(());
+                }
+            }
         }
     }
+}
 
-    let consumer: StreamConsumer = kafka
-        .client_config()
-        .set("group.id", &options.name)
-        .set("enable.auto.commit", "false")
-        .set("auto.offset.reset", "earliest")
-        .create()?;
-    let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
-    consumer.subscribe(&topics)?;
-    let dead_letters = kafka.producer()?;
+enum Consumed {
+    Stopped,
+    BrokerLost,
+}
 
-    loop {
-        let message = tokio::select! {
-            message = consumer.recv() => message,
-            _ = shutdown.clone().wait() => return Ok(()),
-        };
-        let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, consumer = %options.name, "receiving from Kafka failed");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
+/// One client's run: from subscribing until shutdown or losing the broker.
+struct Session<'a, H> {
+    pool: &'a PgPool,
+    options: &'a ConsumerOptions,
+    handler: &'a H,
+    consumer: &'a StreamConsumer,
+    dead_letters: &'a FutureProducer,
+    shutdown: &'a Shutdown,
+}
+
+impl<H: Handler> Session<'_, H> {
+    async fn consume(&self) -> Consumed {
+        let Self {
+            pool,
+            options,
+            handler,
+            consumer,
+            dead_letters,
+            shutdown,
+        } = *self;
+        loop {
+            let message = tokio::select! {
+                message = consumer.recv() => message,
+                _ = shutdown.clone().wait() => return Consumed::Stopped,
+            };
+            let message = match message {
+                Ok(message) => message,
+                Err(error) => {
+                    tracing::warn!(%error, consumer = %options.name, "receiving from Kafka failed; reconnecting");
+                    return Consumed::BrokerLost;
+                }
+            };
+            let event = to_event(&message);
+            let span = tracing::info_span!(
+                "consumer.process",
+                otel.name = %format!("{} process", event.topic),
+                otel.kind = "consumer",
+                otel.status_code = Empty,
+                messaging.system = "kafka",
+                messaging.operation.type = "process",
+                messaging.destination.name = %event.topic,
+                messaging.consumer.group.name = %options.name,
+                messaging.message.id = %event.id,
+                messaging.kafka.offset = message.offset(),
+                trace_id = Empty,
+            );
+            let producer_context = message
+                .headers()
+                .map(|headers| extract(&HeaderList(headers)))
+                .unwrap_or_default();
+            span.add_link(producer_context.span().span_context().clone());
+            adopt_parent(&span, producer_context);
+
+            let settled = process(
+                pool,
+                options,
+                handler,
+                dead_letters,
+                &message,
+                &event,
+                shutdown,
+            )
+            .instrument(span)
+            .await;
+            if !settled {
+                // Stopping before the event was applied or parked: leave it for the next consumer.
+                return Consumed::Stopped;
             }
-        };
-        let event = to_event(&message);
-        let span = tracing::info_span!(
-            "consumer.process",
-            otel.name = %format!("{} process", event.topic),
-            otel.kind = "consumer",
-            otel.status_code = Empty,
-            messaging.system = "kafka",
-            messaging.operation.type = "process",
-            messaging.destination.name = %event.topic,
-            messaging.consumer.group.name = %options.name,
-            messaging.message.id = %event.id,
-            messaging.kafka.offset = message.offset(),
-            trace_id = Empty,
-        );
-        let producer_context = message
-            .headers()
-            .map(|headers| extract(&HeaderList(headers)))
-            .unwrap_or_default();
-        span.add_link(producer_context.span().span_context().clone());
-        adopt_parent(&span, producer_context);
-
-        let settled = process(
-            &pool,
-            &options,
-            &handler,
-            &dead_letters,
-            &message,
-            &event,
-            &shutdown,
-        )
-        .instrument(span)
-        .await;
-        if !settled {
-            // Stopping before the event was applied or parked: leave it for the next consumer.
-            return Ok(());
-        }
-        if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
-            // The inbox makes the redelivery this may cause harmless.
-            tracing::warn!(%error, "committing the offset failed");
+            if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
+                // The inbox makes the redelivery this may cause harmless.
+                tracing::warn!(%error, "committing the offset failed");
+            }
         }
     }
 }

@@ -180,3 +180,72 @@ async fn events_apply_once_retry_then_dead_letter() {
     trigger.trigger();
     running.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn consuming_goes_on_after_the_broker_loses_everything() {
+    let database = TestDatabase::create().await.unwrap();
+    let mut broker = Broker::start().await.unwrap();
+    let pool = store::connect(&database.url, 5).await.unwrap();
+    store::migrate(&pool, sqlx::migrate::Migrator::DEFAULT)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE effects (event_id text NOT NULL, body text NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let kafka = Kafka::new(
+        broker.brokers(),
+        &KafkaConfig {
+            brokers: None,
+            create_topics: true,
+            topic_partitions: 1,
+            replication_factor: 1,
+            message_timeout_ms: 5000,
+        },
+    );
+    let (trigger, shutdown) = shutdown::channel();
+    let options = ConsumerOptions {
+        name: "test-survivor".into(),
+        topics: vec![TOPIC.into()],
+        max_attempts: 3,
+        retry_delay: Duration::from_millis(20),
+    };
+    let recorder = Recorder {
+        flaky_attempts: Arc::new(AtomicU32::new(0)),
+    };
+    let running = tokio::spawn(consumer::run(
+        pool.clone(),
+        kafka.clone(),
+        options,
+        recorder,
+        shutdown,
+    ));
+    let applied = |count: i64| {
+        let pool = pool.clone();
+        eventually(Duration::from_secs(30), move || {
+            let pool = pool.clone();
+            async move {
+                let n: i64 = sqlx::query_scalar("SELECT count(*) FROM effects")
+                    .fetch_one(&pool)
+                    .await
+                    .ok()?;
+                (n >= count).then_some(n)
+            }
+        })
+    };
+
+    kafka.ensure_topics(&[TOPIC.into()]).await.unwrap();
+    send(&kafka.producer().unwrap(), "before", "before").await;
+    assert_eq!(applied(1).await, Some(1));
+
+    // In-memory storage: the restarted broker has no topics, offsets or groups.
+    broker.stop().await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    broker.restart().await.unwrap();
+    kafka.ensure_topics(&[TOPIC.into()]).await.unwrap();
+    send(&kafka.producer().unwrap(), "after", "after").await;
+    assert_eq!(applied(2).await, Some(2), "the consumer came back");
+
+    trigger.trigger();
+    running.await.unwrap().unwrap();
+}
