@@ -29,6 +29,36 @@ pub struct Config {
     /// `CRM__PEERS__PARTIES=http://crm-parties:50051`.
     #[serde(default)]
     pub peers: std::collections::HashMap<String, String>,
+    /// Data-subject requests (used by the consent service).
+    pub privacy: PrivacyConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PrivacyConfig {
+    /// `CRM__PRIVACY__SERVICES`: comma-separated names of the services that must answer every
+    /// data-subject request before it completes (the registry). Default `parties,loyalty`.
+    pub services: String,
+    /// `CRM__PRIVACY__RETRY_AFTER_SECS`: how long a service may stay silent before the request is
+    /// sent to it again. Default 300.
+    pub retry_after_secs: u64,
+}
+
+impl PrivacyConfig {
+    pub fn registry(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .services
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    pub fn retry_after(&self) -> Duration {
+        Duration::from_secs(self.retry_after_secs)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -246,6 +276,22 @@ impl Config {
                 "must be an http:// or file:// URL (https is not supported yet: serve it in-cluster over http or mount it as a file)",
             ));
         }
+        if let Some(bad) = self.privacy.registry().into_iter().find(|name| {
+            !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        }) {
+            return Err(ConfigError::key(
+                "privacy.services",
+                format!("{bad:?} is not a service name (lower case, digits, - and _)"),
+            ));
+        }
+        if self.privacy.retry_after_secs == 0 {
+            return Err(ConfigError::key(
+                "privacy.retry_after_secs",
+                "must be at least 1",
+            ));
+        }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
@@ -276,7 +322,7 @@ impl Config {
     }
 }
 
-fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 13] {
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 15] {
     [
         (
             "admin.listen",
@@ -297,6 +343,8 @@ fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 13] {
         ("kafka.message_timeout_ms", 30_000.into()),
         ("telemetry.log_format", "json".into()),
         ("telemetry.log_filter", "info".into()),
+        ("privacy.services", "parties,loyalty".into()),
+        ("privacy.retry_after_secs", 300.into()),
     ]
 }
 
@@ -443,6 +491,22 @@ mod tests {
         assert_eq!(config.grpc.concurrency_limit, 256);
         assert_eq!(config.telemetry.log_format, LogFormat::Json);
         assert_eq!(config.admin_listen().unwrap().port(), 9051);
+        assert_eq!(config.privacy.registry(), ["loyalty", "parties"]);
+
+        std::fs::write(&file, "[privacy]\nservices = \"parties, Loyalty\"\n").unwrap();
+        let err = Config::load(SPEC, Some(&file)).unwrap_err().to_string();
+        assert!(
+            err.contains("privacy.services") && err.contains("Loyalty"),
+            "{err}"
+        );
+
+        std::fs::write(
+            &file,
+            "[privacy]\nservices = \" rewards,parties,,rewards \"\n",
+        )
+        .unwrap();
+        let config = Config::load(SPEC, Some(&file)).unwrap();
+        assert_eq!(config.privacy.registry(), ["parties", "rewards"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -66,6 +66,7 @@ impl From<crate::store::IdempotencyError> for ServiceError {
             IdempotencyError::Conflict(_) => {
                 Self::AlreadyExists("REQUEST_ID_REUSED", error.to_string())
             }
+            IdempotencyError::Erased(_) => Self::Precondition("REQUEST_ERASED", error.to_string()),
             IdempotencyError::Database(e) => Self::Database(e),
             IdempotencyError::Corrupt(..) => Self::Internal(error.into()),
         }

@@ -11,6 +11,7 @@
 //! - [`store`]: the PostgreSQL pool, migrations, page tokens and request-id idempotency;
 //! - [`outbox`]: events written in the state change's transaction and relayed to Kafka;
 //! - [`consumer`]: idempotent Kafka consumers with retries and a dead-letter topic;
+//! - [`privacy`]: the data-subject request fan-out every service holding personal data joins;
 //! - [`metrics`]: Prometheus metrics on the admin port;
 //! - [`local`]: an embedded PostgreSQL and Kafka for running a service with no configuration.
 
@@ -24,6 +25,7 @@ pub mod kafka;
 pub mod local;
 pub mod metrics;
 pub mod outbox;
+pub mod privacy;
 pub mod request;
 pub mod server;
 pub mod shutdown;

@@ -60,6 +60,11 @@ pub fn date_to_proto(date: NaiveDate) -> Date {
     }
 }
 
+/// A protobuf timestamp as a UTC time; None when out of range.
+pub fn time(timestamp: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
+}
+
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: time.timestamp(),

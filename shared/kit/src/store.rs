@@ -152,6 +152,10 @@ pub struct Claimed(Option<String>);
 pub enum IdempotencyError {
     #[error("request_id {0:?} was already used for a different request")]
     Conflict(String),
+    #[error(
+        "the answer to request_id {0:?} was erased under a data-subject request; use a new request_id"
+    )]
+    Erased(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("the stored reply for request_id {0:?} cannot be decoded")]
@@ -196,10 +200,13 @@ pub async fn begin<R: prost::Message + Default>(
             .fetch_one(&mut *tx)
             .await?;
     match response {
-        Some(bytes) if stored_hash == hash => R::decode(bytes.as_slice())
+        _ if stored_hash != hash => Err(IdempotencyError::Conflict(request_id.to_owned())),
+        Some(bytes) => R::decode(bytes.as_slice())
             .map(Begun::Replay)
             .map_err(|e| IdempotencyError::Corrupt(request_id.to_owned(), e)),
-        _ => Err(IdempotencyError::Conflict(request_id.to_owned())),
+        // The first call's transaction holds the row until it commits, so an answer is missing
+        // only when an erasure removed it.
+        None => Err(IdempotencyError::Erased(request_id.to_owned())),
     }
 }
 

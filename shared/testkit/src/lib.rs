@@ -21,7 +21,7 @@ use crm_kit::{
     client::TracedChannel,
     config::{
         AdminConfig, AuthConfig, Config, DatabaseConfig, GrpcConfig, KafkaConfig, LogFormat,
-        Secret, ServiceSpec, TelemetryConfig,
+        PrivacyConfig, Secret, ServiceSpec, TelemetryConfig,
     },
     shutdown::{self, Shutdown, ShutdownTrigger},
     telemetry::Telemetry,
@@ -125,6 +125,15 @@ impl Broker {
         format!("127.0.0.1:{}", self.port)
     }
 
+    /// Another handle on this broker for a second service under test; it does not own the process
+    /// (stopping or dropping it leaves the broker running).
+    pub fn shared(&self) -> Self {
+        Self {
+            port: self.port,
+            child: None,
+        }
+    }
+
     /// Kills the broker; in-memory storage means its topics and records are gone.
     pub async fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -207,6 +216,10 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
         peers: Default::default(),
         admin: AdminConfig {
             listen: "127.0.0.1:0".into(),
+        },
+        privacy: PrivacyConfig {
+            services: "parties,loyalty".into(),
+            retry_after_secs: 300,
         },
     }
 }
