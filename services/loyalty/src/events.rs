@@ -8,7 +8,12 @@ pub const MEMBERSHIP_TOPIC: &str = "crm.loyalty.membership.v1";
 /// Key: membership id, so one member's points events stay in order. PointsAccrued,
 /// PointsRedeemed, PointsReversed, HoldPlaced, HoldCaptured, HoldVoided, HoldExpired.
 pub const POINTS_TOPIC: &str = "crm.loyalty.points.v1";
-pub const TOPICS: [&str; 2] = [MEMBERSHIP_TOPIC, POINTS_TOPIC];
+/// The topics loyalty writes: its own, and its receipts to data-subject requests.
+pub const TOPICS: [&str; 3] = [
+    MEMBERSHIP_TOPIC,
+    POINTS_TOPIC,
+    crm_kit::privacy::RECEIPT_TOPIC,
+];
 
 pub async fn membership<M: prost::Name>(
     tx: &mut Tx,

@@ -10,6 +10,7 @@ pub mod events;
 pub mod expiry;
 pub mod grpc;
 pub mod invoices;
+pub mod privacy;
 pub mod service;
 pub mod store;
 pub mod tiers;
@@ -56,18 +57,8 @@ pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceR
         max_attempts: 5,
         retry_delay: Duration::from_millis(500),
     };
-    let (pool, kafka, shutdown) = (
-        runtime.pool.clone(),
-        runtime.kafka.clone(),
-        shutdown.clone(),
-    );
-    tokio::spawn(async move {
-        if let Err(error) =
-            consumer::run(pool, kafka, invoices, invoices::InvoiceAccrual, shutdown).await
-        {
-            tracing::error!(error = format!("{error:#}"), "the invoice consumer stopped");
-        }
-    });
+    consumer::spawn(runtime, invoices, invoices::InvoiceAccrual, shutdown);
+    crm_kit::privacy::join(runtime, shutdown, privacy::LoyaltyPrivacy);
     Ok((
         Routes::new(LoyaltyServiceServer::new(loyalty)),
         vec![SERVICE_NAME],

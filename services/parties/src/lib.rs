@@ -1,10 +1,11 @@
 //! The parties service (`crm.parties.v1`): the master file of counterparties — organizations and
 //! natural persons — their bases, the persons employed by organizations, contact points,
-//! addresses, custom fields, duplicate detection and merge.
+//! addresses, custom fields, duplicate detection and merge, and its part of data-subject requests.
 
 pub mod domain;
 pub mod events;
 pub mod grpc;
+pub mod privacy;
 pub mod service;
 pub mod store;
 
@@ -27,7 +28,8 @@ pub fn migrator() -> Migrator {
 }
 
 /// The gRPC routes of the service over the runtime's database, and the names health reports.
-pub fn routes(runtime: &Runtime, _: &Shutdown) -> anyhow::Result<ServiceRoutes> {
+pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
+    crm_kit::privacy::join(runtime, shutdown, privacy::PartiesPrivacy);
     let service = PartiesServiceServer::new(service::Parties::new(runtime.pool.clone()));
     Ok((Routes::new(service), vec![SERVICE_NAME]))
 }
