@@ -3,6 +3,9 @@
 
 use crm_kit::request::subject;
 use crm_proto::crm::consent::v1::{consent_service_server::ConsentService, *};
+use std::pin::Pin;
+
+use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::service::Consents;
@@ -64,6 +67,80 @@ impl ConsentService for Consents {
         request: Request<CheckConsentRequest>,
     ) -> Reply<CheckConsentResponse> {
         reply(Consents::check_consent(self, request.into_inner()).await)
+    }
+
+    async fn open_subject_request(
+        &self,
+        request: Request<OpenSubjectRequestRequest>,
+    ) -> Reply<SubjectRequest> {
+        let subject = subject(&request);
+        reply(Consents::open_subject_request(self, &subject, request.into_inner()).await)
+    }
+
+    async fn verify_subject_request(
+        &self,
+        request: Request<VerifySubjectRequestRequest>,
+    ) -> Reply<SubjectRequest> {
+        let subject = subject(&request);
+        reply(Consents::verify_subject_request(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_subject_request(
+        &self,
+        request: Request<GetSubjectRequestRequest>,
+    ) -> Reply<SubjectRequest> {
+        reply(Consents::get_subject_request(self, request.into_inner()).await)
+    }
+
+    async fn list_subject_requests(
+        &self,
+        request: Request<ListSubjectRequestsRequest>,
+    ) -> Reply<ListSubjectRequestsResponse> {
+        reply(Consents::list_subject_requests(self, request.into_inner()).await)
+    }
+
+    async fn cancel_subject_request(
+        &self,
+        request: Request<CancelSubjectRequestRequest>,
+    ) -> Reply<SubjectRequest> {
+        let subject = subject(&request);
+        reply(Consents::cancel_subject_request(self, &subject, request.into_inner()).await)
+    }
+
+    async fn extend_subject_request(
+        &self,
+        request: Request<ExtendSubjectRequestRequest>,
+    ) -> Reply<SubjectRequest> {
+        let subject = subject(&request);
+        reply(Consents::extend_subject_request(self, &subject, request.into_inner()).await)
+    }
+
+    async fn complete_subject_request(
+        &self,
+        request: Request<CompleteSubjectRequestRequest>,
+    ) -> Reply<SubjectRequest> {
+        let subject = subject(&request);
+        reply(Consents::complete_subject_request(self, &subject, request.into_inner()).await)
+    }
+
+    async fn resume_subject_request(
+        &self,
+        request: Request<ResumeSubjectRequestRequest>,
+    ) -> Reply<SubjectRequest> {
+        let subject = subject(&request);
+        reply(Consents::resume_subject_request(self, &subject, request.into_inner()).await)
+    }
+
+    type GetExportBundleStream =
+        Pin<Box<dyn Stream<Item = Result<ExportBundleChunk, Status>> + Send + 'static>>;
+
+    async fn get_export_bundle(
+        &self,
+        request: Request<GetExportBundleRequest>,
+    ) -> Reply<Self::GetExportBundleStream> {
+        let chunks = Consents::export_bundle(self, request.into_inner()).await?;
+        let stream = tokio_stream::iter(chunks.into_iter().map(Ok));
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_audit_log(

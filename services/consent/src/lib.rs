@@ -1,13 +1,19 @@
 //! The consent service (`crm.consent.v1`): purposes with versioned texts, consent records with
-//! their evidence, the current state derived from them, consent checks, and the privacy audit log.
+//! their evidence, the current state derived from them, consent checks, data-subject requests
+//! carried out across every service, and the privacy audit log.
 
 pub mod grpc;
+pub mod requests;
 pub mod service;
 pub mod store;
+
+use std::time::Duration;
 
 use crm_kit::{
     app::{Runtime, ServiceRoutes},
     config::ServiceSpec,
+    consumer::{self, ConsumerOptions},
+    privacy,
     shutdown::Shutdown,
 };
 use crm_proto::crm::consent::v1::consent_service_server::{ConsentServiceServer, SERVICE_NAME};
@@ -21,13 +27,28 @@ pub const SPEC: ServiceSpec = ServiceSpec {
 
 /// Key: subject id. ConsentChanged.
 pub const CONSENT_TOPIC: &str = "crm.consent.consent.v1";
-pub const TOPICS: [&str; 1] = [CONSENT_TOPIC];
+/// The topics consent writes: its own, and the privacy fan-out's requests.
+pub const TOPICS: [&str; 2] = [CONSENT_TOPIC, privacy::REQUEST_TOPIC];
+
+/// The consumer of the services' receipts.
+pub const RECEIPTS_CONSUMER: &str = "consent-receipts";
 
 pub fn migrator() -> Migrator {
     sqlx::migrate!("./migrations")
 }
 
-pub fn routes(runtime: &Runtime, _: &Shutdown) -> anyhow::Result<ServiceRoutes> {
-    let service = ConsentServiceServer::new(service::Consents::new(runtime.pool.clone()));
-    Ok((Routes::new(service), vec![SERVICE_NAME]))
+pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
+    let consents = service::Consents::new(runtime.pool.clone(), &runtime.config.privacy);
+    tokio::spawn(consents.clone().resend_to_silent_services(shutdown.clone()));
+    let receipts = ConsumerOptions {
+        name: RECEIPTS_CONSUMER.into(),
+        topics: vec![privacy::RECEIPT_TOPIC.into()],
+        max_attempts: 5,
+        retry_delay: Duration::from_millis(500),
+    };
+    consumer::spawn(runtime, receipts, requests::Receipts, shutdown);
+    Ok((
+        Routes::new(ConsentServiceServer::new(consents)),
+        vec![SERVICE_NAME],
+    ))
 }

@@ -2,11 +2,14 @@
 //! transaction; the history is append-only and the current state is derived from its latest record.
 
 use chrono::{DateTime, Utc};
+use std::time::Duration;
+
 use crm_kit::{
+    config::PrivacyConfig,
     error::{FieldViolations, Result, ServiceError},
     fresh_or_replay, outbox,
-    request::{timestamp, uuid},
-    store::{decode_page_token, encode_page_token, next_page, page_size, unique_violation},
+    request::{time, timestamp, uuid},
+    store::{Tx, decode_page_token, encode_page_token, next_page, page_size, unique_violation},
 };
 use crm_proto::crm::consent::v1::*;
 use sqlx::PgPool;
@@ -19,12 +22,20 @@ use crate::{
 
 #[derive(Clone)]
 pub struct Consents {
-    pool: PgPool,
+    pub(crate) pool: PgPool,
+    /// The services that must answer every fanned-out data-subject request.
+    pub(crate) registry: Vec<String>,
+    /// How long a service may stay silent before a request is sent to it again.
+    pub(crate) retry_after: Duration,
 }
 
 impl Consents {
-    pub fn new(pool: PgPool) -> Self {
-        Self { pool }
+    pub fn new(pool: PgPool, privacy: &PrivacyConfig) -> Self {
+        Self {
+            pool,
+            registry: privacy.registry(),
+            retry_after: privacy.retry_after(),
+        }
     }
 
     pub async fn create_purpose(
@@ -171,9 +182,7 @@ impl Consents {
         subject: &str,
         req: RecordConsentRequest,
     ) -> Result<ConsentRecord> {
-        let expires_at = req
-            .expire_time
-            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        let expires_at = req.expire_time.as_ref().and_then(time);
         let mut v = FieldViolations::new();
         v.check(
             expires_at.is_none_or(|at| at > Utc::now()),
@@ -287,31 +296,7 @@ impl Consents {
             recorded_by: actor.to_owned(),
             recorded_at: Utc::now(),
         };
-        store::insert_record(&mut tx, &record).await?;
-        let details = serde_json::json!({
-            "record_id": record.id, "channel": record.channel, "source_system": record.source_system,
-            "text_version": record.text_version, "expires_at": record.expires_at,
-        });
-        let action = if status == "granted" {
-            "consent.granted"
-        } else {
-            "consent.withdrawn"
-        };
-        let entry = Audit {
-            actor,
-            action,
-            subject: Some((kind, subject_id)),
-            purpose: Some(&purpose.code),
-            details,
-        };
-        store::audit(&mut tx, entry).await?;
-        let event = ConsentChanged {
-            subject: change.subject.cloned(),
-            purpose: purpose.code.clone(),
-            status: record_status(&record) as i32,
-            record_id: record.id.to_string(),
-        };
-        outbox::enqueue(&mut tx, CONSENT_TOPIC, subject_id, &event).await?;
+        write_record(&mut tx, &record).await?;
         let answer = record_to_proto(&record);
         claim.commit(tx, &answer).await?;
         Ok(answer)
@@ -390,13 +375,44 @@ impl Consents {
     }
 }
 
+/// Appends a consent record with its audit entry and its event.
+pub(crate) async fn write_record(tx: &mut Tx, record: &RecordRow) -> Result<()> {
+    store::insert_record(tx, record).await?;
+    let details = serde_json::json!({
+        "record_id": record.id, "channel": record.channel, "source_system": record.source_system,
+        "text_version": record.text_version, "expires_at": record.expires_at,
+        "reference": record.reference,
+    });
+    let action = if record.status == "granted" {
+        "consent.granted"
+    } else {
+        "consent.withdrawn"
+    };
+    let entry = Audit {
+        actor: &record.recorded_by,
+        action,
+        subject: Some((&record.subject_kind, record.subject_id)),
+        purpose: Some(&record.purpose),
+        details,
+    };
+    store::audit(tx, entry).await?;
+    let event = ConsentChanged {
+        subject: Some(subject_to_proto(&record.subject_kind, record.subject_id)),
+        purpose: record.purpose.clone(),
+        status: record_status(record) as i32,
+        record_id: record.id.to_string(),
+    };
+    outbox::enqueue(tx, CONSENT_TOPIC, record.subject_id, &event).await?;
+    Ok(())
+}
+
 struct Change<'a> {
     subject: Option<&'a Subject>,
     purpose: &'a str,
     evidence: Option<&'a Evidence>,
 }
 
-fn subject(subject: Option<&Subject>, v: &mut FieldViolations) -> (&'static str, Uuid) {
+pub(crate) fn subject(subject: Option<&Subject>, v: &mut FieldViolations) -> (&'static str, Uuid) {
     let subject = subject.cloned().unwrap_or_default();
     let kind = match subject.kind() {
         SubjectKind::Party => "party",
@@ -409,7 +425,7 @@ fn subject(subject: Option<&Subject>, v: &mut FieldViolations) -> (&'static str,
     (kind, uuid(&subject.id, "subject.id", v))
 }
 
-fn channel_name(channel: Channel) -> Option<&'static str> {
+pub(crate) fn channel_name(channel: Channel) -> Option<&'static str> {
     Some(match channel {
         Channel::WebForm => "web_form",
         Channel::Paper => "paper",
@@ -421,7 +437,7 @@ fn channel_name(channel: Channel) -> Option<&'static str> {
 }
 
 /// What counts now for a purpose, from its latest record.
-fn state(purpose: &PurposeRow, record: Option<&RecordRow>) -> ConsentState {
+pub(crate) fn state(purpose: &PurposeRow, record: Option<&RecordRow>) -> ConsentState {
     let status = match record {
         None => ConsentStatus::None,
         Some(r) if r.status == "withdrawn" => ConsentStatus::Withdrawn,
@@ -470,7 +486,7 @@ fn purpose_to_proto(row: &PurposeRow) -> Purpose {
     }
 }
 
-fn subject_to_proto(kind: &str, id: Uuid) -> Subject {
+pub(crate) fn subject_to_proto(kind: &str, id: Uuid) -> Subject {
     Subject {
         kind: if kind == "person" {
             SubjectKind::Person
@@ -481,7 +497,7 @@ fn subject_to_proto(kind: &str, id: Uuid) -> Subject {
     }
 }
 
-fn record_to_proto(row: &RecordRow) -> ConsentRecord {
+pub(crate) fn record_to_proto(row: &RecordRow) -> ConsentRecord {
     let channel = match row.channel.as_str() {
         "web_form" => Channel::WebForm,
         "paper" => Channel::Paper,

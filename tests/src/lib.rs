@@ -1,0 +1,183 @@
+//! The suite under test: parties, loyalty and consent on one broker, each on its own database,
+//! started through the same `Runtime` as their binaries and restartable on the same storage.
+
+use std::time::Duration;
+
+use crm_kit::client::TracedChannel;
+use crm_proto::crm::{
+    consent::v1::consent_service_client::ConsentServiceClient,
+    loyalty::v1::loyalty_service_client::LoyaltyServiceClient,
+    parties::v1::parties_service_client::PartiesServiceClient,
+};
+use crm_testkit::{Broker, ServiceUnderTest, TestDatabase, TestService, token};
+use sqlx::PgConnection;
+
+pub const PARTIES: ServiceUnderTest = ServiceUnderTest {
+    spec: crm_parties::SPEC,
+    migrator: crm_parties::migrator,
+    topics: &crm_parties::events::TOPICS,
+    routes: crm_parties::routes,
+};
+
+pub const LOYALTY: ServiceUnderTest = ServiceUnderTest {
+    spec: crm_loyalty::SPEC,
+    migrator: crm_loyalty::migrator,
+    topics: &crm_loyalty::events::TOPICS,
+    routes: crm_loyalty::routes,
+};
+
+pub const CONSENT: ServiceUnderTest = ServiceUnderTest {
+    spec: crm_consent::SPEC,
+    migrator: crm_consent::migrator,
+    topics: &crm_consent::TOPICS,
+    routes: crm_consent::routes,
+};
+
+/// How long consent waits for a silent service before sending the request again, in tests.
+pub const RETRY_AFTER: Duration = Duration::from_secs(2);
+
+pub struct Suite {
+    pub broker: Broker,
+    pub parties: TestService,
+    pub consent: TestService,
+    /// None while stopped.
+    loyalty: Option<TestService>,
+    /// Loyalty's storage while it is stopped.
+    stopped: Option<TestDatabase>,
+}
+
+impl Suite {
+    pub async fn start() -> anyhow::Result<Self> {
+        let broker = Broker::start().await?;
+        let parties = TestService::start_with(
+            &PARTIES,
+            TestDatabase::create().await?,
+            broker.shared(),
+            |_| {},
+        )
+        .await?;
+        let consent = TestService::start_with(
+            &CONSENT,
+            TestDatabase::create().await?,
+            broker.shared(),
+            |config| config.privacy.retry_after_secs = RETRY_AFTER.as_secs(),
+        )
+        .await?;
+        let mut suite = Self {
+            broker,
+            parties,
+            consent,
+            loyalty: None,
+            stopped: Some(TestDatabase::create().await?),
+        };
+        suite.start_loyalty().await?;
+        Ok(suite)
+    }
+
+    /// Starts loyalty (again) on its database; it consumes from where its consumers stopped.
+    pub async fn start_loyalty(&mut self) -> anyhow::Result<()> {
+        let database = self
+            .stopped
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("loyalty is running"))?;
+        let (parties, consent) = (
+            format!("http://{}", self.parties.addr),
+            format!("http://{}", self.consent.addr),
+        );
+        let loyalty = TestService::start_with(&LOYALTY, database, self.broker.shared(), |config| {
+            config.peers.insert("parties".into(), parties);
+            config.peers.insert("consent".into(), consent);
+        })
+        .await?;
+        self.loyalty = Some(loyalty);
+        Ok(())
+    }
+
+    /// Stops loyalty gracefully, keeping its database (a deployment, an outage).
+    pub async fn stop_loyalty(&mut self) -> anyhow::Result<()> {
+        let loyalty = self
+            .loyalty
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("loyalty is stopped"))?;
+        let (database, _) = loyalty.stop_keeping_storage().await?;
+        self.stopped = Some(database);
+        Ok(())
+    }
+
+    pub fn parties_client(&self) -> PartiesServiceClient<TracedChannel> {
+        PartiesServiceClient::new(
+            self.parties
+                .channel(&token("clerk", &["parties.read", "parties.write"])),
+        )
+    }
+
+    pub fn consent_client(&self) -> ConsentServiceClient<TracedChannel> {
+        ConsentServiceClient::new(
+            self.consent
+                .channel(&token("dpo", &["consent.read", "consent.write"])),
+        )
+    }
+
+    pub fn loyalty_client(&self) -> LoyaltyServiceClient<TracedChannel> {
+        let loyalty = self.loyalty.as_ref().expect("loyalty is running");
+        LoyaltyServiceClient::new(
+            loyalty.channel(&token("cashier", &["loyalty.read", "loyalty.write"])),
+        )
+    }
+
+    pub async fn parties_db(&self) -> PgConnection {
+        self.parties.db().await
+    }
+
+    pub async fn loyalty_db(&self) -> PgConnection {
+        match (&self.loyalty, &self.stopped) {
+            (Some(loyalty), _) => loyalty.db().await,
+            (None, Some(database)) => {
+                use sqlx::Connection;
+                PgConnection::connect(&database.url)
+                    .await
+                    .expect("connecting to loyalty's database")
+            }
+            (None, None) => unreachable!("loyalty has a database, running or not"),
+        }
+    }
+
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(loyalty) = self.loyalty.take() {
+            loyalty.stop().await?;
+        }
+        self.consent.stop().await?;
+        self.parties.stop().await
+    }
+}
+
+/// Every place in a database where `needle` appears: `table.column` of text-like columns
+/// (matched case-insensitively on their text form) and of bytea columns (stored replies, event
+/// payloads, matched as UTF-8 bytes).
+pub async fn find_in_database(db: &mut PgConnection, needle: &str) -> anyhow::Result<Vec<String>> {
+    let columns: Vec<(String, String, String)> = sqlx::query_as(
+        "SELECT table_name::text, column_name::text, data_type::text FROM information_schema.columns
+         WHERE table_schema = 'public' AND table_name NOT LIKE '\\_sqlx%'
+         ORDER BY table_name, ordinal_position",
+    )
+    .fetch_all(&mut *db)
+    .await?;
+    let mut found = Vec::new();
+    for (table, column, data_type) in columns {
+        let test = if data_type == "bytea" {
+            format!(r#"position(convert_to($1, 'UTF8') IN "{column}") > 0"#)
+        } else {
+            format!(r#""{column}"::text ILIKE '%' || $1 || '%'"#)
+        };
+        let hits: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            r#"SELECT count(*) FROM "{table}" WHERE {test}"#
+        )))
+        .bind(needle)
+        .fetch_one(&mut *db)
+        .await?;
+        if hits > 0 {
+            found.push(format!("{table}.{column} ({hits} rows)"));
+        }
+    }
+    Ok(found)
+}

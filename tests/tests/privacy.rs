@@ -1,0 +1,618 @@
+//! Data-subject requests carried out across parties and loyalty over the privacy topics.
+
+use std::time::Duration;
+
+use crm_e2e::{Suite, find_in_database};
+use crm_kit::privacy::REQUEST_TOPIC;
+use crm_proto::crm::{
+    common::v1::{Date, PostalAddress, PrivacyRequestType},
+    consent::v1::{
+        Channel, CreatePurposeRequest, Evidence, GetExportBundleRequest, GetSubjectRequestRequest,
+        LegalBasis, ListAuditLogRequest, OpenSubjectRequestRequest, Purpose, RecordConsentRequest,
+        Subject, SubjectKind, SubjectRequest, SubjectRequestStatus, VerifySubjectRequestRequest,
+    },
+    loyalty::v1::{
+        AccountRef, DefineOperationTypeRequest, DefinePointTypeRequest, Direction, EnrollRequest,
+        GetBalanceRequest, OperationType, PointType, Program, ProgramKind, ProgramStatus,
+        RecordOperationRequest,
+    },
+    parties::v1::{
+        ContactPoint, ContactPointKind, CreatePartyRequest, GetPartyRequest, Party, PartyKind,
+        PersonName, UpdatePersonRequest,
+    },
+};
+use crm_testkit::{eventually, read_topic};
+use prost::Message;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// What identifies the subject; none of it may survive an erasure.
+const GIVEN: &str = "Bożydar";
+const FAMILY: &str = "Przybyszewski-Kwiatkowski";
+const EMAIL: &str = "bozydar.przybyszewski@example.org";
+const PHONE: &str = "+48601234567";
+const STREET: &str = "ul. Jaśminowa 17/4";
+const BIRTHDAY: &str = "1984-07-19";
+
+/// A consumer with contacts, an address and a birthday, enrolled in a loyalty program with points.
+struct Member {
+    party: Party,
+    membership_id: String,
+    /// The request id the party was created with (its reply is stored for replays).
+    create_request_id: String,
+    create: CreatePartyRequest,
+}
+
+async fn member(suite: &Suite) -> Member {
+    let mut parties = suite.parties_client();
+    let create = CreatePartyRequest {
+        party: Some(Party {
+            kind: PartyKind::Person as i32,
+            person_name: Some(PersonName {
+                given_name: GIVEN.into(),
+                family_name: FAMILY.into(),
+            }),
+            contact_points: vec![
+                ContactPoint {
+                    kind: ContactPointKind::Email as i32,
+                    value: EMAIL.into(),
+                    ..Default::default()
+                },
+                ContactPoint {
+                    kind: ContactPointKind::Phone as i32,
+                    value: PHONE.into(),
+                    ..Default::default()
+                },
+            ],
+            addresses: vec![PostalAddress {
+                lines: vec![STREET.into()],
+                postal_code: "00-950".into(),
+                city: "Warszawa".into(),
+                country_code: "PL".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        request_id: format!("create-{}", uuid::Uuid::now_v7()),
+        ..Default::default()
+    };
+    let party = parties
+        .create_party(create.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    parties
+        .update_person(UpdatePersonRequest {
+            person: Some(crm_proto::crm::parties::v1::Person {
+                id: party.person_id.clone(),
+                birthday: Some(Date {
+                    year: 1984,
+                    month: 7,
+                    day: 19,
+                }),
+                remarks: format!("prefers calls; {GIVEN} has a dog"),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types_mask(&["birthday", "remarks"])),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let mut consent = suite.consent_client();
+    consent
+        .create_purpose(CreatePurposeRequest {
+            purpose: Some(Purpose {
+                code: "loyalty_program".into(),
+                description: "Membership of loyalty programs".into(),
+                legal_basis: LegalBasis::Consent as i32,
+                text: "I want to collect points".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    consent
+        .record_consent(RecordConsentRequest {
+            subject: Some(subject(&party)),
+            purpose: "loyalty_program".into(),
+            evidence: Some(Evidence {
+                channel: Channel::InStore as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let mut loyalty = suite.loyalty_client();
+    let program = loyalty
+        .create_program(crm_proto::crm::loyalty::v1::CreateProgramRequest {
+            program: Some(Program {
+                display_name: "Club".into(),
+                kind: ProgramKind::B2c as i32,
+                currency_code: "PLN".into(),
+                status: ProgramStatus::Active as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    loyalty
+        .define_point_type(DefinePointTypeRequest {
+            program_id: program.id.clone(),
+            point_type: Some(PointType {
+                code: "basic".into(),
+                display_name: "Basic points".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    loyalty
+        .define_operation_type(DefineOperationTypeRequest {
+            program_id: program.id.clone(),
+            operation_type: Some(OperationType {
+                code: "purchase".into(),
+                display_name: "Purchase".into(),
+                direction: Direction::Accrue as i32,
+                default_point_type: "basic".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let membership = loyalty
+        .enroll(EnrollRequest {
+            program_id: program.id,
+            party_id: party.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    loyalty
+        .record_operation(RecordOperationRequest {
+            operation_id: format!("purchase-{}", membership.id),
+            account: Some(account(&membership.id)),
+            operation_type: "purchase".into(),
+            points: 120,
+            reference: "receipt 7781".into(),
+            card_number: String::new(),
+        })
+        .await
+        .unwrap();
+    Member {
+        create_request_id: create.request_id.clone(),
+        create,
+        party,
+        membership_id: membership.id,
+    }
+}
+
+fn subject(party: &Party) -> Subject {
+    Subject {
+        kind: SubjectKind::Party as i32,
+        id: party.id.clone(),
+    }
+}
+
+fn account(membership_id: &str) -> AccountRef {
+    AccountRef {
+        membership_id: membership_id.into(),
+        ..Default::default()
+    }
+}
+
+fn prost_types_mask(paths: &[&str]) -> prost_types::FieldMask {
+    prost_types::FieldMask {
+        paths: paths.iter().map(|p| p.to_string()).collect(),
+    }
+}
+
+/// Opens a request for the party and verifies the subject's identity, which sends it out.
+async fn open_verified(suite: &Suite, party: &Party, kind: PrivacyRequestType) -> SubjectRequest {
+    let mut consent = suite.consent_client();
+    let opened = consent
+        .open_subject_request(OpenSubjectRequestRequest {
+            r#type: kind as i32,
+            subject: Some(subject(party)),
+            channel: Channel::Email as i32,
+            details: "please".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(opened.status(), SubjectRequestStatus::Received);
+    let verified = consent
+        .verify_subject_request(VerifySubjectRequestRequest {
+            id: opened.id.clone(),
+            verified: true,
+            method: "ID card shown in store".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(verified.status(), SubjectRequestStatus::InProgress);
+    verified
+}
+
+async fn completed(suite: &Suite, id: &str) -> SubjectRequest {
+    let consent = suite.consent_client();
+    eventually(WAIT, || {
+        let mut consent = consent.clone();
+        async move {
+            let request = consent
+                .get_subject_request(GetSubjectRequestRequest { id: id.into() })
+                .await
+                .ok()?
+                .into_inner();
+            (request.status() == SubjectRequestStatus::Completed).then_some(request)
+        }
+    })
+    .await
+    .expect("the request completes")
+}
+
+#[tokio::test]
+async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_data() {
+    let suite = Suite::start().await.unwrap();
+    let member = member(&suite).await;
+    for needle in [GIVEN, FAMILY, EMAIL, PHONE, STREET, BIRTHDAY] {
+        let found = find_in_database(&mut suite.parties_db().await, needle)
+            .await
+            .unwrap();
+        assert!(
+            !found.is_empty(),
+            "the scan finds {needle} before the erasure"
+        );
+    }
+
+    let request = open_verified(&suite, &member.party, PrivacyRequestType::Erasure).await;
+    let done = completed(&suite, &request.id).await;
+
+    let answers: Vec<_> = done
+        .answers
+        .iter()
+        .map(|a| (a.service.as_str(), a.answered))
+        .collect();
+    assert_eq!(answers, [("loyalty", true), ("parties", true)]);
+    for answer in &done.answers {
+        assert!(answer.subject_found, "{} knew the subject", answer.service);
+        assert!(
+            !answer.erased.is_empty(),
+            "{} says what it erased",
+            answer.service
+        );
+    }
+    let loyalty = done
+        .answers
+        .iter()
+        .find(|a| a.service == "loyalty")
+        .unwrap();
+    assert!(
+        loyalty
+            .retained
+            .iter()
+            .any(|r| r.description.contains("ledger entries")),
+        "loyalty keeps the ledger by law: {:?}",
+        loyalty.retained
+    );
+
+    // Nothing that identifies the person is left in either database, stored replies included.
+    for needle in [GIVEN, FAMILY, EMAIL, PHONE, STREET, BIRTHDAY, "has a dog"] {
+        let in_parties = find_in_database(&mut suite.parties_db().await, needle)
+            .await
+            .unwrap();
+        let in_loyalty = find_in_database(&mut suite.loyalty_db().await, needle)
+            .await
+            .unwrap();
+        assert!(
+            in_parties.is_empty(),
+            "{needle} still in parties: {in_parties:?}"
+        );
+        assert!(
+            in_loyalty.is_empty(),
+            "{needle} still in loyalty: {in_loyalty:?}"
+        );
+    }
+    // Loyalty's ledger is kept, but no longer leads to the party.
+    let mut loyalty_db = suite.loyalty_db().await;
+    let linked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM memberships WHERE party_id = $1::uuid")
+            .bind(&member.party.id)
+            .fetch_one(&mut loyalty_db)
+            .await
+            .unwrap();
+    assert_eq!(linked, 0);
+    let balance = suite
+        .loyalty_client()
+        .get_balance(GetBalanceRequest {
+            account: Some(account(&member.membership_id)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(balance.balance, 120);
+
+    // The party's id still resolves, to an anonymous record.
+    let party = suite
+        .parties_client()
+        .get_party(GetPartyRequest {
+            id: member.party.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(party.contact_points.is_empty() && party.addresses.is_empty());
+    assert!(!party.display_name.contains(FAMILY));
+    // A replay of the call that created it cannot bring the data back.
+    let replay = suite
+        .parties_client()
+        .create_party(member.create.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(replay.code(), Code::FailedPrecondition, "{replay:?}");
+    assert_eq!(
+        replay.get_details_error_info().map(|i| i.reason),
+        Some("REQUEST_ERASED".into())
+    );
+    assert!(!member.create_request_id.is_empty());
+
+    // Parties tells downstream systems.
+    let erased = read_topic(
+        &suite.broker.brokers(),
+        crm_parties::events::PARTY_TOPIC,
+        100,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|r| r.headers.get("ce_type").map(String::as_str) == Some("crm.parties.v1.PartyErased"))
+    .count();
+    assert_eq!(erased, 1);
+
+    // Every step is in the audit log, the answers before the completion.
+    let actions: Vec<String> = suite
+        .consent_client()
+        .list_audit_log(ListAuditLogRequest {
+            subject: Some(subject(&member.party)),
+            page_size: 100,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .rev()
+        .map(|e| e.action)
+        .filter(|a| a.starts_with("request."))
+        .collect();
+    // (A slow answer may add a re-send after the first publication.)
+    assert_eq!(
+        actions[..3],
+        ["request.opened", "request.verified", "request.published"]
+    );
+    assert_eq!(
+        actions.last().map(String::as_str),
+        Some("request.completed")
+    );
+    assert_eq!(
+        actions.iter().filter(|a| *a == "request.answered").count(),
+        2
+    );
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn export_bundle_holds_every_services_part() {
+    let suite = Suite::start().await.unwrap();
+    let member = member(&suite).await;
+    let request = open_verified(&suite, &member.party, PrivacyRequestType::Portability).await;
+    completed(&suite, &request.id).await;
+
+    let mut stream = suite
+        .consent_client()
+        .get_export_bundle(GetExportBundleRequest {
+            id: request.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.message().await.unwrap() {
+        bytes.extend(chunk.data);
+    }
+    let bundle: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(bundle["request_id"], request.id.as_str());
+    assert_eq!(bundle["subject"]["id"], member.party.id.as_str());
+    let parties = &bundle["parts"]["parties"]["tables"];
+    assert_eq!(parties["parties"][0]["family_name"], FAMILY);
+    assert!(
+        parties["parties"][0]["contact_points"]
+            .to_string()
+            .contains(EMAIL)
+    );
+    assert_eq!(parties["persons"][0]["birthday"], BIRTHDAY);
+    let loyalty = &bundle["parts"]["loyalty"]["tables"];
+    assert_eq!(
+        loyalty["memberships"][0]["id"],
+        member.membership_id.as_str()
+    );
+    assert_eq!(loyalty["operations"][0]["points"], 120);
+    let consent = &bundle["parts"]["consent"]["tables"];
+    assert_eq!(consent["consent_records"][0]["purpose"], "loyalty_program");
+
+    // Nothing was changed by the export.
+    let party = suite
+        .parties_client()
+        .get_party(GetPartyRequest {
+            id: member.party.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(party.contact_points.len(), 2);
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_service_down_when_the_request_goes_out_answers_when_back() {
+    let mut suite = Suite::start().await.unwrap();
+    let member = member(&suite).await;
+    suite.stop_loyalty().await.unwrap();
+
+    let request = open_verified(&suite, &member.party, PrivacyRequestType::Erasure).await;
+    let consent = suite.consent_client();
+    // Parties answers; loyalty is down, so the request waits for it, sent again meanwhile.
+    let waiting = eventually(WAIT, || {
+        let mut consent = consent.clone();
+        let id = request.id.clone();
+        async move {
+            let request = consent
+                .get_subject_request(GetSubjectRequestRequest { id })
+                .await
+                .ok()?
+                .into_inner();
+            let loyalty = request.answers.iter().find(|a| a.service == "loyalty")?;
+            let parties = request.answers.iter().find(|a| a.service == "parties")?;
+            (parties.answered && loyalty.attempts >= 2).then_some(request)
+        }
+    })
+    .await
+    .expect("parties answers and loyalty is asked again");
+    assert_eq!(waiting.status(), SubjectRequestStatus::InProgress);
+    assert!(
+        !waiting
+            .answers
+            .iter()
+            .find(|a| a.service == "loyalty")
+            .unwrap()
+            .answered
+    );
+
+    suite.start_loyalty().await.unwrap();
+    let done = completed(&suite, &request.id).await;
+    assert!(done.answers.iter().all(|a| a.answered));
+    let linked: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM memberships WHERE party_id = $1::uuid")
+            .bind(&member.party.id)
+            .fetch_one(&mut suite.loyalty_db().await)
+            .await
+            .unwrap();
+    assert_eq!(linked, 0);
+    // Loyalty read the first request and its re-sends: it erased once and answered each.
+    let erasures: i64 = sqlx::query_scalar("SELECT count(*) FROM crm_privacy_receipts")
+        .fetch_one(&mut suite.loyalty_db().await)
+        .await
+        .unwrap();
+    assert_eq!(erasures, 1);
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_request_delivered_twice_is_carried_out_once() {
+    let suite = Suite::start().await.unwrap();
+    let member = member(&suite).await;
+    let request = open_verified(&suite, &member.party, PrivacyRequestType::Erasure).await;
+    completed(&suite, &request.id).await;
+    let version = |db: sqlx::PgConnection| {
+        let id = member.party.id.clone();
+        async move {
+            let mut db = db;
+            sqlx::query_scalar::<_, i64>("SELECT version FROM parties WHERE id = $1::uuid")
+                .bind(id)
+                .fetch_one(&mut db)
+                .await
+                .unwrap()
+        }
+    };
+    let before = version(suite.parties_db().await).await;
+
+    // The same request record again, as a redelivery or a producer retry would bring it.
+    let brokers = suite.broker.brokers();
+    let published = read_topic(&brokers, REQUEST_TOPIC, 1, Duration::from_secs(10))
+        .await
+        .unwrap()
+        .remove(0);
+    let producer: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    for ce_id in [
+        published.headers["ce_id"].clone(),
+        "a-new-delivery-id".to_owned(),
+    ] {
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "ce_id",
+            value: Some(ce_id.as_str()),
+        });
+        let record = rdkafka::producer::FutureRecord::to(REQUEST_TOPIC)
+            .key(published.key.as_deref().unwrap_or_default())
+            .payload(&published.payload)
+            .headers(headers);
+        producer.send(record, Duration::from_secs(5)).await.unwrap();
+    }
+
+    // Parties answers the new delivery (the receipt it gave before) and skips the known one.
+    let receipts = eventually(WAIT, || {
+        let brokers = brokers.clone();
+        async move {
+            let receipts = read_topic(
+                &brokers,
+                crm_kit::privacy::RECEIPT_TOPIC,
+                10,
+                Duration::from_secs(2),
+            )
+            .await
+            .ok()?;
+            let from_parties: Vec<_> = receipts
+                .into_iter()
+                .map(|r| {
+                    crm_proto::crm::common::v1::PrivacyReceipt::decode(r.payload.as_slice())
+                        .unwrap()
+                })
+                .filter(|r| r.service == "parties")
+                .collect();
+            (from_parties.len() == 2).then_some(from_parties)
+        }
+    })
+    .await
+    .expect("parties answers the second delivery");
+    assert_eq!(receipts[0].erased, receipts[1].erased);
+    assert_eq!(
+        version(suite.parties_db().await).await,
+        before,
+        "the party was not touched again"
+    );
+    let erased = read_topic(
+        &brokers,
+        crm_parties::events::PARTY_TOPIC,
+        100,
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|r| r.headers.get("ce_type").map(String::as_str) == Some("crm.parties.v1.PartyErased"))
+    .count();
+    assert_eq!(erased, 1, "one erased event");
+    let request = suite
+        .consent_client()
+        .get_subject_request(GetSubjectRequestRequest { id: request.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(request.status(), SubjectRequestStatus::Completed);
+    suite.stop().await.unwrap();
+}
