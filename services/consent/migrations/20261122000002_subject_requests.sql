@@ -41,3 +41,15 @@ CREATE TABLE subject_request_services (
 );
 CREATE INDEX subject_request_services_pending ON subject_request_services (sent_at)
     WHERE answered_at IS NULL;
+
+-- Slices of a large export part, until the last one arrives and they are joined into export_json.
+CREATE TABLE subject_request_export_slices (
+    request_id uuid    NOT NULL,
+    service    text    NOT NULL,
+    export_id  text    NOT NULL,
+    part       integer NOT NULL,
+    parts      integer NOT NULL,
+    data       bytea   NOT NULL,
+    PRIMARY KEY (request_id, service, export_id, part),
+    FOREIGN KEY (request_id, service) REFERENCES subject_request_services (request_id, service)
+);

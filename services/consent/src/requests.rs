@@ -215,8 +215,9 @@ impl Consents {
         .bind(req.note.trim())
         .execute(&mut *tx)
         .await?;
-        let details =
-            json!({ "request_id": id, "method": req.method.trim(), "note": req.note.trim() });
+        // The method and note stay on the request, which an erasure can clear; the audit log is
+        // append-only, so it keeps no free text about the subject.
+        let details = json!({ "request_id": id, "verified": req.verified });
         audit(&mut tx, actor, action, row.subject(), details).await?;
         if req.verified {
             self.carry_out(&mut tx, actor, &row).await?;
@@ -579,7 +580,10 @@ pub async fn apply_receipt(tx: &mut Tx, receipt: &PrivacyReceipt) -> Result<()> 
         .collect();
     let exported = match receipt.r#type() {
         PrivacyRequestType::Access | PrivacyRequestType::Portability => {
-            Some(receipt.export_json.as_slice())
+            match join_slices(tx, id, receipt).await? {
+                Some(document) => Some(document),
+                None => return Ok(()),
+            }
         }
         _ => None,
     };
@@ -619,6 +623,58 @@ pub async fn apply_receipt(tx: &mut Tx, receipt: &PrivacyReceipt) -> Result<()> 
     Ok(())
 }
 
+/// A one-part export as it is; a sliced one once all its slices are in (None until then).
+async fn join_slices(tx: &mut Tx, id: Uuid, receipt: &PrivacyReceipt) -> Result<Option<Vec<u8>>> {
+    if receipt.parts <= 1 {
+        return Ok(Some(receipt.export_json.clone()));
+    }
+    if !(1..=receipt.parts).contains(&receipt.part) {
+        tracing::warn!(%id, service = %receipt.service, part = receipt.part, parts = receipt.parts, "a receipt slice out of range; ignored");
+        return Ok(None);
+    }
+    let waiting: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM subject_request_services
+                        WHERE request_id = $1 AND service = $2 AND answered_at IS NULL)",
+    )
+    .bind(id)
+    .bind(&receipt.service)
+    .fetch_one(&mut **tx)
+    .await?;
+    if !waiting {
+        return Ok(None);
+    }
+    sqlx::query(
+        "INSERT INTO subject_request_export_slices (request_id, service, export_id, part, parts, data)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(&receipt.service)
+    .bind(&receipt.export_id)
+    .bind(receipt.part)
+    .bind(receipt.parts)
+    .bind(&receipt.export_json)
+    .execute(&mut **tx)
+    .await?;
+    let slices: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT data FROM subject_request_export_slices
+         WHERE request_id = $1 AND service = $2 AND export_id = $3 ORDER BY part",
+    )
+    .bind(id)
+    .bind(&receipt.service)
+    .bind(&receipt.export_id)
+    .fetch_all(&mut **tx)
+    .await?;
+    if slices.len() < receipt.parts as usize {
+        return Ok(None);
+    }
+    sqlx::query("DELETE FROM subject_request_export_slices WHERE request_id = $1 AND service = $2")
+        .bind(id)
+        .bind(&receipt.service)
+        .execute(&mut **tx)
+        .await?;
+    Ok(Some(slices.concat()))
+}
+
 /// Completes a fanned-out request once no registered service is still to answer.
 async fn finish_if_answered(tx: &mut Tx, id: Uuid) -> Result<()> {
     let pending: i64 = sqlx::query_scalar(
@@ -633,10 +689,17 @@ async fn finish_if_answered(tx: &mut Tx, id: Uuid) -> Result<()> {
     let row = lock(tx, id).await?;
     complete(tx, SYSTEM_ACTOR, &row, "every registered service answered").await?;
     if row.kind == "erasure" {
-        // Export parts collected earlier are the subject's data too.
+        // Export parts collected earlier, and the subject's own words in their requests, are the
+        // subject's data too; what was asked, when, and how it ended stay as proof.
         sqlx::query(
             "UPDATE subject_request_services s SET export_json = NULL FROM subject_requests r
              WHERE r.id = s.request_id AND r.subject_id = $1 AND s.export_json IS NOT NULL",
+        )
+        .bind(row.subject_id)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "UPDATE subject_requests SET details = '', verification_method = '' WHERE subject_id = $1",
         )
         .bind(row.subject_id)
         .execute(&mut **tx)

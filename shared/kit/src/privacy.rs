@@ -160,13 +160,14 @@ impl<P: Participant> Handler for Answering<P> {
             handle_time: Some(timestamp(chrono::Utc::now())),
             ..Default::default()
         };
-        match request.r#type() {
+        let receipts = match request.r#type() {
             PrivacyRequestType::Access | PrivacyRequestType::Portability => {
                 // Read-only: a request sent again is simply answered again.
                 let export = self.participant.export(tx, subject).await.map_err(retry)?;
                 receipt.subject_found = export.found();
                 let document = export.into_json(self.service);
-                receipt.export_json = serde_json::to_vec(&document).map_err(|e| retry(e.into()))?;
+                let bytes = serde_json::to_vec(&document).map_err(|e| retry(e.into()))?;
+                split_export(receipt, &bytes, EXPORT_SLICE)
             }
             PrivacyRequestType::Erasure => {
                 let earlier: Option<Vec<u8>> = sqlx::query_scalar(
@@ -204,15 +205,47 @@ impl<P: Participant> Handler for Answering<P> {
                     .map_err(|e| retry(e.into()))?;
                     tracing::info!(%request_id, service = self.service, "subject erased");
                 }
+                vec![receipt]
             }
             // Carried out by the consent service or an operator, not fanned out.
             _ => return Ok(()),
-        }
-        outbox::enqueue(tx, RECEIPT_TOPIC, &request.request_id, &receipt)
+        };
+        let keyed: Vec<(String, PrivacyReceipt)> = receipts
+            .into_iter()
+            .map(|receipt| (request.request_id.clone(), receipt))
+            .collect();
+        outbox::enqueue_many(tx, RECEIPT_TOPIC, &keyed)
             .await
             .map_err(|e| retry(e.into()))?;
         Ok(())
     }
+}
+
+/// The largest `export_json` slice one receipt carries: records stay far below Kafka's default
+/// 1 MiB limit, whatever the subject's history.
+const EXPORT_SLICE: usize = 256 * 1024;
+
+/// One receipt per slice of the export document, numbered, under one export id.
+fn split_export(receipt: PrivacyReceipt, document: &[u8], slice: usize) -> Vec<PrivacyReceipt> {
+    let export_id = Uuid::now_v7().to_string();
+    let slices: Vec<&[u8]> = document.chunks(slice).collect();
+    let parts = slices.len().max(1) as i32;
+    let slices = if slices.is_empty() {
+        vec![&[][..]]
+    } else {
+        slices
+    };
+    slices
+        .into_iter()
+        .zip(1..)
+        .map(|(bytes, part)| PrivacyReceipt {
+            export_json: bytes.to_vec(),
+            part,
+            parts,
+            export_id: export_id.clone(),
+            ..receipt.clone()
+        })
+        .collect()
 }
 
 fn subject(request: &PrivacyRequest) -> anyhow::Result<Subject> {
@@ -244,4 +277,40 @@ async fn forget_replies(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_large_export_is_sliced_into_numbered_receipts_that_join_back() {
+        let receipt = PrivacyReceipt {
+            request_id: "r".into(),
+            service: "loyalty".into(),
+            subject_found: true,
+            ..Default::default()
+        };
+        let document = b"{\"service\":\"loyalty\",\"tables\":{}}".repeat(10);
+        let receipts = split_export(receipt.clone(), &document, 64);
+        assert_eq!(receipts.len(), document.len().div_ceil(64));
+        assert!(receipts.iter().all(|r| r.parts == receipts.len() as i32
+            && r.export_id == receipts[0].export_id
+            && r.subject_found));
+        assert_eq!(
+            receipts.iter().map(|r| r.part).collect::<Vec<_>>(),
+            (1..=receipts.len() as i32).collect::<Vec<_>>()
+        );
+        let joined: Vec<u8> = receipts
+            .iter()
+            .flat_map(|r| r.export_json.clone())
+            .collect();
+        assert_eq!(joined, document);
+
+        let small = split_export(receipt, b"{}", 64);
+        assert_eq!(
+            (small.len(), small[0].parts, small[0].export_json.as_slice()),
+            (1, 1, &b"{}"[..])
+        );
+    }
 }
