@@ -27,7 +27,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    service::{Consents, channel_name, subject, subject_to_proto, write_record},
+    service::{Consents, channel_from, channel_name, subject, subject_to_proto, write_record},
     store::{self, Audit, RecordRow},
 };
 
@@ -245,9 +245,10 @@ impl Consents {
             }
             "objection" => {
                 let withdrawn = object(tx, actor, row).await?;
-                let resolution = match withdrawn.is_empty() {
-                    true => "no consent to withdraw".to_owned(),
-                    false => format!("consent withdrawn: {}", withdrawn.join(", ")),
+                let resolution = if withdrawn.is_empty() {
+                    "no consent to withdraw".to_owned()
+                } else {
+                    format!("consent withdrawn: {}", withdrawn.join(", "))
                 };
                 complete(tx, actor, row, &resolution).await
             }
@@ -916,13 +917,7 @@ fn to_proto(row: &RequestRow, answers: Vec<AnswerRow>) -> SubjectRequest {
         verification_method: row.verification_method.clone(),
         details: row.details.clone(),
         purposes: row.purposes.clone(),
-        channel: match row.channel.as_str() {
-            "web_form" => Channel::WebForm,
-            "paper" => Channel::Paper,
-            "call" => Channel::Call,
-            "email" => Channel::Email,
-            _ => Channel::InStore,
-        } as i32,
+        channel: channel_from(&row.channel) as i32,
         receive_time: Some(timestamp(row.received_at)),
         due_time: Some(timestamp(row.due_at)),
         overdue: row.overdue,

@@ -497,14 +497,19 @@ pub(crate) fn subject_to_proto(kind: &str, id: Uuid) -> Subject {
     }
 }
 
-pub(crate) fn record_to_proto(row: &RecordRow) -> ConsentRecord {
-    let channel = match row.channel.as_str() {
+/// A stored channel name back as the enum (only `channel_name`'s names are stored).
+pub(crate) fn channel_from(name: &str) -> Channel {
+    match name {
         "web_form" => Channel::WebForm,
         "paper" => Channel::Paper,
         "call" => Channel::Call,
         "email" => Channel::Email,
         _ => Channel::InStore,
-    };
+    }
+}
+
+pub(crate) fn record_to_proto(row: &RecordRow) -> ConsentRecord {
+    let channel = channel_from(&row.channel);
     ConsentRecord {
         id: row.id.to_string(),
         subject: Some(subject_to_proto(&row.subject_kind, row.subject_id)),

@@ -118,15 +118,15 @@ pub async fn run<H: Handler>(
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
         let dead_letters = kafka.producer()?;
-        let session = Session {
-            pool: &pool,
-            options: &options,
-            handler: &handler,
-            consumer: &consumer,
-            dead_letters: &dead_letters,
-            shutdown: &shutdown,
-        };
-        let outcome = session.consume().await;
+        let outcome = consume(
+            &pool,
+            &options,
+            &handler,
+            &consumer,
+            &dead_letters,
+            &shutdown,
+        )
+        .await;
         // librdkafka 2.12 can crash updating the metadata of a client that saw its topics vanish
         // and come back with new ids (confluentinc/librdkafka#5280): after losing the broker, a
         // fresh client starts over from the committed offsets. Closing may wait on the network.
@@ -148,77 +148,65 @@ enum Consumed {
 }
 
 /// One client's run: from subscribing until shutdown or losing the broker.
-struct Session<'a, H> {
-    pool: &'a PgPool,
-    options: &'a ConsumerOptions,
-    handler: &'a H,
-    consumer: &'a StreamConsumer,
-    dead_letters: &'a FutureProducer,
-    shutdown: &'a Shutdown,
-}
+async fn consume<H: Handler>(
+    pool: &PgPool,
+    options: &ConsumerOptions,
+    handler: &H,
+    consumer: &StreamConsumer,
+    dead_letters: &FutureProducer,
+    shutdown: &Shutdown,
+) -> Consumed {
+    loop {
+        let message = tokio::select! {
+            message = consumer.recv() => message,
+            _ = shutdown.clone().wait() => return Consumed::Stopped,
+        };
+        let message = match message {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, consumer = %options.name, "receiving from Kafka failed; reconnecting");
+                return Consumed::BrokerLost;
+            }
+        };
+        let event = to_event(&message);
+        let span = tracing::info_span!(
+            "consumer.process",
+            otel.name = %format!("{} process", event.topic),
+            otel.kind = "consumer",
+            otel.status_code = Empty,
+            messaging.system = "kafka",
+            messaging.operation.type = "process",
+            messaging.destination.name = %event.topic,
+            messaging.consumer.group.name = %options.name,
+            messaging.message.id = %event.id,
+            messaging.kafka.offset = message.offset(),
+            trace_id = Empty,
+        );
+        let producer_context = message
+            .headers()
+            .map(|headers| extract(&HeaderList(headers)))
+            .unwrap_or_default();
+        span.add_link(producer_context.span().span_context().clone());
+        adopt_parent(&span, producer_context);
 
-impl<H: Handler> Session<'_, H> {
-    async fn consume(&self) -> Consumed {
-        let Self {
+        let settled = process(
             pool,
             options,
             handler,
-            consumer,
             dead_letters,
+            &message,
+            &event,
             shutdown,
-        } = *self;
-        loop {
-            let message = tokio::select! {
-                message = consumer.recv() => message,
-                _ = shutdown.clone().wait() => return Consumed::Stopped,
-            };
-            let message = match message {
-                Ok(message) => message,
-                Err(error) => {
-                    tracing::warn!(%error, consumer = %options.name, "receiving from Kafka failed; reconnecting");
-                    return Consumed::BrokerLost;
-                }
-            };
-            let event = to_event(&message);
-            let span = tracing::info_span!(
-                "consumer.process",
-                otel.name = %format!("{} process", event.topic),
-                otel.kind = "consumer",
-                otel.status_code = Empty,
-                messaging.system = "kafka",
-                messaging.operation.type = "process",
-                messaging.destination.name = %event.topic,
-                messaging.consumer.group.name = %options.name,
-                messaging.message.id = %event.id,
-                messaging.kafka.offset = message.offset(),
-                trace_id = Empty,
-            );
-            let producer_context = message
-                .headers()
-                .map(|headers| extract(&HeaderList(headers)))
-                .unwrap_or_default();
-            span.add_link(producer_context.span().span_context().clone());
-            adopt_parent(&span, producer_context);
-
-            let settled = process(
-                pool,
-                options,
-                handler,
-                dead_letters,
-                &message,
-                &event,
-                shutdown,
-            )
-            .instrument(span)
-            .await;
-            if !settled {
-                // Stopping before the event was applied or parked: leave it for the next consumer.
-                return Consumed::Stopped;
-            }
-            if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
-                // The inbox makes the redelivery this may cause harmless.
-                tracing::warn!(%error, "committing the offset failed");
-            }
+        )
+        .instrument(span)
+        .await;
+        if !settled {
+            // Stopping before the event was applied or parked: leave it for the next consumer.
+            return Consumed::Stopped;
+        }
+        if let Err(error) = consumer.commit_message(&message, CommitMode::Async) {
+            // The inbox makes the redelivery this may cause harmless.
+            tracing::warn!(%error, "committing the offset failed");
         }
     }
 }
