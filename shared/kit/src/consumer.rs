@@ -115,22 +115,15 @@ pub async fn run<H: Handler>(
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .create()?;
+        let clients = ClosedAside(Some((consumer, kafka.producer()?)));
+        let (consumer, dead_letters) = &*clients;
         let topics: Vec<&str> = options.topics.iter().map(String::as_str).collect();
         consumer.subscribe(&topics)?;
-        let dead_letters = kafka.producer()?;
-        let outcome = consume(
-            &pool,
-            &options,
-            &handler,
-            &consumer,
-            &dead_letters,
-            &shutdown,
-        )
-        .await;
+        let outcome = consume(&pool, &options, &handler, consumer, dead_letters, &shutdown).await;
         // librdkafka 2.12 can crash updating the metadata of a client that saw its topics vanish
         // and come back with new ids (confluentinc/librdkafka#5280): after losing the broker, a
-        // fresh client starts over from the committed offsets. Closing may wait on the network.
-        tokio::task::spawn_blocking(move || drop((consumer, dead_letters)));
+        // fresh client starts over from the committed offsets.
+        drop(clients);
         match outcome {
             Consumed::Stopped => return Ok(()),
             Consumed::BrokerLost => {
@@ -145,6 +138,29 @@ pub async fn run<H: Handler>(
 enum Consumed {
     Stopped,
     BrokerLost,
+}
+
+/// Kafka clients that close on a thread of their own when dropped, also when the task holding them
+/// is cancelled: closing a consumer waits on the network and can block forever inside librdkafka
+/// (confluentinc/librdkafka#4041), which must never stall the runtime or its shutdown.
+struct ClosedAside<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> std::ops::Deref for ClosedAside<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0
+            .as_ref()
+            .expect("the clients are taken only when dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for ClosedAside<T> {
+    fn drop(&mut self) {
+        if let Some(clients) = self.0.take() {
+            std::thread::spawn(move || drop(clients));
+        }
+    }
 }
 
 /// One client's run: from subscribing until shutdown or losing the broker.
