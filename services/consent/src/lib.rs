@@ -39,7 +39,7 @@ pub fn migrator() -> Migrator {
 
 pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let consents = service::Consents::new(runtime.pool.clone(), &runtime.config.privacy);
-    tokio::spawn(consents.clone().resend_to_silent_services(shutdown.clone()));
+    tokio::spawn(consents.clone().tend_requests(shutdown.clone()));
     let receipts = ConsumerOptions {
         name: RECEIPTS_CONSUMER.into(),
         topics: vec![privacy::RECEIPT_TOPIC.into()],

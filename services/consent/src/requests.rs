@@ -482,8 +482,11 @@ impl Consents {
         for (service, export) in stored {
             let Some(export) = export else {
                 return Err(ServiceError::Precondition(
-                    "BUNDLE_ERASED",
-                    format!("the subject of request {id} was erased since; the bundle is gone"),
+                    "BUNDLE_GONE",
+                    format!(
+                        "the bundle of request {id} is no longer kept: its subject was erased since, or it is older than the {}-day retention",
+                        self.bundle_retention_days
+                    ),
                 ));
             };
             let part =
@@ -524,8 +527,9 @@ impl Consents {
             .collect())
     }
 
-    /// Sends requests again to services silent for longer than `retry_after`, until shutdown.
-    pub async fn resend_to_silent_services(self, shutdown: Shutdown) {
+    /// Until shutdown: sends requests again to services silent for longer than `retry_after`, and
+    /// drops export parts of bundles past their retention (they are the subject's data).
+    pub async fn tend_requests(self, shutdown: Shutdown) {
         let tick =
             (self.retry_after / 4).clamp(Duration::from_millis(500), Duration::from_secs(60));
         while shutdown.sleep(tick).await {
@@ -535,7 +539,29 @@ impl Consents {
                     "re-sending data-subject requests failed"
                 );
             }
+            if let Err(error) = self.drop_expired_bundles().await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "dropping expired bundles failed"
+                );
+            }
         }
+    }
+
+    async fn drop_expired_bundles(&self) -> Result<()> {
+        let dropped = sqlx::query(
+            "UPDATE subject_request_services s SET export_json = NULL FROM subject_requests r
+             WHERE r.id = s.request_id AND s.export_json IS NOT NULL
+               AND r.completed_at < now() - make_interval(days => $1)",
+        )
+        .bind(self.bundle_retention_days)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if dropped > 0 {
+            tracing::info!(dropped, "export parts past their retention dropped");
+        }
+        Ok(())
     }
 
     async fn resend_due(&self) -> Result<()> {

@@ -27,6 +27,8 @@ pub struct Consents {
     pub(crate) registry: Vec<String>,
     /// How long a service may stay silent before a request is sent to it again.
     pub(crate) retry_after: Duration,
+    /// Days a completed export's bundle can be fetched.
+    pub(crate) bundle_retention_days: i32,
 }
 
 impl Consents {
@@ -35,6 +37,7 @@ impl Consents {
             pool,
             registry: privacy.registry(),
             retry_after: privacy.retry_after(),
+            bundle_retention_days: privacy.bundle_retention_days,
         }
     }
 

@@ -11,7 +11,7 @@ use crm_proto::crm::{
     common::v1::PrivacyRequestType,
     consent::v1::{consent_service_client::ConsentServiceClient, *},
 };
-use crm_testkit::{ServiceUnderTest, TestService, eventually, token};
+use crm_testkit::{Broker, ServiceUnderTest, TestDatabase, TestService, eventually, token};
 use prost::Message;
 use rdkafka::{
     ClientConfig,
@@ -43,7 +43,16 @@ fn days_ago(days: u64) -> Option<prost_types::Timestamp> {
 }
 
 async fn start() -> (TestService, Client) {
-    let service = TestService::start(&CONSENT).await.unwrap();
+    let (database, broker) = (
+        TestDatabase::create().await.unwrap(),
+        Broker::start().await.unwrap(),
+    );
+    // Re-sends and retention run every half second.
+    let service = TestService::start_with(&CONSENT, database, broker, |config| {
+        config.privacy.retry_after_secs = 2;
+    })
+    .await
+    .unwrap();
     let client = ConsentServiceClient::new(
         service.channel(&token("dpo", &["consent.read", "consent.write"])),
     );
@@ -529,6 +538,29 @@ async fn a_sliced_export_is_joined_and_the_request_waits_for_every_registered_se
     assert_eq!(bundle["parts"]["loyalty"], loyalty_part);
     assert_eq!(bundle["parts"]["parties"], parties_part);
     assert_eq!(bundle["type"], "portability");
+
+    // Past the 30-day retention the subject's data is no longer kept for download.
+    sqlx::query(
+        "UPDATE subject_requests SET completed_at = now() - interval '31 days' WHERE id = $1::uuid",
+    )
+    .bind(&opened.id)
+    .execute(&mut service.db().await)
+    .await
+    .unwrap();
+    let gone = eventually(Duration::from_secs(20), || {
+        let mut client = client.clone();
+        let id = opened.id.clone();
+        async move {
+            client
+                .get_export_bundle(GetExportBundleRequest { id })
+                .await
+                .err()
+        }
+    })
+    .await
+    .expect("the bundle expires");
+    assert_eq!(gone.code(), Code::FailedPrecondition);
+    assert_eq!(gone.get_details_error_info().unwrap().reason, "BUNDLE_GONE");
     service.stop().await.unwrap();
 }
 

@@ -41,6 +41,9 @@ pub struct PrivacyConfig {
     /// `CRM__PRIVACY__RETRY_AFTER_SECS`: how long a service may stay silent before the request is
     /// sent to it again. Default 300.
     pub retry_after_secs: u64,
+    /// `CRM__PRIVACY__BUNDLE_RETENTION_DAYS`: how long a completed export's bundle (the subject's
+    /// data) is kept for download. Default 30.
+    pub bundle_retention_days: i32,
 }
 
 impl PrivacyConfig {
@@ -286,6 +289,12 @@ impl Config {
                 format!("{bad:?} is not a service name (lower case, digits, - and _)"),
             ));
         }
+        if !(1..=365).contains(&self.privacy.bundle_retention_days) {
+            return Err(ConfigError::key(
+                "privacy.bundle_retention_days",
+                "must be 1 to 365",
+            ));
+        }
         if self.privacy.retry_after_secs == 0 {
             return Err(ConfigError::key(
                 "privacy.retry_after_secs",
@@ -322,7 +331,7 @@ impl Config {
     }
 }
 
-fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 15] {
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 16] {
     [
         (
             "admin.listen",
@@ -345,6 +354,7 @@ fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 15] {
         ("telemetry.log_filter", "info".into()),
         ("privacy.services", "parties,loyalty".into()),
         ("privacy.retry_after_secs", 300.into()),
+        ("privacy.bundle_retention_days", 30.into()),
     ]
 }
 
@@ -499,6 +509,10 @@ mod tests {
             err.contains("privacy.services") && err.contains("Loyalty"),
             "{err}"
         );
+
+        std::fs::write(&file, "[privacy]\nbundle_retention_days = 0\n").unwrap();
+        let err = Config::load(SPEC, Some(&file)).unwrap_err().to_string();
+        assert!(err.contains("CRM__PRIVACY__BUNDLE_RETENTION_DAYS"), "{err}");
 
         std::fs::write(
             &file,

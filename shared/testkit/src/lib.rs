@@ -220,6 +220,7 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
         privacy: PrivacyConfig {
             services: "parties,loyalty".into(),
             retry_after_secs: 300,
+            bundle_retention_days: 30,
         },
     }
 }
