@@ -5,8 +5,15 @@ use std::time::Duration;
 
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
-    consent::v1::consent_service_client::ConsentServiceClient,
-    loyalty::v1::loyalty_service_client::LoyaltyServiceClient,
+    consent::v1::{
+        Channel, CreatePurposeRequest, Evidence, LegalBasis, Purpose, RecordConsentRequest,
+        Subject, SubjectKind, WithdrawConsentRequest, consent_service_client::ConsentServiceClient,
+    },
+    loyalty::v1::{
+        CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest, Direction,
+        OperationType, PointType, Program, ProgramKind, ProgramStatus,
+        loyalty_service_client::LoyaltyServiceClient,
+    },
     parties::v1::parties_service_client::PartiesServiceClient,
 };
 use crm_testkit::{Broker, ServiceUnderTest, TestDatabase, TestService, token};
@@ -32,6 +39,9 @@ pub const CONSENT: ServiceUnderTest = ServiceUnderTest {
     topics: &crm_consent::TOPICS,
     routes: crm_consent::routes,
 };
+
+/// The consent purpose loyalty membership depends on.
+pub const LOYALTY_PROGRAM: &str = "loyalty_program";
 
 /// How long consent waits for a silent service before sending the request again, in tests.
 pub const RETRY_AFTER: Duration = Duration::from_secs(2);
@@ -123,6 +133,101 @@ impl Suite {
         LoyaltyServiceClient::new(
             loyalty.channel(&token("cashier", &["loyalty.read", "loyalty.write"])),
         )
+    }
+
+    /// The consent purpose loyalty enrolment requires.
+    pub async fn loyalty_purpose(&self) {
+        self.consent_client()
+            .create_purpose(CreatePurposeRequest {
+                purpose: Some(Purpose {
+                    code: LOYALTY_PROGRAM.into(),
+                    description: "Membership of loyalty programs".into(),
+                    legal_basis: LegalBasis::Consent as i32,
+                    text: "I want to collect points".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("creating the loyalty_program purpose");
+    }
+
+    /// The party grants (or withdraws) its consent to `purpose`, in store.
+    pub async fn consent_to(&self, party_id: &str, purpose: &str, granted: bool) {
+        let subject = Some(Subject {
+            kind: SubjectKind::Party as i32,
+            id: party_id.into(),
+        });
+        let evidence = Some(Evidence {
+            channel: Channel::InStore as i32,
+            ..Default::default()
+        });
+        let mut consent = self.consent_client();
+        let recorded = if granted {
+            consent
+                .record_consent(RecordConsentRequest {
+                    subject,
+                    purpose: purpose.into(),
+                    evidence,
+                    ..Default::default()
+                })
+                .await
+        } else {
+            consent
+                .withdraw_consent(WithdrawConsentRequest {
+                    subject,
+                    purpose: purpose.into(),
+                    evidence,
+                    ..Default::default()
+                })
+                .await
+        };
+        recorded.expect("recording the consent");
+    }
+
+    /// An active B2C program with `basic` points and a `purchase` operation that accrues them.
+    pub async fn loyalty_program(&self) -> Program {
+        let mut loyalty = self.loyalty_client();
+        let program = loyalty
+            .create_program(CreateProgramRequest {
+                program: Some(Program {
+                    display_name: "Club".into(),
+                    kind: ProgramKind::B2c as i32,
+                    currency_code: "PLN".into(),
+                    status: ProgramStatus::Active as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("creating a program")
+            .into_inner();
+        loyalty
+            .define_point_type(DefinePointTypeRequest {
+                program_id: program.id.clone(),
+                point_type: Some(PointType {
+                    code: "basic".into(),
+                    display_name: "Basic points".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("defining points");
+        loyalty
+            .define_operation_type(DefineOperationTypeRequest {
+                program_id: program.id.clone(),
+                operation_type: Some(OperationType {
+                    code: "purchase".into(),
+                    display_name: "Purchase".into(),
+                    direction: Direction::Accrue as i32,
+                    default_point_type: "basic".into(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("defining purchases")
+            .into_inner()
     }
 
     pub async fn parties_db(&self) -> PgConnection {

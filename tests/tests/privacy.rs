@@ -2,20 +2,16 @@
 
 use std::time::Duration;
 
-use crm_e2e::{Suite, find_in_database};
+use crm_e2e::{LOYALTY_PROGRAM, Suite, find_in_database};
 use crm_kit::privacy::REQUEST_TOPIC;
 use crm_proto::crm::{
     common::v1::{Date, PostalAddress, PrivacyRequestType},
     consent::v1::{
-        Channel, CreatePurposeRequest, Evidence, GetExportBundleRequest, GetSubjectRequestRequest,
-        LegalBasis, ListAuditLogRequest, OpenSubjectRequestRequest, Purpose, RecordConsentRequest,
-        Subject, SubjectKind, SubjectRequest, SubjectRequestStatus, VerifySubjectRequestRequest,
+        Channel, GetExportBundleRequest, GetSubjectRequestRequest, ListAuditLogRequest,
+        OpenSubjectRequestRequest, Subject, SubjectKind, SubjectRequest, SubjectRequestStatus,
+        VerifySubjectRequestRequest,
     },
-    loyalty::v1::{
-        AccountRef, DefineOperationTypeRequest, DefinePointTypeRequest, Direction, EnrollRequest,
-        GetBalanceRequest, OperationType, PointType, Program, ProgramKind, ProgramStatus,
-        RecordOperationRequest,
-    },
+    loyalty::v1::{AccountRef, EnrollRequest, GetBalanceRequest, RecordOperationRequest},
     parties::v1::{
         ContactPoint, ContactPointKind, CreatePartyRequest, GetPartyRequest, Party, PartyKind,
         PersonName, UpdatePersonRequest,
@@ -100,73 +96,10 @@ async fn member(suite: &Suite) -> Member {
         .await
         .unwrap();
 
-    let mut consent = suite.consent_client();
-    consent
-        .create_purpose(CreatePurposeRequest {
-            purpose: Some(Purpose {
-                code: "loyalty_program".into(),
-                description: "Membership of loyalty programs".into(),
-                legal_basis: LegalBasis::Consent as i32,
-                text: "I want to collect points".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    consent
-        .record_consent(RecordConsentRequest {
-            subject: Some(subject(&party)),
-            purpose: "loyalty_program".into(),
-            evidence: Some(Evidence {
-                channel: Channel::InStore as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-
+    suite.loyalty_purpose().await;
+    suite.consent_to(&party.id, LOYALTY_PROGRAM, true).await;
+    let program = suite.loyalty_program().await;
     let mut loyalty = suite.loyalty_client();
-    let program = loyalty
-        .create_program(crm_proto::crm::loyalty::v1::CreateProgramRequest {
-            program: Some(Program {
-                display_name: "Club".into(),
-                kind: ProgramKind::B2c as i32,
-                currency_code: "PLN".into(),
-                status: ProgramStatus::Active as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    loyalty
-        .define_point_type(DefinePointTypeRequest {
-            program_id: program.id.clone(),
-            point_type: Some(PointType {
-                code: "basic".into(),
-                display_name: "Basic points".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    loyalty
-        .define_operation_type(DefineOperationTypeRequest {
-            program_id: program.id.clone(),
-            operation_type: Some(OperationType {
-                code: "purchase".into(),
-                display_name: "Purchase".into(),
-                direction: Direction::Accrue as i32,
-                default_point_type: "basic".into(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
     let membership = loyalty
         .enroll(EnrollRequest {
             program_id: program.id,

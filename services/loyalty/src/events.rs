@@ -3,7 +3,8 @@
 use crm_kit::{outbox, store::Tx};
 use uuid::Uuid;
 
-/// Key: membership id. MembershipEnrolled, MembershipSuspended, MembershipLeft.
+/// Key: membership id. MembershipEnrolled, MembershipSuspended, MembershipReactivated,
+/// MembershipLeft, TierChanged and the card events.
 pub const MEMBERSHIP_TOPIC: &str = "crm.loyalty.membership.v1";
 /// Key: membership id, so one member's points events stay in order. PointsAccrued,
 /// PointsRedeemed, PointsReversed, HoldPlaced, HoldCaptured, HoldVoided, HoldExpired.

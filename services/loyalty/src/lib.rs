@@ -4,6 +4,7 @@
 
 pub mod bulk;
 pub mod cards;
+pub mod consents;
 pub mod coupons;
 pub mod discounts;
 pub mod events;
@@ -58,6 +59,13 @@ pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceR
         retry_delay: Duration::from_millis(500),
     };
     consumer::spawn(runtime, invoices, invoices::InvoiceAccrual, shutdown);
+    let consents = ConsumerOptions {
+        name: consents::CONSUMER.into(),
+        topics: vec![consents::CONSENT_TOPIC.into()],
+        max_attempts: 5,
+        retry_delay: Duration::from_millis(500),
+    };
+    consumer::spawn(runtime, consents, consents::ConsentGate, shutdown);
     crm_kit::privacy::join(runtime, shutdown, privacy::LoyaltyPrivacy);
     Ok((
         Routes::new(LoyaltyServiceServer::new(loyalty)),

@@ -368,7 +368,8 @@ pub async fn set_membership_status(
     subject: &str,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE memberships SET status = $2, updated_by = $3, updated_at = now(), version = version + 1
+        "UPDATE memberships SET status = $2, suspended_for_consent = false, updated_by = $3,
+             updated_at = now(), version = version + 1
          WHERE id = $1",
     )
     .bind(id)

@@ -1,0 +1,87 @@
+//! Loyalty's local view of the `loyalty_program` consent, from the consent service's events
+//! (`crm.consent.consent.v1`, contract `proto/crm/consent/v1/events.proto`): a withdrawal suspends
+//! the party's active memberships, so nothing more is accrued or redeemed, and a new grant
+//! reactivates the memberships the withdrawal suspended. Enrolment asks the consent service itself.
+
+use crm_kit::{
+    consumer::{Event, HandleError, Handler},
+    store::Tx,
+};
+use crm_proto::crm::{
+    consent::v1::{ConsentChanged, ConsentStatus, SubjectKind},
+    loyalty::v1::{MembershipReactivated, MembershipSuspended},
+};
+use prost::Message;
+use uuid::Uuid;
+
+use crate::events;
+
+pub const CONSENT_TOPIC: &str = "crm.consent.consent.v1";
+/// The consumer group, and the `updated_by` of the memberships it changes.
+pub const CONSUMER: &str = "crm-loyalty.consents";
+/// The purpose membership depends on.
+pub const PURPOSE: &str = "loyalty_program";
+
+pub struct ConsentGate;
+
+impl Handler for ConsentGate {
+    async fn handle(&self, tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
+        let change = ConsentChanged::decode(event.payload.as_slice()).map_err(|e| {
+            HandleError::Reject(anyhow::anyhow!("not a crm.consent.v1.ConsentChanged: {e}"))
+        })?;
+        let subject = change.subject.clone().unwrap_or_default();
+        if change.purpose != PURPOSE || subject.kind() != SubjectKind::Party {
+            return Ok(());
+        }
+        let party: Uuid = subject
+            .id
+            .parse()
+            .map_err(|e| HandleError::Reject(anyhow::anyhow!("subject.id: {e}")))?;
+        let applied = match change.status() {
+            ConsentStatus::Withdrawn => suspend(tx, party).await,
+            ConsentStatus::Granted => reactivate(tx, party).await,
+            _ => Ok(()),
+        };
+        applied.map_err(|e| HandleError::Retry(e.into()))
+    }
+}
+
+async fn suspend(tx: &mut Tx, party: Uuid) -> sqlx::Result<()> {
+    let suspended: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE memberships SET status = 'suspended', suspended_for_consent = true,
+             updated_by = $2, updated_at = now(), version = version + 1
+         WHERE party_id = $1 AND status = 'active' RETURNING id",
+    )
+    .bind(party)
+    .bind(CONSUMER)
+    .fetch_all(&mut **tx)
+    .await?;
+    for id in suspended {
+        let event = MembershipSuspended {
+            membership_id: id.to_string(),
+            reason: format!("the party withdrew its {PURPOSE} consent"),
+        };
+        events::membership(tx, id, &event).await?;
+    }
+    Ok(())
+}
+
+async fn reactivate(tx: &mut Tx, party: Uuid) -> sqlx::Result<()> {
+    let reactivated: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE memberships SET status = 'active', suspended_for_consent = false,
+             updated_by = $2, updated_at = now(), version = version + 1
+         WHERE party_id = $1 AND status = 'suspended' AND suspended_for_consent RETURNING id",
+    )
+    .bind(party)
+    .bind(CONSUMER)
+    .fetch_all(&mut **tx)
+    .await?;
+    for id in reactivated {
+        let event = MembershipReactivated {
+            membership_id: id.to_string(),
+            reason: format!("the party granted its {PURPOSE} consent again"),
+        };
+        events::membership(tx, id, &event).await?;
+    }
+    Ok(())
+}
