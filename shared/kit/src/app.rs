@@ -91,6 +91,7 @@ impl Runtime {
         let mut kafka = Kafka::new(brokers, &config.kafka);
         if local_kafka.is_some() {
             kafka.create_topics = false;
+            kafka.mock = true;
         }
 
         let listener = TcpListener::bind(config.grpc_listen()?).await?;

@@ -8,6 +8,7 @@ use std::{future::Future, time::Duration};
 use rdkafka::{
     Message,
     consumer::{CommitMode, Consumer, StreamConsumer},
+    error::{KafkaError, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers},
     producer::{FutureProducer, FutureRecord},
 };
@@ -163,6 +164,13 @@ impl<T: Send + 'static> Drop for ClosedAside<T> {
     }
 }
 
+fn broker_lost(error: &KafkaError) -> bool {
+    matches!(
+        error.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
+    )
+}
+
 /// One client's run: from subscribing until shutdown or losing the broker.
 async fn consume<H: Handler>(
     pool: &PgPool,
@@ -172,16 +180,29 @@ async fn consume<H: Handler>(
     dead_letters: &FutureProducer,
     shutdown: &Shutdown,
 ) -> Consumed {
+    let mut backoff = Backoff::default();
     loop {
         let message = tokio::select! {
             message = consumer.recv() => message,
             _ = shutdown.clone().wait() => return Consumed::Stopped,
         };
         let message = match message {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, consumer = %options.name, "receiving from Kafka failed; reconnecting");
+            Ok(message) => {
+                backoff = Backoff::default();
+                message
+            }
+            Err(error) if broker_lost(&error) => {
+                tracing::warn!(%error, consumer = %options.name, "lost the broker; reconnecting");
                 return Consumed::BrokerLost;
+            }
+            // e.g. a topic not created yet: the same client sees it once it exists.
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, consumer = %options.name, retry_in = ?delay, "receiving from Kafka failed");
+                if !shutdown.sleep(delay).await {
+                    return Consumed::Stopped;
+                }
+                continue;
             }
         };
         let event = to_event(&message);

@@ -17,6 +17,9 @@ use crate::config::KafkaConfig;
 pub struct Kafka {
     pub brokers: String,
     pub create_topics: bool,
+    /// The in-process mock cluster of local mode: its admin API never answers, so topics a
+    /// consumer subscribes to are created by asking for them.
+    pub mock: bool,
     pub topic_partitions: i32,
     pub replication_factor: i32,
     pub message_timeout: Duration,
@@ -27,6 +30,7 @@ impl Kafka {
         Self {
             brokers,
             create_topics: config.create_topics,
+            mock: false,
             topic_partitions: config.topic_partitions,
             replication_factor: config.replication_factor,
             message_timeout: Duration::from_millis(config.message_timeout_ms),
@@ -36,6 +40,9 @@ impl Kafka {
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
+        if self.mock {
+            config.set("allow.auto.create.topics", "true");
+        }
         config
     }
 
