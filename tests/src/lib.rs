@@ -235,16 +235,14 @@ impl Suite {
     }
 
     pub async fn loyalty_db(&self) -> PgConnection {
-        match (&self.loyalty, &self.stopped) {
-            (Some(loyalty), _) => loyalty.db().await,
-            (None, Some(database)) => {
-                use sqlx::Connection;
-                PgConnection::connect(&database.url)
-                    .await
-                    .expect("connecting to loyalty's database")
-            }
-            (None, None) => unreachable!("loyalty has a database, running or not"),
-        }
+        let database = match &self.loyalty {
+            Some(loyalty) => &loyalty.database,
+            None => self
+                .stopped
+                .as_ref()
+                .expect("loyalty has a database, running or not"),
+        };
+        database.connect().await
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {

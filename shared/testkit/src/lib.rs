@@ -68,6 +68,13 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
+    /// A connection to it, to check what a service stored.
+    pub async fn connect(&self) -> PgConnection {
+        PgConnection::connect(&self.url)
+            .await
+            .expect("connecting to the test database")
+    }
+
     pub async fn create() -> anyhow::Result<Self> {
         let admin = admin_url();
         let name = format!("crm_test_{}", Uuid::now_v7().simple());
@@ -308,9 +315,7 @@ impl TestService {
 
     /// A connection to the service's database, to check what it stored.
     pub async fn db(&self) -> PgConnection {
-        PgConnection::connect(&self.database.url)
-            .await
-            .expect("connecting to the test database")
+        self.database.connect().await
     }
 
     /// Graceful shutdown: drains calls and publishes what they committed.
