@@ -114,6 +114,10 @@ impl Suite {
         Ok(())
     }
 
+    pub fn loyalty(&self) -> &TestService {
+        self.loyalty.as_ref().expect("loyalty is running")
+    }
+
     pub fn parties_client(&self) -> PartiesServiceClient<TracedChannel> {
         PartiesServiceClient::new(
             self.parties
@@ -122,16 +126,16 @@ impl Suite {
     }
 
     pub fn consent_client(&self) -> ConsentServiceClient<TracedChannel> {
-        ConsentServiceClient::new(
-            self.consent
-                .channel(&token("dpo", &["consent.read", "consent.write"])),
-        )
+        ConsentServiceClient::new(self.consent.channel(&token(
+            "dpo",
+            &["consent.read", "consent.write", "privacy.export"],
+        )))
     }
 
     pub fn loyalty_client(&self) -> LoyaltyServiceClient<TracedChannel> {
-        let loyalty = self.loyalty.as_ref().expect("loyalty is running");
         LoyaltyServiceClient::new(
-            loyalty.channel(&token("cashier", &["loyalty.read", "loyalty.write"])),
+            self.loyalty()
+                .channel(&token("cashier", &["loyalty.read", "loyalty.write"])),
         )
     }
 

@@ -126,8 +126,7 @@ impl Consents {
         );
         v.finish()?;
         let received_at = received_at.unwrap_or_else(Utc::now);
-        let (mut tx, claim) =
-            fresh_or_replay!(begin(&self.pool, &req.request_id, "OpenSubjectRequest", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(begin(&self.pool, actor, &req).await?);
         let mut v = FieldViolations::new();
         for (i, code) in req.purposes.iter().enumerate() {
             if store::purpose(&mut tx, code).await?.is_none() {
@@ -185,9 +184,7 @@ impl Consents {
             "say how the subject's identity was checked",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            begin(&self.pool, &req.request_id, "VerifySubjectRequest", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(begin(&self.pool, actor, &req).await?);
         let row = lock(&mut tx, id).await?;
         if row.status != "received" {
             return Err(ServiceError::Precondition(
@@ -324,9 +321,7 @@ impl Consents {
             "say why it is cancelled",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            begin(&self.pool, &req.request_id, "CancelSubjectRequest", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(begin(&self.pool, actor, &req).await?);
         let row = lock(&mut tx, id).await?;
         open_or_refuse(&row)?;
         if row.kind == "erasure" && row.status == "in_progress" {
@@ -363,9 +358,7 @@ impl Consents {
             "the subject must be told why: give the reason",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            begin(&self.pool, &req.request_id, "ExtendSubjectRequest", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(begin(&self.pool, actor, &req).await?);
         let row = lock(&mut tx, id).await?;
         open_or_refuse(&row)?;
         if row.extension_days + req.days > MAX_EXTENSION_DAYS {
@@ -407,9 +400,7 @@ impl Consents {
             "say what was done",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            begin(&self.pool, &req.request_id, "CompleteSubjectRequest", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(begin(&self.pool, actor, &req).await?);
         let row = lock(&mut tx, id).await?;
         if !matches!(row.kind.as_str(), "rectification" | "restriction")
             || row.status != "in_progress"
@@ -436,7 +427,8 @@ impl Consents {
         let mut v = FieldViolations::new();
         let id = uuid(&req.id, "id", &mut v);
         v.finish()?;
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, actor, &req).await?);
         let row = lock(&mut tx, id).await?;
         if !row.fanned_out() || row.status != "in_progress" {
             return Err(ServiceError::Precondition(
@@ -449,7 +441,7 @@ impl Consents {
         }
         resend(&mut tx, actor, &row).await?;
         let answer = load(&mut tx, id).await?;
-        tx.commit().await?;
+        claim.commit(tx, &answer).await?;
         Ok(answer)
     }
 

@@ -84,9 +84,8 @@ impl Consents {
             }
         };
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.request_id, "CreatePurpose", &req).await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         let created = sqlx::query(
             "INSERT INTO purposes (code, description, legal_basis) VALUES ($1, $2, $3)",
         )
@@ -141,9 +140,8 @@ impl Consents {
         let mut v = FieldViolations::new();
         v.check(!req.text.trim().is_empty(), "text", "must not be empty");
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.request_id, "PublishPurposeText", &req).await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         let current: Option<i32> =
             sqlx::query_scalar("SELECT text_version FROM purposes WHERE code = $1 FOR UPDATE")
                 .bind(&req.code)
@@ -197,17 +195,8 @@ impl Consents {
             purpose: &req.purpose,
             evidence: req.evidence.as_ref(),
         };
-        self.change(
-            subject,
-            &req.request_id,
-            "RecordConsent",
-            &req,
-            change,
-            "granted",
-            expires_at,
-            v,
-        )
-        .await
+        self.change(subject, &req, change, "granted", expires_at, v)
+            .await
     }
 
     pub async fn withdraw_consent(
@@ -221,17 +210,8 @@ impl Consents {
             evidence: req.evidence.as_ref(),
         };
         let v = FieldViolations::new();
-        self.change(
-            subject,
-            &req.request_id,
-            "WithdrawConsent",
-            &req,
-            change,
-            "withdrawn",
-            None,
-            v,
-        )
-        .await
+        self.change(subject, &req, change, "withdrawn", None, v)
+            .await
     }
 
     /// Records a grant or a withdrawal with its evidence, audit entry and event.
@@ -239,9 +219,7 @@ impl Consents {
     async fn change(
         &self,
         actor: &str,
-        request_id: &str,
-        method: &str,
-        request: &impl prost::Message,
+        request: &(impl crm_kit::store::Idempotent + prost::Message),
         change: Change<'_>,
         status: &str,
         expires_at: Option<DateTime<Utc>>,
@@ -262,7 +240,7 @@ impl Consents {
         );
         v.finish()?;
         let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, request_id, method, request).await?);
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, actor, request).await?);
         let Some(purpose) = store::purpose(&mut tx, change.purpose).await? else {
             let mut v = FieldViolations::new();
             v.add("purpose", format!("{:?} is not a purpose", change.purpose));

@@ -53,9 +53,10 @@ async fn start() -> (TestService, Client) {
     })
     .await
     .unwrap();
-    let client = ConsentServiceClient::new(
-        service.channel(&token("dpo", &["consent.read", "consent.write"])),
-    );
+    let client = ConsentServiceClient::new(service.channel(&token(
+        "dpo",
+        &["consent.read", "consent.write", "privacy.export"],
+    )));
     (service, client)
 }
 

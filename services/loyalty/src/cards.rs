@@ -182,9 +182,8 @@ impl Loyalty {
         let person_id = optional_uuid(&req.person_id, "person_id", &mut v);
         let parent_id = optional_uuid(&req.parent_card_id, "parent_card_id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.request_id, "IssueCard", &req).await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         let membership = store::lock_membership(&mut tx, membership_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Membership", membership_id.to_string()))?;
@@ -234,17 +233,8 @@ impl Loyalty {
     }
 
     pub async fn activate_card(&self, subject: &str, req: ActivateCardRequest) -> Result<Card> {
-        self.move_card(
-            subject,
-            &req.id,
-            &req.request_id,
-            "ActivateCard",
-            &req,
-            &["issued"],
-            "active",
-            "",
-        )
-        .await
+        self.move_card(subject, &req.id, &req, &["issued"], "active", "")
+            .await
     }
 
     pub async fn block_card(&self, subject: &str, req: BlockCardRequest) -> Result<Card> {
@@ -252,8 +242,6 @@ impl Loyalty {
         self.move_card(
             subject,
             &req.id,
-            &req.request_id,
-            "BlockCard",
             &req,
             &["issued", "active"],
             "blocked",
@@ -266,8 +254,6 @@ impl Loyalty {
         self.move_card(
             subject,
             &req.id,
-            &req.request_id,
-            "CloseCard",
             &req,
             &["issued", "active", "blocked"],
             "closed",
@@ -280,9 +266,8 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(&req.id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.request_id, "ReissueCard", &req).await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         let old = lock(&mut tx, id).await?;
         if old.status == "closed" {
             return Err(ServiceError::Precondition(
@@ -346,9 +331,7 @@ impl Loyalty {
         &self,
         subject: &str,
         id: &str,
-        request_id: &str,
-        method: &str,
-        request: &impl prost::Message,
+        request: &(impl crm_kit::store::Idempotent + prost::Message),
         from: &[&str],
         to: &str,
         reason: &str,
@@ -357,7 +340,7 @@ impl Loyalty {
         let id = uuid(id, "id", &mut v);
         v.finish()?;
         let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, request_id, method, request).await?);
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, request).await?);
         let card = lock(&mut tx, id).await?;
         if card.status != to {
             if !from.contains(&card.status.as_str()) {

@@ -182,10 +182,8 @@ impl Loyalty {
         }
         let name = display_name(&input.display_name, "definition.display_name", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.request_id, "CreateCouponDefinition", &req)
-                .await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
@@ -216,6 +214,7 @@ impl Loyalty {
 
     pub async fn generate_coupons(
         &self,
+        subject: &str,
         req: GenerateCouponsRequest,
     ) -> Result<GenerateCouponsResponse> {
         let mut v = FieldViolations::new();
@@ -242,9 +241,8 @@ impl Loyalty {
             "give a count or membership_ids, not both",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.request_id, "GenerateCoupons", &req).await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         let definition = definition(&mut tx, definition_id).await?;
         if definition.per_member == members.is_empty() {
             let mut v = FieldViolations::new();
@@ -342,9 +340,8 @@ impl Loyalty {
         );
         v.finish()?;
         let (code, membership) = coupon_args(&req.code, &req.membership_id)?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.redemption_id, "RedeemCoupon", &req).await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         let coupon: CouponRow = sqlx::query_as("SELECT * FROM coupons WHERE code = $1")
             .bind(&code)
             .fetch_optional(&mut *tx)

@@ -90,9 +90,8 @@ impl Loyalty {
             );
         }
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.request_id, "SetDiscount", &req).await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         let row: DiscountRow = sqlx::query_as(
             "INSERT INTO discounts (id, party_id, price_list, category, percentage, turnover_threshold, currency_code,
                  valid_from, valid_to, created_by, updated_by)

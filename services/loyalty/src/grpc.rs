@@ -70,11 +70,13 @@ impl LoyaltyService for Loyalty {
     }
 
     async fn define_tier(&self, request: Request<DefineTierRequest>) -> Reply<Program> {
-        reply(Loyalty::define_tier(self, request.into_inner()).await)
+        let subject = subject(&request);
+        reply(Loyalty::define_tier(self, &subject, request.into_inner()).await)
     }
 
     async fn assign_tier(&self, request: Request<AssignTierRequest>) -> Reply<Membership> {
-        reply(Loyalty::assign_tier(self, request.into_inner()).await)
+        let subject = subject(&request);
+        reply(Loyalty::assign_tier(self, &subject, request.into_inner()).await)
     }
 
     async fn issue_card(&self, request: Request<IssueCardRequest>) -> Reply<Card> {
@@ -118,7 +120,8 @@ impl LoyaltyService for Loyalty {
         &self,
         request: Request<GenerateCouponsRequest>,
     ) -> Reply<GenerateCouponsResponse> {
-        reply(Loyalty::generate_coupons(self, request.into_inner()).await)
+        let subject = subject(&request);
+        reply(Loyalty::generate_coupons(self, &subject, request.into_inner()).await)
     }
 
     async fn validate_coupon(
@@ -216,7 +219,8 @@ impl LoyaltyService for Loyalty {
     }
 
     async fn hold_points(&self, request: Request<HoldPointsRequest>) -> Reply<Hold> {
-        reply(Loyalty::hold_points(self, request.into_inner()).await)
+        let subject = subject(&request);
+        reply(Loyalty::hold_points(self, &subject, request.into_inner()).await)
     }
 
     async fn capture_hold(&self, request: Request<CaptureHoldRequest>) -> Reply<Hold> {
@@ -225,6 +229,7 @@ impl LoyaltyService for Loyalty {
     }
 
     async fn void_hold(&self, request: Request<VoidHoldRequest>) -> Reply<Hold> {
-        reply(Loyalty::void_hold(self, request.into_inner()).await)
+        let subject = subject(&request);
+        reply(Loyalty::void_hold(self, &subject, request.into_inner()).await)
     }
 }

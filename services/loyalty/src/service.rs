@@ -131,9 +131,7 @@ impl Loyalty {
         };
         check_validity(&program, &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "CreateProgram", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         store::insert_program(&mut tx, &program).await?;
         let program = program_in(&mut tx, program.id).await?;
         claim.commit(tx, &program).await?;
@@ -168,9 +166,7 @@ impl Loyalty {
             &mut v,
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "UpdateProgram", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let mut program = store::lock_program(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", id))?;
@@ -272,9 +268,7 @@ impl Loyalty {
             reversal_floor: input.reversal_floor,
         };
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "DefinePointType", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -317,9 +311,7 @@ impl Loyalty {
             ),
         };
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "DefineOperationType", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -369,8 +361,7 @@ impl Loyalty {
         }
         self.require_enrolment_consent(party_id).await?;
 
-        let (mut tx, claim) =
-            fresh_or_replay!(kit_store::begin(&self.pool, &req.request_id, "Enroll", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let program = store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -493,18 +484,12 @@ impl Loyalty {
         req: SuspendMembershipRequest,
     ) -> Result<Membership> {
         let reason = req.reason.trim().to_owned();
-        self.change_membership(
-            subject,
-            &req.id,
-            &req.request_id,
-            "SuspendMembership",
-            &req,
-            "suspended",
-            |id| MembershipSuspended {
+        self.change_membership(subject, &req.id, &req, "suspended", |id| {
+            MembershipSuspended {
                 membership_id: id.to_string(),
                 reason,
-            },
-        )
+            }
+        })
         .await
     }
 
@@ -513,17 +498,9 @@ impl Loyalty {
         subject: &str,
         req: LeaveProgramRequest,
     ) -> Result<Membership> {
-        self.change_membership(
-            subject,
-            &req.id,
-            &req.request_id,
-            "LeaveProgram",
-            &req,
-            "left",
-            |id| MembershipLeft {
-                membership_id: id.to_string(),
-            },
-        )
+        self.change_membership(subject, &req.id, &req, "left", |id| MembershipLeft {
+            membership_id: id.to_string(),
+        })
         .await
     }
 
@@ -532,9 +509,7 @@ impl Loyalty {
         &self,
         subject: &str,
         id: &str,
-        request_id: &str,
-        method: &str,
-        request: &impl prost::Message,
+        request: &(impl crm_kit::store::Idempotent + prost::Message),
         status: &str,
         event: impl FnOnce(Uuid) -> M,
     ) -> Result<Membership> {
@@ -542,7 +517,7 @@ impl Loyalty {
         let id = uuid(id, "id", &mut v);
         v.finish()?;
         let (mut tx, claim) =
-            fresh_or_replay!(kit_store::begin(&self.pool, request_id, method, request).await?);
+            fresh_or_replay!(kit_store::begin(&self.pool, subject, request).await?);
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", id))?;
@@ -647,9 +622,7 @@ impl Loyalty {
         check_points(req.points, "points", &mut v);
         let operation_type = code(&req.operation_type, "operation_type", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.operation_id, "RecordOperation", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let program_types = self.types_for(&mut tx, req.account.as_ref()).await?;
         let Some(op_type) = program_types
             .iter()
@@ -710,9 +683,7 @@ impl Loyalty {
             "is required",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.operation_id, "ReverseOperation", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let original = store::lock_operation_by_client_id(&mut tx, &req.original_operation_id)
             .await?
             .ok_or_else(|| {
@@ -843,9 +814,7 @@ impl Loyalty {
             period_days: input.period_days,
         };
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "SetAccrualRules", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -869,7 +838,7 @@ impl Loyalty {
 
     // --- holds -----------------------------------------------------------------------------
 
-    pub async fn hold_points(&self, req: HoldPointsRequest) -> Result<Hold> {
+    pub async fn hold_points(&self, subject: &str, req: HoldPointsRequest) -> Result<Hold> {
         let mut v = FieldViolations::new();
         v.check(
             !req.hold_id.trim().is_empty(),
@@ -888,8 +857,7 @@ impl Loyalty {
             "must be between 1 and 2592000 (30 days); 0 means 900",
         );
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(kit_store::begin(&self.pool, &req.hold_id, "HoldPoints", &req).await?);
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let target = self
             .write_target(&mut tx, req.account.as_ref(), None)
             .await?;
@@ -937,7 +905,7 @@ impl Loyalty {
             "must not be negative; 0 captures the whole hold",
         );
         v.finish()?;
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let hold = self.pending_hold(&mut tx, &req.hold_id).await?;
         let hold = match hold {
             HoldState::Pending(hold) => hold,
@@ -950,7 +918,7 @@ impl Loyalty {
             }
             HoldState::Settled(hold) => return Err(hold_not_pending(&hold)),
             HoldState::Expired(hold) => {
-                tx.commit().await?;
+                claim.commit_failed(tx).await?;
                 return Err(hold_not_pending(&hold));
             }
         };
@@ -1017,21 +985,21 @@ impl Loyalty {
         };
         events::points(&mut tx, hold.membership_id, &event).await?;
         let hold = hold_in(&mut tx, hold.id).await?;
-        tx.commit().await?;
+        claim.commit(tx, &hold).await?;
         Ok(hold)
     }
 
-    pub async fn void_hold(&self, req: VoidHoldRequest) -> Result<Hold> {
+    pub async fn void_hold(&self, subject: &str, req: VoidHoldRequest) -> Result<Hold> {
         let mut v = FieldViolations::new();
         v.check(!req.hold_id.trim().is_empty(), "hold_id", "is required");
         v.finish()?;
-        let mut tx = self.pool.begin().await?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let hold = match self.pending_hold(&mut tx, &req.hold_id).await? {
             HoldState::Pending(hold) => hold,
             HoldState::Settled(hold) if hold.status == "voided" => return Ok(hold_to_proto(&hold)),
             HoldState::Settled(hold) => return Err(hold_not_pending(&hold)),
             HoldState::Expired(hold) => {
-                tx.commit().await?;
+                claim.commit_failed(tx).await?;
                 return Err(hold_not_pending(&hold));
             }
         };
@@ -1052,7 +1020,7 @@ impl Loyalty {
         )
         .await?;
         let hold = hold_in(&mut tx, hold.id).await?;
-        tx.commit().await?;
+        claim.commit(tx, &hold).await?;
         Ok(hold)
     }
 

@@ -128,7 +128,7 @@ pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
 }
 
 impl Loyalty {
-    pub async fn define_tier(&self, req: DefineTierRequest) -> Result<Program> {
+    pub async fn define_tier(&self, subject: &str, req: DefineTierRequest) -> Result<Program> {
         let mut v = FieldViolations::new();
         let program_id = uuid(&req.program_id, "program_id", &mut v);
         v.check(req.tier.is_some(), "tier", "is required");
@@ -150,9 +150,8 @@ impl Loyalty {
             window_months: input.window_months,
         };
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.request_id, "DefineTier", &req).await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
@@ -174,13 +173,12 @@ impl Loyalty {
         Ok(program)
     }
 
-    pub async fn assign_tier(&self, req: AssignTierRequest) -> Result<Membership> {
+    pub async fn assign_tier(&self, subject: &str, req: AssignTierRequest) -> Result<Membership> {
         let mut v = FieldViolations::new();
         let id = uuid(&req.membership_id, "membership_id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            crm_kit::store::begin(&self.pool, &req.request_id, "AssignTier", &req).await?
-        );
+        let (mut tx, claim) =
+            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Membership", id.to_string()))?;

@@ -279,6 +279,7 @@ async fn holds_reserve_then_capture_void_or_expire() {
     let late = client
         .void_hold(VoidHoldRequest {
             hold_id: "h-1".into(),
+            ..Default::default()
         })
         .await
         .unwrap_err();
@@ -288,6 +289,7 @@ async fn holds_reserve_then_capture_void_or_expire() {
     let voided = client
         .void_hold(VoidHoldRequest {
             hold_id: "h-2".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

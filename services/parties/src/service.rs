@@ -127,9 +127,7 @@ impl Parties {
             .collect();
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "CreateParty", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let id = Uuid::now_v7();
         let kind = if organization {
             "organization"
@@ -185,9 +183,7 @@ impl Parties {
         let paths = mask_paths(req.update_mask.as_ref(), &PARTY_PATHS, &mut v);
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "UpdateParty", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let row = locked_party(&mut tx, id).await?;
         check_etag("party", &input.etag, row.version)?;
         require_active(&row)?;
@@ -230,9 +226,7 @@ impl Parties {
         let mut v = FieldViolations::new();
         let id = uuid(&req.id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "ArchiveParty", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let row = locked_party(&mut tx, id).await?;
         check_etag("party", &req.etag, row.version)?;
         if row.is_active() {
@@ -416,9 +410,7 @@ impl Parties {
         );
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "MergeParties", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         // Lock in id order so two merges of the same pair cannot deadlock.
         let (first, second) = if survivor_id < merged_id {
             (survivor_id, merged_id)
@@ -531,9 +523,7 @@ impl Parties {
             "must be at most 2000 characters",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "CreateBase", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let id = Uuid::now_v7();
         store::insert_base(&mut tx, id, &name, input.description.trim(), subject)
             .await
@@ -583,9 +573,7 @@ impl Parties {
             "must be at most 2000 characters",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "UpdateBase", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let mut base = store::lock_base(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Base", id))?;
@@ -613,9 +601,7 @@ impl Parties {
         req: AddPartyToBaseRequest,
     ) -> Result<Party> {
         let (party_id, base_id) = membership_ids(&req.party_id, &req.base_id)?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "AddPartyToBase", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let party = locked_party(&mut tx, party_id).await?;
         require_active(&party)?;
         open_base(&mut tx, base_id).await?;
@@ -633,9 +619,7 @@ impl Parties {
         req: RemovePartyFromBaseRequest,
     ) -> Result<Party> {
         let (party_id, base_id) = membership_ids(&req.party_id, &req.base_id)?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "RemovePartyFromBase", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         locked_party(&mut tx, party_id).await?;
         store::get_base(&mut tx, base_id)
             .await?
@@ -664,9 +648,7 @@ impl Parties {
         let mut employment = new_employment(&input.employments, &mut v);
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "CreatePerson", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let organization_id = employment.organization_party_id;
         require_employer(&mut tx, organization_id).await?;
         check_supervisor(&mut tx, &employment).await?;
@@ -715,9 +697,7 @@ impl Parties {
         let mut started = new_job.then(|| new_employment(&input.employments, &mut v));
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "UpdatePerson", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let row = store::lock_person(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Person", id))?;
@@ -895,9 +875,7 @@ impl Parties {
         let end = date(req.end_date.as_ref(), "end_date", &mut v)
             .unwrap_or_else(|| chrono::Utc::now().date_naive());
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "EndEmployment", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let row = store::lock_person(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Person", id))?;
@@ -965,9 +943,7 @@ impl Parties {
             created_by: subject.to_owned(),
             updated_by: subject.to_owned(),
         };
-        let (mut tx, claim) = fresh_or_replay!(
-            kit_store::begin(&self.pool, &req.request_id, "DefineCustomField", &req).await?
-        );
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         if let Some(stored) = store::define_custom_field(&mut tx, &row, subject).await? {
             return Err(ServiceError::Precondition(
                 "CUSTOM_FIELD_TYPE_FIXED",

@@ -181,7 +181,6 @@ impl Runtime {
             tokio::spawn(jwks.run(shutdown.clone()));
         }
         let options = ServeOptions {
-            scope_prefix: self.spec.name,
             service_names,
             authenticator: self.authenticator,
             concurrency_limit: self.config.grpc.concurrency_limit,

@@ -1,9 +1,8 @@
 //! Bearer JWTs with per-service scopes (`parties.read`, `parties.write`, …): HS256 with a shared
 //! secret for development, RS256/ES256 keys from the identity provider's JWKS for production.
 //!
-//! Scopes follow the method name, so every service applies the same rule: methods that only read
-//! (`Get…`, `List…`, `Search…`, `Find…`, `Check…`, `Validate…`) need `<service>.read`, every other
-//! method needs `<service>.write`.
+//! Each RPC declares the scope it needs in the proto (`option (crm.common.v1.scope)`); the server's
+//! gate looks it up in the table generated from the descriptors ([`crm_proto::checks::scope`]).
 
 use std::{
     collections::HashMap,
@@ -321,17 +320,6 @@ async fn fetch(url: &str) -> anyhow::Result<Vec<u8>> {
     Ok(response.into_body().collect().await?.to_bytes().to_vec())
 }
 
-/// The scope a call to `method` of `service` needs (see the module docs).
-pub fn required_scope(service: &str, method: &str) -> String {
-    const READS: [&str; 6] = ["Get", "List", "Search", "Find", "Check", "Validate"];
-    let access = if READS.iter().any(|verb| method.starts_with(verb)) {
-        "read"
-    } else {
-        "write"
-    };
-    format!("{service}.{access}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,14 +332,6 @@ mod tests {
 
     fn issue(config: &AuthConfig, subject: &str, scopes: &[&str]) -> String {
         TokenIssuer::new(SECRET, config).issue(subject, scopes, Duration::from_secs(60))
-    }
-
-    #[test]
-    fn scopes_follow_the_method_verb() {
-        assert_eq!(required_scope("parties", "GetParty"), "parties.read");
-        assert_eq!(required_scope("parties", "SearchParties"), "parties.read");
-        assert_eq!(required_scope("parties", "CreateParty"), "parties.write");
-        assert_eq!(required_scope("parties", "MergeParties"), "parties.write");
     }
 
     #[test]

@@ -96,75 +96,21 @@ impl From<ServiceError> for Status {
     }
 }
 
-/// `ErrorInfo.domain` for every error of the suite.
-const DOMAIN: &str = "crm";
+use crm_proto::checks::{ERROR_DOMAIN as DOMAIN, truncate};
+pub use crm_proto::checks::{FieldViolations, invalid_argument};
 
-/// Every problem with a request's fields, collected before answering so the caller can fix them
-/// all at once.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FieldViolations(Vec<(String, String)>);
-
-impl FieldViolations {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        self.0.push((field.into(), description.into()));
-    }
-
-    /// Adds the violation unless `ok` holds.
-    pub fn check(&mut self, ok: bool, field: impl Into<String>, description: impl Into<String>) {
-        if !ok {
-            self.add(field, description);
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn fields(&self) -> impl Iterator<Item = &str> {
-        self.0.iter().map(|(field, _)| field.as_str())
-    }
-
-    /// `Ok(())` when there were no violations.
-    pub fn finish(self) -> Result<(), FieldViolations> {
-        if self.0.is_empty() { Ok(()) } else { Err(self) }
-    }
-}
-
-impl std::fmt::Display for FieldViolations {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let list: Vec<String> = self
-            .0
-            .iter()
-            .map(|(field, d)| format!("{field}: {d}"))
-            .collect();
-        write!(f, "{}", list.join("; "))
-    }
-}
-
-/// INVALID_ARGUMENT with a `BadRequest` naming every bad field.
-pub fn invalid_argument(violations: &FieldViolations) -> Status {
-    let mut details = ErrorDetails::new();
-    for (field, description) in &violations.0 {
-        details.add_bad_request_violation(field.clone(), description.clone());
-    }
-    details.set_error_info("INVALID_ARGUMENT", DOMAIN, []);
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("invalid request: {violations}"),
-        details,
-    )
-}
+/// The most characters of a caller's value an error message repeats.
+const MAX_ECHO: usize = 64;
+/// The longest error message, in characters.
+const MAX_MESSAGE: usize = 1000;
 
 /// NOT_FOUND with a `ResourceInfo` naming the resource type and id.
 pub fn not_found(resource_type: &str, id: &str) -> Status {
+    let id = truncate(id.to_owned(), MAX_ECHO);
     let mut details = ErrorDetails::new();
     details.set_resource_info(
         resource_type,
-        id,
+        &id,
         "",
         format!("{resource_type} {id} does not exist"),
     );
@@ -185,7 +131,7 @@ pub fn not_found(resource_type: &str, id: &str) -> Status {
 pub fn with_reason(code: Code, reason: &str, message: impl Into<String>) -> Status {
     let mut details = ErrorDetails::new();
     details.set_error_info(reason, DOMAIN, []);
-    Status::with_error_details(code, message, details)
+    Status::with_error_details(code, truncate(message.into(), MAX_MESSAGE), details)
 }
 
 /// INTERNAL: logged with its whole cause chain, shown to the caller only as an opaque failure.
@@ -246,6 +192,16 @@ mod tests {
             status.get_details_resource_info().unwrap().resource_name,
             "0190"
         );
+    }
+
+    #[test]
+    fn errors_do_not_echo_unbounded_input() {
+        let id = "9".repeat(20_000);
+        let status = Status::from(ServiceError::not_found("Party", &id));
+        assert!(status.message().len() < 200, "{}", status.message());
+        assert!(status.details().len() < 400);
+        let status = Status::from(ServiceError::Precondition("RULE", id.repeat(2)));
+        assert!(status.message().len() < 4_000);
     }
 
     #[test]

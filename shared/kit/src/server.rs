@@ -19,7 +19,7 @@ use tower::{Layer, Service};
 use tracing::{Instrument, field::Empty};
 
 use crate::{
-    auth::{Authenticator, required_scope},
+    auth::Authenticator,
     metrics::metrics,
     shutdown::Shutdown,
     telemetry::{HeaderSource, adopt_parent, extract},
@@ -27,8 +27,6 @@ use crate::{
 
 /// How a service's server is set up; everything else is the same for all services.
 pub struct ServeOptions {
-    /// Scope prefix: calls need `<scope_prefix>.read` or `.write`.
-    pub scope_prefix: &'static str,
     /// Fully-qualified names of the services in the routes, reported SERVING by health checks.
     pub service_names: Vec<&'static str>,
     pub authenticator: Authenticator,
@@ -50,15 +48,22 @@ pub async fn serve(
             .set_service_status(*name, ServingStatus::Serving)
             .await;
     }
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection lists only what this server serves; the descriptor set holds the whole suite.
+    let reflection = |itself: &str| {
+        options.service_names.iter().fold(
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+                .with_service_name("grpc.health.v1.Health")
+                .with_service_name(itself),
+            |builder, name| builder.with_service_name(*name),
+        )
+    };
+    let reflection_v1 = reflection("grpc.reflection.v1.ServerReflection")
         .build_v1()
         .expect("the embedded descriptor sets are valid");
     // Older grpcurl and many IDE plugins still speak only v1alpha.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(crm_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1alpha = reflection("grpc.reflection.v1alpha.ServerReflection")
         .build_v1alpha()
         .expect("the embedded descriptor sets are valid");
     let routes = routes
@@ -67,7 +72,7 @@ pub async fn serve(
         .add_service(reflection_v1alpha);
 
     let gate = GateLayer {
-        scope_prefix: options.scope_prefix,
+        services: options.service_names.clone(),
         authenticator: Arc::new(options.authenticator),
         permits: Arc::new(Semaphore::new(options.concurrency_limit)),
     };
@@ -92,14 +97,22 @@ pub async fn serve(
 /// Paths that stay open without a token and are never shed: probes and tooling must always get
 /// an answer.
 fn is_open(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/")
-        || path.starts_with("/grpc.reflection.v1.ServerReflection/")
-        || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
+    matches!(
+        path,
+        "/grpc.health.v1.Health/Check"
+            | "/grpc.health.v1.Health/Watch"
+            | "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
+            | "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+    )
 }
+
+/// The metrics label of calls to paths no service has: one label, however many paths callers try.
+const UNKNOWN_METHOD: &str = "/unknown";
 
 #[derive(Clone)]
 struct GateLayer {
-    scope_prefix: &'static str,
+    /// The services served here: a call to any other path is UNIMPLEMENTED, saying so.
+    services: Vec<&'static str>,
     authenticator: Arc<Authenticator>,
     permits: Arc<Semaphore>,
 }
@@ -168,8 +181,18 @@ where
                 .headers()
                 .get(http::header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok());
-            let scope = required_scope(self.layer.scope_prefix, method);
-            match self.layer.authenticator.authorize(authorization, &scope) {
+            let scope = match crm_proto::checks::scope(&path) {
+                Some(scope) if self.layer.services.contains(&service) => scope,
+                _ => {
+                    let status = tonic::Status::unimplemented(format!(
+                        "{} is not a method of this server; it serves {}",
+                        crm_proto::checks::truncate(path.clone(), 200),
+                        self.layer.services.join(", ")
+                    ));
+                    return reject(&span, UNKNOWN_METHOD, status);
+                }
+            };
+            match self.layer.authenticator.authorize(authorization, scope) {
                 Ok(caller) => {
                     span.record("enduser.id", caller.subject.as_str());
                     request.extensions_mut().insert(caller);

@@ -13,6 +13,7 @@ use sqlx::{
 };
 
 use crate::error::FieldViolations;
+pub use crm_proto::checks::Idempotent;
 
 pub type Tx = Transaction<'static, Postgres>;
 
@@ -146,7 +147,7 @@ pub enum Begun<R> {
 
 /// A claimed request id; committing stores the answer in the transaction of the work it describes.
 #[must_use = "commit the transaction with Claimed::commit"]
-pub struct Claimed(Option<String>);
+pub struct Claimed(Option<(String, &'static str, String)>);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdempotencyError {
@@ -162,43 +163,47 @@ pub enum IdempotencyError {
     Corrupt(String, #[source] prost::DecodeError),
 }
 
-/// Opens the transaction of a mutating call and claims its `request_id` (an empty id opts out).
-/// A concurrent call with the same id waits on the first one's row, then sees its answer.
-pub async fn begin<R: prost::Message + Default>(
+/// Opens the transaction of a mutating call and claims its request id for `caller` (an empty id
+/// opts out). A concurrent call with the same id waits on the first one's row, then sees its
+/// answer; the same id with another request is refused.
+pub async fn begin<R: prost::Message + Default, Q: Idempotent + prost::Message>(
     pool: &PgPool,
-    request_id: &str,
-    method: &str,
-    request: &impl prost::Message,
+    caller: &str,
+    request: &Q,
 ) -> Result<Begun<R>, IdempotencyError> {
     let mut tx = pool.begin().await?;
+    let request_id = request.request_id();
     if request_id.is_empty() {
         return Ok(Begun::Fresh(tx, Claimed(None)));
     }
-    let mut hasher = Sha256::new();
-    hasher.update(method.as_bytes());
-    hasher.update([0]);
-    hasher.update(request.encode_to_vec());
-    let hash = hasher.finalize().to_vec();
-
+    let key = (caller, Q::METHOD, request_id);
+    // The request holds its id, so the hash tells a replay from another request under that id.
+    let hash = Sha256::digest(request.encode_to_vec()).to_vec();
     let inserted = sqlx::query(
-        "INSERT INTO crm_idempotency (request_id, method, request_hash) VALUES ($1, $2, $3)
-         ON CONFLICT (request_id) DO NOTHING",
+        "INSERT INTO crm_idempotency (caller, method, request_id, request_hash) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (caller, method, request_id) DO NOTHING",
     )
-    .bind(request_id)
-    .bind(method)
+    .bind(key.0)
+    .bind(key.1)
+    .bind(key.2)
     .bind(&hash)
     .execute(&mut *tx)
     .await?
     .rows_affected();
     if inserted == 1 {
-        return Ok(Begun::Fresh(tx, Claimed(Some(request_id.to_owned()))));
+        let claimed = Claimed(Some((caller.to_owned(), Q::METHOD, request_id.to_owned())));
+        return Ok(Begun::Fresh(tx, claimed));
     }
 
-    let (stored_hash, response): (Vec<u8>, Option<Vec<u8>>) =
-        sqlx::query_as("SELECT request_hash, response FROM crm_idempotency WHERE request_id = $1")
-            .bind(request_id)
-            .fetch_one(&mut *tx)
-            .await?;
+    let (stored_hash, response): (Vec<u8>, Option<Vec<u8>>) = sqlx::query_as(
+        "SELECT request_hash, response FROM crm_idempotency
+         WHERE caller = $1 AND method = $2 AND request_id = $3",
+    )
+    .bind(key.0)
+    .bind(key.1)
+    .bind(key.2)
+    .fetch_one(&mut *tx)
+    .await?;
     match response {
         _ if stored_hash != hash => Err(IdempotencyError::Conflict(request_id.to_owned())),
         Some(bytes) => R::decode(bytes.as_slice())
@@ -211,18 +216,39 @@ pub async fn begin<R: prost::Message + Default>(
 }
 
 impl Claimed {
+    /// Commits the transaction's work but answers nothing: the call failed after changing state
+    /// that must stay (e.g. a hold found expired and released), and a retry runs it again.
+    pub async fn commit_failed(self, mut tx: Tx) -> Result<(), sqlx::Error> {
+        if let Some((caller, method, request_id)) = self.0 {
+            sqlx::query(
+                "DELETE FROM crm_idempotency WHERE caller = $1 AND method = $2 AND request_id = $3",
+            )
+            .bind(caller)
+            .bind(method)
+            .bind(request_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+
     /// Stores `response` as the answer to replays, and commits.
     pub async fn commit(
         self,
         mut tx: Tx,
         response: &impl prost::Message,
     ) -> Result<(), sqlx::Error> {
-        if let Some(request_id) = self.0 {
-            sqlx::query("UPDATE crm_idempotency SET response = $2 WHERE request_id = $1")
-                .bind(request_id)
-                .bind(response.encode_to_vec())
-                .execute(&mut *tx)
-                .await?;
+        if let Some((caller, method, request_id)) = self.0 {
+            sqlx::query(
+                "UPDATE crm_idempotency SET response = $4
+                 WHERE caller = $1 AND method = $2 AND request_id = $3",
+            )
+            .bind(caller)
+            .bind(method)
+            .bind(request_id)
+            .bind(response.encode_to_vec())
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await
     }

@@ -1,6 +1,7 @@
 //! The kit's storage pieces against a real database: request-id idempotency and housekeeping.
 
 use crm_kit::store::{self, Begun};
+use crm_proto::crm::parties::v1::{Base, CreateBaseRequest, UpdateBaseRequest};
 use crm_testkit::TestDatabase;
 
 #[tokio::test]
@@ -10,54 +11,64 @@ async fn a_request_id_is_answered_once_and_expires_after_the_replay_window() {
     store::migrate(&pool, sqlx::migrate::Migrator::DEFAULT)
         .await
         .unwrap();
-    let request = prost_types::Duration {
-        seconds: 1,
-        nanos: 0,
+    let request = |id: &str, name: &str| CreateBaseRequest {
+        base: Some(Base {
+            display_name: name.into(),
+            ..Default::default()
+        }),
+        request_id: id.into(),
     };
     let answer = prost_types::Timestamp {
         seconds: 42,
         nanos: 0,
     };
+    let begin = |caller: &'static str, request: CreateBaseRequest| {
+        let pool = pool.clone();
+        async move {
+            store::begin::<prost_types::Timestamp, _>(&pool, caller, &request)
+                .await
+                .unwrap()
+        }
+    };
 
-    let Begun::Fresh(tx, claim) =
-        store::begin::<prost_types::Timestamp>(&pool, "r-1", "Do", &request)
-            .await
-            .unwrap()
-    else {
+    let Begun::Fresh(tx, claim) = begin("alice", request("r-1", "Customers")).await else {
         panic!("a new request id is fresh");
     };
     claim.commit(tx, &answer).await.unwrap();
-    let Begun::Replay(replayed) =
-        store::begin::<prost_types::Timestamp>(&pool, "r-1", "Do", &request)
-            .await
-            .unwrap()
-    else {
+    let Begun::Replay(replayed) = begin("alice", request("r-1", "Customers")).await else {
         panic!("a repeated request id replays");
     };
     assert_eq!(replayed, answer);
-    let other = prost_types::Duration {
-        seconds: 2,
-        nanos: 0,
+    let conflict =
+        store::begin::<prost_types::Timestamp, _>(&pool, "alice", &request("r-1", "Suppliers"))
+            .await;
+    assert!(matches!(
+        conflict,
+        Err(store::IdempotencyError::Conflict(_))
+    ));
+    // Request ids are the caller's own: another caller's r-1 is a request of its own.
+    assert!(matches!(
+        begin("bob", request("r-1", "Suppliers")).await,
+        Begun::Fresh(..)
+    ));
+    let other_method = UpdateBaseRequest {
+        request_id: "r-1".into(),
+        ..Default::default()
     };
-    assert!(
-        store::begin::<prost_types::Timestamp>(&pool, "r-1", "Do", &other)
+    assert!(matches!(
+        store::begin::<prost_types::Timestamp, _>(&pool, "alice", &other_method)
             .await
-            .is_err()
-    );
+            .unwrap(),
+        Begun::Fresh(..)
+    ));
 
     // A rolled-back attempt leaves the id free for a retry.
-    let Begun::Fresh(tx, _claim) =
-        store::begin::<prost_types::Timestamp>(&pool, "r-2", "Do", &request)
-            .await
-            .unwrap()
-    else {
+    let Begun::Fresh(tx, _claim) = begin("alice", request("r-2", "Customers")).await else {
         panic!("fresh");
     };
     tx.rollback().await.unwrap();
     assert!(matches!(
-        store::begin::<prost_types::Timestamp>(&pool, "r-2", "Do", &request)
-            .await
-            .unwrap(),
+        begin("alice", request("r-2", "Customers")).await,
         Begun::Fresh(..)
     ));
 

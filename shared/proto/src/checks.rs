@@ -1,0 +1,489 @@
+//! What every server checks before a method runs, from the contract's own options
+//! (`crm/common/v1/options.proto`): the scope each RPC declares, and the strings and lists of every
+//! request. Strings must be valid UTF-8 without NUL or other control characters and within their
+//! length; lists within their size. A request that breaks a rule is answered INVALID_ARGUMENT
+//! naming each bad field, so hostile input never reaches a handler or PostgreSQL.
+//!
+//! The checks walk the request's wire bytes with a shape generated at build time, before prost
+//! decodes them: nothing is allocated for a good request, and a malformed one is the caller's
+//! error (INVALID_ARGUMENT), not the server's (prost's codec answers INTERNAL).
+
+use std::{fmt, marker::PhantomData};
+
+use prost::Message;
+use tonic::{
+    Code, Status,
+    codec::{BufferSettings, Codec, DecodeBuf, Decoder},
+};
+use tonic_prost::ProstEncoder;
+use tonic_types::{ErrorDetails, StatusExt};
+
+include!(concat!(env!("OUT_DIR"), "/crm_checks.rs"));
+
+/// `ErrorInfo.domain` of every error of the suite.
+pub const ERROR_DOMAIN: &str = "crm";
+
+/// The most violations one answer lists: a default client refuses error details over 16 KiB.
+const MAX_REPORTED: usize = 20;
+/// The longest description of one violation, in characters.
+const MAX_DESCRIPTION: usize = 300;
+/// Messages nest no deeper than this in a request (prost's own recursion limit is 100).
+const MAX_DEPTH: u32 = 32;
+
+/// A message's fields as the checks see them, sorted by number.
+pub struct Shape {
+    pub name: &'static str,
+    pub fields: &'static [Field],
+}
+
+pub struct Field {
+    pub number: u32,
+    pub name: &'static str,
+    pub repeated: bool,
+    pub max_items: u32,
+    pub kind: Kind,
+}
+
+#[derive(Clone, Copy)]
+pub enum Kind {
+    Text { max_chars: u32, multiline: bool },
+    Message(&'static Shape),
+    Scalar,
+}
+
+/// A request message with a generated [`Shape`].
+pub trait Checked {
+    const SHAPE: &'static Shape;
+}
+
+/// A request with a client-chosen `request_id` (every write has one; the build checks it).
+pub trait Idempotent {
+    /// The method the request belongs to: request ids are scoped by method and caller.
+    const METHOD: &'static str;
+    fn request_id(&self) -> &str;
+}
+
+/// Every problem with a request's fields, collected before answering so the caller can fix them
+/// all at once. Past [`MAX_REPORTED`] only the count is kept, and the answer says how many more.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct FieldViolations {
+    reported: Vec<(String, String)>,
+    omitted: usize,
+}
+
+impl FieldViolations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        if self.reported.len() == MAX_REPORTED {
+            self.omitted += 1;
+            return;
+        }
+        self.reported
+            .push((field.into(), truncate(description.into(), MAX_DESCRIPTION)));
+    }
+
+    /// Adds the violation unless `ok` holds.
+    pub fn check(&mut self, ok: bool, field: impl Into<String>, description: impl Into<String>) {
+        if !ok {
+            self.add(field, description);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reported.is_empty()
+    }
+
+    /// The fields named in the answer.
+    pub fn fields(&self) -> impl Iterator<Item = &str> {
+        self.reported.iter().map(|(field, _)| field.as_str())
+    }
+
+    /// `Ok(())` when there were no violations.
+    pub fn finish(self) -> Result<(), FieldViolations> {
+        if self.is_empty() { Ok(()) } else { Err(self) }
+    }
+}
+
+impl fmt::Display for FieldViolations {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (field, description)) in self.reported.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{field}: {description}")?;
+        }
+        if self.omitted > 0 {
+            write!(f, "; and {} more", self.omitted)?;
+        }
+        Ok(())
+    }
+}
+
+/// INVALID_ARGUMENT with a `BadRequest` naming every bad field reported.
+pub fn invalid_argument(violations: &FieldViolations) -> Status {
+    let mut details = ErrorDetails::new();
+    for (field, description) in &violations.reported {
+        details.add_bad_request_violation(field.clone(), description.clone());
+    }
+    let metadata: std::collections::HashMap<String, String> = (violations.omitted > 0)
+        .then(|| {
+            (
+                "omitted_violations".to_owned(),
+                violations.omitted.to_string(),
+            )
+        })
+        .into_iter()
+        .collect();
+    details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, metadata);
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("invalid request: {violations}"),
+        details,
+    )
+}
+
+/// `value` cut to `max` characters, marked with an ellipsis when cut: error messages never echo
+/// unbounded input.
+pub fn truncate(mut value: String, max: usize) -> String {
+    if let Some((cut, _)) = value.char_indices().nth(max) {
+        value.truncate(cut);
+        value.push('…');
+    }
+    value
+}
+
+/// Checks encoded `bytes` of a `shape` message, naming every bad field.
+pub fn check(shape: &'static Shape, bytes: &[u8]) -> Result<(), Status> {
+    let mut walk = Walk {
+        violations: FieldViolations::new(),
+        path: Vec::new(),
+    };
+    if walk.message(shape, bytes, 0).is_err() {
+        return Err(not_a_message(shape.name));
+    }
+    walk.violations
+        .finish()
+        .map_err(|violations| invalid_argument(&violations))
+}
+
+fn not_a_message(name: &str) -> Status {
+    Status::invalid_argument(format!("the request is not a valid {name} message"))
+}
+
+/// The bytes end inside a field, or use a wire type proto3 does not have.
+struct Malformed;
+
+struct Walk {
+    violations: FieldViolations,
+    /// Where the walk is: field names, with the item index in a list.
+    path: Vec<(&'static str, Option<u32>)>,
+}
+
+impl Walk {
+    fn message(
+        &mut self,
+        shape: &'static Shape,
+        mut buf: &[u8],
+        depth: u32,
+    ) -> Result<(), Malformed> {
+        if depth > MAX_DEPTH {
+            return Err(Malformed);
+        }
+        // Items seen per repeated field, allocated only when a list appears.
+        let mut counts: Vec<u32> = Vec::new();
+        while !buf.is_empty() {
+            let key = varint(&mut buf)?;
+            let payload = match key & 7 {
+                0 => varint(&mut buf).map(|_| None)?,
+                1 => take(&mut buf, 8).map(|_| None)?,
+                5 => take(&mut buf, 4).map(|_| None)?,
+                2 => {
+                    let len = usize::try_from(varint(&mut buf)?).map_err(|_| Malformed)?;
+                    Some(take(&mut buf, len)?)
+                }
+                _ => return Err(Malformed),
+            };
+            let number = u32::try_from(key >> 3).map_err(|_| Malformed)?;
+            // Unknown fields are skipped, as protobuf requires.
+            let Ok(i) = shape.fields.binary_search_by_key(&number, |f| f.number) else {
+                continue;
+            };
+            let field = &shape.fields[i];
+            let index = if field.repeated {
+                if counts.is_empty() {
+                    counts = vec![0; shape.fields.len()];
+                }
+                counts[i] = counts[i].saturating_add(1);
+                Some(counts[i] - 1)
+            } else {
+                None
+            };
+            match (field.kind, payload) {
+                (Kind::Text { .. } | Kind::Message(_), None) => return Err(Malformed),
+                (
+                    Kind::Text {
+                        max_chars,
+                        multiline,
+                    },
+                    Some(bytes),
+                ) => self.text(field.name, index, bytes, max_chars, multiline),
+                (Kind::Message(nested), Some(bytes)) => {
+                    self.path.push((field.name, index));
+                    let walked = self.message(nested, bytes, depth + 1);
+                    self.path.pop();
+                    walked?;
+                }
+                // A packed list of numbers: its size is bounded by the message size.
+                (Kind::Scalar, _) => {}
+            }
+        }
+        for (i, &count) in counts.iter().enumerate() {
+            let field = &shape.fields[i];
+            if count > field.max_items {
+                let at = self.at(field.name, None);
+                self.violations.add(
+                    at,
+                    format!("must have at most {} items (has {count})", field.max_items),
+                );
+            }
+        }
+        Ok(())
+    }
+
+    fn text(
+        &mut self,
+        name: &'static str,
+        index: Option<u32>,
+        bytes: &[u8],
+        max_chars: u32,
+        multiline: bool,
+    ) {
+        let problem = match std::str::from_utf8(bytes) {
+            Err(_) => Some("is not valid UTF-8".to_owned()),
+            Ok(text) => {
+                let mut chars = 0u32;
+                let mut control = false;
+                for c in text.chars() {
+                    chars += 1;
+                    control |= c.is_control() && !(multiline && matches!(c, '\t' | '\n' | '\r'));
+                }
+                if control {
+                    Some(if multiline {
+                        "must not contain NUL or control characters other than tab and line breaks"
+                    } else {
+                        "must not contain NUL, line breaks or other control characters"
+                    }
+                    .to_owned())
+                } else if chars > max_chars {
+                    Some(format!(
+                        "must be at most {max_chars} characters (has {chars})"
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(problem) = problem {
+            let at = self.at(name, index);
+            self.violations.add(at, problem);
+        }
+    }
+
+    /// The dotted path of a field at the walk's position, e.g. `party.tags[3]`.
+    fn at(&self, name: &str, index: Option<u32>) -> String {
+        let mut path = String::new();
+        for (segment, segment_index) in self.path.iter().copied().chain([(name, index)]) {
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(segment);
+            if let Some(i) = segment_index {
+                path.push_str(&format!("[{i}]"));
+            }
+        }
+        path
+    }
+}
+
+fn varint(buf: &mut &[u8]) -> Result<u64, Malformed> {
+    let mut value = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = buf.split_first().ok_or(Malformed)?;
+        *buf = rest;
+        value |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Ok(value);
+        }
+    }
+    Err(Malformed)
+}
+
+fn take<'a>(buf: &mut &'a [u8], len: usize) -> Result<&'a [u8], Malformed> {
+    if buf.len() < len {
+        return Err(Malformed);
+    }
+    let (head, rest) = buf.split_at(len);
+    *buf = rest;
+    Ok(head)
+}
+
+/// The codec of every server the suite generates: prost's, with the checks before decoding.
+#[derive(Debug, Clone)]
+pub struct CheckedCodec<T, U>(PhantomData<(T, U)>);
+
+impl<T, U> Default for CheckedCodec<T, U> {
+    fn default() -> Self {
+        Self(PhantomData)
+    }
+}
+
+impl<T, U> Codec for CheckedCodec<T, U>
+where
+    T: Message + Send + 'static,
+    U: Message + Default + Checked + Send + 'static,
+{
+    type Encode = T;
+    type Decode = U;
+    type Encoder = ProstEncoder<T>;
+    type Decoder = CheckedDecoder<U>;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        ProstEncoder::new(BufferSettings::default())
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        CheckedDecoder(PhantomData)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckedDecoder<U>(PhantomData<U>);
+
+impl<U: Message + Default + Checked> Decoder for CheckedDecoder<U> {
+    type Item = U;
+    type Error = Status;
+
+    fn decode(&mut self, buf: &mut DecodeBuf<'_>) -> Result<Option<U>, Status> {
+        use prost::bytes::Buf;
+        // One gRPC message arrives in one contiguous buffer; copy in the unexpected other case.
+        if buf.chunk().len() == buf.remaining() {
+            check(U::SHAPE, buf.chunk())?;
+        } else {
+            let bytes = buf.copy_to_bytes(buf.remaining());
+            check(U::SHAPE, &bytes)?;
+            return U::decode(bytes)
+                .map(Some)
+                .map_err(|_| not_a_message(U::SHAPE.name));
+        }
+        U::decode(buf)
+            .map(Some)
+            .map_err(|_| not_a_message(U::SHAPE.name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crm::parties::v1::{CreatePartyRequest, Party};
+
+    fn violations(status: &Status) -> Vec<(String, String)> {
+        status
+            .get_details_bad_request()
+            .map(|bad| {
+                bad.field_violations
+                    .into_iter()
+                    .map(|v| (v.field, v.description))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn check_request(request: &CreatePartyRequest) -> Result<(), Status> {
+        check(CreatePartyRequest::SHAPE, &request.encode_to_vec())
+    }
+
+    #[test]
+    fn a_good_request_passes() {
+        let request = CreatePartyRequest {
+            party: Some(Party {
+                display_name: "Zakład Ćma sp. z o.o.".into(),
+                tags: vec!["vip".into(); 10],
+                ..Default::default()
+            }),
+            request_id: "r-1".into(),
+            ..Default::default()
+        };
+        assert!(check_request(&request).is_ok());
+    }
+
+    #[test]
+    fn nul_long_and_too_many_are_named() {
+        let request = CreatePartyRequest {
+            party: Some(Party {
+                display_name: "a\0b".into(),
+                tags: vec!["x".repeat(201), "ok".into()],
+                ..Default::default()
+            }),
+            request_id: "r".repeat(5000),
+            ..Default::default()
+        };
+        let status = check_request(&request).unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let fields: Vec<String> = violations(&status).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            ["party.display_name", "party.tags[0]", "request_id"],
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn a_huge_list_is_reported_briefly() {
+        let request = CreatePartyRequest {
+            party: Some(Party {
+                tags: vec!["\0".into(); 5000],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let status = check_request(&request).unwrap_err();
+        let reported = violations(&status);
+        assert_eq!(reported.len(), MAX_REPORTED);
+        assert!(
+            status.message().ends_with("and 4981 more"),
+            "{}",
+            status.message()
+        );
+        assert!(status.details().len() < 8 * 1024);
+    }
+
+    #[test]
+    fn garbage_is_invalid_argument() {
+        for bytes in [&[0xff_u8, 0xff, 0xff][..], &[0x0a, 0x10, 0x01], &[0x0b]] {
+            let status = check(CreatePartyRequest::SHAPE, bytes).unwrap_err();
+            assert_eq!(status.code(), Code::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn invalid_utf8_is_named() {
+        // The request's first single text field, found from its shape.
+        let field = CreatePartyRequest::SHAPE
+            .fields
+            .iter()
+            .find(|f| matches!(f.kind, Kind::Text { .. }) && !f.repeated)
+            .expect("the request has a text field");
+        let bytes = [((field.number << 3) | 2) as u8, 2, 0xc3, 0x28];
+        let status = check(CreatePartyRequest::SHAPE, &bytes).unwrap_err();
+        assert_eq!(violations(&status)[0].0, field.name);
+    }
+
+    #[test]
+    fn truncation_marks_the_cut() {
+        assert_eq!(truncate("abc".into(), 5), "abc");
+        assert_eq!(truncate("żółwik".into(), 3), "żół…");
+    }
+}
