@@ -148,16 +148,22 @@ fn prost_types_mask(paths: &[&str]) -> prost_types::FieldMask {
 }
 
 /// Opens a request for the party and verifies the subject's identity, which sends it out.
+/// The request as the subject wrote it, in their own words.
+fn open_request(party: &Party, kind: PrivacyRequestType) -> OpenSubjectRequestRequest {
+    OpenSubjectRequestRequest {
+        r#type: kind as i32,
+        subject: Some(subject(party)),
+        channel: Channel::Email as i32,
+        details: format!("I am {GIVEN} {FAMILY}, write to {EMAIL} or call {PHONE}"),
+        request_id: format!("open-{kind:?}-{}", party.id),
+        ..Default::default()
+    }
+}
+
 async fn open_verified(suite: &Suite, party: &Party, kind: PrivacyRequestType) -> SubjectRequest {
     let mut consent = suite.consent_client();
     let opened = consent
-        .open_subject_request(OpenSubjectRequestRequest {
-            r#type: kind as i32,
-            subject: Some(subject(party)),
-            channel: Channel::Email as i32,
-            details: "please".into(),
-            ..Default::default()
-        })
+        .open_subject_request(open_request(party, kind))
         .await
         .unwrap()
         .into_inner();
@@ -238,23 +244,28 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
         loyalty.retained
     );
 
-    // Nothing that identifies the person is left in either database, stored replies included.
+    // Nothing that identifies the person is left in any database, stored replies included.
     for needle in [GIVEN, FAMILY, EMAIL, PHONE, STREET, BIRTHDAY, "has a dog"] {
-        let in_parties = find_in_database(&mut suite.parties_db().await, needle)
-            .await
-            .unwrap();
-        let in_loyalty = find_in_database(&mut suite.loyalty_db().await, needle)
-            .await
-            .unwrap();
-        assert!(
-            in_parties.is_empty(),
-            "{needle} still in parties: {in_parties:?}"
-        );
-        assert!(
-            in_loyalty.is_empty(),
-            "{needle} still in loyalty: {in_loyalty:?}"
-        );
+        for (service, mut db) in [
+            ("parties", suite.parties_db().await),
+            ("loyalty", suite.loyalty_db().await),
+            ("consent", suite.consent.db().await),
+        ] {
+            let found = find_in_database(&mut db, needle).await.unwrap();
+            assert!(found.is_empty(), "{needle} still in {service}: {found:?}");
+        }
     }
+    // Replaying the request that opened the erasure cannot bring the subject's words back.
+    let replay = suite
+        .consent_client()
+        .open_subject_request(open_request(&member.party, PrivacyRequestType::Erasure))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        replay.get_details_error_info().map(|i| i.reason),
+        Some("REQUEST_ERASED".into()),
+        "{replay:?}"
+    );
     // Loyalty's ledger is kept, but no longer leads to the party.
     let mut loyalty_db = suite.loyalty_db().await;
     let linked: i64 =

@@ -723,6 +723,7 @@ async fn finish_if_answered(tx: &mut Tx, id: Uuid) -> Result<()> {
         .bind(row.subject_id)
         .execute(&mut **tx)
         .await?;
+        crm_kit::privacy::forget_replies(tx, &[row.subject_id]).await?;
     }
     Ok(())
 }

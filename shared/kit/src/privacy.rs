@@ -262,10 +262,11 @@ fn subject(request: &PrivacyRequest) -> anyhow::Result<Subject> {
 }
 
 /// Stored replies to earlier calls (request-id idempotency) can hold the subject's data, e.g. the
-/// party a CreateParty returned: their answers are dropped, so a replay is refused instead
+/// party a CreateParty returned: their answers are dropped (by the kit for every participant, and
+/// by consent for its own replies), so a replay is refused instead
 /// (FAILED_PRECONDITION `REQUEST_ERASED`). Every reply about a subject names its id. Erasures are
 /// rare, so a scan of the replay window's replies is affordable.
-async fn forget_replies(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
+pub async fn forget_replies(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
     let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
     sqlx::query(
         "UPDATE crm_idempotency SET response = NULL
