@@ -1,6 +1,7 @@
 //! The suite under test: parties, loyalty and consent on one broker, each on its own database,
 //! started through the same `Runtime` as their binaries and restartable on the same storage.
 
+use crm_kit::app::Service;
 use std::time::Duration;
 
 use crm_kit::client::TracedChannel;
@@ -16,29 +17,14 @@ use crm_proto::crm::{
     },
     parties::v1::parties_service_client::PartiesServiceClient,
 };
-use crm_testkit::{Broker, ServiceUnderTest, TestDatabase, TestService, token};
+use crm_testkit::{Broker, TestDatabase, TestService, token};
 use sqlx::PgConnection;
 
-pub const PARTIES: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_parties::SPEC,
-    migrator: crm_parties::migrator,
-    topics: &crm_parties::events::TOPICS,
-    routes: crm_parties::routes,
-};
+pub const PARTIES: Service = crm_parties::SERVICE;
 
-pub const LOYALTY: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_loyalty::SPEC,
-    migrator: crm_loyalty::migrator,
-    topics: &crm_loyalty::events::TOPICS,
-    routes: crm_loyalty::routes,
-};
+pub const LOYALTY: Service = crm_loyalty::SERVICE;
 
-pub const CONSENT: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_consent::SPEC,
-    migrator: crm_consent::migrator,
-    topics: &crm_consent::TOPICS,
-    routes: crm_consent::routes,
-};
+pub const CONSENT: Service = crm_consent::SERVICE;
 
 /// The consent purpose loyalty membership depends on.
 pub const LOYALTY_PROGRAM: &str = "loyalty_program";

@@ -2,19 +2,15 @@
 //! Not a test: it prints figures. `cargo bench -p crm-consent --bench check` (needs PostgreSQL
 //! and tansu, as the tests do).
 
+use crm_kit::app::Service;
 use std::time::{Duration, Instant};
 
 use crm_proto::crm::consent::v1::{consent_service_client::ConsentServiceClient, *};
-use crm_testkit::{ServiceUnderTest, TestService, token};
+use crm_testkit::{TestService, token};
 use futures::{StreamExt, stream};
 use uuid::Uuid;
 
-const CONSENT: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_consent::SPEC,
-    migrator: crm_consent::migrator,
-    topics: &crm_consent::TOPICS,
-    routes: crm_consent::routes,
-};
+const CONSENT: Service = crm_consent::SERVICE;
 
 const SUBJECTS: usize = 2_000;
 const SEQUENTIAL: usize = 5_000;

@@ -1,20 +1,14 @@
 //! The `crm.consent.v1.ConsentService` gRPC adapter: who is calling, then the use case, then the
 //! one error mapping.
 
-use crm_kit::request::subject;
-use crm_proto::crm::consent::v1::{consent_service_server::ConsentService, *};
 use std::pin::Pin;
 
+use crm_kit::request::{Reply, reply, subject};
+use crm_proto::crm::consent::v1::{consent_service_server::ConsentService, *};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::service::Consents;
-
-type Reply<T> = Result<Response<T>, Status>;
-
-fn reply<T>(result: crm_kit::error::Result<T>) -> Reply<T> {
-    result.map(Response::new).map_err(Status::from)
-}
+use crate::Consents;
 
 #[tonic::async_trait]
 impl ConsentService for Consents {

@@ -1,21 +1,17 @@
 //! Consents through the gRPC API on real PostgreSQL and the broker: lifecycle, history, checks,
 //! re-consent after a new text, expiry, and an audit log nothing can rewrite.
 
+use crm_kit::app::Service;
 use std::time::Duration;
 
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::consent::v1::{consent_service_client::ConsentServiceClient, *};
-use crm_testkit::{ServiceUnderTest, TestService, eventually, read_topic, token};
+use crm_testkit::{TestService, eventually, read_topic, token};
 use prost::Message;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-const CONSENT: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_consent::SPEC,
-    migrator: crm_consent::migrator,
-    topics: &crm_consent::TOPICS,
-    routes: crm_consent::routes,
-};
+const CONSENT: Service = crm_consent::SERVICE;
 
 type Client = ConsentServiceClient<TracedChannel>;
 

@@ -2,6 +2,7 @@
 //! overdue requests, extensions, objections, operator work, cancellation, and the API surface.
 //! The fan-out to the other services is tested end to end in `tests/tests/privacy.rs`.
 
+use crm_kit::app::Service;
 use std::time::{Duration, SystemTime};
 
 use crm_kit::client::TracedChannel;
@@ -11,7 +12,7 @@ use crm_proto::crm::{
     common::v1::PrivacyRequestType,
     consent::v1::{consent_service_client::ConsentServiceClient, *},
 };
-use crm_testkit::{Broker, ServiceUnderTest, TestDatabase, TestService, eventually, token};
+use crm_testkit::{Broker, TestDatabase, TestService, eventually, token};
 use prost::Message;
 use rdkafka::{
     ClientConfig,
@@ -20,12 +21,7 @@ use rdkafka::{
 use tonic::Code;
 use tonic_types::StatusExt;
 
-const CONSENT: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_consent::SPEC,
-    migrator: crm_consent::migrator,
-    topics: &crm_consent::TOPICS,
-    routes: crm_consent::routes,
-};
+const CONSENT: Service = crm_consent::SERVICE;
 
 type Client = ConsentServiceClient<TracedChannel>;
 

@@ -16,10 +16,8 @@ pub mod service;
 pub mod store;
 pub mod tiers;
 
-use std::time::Duration;
-
 use crm_kit::{
-    app::{Runtime, ServiceRoutes},
+    app::{Runtime, Service, ServiceRoutes},
     config::ServiceSpec,
     consumer::{self, ConsumerOptions},
     shutdown::Shutdown,
@@ -29,22 +27,22 @@ use crm_proto::crm::{
     loyalty::v1::loyalty_service_server::{LoyaltyServiceServer, SERVICE_NAME},
     parties::v1::parties_service_client::PartiesServiceClient,
 };
-use sqlx::migrate::Migrator;
 use tonic::service::Routes;
 
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "loyalty",
-    default_port: 50054,
+pub const SERVICE: Service = Service {
+    spec: ServiceSpec {
+        name: "loyalty",
+        default_port: 50054,
+    },
+    migrator: || sqlx::migrate!("./migrations"),
+    topics: &events::TOPICS,
+    start,
 };
-
-pub fn migrator() -> Migrator {
-    sqlx::migrate!("./migrations")
-}
 
 /// The gRPC routes over the runtime's database and the parties service, plus the workers: the
 /// ones that release expired holds, run bulk accruals, sweep tiers and expire points, and the
 /// invoice consumer.
-pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
+fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
     let consent = ConsentServiceClient::new(runtime.peer("consent", &["consent.read"])?);
     let loyalty = service::Loyalty::new(runtime.pool.clone(), parties, consent);
@@ -52,19 +50,9 @@ pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceR
     tokio::spawn(loyalty.clone().run_bulk_accruals(shutdown.clone()));
     tokio::spawn(loyalty.clone().sweep_tiers(shutdown.clone()));
     tokio::spawn(loyalty.clone().expire_points(shutdown.clone()));
-    let invoices = ConsumerOptions {
-        name: invoices::CONSUMER.into(),
-        topics: vec![invoices::INVOICE_TOPIC.into()],
-        max_attempts: 5,
-        retry_delay: Duration::from_millis(500),
-    };
+    let invoices = ConsumerOptions::new(invoices::CONSUMER, &[invoices::INVOICE_TOPIC]);
     consumer::spawn(runtime, invoices, invoices::InvoiceAccrual, shutdown);
-    let consents = ConsumerOptions {
-        name: consents::CONSUMER.into(),
-        topics: vec![consents::CONSENT_TOPIC.into()],
-        max_attempts: 5,
-        retry_delay: Duration::from_millis(500),
-    };
+    let consents = ConsumerOptions::new(consents::CONSUMER, &[consents::CONSENT_TOPIC]);
     consumer::spawn(runtime, consents, consents::ConsentGate, shutdown);
     crm_kit::privacy::join(runtime, shutdown, privacy::LoyaltyPrivacy);
     Ok((

@@ -10,25 +10,25 @@ pub mod service;
 pub mod store;
 
 use crm_kit::{
-    app::{Runtime, ServiceRoutes},
+    app::{Runtime, Service, ServiceRoutes},
     config::ServiceSpec,
     shutdown::Shutdown,
 };
 use crm_proto::crm::parties::v1::parties_service_server::{PartiesServiceServer, SERVICE_NAME};
-use sqlx::migrate::Migrator;
 use tonic::service::Routes;
 
-pub const SPEC: ServiceSpec = ServiceSpec {
-    name: "parties",
-    default_port: 50051,
+pub const SERVICE: Service = Service {
+    spec: ServiceSpec {
+        name: "parties",
+        default_port: 50051,
+    },
+    migrator: || sqlx::migrate!("./migrations"),
+    topics: &events::TOPICS,
+    start,
 };
 
-pub fn migrator() -> Migrator {
-    sqlx::migrate!("./migrations")
-}
-
-/// The gRPC routes of the service over the runtime's database, and the names health reports.
-pub fn routes(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
+/// Joins the privacy fan-out and serves the API over the runtime's database.
+fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     crm_kit::privacy::join(runtime, shutdown, privacy::PartiesPrivacy);
     let service = PartiesServiceServer::new(service::Parties::new(runtime.pool.clone()));
     Ok((Routes::new(service), vec![SERVICE_NAME]))

@@ -4,6 +4,7 @@
 // `assert_eq!(ids, [id.clone()])` reads as the list a user expects; `slice::from_ref` would not.
 #![allow(clippy::cloned_ref_to_slice_refs)]
 
+use crm_kit::app::Service;
 use std::time::Duration;
 
 use crm_kit::client::TracedChannel;
@@ -11,19 +12,14 @@ use crm_proto::crm::{
     common::v1::{Date, PostalAddress},
     parties::v1::{parties_service_client::PartiesServiceClient, *},
 };
-use crm_testkit::{ServiceUnderTest, TestService, read_topic, token};
+use crm_testkit::{TestService, read_topic, token};
 use prost::Message;
 use prost_types::FieldMask;
 use sqlx::Row;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-const PARTIES: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_parties::SPEC,
-    migrator: crm_parties::migrator,
-    topics: &crm_parties::events::TOPICS,
-    routes: crm_parties::routes,
-};
+const PARTIES: Service = crm_parties::SERVICE;
 
 type Client = PartiesServiceClient<TracedChannel>;
 

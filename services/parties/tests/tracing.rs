@@ -2,6 +2,7 @@
 //! exported server span, on the producer span, and in the event's `traceparent` header.
 //! Its own test binary: the process's telemetry must export to this test's receiver.
 
+use crm_kit::app::Service;
 use std::{collections::HashMap, time::Duration};
 
 use crm_kit::{
@@ -11,15 +12,10 @@ use crm_kit::{
 use crm_proto::crm::parties::v1::{
     CreatePartyRequest, Party, PartyKind, parties_service_client::PartiesServiceClient,
 };
-use crm_testkit::{OtlpReceiver, ServiceUnderTest, TestService, eventually, read_topic, token};
+use crm_testkit::{OtlpReceiver, TestService, eventually, read_topic, token};
 use tracing::Instrument;
 
-const PARTIES: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_parties::SPEC,
-    migrator: crm_parties::migrator,
-    topics: &crm_parties::events::TOPICS,
-    routes: crm_parties::routes,
-};
+const PARTIES: Service = crm_parties::SERVICE;
 
 #[tokio::test]
 async fn a_calls_trace_id_reaches_its_server_span_and_its_event() {

@@ -193,22 +193,22 @@ impl Runtime {
     }
 }
 
-/// Builds a service's gRPC routes and the names health reports, and starts its background
-/// workers, which stop on the shutdown signal.
-pub trait ServiceFactory: FnOnce(&Runtime, &Shutdown) -> anyhow::Result<ServiceRoutes> {}
-
-impl<F: FnOnce(&Runtime, &Shutdown) -> anyhow::Result<ServiceRoutes>> ServiceFactory for F {}
+/// One service of the suite, as `main` and the tests start it: its name and port, its
+/// migrations, the topics it writes, and `start`, which wires its peers, workers and consumers on
+/// the runtime and returns its gRPC routes with the names health reports.
+pub struct Service {
+    pub spec: ServiceSpec,
+    pub migrator: fn() -> Migrator,
+    pub topics: &'static [&'static str],
+    pub start: fn(&Runtime, &Shutdown) -> anyhow::Result<ServiceRoutes>,
+}
 
 /// A service's gRPC routes and the fully-qualified names of its services (for health).
 pub type ServiceRoutes = (Routes, Vec<&'static str>);
 
 /// What a service's `main` delegates to: the command line, telemetry, signals, exit codes.
-pub async fn main(
-    spec: ServiceSpec,
-    migrator: Migrator,
-    topics: &[&str],
-    routes: impl ServiceFactory,
-) -> ExitCode {
+pub async fn main(service: &Service) -> ExitCode {
+    let spec = service.spec;
     let cli = match Cli::from_env() {
         Ok(cli) => cli,
         Err(message) => {
@@ -246,8 +246,8 @@ pub async fn main(
         }
     };
     let result = match cli.command {
-        Command::Migrate => migrate_only(&config, migrator).await,
-        _ => serve_until_signal(spec, config, migrator, topics, routes).await,
+        Command::Migrate => migrate_only(&config, (service.migrator)()).await,
+        _ => serve_until_signal(service, config).await,
     };
     telemetry.shutdown();
     match result {
@@ -271,16 +271,11 @@ async fn migrate_only(config: &Config, migrator: Migrator) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn serve_until_signal(
-    spec: ServiceSpec,
-    config: Config,
-    migrator: Migrator,
-    topics: &[&str],
-    routes: impl ServiceFactory,
-) -> anyhow::Result<()> {
-    let runtime = Runtime::start(spec, config, migrator, topics).await?;
+async fn serve_until_signal(service: &Service, config: Config) -> anyhow::Result<()> {
+    let topics = service.topics;
+    let runtime = Runtime::start(service.spec, config, (service.migrator)(), topics).await?;
     let (trigger, shutdown) = shutdown::channel();
-    let (routes, names) = routes(&runtime, &shutdown)?;
+    let (routes, names) = (service.start)(&runtime, &shutdown)?;
     tokio::spawn(async move {
         shutdown::os_signal().await;
         trigger.trigger();

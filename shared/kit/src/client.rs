@@ -15,6 +15,7 @@ use tracing::{Instrument, field::Empty};
 
 use crate::{
     auth::TokenIssuer,
+    error::ServiceError,
     telemetry::{HeaderCarrier, inject, record_trace_id},
 };
 
@@ -127,5 +128,28 @@ impl Service<Request<Body>> for TracedChannel {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move { inner.call(request).await }.instrument(span))
+    }
+}
+
+/// A peer's failure in this service's terms, for whatever a use case did not match itself (it
+/// handles the refusals it understands, such as NOT_FOUND, first). A peer that cannot answer now
+/// is UNAVAILABLE to our caller, who may retry; a peer refusing our credentials or our request is
+/// this service's fault, logged as INTERNAL.
+pub fn peer_error(peer: &str, status: tonic::Status) -> ServiceError {
+    use tonic::Code;
+    match status.code() {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::ResourceExhausted
+        | Code::Aborted
+        | Code::Unknown => {
+            tracing::warn!(peer, code = ?status.code(), message = status.message(), "peer unavailable");
+            ServiceError::Unavailable(format!("the {peer} service is unavailable; retry later"))
+        }
+        code => ServiceError::Internal(anyhow::anyhow!(
+            "the {peer} service refused a call: {code:?} {}",
+            status.message()
+        )),
     }
 }

@@ -67,6 +67,19 @@ pub struct ConsumerOptions {
     pub retry_delay: Duration,
 }
 
+impl ConsumerOptions {
+    /// Consumer `name` of `topics`, with the suite's retry policy: 5 attempts, 500 ms apart, before
+    /// a transient failure is dead-lettered.
+    pub fn new(name: &str, topics: &[&str]) -> Self {
+        Self {
+            name: name.to_owned(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            max_attempts: 5,
+            retry_delay: Duration::from_millis(500),
+        }
+    }
+}
+
 /// Runs [`run`] in the background on the runtime's database and broker, logging why it stopped.
 pub fn spawn<H: Handler>(
     runtime: &Runtime,

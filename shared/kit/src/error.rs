@@ -44,6 +44,67 @@ impl ServiceError {
     }
 }
 
+/// Declares a service's refusals once: each variant with its gRPC code (`AlreadyExists` or
+/// `Precondition`), its `ErrorInfo.reason` and its message, and the conversion into
+/// [`ServiceError`]:
+///
+/// ```ignore
+/// crm_kit::refusals! {
+///     pub enum Refusal {
+///         /// Purpose codes are unique.
+///         PurposeExists { code: String } = AlreadyExists("PURPOSE_EXISTS", "purpose {code:?} already exists"),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! refusals {
+    (
+        $(#[$meta:meta])*
+        $vis:vis enum $name:ident {
+            $(
+                $(#[$vmeta:meta])*
+                $variant:ident $({ $($field:ident: $ty:ty),* $(,)? })?
+                    = $kind:ident($reason:literal, $($message:tt)+)
+            ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug)]
+        $vis enum $name {
+            $($(#[$vmeta])* $variant $({ $($field: $ty),* })?),+
+        }
+
+        impl $name {
+            /// The `ErrorInfo.reason` callers branch on.
+            pub fn reason(&self) -> &'static str {
+                match self {
+                    $(Self::$variant { .. } => $reason),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            #[allow(unused_variables)]
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                match self {
+                    $(Self::$variant $({ $($field),* })? => write!(f, $($message)+)),+
+                }
+            }
+        }
+
+        impl From<$name> for $crate::error::ServiceError {
+            fn from(refusal: $name) -> Self {
+                let reason = refusal.reason();
+                match refusal {
+                    $(refusal @ $name::$variant { .. } => {
+                        $crate::error::ServiceError::$kind(reason, refusal.to_string())
+                    }),+
+                }
+            }
+        }
+    };
+}
+
 /// An empty etag skips the check (last write wins); a stale one is ABORTED.
 pub fn check_etag(resource: &'static str, etag: &str, version: i64) -> Result<()> {
     if etag.is_empty() || etag == version.to_string() {
@@ -202,6 +263,27 @@ mod tests {
         assert!(status.details().len() < 400);
         let status = Status::from(ServiceError::Precondition("RULE", id.repeat(2)));
         assert!(status.message().len() < 4_000);
+    }
+
+    crate::refusals! {
+        enum Refusal {
+            Taken { code: String } = AlreadyExists("CODE_TAKEN", "code {code:?} is taken"),
+            Closed = Precondition("CLOSED", "it is closed"),
+        }
+    }
+
+    #[test]
+    fn refusals_carry_their_code_and_reason() {
+        let status = Status::from(ServiceError::from(Refusal::Taken { code: "vip".into() }));
+        assert_eq!(status.code(), Code::AlreadyExists);
+        assert_eq!(status.message(), "code \"vip\" is taken");
+        assert_eq!(
+            status.get_details_error_info().unwrap().reason,
+            "CODE_TAKEN"
+        );
+        let status = Status::from(ServiceError::from(Refusal::Closed));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status.get_details_error_info().unwrap().reason, "CLOSED");
     }
 
     #[test]

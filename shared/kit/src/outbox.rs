@@ -1,4 +1,4 @@
-//! The transactional outbox: a service writes its events with [`enqueue`] in the transaction of the
+//! The transactional outbox: a service writes its events to a [`Topic`] in the transaction of the
 //! state change, and the [`Relay`] publishes them to Kafka in order, so a committed change is never
 //! without its event and a crash never loses one.
 //!
@@ -8,6 +8,7 @@
 
 use std::{
     collections::HashMap,
+    marker::PhantomData,
     time::{Duration, Instant},
 };
 
@@ -32,6 +33,64 @@ const NOTIFY_CHANNEL: &str = "crm_outbox";
 const BATCH: i64 = 500;
 /// Any value works as long as every replica of a service uses the same one on its own database.
 const RELAY_LOCK: i64 = 0x6372_6d5f_6f75_7462; // "crm_outb"
+
+/// A topic a service writes. `T` names the events it carries (declared with [`topic!`]), so an
+/// event cannot be written to a topic whose readers do not expect it.
+pub struct Topic<T: ?Sized> {
+    pub name: &'static str,
+    carries: PhantomData<fn(&T)>,
+}
+
+/// Declares which events a topic carries; implemented by [`topic!`].
+pub trait Carries<M> {}
+
+impl<T: ?Sized> Topic<T> {
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            carries: PhantomData,
+        }
+    }
+
+    /// Writes `event`, keyed by `key` (the aggregate's id: events of one aggregate stay in order),
+    /// in the transaction of the change it describes.
+    pub async fn enqueue<M: prost::Name>(
+        &self,
+        tx: &mut Tx,
+        key: impl ToString,
+        event: &M,
+    ) -> Result<(), sqlx::Error>
+    where
+        T: Carries<M>,
+    {
+        enqueue(tx, self.name, key, event).await.map(drop)
+    }
+
+    /// Writes many events of one type in one statement (batch operations).
+    pub async fn enqueue_many<M: prost::Name>(
+        &self,
+        tx: &mut Tx,
+        events: &[(String, M)],
+    ) -> Result<(), sqlx::Error>
+    where
+        T: Carries<M>,
+    {
+        enqueue_many(tx, self.name, events).await
+    }
+}
+
+/// Declares a topic and the events it carries:
+/// `topic!(pub PARTY = "crm.parties.party.v1", PartyTopic: PartyCreated, PartyUpdated);`
+#[macro_export]
+macro_rules! topic {
+    ($(#[$meta:meta])* $vis:vis $name:ident = $topic:literal, $marker:ident: $($event:ty),+ $(,)?) => {
+        $(#[$meta])*
+        $vis const $name: $crate::outbox::Topic<$marker> = $crate::outbox::Topic::new($topic);
+        #[doc = concat!("The events `", $topic, "` carries.")]
+        $vis enum $marker {}
+        $(impl $crate::outbox::Carries<$event> for $marker {})+
+    };
+}
 
 /// Adds `event` to the outbox inside `tx`. Its CloudEvents type is the message's full proto name.
 pub async fn enqueue<M: prost::Name>(

@@ -3,7 +3,7 @@
 //! [`join`] when it starts; the kit consumes the requests, answers each once, and publishes the
 //! receipt through the outbox in the transaction of the erasure.
 
-use std::{future::Future, time::Duration};
+use std::future::Future;
 
 use crm_proto::crm::common::v1::{
     DataSubjectKind, PrivacyReceipt, PrivacyRequest, PrivacyRequestType, RetainedData,
@@ -16,16 +16,21 @@ use uuid::Uuid;
 use crate::{
     app::Runtime,
     consumer::{self, ConsumerOptions, Event, HandleError, Handler},
-    outbox,
     request::timestamp,
     shutdown::Shutdown,
     store::Tx,
 };
 
-/// Key: subject id. PrivacyRequest, written by the consent service.
-pub const REQUEST_TOPIC: &str = "crm.privacy.requests.v1";
-/// Key: request id. PrivacyReceipt, one per service and request.
-pub const RECEIPT_TOPIC: &str = "crm.privacy.receipts.v1";
+crate::topic!(
+    /// Key: subject id. Written by the consent service.
+    pub REQUESTS = "crm.privacy.requests.v1", RequestsTopic: PrivacyRequest
+);
+crate::topic!(
+    /// Key: request id. One receipt per service and request (several for a sliced export).
+    pub RECEIPTS = "crm.privacy.receipts.v1", ReceiptsTopic: PrivacyReceipt
+);
+pub const REQUEST_TOPIC: &str = REQUESTS.name;
+pub const RECEIPT_TOPIC: &str = RECEIPTS.name;
 
 /// Whom a request is about: a consumer party or a B2B person, by their id in the parties service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,12 +127,7 @@ pub trait Participant: Send + Sync + 'static {
 /// `<service>-privacy`). The service lists [`RECEIPT_TOPIC`] among the topics it writes.
 pub fn join<P: Participant>(runtime: &Runtime, shutdown: &Shutdown, participant: P) {
     let service = runtime.spec.name;
-    let options = ConsumerOptions {
-        name: format!("{service}-privacy"),
-        topics: vec![REQUEST_TOPIC.into()],
-        max_attempts: 5,
-        retry_delay: Duration::from_secs(1),
-    };
+    let options = ConsumerOptions::new(&format!("{service}-privacy"), &[REQUEST_TOPIC]);
     let handler = Answering {
         service,
         participant,
@@ -214,7 +214,8 @@ impl<P: Participant> Handler for Answering<P> {
             .into_iter()
             .map(|receipt| (request.request_id.clone(), receipt))
             .collect();
-        outbox::enqueue_many(tx, RECEIPT_TOPIC, &keyed)
+        RECEIPTS
+            .enqueue_many(tx, &keyed)
             .await
             .map_err(|e| retry(e.into()))?;
         Ok(())

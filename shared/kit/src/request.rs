@@ -1,10 +1,24 @@
-//! Small conversions every gRPC handler needs: who is calling, ids and times in proto form.
+//! What every gRPC handler needs: who is calling, the one answer mapping, validators that hand
+//! back the parsed value, and ids, dates and times in proto form.
+//!
+//! The validators record a violation naming the field and return a placeholder (nil UUID, empty
+//! text, the default message), so a handler checks every field, calls
+//! [`FieldViolations::finish`], and then uses the values it got: no unwrapping after validation.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use crm_proto::crm::common::v1::{AuditInfo, Date};
+use tonic::{Response, Status};
 use uuid::Uuid;
 
 use crate::{auth::Caller, error::FieldViolations};
+
+/// What every RPC of the suite returns.
+pub type Reply<T> = Result<Response<T>, Status>;
+
+/// A use case's result as the RPC's answer: the one place service errors become statuses.
+pub fn reply<T>(result: crate::error::Result<T>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
 
 /// The authenticated subject of the call (set by the server's gate), for audit fields.
 pub fn subject<T>(request: &tonic::Request<T>) -> String {
@@ -27,6 +41,38 @@ pub fn uuid(value: &str, field: &str, violations: &mut FieldViolations) -> Uuid 
             Uuid::nil()
         }
     }
+}
+
+/// A required message field; its default when missing.
+pub fn required<T: Default>(value: Option<T>, field: &str, violations: &mut FieldViolations) -> T {
+    if value.is_none() {
+        violations.add(field, "is required");
+    }
+    value.unwrap_or_default()
+}
+
+/// A required text, trimmed.
+pub fn text(value: &str, field: &str, violations: &mut FieldViolations) -> String {
+    let value = value.trim();
+    violations.check(!value.is_empty(), field, "must not be empty");
+    value.to_owned()
+}
+
+/// A code users and integrators type and keep: lower snake case, 1 to 63 characters, e.g.
+/// `marketing_email`.
+pub fn code(value: &str, field: &str, violations: &mut FieldViolations) -> String {
+    let value = value.trim();
+    let ok = (1..=63).contains(&value.len())
+        && value.starts_with(|c: char| c.is_ascii_lowercase())
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+    violations.check(
+        ok,
+        field,
+        "must be lower snake case of at most 63 characters, e.g. marketing_email",
+    );
+    value.to_owned()
 }
 
 /// Parses an optional UUID field: empty means `None`.

@@ -81,7 +81,11 @@ pub fn page_size(requested: i32, violations: &mut FieldViolations) -> i64 {
 /// An opaque token holding the keyset position after the last item of a page. The request's
 /// filters are hashed in, so a token is only accepted with the filters it was issued for.
 pub fn encode_page_token<K: Serialize>(position: &K, filters: &impl Serialize) -> String {
-    let body = serde_json::json!({ "k": position, "f": filter_hash(filters) });
+    encode_position(position, &filter_hash(filters))
+}
+
+fn encode_position<K: Serialize>(position: &K, filters: &str) -> String {
+    let body = serde_json::json!({ "k": position, "f": filters });
     URL_SAFE_NO_PAD.encode(body.to_string())
 }
 
@@ -91,6 +95,14 @@ pub fn decode_page_token<K: DeserializeOwned>(
     filters: &impl Serialize,
     violations: &mut FieldViolations,
 ) -> Option<K> {
+    decode_position(token, &filter_hash(filters), violations)
+}
+
+fn decode_position<K: DeserializeOwned>(
+    token: &str,
+    filters: &str,
+    violations: &mut FieldViolations,
+) -> Option<K> {
     if token.is_empty() {
         return None;
     }
@@ -98,7 +110,7 @@ pub fn decode_page_token<K: DeserializeOwned>(
         .decode(token)
         .ok()
         .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
-        .filter(|body| body["f"].as_str() == Some(filter_hash(filters).as_str()))
+        .filter(|body| body["f"].as_str() == Some(filters))
         .and_then(|body| serde_json::from_value(body["k"].clone()).ok());
     if decoded.is_none() {
         violations.add(
@@ -114,6 +126,17 @@ fn filter_hash(filters: &impl Serialize) -> String {
     URL_SAFE_NO_PAD.encode(&Sha256::digest(json)[..12])
 }
 
+/// A mutating call's start in one line: `let (mut tx, claim) = begin!(&pool, caller, &request);`
+/// claims the request's id for the caller (method from the request type), returns the stored
+/// reply from the enclosing function on a replay, and otherwise yields the transaction to work in
+/// and the claim that commits it with the answer.
+#[macro_export]
+macro_rules! begin {
+    ($pool:expr, $caller:expr, $request:expr) => {
+        $crate::fresh_or_replay!($crate::store::begin($pool, $caller, $request).await?)
+    };
+}
+
 /// Unpacks [`begin`]'s answer: returns the stored reply from the enclosing function on a replay,
 /// or yields `(tx, claim)` to do the work with.
 #[macro_export]
@@ -124,6 +147,52 @@ macro_rules! fresh_or_replay {
             $crate::store::Begun::Fresh(tx, claim) => (tx, claim),
         }
     };
+}
+
+/// One page of a List: its size (default 50, at most 500), where it starts, and the filters its
+/// token is bound to, hashed once so decode and encode cannot disagree.
+#[derive(Debug)]
+pub struct Page<K> {
+    pub size: i64,
+    /// The keyset position after which the page starts; `None` for the first page.
+    pub after: Option<K>,
+    filters: String,
+}
+
+impl<K: Serialize + DeserializeOwned> Page<K> {
+    /// Reads `page_size` and `page_token`, recording a violation for a bad size or a token issued
+    /// for other filters.
+    pub fn new(
+        page_size: i32,
+        page_token: &str,
+        filters: &impl Serialize,
+        violations: &mut FieldViolations,
+    ) -> Self {
+        let filters = filter_hash(filters);
+        let size = self::page_size(page_size, violations);
+        let after = decode_position(page_token, &filters, violations);
+        Self {
+            size,
+            after,
+            filters,
+        }
+    }
+
+    /// How many rows to fetch: one more than the page, to learn whether another follows.
+    pub fn limit(&self) -> i64 {
+        self.size + 1
+    }
+
+    /// Keeps the page's rows and returns the next page's token, empty on the last page.
+    pub fn finish<T>(&self, rows: &mut Vec<T>, position: impl Fn(&T) -> K) -> String {
+        if rows.len() as i64 <= self.size {
+            return String::new();
+        }
+        rows.truncate(self.size as usize);
+        rows.last()
+            .map(|last| encode_position(&position(last), &self.filters))
+            .unwrap_or_default()
+    }
 }
 
 /// Keeps the first `limit` of `rows` (fetched as `limit + 1` to learn whether more follow) and
@@ -273,6 +342,24 @@ mod tests {
         let mut v = FieldViolations::new();
         let garbage: Option<(String, i32)> = decode_page_token("%%%", &(), &mut v);
         assert!(garbage.is_none() && !v.is_empty());
+    }
+
+    #[test]
+    fn a_page_hands_out_the_next_token_only_when_more_follow() {
+        let filters = ("kind", 1);
+        let mut v = FieldViolations::new();
+        let first: Page<i64> = Page::new(2, "", &filters, &mut v);
+        assert_eq!((first.after, first.limit()), (None, 3));
+        let mut rows = vec![10, 20, 30];
+        let token = first.finish(&mut rows, |row| *row);
+        assert_eq!(rows, [10, 20]);
+        let second: Page<i64> = Page::new(2, &token, &filters, &mut v);
+        assert_eq!(second.after, Some(20));
+        let mut last = vec![30];
+        assert_eq!(second.finish(&mut last, |row| *row), "");
+        assert!(v.is_empty());
+        let _: Page<i64> = Page::new(2, &token, &("kind", 2), &mut v);
+        assert_eq!(v.fields().collect::<Vec<_>>(), ["page_token"]);
     }
 
     #[test]

@@ -16,14 +16,14 @@ use std::{
 };
 
 use crm_kit::{
-    app::{Runtime, ServiceRoutes},
+    app::{Runtime, Service},
     auth::TokenIssuer,
     client::TracedChannel,
     config::{
         AdminConfig, AuthConfig, Config, DatabaseConfig, GrpcConfig, KafkaConfig, LogFormat,
-        PrivacyConfig, Secret, ServiceSpec, TelemetryConfig,
+        PrivacyConfig, Secret, TelemetryConfig,
     },
-    shutdown::{self, Shutdown, ShutdownTrigger},
+    shutdown::{self, ShutdownTrigger},
     telemetry::Telemetry,
 };
 use opentelemetry_proto::tonic::{
@@ -39,7 +39,7 @@ use rdkafka::{
     error::{KafkaError, RDKafkaErrorCode},
     message::Headers,
 };
-use sqlx::{Connection, PgConnection, migrate::Migrator};
+use sqlx::{Connection, PgConnection};
 use tokio::{net::TcpListener, process::Child, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use uuid::Uuid;
@@ -243,14 +243,6 @@ pub fn init_telemetry(service: &str, config: &TelemetryConfig) {
     });
 }
 
-/// What a service crate hands the harness to start itself.
-pub struct ServiceUnderTest {
-    pub spec: ServiceSpec,
-    pub migrator: fn() -> Migrator,
-    pub topics: &'static [&'static str],
-    pub routes: fn(&Runtime, &Shutdown) -> anyhow::Result<ServiceRoutes>,
-}
-
 /// A running service with its own database and broker; stops when dropped.
 pub struct TestService {
     pub addr: SocketAddr,
@@ -272,7 +264,7 @@ impl Drop for Serving {
 }
 
 impl TestService {
-    pub async fn start(service: &ServiceUnderTest) -> anyhow::Result<Self> {
+    pub async fn start(service: &Service) -> anyhow::Result<Self> {
         let database = TestDatabase::create().await?;
         let broker = Broker::start().await?;
         Self::start_with(service, database, broker, |_| {}).await
@@ -280,7 +272,7 @@ impl TestService {
 
     /// Starts on an existing database and broker, with `adjust` applied to the test settings.
     pub async fn start_with(
-        service: &ServiceUnderTest,
+        service: &Service,
         database: TestDatabase,
         broker: Broker,
         adjust: impl FnOnce(&mut Config),
@@ -293,7 +285,7 @@ impl TestService {
         let addr = runtime.local_addr();
         let admin_addr = runtime.admin_addr();
         let (trigger, shutdown) = shutdown::channel();
-        let (routes, names) = (service.routes)(&runtime, &shutdown)?;
+        let (routes, names) = (service.start)(&runtime, &shutdown)?;
         let topics = service.topics;
         let task = tokio::spawn(runtime.serve(routes, names, topics, shutdown));
         Ok(Self {

@@ -4,6 +4,7 @@
 // Each test binary includes this module and uses only part of it.
 #![allow(dead_code)]
 
+use crm_kit::app::Service;
 use tonic_types::StatusExt;
 
 use crm_kit::client::TracedChannel;
@@ -18,28 +19,13 @@ use crm_proto::crm::{
         parties_service_client::PartiesServiceClient,
     },
 };
-use crm_testkit::{Broker, ServiceUnderTest, TestDatabase, TestService, token};
+use crm_testkit::{Broker, TestDatabase, TestService, token};
 
-pub const PARTIES: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_parties::SPEC,
-    migrator: crm_parties::migrator,
-    topics: &crm_parties::events::TOPICS,
-    routes: crm_parties::routes,
-};
+pub const PARTIES: Service = crm_parties::SERVICE;
 
-pub const CONSENT: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_consent::SPEC,
-    migrator: crm_consent::migrator,
-    topics: &crm_consent::TOPICS,
-    routes: crm_consent::routes,
-};
+pub const CONSENT: Service = crm_consent::SERVICE;
 
-pub const LOYALTY: ServiceUnderTest = ServiceUnderTest {
-    spec: crm_loyalty::SPEC,
-    migrator: crm_loyalty::migrator,
-    topics: &crm_loyalty::events::TOPICS,
-    routes: crm_loyalty::routes,
-};
+pub const LOYALTY: Service = crm_loyalty::SERVICE;
 
 pub type Loyalty = LoyaltyServiceClient<TracedChannel>;
 

@@ -1,0 +1,28 @@
+//! The privacy audit log as operators and auditors read it.
+
+use crm_kit::{
+    error::{FieldViolations, Result},
+    store::Page,
+};
+use crm_proto::crm::consent::v1::{ListAuditLogRequest, ListAuditLogResponse};
+
+use crate::{Consents, convert, domain, store::audit};
+
+impl Consents {
+    pub async fn list_audit_log(&self, req: ListAuditLogRequest) -> Result<ListAuditLogResponse> {
+        let mut v = FieldViolations::new();
+        let subject = req
+            .subject
+            .as_ref()
+            .map(|s| domain::Subject::parse(Some(s), &mut v).id);
+        let page: Page<i64> = Page::new(req.page_size, &req.page_token, &subject, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = audit::list(&mut conn, subject, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
+        Ok(ListAuditLogResponse {
+            entries: rows.iter().map(convert::audit_entry).collect(),
+            next_page_token,
+        })
+    }
+}

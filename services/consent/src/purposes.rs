@@ -1,0 +1,104 @@
+//! Purposes: what subjects consent to, under which legal basis, with versioned texts.
+
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError},
+    request::{code, required, text},
+    store::unique_violation,
+};
+use crm_proto::crm::consent::v1::*;
+use sqlx::PgConnection;
+
+use crate::{
+    Consents, convert,
+    domain::LegalBasis,
+    error::Refusal,
+    store::{
+        audit::{self, Audit},
+        purposes,
+    },
+};
+
+impl Consents {
+    pub async fn create_purpose(&self, caller: &str, req: CreatePurposeRequest) -> Result<Purpose> {
+        let mut v = FieldViolations::new();
+        let input = required(req.purpose.clone(), "purpose", &mut v);
+        let code = code(&input.code, "purpose.code", &mut v);
+        let description = text(&input.description, "purpose.description", &mut v);
+        let text = text(&input.text, "purpose.text", &mut v);
+        let basis = LegalBasis::require(input.legal_basis, "purpose.legal_basis", &mut v);
+        v.finish()?;
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
+        if let Err(error) = purposes::insert(&mut tx, &code, &description, basis, &text).await {
+            return Err(match unique_violation(&error) {
+                Some(_) => Refusal::PurposeExists { code }.into(),
+                None => error.into(),
+            });
+        }
+        let entry = Audit {
+            actor: caller,
+            action: "purpose.created",
+            subject: None,
+            purpose: Some(&code),
+            details: serde_json::json!({ "legal_basis": basis, "text_version": 1 }),
+        };
+        audit::append(&mut tx, entry).await?;
+        let purpose = answer(&mut tx, &code).await?;
+        claim.commit(tx, &purpose).await?;
+        Ok(purpose)
+    }
+
+    pub async fn list_purposes(&self) -> Result<ListPurposesResponse> {
+        let rows = purposes::all(&mut *self.pool.acquire().await?).await?;
+        Ok(ListPurposesResponse {
+            purposes: rows.iter().map(convert::purpose).collect(),
+        })
+    }
+
+    pub async fn publish_purpose_text(
+        &self,
+        caller: &str,
+        req: PublishPurposeTextRequest,
+    ) -> Result<Purpose> {
+        let mut v = FieldViolations::new();
+        let text = text(&req.text, "text", &mut v);
+        v.finish()?;
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
+        let current = purposes::lock_version(&mut tx, &req.code)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Purpose", &req.code))?;
+        let version = current + 1;
+        purposes::publish_text(&mut tx, &req.code, version, &text, req.requires_reconsent).await?;
+        let entry = Audit {
+            actor: caller,
+            action: "purpose.text_published",
+            subject: None,
+            purpose: Some(&req.code),
+            details: serde_json::json!({ "text_version": version, "requires_reconsent": req.requires_reconsent }),
+        };
+        audit::append(&mut tx, entry).await?;
+        let purpose = answer(&mut tx, &req.code).await?;
+        claim.commit(tx, &purpose).await?;
+        Ok(purpose)
+    }
+}
+
+/// Refuses the request unless every code in `codes` is a purpose, naming each that is not.
+pub(crate) async fn check_exist(conn: &mut PgConnection, codes: &[String]) -> Result<()> {
+    let mut v = FieldViolations::new();
+    for (i, code) in codes.iter().enumerate() {
+        if purposes::get(conn, code).await?.is_none() {
+            v.add(
+                format!("purposes[{i}]"),
+                format!("{code:?} is not a purpose"),
+            );
+        }
+    }
+    Ok(v.finish()?)
+}
+
+async fn answer(conn: &mut PgConnection, code: &str) -> Result<Purpose> {
+    let row = purposes::get(conn, code)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Purpose", code))?;
+    Ok(convert::purpose(&row))
+}
