@@ -13,8 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::RequestStatus,
-    fanout,
-    requests::lock,
+    fanout::{self, lock},
     store::requests::{self as store, Answer, Slice},
 };
 

@@ -7,7 +7,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use crm_kit::{error::Result, privacy, request::timestamp, shutdown::Shutdown, store::Tx};
+use crm_kit::{
+    error::{Result, ServiceError},
+    privacy,
+    request::timestamp,
+    shutdown::Shutdown,
+    store::Tx,
+};
 use crm_proto::crm::common::v1::{DataSubject, DataSubjectKind, PrivacyRequest};
 use serde_json::json;
 use uuid::Uuid;
@@ -16,7 +22,6 @@ use crate::{
     Consents,
     consents::write_record,
     domain::{LegalBasis, RecordStatus, RequestStatus, RequestType, Subject, SubjectKind},
-    requests::lock,
     store::{
         audit::{self, Audit},
         purposes,
@@ -158,6 +163,13 @@ pub async fn complete(tx: &mut Tx, actor: &str, row: &RequestRow, resolution: &s
     store::finish(tx, row.id, RequestStatus::Completed, resolution).await?;
     let details = json!({ "request_id": row.id, "resolution": resolution });
     audit(tx, actor, "request.completed", row.subject(), details).await
+}
+
+/// The request, locked for the change at hand.
+pub(crate) async fn lock(tx: &mut Tx, id: Uuid) -> Result<RequestRow> {
+    store::lock(tx, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("SubjectRequest", id))
 }
 
 /// A request step's audit entry.

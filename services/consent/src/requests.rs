@@ -6,7 +6,7 @@ use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     request::{text, time, uuid},
-    store::{Page, Tx},
+    store::Page,
 };
 use crm_proto::crm::consent::v1::*;
 use serde_json::json;
@@ -17,7 +17,8 @@ use crate::{
     Consents, convert,
     domain::{self, Channel, RequestStatus, RequestType, Verification},
     error::Refusal,
-    fanout, purposes,
+    fanout::{self, lock},
+    purposes,
     store::requests::{self as store, Filter, NewRequest, RequestRow},
 };
 
@@ -287,12 +288,6 @@ fn still_open(row: &RequestRow) -> Result<()> {
         status: row.status,
     }
     .into())
-}
-
-pub(crate) async fn lock(tx: &mut Tx, id: Uuid) -> Result<RequestRow> {
-    store::lock(tx, id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("SubjectRequest", id))
 }
 
 pub(crate) async fn load(conn: &mut PgConnection, id: Uuid) -> Result<SubjectRequest> {
