@@ -1,17 +1,11 @@
 //! The `crm.parties.v1.PartiesService` gRPC adapter: who is calling, then the use case, then the
 //! one error mapping.
 
-use crm_kit::request::subject;
+use crm_kit::request::{Reply, reply, subject};
 use crm_proto::crm::parties::v1::{parties_service_server::PartiesService, *};
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
-use crate::service::Parties;
-
-type Reply<T> = Result<Response<T>, Status>;
-
-fn reply<T>(result: crm_kit::error::Result<T>) -> Reply<T> {
-    result.map(Response::new).map_err(Status::from)
-}
+use crate::Parties;
 
 #[tonic::async_trait]
 impl PartiesService for Parties {

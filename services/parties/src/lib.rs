@@ -2,11 +2,18 @@
 //! natural persons — their bases, the persons employed by organizations, contact points,
 //! addresses, custom fields, duplicate detection and merge, and its part of data-subject requests.
 
+pub mod bases;
+pub mod convert;
+pub mod custom_fields;
 pub mod domain;
+pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod lookups;
+pub mod merge;
+pub mod parties;
+pub mod persons;
 pub mod privacy;
-pub mod service;
 pub mod store;
 
 use crm_kit::{
@@ -15,6 +22,7 @@ use crm_kit::{
     shutdown::Shutdown,
 };
 use crm_proto::crm::parties::v1::parties_service_server::{PartiesServiceServer, SERVICE_NAME};
+use sqlx::PgPool;
 use tonic::service::Routes;
 
 pub const SERVICE: Service = Service {
@@ -30,6 +38,14 @@ pub const SERVICE: Service = Service {
 /// Joins the privacy fan-out and serves the API over the runtime's database.
 fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     crm_kit::privacy::join(runtime, shutdown, privacy::PartiesPrivacy);
-    let service = PartiesServiceServer::new(service::Parties::new(runtime.pool.clone()));
+    let service = PartiesServiceServer::new(Parties {
+        pool: runtime.pool.clone(),
+    });
     Ok((Routes::new(service), vec![SERVICE_NAME]))
+}
+
+/// The use cases' shared state.
+#[derive(Clone)]
+pub struct Parties {
+    pub(crate) pool: PgPool,
 }

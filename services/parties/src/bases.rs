@@ -1,0 +1,179 @@
+//! Bases: the user-defined groups parties belong to (customers, suppliers, prospects, …).
+
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError, check_etag},
+    fresh_or_replay,
+    request::{mask_paths, uuid},
+    store::{
+        self as kit_store, decode_page_token, encode_page_token, next_page, page_size,
+        unique_violation,
+    },
+};
+use crm_proto::crm::parties::v1::*;
+use uuid::Uuid;
+
+use crate::{
+    Parties,
+    convert::*,
+    domain::{self},
+    events,
+    lookups::*,
+    store::{self},
+};
+
+impl Parties {
+    pub async fn create_base(&self, subject: &str, req: CreateBaseRequest) -> Result<Base> {
+        let mut v = FieldViolations::new();
+        v.check(req.base.is_some(), "base", "is required");
+        let input = req.base.clone().unwrap_or_default();
+        let name = domain::name(&input.display_name, "base.display_name", &mut v);
+        v.check(
+            input.description.len() <= 2000,
+            "base.description",
+            "must be at most 2000 characters",
+        );
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let id = Uuid::now_v7();
+        store::insert_base(&mut tx, id, &name, input.description.trim(), subject)
+            .await
+            .map_err(|e| base_name_taken(e, &name))?;
+        let base = base_in(&mut tx, id).await?;
+        claim.commit(tx, &base).await?;
+        Ok(base)
+    }
+
+    pub async fn list_bases(&self, req: ListBasesRequest) -> Result<ListBasesResponse> {
+        let mut v = FieldViolations::new();
+        let limit = page_size(req.page_size, &mut v);
+        let after: Option<Uuid> = decode_page_token(&req.page_token, &req.include_archived, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = store::list_bases(&mut conn, req.include_archived, after, limit + 1).await?;
+        let next_page_token = next_page(&mut rows, limit, |last| {
+            encode_page_token(&last.id, &req.include_archived)
+        });
+        Ok(ListBasesResponse {
+            bases: rows.iter().map(base_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    pub async fn update_base(&self, subject: &str, req: UpdateBaseRequest) -> Result<Base> {
+        let mut v = FieldViolations::new();
+        v.check(req.base.is_some(), "base", "is required");
+        let input = req.base.clone().unwrap_or_default();
+        let id = uuid(&input.id, "base.id", &mut v);
+        let paths = mask_paths(
+            req.update_mask.as_ref(),
+            &["display_name", "description", "archived"],
+            &mut v,
+        );
+        let mut name = None;
+        if paths.contains(&"display_name") {
+            name = Some(domain::name(
+                &input.display_name,
+                "base.display_name",
+                &mut v,
+            ));
+        }
+        v.check(
+            input.description.len() <= 2000,
+            "base.description",
+            "must be at most 2000 characters",
+        );
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let mut base = store::lock_base(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Base", id))?;
+        check_etag("base", &input.etag, base.version)?;
+        if let Some(name) = name {
+            base.display_name = name;
+        }
+        if paths.contains(&"description") {
+            base.description = input.description.trim().to_owned();
+        }
+        if paths.contains(&"archived") {
+            base.archived = input.archived;
+        }
+        store::update_base(&mut tx, &base, subject)
+            .await
+            .map_err(|e| base_name_taken(e, &base.display_name))?;
+        let base = base_in(&mut tx, id).await?;
+        claim.commit(tx, &base).await?;
+        Ok(base)
+    }
+
+    pub async fn add_party_to_base(
+        &self,
+        subject: &str,
+        req: AddPartyToBaseRequest,
+    ) -> Result<Party> {
+        let (party_id, base_id) = membership_ids(&req.party_id, &req.base_id)?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let party = locked_party(&mut tx, party_id).await?;
+        require_active(&party)?;
+        open_base(&mut tx, base_id).await?;
+        if store::add_to_base(&mut tx, party_id, base_id).await? {
+            base_membership_changed(&mut tx, party_id, subject).await?;
+        }
+        let party = party_in(&mut tx, party_id).await?;
+        claim.commit(tx, &party).await?;
+        Ok(party)
+    }
+
+    pub async fn remove_party_from_base(
+        &self,
+        subject: &str,
+        req: RemovePartyFromBaseRequest,
+    ) -> Result<Party> {
+        let (party_id, base_id) = membership_ids(&req.party_id, &req.base_id)?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        locked_party(&mut tx, party_id).await?;
+        store::get_base(&mut tx, base_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Base", base_id))?;
+        if store::remove_from_base(&mut tx, party_id, base_id).await? {
+            base_membership_changed(&mut tx, party_id, subject).await?;
+        }
+        let party = party_in(&mut tx, party_id).await?;
+        claim.commit(tx, &party).await?;
+        Ok(party)
+    }
+}
+
+pub(crate) fn base_name_taken(error: sqlx::Error, name: &str) -> ServiceError {
+    if unique_violation(&error) == Some("bases_display_name_key") {
+        ServiceError::AlreadyExists(
+            "BASE_NAME_TAKEN",
+            format!("a base named {name:?} already exists"),
+        )
+    } else {
+        error.into()
+    }
+}
+
+pub(crate) fn membership_ids(party_id: &str, base_id: &str) -> Result<(Uuid, Uuid)> {
+    let mut v = FieldViolations::new();
+    let ids = (
+        uuid(party_id, "party_id", &mut v),
+        uuid(base_id, "base_id", &mut v),
+    );
+    v.finish()?;
+    Ok(ids)
+}
+
+pub(crate) async fn base_membership_changed(
+    tx: &mut kit_store::Tx,
+    party_id: Uuid,
+    subject: &str,
+) -> Result<()> {
+    store::touch_party(tx, party_id, subject).await?;
+    let event = PartyUpdated {
+        party_id: party_id.to_string(),
+        changed_fields: vec!["base_ids".to_owned()],
+    };
+    events::party(tx, party_id, &event).await?;
+    Ok(())
+}

@@ -1,0 +1,401 @@
+//! Persons: people working for organizations (and the person of each natural-person party),
+//! their employments and personal data.
+
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError, check_etag},
+    fresh_or_replay,
+    request::{date, mask_paths, optional_uuid, uuid},
+    store::{self as kit_store, decode_page_token, encode_page_token, next_page, page_size},
+};
+use crm_proto::crm::parties::v1::*;
+use uuid::Uuid;
+
+use crate::{
+    Parties,
+    convert::*,
+    domain::{self, PersonData, fields::*},
+    events,
+    lookups::*,
+    store::{self, EmploymentRow},
+};
+
+impl Parties {
+    pub async fn create_person(&self, subject: &str, req: CreatePersonRequest) -> Result<Person> {
+        let mut v = FieldViolations::new();
+        v.check(req.person.is_some(), "person", "is required");
+        let input = req.person.clone().unwrap_or_default();
+        let mut conn = self.pool.acquire().await?;
+        let definitions = definitions(&mut conn, "person").await?;
+        drop(conn);
+        let mut data = PersonData::default();
+        for path in PERSON_PATHS {
+            apply_person_field(path, &input, &mut data, &definitions, &mut v);
+        }
+        let mut employment = new_employment(&input.employments, &mut v);
+        v.finish()?;
+
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let organization_id = employment.organization_party_id;
+        require_employer(&mut tx, organization_id).await?;
+        check_supervisor(&mut tx, &employment).await?;
+        let id = Uuid::now_v7();
+        employment.person_id = id;
+        store::insert_person(&mut tx, id, None, &data, subject).await?;
+        store::insert_employment(&mut tx, &employment).await?;
+        let created = PersonCreated {
+            person_id: id.to_string(),
+            organization_party_id: organization_id.to_string(),
+            natural_party_id: String::new(),
+        };
+        events::person(&mut tx, id, &created).await?;
+        let person = person_in(&mut tx, id).await?;
+        claim.commit(tx, &person).await?;
+        Ok(person)
+    }
+
+    pub async fn get_person(&self, req: GetPersonRequest) -> Result<Person> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.id, "id", &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        person_in(&mut conn, id).await
+    }
+
+    pub async fn update_person(&self, subject: &str, req: UpdatePersonRequest) -> Result<Person> {
+        let mut v = FieldViolations::new();
+        v.check(req.person.is_some(), "person", "is required");
+        let input = req.person.clone().unwrap_or_default();
+        let id = uuid(&input.id, "person.id", &mut v);
+        let allowed: Vec<&str> = PERSON_PATHS
+            .iter()
+            .chain(&EMPLOYMENT_PATHS)
+            .chain(&["employments"])
+            .copied()
+            .collect();
+        let paths = mask_paths(req.update_mask.as_ref(), &allowed, &mut v);
+        let new_job = paths.contains(&"employments");
+        if new_job && paths.iter().any(|p| p.starts_with("employment.")) {
+            v.add(
+                "update_mask",
+                "`employments` starts a new employment and `employment.*` changes the current one: use one or the other",
+            );
+        }
+        let mut started = new_job.then(|| new_employment(&input.employments, &mut v));
+        v.finish()?;
+
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let row = store::lock_person(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Person", id))?;
+        check_etag("person", &input.etag, row.version)?;
+        let definitions = definitions(&mut tx, "person").await?;
+        let before = row.data();
+        let mut after = before.clone();
+        let mut v = FieldViolations::new();
+        for path in paths.iter().filter(|p| !p.starts_with("employment")) {
+            apply_person_field(path, &input, &mut after, &definitions, &mut v);
+        }
+        let employment_paths: Vec<&str> = paths
+            .iter()
+            .copied()
+            .filter(|p| p.starts_with("employment."))
+            .collect();
+        let current = store::employments(&mut tx, &[id])
+            .await?
+            .into_iter()
+            .find(|e| e.end_date.is_none());
+        let mut employment_changed = Vec::new();
+        if let Some(new) = started.as_mut() {
+            v.clone().finish()?;
+            new.person_id = id;
+            require_employer(&mut tx, new.organization_party_id).await?;
+            check_supervisor(&mut tx, new).await?;
+            if let Some(mut previous) = current.clone() {
+                if previous.organization_party_id == new.organization_party_id {
+                    return Err(ServiceError::Precondition(
+                        "ALREADY_EMPLOYED",
+                        format!(
+                            "person {id} already works for {}; change the current employment with employment.* paths",
+                            new.organization_party_id
+                        ),
+                    ));
+                }
+                // The previous job ends the day before the new one starts (today when undated).
+                let end = new
+                    .start_date
+                    .and_then(|start| start.pred_opt())
+                    .unwrap_or_else(|| chrono::Utc::now().date_naive());
+                if previous.start_date.is_some_and(|start| end < start) {
+                    let mut v = FieldViolations::new();
+                    v.add(
+                        "person.employments[0].start_date",
+                        "must be after the current employment's start_date",
+                    );
+                    return Err(v.into());
+                }
+                previous.end_date = Some(end);
+                store::update_employment(&mut tx, &previous).await?;
+                let ended = EmploymentEnded {
+                    person_id: id.to_string(),
+                    organization_party_id: previous.organization_party_id.to_string(),
+                };
+                events::person(&mut tx, id, &ended).await?;
+            }
+            store::insert_employment(&mut tx, new).await?;
+            employment_changed.push("employments".to_owned());
+        }
+        if !employment_paths.is_empty() {
+            let Some(current) = current else {
+                return Err(ServiceError::Precondition(
+                    "NO_CURRENT_EMPLOYMENT",
+                    format!("person {id} has no current employment to update"),
+                ));
+            };
+            let job = input.employments.first().cloned().unwrap_or_default();
+            let mut updated = current.clone();
+            for path in &employment_paths {
+                apply_employment_field(path, &job, "person.employments[0]", &mut updated, &mut v);
+            }
+            v.clone().finish()?;
+            check_supervisor(&mut tx, &updated).await?;
+            if updated != current {
+                store::update_employment(&mut tx, &updated).await?;
+                employment_changed.push("employments".to_owned());
+            }
+        }
+        v.finish()?;
+
+        let mut changed = changed_person_fields(&before, &after);
+        if let Some(party_id) = row.natural_party_id {
+            let shared: Vec<String> = SHARED_FIELDS
+                .iter()
+                .filter(|(person_field, _)| changed.iter().any(|c| c == person_field))
+                .map(|(_, party_field)| party_field.to_string())
+                .collect();
+            if !shared.is_empty() {
+                let party = locked_party(&mut tx, party_id).await?;
+                let mut data = party.data();
+                data.given_name = after.given_name.clone();
+                data.family_name = after.family_name.clone();
+                data.display_name = person_display_name(&after.given_name, &after.family_name);
+                data.contact_points = after.private_contact_points.clone();
+                data.addresses = after.home_addresses.clone();
+                store::update_party(&mut tx, party_id, &data, subject).await?;
+                let mut changed_fields = shared;
+                if data.display_name != party.display_name {
+                    changed_fields.push("display_name".to_owned());
+                }
+                let event = PartyUpdated {
+                    party_id: party_id.to_string(),
+                    changed_fields,
+                };
+                events::party(&mut tx, party_id, &event).await?;
+            }
+        }
+        changed.extend(employment_changed);
+        if !changed.is_empty() {
+            store::write_person(
+                &mut tx,
+                id,
+                row.natural_party_id.is_some(),
+                &after,
+                subject,
+                true,
+            )
+            .await?;
+            let event = PersonUpdated {
+                person_id: id.to_string(),
+                changed_fields: changed,
+            };
+            events::person(&mut tx, id, &event).await?;
+        }
+        let person = person_in(&mut tx, id).await?;
+        claim.commit(tx, &person).await?;
+        Ok(person)
+    }
+
+    pub async fn list_persons(&self, req: ListPersonsRequest) -> Result<ListPersonsResponse> {
+        let mut v = FieldViolations::new();
+        let organization = uuid(&req.organization_party_id, "organization_party_id", &mut v);
+        let limit = page_size(req.page_size, &mut v);
+        let filter = (organization, req.include_former);
+        let after: Option<Uuid> = decode_page_token(&req.page_token, &filter, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        store::get_party(&mut conn, organization)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Party", organization))?;
+        let mut rows = store::list_persons(
+            &mut conn,
+            organization,
+            req.include_former,
+            after,
+            limit + 1,
+        )
+        .await?;
+        let next_page_token = next_page(&mut rows, limit, |last| {
+            encode_page_token(&last.id, &filter)
+        });
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let employments = store::employments(&mut conn, &ids).await?;
+        let persons = rows
+            .iter()
+            .map(|row| {
+                let mine: Vec<EmploymentRow> = employments
+                    .iter()
+                    .filter(|e| e.person_id == row.id)
+                    .cloned()
+                    .collect();
+                person_to_proto(row, &mine)
+            })
+            .collect();
+        Ok(ListPersonsResponse {
+            persons,
+            next_page_token,
+        })
+    }
+
+    pub async fn end_employment(&self, subject: &str, req: EndEmploymentRequest) -> Result<Person> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.person_id, "person_id", &mut v);
+        let end = date(req.end_date.as_ref(), "end_date", &mut v)
+            .unwrap_or_else(|| chrono::Utc::now().date_naive());
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let row = store::lock_person(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Person", id))?;
+        check_etag("person", &req.etag, row.version)?;
+        let current = store::employments(&mut tx, &[id])
+            .await?
+            .into_iter()
+            .find(|e| e.end_date.is_none());
+        let Some(mut current) = current else {
+            return Err(ServiceError::Precondition(
+                "NO_CURRENT_EMPLOYMENT",
+                format!("person {id} has no current employment to end"),
+            ));
+        };
+        if current.start_date.is_some_and(|start| end < start) {
+            let mut v = FieldViolations::new();
+            v.add("end_date", "is before the employment's start_date");
+            return Err(v.into());
+        }
+        current.end_date = Some(end);
+        store::update_employment(&mut tx, &current).await?;
+        store::write_person(
+            &mut tx,
+            id,
+            row.natural_party_id.is_some(),
+            &row.data(),
+            subject,
+            true,
+        )
+        .await?;
+        let event = EmploymentEnded {
+            person_id: id.to_string(),
+            organization_party_id: current.organization_party_id.to_string(),
+        };
+        events::person(&mut tx, id, &event).await?;
+        let person = person_in(&mut tx, id).await?;
+        claim.commit(tx, &person).await?;
+        Ok(person)
+    }
+}
+
+pub(crate) async fn check_supervisor(
+    tx: &mut kit_store::Tx,
+    employment: &EmploymentRow,
+) -> Result<()> {
+    let Some(supervisor) = employment.supervisor_person_id else {
+        return Ok(());
+    };
+    if supervisor == employment.person_id
+        || !store::is_current_employee(tx, supervisor, employment.organization_party_id).await?
+    {
+        return Err(ServiceError::Precondition(
+            "SUPERVISOR_NOT_EMPLOYED",
+            format!(
+                "supervisor {supervisor} is not another current employee of organization {}",
+                employment.organization_party_id
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The one employment a request starts (`employments[0]`), validated; the person id is set later.
+pub(crate) fn new_employment(jobs: &[Employment], v: &mut FieldViolations) -> EmploymentRow {
+    const AT: &str = "person.employments[0]";
+    if jobs.len() != 1 {
+        v.add(
+            "person.employments",
+            "give exactly one employment: the new current one",
+        );
+    }
+    let job = jobs.first().cloned().unwrap_or_default();
+    let mut employment = EmploymentRow {
+        id: Uuid::now_v7(),
+        person_id: Uuid::nil(),
+        organization_party_id: uuid(
+            &job.organization_party_id,
+            &format!("{AT}.organization_party_id"),
+            v,
+        ),
+        position: String::new(),
+        department: String::new(),
+        supervisor_person_id: None,
+        business_contact_points: sqlx::types::Json(Vec::new()),
+        start_date: date(job.start_date.as_ref(), &format!("{AT}.start_date"), v),
+        end_date: None,
+    };
+    v.check(
+        job.end_date.is_none(),
+        format!("{AT}.end_date"),
+        "a new employment is current; end it with EndEmployment",
+    );
+    for path in EMPLOYMENT_PATHS {
+        apply_employment_field(path, &job, AT, &mut employment, v);
+    }
+    employment
+}
+
+pub(crate) fn apply_employment_field(
+    path: &str,
+    job: &Employment,
+    at: &str,
+    employment: &mut EmploymentRow,
+    v: &mut FieldViolations,
+) {
+    let short = |s: &str, field: String, v: &mut FieldViolations| {
+        v.check(
+            s.trim().chars().count() <= 300,
+            field,
+            "must be at most 300 characters",
+        );
+        s.trim().to_owned()
+    };
+    match path {
+        "employment.position" => {
+            employment.position = short(&job.position, format!("{at}.position"), v)
+        }
+        "employment.department" => {
+            employment.department = short(&job.department, format!("{at}.department"), v)
+        }
+        "employment.supervisor_person_id" => {
+            employment.supervisor_person_id = optional_uuid(
+                &job.supervisor_person_id,
+                &format!("{at}.supervisor_person_id"),
+                v,
+            )
+        }
+        "employment.business_contact_points" => {
+            employment.business_contact_points = sqlx::types::Json(domain::contacts(
+                &job.business_contact_points,
+                &format!("{at}.business_contact_points"),
+                v,
+            ))
+        }
+        other => v.add("update_mask", format!("{other:?} cannot be updated")),
+    }
+}
