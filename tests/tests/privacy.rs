@@ -311,7 +311,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
     // Parties tells downstream systems.
     let erased = read_topic(
         &suite.broker.brokers(),
-        crm_parties::events::PARTY_TOPIC,
+        crm_parties::events::PARTY.name,
         100,
         Duration::from_secs(5),
     )
@@ -538,7 +538,7 @@ async fn a_request_delivered_twice_is_carried_out_once() {
     );
     let erased = read_topic(
         &brokers,
-        crm_parties::events::PARTY_TOPIC,
+        crm_parties::events::PARTY.name,
         100,
         Duration::from_secs(5),
     )

@@ -2,12 +2,8 @@
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    fresh_or_replay,
     request::{mask_paths, uuid},
-    store::{
-        self as kit_store, decode_page_token, encode_page_token, next_page, page_size,
-        unique_violation,
-    },
+    store::{self as kit_store, Page, unique_violation},
 };
 use crm_proto::crm::parties::v1::*;
 use uuid::Uuid;
@@ -16,6 +12,7 @@ use crate::{
     Parties,
     convert::*,
     domain::{self},
+    error::Refusal,
     events,
     lookups::*,
     store::{self},
@@ -33,7 +30,7 @@ impl Parties {
             "must be at most 2000 characters",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let id = Uuid::now_v7();
         store::insert_base(&mut tx, id, &name, input.description.trim(), subject)
             .await
@@ -45,14 +42,17 @@ impl Parties {
 
     pub async fn list_bases(&self, req: ListBasesRequest) -> Result<ListBasesResponse> {
         let mut v = FieldViolations::new();
-        let limit = page_size(req.page_size, &mut v);
-        let after: Option<Uuid> = decode_page_token(&req.page_token, &req.include_archived, &mut v);
+        let page: Page<Uuid> = Page::new(
+            req.page_size,
+            &req.page_token,
+            &req.include_archived,
+            &mut v,
+        );
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
-        let mut rows = store::list_bases(&mut conn, req.include_archived, after, limit + 1).await?;
-        let next_page_token = next_page(&mut rows, limit, |last| {
-            encode_page_token(&last.id, &req.include_archived)
-        });
+        let mut rows =
+            store::list_bases(&mut conn, req.include_archived, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
         Ok(ListBasesResponse {
             bases: rows.iter().map(base_to_proto).collect(),
             next_page_token,
@@ -83,7 +83,7 @@ impl Parties {
             "must be at most 2000 characters",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let mut base = store::lock_base(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Base", id))?;
@@ -111,7 +111,7 @@ impl Parties {
         req: AddPartyToBaseRequest,
     ) -> Result<Party> {
         let (party_id, base_id) = membership_ids(&req.party_id, &req.base_id)?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let party = locked_party(&mut tx, party_id).await?;
         require_active(&party)?;
         open_base(&mut tx, base_id).await?;
@@ -129,7 +129,7 @@ impl Parties {
         req: RemovePartyFromBaseRequest,
     ) -> Result<Party> {
         let (party_id, base_id) = membership_ids(&req.party_id, &req.base_id)?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         locked_party(&mut tx, party_id).await?;
         store::get_base(&mut tx, base_id)
             .await?
@@ -145,10 +145,10 @@ impl Parties {
 
 pub(crate) fn base_name_taken(error: sqlx::Error, name: &str) -> ServiceError {
     if unique_violation(&error) == Some("bases_display_name_key") {
-        ServiceError::AlreadyExists(
-            "BASE_NAME_TAKEN",
-            format!("a base named {name:?} already exists"),
-        )
+        Refusal::BaseNameTaken {
+            name: name.to_owned(),
+        }
+        .into()
     } else {
         error.into()
     }
@@ -174,6 +174,6 @@ pub(crate) async fn base_membership_changed(
         party_id: party_id.to_string(),
         changed_fields: vec!["base_ids".to_owned()],
     };
-    events::party(tx, party_id, &event).await?;
+    events::PARTY.enqueue(tx, party_id, &event).await?;
     Ok(())
 }

@@ -10,20 +10,12 @@ use crate::{
 };
 
 pub fn party_to_proto(row: &PartyRow) -> Party {
-    let person = row.kind == "person";
+    let person = row.kind == domain::PartyKind::Person;
     Party {
         id: row.id.to_string(),
-        kind: if person {
-            PartyKind::Person
-        } else {
-            PartyKind::Organization
-        } as i32,
+        kind: row.kind.to_proto() as i32,
         display_name: row.display_name.clone(),
-        status: if row.is_active() {
-            PartyStatus::Active
-        } else {
-            PartyStatus::Archived
-        } as i32,
+        status: row.status.to_proto() as i32,
         person_name: person.then(|| PersonName {
             given_name: row.given_name.clone(),
             family_name: row.family_name.clone(),
@@ -142,22 +134,11 @@ pub fn person_to_proto(row: &PersonRow, employments: &[EmploymentRow]) -> Person
 }
 
 pub fn field_to_proto(row: &FieldRow) -> CustomFieldDefinition {
-    let entity = match row.entity.as_str() {
-        "person" => CustomFieldEntity::Person,
-        _ => CustomFieldEntity::Party,
-    };
-    let field_type = match row.field_type.as_str() {
-        "number" => CustomFieldType::Number,
-        "date" => CustomFieldType::Date,
-        "boolean" => CustomFieldType::Boolean,
-        "enum" => CustomFieldType::Enum,
-        _ => CustomFieldType::Text,
-    };
     CustomFieldDefinition {
-        entity: entity as i32,
+        entity: row.entity.to_proto() as i32,
         key: row.key.clone(),
         label: row.label.clone(),
-        r#type: field_type as i32,
+        r#type: row.field_type.to_proto() as i32,
         required: row.required,
         options: row.options.clone(),
         audit: Some(audit(

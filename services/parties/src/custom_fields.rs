@@ -1,16 +1,14 @@
 //! Custom fields: the client card's own fields and dictionaries, defined without a programmer.
 
-use crm_kit::{
-    error::{FieldViolations, Result, ServiceError},
-    fresh_or_replay,
-    store::{self as kit_store},
-};
+use crm_kit::error::{FieldViolations, Result, ServiceError};
 use crm_proto::crm::parties::v1::*;
 
 use crate::{
     Parties,
     convert::*,
+    domain::FieldEntity,
     domain::{self},
+    error::Refusal,
     store::{self, FieldRow},
 };
 
@@ -23,16 +21,13 @@ impl Parties {
         let mut v = FieldViolations::new();
         v.check(req.field.is_some(), "field", "is required");
         let input = req.field.clone().unwrap_or_default();
-        domain::definition(&input, &mut v);
+        let (entity, field_type) = domain::definition(&input, &mut v);
         v.finish()?;
-        let entity = domain::entity_name(input.entity()).unwrap_or_default();
         let row = FieldRow {
-            entity: entity.to_owned(),
+            entity,
             key: input.key.clone(),
             label: input.label.trim().to_owned(),
-            field_type: domain::field_type_name(input.r#type())
-                .unwrap_or_default()
-                .to_owned(),
+            field_type,
             required: input.required,
             options: input.options.iter().map(|o| o.trim().to_owned()).collect(),
             created_at: chrono::Utc::now(),
@@ -40,15 +35,14 @@ impl Parties {
             created_by: subject.to_owned(),
             updated_by: subject.to_owned(),
         };
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         if let Some(stored) = store::define_custom_field(&mut tx, &row, subject).await? {
-            return Err(ServiceError::Precondition(
-                "CUSTOM_FIELD_TYPE_FIXED",
-                format!(
-                    "{entity} field {:?} is of type {stored}; a field's type cannot change",
-                    row.key
-                ),
-            ));
+            return Err(Refusal::CustomFieldTypeFixed {
+                entity: entity.to_string(),
+                key: row.key.clone(),
+                stored: stored.to_string(),
+            }
+            .into());
         }
         let stored = store::custom_fields(&mut tx, Some(entity))
             .await?
@@ -65,7 +59,7 @@ impl Parties {
         req: ListCustomFieldsRequest,
     ) -> Result<ListCustomFieldsResponse> {
         let mut conn = self.pool.acquire().await?;
-        let rows = store::custom_fields(&mut conn, domain::entity_name(req.entity())).await?;
+        let rows = store::custom_fields(&mut conn, FieldEntity::from_proto(req.entity())).await?;
         Ok(ListCustomFieldsResponse {
             fields: rows.iter().map(field_to_proto).collect(),
         })

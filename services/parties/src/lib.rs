@@ -31,7 +31,7 @@ pub const SERVICE: Service = Service {
         default_port: 50051,
     },
     migrator: || sqlx::migrate!("./migrations"),
-    topics: &events::TOPICS,
+    topics: events::TOPICS,
     start,
 };
 

@@ -11,12 +11,14 @@ use uuid::Uuid;
 
 use crate::{
     convert::*,
+    domain::{FieldEntity, PartyKind},
+    error::Refusal,
     store::{self, BaseRow, PartyRow},
 };
 
 pub(crate) async fn definitions(
     conn: &mut PgConnection,
-    entity: &str,
+    entity: FieldEntity,
 ) -> Result<Vec<CustomFieldDefinition>> {
     Ok(store::custom_fields(conn, Some(entity))
         .await?
@@ -29,11 +31,12 @@ pub(crate) fn require_active(party: &PartyRow) -> Result<()> {
     if party.is_active() {
         return Ok(());
     }
-    let why = match party.merged_into {
-        Some(survivor) => format!("party {} was merged into {survivor}", party.id),
-        None => format!("party {} is archived", party.id),
-    };
-    Err(ServiceError::Precondition("PARTY_ARCHIVED", why))
+    let id = party.id;
+    Err(match party.merged_into {
+        Some(survivor) => Refusal::PartyMerged { id, survivor },
+        None => Refusal::PartyArchived { id },
+    }
+    .into())
 }
 
 pub(crate) async fn locked_party(tx: &mut kit_store::Tx, id: Uuid) -> Result<PartyRow> {
@@ -70,10 +73,7 @@ pub(crate) async fn open_base(tx: &mut kit_store::Tx, id: Uuid) -> Result<BaseRo
         .await?
         .ok_or_else(|| ServiceError::not_found("Base", id))?;
     if base.archived {
-        return Err(ServiceError::Precondition(
-            "BASE_ARCHIVED",
-            format!("base {id} is archived"),
-        ));
+        return Err(Refusal::BaseArchived { id }.into());
     }
     Ok(base)
 }
@@ -82,13 +82,9 @@ pub(crate) async fn open_base(tx: &mut kit_store::Tx, id: Uuid) -> Result<BaseRo
 pub(crate) async fn require_employer(tx: &mut kit_store::Tx, organization_id: Uuid) -> Result<()> {
     let organization = locked_party(tx, organization_id).await?;
     require_active(&organization)?;
-    if organization.kind != "organization" {
-        return Err(ServiceError::Precondition(
-            "NOT_AN_ORGANIZATION",
-            format!(
-                "party {organization_id} is a natural person; persons are employed by organizations"
-            ),
-        ));
+    if organization.kind != PartyKind::Organization {
+        let id = organization_id;
+        return Err(Refusal::NotAnOrganization { id }.into());
     }
     Ok(())
 }

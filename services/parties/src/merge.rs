@@ -1,10 +1,8 @@
 //! Merging a duplicate party into the one that survives.
 
 use crm_kit::{
-    error::{FieldViolations, Result, ServiceError},
-    fresh_or_replay,
+    error::{FieldViolations, Result},
     request::uuid,
-    store::{self as kit_store},
 };
 use crm_proto::crm::parties::v1::*;
 use uuid::Uuid;
@@ -12,6 +10,7 @@ use uuid::Uuid;
 use crate::{
     Parties,
     domain::{self, Contact},
+    error::Refusal,
     events,
     lookups::*,
     store::{self},
@@ -33,7 +32,7 @@ impl Parties {
         );
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         // Lock in id order so two merges of the same pair cannot deadlock.
         let (first, second) = if survivor_id < merged_id {
             (survivor_id, merged_id)
@@ -50,10 +49,11 @@ impl Parties {
         require_active(&survivor)?;
         require_active(&merged)?;
         if survivor.kind != merged.kind {
-            return Err(ServiceError::Precondition(
-                "PARTY_KIND_MISMATCH",
-                format!("cannot merge a {} into a {}", merged.kind, survivor.kind),
-            ));
+            return Err(Refusal::PartyKindMismatch {
+                merged: merged.kind,
+                survivor: survivor.kind,
+            }
+            .into());
         }
 
         let moved_base_ids = store::move_bases(&mut tx, merged_id, survivor_id).await?;
@@ -96,25 +96,27 @@ impl Parties {
             moved_person_ids: ids(&moved_person_ids),
             moved_base_ids: ids(&moved_base_ids),
         };
-        events::party(&mut tx, survivor_id, &merged_event).await?;
+        events::PARTY
+            .enqueue(&mut tx, survivor_id, &merged_event)
+            .await?;
         if !changed.is_empty() {
             let event = PartyUpdated {
                 party_id: survivor_id.to_string(),
                 changed_fields: changed,
             };
-            events::party(&mut tx, survivor_id, &event).await?;
+            events::PARTY.enqueue(&mut tx, survivor_id, &event).await?;
         }
         let archived = PartyArchived {
             party_id: merged_id.to_string(),
             merged_into_party_id: survivor_id.to_string(),
         };
-        events::party(&mut tx, merged_id, &archived).await?;
+        events::PARTY.enqueue(&mut tx, merged_id, &archived).await?;
         for person_id in &moved_person_ids {
             let event = PersonUpdated {
                 person_id: person_id.to_string(),
                 changed_fields: vec!["employments".to_owned()],
             };
-            events::person(&mut tx, *person_id, &event).await?;
+            events::PERSON.enqueue(&mut tx, *person_id, &event).await?;
         }
 
         let response = MergePartiesResponse {

@@ -5,9 +5,8 @@ use std::collections::HashSet;
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    fresh_or_replay,
     request::{mask_paths, optional_uuid, uuid},
-    store::{self as kit_store, decode_page_token, encode_page_token, next_page, page_size},
+    store::{self as kit_store, Page},
 };
 use crm_proto::crm::parties::v1::*;
 use uuid::Uuid;
@@ -26,16 +25,10 @@ impl Parties {
         let mut v = FieldViolations::new();
         v.check(req.party.is_some(), "party", "is required");
         let input = req.party.clone().unwrap_or_default();
-        let organization = match input.kind() {
-            PartyKind::Organization => true,
-            PartyKind::Person => false,
-            PartyKind::Unspecified => {
-                v.add("party.kind", "must be ORGANIZATION or PERSON");
-                true
-            }
-        };
+        let kind = domain::PartyKind::require(input.kind, "party.kind", &mut v);
+        let organization = kind == domain::PartyKind::Organization;
         let mut conn = self.pool.acquire().await?;
-        let definitions = definitions(&mut conn, "party").await?;
+        let definitions = definitions(&mut conn, domain::FieldEntity::Party).await?;
         drop(conn);
         let mut data = PartyData::default();
         for path in PARTY_PATHS {
@@ -57,13 +50,8 @@ impl Parties {
             .collect();
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let id = Uuid::now_v7();
-        let kind = if organization {
-            "organization"
-        } else {
-            "person"
-        };
         store::insert_party(&mut tx, id, kind, &data, subject).await?;
         for base_id in &base_ids {
             open_base(&mut tx, *base_id).await?;
@@ -84,14 +72,14 @@ impl Parties {
                 natural_party_id: id.to_string(),
                 ..Default::default()
             };
-            events::person(&mut tx, person_id, &created).await?;
+            events::PERSON.enqueue(&mut tx, person_id, &created).await?;
         }
         let created = PartyCreated {
             party_id: id.to_string(),
             kind: input.kind,
             base_ids: req.base_ids.clone(),
         };
-        events::party(&mut tx, id, &created).await?;
+        events::PARTY.enqueue(&mut tx, id, &created).await?;
         let party = party_in(&mut tx, id).await?;
         claim.commit(tx, &party).await?;
         Ok(party)
@@ -113,12 +101,12 @@ impl Parties {
         let paths = mask_paths(req.update_mask.as_ref(), &PARTY_PATHS, &mut v);
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let row = locked_party(&mut tx, id).await?;
         check_etag("party", &input.etag, row.version)?;
         require_active(&row)?;
-        let definitions = definitions(&mut tx, "party").await?;
-        let organization = row.kind == "organization";
+        let definitions = definitions(&mut tx, domain::FieldEntity::Party).await?;
+        let organization = row.kind == domain::PartyKind::Organization;
         let before = row.data();
         let mut after = before.clone();
         let mut v = FieldViolations::new();
@@ -142,7 +130,7 @@ impl Parties {
                 party_id: id.to_string(),
                 changed_fields: changed.clone(),
             };
-            events::party(&mut tx, id, &event).await?;
+            events::PARTY.enqueue(&mut tx, id, &event).await?;
             if let Some(person_id) = row.person_id {
                 natural_person_followed(&mut tx, person_id, &changed, subject).await?;
             }
@@ -156,7 +144,7 @@ impl Parties {
         let mut v = FieldViolations::new();
         let id = uuid(&req.id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let row = locked_party(&mut tx, id).await?;
         check_etag("party", &req.etag, row.version)?;
         if row.is_active() {
@@ -165,7 +153,7 @@ impl Parties {
                 party_id: id.to_string(),
                 merged_into_party_id: String::new(),
             };
-            events::party(&mut tx, id, &event).await?;
+            events::PARTY.enqueue(&mut tx, id, &event).await?;
         }
         let party = party_in(&mut tx, id).await?;
         claim.commit(tx, &party).await?;
@@ -174,27 +162,18 @@ impl Parties {
 
     pub async fn list_parties(&self, req: ListPartiesRequest) -> Result<ListPartiesResponse> {
         let mut v = FieldViolations::new();
-        let limit = page_size(req.page_size, &mut v);
         let filter = PartyFilter {
-            kind: match req.kind() {
-                PartyKind::Organization => Some("organization"),
-                PartyKind::Person => Some("person"),
-                PartyKind::Unspecified => None,
-            },
+            kind: domain::PartyKind::from_proto(req.kind()),
             base_id: optional_uuid(&req.base_id, "base_id", &mut v),
-            status: match req.status() {
-                PartyStatus::Archived => "archived",
-                PartyStatus::Active | PartyStatus::Unspecified => "active",
-            },
+            status: domain::PartyStatus::from_proto(req.status())
+                .unwrap_or(domain::PartyStatus::Active),
             tag: Some(req.tag.trim().to_owned()).filter(|t| !t.is_empty()),
         };
-        let after: Option<Uuid> = decode_page_token(&req.page_token, &filter, &mut v);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &filter, &mut v);
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
-        let mut rows = store::list_parties(&mut conn, &filter, after, limit + 1).await?;
-        let next_page_token = next_page(&mut rows, limit, |last| {
-            encode_page_token(&last.id, &filter)
-        });
+        let mut rows = store::list_parties(&mut conn, &filter, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
         Ok(ListPartiesResponse {
             parties: rows.iter().map(party_to_proto).collect(),
             next_page_token,
@@ -203,7 +182,6 @@ impl Parties {
 
     pub async fn search_parties(&self, req: SearchPartiesRequest) -> Result<SearchPartiesResponse> {
         let mut v = FieldViolations::new();
-        let limit = page_size(req.page_size, &mut v);
         let given = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
         let search = PartySearch {
             name: given(&req.name),
@@ -236,18 +214,13 @@ impl Parties {
             "name",
             "give at least one of name, tax_id, email or phone",
         );
-        let after: Option<SearchPosition> = decode_page_token(&req.page_token, &search, &mut v);
+        let page: Page<SearchPosition> = Page::new(req.page_size, &req.page_token, &search, &mut v);
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
-        let mut hits = store::search_parties(&mut conn, &search, after, limit + 1).await?;
-        let next_page_token = next_page(&mut hits, limit, |(party, score)| {
-            encode_page_token(
-                &SearchPosition {
-                    score: *score,
-                    id: party.id,
-                },
-                &search,
-            )
+        let mut hits = store::search_parties(&mut conn, &search, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut hits, |(party, score)| SearchPosition {
+            score: *score,
+            id: party.id,
         });
         Ok(SearchPartiesResponse {
             parties: hits
@@ -350,6 +323,6 @@ pub(crate) async fn natural_person_followed(
         person_id: person_id.to_string(),
         changed_fields: changed,
     };
-    events::person(tx, person_id, &event).await?;
+    events::PERSON.enqueue(tx, person_id, &event).await?;
     Ok(())
 }

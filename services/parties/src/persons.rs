@@ -3,9 +3,8 @@
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    fresh_or_replay,
     request::{date, mask_paths, optional_uuid, uuid},
-    store::{self as kit_store, decode_page_token, encode_page_token, next_page, page_size},
+    store::{self as kit_store, Page},
 };
 use crm_proto::crm::parties::v1::*;
 use uuid::Uuid;
@@ -14,6 +13,7 @@ use crate::{
     Parties,
     convert::*,
     domain::{self, PersonData, fields::*},
+    error::Refusal,
     events,
     lookups::*,
     store::{self, EmploymentRow},
@@ -25,7 +25,7 @@ impl Parties {
         v.check(req.person.is_some(), "person", "is required");
         let input = req.person.clone().unwrap_or_default();
         let mut conn = self.pool.acquire().await?;
-        let definitions = definitions(&mut conn, "person").await?;
+        let definitions = definitions(&mut conn, domain::FieldEntity::Person).await?;
         drop(conn);
         let mut data = PersonData::default();
         for path in PERSON_PATHS {
@@ -34,7 +34,7 @@ impl Parties {
         let mut employment = new_employment(&input.employments, &mut v);
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let organization_id = employment.organization_party_id;
         require_employer(&mut tx, organization_id).await?;
         check_supervisor(&mut tx, &employment).await?;
@@ -47,7 +47,7 @@ impl Parties {
             organization_party_id: organization_id.to_string(),
             natural_party_id: String::new(),
         };
-        events::person(&mut tx, id, &created).await?;
+        events::PERSON.enqueue(&mut tx, id, &created).await?;
         let person = person_in(&mut tx, id).await?;
         claim.commit(tx, &person).await?;
         Ok(person)
@@ -83,12 +83,12 @@ impl Parties {
         let mut started = new_job.then(|| new_employment(&input.employments, &mut v));
         v.finish()?;
 
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let row = store::lock_person(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Person", id))?;
         check_etag("person", &input.etag, row.version)?;
-        let definitions = definitions(&mut tx, "person").await?;
+        let definitions = definitions(&mut tx, domain::FieldEntity::Person).await?;
         let before = row.data();
         let mut after = before.clone();
         let mut v = FieldViolations::new();
@@ -112,13 +112,8 @@ impl Parties {
             check_supervisor(&mut tx, new).await?;
             if let Some(mut previous) = current.clone() {
                 if previous.organization_party_id == new.organization_party_id {
-                    return Err(ServiceError::Precondition(
-                        "ALREADY_EMPLOYED",
-                        format!(
-                            "person {id} already works for {}; change the current employment with employment.* paths",
-                            new.organization_party_id
-                        ),
-                    ));
+                    let organization = new.organization_party_id;
+                    return Err(Refusal::AlreadyEmployed { id, organization }.into());
                 }
                 // The previous job ends the day before the new one starts (today when undated).
                 let end = new
@@ -139,17 +134,14 @@ impl Parties {
                     person_id: id.to_string(),
                     organization_party_id: previous.organization_party_id.to_string(),
                 };
-                events::person(&mut tx, id, &ended).await?;
+                events::PERSON.enqueue(&mut tx, id, &ended).await?;
             }
             store::insert_employment(&mut tx, new).await?;
             employment_changed.push("employments".to_owned());
         }
         if !employment_paths.is_empty() {
             let Some(current) = current else {
-                return Err(ServiceError::Precondition(
-                    "NO_CURRENT_EMPLOYMENT",
-                    format!("person {id} has no current employment to update"),
-                ));
+                return Err(Refusal::NoCurrentEmployment { id, to: "update" }.into());
             };
             let job = input.employments.first().cloned().unwrap_or_default();
             let mut updated = current.clone();
@@ -189,7 +181,7 @@ impl Parties {
                     party_id: party_id.to_string(),
                     changed_fields,
                 };
-                events::party(&mut tx, party_id, &event).await?;
+                events::PARTY.enqueue(&mut tx, party_id, &event).await?;
             }
         }
         changed.extend(employment_changed);
@@ -207,7 +199,7 @@ impl Parties {
                 person_id: id.to_string(),
                 changed_fields: changed,
             };
-            events::person(&mut tx, id, &event).await?;
+            events::PERSON.enqueue(&mut tx, id, &event).await?;
         }
         let person = person_in(&mut tx, id).await?;
         claim.commit(tx, &person).await?;
@@ -217,9 +209,8 @@ impl Parties {
     pub async fn list_persons(&self, req: ListPersonsRequest) -> Result<ListPersonsResponse> {
         let mut v = FieldViolations::new();
         let organization = uuid(&req.organization_party_id, "organization_party_id", &mut v);
-        let limit = page_size(req.page_size, &mut v);
         let filter = (organization, req.include_former);
-        let after: Option<Uuid> = decode_page_token(&req.page_token, &filter, &mut v);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &filter, &mut v);
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
         store::get_party(&mut conn, organization)
@@ -229,13 +220,11 @@ impl Parties {
             &mut conn,
             organization,
             req.include_former,
-            after,
-            limit + 1,
+            page.after,
+            page.limit(),
         )
         .await?;
-        let next_page_token = next_page(&mut rows, limit, |last| {
-            encode_page_token(&last.id, &filter)
-        });
+        let next_page_token = page.finish(&mut rows, |last| last.id);
         let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
         let employments = store::employments(&mut conn, &ids).await?;
         let persons = rows
@@ -261,7 +250,7 @@ impl Parties {
         let end = date(req.end_date.as_ref(), "end_date", &mut v)
             .unwrap_or_else(|| chrono::Utc::now().date_naive());
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let row = store::lock_person(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Person", id))?;
@@ -271,10 +260,7 @@ impl Parties {
             .into_iter()
             .find(|e| e.end_date.is_none());
         let Some(mut current) = current else {
-            return Err(ServiceError::Precondition(
-                "NO_CURRENT_EMPLOYMENT",
-                format!("person {id} has no current employment to end"),
-            ));
+            return Err(Refusal::NoCurrentEmployment { id, to: "end" }.into());
         };
         if current.start_date.is_some_and(|start| end < start) {
             let mut v = FieldViolations::new();
@@ -296,7 +282,7 @@ impl Parties {
             person_id: id.to_string(),
             organization_party_id: current.organization_party_id.to_string(),
         };
-        events::person(&mut tx, id, &event).await?;
+        events::PERSON.enqueue(&mut tx, id, &event).await?;
         let person = person_in(&mut tx, id).await?;
         claim.commit(tx, &person).await?;
         Ok(person)
@@ -313,13 +299,12 @@ pub(crate) async fn check_supervisor(
     if supervisor == employment.person_id
         || !store::is_current_employee(tx, supervisor, employment.organization_party_id).await?
     {
-        return Err(ServiceError::Precondition(
-            "SUPERVISOR_NOT_EMPLOYED",
-            format!(
-                "supervisor {supervisor} is not another current employee of organization {}",
-                employment.organization_party_id
-            ),
-        ));
+        let organization = employment.organization_party_id;
+        return Err(Refusal::SupervisorNotEmployed {
+            supervisor,
+            organization,
+        }
+        .into());
     }
     Ok(())
 }

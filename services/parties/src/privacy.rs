@@ -9,7 +9,7 @@ use crm_kit::{
 use crm_proto::crm::parties::v1::{PartyErased, PersonErased};
 use uuid::Uuid;
 
-use crate::events;
+use crate::{domain::PartyKind, events, store};
 
 /// Who erasures are recorded as (`updated_by`).
 const ERASER: &str = "crm-privacy";
@@ -65,7 +65,7 @@ impl Participant for PartiesPrivacy {
             ..Erasure::default()
         };
         if let Some((id, kind)) = &party {
-            if kind == "organization" {
+            if *kind == PartyKind::Organization {
                 erasure.retained.push(retained(
                     format!("organization party {id}"),
                     "an organization's data is not personal data (GDPR art. 4(1)); its people are erased by their person ids",
@@ -87,11 +87,11 @@ impl Participant for PartiesPrivacy {
         }
         let party = party.map(|(id, _)| id);
         let party_erased = match party {
-            Some(id) => erase_party(tx, id).await?,
+            Some(id) => store::erase_party(tx, id, ERASER).await?,
             None => false,
         };
         let person_erased = match person {
-            Some(id) => erase_person(tx, id).await?,
+            Some(id) => store::erase_person(tx, id, ERASER).await?,
             None => false,
         };
         let person_id = person.map(|id| id.to_string()).unwrap_or_default();
@@ -101,13 +101,13 @@ impl Participant for PartiesPrivacy {
                 person_id,
                 privacy_request_id: request_id.to_string(),
             };
-            events::party(tx, party_id, &event).await?;
+            events::PARTY.enqueue(tx, party_id, &event).await?;
         } else if let Some(id) = person.filter(|_| person_erased) {
             let event = PersonErased {
                 person_id: id.to_string(),
                 privacy_request_id: request_id.to_string(),
             };
-            events::person(tx, id, &event).await?;
+            events::PERSON.enqueue(tx, id, &event).await?;
         }
         erasure.related_ids = party.into_iter().chain(person).collect();
         Ok(erasure)
@@ -119,71 +119,17 @@ impl Participant for PartiesPrivacy {
 async fn resolve(
     tx: &mut Tx,
     subject: Subject,
-) -> sqlx::Result<(Option<(Uuid, String)>, Option<Uuid>)> {
-    let (party, person): (Option<Uuid>, Option<Uuid>) = match subject {
-        Subject::Party(id) => {
-            let person = sqlx::query_scalar("SELECT id FROM persons WHERE natural_party_id = $1")
-                .bind(id)
-                .fetch_optional(&mut **tx)
-                .await?;
-            (Some(id), person)
-        }
-        Subject::Person(id) => {
-            let natural: Option<Option<Uuid>> =
-                sqlx::query_scalar("SELECT natural_party_id FROM persons WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&mut **tx)
-                    .await?;
-            (natural.flatten(), natural.map(|_| id))
-        }
+) -> sqlx::Result<(Option<(Uuid, PartyKind)>, Option<Uuid>)> {
+    let (party, person) = match subject {
+        Subject::Party(id) => (Some(id), store::natural_person_of(tx, id).await?),
+        Subject::Person(id) => match store::natural_party_of(tx, id).await? {
+            Some(natural) => (natural, Some(id)),
+            None => (None, None),
+        },
     };
     let party = match party {
-        Some(id) => sqlx::query_scalar("SELECT kind FROM parties WHERE id = $1 FOR UPDATE")
-            .bind(id)
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|kind: String| (id, kind)),
+        Some(id) => store::lock_party_kind(tx, id).await?.map(|kind| (id, kind)),
         None => None,
     };
     Ok((party, person))
-}
-
-/// Anonymises a consumer party; false when it was erased already.
-async fn erase_party(tx: &mut Tx, id: Uuid) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE parties SET display_name = 'Erased person', given_name = '', family_name = '',
-             legal_name = '', tax_id = NULL, registration_numbers = '[]', tags = '{}',
-             custom_fields = '{}', contact_points = '[]', addresses = '[]', status = 'archived',
-             erased_at = now(), updated_at = now(), updated_by = $2, version = version + 1
-         WHERE id = $1 AND erased_at IS NULL",
-    )
-    .bind(id)
-    .bind(ERASER)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// Anonymises a person and the personal parts of their employments; false when erased already.
-async fn erase_person(tx: &mut Tx, id: Uuid) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE persons SET given_name = '', family_name = '', private_contact_points = '[]',
-             home_addresses = '[]', gender = 'unspecified', profession = '', education = '',
-             birthday = NULL, name_day = NULL, anniversaries = '[]', family = '[]', hobbies = '{}',
-             interests = '{}', remarks = '', custom_fields = '{}', erased_at = now(),
-             updated_at = now(), updated_by = $2, version = version + 1
-         WHERE id = $1 AND erased_at IS NULL",
-    )
-    .bind(id)
-    .bind(ERASER)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "UPDATE employments SET business_contact_points = '[]', position = '', department = ''
-         WHERE person_id = $1",
-    )
-    .bind(id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
 }

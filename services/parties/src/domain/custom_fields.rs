@@ -13,50 +13,37 @@ use crm_proto::crm::parties::v1::{
 
 use super::*;
 
-pub fn entity_name(entity: CustomFieldEntity) -> Option<&'static str> {
-    match entity {
-        CustomFieldEntity::Party => Some("party"),
-        CustomFieldEntity::Person => Some("person"),
-        CustomFieldEntity::Unspecified => None,
+crm_kit::text_enum! {
+    /// What a custom field describes.
+    pub enum FieldEntity: CustomFieldEntity {
+        Party = "party",
+        Person = "person",
     }
 }
 
-pub fn field_type_name(t: CustomFieldType) -> Option<&'static str> {
-    Some(match t {
-        CustomFieldType::Text => "text",
-        CustomFieldType::Number => "number",
-        CustomFieldType::Date => "date",
-        CustomFieldType::Boolean => "boolean",
-        CustomFieldType::Enum => "enum",
-        CustomFieldType::Unspecified => return None,
-    })
+crm_kit::text_enum! {
+    /// What a custom field holds.
+    pub enum FieldType: CustomFieldType {
+        Text = "text",
+        Number = "number",
+        Date = "date",
+        Boolean = "boolean",
+        Enum = "enum",
+    }
 }
 
 /// Checks a new definition: key shape, label, type, and options for ENUM fields.
-pub fn definition(field: &CustomFieldDefinition, v: &mut FieldViolations) {
-    let key_ok = field.key.len() <= 63
-        && field.key.starts_with(|c: char| c.is_ascii_lowercase())
-        && field
-            .key
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-    v.check(
-        key_ok,
-        "field.key",
-        "must be lower snake case, e.g. industry or vip_level",
-    );
-    v.check(
-        entity_name(field.entity()).is_some(),
-        "field.entity",
-        "must be PARTY or PERSON",
-    );
+/// Checks a definition, handing back what it describes and what it holds.
+pub fn definition(
+    field: &CustomFieldDefinition,
+    v: &mut FieldViolations,
+) -> (FieldEntity, FieldType) {
+    crm_kit::request::code(&field.key, "field.key", v);
+    let entity = FieldEntity::require(field.entity, "field.entity", v);
     name(&field.label, "field.label", v);
-    let Some(kind) = field_type_name(field.r#type()) else {
-        v.add("field.type", "must be TEXT, NUMBER, DATE, BOOLEAN or ENUM");
-        return;
-    };
+    let kind = FieldType::require(field.r#type, "field.type", v);
     let unique: HashSet<&str> = field.options.iter().map(|o| o.trim()).collect();
-    if kind == "enum" {
+    if kind == FieldType::Enum {
         v.check(
             !field.options.is_empty()
                 && unique.len() == field.options.len()
@@ -71,6 +58,7 @@ pub fn definition(field: &CustomFieldDefinition, v: &mut FieldViolations) {
             "only ENUM fields have options",
         );
     }
+    (entity, kind)
 }
 
 /// Validates values against the entity's definitions: known keys, matching types, allowed
@@ -131,7 +119,7 @@ pub fn custom_values(
                 format!("{at}.value"),
                 format!(
                     "must be a valid {} value",
-                    field_type_name(def.r#type()).unwrap_or("?")
+                    FieldType::from_proto(def.r#type()).map_or("?", FieldType::as_str)
                 ),
             ),
         }

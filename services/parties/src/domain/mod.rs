@@ -16,6 +16,22 @@ pub mod fields;
 
 pub use custom_fields::*;
 
+crm_kit::text_enum! {
+    /// A legal person (company, institution) or a natural person (a consumer).
+    pub enum PartyKind: crm_proto::crm::parties::v1::PartyKind {
+        Organization = "organization",
+        Person = "person",
+    }
+}
+
+crm_kit::text_enum! {
+    /// Active parties take part in everything; archived (and merged) ones are read-only.
+    pub enum PartyStatus: crm_proto::crm::parties::v1::PartyStatus {
+        Active = "active",
+        Archived = "archived",
+    }
+}
+
 const MAX_NAME: usize = 300;
 const MAX_TAG: usize = 64;
 

@@ -4,13 +4,15 @@ use chrono::{DateTime, Utc};
 use crm_kit::store::Tx;
 use sqlx::PgConnection;
 
+use crate::domain::{FieldEntity, FieldType};
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct FieldRow {
-    pub entity: String,
+    pub entity: FieldEntity,
     pub key: String,
     pub label: String,
     #[sqlx(rename = "type")]
-    pub field_type: String,
+    pub field_type: FieldType,
     pub required: bool,
     pub options: Vec<String>,
     pub created_at: DateTime<Utc>,
@@ -21,7 +23,7 @@ pub struct FieldRow {
 
 pub async fn custom_fields(
     conn: &mut PgConnection,
-    entity: Option<&str>,
+    entity: Option<FieldEntity>,
 ) -> sqlx::Result<Vec<FieldRow>> {
     sqlx::query_as(
         "SELECT entity, key, label, type, required, options, created_at, updated_at, created_by, updated_by
@@ -38,11 +40,11 @@ pub async fn define_custom_field(
     tx: &mut Tx,
     f: &FieldRow,
     subject: &str,
-) -> sqlx::Result<Option<String>> {
-    let existing: Option<(String,)> = sqlx::query_as(
+) -> sqlx::Result<Option<FieldType>> {
+    let existing: Option<(FieldType,)> = sqlx::query_as(
         "SELECT type FROM custom_field_definitions WHERE entity = $1 AND key = $2 FOR UPDATE",
     )
-    .bind(&f.entity)
+    .bind(f.entity)
     .bind(&f.key)
     .fetch_optional(&mut **tx)
     .await?;
@@ -56,10 +58,10 @@ pub async fn define_custom_field(
          SET label = excluded.label, required = excluded.required, options = excluded.options,
              updated_by = excluded.updated_by, updated_at = now()",
     )
-    .bind(&f.entity)
+    .bind(f.entity)
     .bind(&f.key)
     .bind(&f.label)
-    .bind(&f.field_type)
+    .bind(f.field_type)
     .bind(f.required)
     .bind(&f.options)
     .bind(subject)

@@ -3,11 +3,13 @@
 //! record and its events commit together.
 
 mod bases;
+mod erasure;
 mod fields;
 mod parties;
 mod persons;
 
 pub use bases::*;
+pub use erasure::*;
 pub use fields::*;
 pub use parties::*;
 pub use persons::*;

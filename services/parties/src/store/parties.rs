@@ -6,13 +6,15 @@ use serde::{Deserialize, Serialize};
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{Address, Contact, CustomValues, PartyData, Registration};
+use crate::domain::{
+    Address, Contact, CustomValues, PartyData, PartyKind, PartyStatus, Registration,
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct PartyRow {
     pub id: Uuid,
-    pub kind: String,
-    pub status: String,
+    pub kind: PartyKind,
+    pub status: PartyStatus,
     pub display_name: String,
     pub given_name: String,
     pub family_name: String,
@@ -50,7 +52,7 @@ impl PartyRow {
     }
 
     pub fn is_active(&self) -> bool {
-        self.status == "active"
+        self.status == PartyStatus::Active
     }
 }
 
@@ -82,7 +84,7 @@ pub async fn lock_party(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<PartyRow>>
 pub async fn insert_party(
     tx: &mut Tx,
     id: Uuid,
-    kind: &str,
+    kind: PartyKind,
     data: &PartyData,
     subject: &str,
 ) -> sqlx::Result<()> {
@@ -174,9 +176,9 @@ pub async fn archive_party(
 /// Filters of ListParties, hashed into its page tokens.
 #[derive(Debug, Serialize)]
 pub struct PartyFilter {
-    pub kind: Option<&'static str>,
+    pub kind: Option<PartyKind>,
     pub base_id: Option<Uuid>,
-    pub status: &'static str,
+    pub status: PartyStatus,
     pub tag: Option<String>,
 }
 
