@@ -23,7 +23,7 @@ use crm_proto::crm::{
 };
 use uuid::Uuid;
 
-use crate::{events::POINTS_TOPIC, service::Loyalty, store, tiers};
+use crate::{Loyalty, events::POINTS_TOPIC, store, tiers};
 
 /// Members credited per transaction.
 pub const BATCH: i64 = 500;
@@ -424,7 +424,7 @@ async fn credit(tx: &mut Tx, job: &JobRow, memberships: &[Uuid]) -> Result<i64> 
     .bind(store::expiry_of(&point_type_row, &program, Utc::now()))
     .execute(&mut **tx)
     .await?;
-    if point_type_row.qualifying && !tiers::tiers(tx, job.program_id).await?.is_empty() {
+    if point_type_row.qualifying && !store::tiers(tx, job.program_id).await?.is_empty() {
         for (_, membership, _) in &credited {
             tiers::evaluate(tx, *membership).await?;
         }

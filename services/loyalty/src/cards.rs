@@ -17,7 +17,7 @@ use crm_proto::crm::loyalty::v1::{
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{events, service::Loyalty, store};
+use crate::{Loyalty, events, store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct CardRow {

@@ -18,11 +18,7 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{
-    events,
-    service::{Loyalty, display_name},
-    store,
-};
+use crate::{Loyalty, domain::display_name, events, store};
 
 const MAX_GENERATED: usize = 10_000;
 /// Crockford's base32: no I, L, O or U, so codes survive being read aloud and typed.

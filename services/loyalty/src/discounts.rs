@@ -19,7 +19,7 @@ use crm_proto::crm::{
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::service::{Loyalty, code};
+use crate::{Loyalty, domain::code};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct DiscountRow {

@@ -15,8 +15,7 @@ use crm_proto::crm::loyalty::v1::{
 use uuid::Uuid;
 
 use crate::{
-    events,
-    service::Loyalty,
+    Loyalty, events,
     store::{self, NewOperation},
 };
 

@@ -1,17 +1,11 @@
 //! The `crm.loyalty.v1.LoyaltyService` gRPC adapter: who is calling, then the use case, then the
 //! one error mapping.
 
-use crm_kit::request::subject;
+use crm_kit::request::{Reply, reply, subject};
 use crm_proto::crm::loyalty::v1::{loyalty_service_server::LoyaltyService, *};
-use tonic::{Request, Response, Status};
+use tonic::Request;
 
-use crate::service::Loyalty;
-
-type Reply<T> = Result<Response<T>, Status>;
-
-fn reply<T>(result: crm_kit::error::Result<T>) -> Reply<T> {
-    result.map(Response::new).map_err(Status::from)
-}
+use crate::Loyalty;
 
 #[tonic::async_trait]
 impl LoyaltyService for Loyalty {

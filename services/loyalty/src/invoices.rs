@@ -19,7 +19,7 @@ use rust_decimal::{Decimal, prelude::ToPrimitive};
 use uuid::Uuid;
 
 use crate::{
-    service::{Posting, Target, post, reverse},
+    posting::{Posting, Target, post, reverse},
     store,
 };
 

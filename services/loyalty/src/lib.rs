@@ -5,17 +5,26 @@
 pub mod bulk;
 pub mod cards;
 pub mod consents;
+pub mod convert;
 pub mod coupons;
 pub mod discounts;
+pub mod domain;
 pub mod events;
 pub mod expiry;
 pub mod grpc;
+pub mod holds;
 pub mod invoices;
+pub mod ledger;
+pub mod lookups;
+pub mod memberships;
+pub mod peers;
+pub mod posting;
 pub mod privacy;
-pub mod service;
+pub mod programs;
 pub mod store;
 pub mod tiers;
 
+use crm_kit::client::TracedChannel;
 use crm_kit::{
     app::{Runtime, Service, ServiceRoutes},
     config::ServiceSpec,
@@ -27,6 +36,7 @@ use crm_proto::crm::{
     loyalty::v1::loyalty_service_server::{LoyaltyServiceServer, SERVICE_NAME},
     parties::v1::parties_service_client::PartiesServiceClient,
 };
+use sqlx::PgPool;
 use tonic::service::Routes;
 
 pub const SERVICE: Service = Service {
@@ -45,7 +55,7 @@ pub const SERVICE: Service = Service {
 fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
     let consent = ConsentServiceClient::new(runtime.peer("consent", &["consent.read"])?);
-    let loyalty = service::Loyalty::new(runtime.pool.clone(), parties, consent);
+    let loyalty = Loyalty::new(runtime.pool.clone(), parties, consent);
     tokio::spawn(loyalty.clone().expire_holds(shutdown.clone()));
     tokio::spawn(loyalty.clone().run_bulk_accruals(shutdown.clone()));
     tokio::spawn(loyalty.clone().sweep_tiers(shutdown.clone()));
@@ -59,4 +69,26 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
         Routes::new(LoyaltyServiceServer::new(loyalty)),
         vec![SERVICE_NAME],
     ))
+}
+
+/// The use cases' shared state: the database and the peers they ask.
+#[derive(Clone)]
+pub struct Loyalty {
+    pub(crate) pool: PgPool,
+    pub(crate) parties: PartiesServiceClient<TracedChannel>,
+    pub(crate) consent: ConsentServiceClient<TracedChannel>,
+}
+
+impl Loyalty {
+    pub fn new(
+        pool: PgPool,
+        parties: PartiesServiceClient<TracedChannel>,
+        consent: ConsentServiceClient<TracedChannel>,
+    ) -> Self {
+        Self {
+            pool,
+            parties,
+            consent,
+        }
+    }
 }

@@ -19,31 +19,14 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
+    Loyalty,
+    domain::{code, display_name},
     events,
-    service::{Loyalty, code, display_name, membership_in, program_in},
+    lookups::{membership_in, program_in},
     store,
 };
 
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
-
-#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
-pub struct TierRow {
-    pub code: String,
-    pub display_name: String,
-    pub threshold: i64,
-    pub window_months: i32,
-}
-
-/// A program's tiers, lowest threshold first.
-pub async fn tiers(conn: &mut PgConnection, program: Uuid) -> sqlx::Result<Vec<TierRow>> {
-    sqlx::query_as(
-        "SELECT code, display_name, threshold, window_months FROM tiers WHERE program_id = $1
-         ORDER BY threshold, code",
-    )
-    .bind(program)
-    .fetch_all(conn)
-    .await
-}
 
 /// Qualifying points the membership earned within the last `window_months` (0: ever): accruals of
 /// qualifying point types less their reversals. Spending does not count.
@@ -73,11 +56,11 @@ pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
     let row = store::lock_membership(tx, membership)
         .await?
         .ok_or_else(|| ServiceError::NotFound("Membership", membership.to_string()))?;
-    let tiers = tiers(tx, row.program_id).await?;
+    let tiers = store::tiers(tx, row.program_id).await?;
     if tiers.is_empty() {
         return Ok(());
     }
-    let mut earned: Option<(&TierRow, i64)> = None;
+    let mut earned: Option<(&store::TierRow, i64)> = None;
     let mut points_by_window = std::collections::HashMap::new();
     for tier in tiers.iter().rev() {
         let points = match points_by_window.get(&tier.window_months) {
@@ -143,7 +126,7 @@ impl Loyalty {
             "tier.window_months",
             "must be 0 (since enrolment) to 120",
         );
-        let tier = TierRow {
+        let tier = store::TierRow {
             code: code(&input.code, "tier.code", &mut v),
             display_name: display_name(&input.display_name, "tier.display_name", &mut v),
             threshold: input.threshold,
@@ -184,7 +167,7 @@ impl Loyalty {
             .ok_or_else(|| ServiceError::NotFound("Membership", id.to_string()))?;
         let assigned = Some(req.tier.trim().to_owned()).filter(|t| !t.is_empty());
         if let Some(code) = &assigned
-            && !tiers(&mut tx, membership.program_id)
+            && !store::tiers(&mut tx, membership.program_id)
                 .await?
                 .iter()
                 .any(|t| &t.code == code)

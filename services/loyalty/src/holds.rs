@@ -1,0 +1,297 @@
+//! Two-phase holds: points held for a reward, captured or voided, released when they time out.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError},
+    fresh_or_replay,
+    shutdown::Shutdown,
+    store::{self as kit_store},
+};
+use crm_proto::crm::loyalty::v1::*;
+use uuid::Uuid;
+
+use crate::{
+    Loyalty,
+    convert::*,
+    domain::*,
+    events,
+    lookups::*,
+    posting::*,
+    store::{self, HoldRow, NewOperation},
+};
+
+impl Loyalty {
+    pub async fn hold_points(&self, subject: &str, req: HoldPointsRequest) -> Result<Hold> {
+        let mut v = FieldViolations::new();
+        v.check(
+            !req.hold_id.trim().is_empty(),
+            "hold_id",
+            "is required: the client's idempotency id",
+        );
+        check_points(req.points, "points", &mut v);
+        let timeout = if req.timeout_seconds == 0 {
+            DEFAULT_HOLD_SECONDS
+        } else {
+            req.timeout_seconds
+        };
+        v.check(
+            (1..=MAX_HOLD_SECONDS).contains(&timeout),
+            "timeout_seconds",
+            "must be between 1 and 2592000 (30 days); 0 means 900",
+        );
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let target = self
+            .write_target(&mut tx, req.account.as_ref(), None)
+            .await?;
+        let account = store::member_account(
+            &mut tx,
+            target.program.id,
+            target.membership.id,
+            target.person_id,
+            &target.point_type.code,
+        )
+        .await?;
+        if !store::reserve(&mut tx, account, req.points).await? {
+            return Err(insufficient(&mut tx, account, req.points).await);
+        }
+        let id = Uuid::now_v7();
+        let expires_at = Utc::now() + chrono::Duration::seconds(timeout);
+        store::insert_hold(
+            &mut tx,
+            id,
+            &req.hold_id,
+            account,
+            req.points,
+            expires_at,
+            req.reference.trim(),
+        )
+        .await
+        .map_err(|e| operation_id_used(e, &req.hold_id))?;
+        let event = HoldPlaced {
+            hold_id: id.to_string(),
+            account: Some(target.reference()),
+            points: req.points,
+        };
+        events::points(&mut tx, target.membership.id, &event).await?;
+        let hold = hold_in(&mut tx, id).await?;
+        claim.commit(tx, &hold).await?;
+        Ok(hold)
+    }
+
+    pub async fn capture_hold(&self, subject: &str, req: CaptureHoldRequest) -> Result<Hold> {
+        let mut v = FieldViolations::new();
+        v.check(!req.hold_id.trim().is_empty(), "hold_id", "is required");
+        v.check(
+            req.points >= 0,
+            "points",
+            "must not be negative; 0 captures the whole hold",
+        );
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let hold = self.pending_hold(&mut tx, &req.hold_id).await?;
+        let hold = match hold {
+            HoldState::Pending(hold) => hold,
+            HoldState::Settled(hold)
+                if hold.status == "captured"
+                    && (req.points == 0 || req.points == hold.captured_points) =>
+            {
+                // Capturing again what was captured answers the same.
+                return Ok(hold_to_proto(&hold));
+            }
+            HoldState::Settled(hold) => return Err(hold_not_pending(&hold)),
+            HoldState::Expired(hold) => {
+                claim.commit_failed(tx).await?;
+                return Err(hold_not_pending(&hold));
+            }
+        };
+        let points = if req.points == 0 {
+            hold.points
+        } else {
+            req.points
+        };
+        if points > hold.points {
+            let mut v = FieldViolations::new();
+            v.add("points", format!("the hold has {} points", hold.points));
+            return Err(v.into());
+        }
+        let type_code = Some(req.operation_type.trim())
+            .filter(|t| !t.is_empty())
+            .unwrap_or(DEFAULT_CAPTURE_TYPE);
+        let op_type = store::operation_types(&mut tx, hold.program_id)
+            .await?
+            .into_iter()
+            .find(|t| t.code == type_code && t.direction == "settle")
+            .ok_or_else(|| {
+                ServiceError::Precondition(
+                    "NO_SETTLE_OPERATION_TYPE",
+                    format!(
+                        "the program has no SETTLE operation type {type_code:?} to capture with"
+                    ),
+                )
+            })?;
+        store::release(&mut tx, hold.account_id, hold.points).await?;
+        let balance_after = store::change_balance(&mut tx, hold.account_id, -points, None)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("held account vanished")))?;
+        store::consume_lots(&mut tx, hold.account_id, points, None).await?;
+        let redemption =
+            store::system_account(&mut tx, hold.program_id, &hold.point_type, "redemption").await?;
+        let operation_id = Uuid::now_v7();
+        let client_id = format!("hold:{}:capture", hold.client_id);
+        let posted = NewOperation {
+            id: operation_id,
+            client_id: &client_id,
+            account_id: hold.account_id,
+            system_account_id: redemption,
+            operation_type: &op_type.code,
+            direction: "settle",
+            points,
+            delta: -points,
+            balance_after,
+            reference: &hold.reference,
+            reverses: None,
+            subject,
+        };
+        store::post_operation(&mut tx, &posted).await?;
+        store::settle_hold(&mut tx, hold.id, "captured", points, Some(operation_id)).await?;
+        let account = Some(account_ref(
+            hold.membership_id,
+            hold.person_id,
+            &hold.point_type,
+        ));
+        let event = HoldCaptured {
+            hold_id: hold.id.to_string(),
+            account,
+            captured_points: points,
+            balance_after,
+        };
+        events::points(&mut tx, hold.membership_id, &event).await?;
+        let hold = hold_in(&mut tx, hold.id).await?;
+        claim.commit(tx, &hold).await?;
+        Ok(hold)
+    }
+
+    pub async fn void_hold(&self, subject: &str, req: VoidHoldRequest) -> Result<Hold> {
+        let mut v = FieldViolations::new();
+        v.check(!req.hold_id.trim().is_empty(), "hold_id", "is required");
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let hold = match self.pending_hold(&mut tx, &req.hold_id).await? {
+            HoldState::Pending(hold) => hold,
+            HoldState::Settled(hold) if hold.status == "voided" => return Ok(hold_to_proto(&hold)),
+            HoldState::Settled(hold) => return Err(hold_not_pending(&hold)),
+            HoldState::Expired(hold) => {
+                claim.commit_failed(tx).await?;
+                return Err(hold_not_pending(&hold));
+            }
+        };
+        store::release(&mut tx, hold.account_id, hold.points).await?;
+        store::settle_hold(&mut tx, hold.id, "voided", 0, None).await?;
+        let account = Some(account_ref(
+            hold.membership_id,
+            hold.person_id,
+            &hold.point_type,
+        ));
+        events::points(
+            &mut tx,
+            hold.membership_id,
+            &HoldVoided {
+                hold_id: hold.id.to_string(),
+                account,
+            },
+        )
+        .await?;
+        let hold = hold_in(&mut tx, hold.id).await?;
+        claim.commit(tx, &hold).await?;
+        Ok(hold)
+    }
+
+    /// Releases holds whose timeout passed, until `shutdown`.
+    pub async fn expire_holds(self, shutdown: Shutdown) {
+        while shutdown.sleep(Duration::from_secs(1)).await {
+            if let Err(error) = self.expire_due_holds().await {
+                tracing::warn!(error = %error, "releasing expired holds failed; retrying");
+            }
+        }
+    }
+
+    pub(crate) async fn expire_due_holds(&self) -> Result<()> {
+        loop {
+            let mut tx = self.pool.begin().await?;
+            let due = store::lock_expired_holds(&mut tx, 100).await?;
+            if due.is_empty() {
+                return Ok(());
+            }
+            for hold in &due {
+                expire(&mut tx, hold).await?;
+            }
+            tx.commit().await?;
+        }
+    }
+
+    /// The hold, locked; one past its timeout is expired on the spot.
+    pub(crate) async fn pending_hold(
+        &self,
+        tx: &mut kit_store::Tx,
+        client_id: &str,
+    ) -> Result<HoldState> {
+        let hold = store::lock_hold_by_client_id(tx, client_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound("Hold", client_id.to_owned()))?;
+        if hold.status != "pending" {
+            return Ok(HoldState::Settled(hold));
+        }
+        if hold.expires_at <= Utc::now() {
+            expire(tx, &hold).await?;
+            let expired = HoldRow {
+                status: "expired".into(),
+                ..hold
+            };
+            return Ok(HoldState::Expired(expired));
+        }
+        Ok(HoldState::Pending(hold))
+    }
+}
+
+pub(crate) enum HoldState {
+    Pending(HoldRow),
+    /// Captured, voided or expired before this call.
+    Settled(HoldRow),
+    /// Expired by this call: its release must be committed.
+    Expired(HoldRow),
+}
+
+pub(crate) async fn expire(tx: &mut kit_store::Tx, hold: &HoldRow) -> Result<()> {
+    store::release(tx, hold.account_id, hold.points).await?;
+    store::settle_hold(tx, hold.id, "expired", 0, None).await?;
+    let account = Some(account_ref(
+        hold.membership_id,
+        hold.person_id,
+        &hold.point_type,
+    ));
+    events::points(
+        tx,
+        hold.membership_id,
+        &HoldExpired {
+            hold_id: hold.id.to_string(),
+            account,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+pub(crate) fn hold_not_pending(hold: &HoldRow) -> ServiceError {
+    let reason = match hold.status.as_str() {
+        "expired" => "HOLD_EXPIRED",
+        "captured" => "HOLD_CAPTURED",
+        _ => "HOLD_VOIDED",
+    };
+    ServiceError::Precondition(
+        reason,
+        format!("hold {} is {}", hold.client_id, hold.status),
+    )
+}

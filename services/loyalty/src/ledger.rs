@@ -1,0 +1,308 @@
+//! Balances and the ledger: operations recorded and reversed on member accounts, and the accounts
+//! they resolve to.
+
+use chrono::DateTime;
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError},
+    fresh_or_replay,
+    request::{optional_uuid, uuid},
+    store::{self as kit_store, decode_page_token, encode_page_token, next_page, page_size},
+};
+use crm_proto::crm::loyalty::v1::*;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{
+    Loyalty, cards,
+    convert::*,
+    domain::*,
+    lookups::*,
+    posting::*,
+    store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
+};
+
+impl Loyalty {
+    pub async fn get_balance(&self, req: GetBalanceRequest) -> Result<Balance> {
+        let mut conn = self.pool.acquire().await?;
+        let (membership, person, point_type) =
+            self.read_target(&mut conn, req.account.as_ref()).await?;
+        let account = store::find_account(&mut conn, membership, person, &point_type).await?;
+        Ok(balance_to_proto(
+            account_ref(membership, person, &point_type),
+            account.as_ref(),
+        ))
+    }
+
+    pub async fn list_balances(&self, req: ListBalancesRequest) -> Result<ListBalancesResponse> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.membership_id, "membership_id", &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        store::get_membership(&mut conn, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Membership", id))?;
+        let balances = store::membership_accounts(&mut conn, id)
+            .await?
+            .iter()
+            .map(|a| balance_to_proto(account_ref(id, a.person_id, &a.point_type), Some(a)))
+            .collect();
+        Ok(ListBalancesResponse { balances })
+    }
+
+    pub async fn list_ledger_entries(
+        &self,
+        req: ListLedgerEntriesRequest,
+    ) -> Result<ListLedgerEntriesResponse> {
+        let mut v = FieldViolations::new();
+        let limit = page_size(req.page_size, &mut v);
+        let operation_type = Some(req.operation_type.trim()).filter(|t| !t.is_empty());
+        let from = req
+            .from_time
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        let to = req
+            .to_time
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        let filter = (&req.account, operation_type, from, to);
+        let before: Option<i64> =
+            decode_page_token(&req.page_token, &format!("{filter:?}"), &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        let (membership, person, point_type) =
+            self.read_target(&mut conn, req.account.as_ref()).await?;
+        let Some(account) = store::find_account(&mut conn, membership, person, &point_type).await?
+        else {
+            return Ok(ListLedgerEntriesResponse::default());
+        };
+        let mut rows = store::entries(
+            &mut conn,
+            account.id,
+            operation_type,
+            from,
+            to,
+            before,
+            limit + 1,
+        )
+        .await?;
+        let next_page_token = next_page(&mut rows, limit, |last| {
+            encode_page_token(&last.id, &format!("{filter:?}"))
+        });
+        Ok(ListLedgerEntriesResponse {
+            entries: rows.iter().map(entry_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    pub async fn record_operation(
+        &self,
+        subject: &str,
+        req: RecordOperationRequest,
+    ) -> Result<Operation> {
+        let mut v = FieldViolations::new();
+        v.check(
+            !req.operation_id.trim().is_empty(),
+            "operation_id",
+            "is required: the client's idempotency id",
+        );
+        check_points(req.points, "points", &mut v);
+        let operation_type = code(&req.operation_type, "operation_type", &mut v);
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let program_types = self.types_for(&mut tx, req.account.as_ref()).await?;
+        let Some(op_type) = program_types
+            .iter()
+            .find(|t| t.code == operation_type)
+            .cloned()
+        else {
+            let mut v = FieldViolations::new();
+            v.add(
+                "operation_type",
+                format!("{operation_type:?} is not an operation type of the program"),
+            );
+            return Err(v.into());
+        };
+        let target = self
+            .write_target(
+                &mut tx,
+                req.account.as_ref(),
+                Some(&op_type.default_point_type),
+            )
+            .await?;
+        if !req.card_number.trim().is_empty() {
+            let accrual = op_type.direction == "accrue";
+            cards::present(
+                &mut tx,
+                req.card_number.trim(),
+                target.membership.id,
+                accrual,
+                subject,
+            )
+            .await?;
+        }
+        let posting = Posting {
+            client_id: &req.operation_id,
+            points: req.points,
+            reference: req.reference.trim(),
+            subject,
+        };
+        let id = post(&mut tx, &target, &op_type, &posting).await?;
+        let operation = operation_in(&mut tx, id).await?;
+        claim.commit(tx, &operation).await?;
+        Ok(operation)
+    }
+
+    pub async fn reverse_operation(
+        &self,
+        subject: &str,
+        req: ReverseOperationRequest,
+    ) -> Result<Operation> {
+        let mut v = FieldViolations::new();
+        v.check(
+            !req.operation_id.trim().is_empty(),
+            "operation_id",
+            "is required: the client's idempotency id",
+        );
+        v.check(
+            !req.original_operation_id.trim().is_empty(),
+            "original_operation_id",
+            "is required",
+        );
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let original = store::lock_operation_by_client_id(&mut tx, &req.original_operation_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound("Operation", req.original_operation_id.clone())
+            })?;
+        let id = reverse(
+            &mut tx,
+            &original,
+            &req.operation_id,
+            req.reference.trim(),
+            subject,
+        )
+        .await?;
+        let operation = operation_in(&mut tx, id).await?;
+        claim.commit(tx, &operation).await?;
+        Ok(operation)
+    }
+
+    /// The program's operation types for the membership in `account`.
+    pub(crate) async fn types_for(
+        &self,
+        tx: &mut kit_store::Tx,
+        account: Option<&AccountRef>,
+    ) -> Result<Vec<OperationTypeRow>> {
+        let mut v = FieldViolations::new();
+        let membership = uuid(
+            account.map_or("", |a| a.membership_id.as_str()),
+            "account.membership_id",
+            &mut v,
+        );
+        v.finish()?;
+        let membership = store::get_membership(tx, membership)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Membership", membership))?;
+        Ok(store::operation_types(tx, membership.program_id).await?)
+    }
+
+    /// Resolves an account for a write: an active membership of an active program, a point type
+    /// of it (or `default_point_type`), and for B2B a person employed by the member (unless pooled).
+    pub(crate) async fn write_target(
+        &self,
+        tx: &mut kit_store::Tx,
+        account: Option<&AccountRef>,
+        default_point_type: Option<&str>,
+    ) -> Result<Target> {
+        let mut v = FieldViolations::new();
+        let account = account.cloned().unwrap_or_default();
+        let membership_id = uuid(&account.membership_id, "account.membership_id", &mut v);
+        let person_id = optional_uuid(&account.person_id, "account.person_id", &mut v);
+        v.finish()?;
+        let membership = store::lock_membership(tx, membership_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Membership", membership_id))?;
+        if membership.status != "active" {
+            return Err(ServiceError::Precondition(
+                "MEMBERSHIP_NOT_ACTIVE",
+                format!("membership {membership_id} is {}", membership.status),
+            ));
+        }
+        let program = store::get_program(tx, membership.program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
+        require_active_program(&program)?;
+        let point_type = self
+            .point_type(tx, &program, &account.point_type, default_point_type)
+            .await?;
+        let person_id = match person_id {
+            Some(_) if program.kind != "b2b" => {
+                let mut v = FieldViolations::new();
+                v.add(
+                    "account.person_id",
+                    "only B2B programs have person accounts",
+                );
+                return Err(v.into());
+            }
+            // Pooled: persons' points go to the organization's account.
+            Some(_) if membership.pool_to_organization => None,
+            Some(person) => {
+                self.require_employee(person, membership.party_id).await?;
+                Some(person)
+            }
+            None => None,
+        };
+        Ok(Target {
+            program,
+            membership,
+            person_id,
+            point_type,
+        })
+    }
+
+    /// Resolves an account for a read: no checks beyond existence.
+    pub(crate) async fn read_target(
+        &self,
+        conn: &mut PgConnection,
+        account: Option<&AccountRef>,
+    ) -> Result<(Uuid, Option<Uuid>, String)> {
+        let mut v = FieldViolations::new();
+        let account = account.cloned().unwrap_or_default();
+        let membership_id = uuid(&account.membership_id, "account.membership_id", &mut v);
+        let person_id = optional_uuid(&account.person_id, "account.person_id", &mut v);
+        v.finish()?;
+        let membership = store::get_membership(conn, membership_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Membership", membership_id))?;
+        let program = store::get_program(conn, membership.program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
+        let point_type = self
+            .point_type(conn, &program, &account.point_type, None)
+            .await?;
+        let person_id = person_id.filter(|_| !membership.pool_to_organization);
+        Ok((membership_id, person_id, point_type.code))
+    }
+
+    pub(crate) async fn point_type(
+        &self,
+        conn: &mut PgConnection,
+        program: &ProgramRow,
+        requested: &str,
+        default: Option<&str>,
+    ) -> Result<PointTypeRow> {
+        let types = store::point_types(conn, program.id).await?;
+        let wanted = Some(requested.trim()).filter(|t| !t.is_empty()).or(default);
+        let found = match wanted {
+            Some(code) => types.into_iter().find(|t| t.code == code),
+            None => types.into_iter().next(),
+        };
+        found.ok_or_else(|| {
+            let mut v = FieldViolations::new();
+            v.add(
+                "account.point_type",
+                format!("the program has no point type {:?}", wanted.unwrap_or("")),
+            );
+            v.into()
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! Loads every use case shares: resources read for an answer or checked to be usable.
+
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError},
+    request::{audit, date_to_proto, timestamp},
+};
+use crm_proto::crm::loyalty::v1::*;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{
+    convert::*,
+    store::{self, ProgramRow},
+};
+
+pub(crate) fn require_active_program(program: &ProgramRow) -> Result<()> {
+    if program.status == "active" {
+        return Ok(());
+    }
+    Err(ServiceError::Precondition(
+        "PROGRAM_NOT_ACTIVE",
+        format!("program {} is {}", program.id, program.status),
+    ))
+}
+
+pub(crate) fn check_validity(program: &ProgramRow, v: &mut FieldViolations) {
+    if let (Some(from), Some(to)) = (program.valid_from, program.valid_to) {
+        v.check(
+            to >= from,
+            "program.valid_to",
+            "must not be before valid_from",
+        );
+    }
+}
+
+pub(crate) async fn program_in(conn: &mut PgConnection, id: Uuid) -> Result<Program> {
+    let row = store::get_program(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Program", id))?;
+    program_to_proto(conn, &row).await
+}
+
+pub(crate) async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) -> Result<Program> {
+    let point_types = store::point_types(conn, row.id).await?;
+    let operation_types = store::operation_types(conn, row.id).await?;
+    let tiers = store::tiers(conn, row.id).await?;
+    Ok(Program {
+        id: row.id.to_string(),
+        display_name: row.display_name.clone(),
+        kind: if row.kind == "b2b" {
+            ProgramKind::B2b
+        } else {
+            ProgramKind::B2c
+        } as i32,
+        currency_code: row.currency_code.clone(),
+        status: match row.status.as_str() {
+            "active" => ProgramStatus::Active,
+            "closed" => ProgramStatus::Closed,
+            _ => ProgramStatus::Draft,
+        } as i32,
+        valid_from: row.valid_from.map(date_to_proto),
+        valid_to: row.valid_to.map(date_to_proto),
+        point_types: point_types
+            .iter()
+            .map(|t| PointType {
+                code: t.code.clone(),
+                display_name: t.display_name.clone(),
+                qualifying: t.qualifying,
+                expiry_policy: match t.expiry_policy.as_str() {
+                    "months_after_earning" => ExpiryPolicy::MonthsAfterEarning,
+                    "end_of_program" => ExpiryPolicy::EndOfProgram,
+                    _ => ExpiryPolicy::Never,
+                } as i32,
+                expiry_months: t.expiry_months,
+                allow_negative: t.allow_negative,
+                reversal_floor: t.reversal_floor,
+            })
+            .collect(),
+        operation_types: operation_types
+            .iter()
+            .map(|t| OperationType {
+                code: t.code.clone(),
+                display_name: t.display_name.clone(),
+                direction: if t.direction == "settle" {
+                    Direction::Settle
+                } else {
+                    Direction::Accrue
+                } as i32,
+                default_point_type: t.default_point_type.clone(),
+            })
+            .collect(),
+        reward_ids: row.reward_ids.clone(),
+        audit: Some(audit(
+            row.created_at,
+            row.updated_at,
+            &row.created_by,
+            &row.updated_by,
+        )),
+        etag: row.version.to_string(),
+        tiers: tiers
+            .into_iter()
+            .map(|t| Tier {
+                code: t.code,
+                display_name: t.display_name,
+                threshold: t.threshold,
+                window_months: t.window_months,
+            })
+            .collect(),
+        accrual_rules: row.accrual_rules.as_ref().map(|rules| AccrualRules {
+            operation_type: rules.operation_type.clone(),
+            points_per_unit: rules.points_per_unit.clone(),
+            category_rates: rules
+                .category_rates
+                .iter()
+                .map(|(category, rate)| CategoryRate {
+                    category: category.clone(),
+                    points_per_unit: rate.clone(),
+                })
+                .collect(),
+            minimum_amount: rules.minimum_amount.clone(),
+            cap_per_invoice: rules.cap_per_invoice,
+            tier_multipliers: rules
+                .tier_multipliers
+                .iter()
+                .map(|(tier, multiplier)| TierMultiplier {
+                    tier: tier.clone(),
+                    multiplier: multiplier.clone(),
+                })
+                .collect(),
+            campaigns: rules
+                .campaigns
+                .iter()
+                .map(|c| Campaign {
+                    code: c.code.clone(),
+                    multiplier: c.multiplier.clone(),
+                    categories: c.categories.clone(),
+                    start_time: c.start_time.map(timestamp),
+                    end_time: c.end_time.map(timestamp),
+                })
+                .collect(),
+            cap_per_period: rules.cap_per_period,
+            period_days: rules.period_days,
+        }),
+    })
+}
+
+pub(crate) async fn membership_in(conn: &mut PgConnection, id: Uuid) -> Result<Membership> {
+    let row = store::get_membership(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Membership", id))?;
+    Ok(membership_to_proto(&row))
+}
+
+pub(crate) async fn operation_in(conn: &mut PgConnection, id: Uuid) -> Result<Operation> {
+    let row = store::get_operation(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Operation", id))?;
+    Ok(operation_to_proto(&row))
+}
+
+pub(crate) async fn hold_in(conn: &mut PgConnection, id: Uuid) -> Result<Hold> {
+    let row = store::get_hold(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Hold", id))?;
+    Ok(hold_to_proto(&row))
+}

@@ -1,0 +1,188 @@
+//! Memberships: parties enrolled in programs (with their consent), suspended and leaving.
+
+use chrono::Utc;
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError},
+    fresh_or_replay,
+    request::{optional_uuid, uuid},
+    store::{self as kit_store, decode_page_token, encode_page_token, next_page, page_size},
+};
+use crm_proto::crm::{
+    loyalty::v1::*,
+    parties::v1::{GetPartyRequest, PartyStatus},
+};
+use uuid::Uuid;
+
+use crate::{
+    Loyalty,
+    convert::*,
+    events,
+    lookups::*,
+    peers::*,
+    store::{self, MembershipRow},
+};
+
+impl Loyalty {
+    pub async fn enroll(&self, subject: &str, req: EnrollRequest) -> Result<Membership> {
+        let mut v = FieldViolations::new();
+        let program_id = uuid(&req.program_id, "program_id", &mut v);
+        let party_id = uuid(&req.party_id, "party_id", &mut v);
+        v.finish()?;
+        // Asked before the transaction: no row is locked while the parties service answers.
+        let party = self
+            .parties
+            .clone()
+            .get_party(GetPartyRequest {
+                id: party_id.to_string(),
+            })
+            .await;
+        match party {
+            Ok(party) if party.get_ref().status() == PartyStatus::Archived => {
+                return Err(ServiceError::Precondition(
+                    "PARTY_ARCHIVED",
+                    format!("party {party_id} is archived"),
+                ));
+            }
+            Ok(_) => {}
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                return Err(ServiceError::NotFound("Party", party_id.to_string()));
+            }
+            Err(status) => return Err(parties_unavailable(status)),
+        }
+        self.require_enrolment_consent(party_id).await?;
+
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let program = store::lock_program(&mut tx, program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
+        require_active_program(&program)?;
+        let mut v = FieldViolations::new();
+        v.check(
+            program.kind == "b2b" || !req.pool_to_organization,
+            "pool_to_organization",
+            "only B2B programs pool points",
+        );
+        v.finish()?;
+        let membership = MembershipRow {
+            id: Uuid::now_v7(),
+            program_id,
+            party_id,
+            status: "active".into(),
+            pool_to_organization: req.pool_to_organization,
+            tier: None,
+            assigned_tier: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            created_by: subject.to_owned(),
+            updated_by: subject.to_owned(),
+            version: 1,
+        };
+        if !store::insert_membership(&mut tx, &membership).await? {
+            return Err(ServiceError::AlreadyExists(
+                "ALREADY_ENROLLED",
+                format!("party {party_id} is already a member of program {program_id}"),
+            ));
+        }
+        let event = MembershipEnrolled {
+            membership_id: membership.id.to_string(),
+            program_id: program_id.to_string(),
+            party_id: party_id.to_string(),
+        };
+        events::membership(&mut tx, membership.id, &event).await?;
+        let membership = membership_in(&mut tx, membership.id).await?;
+        claim.commit(tx, &membership).await?;
+        Ok(membership)
+    }
+
+    pub async fn get_membership(&self, req: GetMembershipRequest) -> Result<Membership> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.id, "id", &mut v);
+        v.finish()?;
+        membership_in(&mut *self.pool.acquire().await?, id).await
+    }
+
+    pub async fn list_memberships(
+        &self,
+        req: ListMembershipsRequest,
+    ) -> Result<ListMembershipsResponse> {
+        let mut v = FieldViolations::new();
+        let limit = page_size(req.page_size, &mut v);
+        let program = optional_uuid(&req.program_id, "program_id", &mut v);
+        let party = optional_uuid(&req.party_id, "party_id", &mut v);
+        v.check(
+            program.is_some() || party.is_some(),
+            "program_id",
+            "give a program_id or a party_id",
+        );
+        let filter = (program, party);
+        let after: Option<Uuid> = decode_page_token(&req.page_token, &filter, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = store::list_memberships(&mut conn, program, party, after, limit + 1).await?;
+        let next_page_token = next_page(&mut rows, limit, |last| {
+            encode_page_token(&last.id, &filter)
+        });
+        Ok(ListMembershipsResponse {
+            memberships: rows.iter().map(membership_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    pub async fn suspend_membership(
+        &self,
+        subject: &str,
+        req: SuspendMembershipRequest,
+    ) -> Result<Membership> {
+        let reason = req.reason.trim().to_owned();
+        self.change_membership(subject, &req.id, &req, "suspended", |id| {
+            MembershipSuspended {
+                membership_id: id.to_string(),
+                reason,
+            }
+        })
+        .await
+    }
+
+    pub async fn leave_program(
+        &self,
+        subject: &str,
+        req: LeaveProgramRequest,
+    ) -> Result<Membership> {
+        self.change_membership(subject, &req.id, &req, "left", |id| MembershipLeft {
+            membership_id: id.to_string(),
+        })
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn change_membership<M: prost::Name>(
+        &self,
+        subject: &str,
+        id: &str,
+        request: &(impl crm_kit::store::Idempotent + prost::Message),
+        status: &str,
+        event: impl FnOnce(Uuid) -> M,
+    ) -> Result<Membership> {
+        let mut v = FieldViolations::new();
+        let id = uuid(id, "id", &mut v);
+        v.finish()?;
+        let (mut tx, claim) =
+            fresh_or_replay!(kit_store::begin(&self.pool, subject, request).await?);
+        let membership = store::lock_membership(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Membership", id))?;
+        if membership.status == "left" && status != "left" {
+            return Err(ServiceError::Precondition(
+                "MEMBERSHIP_LEFT",
+                format!("membership {id} has left the program"),
+            ));
+        }
+        if membership.status != status {
+            store::set_membership_status(&mut tx, id, status, subject).await?;
+            events::membership(&mut tx, id, &event(id)).await?;
+        }
+        let membership = membership_in(&mut tx, id).await?;
+        claim.commit(tx, &membership).await?;
+        Ok(membership)
+    }
+}

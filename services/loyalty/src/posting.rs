@@ -1,0 +1,259 @@
+//! Posting: how an operation changes a member account and the program's system account, and how
+//! it is reversed.
+
+use chrono::Utc;
+use crm_kit::{
+    error::{Result, ServiceError},
+    store::{self as kit_store, unique_violation},
+};
+use crm_proto::crm::loyalty::v1::*;
+use uuid::Uuid;
+
+use crate::{
+    convert::*,
+    events,
+    store::{
+        self, MembershipRow, NewOperation, OperationRow, OperationTypeRow, PointTypeRow, ProgramRow,
+    },
+    tiers,
+};
+
+/// A member account an operation or hold applies to, resolved from an [`AccountRef`].
+pub(crate) struct Target {
+    pub program: ProgramRow,
+    pub membership: MembershipRow,
+    pub person_id: Option<Uuid>,
+    pub point_type: PointTypeRow,
+}
+
+impl Target {
+    pub(crate) fn reference(&self) -> AccountRef {
+        account_ref(self.membership.id, self.person_id, &self.point_type.code)
+    }
+}
+
+/// What one operation posts, besides its account and type.
+pub(crate) struct Posting<'a> {
+    pub client_id: &'a str,
+    pub points: i64,
+    pub reference: &'a str,
+    pub subject: &'a str,
+}
+
+/// Posts an operation of `op_type` on the target's account: the balance change (refused with
+/// INSUFFICIENT_POINTS when a debit is not covered), the two entries and the event. Returns its id.
+pub(crate) async fn post(
+    tx: &mut kit_store::Tx,
+    target: &Target,
+    op_type: &OperationTypeRow,
+    posting: &Posting<'_>,
+) -> Result<Uuid> {
+    let account = store::member_account(
+        tx,
+        target.program.id,
+        target.membership.id,
+        target.person_id,
+        &target.point_type.code,
+    )
+    .await?;
+    let accrue = op_type.direction == "accrue";
+    let delta = if accrue {
+        posting.points
+    } else {
+        -posting.points
+    };
+    let floor = (!target.point_type.allow_negative).then_some(0);
+    let Some(balance_after) = store::change_balance(tx, account, delta, floor).await? else {
+        return Err(insufficient(tx, account, posting.points).await);
+    };
+    let system = if accrue { "issuance" } else { "redemption" };
+    let system_account =
+        store::system_account(tx, target.program.id, &target.point_type.code, system).await?;
+    let id = Uuid::now_v7();
+    let operation = NewOperation {
+        id,
+        client_id: posting.client_id,
+        account_id: account,
+        system_account_id: system_account,
+        operation_type: &op_type.code,
+        direction: &op_type.direction,
+        points: posting.points,
+        delta,
+        balance_after,
+        reference: posting.reference,
+        reverses: None,
+        subject: posting.subject,
+    };
+    store::post_operation(tx, &operation)
+        .await
+        .map_err(|e| operation_id_used(e, posting.client_id))?;
+    if accrue {
+        let expires_at = store::expiry_of(&target.point_type, &target.program, Utc::now());
+        store::add_lot(tx, account, id, posting.points, expires_at).await?;
+    } else {
+        store::consume_lots(tx, account, posting.points, None).await?;
+    }
+    let account = Some(target.reference());
+    let (operation_id, operation_type, points) =
+        (id.to_string(), op_type.code.clone(), posting.points);
+    if accrue {
+        let event = PointsAccrued {
+            operation_id,
+            account,
+            operation_type,
+            points,
+            balance_after,
+        };
+        events::points(tx, target.membership.id, &event).await?;
+    } else {
+        let event = PointsRedeemed {
+            operation_id,
+            account,
+            operation_type,
+            points,
+            balance_after,
+        };
+        events::points(tx, target.membership.id, &event).await?;
+    }
+    if accrue && target.point_type.qualifying {
+        tiers::evaluate(tx, target.membership.id).await?;
+    }
+    Ok(id)
+}
+
+/// Posts the opposite of `original` once, down to its point type's reversal floor. Returns the
+/// reversal's id.
+pub(crate) async fn reverse(
+    tx: &mut kit_store::Tx,
+    original: &OperationRow,
+    client_id: &str,
+    reference: &str,
+    subject: &str,
+) -> Result<Uuid> {
+    if original.reverses.is_some() {
+        return Err(ServiceError::Precondition(
+            "CANNOT_REVERSE_A_REVERSAL",
+            "a reversal cannot be reversed".into(),
+        ));
+    }
+    if let Some(reversal) = original.reversed_by {
+        return Err(ServiceError::Precondition(
+            "ALREADY_REVERSED",
+            format!(
+                "operation {} was already reversed by {reversal}",
+                original.client_id
+            ),
+        ));
+    }
+    let membership = store::get_membership(tx, original.membership_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Membership", original.membership_id))?;
+    let point_type = store::point_types(tx, membership.program_id)
+        .await?
+        .into_iter()
+        .find(|t| t.code == original.point_type)
+        .ok_or_else(|| {
+            ServiceError::Internal(anyhow::anyhow!("point type of an operation vanished"))
+        })?;
+    let was_accrual = original.direction == "accrue";
+    let delta = if was_accrual {
+        -original.points
+    } else {
+        original.points
+    };
+    // A return may take the balance below zero, down to the point type's floor.
+    let floor = (!point_type.allow_negative).then_some(point_type.reversal_floor);
+    let Some(balance_after) = store::change_balance(tx, original.account_id, delta, floor).await?
+    else {
+        return Err(ServiceError::Precondition(
+            "REVERSAL_BELOW_FLOOR",
+            format!(
+                "reversing {} points would take the balance below the floor of {}",
+                original.points, point_type.reversal_floor
+            ),
+        ));
+    };
+    let system = if was_accrual {
+        "issuance"
+    } else {
+        "redemption"
+    };
+    let system_account =
+        store::system_account(tx, membership.program_id, &original.point_type, system).await?;
+    let id = Uuid::now_v7();
+    let operation = NewOperation {
+        id,
+        client_id,
+        account_id: original.account_id,
+        system_account_id: system_account,
+        operation_type: &original.operation_type,
+        direction: if was_accrual { "settle" } else { "accrue" },
+        points: original.points,
+        delta,
+        balance_after,
+        reference,
+        reverses: Some(original.id),
+        subject,
+    };
+    store::post_operation(tx, &operation)
+        .await
+        .map_err(|e| operation_id_used(e, client_id))?;
+    if was_accrual {
+        store::consume_lots(tx, original.account_id, original.points, Some(original.id)).await?;
+    } else {
+        // Spent points come back as a fresh credit of their point type.
+        let program = store::get_program(tx, membership.program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
+        let expires_at = store::expiry_of(&point_type, &program, Utc::now());
+        store::add_lot(tx, original.account_id, id, original.points, expires_at).await?;
+    }
+    let event = PointsReversed {
+        operation_id: id.to_string(),
+        reversed_operation_id: original.id.to_string(),
+        account: Some(account_ref(
+            original.membership_id,
+            original.person_id,
+            &original.point_type,
+        )),
+        points: delta,
+        balance_after,
+    };
+    events::points(tx, original.membership_id, &event).await?;
+    if point_type.qualifying {
+        tiers::evaluate(tx, original.membership_id).await?;
+    }
+    Ok(id)
+}
+
+pub(crate) async fn insufficient(
+    tx: &mut kit_store::Tx,
+    account: Uuid,
+    needed: i64,
+) -> ServiceError {
+    let available: Option<i64> =
+        sqlx::query_scalar("SELECT balance - held FROM accounts WHERE id = $1")
+            .bind(account)
+            .fetch_optional(&mut **tx)
+            .await
+            .ok()
+            .flatten();
+    ServiceError::Precondition(
+        "INSUFFICIENT_POINTS",
+        format!(
+            "{needed} points needed, {} available",
+            available.unwrap_or(0)
+        ),
+    )
+}
+
+pub(crate) fn operation_id_used(error: sqlx::Error, client_id: &str) -> ServiceError {
+    if unique_violation(&error).is_some() {
+        ServiceError::AlreadyExists(
+            "REQUEST_ID_REUSED",
+            format!("the id {client_id:?} was already used"),
+        )
+    } else {
+        error.into()
+    }
+}

@@ -1,0 +1,403 @@
+//! Programs: their point types, operation types and accrual rules.
+
+use chrono::{DateTime, Utc};
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError, check_etag},
+    fresh_or_replay,
+    request::{date, mask_paths, uuid},
+    store::{self as kit_store, decode_page_token, encode_page_token, next_page, page_size},
+};
+use crm_proto::crm::loyalty::v1::*;
+use rust_decimal::Decimal;
+use uuid::Uuid;
+
+use crate::{
+    Loyalty,
+    domain::*,
+    lookups::*,
+    store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
+};
+
+impl Loyalty {
+    pub async fn create_program(
+        &self,
+        subject: &str,
+        req: CreateProgramRequest,
+    ) -> Result<Program> {
+        let mut v = FieldViolations::new();
+        v.check(req.program.is_some(), "program", "is required");
+        let input = req.program.clone().unwrap_or_default();
+        let kind = match input.kind() {
+            ProgramKind::B2c => "b2c",
+            ProgramKind::B2b => "b2b",
+            ProgramKind::Unspecified => {
+                v.add("program.kind", "must be B2C or B2B");
+                "b2c"
+            }
+        };
+        let status = match input.status() {
+            ProgramStatus::Active => "active",
+            ProgramStatus::Draft | ProgramStatus::Unspecified => "draft",
+            ProgramStatus::Closed => {
+                v.add("program.status", "a new program is DRAFT or ACTIVE");
+                "draft"
+            }
+        };
+        let currency = input.currency_code.trim().to_uppercase();
+        v.check(
+            currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()),
+            "program.currency_code",
+            "must be an ISO 4217 code such as PLN",
+        );
+        let program = ProgramRow {
+            id: Uuid::now_v7(),
+            display_name: display_name(&input.display_name, "program.display_name", &mut v),
+            kind: kind.to_owned(),
+            currency_code: currency,
+            status: status.to_owned(),
+            valid_from: date(input.valid_from.as_ref(), "program.valid_from", &mut v),
+            valid_to: date(input.valid_to.as_ref(), "program.valid_to", &mut v),
+            reward_ids: input.reward_ids.clone(),
+            accrual_rules: None,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            created_by: subject.to_owned(),
+            updated_by: subject.to_owned(),
+            version: 1,
+        };
+        check_validity(&program, &mut v);
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        store::insert_program(&mut tx, &program).await?;
+        let program = program_in(&mut tx, program.id).await?;
+        claim.commit(tx, &program).await?;
+        Ok(program)
+    }
+
+    pub async fn get_program(&self, req: GetProgramRequest) -> Result<Program> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.id, "id", &mut v);
+        v.finish()?;
+        program_in(&mut *self.pool.acquire().await?, id).await
+    }
+
+    pub async fn update_program(
+        &self,
+        subject: &str,
+        req: UpdateProgramRequest,
+    ) -> Result<Program> {
+        let mut v = FieldViolations::new();
+        v.check(req.program.is_some(), "program", "is required");
+        let input = req.program.clone().unwrap_or_default();
+        let id = uuid(&input.id, "program.id", &mut v);
+        let paths = mask_paths(
+            req.update_mask.as_ref(),
+            &[
+                "display_name",
+                "status",
+                "valid_from",
+                "valid_to",
+                "reward_ids",
+            ],
+            &mut v,
+        );
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let mut program = store::lock_program(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", id))?;
+        check_etag("program", &input.etag, program.version)?;
+        let mut v = FieldViolations::new();
+        for path in paths {
+            match path {
+                "display_name" => {
+                    program.display_name =
+                        display_name(&input.display_name, "program.display_name", &mut v)
+                }
+                "status" => {
+                    program.status = match input.status() {
+                        ProgramStatus::Draft => "draft",
+                        ProgramStatus::Active => "active",
+                        ProgramStatus::Closed => "closed",
+                        ProgramStatus::Unspecified => {
+                            v.add("program.status", "must be DRAFT, ACTIVE or CLOSED");
+                            continue;
+                        }
+                    }
+                    .to_owned()
+                }
+                "valid_from" => {
+                    program.valid_from =
+                        date(input.valid_from.as_ref(), "program.valid_from", &mut v)
+                }
+                "valid_to" => {
+                    program.valid_to = date(input.valid_to.as_ref(), "program.valid_to", &mut v)
+                }
+                _ => program.reward_ids = input.reward_ids.clone(),
+            }
+        }
+        check_validity(&program, &mut v);
+        v.finish()?;
+        store::update_program(&mut tx, &program, subject).await?;
+        let program = program_in(&mut tx, id).await?;
+        claim.commit(tx, &program).await?;
+        Ok(program)
+    }
+
+    pub async fn list_programs(&self, req: ListProgramsRequest) -> Result<ListProgramsResponse> {
+        let mut v = FieldViolations::new();
+        let limit = page_size(req.page_size, &mut v);
+        let status = match req.status() {
+            ProgramStatus::Unspecified => None,
+            ProgramStatus::Draft => Some("draft"),
+            ProgramStatus::Active => Some("active"),
+            ProgramStatus::Closed => Some("closed"),
+        };
+        let after: Option<Uuid> = decode_page_token(&req.page_token, &status, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = store::list_programs(&mut conn, status, after, limit + 1).await?;
+        let next_page_token = next_page(&mut rows, limit, |last| {
+            encode_page_token(&last.id, &status)
+        });
+        let mut programs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            programs.push(program_to_proto(&mut conn, row).await?);
+        }
+        Ok(ListProgramsResponse {
+            programs,
+            next_page_token,
+        })
+    }
+
+    pub async fn define_point_type(
+        &self,
+        subject: &str,
+        req: DefinePointTypeRequest,
+    ) -> Result<Program> {
+        let mut v = FieldViolations::new();
+        let program_id = uuid(&req.program_id, "program_id", &mut v);
+        v.check(req.point_type.is_some(), "point_type", "is required");
+        let input = req.point_type.clone().unwrap_or_default();
+        let expiry_policy = match input.expiry_policy() {
+            ExpiryPolicy::Never | ExpiryPolicy::Unspecified => "never",
+            ExpiryPolicy::MonthsAfterEarning => "months_after_earning",
+            ExpiryPolicy::EndOfProgram => "end_of_program",
+        };
+        v.check(
+            expiry_policy != "months_after_earning" || (1..=240).contains(&input.expiry_months),
+            "point_type.expiry_months",
+            "MONTHS_AFTER_EARNING needs 1 to 240 months",
+        );
+        v.check(
+            input.reversal_floor <= 0,
+            "point_type.reversal_floor",
+            "must be 0 or negative",
+        );
+        let row = PointTypeRow {
+            code: code(&input.code, "point_type.code", &mut v),
+            display_name: display_name(&input.display_name, "point_type.display_name", &mut v),
+            qualifying: input.qualifying,
+            expiry_policy: expiry_policy.to_owned(),
+            expiry_months: input.expiry_months,
+            allow_negative: input.allow_negative,
+            reversal_floor: input.reversal_floor,
+        };
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        store::lock_program(&mut tx, program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
+        store::define_point_type(&mut tx, program_id, &row).await?;
+        store::touch_program(&mut tx, program_id, subject).await?;
+        let program = program_in(&mut tx, program_id).await?;
+        claim.commit(tx, &program).await?;
+        Ok(program)
+    }
+
+    pub async fn define_operation_type(
+        &self,
+        subject: &str,
+        req: DefineOperationTypeRequest,
+    ) -> Result<Program> {
+        let mut v = FieldViolations::new();
+        let program_id = uuid(&req.program_id, "program_id", &mut v);
+        v.check(
+            req.operation_type.is_some(),
+            "operation_type",
+            "is required",
+        );
+        let input = req.operation_type.clone().unwrap_or_default();
+        let direction = match input.direction() {
+            Direction::Accrue => "accrue",
+            Direction::Settle => "settle",
+            Direction::Unspecified => {
+                v.add("operation_type.direction", "must be ACCRUE or SETTLE");
+                "accrue"
+            }
+        };
+        let row = OperationTypeRow {
+            code: code(&input.code, "operation_type.code", &mut v),
+            display_name: display_name(&input.display_name, "operation_type.display_name", &mut v),
+            direction: direction.to_owned(),
+            default_point_type: code(
+                &input.default_point_type,
+                "operation_type.default_point_type",
+                &mut v,
+            ),
+        };
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        store::lock_program(&mut tx, program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
+        let point_types = store::point_types(&mut tx, program_id).await?;
+        if !point_types.iter().any(|t| t.code == row.default_point_type) {
+            let mut v = FieldViolations::new();
+            v.add(
+                "operation_type.default_point_type",
+                "is not a point type of the program",
+            );
+            return Err(v.into());
+        }
+        store::define_operation_type(&mut tx, program_id, &row).await?;
+        store::touch_program(&mut tx, program_id, subject).await?;
+        let program = program_in(&mut tx, program_id).await?;
+        claim.commit(tx, &program).await?;
+        Ok(program)
+    }
+
+    pub async fn set_accrual_rules(
+        &self,
+        subject: &str,
+        req: SetAccrualRulesRequest,
+    ) -> Result<Program> {
+        let mut v = FieldViolations::new();
+        let program_id = uuid(&req.program_id, "program_id", &mut v);
+        v.check(req.rules.is_some(), "rules", "is required");
+        let input = req.rules.clone().unwrap_or_default();
+        let decimal = |raw: &str, field: &str, default: &str, v: &mut FieldViolations| -> String {
+            let raw = Some(raw.trim())
+                .filter(|r| !r.is_empty())
+                .unwrap_or(default);
+            match raw.parse::<Decimal>() {
+                Ok(value) if !value.is_sign_negative() => value.normalize().to_string(),
+                _ => {
+                    v.add(
+                        field,
+                        "must be a decimal number of at least 0, e.g. 1 or 0.5",
+                    );
+                    String::new()
+                }
+            }
+        };
+        let mut category_rates = std::collections::BTreeMap::new();
+        for (i, rate) in input.category_rates.iter().enumerate() {
+            let category = rate.category.trim().to_owned();
+            v.check(
+                !category.is_empty(),
+                format!("rules.category_rates[{i}].category"),
+                "must not be empty",
+            );
+            let value = decimal(
+                &rate.points_per_unit,
+                &format!("rules.category_rates[{i}].points_per_unit"),
+                "",
+                &mut v,
+            );
+            if category_rates.insert(category, value).is_some() {
+                v.add(
+                    format!("rules.category_rates[{i}].category"),
+                    "is given twice",
+                );
+            }
+        }
+        v.check(
+            input.cap_per_invoice >= 0,
+            "rules.cap_per_invoice",
+            "must be 0 (no cap) or more",
+        );
+        let mut tier_multipliers = std::collections::BTreeMap::new();
+        for (i, tier) in input.tier_multipliers.iter().enumerate() {
+            let at = format!("rules.tier_multipliers[{i}]");
+            let multiplier = decimal(&tier.multiplier, &format!("{at}.multiplier"), "", &mut v);
+            if tier_multipliers
+                .insert(code(&tier.tier, &format!("{at}.tier"), &mut v), multiplier)
+                .is_some()
+            {
+                v.add(format!("{at}.tier"), "is given twice");
+            }
+        }
+        let time = |t: Option<prost_types::Timestamp>| {
+            t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+        };
+        let campaigns = input
+            .campaigns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let at = format!("rules.campaigns[{i}]");
+                let (start, end) = (time(c.start_time), time(c.end_time));
+                v.check(
+                    start.zip(end).is_none_or(|(s, e)| e > s),
+                    format!("{at}.end_time"),
+                    "must be after start_time",
+                );
+                store::CampaignJson {
+                    code: code(&c.code, &format!("{at}.code"), &mut v),
+                    multiplier: decimal(&c.multiplier, &format!("{at}.multiplier"), "", &mut v),
+                    categories: c
+                        .categories
+                        .iter()
+                        .map(|c| c.trim().to_owned())
+                        .filter(|c| !c.is_empty())
+                        .collect(),
+                    start_time: start,
+                    end_time: end,
+                }
+            })
+            .collect();
+        v.check(
+            input.cap_per_period >= 0,
+            "rules.cap_per_period",
+            "must be 0 (no cap) or more",
+        );
+        v.check(
+            input.cap_per_period == 0 || (1..=3660).contains(&input.period_days),
+            "rules.period_days",
+            "a cap per period needs a period of 1 to 3660 days",
+        );
+        let rules = store::AccrualRulesJson {
+            operation_type: code(&input.operation_type, "rules.operation_type", &mut v),
+            points_per_unit: decimal(&input.points_per_unit, "rules.points_per_unit", "", &mut v),
+            category_rates,
+            minimum_amount: decimal(&input.minimum_amount, "rules.minimum_amount", "0", &mut v),
+            cap_per_invoice: input.cap_per_invoice,
+            tier_multipliers,
+            campaigns,
+            cap_per_period: input.cap_per_period,
+            period_days: input.period_days,
+        };
+        v.finish()?;
+        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        store::lock_program(&mut tx, program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
+        let accrues = store::operation_types(&mut tx, program_id)
+            .await?
+            .iter()
+            .any(|t| t.code == rules.operation_type && t.direction == "accrue");
+        if !accrues {
+            let mut v = FieldViolations::new();
+            v.add(
+                "rules.operation_type",
+                "must be an ACCRUE operation type of the program",
+            );
+            return Err(v.into());
+        }
+        store::set_accrual_rules(&mut tx, program_id, &rules, subject).await?;
+        let program = program_in(&mut tx, program_id).await?;
+        claim.commit(tx, &program).await?;
+        Ok(program)
+    }
+}

@@ -1,0 +1,125 @@
+//! Holds on member accounts.
+
+use chrono::{DateTime, Utc};
+use crm_kit::store::Tx;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HoldRow {
+    pub id: Uuid,
+    pub client_id: String,
+    pub account_id: Uuid,
+    pub membership_id: Uuid,
+    pub person_id: Option<Uuid>,
+    pub point_type: String,
+    pub program_id: Uuid,
+    pub points: i64,
+    pub captured_points: i64,
+    pub status: String,
+    pub expires_at: DateTime<Utc>,
+    pub reference: String,
+    pub capture_operation_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub(super) const HOLD_SELECT: &str =
+    "SELECT h.id, h.client_id, h.account_id, a.membership_id, a.person_id, a.point_type,
+        a.program_id, h.points, h.captured_points, h.status, h.expires_at, h.reference,
+        h.capture_operation_id, h.created_at
+    FROM holds h JOIN accounts a ON a.id = h.account_id";
+
+pub async fn get_hold(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<HoldRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{HOLD_SELECT} WHERE h.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn lock_hold_by_client_id(tx: &mut Tx, client_id: &str) -> sqlx::Result<Option<HoldRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{HOLD_SELECT} WHERE h.client_id = $1 FOR UPDATE OF h"
+    )))
+    .bind(client_id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Reserves `points` of the account's available points; false when they are not available.
+pub async fn reserve(tx: &mut Tx, account: Uuid, points: i64) -> sqlx::Result<bool> {
+    let reserved = sqlx::query(
+        "UPDATE accounts SET held = held + $2, updated_at = now() WHERE id = $1 AND balance - held >= $2",
+    )
+    .bind(account)
+    .bind(points)
+    .execute(&mut **tx)
+    .await?;
+    Ok(reserved.rows_affected() == 1)
+}
+
+/// Gives reserved points back to the available balance.
+pub async fn release(tx: &mut Tx, account: Uuid, points: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE accounts SET held = held - $2, updated_at = now() WHERE id = $1")
+        .bind(account)
+        .bind(points)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn insert_hold(
+    tx: &mut Tx,
+    id: Uuid,
+    client_id: &str,
+    account: Uuid,
+    points: i64,
+    expires_at: DateTime<Utc>,
+    reference: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO holds (id, client_id, account_id, points, expires_at, reference)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(id)
+    .bind(client_id)
+    .bind(account)
+    .bind(points)
+    .bind(expires_at)
+    .bind(reference)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn settle_hold(
+    tx: &mut Tx,
+    id: Uuid,
+    status: &str,
+    captured_points: i64,
+    capture_operation_id: Option<Uuid>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE holds SET status = $2, captured_points = $3, capture_operation_id = $4, updated_at = now()
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(captured_points)
+    .bind(capture_operation_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Pending holds past their timeout, locked; other replicas skip them.
+pub async fn lock_expired_holds(tx: &mut Tx, limit: i64) -> sqlx::Result<Vec<HoldRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{HOLD_SELECT} WHERE h.status = 'pending' AND h.expires_at <= now()
+         ORDER BY h.expires_at LIMIT $1 FOR UPDATE OF h SKIP LOCKED"
+    )))
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+}

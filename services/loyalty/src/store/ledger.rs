@@ -1,0 +1,250 @@
+//! Accounts, operations and ledger entries (entries and operations are append-only).
+
+use chrono::{DateTime, Utc};
+use crm_kit::store::Tx;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AccountRow {
+    pub id: Uuid,
+    pub membership_id: Option<Uuid>,
+    pub person_id: Option<Uuid>,
+    pub point_type: String,
+    pub balance: i64,
+    pub held: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub(super) const ACCOUNT_COLUMNS: &str =
+    "id, membership_id, person_id, point_type, balance, held, updated_at";
+
+/// A member account, if it was ever used.
+pub async fn find_account(
+    conn: &mut PgConnection,
+    membership: Uuid,
+    person: Option<Uuid>,
+    point_type: &str,
+) -> sqlx::Result<Option<AccountRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts
+         WHERE kind = 'member' AND membership_id = $1 AND person_id IS NOT DISTINCT FROM $2 AND point_type = $3"
+    )))
+    .bind(membership)
+    .bind(person)
+    .bind(point_type)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The member account's id, created on first use.
+pub async fn member_account(
+    tx: &mut Tx,
+    program: Uuid,
+    membership: Uuid,
+    person: Option<Uuid>,
+    point_type: &str,
+) -> sqlx::Result<Uuid> {
+    sqlx::query(
+        "INSERT INTO accounts (id, program_id, point_type, kind, membership_id, person_id)
+         VALUES ($1, $2, $3, 'member', $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(Uuid::now_v7())
+    .bind(program)
+    .bind(point_type)
+    .bind(membership)
+    .bind(person)
+    .execute(&mut **tx)
+    .await?;
+    let account = find_account(tx, membership, person, point_type).await?;
+    Ok(account.expect("the account was just ensured").id)
+}
+
+/// The program's issuance or redemption account for a point type.
+pub async fn system_account(
+    tx: &mut Tx,
+    program: Uuid,
+    point_type: &str,
+    kind: &str,
+) -> sqlx::Result<Uuid> {
+    sqlx::query_scalar(
+        "SELECT id FROM accounts WHERE program_id = $1 AND point_type = $2 AND kind = $3",
+    )
+    .bind(program)
+    .bind(point_type)
+    .bind(kind)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn membership_accounts(
+    conn: &mut PgConnection,
+    membership: Uuid,
+) -> sqlx::Result<Vec<AccountRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts WHERE kind = 'member' AND membership_id = $1
+         ORDER BY person_id NULLS FIRST, point_type"
+    )))
+    .bind(membership)
+    .fetch_all(conn)
+    .await
+}
+
+/// Credits (positive) or debits (negative) a member account. A debit only happens while it keeps
+/// the balance at or above `floor` after pending holds are set aside (`None`: no floor). Returns the
+/// new balance, or `None` when the points are not there. The row lock serialises concurrent debits.
+pub async fn change_balance(
+    tx: &mut Tx,
+    account: Uuid,
+    delta: i64,
+    floor: Option<i64>,
+) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "UPDATE accounts SET balance = balance + $2, updated_at = now()
+         WHERE id = $1 AND ($2 >= 0 OR $3::bigint IS NULL OR balance - held + $2 >= $3)
+         RETURNING balance",
+    )
+    .bind(account)
+    .bind(delta)
+    .bind(floor)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OperationRow {
+    pub id: Uuid,
+    pub client_id: String,
+    pub account_id: Uuid,
+    pub membership_id: Uuid,
+    pub person_id: Option<Uuid>,
+    pub point_type: String,
+    pub operation_type: String,
+    pub direction: String,
+    pub points: i64,
+    pub balance_after: i64,
+    pub reference: String,
+    pub reverses: Option<Uuid>,
+    pub reversed_by: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub(super) const OPERATION_SELECT: &str =
+    "SELECT o.id, o.client_id, o.account_id, a.membership_id, a.person_id, a.point_type,
+        o.operation_type, o.direction, o.points, o.balance_after, o.reference, o.reverses,
+        (SELECT r.id FROM operations r WHERE r.reverses = o.id) AS reversed_by, o.created_at
+    FROM operations o JOIN accounts a ON a.id = o.account_id";
+
+pub async fn get_operation(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<OperationRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{OPERATION_SELECT} WHERE o.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn lock_operation_by_client_id(
+    tx: &mut Tx,
+    client_id: &str,
+) -> sqlx::Result<Option<OperationRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{OPERATION_SELECT} WHERE o.client_id = $1 FOR UPDATE OF o"
+    )))
+    .bind(client_id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// What a new operation posts.
+pub struct NewOperation<'a> {
+    pub id: Uuid,
+    pub client_id: &'a str,
+    pub account_id: Uuid,
+    pub system_account_id: Uuid,
+    pub operation_type: &'a str,
+    pub direction: &'a str,
+    pub points: i64,
+    /// The member account's change: +points (accrue) or −points (settle).
+    pub delta: i64,
+    pub balance_after: i64,
+    pub reference: &'a str,
+    pub reverses: Option<Uuid>,
+    pub subject: &'a str,
+}
+
+/// Inserts the operation and its two entries, which sum to zero.
+pub async fn post_operation(tx: &mut Tx, op: &NewOperation<'_>) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO operations (id, client_id, account_id, operation_type, direction, points, balance_after,
+             reference, reverses, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(op.id)
+    .bind(op.client_id)
+    .bind(op.account_id)
+    .bind(op.operation_type)
+    .bind(op.direction)
+    .bind(op.points)
+    .bind(op.balance_after)
+    .bind(op.reference)
+    .bind(op.reverses)
+    .bind(op.subject)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO ledger_entries (operation_id, account_id, amount, balance_after)
+         VALUES ($1, $2, $3, $4), ($1, $5, -$3, NULL)",
+    )
+    .bind(op.id)
+    .bind(op.account_id)
+    .bind(op.delta)
+    .bind(op.balance_after)
+    .bind(op.system_account_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct EntryRow {
+    pub id: i64,
+    pub operation_id: Uuid,
+    pub operation_type: String,
+    pub amount: i64,
+    pub balance_after: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An account's entries, newest first, after (below) `before_id`.
+pub async fn entries(
+    conn: &mut PgConnection,
+    account: Uuid,
+    operation_type: Option<&str>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> sqlx::Result<Vec<EntryRow>> {
+    sqlx::query_as(
+        "SELECT e.id, e.operation_id, o.operation_type, e.amount, e.balance_after, e.created_at
+         FROM ledger_entries e JOIN operations o ON o.id = e.operation_id
+         WHERE e.account_id = $1
+           AND ($2::text IS NULL OR o.operation_type = $2)
+           AND ($3::timestamptz IS NULL OR e.created_at >= $3)
+           AND ($4::timestamptz IS NULL OR e.created_at < $4)
+           AND ($5::bigint IS NULL OR e.id < $5)
+         ORDER BY e.id DESC LIMIT $6",
+    )
+    .bind(account)
+    .bind(operation_type)
+    .bind(from)
+    .bind(to)
+    .bind(before_id)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

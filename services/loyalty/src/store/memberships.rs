@@ -1,0 +1,104 @@
+//! Memberships of parties in programs.
+
+use chrono::{DateTime, Utc};
+use crm_kit::store::Tx;
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MembershipRow {
+    pub id: Uuid,
+    pub program_id: Uuid,
+    pub party_id: Uuid,
+    pub status: String,
+    pub pool_to_organization: bool,
+    pub tier: Option<String>,
+    pub assigned_tier: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_by: String,
+    pub version: i64,
+}
+
+pub(super) const MEMBERSHIP_COLUMNS: &str =
+    "id, program_id, party_id, status, pool_to_organization, tier, assigned_tier, created_at,
+    updated_at, created_by, updated_by, version";
+
+pub async fn get_membership(
+    conn: &mut PgConnection,
+    id: Uuid,
+) -> sqlx::Result<Option<MembershipRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn lock_membership(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<MembershipRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Inserts the membership; false when the party is already a member of the program.
+pub async fn insert_membership(tx: &mut Tx, m: &MembershipRow) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO memberships (id, program_id, party_id, pool_to_organization, created_by, updated_by)
+         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (program_id, party_id) DO NOTHING",
+    )
+    .bind(m.id)
+    .bind(m.program_id)
+    .bind(m.party_id)
+    .bind(m.pool_to_organization)
+    .bind(&m.created_by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+pub async fn set_membership_status(
+    tx: &mut Tx,
+    id: Uuid,
+    status: &str,
+    subject: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE memberships SET status = $2, suspended_for_consent = false, updated_by = $3,
+             updated_at = now(), version = version + 1
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(subject)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Memberships of a program or of a party, by id.
+pub async fn list_memberships(
+    conn: &mut PgConnection,
+    program: Option<Uuid>,
+    party: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<MembershipRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships
+         WHERE ($1::uuid IS NULL OR program_id = $1) AND ($2::uuid IS NULL OR party_id = $2)
+           AND ($3::uuid IS NULL OR id > $3)
+         ORDER BY id LIMIT $4"
+    )))
+    .bind(program)
+    .bind(party)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

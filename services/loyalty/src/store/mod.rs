@@ -1,0 +1,17 @@
+//! SQL for programs, memberships, accounts, operations, ledger entries, lots, holds and tiers, one
+//! file per aggregate. Every write runs in the caller's transaction: an operation's balance change,
+//! entries and event commit together.
+
+mod holds;
+mod ledger;
+mod lots;
+mod memberships;
+mod programs;
+mod tiers;
+
+pub use holds::*;
+pub use ledger::*;
+pub use lots::*;
+pub use memberships::*;
+pub use programs::*;
+pub use tiers::*;
