@@ -23,7 +23,8 @@ use crm_proto::crm::{
 };
 use uuid::Uuid;
 
-use crate::{Loyalty, events::POINTS_TOPIC, store, tiers};
+use crate::domain;
+use crate::{Loyalty, domain::BulkStatus, events::POINTS_TOPIC, store, tiers};
 
 /// Members credited per transaction.
 pub const BATCH: i64 = 500;
@@ -36,7 +37,7 @@ struct JobRow {
     operation_type: String,
     points: i64,
     reference: String,
-    status: String,
+    status: BulkStatus,
     total: i64,
     done: i64,
     failed: i64,
@@ -120,7 +121,7 @@ impl Loyalty {
         let program = store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
-        if program.status != "active" {
+        if program.status != domain::ProgramStatus::Active {
             return Err(ServiceError::Precondition(
                 "PROGRAM_NOT_ACTIVE",
                 format!("program {program_id} is {}", program.status),
@@ -129,7 +130,7 @@ impl Loyalty {
         let accrues = store::operation_types(&mut tx, program_id)
             .await?
             .iter()
-            .any(|t| t.code == req.operation_type && t.direction == "accrue");
+            .any(|t| t.code == req.operation_type && t.direction == domain::Direction::Accrue);
         if !accrues {
             let mut v = FieldViolations::new();
             v.add(
@@ -448,7 +449,7 @@ fn job_to_proto(job: &JobRow) -> BulkAccrual {
         program_id: job.program_id.to_string(),
         operation_type: job.operation_type.clone(),
         points: job.points,
-        status: if job.status == "completed" {
+        status: if job.status == domain::BulkStatus::Completed {
             BulkAccrualStatus::Completed
         } else {
             BulkAccrualStatus::Running

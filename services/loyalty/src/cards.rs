@@ -11,13 +11,13 @@ use crm_kit::{
 };
 use crm_proto::crm::loyalty::v1::{
     ActivateCardRequest, BlockCardRequest, Card, CardActivated, CardBlocked, CardClosed,
-    CardIssued, CardStatus, CloseCardRequest, IssueCardRequest, ListCardsRequest,
-    ListCardsResponse, ReissueCardRequest,
+    CardIssued, CloseCardRequest, IssueCardRequest, ListCardsRequest, ListCardsResponse,
+    ReissueCardRequest,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{Loyalty, events, store};
+use crate::{Loyalty, domain, events, store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct CardRow {
@@ -26,7 +26,7 @@ struct CardRow {
     membership_id: Uuid,
     person_id: Option<Uuid>,
     parent_id: Option<Uuid>,
-    status: String,
+    status: domain::CardStatus,
     block_reason: String,
     replaces_id: Option<Uuid>,
     replaced_by: Option<Uuid>,
@@ -113,7 +113,7 @@ async fn insert(tx: &mut Tx, card: &CardRow) -> Result<()> {
 async fn set_status(
     tx: &mut Tx,
     id: Uuid,
-    status: &str,
+    status: domain::CardStatus,
     reason: &str,
     subject: &str,
 ) -> Result<()> {
@@ -157,9 +157,9 @@ pub(crate) async fn present(
                 "the card does not belong to this membership".into(),
             )
         })?;
-    match card.status.as_str() {
-        "issued" if accrual => {
-            set_status(tx, card.id, "active", "", subject).await?;
+    match card.status {
+        domain::CardStatus::Issued if accrual => {
+            set_status(tx, card.id, domain::CardStatus::Active, "", subject).await?;
             let event = CardActivated {
                 card_id: card.id.to_string(),
                 membership_id: membership.to_string(),
@@ -167,7 +167,7 @@ pub(crate) async fn present(
             events::membership(tx, membership, &event).await?;
             Ok(())
         }
-        "issued" | "active" => Ok(()),
+        domain::CardStatus::Issued | domain::CardStatus::Active => Ok(()),
         status => Err(ServiceError::Precondition(
             "CARD_NOT_USABLE",
             format!("the card is {status}"),
@@ -187,7 +187,7 @@ impl Loyalty {
         let membership = store::lock_membership(&mut tx, membership_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Membership", membership_id.to_string()))?;
-        if membership.status != "active" {
+        if membership.status != domain::MembershipStatus::Active {
             return Err(ServiceError::Precondition(
                 "MEMBERSHIP_NOT_ACTIVE",
                 format!("membership {membership_id} is {}", membership.status),
@@ -196,7 +196,7 @@ impl Loyalty {
         if let Some(parent) = parent_id {
             let parent = lock(&mut tx, parent).await?;
             if parent.membership_id != membership_id
-                || parent.status == "closed"
+                || parent.status == domain::CardStatus::Closed
                 || parent.parent_id.is_some()
             {
                 return Err(ServiceError::Precondition(
@@ -211,7 +211,7 @@ impl Loyalty {
             membership_id,
             person_id,
             parent_id,
-            status: "issued".into(),
+            status: domain::CardStatus::Issued,
             block_reason: String::new(),
             replaces_id: None,
             replaced_by: None,
@@ -233,8 +233,15 @@ impl Loyalty {
     }
 
     pub async fn activate_card(&self, subject: &str, req: ActivateCardRequest) -> Result<Card> {
-        self.move_card(subject, &req.id, &req, &["issued"], "active", "")
-            .await
+        self.move_card(
+            subject,
+            &req.id,
+            &req,
+            &[domain::CardStatus::Issued],
+            domain::CardStatus::Active,
+            "",
+        )
+        .await
     }
 
     pub async fn block_card(&self, subject: &str, req: BlockCardRequest) -> Result<Card> {
@@ -243,8 +250,8 @@ impl Loyalty {
             subject,
             &req.id,
             &req,
-            &["issued", "active"],
-            "blocked",
+            &[domain::CardStatus::Issued, domain::CardStatus::Active],
+            domain::CardStatus::Blocked,
             &reason,
         )
         .await
@@ -255,8 +262,12 @@ impl Loyalty {
             subject,
             &req.id,
             &req,
-            &["issued", "active", "blocked"],
-            "closed",
+            &[
+                domain::CardStatus::Issued,
+                domain::CardStatus::Active,
+                domain::CardStatus::Blocked,
+            ],
+            domain::CardStatus::Closed,
             "",
         )
         .await
@@ -269,7 +280,7 @@ impl Loyalty {
         let (mut tx, claim) =
             fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
         let old = lock(&mut tx, id).await?;
-        if old.status == "closed" {
+        if old.status == domain::CardStatus::Closed {
             return Err(ServiceError::Precondition(
                 "CARD_CLOSED",
                 format!("card {id} is closed"),
@@ -279,12 +290,19 @@ impl Loyalty {
             id: Uuid::now_v7(),
             number: new_number(),
             replaces_id: Some(old.id),
-            status: "issued".into(),
+            status: domain::CardStatus::Issued,
             block_reason: String::new(),
             created_by: subject.to_owned(),
             ..old.clone()
         };
-        set_status(&mut tx, old.id, "closed", &old.block_reason, subject).await?;
+        set_status(
+            &mut tx,
+            old.id,
+            domain::CardStatus::Closed,
+            &old.block_reason,
+            subject,
+        )
+        .await?;
         insert(&mut tx, &new).await?;
         // Child cards follow their parent to its new number.
         sqlx::query("UPDATE cards SET parent_id = $2 WHERE parent_id = $1 AND status <> 'closed'")
@@ -332,8 +350,8 @@ impl Loyalty {
         subject: &str,
         id: &str,
         request: &(impl crm_kit::store::Idempotent + prost::Message),
-        from: &[&str],
-        to: &str,
+        from: &[domain::CardStatus],
+        to: domain::CardStatus,
         reason: &str,
     ) -> Result<Card> {
         let mut v = FieldViolations::new();
@@ -343,7 +361,7 @@ impl Loyalty {
             fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, request).await?);
         let card = lock(&mut tx, id).await?;
         if card.status != to {
-            if !from.contains(&card.status.as_str()) {
+            if !from.contains(&card.status) {
                 return Err(ServiceError::Precondition(
                     "CARD_STATUS",
                     format!("a {} card cannot become {to}", card.status),
@@ -352,7 +370,7 @@ impl Loyalty {
             set_status(&mut tx, id, to, reason, subject).await?;
             let (card_id, membership_id) = (id.to_string(), card.membership_id.to_string());
             match to {
-                "active" => {
+                domain::CardStatus::Active => {
                     events::membership(
                         &mut tx,
                         card.membership_id,
@@ -363,7 +381,7 @@ impl Loyalty {
                     )
                     .await?
                 }
-                "blocked" => {
+                domain::CardStatus::Blocked => {
                     let event = CardBlocked {
                         card_id,
                         membership_id,
@@ -395,12 +413,7 @@ fn card_to_proto(row: &CardRow) -> Card {
         membership_id: row.membership_id.to_string(),
         person_id: id(row.person_id),
         parent_card_id: id(row.parent_id),
-        status: match row.status.as_str() {
-            "active" => CardStatus::Active,
-            "blocked" => CardStatus::Blocked,
-            "closed" => CardStatus::Closed,
-            _ => CardStatus::Issued,
-        } as i32,
+        status: row.status.to_proto() as i32,
         block_reason: row.block_reason.clone(),
         replaces_card_id: id(row.replaces_id),
         replaced_by_card_id: id(row.replaced_by),

@@ -4,6 +4,7 @@ use crm_kit::request::{audit, timestamp};
 use crm_proto::crm::loyalty::v1::*;
 use uuid::Uuid;
 
+use crate::domain;
 use crate::store::{AccountRow, EntryRow, HoldRow, MembershipRow, OperationRow};
 
 pub fn account_ref(membership: Uuid, person: Option<Uuid>, point_type: &str) -> AccountRef {
@@ -19,11 +20,7 @@ pub fn membership_to_proto(row: &MembershipRow) -> Membership {
         id: row.id.to_string(),
         program_id: row.program_id.to_string(),
         party_id: row.party_id.to_string(),
-        status: match row.status.as_str() {
-            "suspended" => MembershipStatus::Suspended,
-            "left" => MembershipStatus::Left,
-            _ => MembershipStatus::Active,
-        } as i32,
+        status: row.status.to_proto() as i32,
         pool_to_organization: row.pool_to_organization,
         tier: row.tier.clone().unwrap_or_default(),
         assigned_tier: row.assigned_tier.clone().unwrap_or_default(),
@@ -69,7 +66,7 @@ pub fn operation_to_proto(row: &OperationRow) -> Operation {
             &row.point_type,
         )),
         operation_type: row.operation_type.clone(),
-        direction: if row.direction == "settle" {
+        direction: if row.direction == domain::Direction::Settle {
             Direction::Settle
         } else {
             Direction::Accrue
@@ -99,12 +96,7 @@ pub fn hold_to_proto(row: &HoldRow) -> Hold {
         )),
         points: row.points,
         captured_points: row.captured_points,
-        status: match row.status.as_str() {
-            "captured" => HoldStatus::Captured,
-            "voided" => HoldStatus::Voided,
-            "expired" => HoldStatus::Expired,
-            _ => HoldStatus::Pending,
-        } as i32,
+        status: row.status.to_proto() as i32,
         expire_time: Some(timestamp(row.expires_at)),
         reference: row.reference.clone(),
         capture_operation_id: row

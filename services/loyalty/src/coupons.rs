@@ -18,7 +18,11 @@ use rust_decimal::Decimal;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{Loyalty, domain::display_name, events, store};
+use crate::{
+    Loyalty,
+    domain::{self, display_name},
+    events, store,
+};
 
 const MAX_GENERATED: usize = 10_000;
 /// Crockford's base32: no I, L, O or U, so codes survive being read aloud and typed.
@@ -29,7 +33,7 @@ struct DefinitionRow {
     id: Uuid,
     program_id: Uuid,
     display_name: String,
-    kind: String,
+    kind: domain::CouponKind,
     percentage: Option<Decimal>,
     amount: Option<Decimal>,
     product_id: String,

@@ -14,6 +14,7 @@ use crm_proto::crm::loyalty::v1::{
 };
 use uuid::Uuid;
 
+use crate::domain;
 use crate::{
     Loyalty, events,
     store::{self, NewOperation},
@@ -105,7 +106,7 @@ async fn expire(tx: &mut Tx, lot: &store::DueLot, points: i64) -> Result<i64> {
         account_id: lot.account_id,
         system_account_id: expiry_account,
         operation_type: EXPIRY,
-        direction: "settle",
+        direction: domain::Direction::Settle,
         points,
         delta: -points,
         balance_after,

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     Loyalty,
     convert::*,
-    domain::*,
+    domain::{self, DEFAULT_CAPTURE_TYPE, DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS, check_points},
     events,
     lookups::*,
     posting::*,
@@ -95,7 +95,7 @@ impl Loyalty {
         let hold = match hold {
             HoldState::Pending(hold) => hold,
             HoldState::Settled(hold)
-                if hold.status == "captured"
+                if hold.status == domain::HoldStatus::Captured
                     && (req.points == 0 || req.points == hold.captured_points) =>
             {
                 // Capturing again what was captured answers the same.
@@ -123,7 +123,7 @@ impl Loyalty {
         let op_type = store::operation_types(&mut tx, hold.program_id)
             .await?
             .into_iter()
-            .find(|t| t.code == type_code && t.direction == "settle")
+            .find(|t| t.code == type_code && t.direction == domain::Direction::Settle)
             .ok_or_else(|| {
                 ServiceError::Precondition(
                     "NO_SETTLE_OPERATION_TYPE",
@@ -147,7 +147,7 @@ impl Loyalty {
             account_id: hold.account_id,
             system_account_id: redemption,
             operation_type: &op_type.code,
-            direction: "settle",
+            direction: domain::Direction::Settle,
             points,
             delta: -points,
             balance_after,
@@ -156,7 +156,14 @@ impl Loyalty {
             subject,
         };
         store::post_operation(&mut tx, &posted).await?;
-        store::settle_hold(&mut tx, hold.id, "captured", points, Some(operation_id)).await?;
+        store::settle_hold(
+            &mut tx,
+            hold.id,
+            domain::HoldStatus::Captured,
+            points,
+            Some(operation_id),
+        )
+        .await?;
         let account = Some(account_ref(
             hold.membership_id,
             hold.person_id,
@@ -181,7 +188,9 @@ impl Loyalty {
         let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
         let hold = match self.pending_hold(&mut tx, &req.hold_id).await? {
             HoldState::Pending(hold) => hold,
-            HoldState::Settled(hold) if hold.status == "voided" => return Ok(hold_to_proto(&hold)),
+            HoldState::Settled(hold) if hold.status == domain::HoldStatus::Voided => {
+                return Ok(hold_to_proto(&hold));
+            }
             HoldState::Settled(hold) => return Err(hold_not_pending(&hold)),
             HoldState::Expired(hold) => {
                 claim.commit_failed(tx).await?;
@@ -189,7 +198,7 @@ impl Loyalty {
             }
         };
         store::release(&mut tx, hold.account_id, hold.points).await?;
-        store::settle_hold(&mut tx, hold.id, "voided", 0, None).await?;
+        store::settle_hold(&mut tx, hold.id, domain::HoldStatus::Voided, 0, None).await?;
         let account = Some(account_ref(
             hold.membership_id,
             hold.person_id,
@@ -241,13 +250,13 @@ impl Loyalty {
         let hold = store::lock_hold_by_client_id(tx, client_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Hold", client_id.to_owned()))?;
-        if hold.status != "pending" {
+        if hold.status != domain::HoldStatus::Pending {
             return Ok(HoldState::Settled(hold));
         }
         if hold.expires_at <= Utc::now() {
             expire(tx, &hold).await?;
             let expired = HoldRow {
-                status: "expired".into(),
+                status: domain::HoldStatus::Expired,
                 ..hold
             };
             return Ok(HoldState::Expired(expired));
@@ -266,7 +275,7 @@ pub(crate) enum HoldState {
 
 pub(crate) async fn expire(tx: &mut kit_store::Tx, hold: &HoldRow) -> Result<()> {
     store::release(tx, hold.account_id, hold.points).await?;
-    store::settle_hold(tx, hold.id, "expired", 0, None).await?;
+    store::settle_hold(tx, hold.id, domain::HoldStatus::Expired, 0, None).await?;
     let account = Some(account_ref(
         hold.membership_id,
         hold.person_id,
@@ -285,10 +294,10 @@ pub(crate) async fn expire(tx: &mut kit_store::Tx, hold: &HoldRow) -> Result<()>
 }
 
 pub(crate) fn hold_not_pending(hold: &HoldRow) -> ServiceError {
-    let reason = match hold.status.as_str() {
-        "expired" => "HOLD_EXPIRED",
-        "captured" => "HOLD_CAPTURED",
-        _ => "HOLD_VOIDED",
+    let reason = match hold.status {
+        domain::HoldStatus::Expired => "HOLD_EXPIRED",
+        domain::HoldStatus::Captured => "HOLD_CAPTURED",
+        domain::HoldStatus::Voided | domain::HoldStatus::Pending => "HOLD_VOIDED",
     };
     ServiceError::Precondition(
         reason,

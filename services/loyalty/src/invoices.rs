@@ -18,6 +18,7 @@ use prost::Message;
 use rust_decimal::{Decimal, prelude::ToPrimitive};
 use uuid::Uuid;
 
+use crate::domain;
 use crate::{
     posting::{Posting, Target, post, reverse},
     store,
@@ -139,7 +140,7 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
         let operation_type = store::operation_types(tx, program.id)
             .await?
             .into_iter()
-            .find(|t| t.code == rules.operation_type && t.direction == "accrue");
+            .find(|t| t.code == rules.operation_type && t.direction == domain::Direction::Accrue);
         let Some(operation_type) = operation_type else {
             continue;
         };

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::{
     Loyalty, cards,
     convert::*,
-    domain::*,
+    domain::{self, check_points, code},
     lookups::*,
     posting::*,
     store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
@@ -128,7 +128,7 @@ impl Loyalty {
             )
             .await?;
         if !req.card_number.trim().is_empty() {
-            let accrual = op_type.direction == "accrue";
+            let accrual = op_type.direction == domain::Direction::Accrue;
             cards::present(
                 &mut tx,
                 req.card_number.trim(),
@@ -221,7 +221,7 @@ impl Loyalty {
         let membership = store::lock_membership(tx, membership_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", membership_id))?;
-        if membership.status != "active" {
+        if membership.status != domain::MembershipStatus::Active {
             return Err(ServiceError::Precondition(
                 "MEMBERSHIP_NOT_ACTIVE",
                 format!("membership {membership_id} is {}", membership.status),
@@ -235,7 +235,7 @@ impl Loyalty {
             .point_type(tx, &program, &account.point_type, default_point_type)
             .await?;
         let person_id = match person_id {
-            Some(_) if program.kind != "b2b" => {
+            Some(_) if program.kind != domain::ProgramKind::B2b => {
                 let mut v = FieldViolations::new();
                 v.add(
                     "account.person_id",

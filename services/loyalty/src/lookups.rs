@@ -8,13 +8,14 @@ use crm_proto::crm::loyalty::v1::*;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain;
 use crate::{
     convert::*,
     store::{self, ProgramRow},
 };
 
 pub(crate) fn require_active_program(program: &ProgramRow) -> Result<()> {
-    if program.status == "active" {
+    if program.status == domain::ProgramStatus::Active {
         return Ok(());
     }
     Err(ServiceError::Precondition(
@@ -47,17 +48,9 @@ pub(crate) async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) 
     Ok(Program {
         id: row.id.to_string(),
         display_name: row.display_name.clone(),
-        kind: if row.kind == "b2b" {
-            ProgramKind::B2b
-        } else {
-            ProgramKind::B2c
-        } as i32,
+        kind: row.kind.to_proto() as i32,
         currency_code: row.currency_code.clone(),
-        status: match row.status.as_str() {
-            "active" => ProgramStatus::Active,
-            "closed" => ProgramStatus::Closed,
-            _ => ProgramStatus::Draft,
-        } as i32,
+        status: row.status.to_proto() as i32,
         valid_from: row.valid_from.map(date_to_proto),
         valid_to: row.valid_to.map(date_to_proto),
         point_types: point_types
@@ -66,11 +59,7 @@ pub(crate) async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) 
                 code: t.code.clone(),
                 display_name: t.display_name.clone(),
                 qualifying: t.qualifying,
-                expiry_policy: match t.expiry_policy.as_str() {
-                    "months_after_earning" => ExpiryPolicy::MonthsAfterEarning,
-                    "end_of_program" => ExpiryPolicy::EndOfProgram,
-                    _ => ExpiryPolicy::Never,
-                } as i32,
+                expiry_policy: t.expiry_policy.to_proto() as i32,
                 expiry_months: t.expiry_months,
                 allow_negative: t.allow_negative,
                 reversal_floor: t.reversal_floor,
@@ -81,11 +70,7 @@ pub(crate) async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) 
             .map(|t| OperationType {
                 code: t.code.clone(),
                 display_name: t.display_name.clone(),
-                direction: if t.direction == "settle" {
-                    Direction::Settle
-                } else {
-                    Direction::Accrue
-                } as i32,
+                direction: t.direction.to_proto() as i32,
                 default_point_type: t.default_point_type.clone(),
             })
             .collect(),

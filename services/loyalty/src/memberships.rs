@@ -13,6 +13,7 @@ use crm_proto::crm::{
 };
 use uuid::Uuid;
 
+use crate::domain;
 use crate::{
     Loyalty,
     convert::*,
@@ -58,7 +59,7 @@ impl Loyalty {
         require_active_program(&program)?;
         let mut v = FieldViolations::new();
         v.check(
-            program.kind == "b2b" || !req.pool_to_organization,
+            program.kind == domain::ProgramKind::B2b || !req.pool_to_organization,
             "pool_to_organization",
             "only B2B programs pool points",
         );
@@ -67,7 +68,7 @@ impl Loyalty {
             id: Uuid::now_v7(),
             program_id,
             party_id,
-            status: "active".into(),
+            status: domain::MembershipStatus::Active,
             pool_to_organization: req.pool_to_organization,
             tier: None,
             assigned_tier: None,
@@ -134,12 +135,16 @@ impl Loyalty {
         req: SuspendMembershipRequest,
     ) -> Result<Membership> {
         let reason = req.reason.trim().to_owned();
-        self.change_membership(subject, &req.id, &req, "suspended", |id| {
-            MembershipSuspended {
+        self.change_membership(
+            subject,
+            &req.id,
+            &req,
+            domain::MembershipStatus::Suspended,
+            |id| MembershipSuspended {
                 membership_id: id.to_string(),
                 reason,
-            }
-        })
+            },
+        )
         .await
     }
 
@@ -148,9 +153,15 @@ impl Loyalty {
         subject: &str,
         req: LeaveProgramRequest,
     ) -> Result<Membership> {
-        self.change_membership(subject, &req.id, &req, "left", |id| MembershipLeft {
-            membership_id: id.to_string(),
-        })
+        self.change_membership(
+            subject,
+            &req.id,
+            &req,
+            domain::MembershipStatus::Left,
+            |id| MembershipLeft {
+                membership_id: id.to_string(),
+            },
+        )
         .await
     }
 
@@ -160,7 +171,7 @@ impl Loyalty {
         subject: &str,
         id: &str,
         request: &(impl crm_kit::store::Idempotent + prost::Message),
-        status: &str,
+        status: domain::MembershipStatus,
         event: impl FnOnce(Uuid) -> M,
     ) -> Result<Membership> {
         let mut v = FieldViolations::new();
@@ -171,7 +182,9 @@ impl Loyalty {
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", id))?;
-        if membership.status == "left" && status != "left" {
+        if membership.status == domain::MembershipStatus::Left
+            && status != domain::MembershipStatus::Left
+        {
             return Err(ServiceError::Precondition(
                 "MEMBERSHIP_LEFT",
                 format!("membership {id} has left the program"),

@@ -8,7 +8,7 @@ use crm_proto::crm::{
 };
 use uuid::Uuid;
 
-use crate::{Loyalty, domain::*};
+use crate::{Loyalty, domain::ENROLMENT_PURPOSE};
 
 impl Loyalty {
     /// The party must have granted the `loyalty_program` consent, as the consent service sees it

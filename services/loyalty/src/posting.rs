@@ -9,6 +9,7 @@ use crm_kit::{
 use crm_proto::crm::loyalty::v1::*;
 use uuid::Uuid;
 
+use crate::domain;
 use crate::{
     convert::*,
     events,
@@ -56,7 +57,7 @@ pub(crate) async fn post(
         &target.point_type.code,
     )
     .await?;
-    let accrue = op_type.direction == "accrue";
+    let accrue = op_type.direction == domain::Direction::Accrue;
     let delta = if accrue {
         posting.points
     } else {
@@ -76,7 +77,7 @@ pub(crate) async fn post(
         account_id: account,
         system_account_id: system_account,
         operation_type: &op_type.code,
-        direction: &op_type.direction,
+        direction: op_type.direction,
         points: posting.points,
         delta,
         balance_after,
@@ -155,7 +156,7 @@ pub(crate) async fn reverse(
         .ok_or_else(|| {
             ServiceError::Internal(anyhow::anyhow!("point type of an operation vanished"))
         })?;
-    let was_accrual = original.direction == "accrue";
+    let was_accrual = original.direction == domain::Direction::Accrue;
     let delta = if was_accrual {
         -original.points
     } else {
@@ -187,7 +188,11 @@ pub(crate) async fn reverse(
         account_id: original.account_id,
         system_account_id: system_account,
         operation_type: &original.operation_type,
-        direction: if was_accrual { "settle" } else { "accrue" },
+        direction: if was_accrual {
+            domain::Direction::Settle
+        } else {
+            domain::Direction::Accrue
+        },
         points: original.points,
         delta,
         balance_after,

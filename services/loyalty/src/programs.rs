@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use crate::{
     Loyalty,
-    domain::*,
+    domain::{self, code, display_name},
     lookups::*,
     store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
 };
@@ -27,22 +27,15 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         v.check(req.program.is_some(), "program", "is required");
         let input = req.program.clone().unwrap_or_default();
-        let kind = match input.kind() {
-            ProgramKind::B2c => "b2c",
-            ProgramKind::B2b => "b2b",
-            ProgramKind::Unspecified => {
-                v.add("program.kind", "must be B2C or B2B");
-                "b2c"
-            }
-        };
-        let status = match input.status() {
-            ProgramStatus::Active => "active",
-            ProgramStatus::Draft | ProgramStatus::Unspecified => "draft",
-            ProgramStatus::Closed => {
-                v.add("program.status", "a new program is DRAFT or ACTIVE");
-                "draft"
-            }
-        };
+        let kind = domain::ProgramKind::require(input.kind, "program.kind", &mut v);
+        // A new program is a draft unless it says it is active.
+        let status =
+            domain::ProgramStatus::from_i32(input.status).unwrap_or(domain::ProgramStatus::Draft);
+        v.check(
+            status != domain::ProgramStatus::Closed,
+            "program.status",
+            "a new program is DRAFT or ACTIVE",
+        );
         let currency = input.currency_code.trim().to_uppercase();
         v.check(
             currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()),
@@ -52,9 +45,9 @@ impl Loyalty {
         let program = ProgramRow {
             id: Uuid::now_v7(),
             display_name: display_name(&input.display_name, "program.display_name", &mut v),
-            kind: kind.to_owned(),
+            kind,
             currency_code: currency,
-            status: status.to_owned(),
+            status,
             valid_from: date(input.valid_from.as_ref(), "program.valid_from", &mut v),
             valid_to: date(input.valid_to.as_ref(), "program.valid_to", &mut v),
             reward_ids: input.reward_ids.clone(),
@@ -115,16 +108,8 @@ impl Loyalty {
                         display_name(&input.display_name, "program.display_name", &mut v)
                 }
                 "status" => {
-                    program.status = match input.status() {
-                        ProgramStatus::Draft => "draft",
-                        ProgramStatus::Active => "active",
-                        ProgramStatus::Closed => "closed",
-                        ProgramStatus::Unspecified => {
-                            v.add("program.status", "must be DRAFT, ACTIVE or CLOSED");
-                            continue;
-                        }
-                    }
-                    .to_owned()
+                    program.status =
+                        domain::ProgramStatus::require(input.status, "program.status", &mut v)
                 }
                 "valid_from" => {
                     program.valid_from =
@@ -149,9 +134,7 @@ impl Loyalty {
         let limit = page_size(req.page_size, &mut v);
         let status = match req.status() {
             ProgramStatus::Unspecified => None,
-            ProgramStatus::Draft => Some("draft"),
-            ProgramStatus::Active => Some("active"),
-            ProgramStatus::Closed => Some("closed"),
+            other => domain::ProgramStatus::from_proto(other),
         };
         let after: Option<Uuid> = decode_page_token(&req.page_token, &status, &mut v);
         v.finish()?;
@@ -179,13 +162,12 @@ impl Loyalty {
         let program_id = uuid(&req.program_id, "program_id", &mut v);
         v.check(req.point_type.is_some(), "point_type", "is required");
         let input = req.point_type.clone().unwrap_or_default();
-        let expiry_policy = match input.expiry_policy() {
-            ExpiryPolicy::Never | ExpiryPolicy::Unspecified => "never",
-            ExpiryPolicy::MonthsAfterEarning => "months_after_earning",
-            ExpiryPolicy::EndOfProgram => "end_of_program",
-        };
+        // Points never expire unless the type says how.
+        let expiry_policy = domain::ExpiryPolicy::from_i32(input.expiry_policy)
+            .unwrap_or(domain::ExpiryPolicy::Never);
         v.check(
-            expiry_policy != "months_after_earning" || (1..=240).contains(&input.expiry_months),
+            expiry_policy != domain::ExpiryPolicy::MonthsAfterEarning
+                || (1..=240).contains(&input.expiry_months),
             "point_type.expiry_months",
             "MONTHS_AFTER_EARNING needs 1 to 240 months",
         );
@@ -198,7 +180,7 @@ impl Loyalty {
             code: code(&input.code, "point_type.code", &mut v),
             display_name: display_name(&input.display_name, "point_type.display_name", &mut v),
             qualifying: input.qualifying,
-            expiry_policy: expiry_policy.to_owned(),
+            expiry_policy,
             expiry_months: input.expiry_months,
             allow_negative: input.allow_negative,
             reversal_floor: input.reversal_floor,
@@ -228,18 +210,12 @@ impl Loyalty {
             "is required",
         );
         let input = req.operation_type.clone().unwrap_or_default();
-        let direction = match input.direction() {
-            Direction::Accrue => "accrue",
-            Direction::Settle => "settle",
-            Direction::Unspecified => {
-                v.add("operation_type.direction", "must be ACCRUE or SETTLE");
-                "accrue"
-            }
-        };
+        let direction =
+            domain::Direction::require(input.direction, "operation_type.direction", &mut v);
         let row = OperationTypeRow {
             code: code(&input.code, "operation_type.code", &mut v),
             display_name: display_name(&input.display_name, "operation_type.display_name", &mut v),
-            direction: direction.to_owned(),
+            direction,
             default_point_type: code(
                 &input.default_point_type,
                 "operation_type.default_point_type",
@@ -386,7 +362,7 @@ impl Loyalty {
         let accrues = store::operation_types(&mut tx, program_id)
             .await?
             .iter()
-            .any(|t| t.code == rules.operation_type && t.direction == "accrue");
+            .any(|t| t.code == rules.operation_type && t.direction == domain::Direction::Accrue);
         if !accrues {
             let mut v = FieldViolations::new();
             v.add(

@@ -1,5 +1,87 @@
 //! Loyalty's rules, free of I/O: limits, codes and names, and the vocabularies it stores.
 
+use crm_proto::crm::loyalty::v1 as proto;
+
+crm_kit::text_enum! {
+    /// Whom a program serves: consumers, or companies and the persons working for them.
+    pub enum ProgramKind: proto::ProgramKind {
+        B2c = "b2c",
+        B2b = "b2b",
+    }
+}
+
+crm_kit::text_enum! {
+    /// A draft program is being set up; only an active one takes members and points.
+    pub enum ProgramStatus: proto::ProgramStatus {
+        Draft = "draft",
+        Active = "active",
+        Closed = "closed",
+    }
+}
+
+crm_kit::text_enum! {
+    /// When points of a type expire.
+    pub enum ExpiryPolicy: proto::ExpiryPolicy {
+        Never = "never",
+        MonthsAfterEarning = "months_after_earning",
+        EndOfProgram = "end_of_program",
+    }
+}
+
+crm_kit::text_enum! {
+    /// Whether an operation credits a member (and debits issuance) or the reverse.
+    pub enum Direction: proto::Direction {
+        Accrue = "accrue",
+        Settle = "settle",
+    }
+}
+
+crm_kit::text_enum! {
+    /// Only an active membership earns and spends points.
+    pub enum MembershipStatus: proto::MembershipStatus {
+        Active = "active",
+        Suspended = "suspended",
+        Left = "left",
+    }
+}
+
+crm_kit::text_enum! {
+    /// A hold is pending until captured, voided or timed out.
+    pub enum HoldStatus: proto::HoldStatus {
+        Pending = "pending",
+        Captured = "captured",
+        Voided = "voided",
+        Expired = "expired",
+    }
+}
+
+crm_kit::text_enum! {
+    /// A card is issued, activated by its first use, blocked (and reissued) or closed.
+    pub enum CardStatus: proto::CardStatus {
+        Issued = "issued",
+        Active = "active",
+        Blocked = "blocked",
+        Closed = "closed",
+    }
+}
+
+crm_kit::text_enum! {
+    /// What a coupon gives.
+    pub enum CouponKind: proto::CouponKind {
+        Percentage = "percentage",
+        FixedAmount = "fixed_amount",
+        Product = "product",
+    }
+}
+
+crm_kit::text_enum! {
+    /// A bulk accrual runs until every selected member is credited or counted as failed.
+    pub enum BulkStatus: proto::BulkAccrualStatus {
+        Running = "running",
+        Completed = "completed",
+    }
+}
+
 use crm_kit::error::FieldViolations;
 
 /// The largest number of points one operation or hold may move.

@@ -5,6 +5,8 @@ use crm_kit::store::Tx;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::HoldStatus;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct HoldRow {
     pub id: Uuid,
@@ -16,7 +18,7 @@ pub struct HoldRow {
     pub program_id: Uuid,
     pub points: i64,
     pub captured_points: i64,
-    pub status: String,
+    pub status: HoldStatus,
     pub expires_at: DateTime<Utc>,
     pub reference: String,
     pub capture_operation_id: Option<Uuid>,
@@ -96,7 +98,7 @@ pub async fn insert_hold(
 pub async fn settle_hold(
     tx: &mut Tx,
     id: Uuid,
-    status: &str,
+    status: HoldStatus,
     captured_points: i64,
     capture_operation_id: Option<Uuid>,
 ) -> sqlx::Result<()> {

@@ -5,6 +5,8 @@ use crm_kit::store::Tx;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::Direction;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct AccountRow {
     pub id: Uuid,
@@ -120,7 +122,7 @@ pub struct OperationRow {
     pub person_id: Option<Uuid>,
     pub point_type: String,
     pub operation_type: String,
-    pub direction: String,
+    pub direction: Direction,
     pub points: i64,
     pub balance_after: i64,
     pub reference: String,
@@ -166,7 +168,7 @@ pub struct NewOperation<'a> {
     pub account_id: Uuid,
     pub system_account_id: Uuid,
     pub operation_type: &'a str,
-    pub direction: &'a str,
+    pub direction: Direction,
     pub points: i64,
     /// The member account's change: +points (accrue) or −points (settle).
     pub delta: i64,

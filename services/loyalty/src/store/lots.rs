@@ -5,6 +5,8 @@ use crm_kit::store::Tx;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::ExpiryPolicy;
+
 use super::*;
 
 /// When points credited now to a point type expire: never, N months after earning, or at the end
@@ -14,16 +16,16 @@ pub fn expiry_of(
     program: &ProgramRow,
     now: DateTime<Utc>,
 ) -> Option<DateTime<Utc>> {
-    match point_type.expiry_policy.as_str() {
-        "months_after_earning" => {
+    match point_type.expiry_policy {
+        ExpiryPolicy::MonthsAfterEarning => {
             now.checked_add_months(chrono::Months::new(point_type.expiry_months.max(0) as u32))
         }
-        "end_of_program" => program
+        ExpiryPolicy::EndOfProgram => program
             .valid_to
             .and_then(|day| day.succ_opt())
             .and_then(|day| day.and_hms_opt(0, 0, 0))
             .map(|midnight| midnight.and_utc()),
-        _ => None,
+        ExpiryPolicy::Never => None,
     }
 }
 

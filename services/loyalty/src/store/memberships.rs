@@ -5,12 +5,14 @@ use crm_kit::store::Tx;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::domain::MembershipStatus;
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MembershipRow {
     pub id: Uuid,
     pub program_id: Uuid,
     pub party_id: Uuid,
-    pub status: String,
+    pub status: MembershipStatus,
     pub pool_to_organization: bool,
     pub tier: Option<String>,
     pub assigned_tier: Option<String>,
@@ -65,7 +67,7 @@ pub async fn insert_membership(tx: &mut Tx, m: &MembershipRow) -> sqlx::Result<b
 pub async fn set_membership_status(
     tx: &mut Tx,
     id: Uuid,
-    status: &str,
+    status: MembershipStatus,
     subject: &str,
 ) -> sqlx::Result<()> {
     sqlx::query(

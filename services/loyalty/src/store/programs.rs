@@ -9,14 +9,15 @@ use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 use super::*;
+use crate::domain::{Direction, ExpiryPolicy, ProgramKind, ProgramStatus};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct ProgramRow {
     pub id: Uuid,
     pub display_name: String,
-    pub kind: String,
+    pub kind: ProgramKind,
     pub currency_code: String,
-    pub status: String,
+    pub status: ProgramStatus,
     pub valid_from: Option<NaiveDate>,
     pub valid_to: Option<NaiveDate>,
     pub reward_ids: Vec<String>,
@@ -60,7 +61,7 @@ pub struct PointTypeRow {
     pub code: String,
     pub display_name: String,
     pub qualifying: bool,
-    pub expiry_policy: String,
+    pub expiry_policy: ExpiryPolicy,
     pub expiry_months: i32,
     pub allow_negative: bool,
     pub reversal_floor: i64,
@@ -70,7 +71,7 @@ pub struct PointTypeRow {
 pub struct OperationTypeRow {
     pub code: String,
     pub display_name: String,
-    pub direction: String,
+    pub direction: Direction,
     pub default_point_type: String,
 }
 
@@ -98,7 +99,7 @@ pub async fn lock_program(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<ProgramR
 
 pub async fn list_programs(
     conn: &mut PgConnection,
-    status: Option<&str>,
+    status: Option<ProgramStatus>,
     after: Option<Uuid>,
     limit: i64,
 ) -> sqlx::Result<Vec<ProgramRow>> {
