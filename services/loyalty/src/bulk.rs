@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    outbox,
     request::{optional_uuid, timestamp, uuid},
     shutdown::Shutdown,
     store::Tx,
@@ -24,7 +23,7 @@ use crm_proto::crm::{
 use uuid::Uuid;
 
 use crate::domain;
-use crate::{Loyalty, domain::BulkStatus, events::POINTS_TOPIC, store, tiers};
+use crate::{Loyalty, domain::BulkStatus, error::Refusal, events, store, tiers};
 
 /// Members credited per transaction.
 pub const BATCH: i64 = 500;
@@ -108,13 +107,8 @@ impl Loyalty {
                 && job.operation_type == req.operation_type
                 && job.points == req.points;
             if !same {
-                return Err(ServiceError::AlreadyExists(
-                    "REQUEST_ID_REUSED",
-                    format!(
-                        "job_id {:?} was already used for a different job",
-                        req.job_id
-                    ),
-                ));
+                let job_id = req.job_id.clone();
+                return Err(Refusal::JobIdReused { job_id }.into());
             }
             return Ok(job_to_proto(&job));
         }
@@ -122,10 +116,8 @@ impl Loyalty {
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
         if program.status != domain::ProgramStatus::Active {
-            return Err(ServiceError::Precondition(
-                "PROGRAM_NOT_ACTIVE",
-                format!("program {program_id} is {}", program.status),
-            ));
+            let (id, status) = (program_id, program.status);
+            return Err(Refusal::ProgramNotActive { id, status }.into());
         }
         let accrues = store::operation_types(&mut tx, program_id)
             .await?
@@ -406,7 +398,7 @@ async fn credit(tx: &mut Tx, job: &JobRow, memberships: &[Uuid]) -> Result<i64> 
             (membership.to_string(), event)
         })
         .collect();
-    outbox::enqueue_many(tx, POINTS_TOPIC, &events).await?;
+    events::POINTS.enqueue_many(tx, &events).await?;
     let point_type_row = store::point_types(tx, job.program_id)
         .await?
         .into_iter()

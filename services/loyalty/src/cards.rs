@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    fresh_or_replay,
     request::{audit, optional_uuid, uuid},
     store::Tx,
 };
@@ -17,7 +16,7 @@ use crm_proto::crm::loyalty::v1::{
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{Loyalty, domain, events, store};
+use crate::{Loyalty, domain, error::Refusal, events, store};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 struct CardRow {
@@ -151,12 +150,7 @@ pub(crate) async fn present(
     .await?;
     let card = card
         .filter(|card| card.membership_id == membership)
-        .ok_or_else(|| {
-            ServiceError::Precondition(
-                "CARD_NOT_OF_MEMBER",
-                "the card does not belong to this membership".into(),
-            )
-        })?;
+        .ok_or(Refusal::CardNotOfMember)?;
     match card.status {
         domain::CardStatus::Issued if accrual => {
             set_status(tx, card.id, domain::CardStatus::Active, "", subject).await?;
@@ -164,14 +158,11 @@ pub(crate) async fn present(
                 card_id: card.id.to_string(),
                 membership_id: membership.to_string(),
             };
-            events::membership(tx, membership, &event).await?;
+            events::MEMBERSHIP.enqueue(tx, membership, &event).await?;
             Ok(())
         }
         domain::CardStatus::Issued | domain::CardStatus::Active => Ok(()),
-        status => Err(ServiceError::Precondition(
-            "CARD_NOT_USABLE",
-            format!("the card is {status}"),
-        )),
+        status => Err(Refusal::CardNotUsable { status }.into()),
     }
 }
 
@@ -182,16 +173,13 @@ impl Loyalty {
         let person_id = optional_uuid(&req.person_id, "person_id", &mut v);
         let parent_id = optional_uuid(&req.parent_card_id, "parent_card_id", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let membership = store::lock_membership(&mut tx, membership_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Membership", membership_id.to_string()))?;
         if membership.status != domain::MembershipStatus::Active {
-            return Err(ServiceError::Precondition(
-                "MEMBERSHIP_NOT_ACTIVE",
-                format!("membership {membership_id} is {}", membership.status),
-            ));
+            let (id, status) = (membership_id, membership.status);
+            return Err(Refusal::MembershipNotActive { id, status }.into());
         }
         if let Some(parent) = parent_id {
             let parent = lock(&mut tx, parent).await?;
@@ -199,10 +187,7 @@ impl Loyalty {
                 || parent.status == domain::CardStatus::Closed
                 || parent.parent_id.is_some()
             {
-                return Err(ServiceError::Precondition(
-                    "BAD_PARENT_CARD",
-                    "a parent card must be an open, top-level card of the same membership".into(),
-                ));
+                return Err(Refusal::BadParentCard.into());
             }
         }
         let card = CardRow {
@@ -226,7 +211,9 @@ impl Loyalty {
             membership_id: membership_id.to_string(),
             replaces_card_id: String::new(),
         };
-        events::membership(&mut tx, membership_id, &event).await?;
+        events::MEMBERSHIP
+            .enqueue(&mut tx, membership_id, &event)
+            .await?;
         let card = card_to_proto(&get(&mut tx, card.id).await?);
         claim.commit(tx, &card).await?;
         Ok(card)
@@ -277,14 +264,10 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(&req.id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let old = lock(&mut tx, id).await?;
         if old.status == domain::CardStatus::Closed {
-            return Err(ServiceError::Precondition(
-                "CARD_CLOSED",
-                format!("card {id} is closed"),
-            ));
+            return Err(Refusal::CardClosed { id }.into());
         }
         let new = CardRow {
             id: Uuid::now_v7(),
@@ -316,13 +299,17 @@ impl Loyalty {
             membership_id: membership.clone(),
             replaced_by_card_id: new.id.to_string(),
         };
-        events::membership(&mut tx, old.membership_id, &closed).await?;
+        events::MEMBERSHIP
+            .enqueue(&mut tx, old.membership_id, &closed)
+            .await?;
         let issued = CardIssued {
             card_id: new.id.to_string(),
             membership_id: membership,
             replaces_card_id: old.id.to_string(),
         };
-        events::membership(&mut tx, old.membership_id, &issued).await?;
+        events::MEMBERSHIP
+            .enqueue(&mut tx, old.membership_id, &issued)
+            .await?;
         let card = card_to_proto(&get(&mut tx, new.id).await?);
         claim.commit(tx, &card).await?;
         Ok(card)
@@ -357,29 +344,27 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, request).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, request);
         let card = lock(&mut tx, id).await?;
         if card.status != to {
             if !from.contains(&card.status) {
-                return Err(ServiceError::Precondition(
-                    "CARD_STATUS",
-                    format!("a {} card cannot become {to}", card.status),
-                ));
+                let from = card.status;
+                return Err(Refusal::CardStatusChange { from, to }.into());
             }
             set_status(&mut tx, id, to, reason, subject).await?;
             let (card_id, membership_id) = (id.to_string(), card.membership_id.to_string());
             match to {
                 domain::CardStatus::Active => {
-                    events::membership(
-                        &mut tx,
-                        card.membership_id,
-                        &CardActivated {
-                            card_id,
-                            membership_id,
-                        },
-                    )
-                    .await?
+                    events::MEMBERSHIP
+                        .enqueue(
+                            &mut tx,
+                            card.membership_id,
+                            &CardActivated {
+                                card_id,
+                                membership_id,
+                            },
+                        )
+                        .await?
                 }
                 domain::CardStatus::Blocked => {
                     let event = CardBlocked {
@@ -387,7 +372,9 @@ impl Loyalty {
                         membership_id,
                         reason: reason.to_owned(),
                     };
-                    events::membership(&mut tx, card.membership_id, &event).await?
+                    events::MEMBERSHIP
+                        .enqueue(&mut tx, card.membership_id, &event)
+                        .await?
                 }
                 _ => {
                     let event = CardClosed {
@@ -395,7 +382,9 @@ impl Loyalty {
                         membership_id,
                         replaced_by_card_id: String::new(),
                     };
-                    events::membership(&mut tx, card.membership_id, &event).await?
+                    events::MEMBERSHIP
+                        .enqueue(&mut tx, card.membership_id, &event)
+                        .await?
                 }
             }
         }

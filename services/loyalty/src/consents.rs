@@ -61,7 +61,7 @@ async fn suspend(tx: &mut Tx, party: Uuid) -> sqlx::Result<()> {
             membership_id: id.to_string(),
             reason: format!("the party withdrew its {PURPOSE} consent"),
         };
-        events::membership(tx, id, &event).await?;
+        events::MEMBERSHIP.enqueue(tx, id, &event).await?;
     }
     Ok(())
 }
@@ -81,7 +81,7 @@ async fn reactivate(tx: &mut Tx, party: Uuid) -> sqlx::Result<()> {
             membership_id: id.to_string(),
             reason: format!("the party granted its {PURPOSE} consent again"),
         };
-        events::membership(tx, id, &event).await?;
+        events::MEMBERSHIP.enqueue(tx, id, &event).await?;
     }
     Ok(())
 }

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Utc};
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    fresh_or_replay,
     request::{audit, timestamp, uuid},
     store::Tx,
 };
@@ -21,6 +20,7 @@ use uuid::Uuid;
 use crate::{
     Loyalty,
     domain::{self, display_name},
+    error::Refusal,
     events, store,
 };
 
@@ -182,8 +182,7 @@ impl Loyalty {
         }
         let name = display_name(&input.display_name, "definition.display_name", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
@@ -241,8 +240,7 @@ impl Loyalty {
             "give a count or membership_ids, not both",
         );
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let definition = definition(&mut tx, definition_id).await?;
         if definition.per_member == members.is_empty() {
             let mut v = FieldViolations::new();
@@ -340,8 +338,7 @@ impl Loyalty {
         );
         v.finish()?;
         let (code, membership) = coupon_args(&req.code, &req.membership_id)?;
-        let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let coupon: CouponRow = sqlx::query_as("SELECT * FROM coupons WHERE code = $1")
             .bind(&code)
             .fetch_optional(&mut *tx)
@@ -362,10 +359,7 @@ impl Loyalty {
             .await?
             .rows_affected();
         if used == 0 {
-            return Err(ServiceError::Precondition(
-                "COUPON_USED_UP",
-                format!("coupon {code} has no uses left"),
-            ));
+            return Err(Refusal::CouponUsedUp { code }.into());
         }
         let redemption = insert_redemption(&mut tx, &req, &code, membership, subject).await?;
         let event = CouponRedeemed {
@@ -374,7 +368,7 @@ impl Loyalty {
             coupon_definition_id: definition.id.to_string(),
             reference: req.reference.trim().to_owned(),
         };
-        events::points(&mut tx, membership, &event).await?;
+        events::POINTS.enqueue(&mut tx, membership, &event).await?;
         let redemption = CouponRedemption {
             definition: Some(definition_to_proto(&definition)),
             ..redemption

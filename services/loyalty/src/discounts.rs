@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use chrono::{NaiveDate, Utc};
 use crm_kit::{
     error::{FieldViolations, Result},
-    fresh_or_replay,
     request::{audit, date, date_to_proto, optional_uuid, uuid},
 };
 use crm_proto::crm::{
@@ -90,8 +89,7 @@ impl Loyalty {
             );
         }
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let row: DiscountRow = sqlx::query_as(
             "INSERT INTO discounts (id, party_id, price_list, category, percentage, turnover_threshold, currency_code,
                  valid_from, valid_to, created_by, updated_by)

@@ -1,37 +1,26 @@
-//! The topics of the loyalty service; payloads are the messages of `crm/loyalty/v1/events.proto`.
+//! The topics loyalty writes: its own, with messages of `crm/loyalty/v1/events.proto` written in
+//! the transaction of the change they describe, and its receipts to data-subject requests.
 
-use crm_kit::{outbox, store::Tx};
-use uuid::Uuid;
+use crm_kit::privacy;
+use crm_proto::crm::loyalty::v1::{
+    CardActivated, CardBlocked, CardClosed, CardIssued, CouponRedeemed, HoldCaptured, HoldExpired,
+    HoldPlaced, HoldVoided, MembershipEnrolled, MembershipLeft, MembershipReactivated,
+    MembershipSuspended, PointsAccrued, PointsExpired, PointsRedeemed, PointsReversed, TierChanged,
+};
 
-/// Key: membership id. MembershipEnrolled, MembershipSuspended, MembershipReactivated,
-/// MembershipLeft, TierChanged and the card events.
-pub const MEMBERSHIP_TOPIC: &str = "crm.loyalty.membership.v1";
-/// Key: membership id, so one member's points events stay in order. PointsAccrued,
-/// PointsRedeemed, PointsReversed, HoldPlaced, HoldCaptured, HoldVoided, HoldExpired.
-pub const POINTS_TOPIC: &str = "crm.loyalty.points.v1";
-/// The topics loyalty writes: its own, and its receipts to data-subject requests.
-pub const TOPICS: [&str; 3] = [
-    MEMBERSHIP_TOPIC,
-    POINTS_TOPIC,
-    crm_kit::privacy::RECEIPT_TOPIC,
-];
+crm_kit::topic!(
+    /// Key: membership id.
+    pub MEMBERSHIP = "crm.loyalty.membership.v1", MembershipTopic:
+        MembershipEnrolled, MembershipSuspended, MembershipReactivated, MembershipLeft,
+        TierChanged, CardIssued, CardActivated, CardBlocked, CardClosed
+);
 
-pub async fn membership<M: prost::Name>(
-    tx: &mut Tx,
-    membership_id: Uuid,
-    event: &M,
-) -> sqlx::Result<()> {
-    outbox::enqueue(tx, MEMBERSHIP_TOPIC, membership_id, event)
-        .await
-        .map(drop)
-}
+crm_kit::topic!(
+    /// Key: membership id, so one member's points events stay in order.
+    pub POINTS = "crm.loyalty.points.v1", PointsTopic:
+        PointsAccrued, PointsRedeemed, PointsReversed, PointsExpired, HoldPlaced, HoldCaptured,
+        HoldVoided, HoldExpired, CouponRedeemed
+);
 
-pub async fn points<M: prost::Name>(
-    tx: &mut Tx,
-    membership_id: Uuid,
-    event: &M,
-) -> sqlx::Result<()> {
-    outbox::enqueue(tx, POINTS_TOPIC, membership_id, event)
-        .await
-        .map(drop)
-}
+/// The topics loyalty writes.
+pub const TOPICS: &[&str] = &[MEMBERSHIP.name, POINTS.name, privacy::RECEIPTS.name];

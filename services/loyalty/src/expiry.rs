@@ -125,6 +125,8 @@ async fn expire(tx: &mut Tx, lot: &store::DueLot, points: i64) -> Result<i64> {
         points,
         balance_after,
     };
-    events::points(tx, lot.membership_id, &event).await?;
+    events::POINTS
+        .enqueue(tx, lot.membership_id, &event)
+        .await?;
     Ok(balance_after)
 }

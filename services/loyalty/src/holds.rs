@@ -5,7 +5,6 @@ use std::time::Duration;
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    fresh_or_replay,
     shutdown::Shutdown,
     store::{self as kit_store},
 };
@@ -16,6 +15,7 @@ use crate::{
     Loyalty,
     convert::*,
     domain::{self, DEFAULT_CAPTURE_TYPE, DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS, check_points},
+    error::Refusal,
     events,
     lookups::*,
     posting::*,
@@ -42,7 +42,7 @@ impl Loyalty {
             "must be between 1 and 2592000 (30 days); 0 means 900",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let target = self
             .write_target(&mut tx, req.account.as_ref(), None)
             .await?;
@@ -75,7 +75,9 @@ impl Loyalty {
             account: Some(target.reference()),
             points: req.points,
         };
-        events::points(&mut tx, target.membership.id, &event).await?;
+        events::POINTS
+            .enqueue(&mut tx, target.membership.id, &event)
+            .await?;
         let hold = hold_in(&mut tx, id).await?;
         claim.commit(tx, &hold).await?;
         Ok(hold)
@@ -90,7 +92,7 @@ impl Loyalty {
             "must not be negative; 0 captures the whole hold",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let hold = self.pending_hold(&mut tx, &req.hold_id).await?;
         let hold = match hold {
             HoldState::Pending(hold) => hold,
@@ -124,13 +126,8 @@ impl Loyalty {
             .await?
             .into_iter()
             .find(|t| t.code == type_code && t.direction == domain::Direction::Settle)
-            .ok_or_else(|| {
-                ServiceError::Precondition(
-                    "NO_SETTLE_OPERATION_TYPE",
-                    format!(
-                        "the program has no SETTLE operation type {type_code:?} to capture with"
-                    ),
-                )
+            .ok_or_else(|| Refusal::NoSettleOperationType {
+                code: type_code.to_owned(),
             })?;
         store::release(&mut tx, hold.account_id, hold.points).await?;
         let balance_after = store::change_balance(&mut tx, hold.account_id, -points, None)
@@ -175,7 +172,9 @@ impl Loyalty {
             captured_points: points,
             balance_after,
         };
-        events::points(&mut tx, hold.membership_id, &event).await?;
+        events::POINTS
+            .enqueue(&mut tx, hold.membership_id, &event)
+            .await?;
         let hold = hold_in(&mut tx, hold.id).await?;
         claim.commit(tx, &hold).await?;
         Ok(hold)
@@ -185,7 +184,7 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         v.check(!req.hold_id.trim().is_empty(), "hold_id", "is required");
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let hold = match self.pending_hold(&mut tx, &req.hold_id).await? {
             HoldState::Pending(hold) => hold,
             HoldState::Settled(hold) if hold.status == domain::HoldStatus::Voided => {
@@ -204,15 +203,16 @@ impl Loyalty {
             hold.person_id,
             &hold.point_type,
         ));
-        events::points(
-            &mut tx,
-            hold.membership_id,
-            &HoldVoided {
-                hold_id: hold.id.to_string(),
-                account,
-            },
-        )
-        .await?;
+        events::POINTS
+            .enqueue(
+                &mut tx,
+                hold.membership_id,
+                &HoldVoided {
+                    hold_id: hold.id.to_string(),
+                    account,
+                },
+            )
+            .await?;
         let hold = hold_in(&mut tx, hold.id).await?;
         claim.commit(tx, &hold).await?;
         Ok(hold)
@@ -281,26 +281,28 @@ pub(crate) async fn expire(tx: &mut kit_store::Tx, hold: &HoldRow) -> Result<()>
         hold.person_id,
         &hold.point_type,
     ));
-    events::points(
-        tx,
-        hold.membership_id,
-        &HoldExpired {
-            hold_id: hold.id.to_string(),
-            account,
-        },
-    )
-    .await?;
+    events::POINTS
+        .enqueue(
+            tx,
+            hold.membership_id,
+            &HoldExpired {
+                hold_id: hold.id.to_string(),
+                account,
+            },
+        )
+        .await?;
     Ok(())
 }
 
 pub(crate) fn hold_not_pending(hold: &HoldRow) -> ServiceError {
-    let reason = match hold.status {
-        domain::HoldStatus::Expired => "HOLD_EXPIRED",
-        domain::HoldStatus::Captured => "HOLD_CAPTURED",
-        domain::HoldStatus::Voided | domain::HoldStatus::Pending => "HOLD_VOIDED",
-    };
-    ServiceError::Precondition(
-        reason,
-        format!("hold {} is {}", hold.client_id, hold.status),
-    )
+    let hold_id = hold.client_id.clone();
+    match hold.status {
+        domain::HoldStatus::Expired => Refusal::HoldExpired { hold: hold_id },
+        domain::HoldStatus::Captured => Refusal::HoldCaptured { hold: hold_id },
+        status => Refusal::HoldVoided {
+            hold: hold_id,
+            status,
+        },
+    }
+    .into()
 }

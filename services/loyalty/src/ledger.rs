@@ -4,9 +4,8 @@
 use chrono::DateTime;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    fresh_or_replay,
     request::{optional_uuid, uuid},
-    store::{self as kit_store, decode_page_token, encode_page_token, next_page, page_size},
+    store::{self as kit_store, Page},
 };
 use crm_proto::crm::loyalty::v1::*;
 use sqlx::PgConnection;
@@ -16,6 +15,7 @@ use crate::{
     Loyalty, cards,
     convert::*,
     domain::{self, check_points, code},
+    error::Refusal,
     lookups::*,
     posting::*,
     store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
@@ -54,7 +54,6 @@ impl Loyalty {
         req: ListLedgerEntriesRequest,
     ) -> Result<ListLedgerEntriesResponse> {
         let mut v = FieldViolations::new();
-        let limit = page_size(req.page_size, &mut v);
         let operation_type = Some(req.operation_type.trim()).filter(|t| !t.is_empty());
         let from = req
             .from_time
@@ -63,8 +62,12 @@ impl Loyalty {
             .to_time
             .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
         let filter = (&req.account, operation_type, from, to);
-        let before: Option<i64> =
-            decode_page_token(&req.page_token, &format!("{filter:?}"), &mut v);
+        let page: Page<i64> = Page::new(
+            req.page_size,
+            &req.page_token,
+            &format!("{filter:?}"),
+            &mut v,
+        );
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
         let (membership, person, point_type) =
@@ -79,13 +82,11 @@ impl Loyalty {
             operation_type,
             from,
             to,
-            before,
-            limit + 1,
+            page.after,
+            page.limit(),
         )
         .await?;
-        let next_page_token = next_page(&mut rows, limit, |last| {
-            encode_page_token(&last.id, &format!("{filter:?}"))
-        });
+        let next_page_token = page.finish(&mut rows, |last| last.id);
         Ok(ListLedgerEntriesResponse {
             entries: rows.iter().map(entry_to_proto).collect(),
             next_page_token,
@@ -106,7 +107,7 @@ impl Loyalty {
         check_points(req.points, "points", &mut v);
         let operation_type = code(&req.operation_type, "operation_type", &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let program_types = self.types_for(&mut tx, req.account.as_ref()).await?;
         let Some(op_type) = program_types
             .iter()
@@ -167,7 +168,7 @@ impl Loyalty {
             "is required",
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let original = store::lock_operation_by_client_id(&mut tx, &req.original_operation_id)
             .await?
             .ok_or_else(|| {
@@ -222,10 +223,8 @@ impl Loyalty {
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", membership_id))?;
         if membership.status != domain::MembershipStatus::Active {
-            return Err(ServiceError::Precondition(
-                "MEMBERSHIP_NOT_ACTIVE",
-                format!("membership {membership_id} is {}", membership.status),
-            ));
+            let (id, status) = (membership_id, membership.status);
+            return Err(Refusal::MembershipNotActive { id, status }.into());
         }
         let program = store::get_program(tx, membership.program_id)
             .await?

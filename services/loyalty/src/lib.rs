@@ -9,6 +9,7 @@ pub mod convert;
 pub mod coupons;
 pub mod discounts;
 pub mod domain;
+pub mod error;
 pub mod events;
 pub mod expiry;
 pub mod grpc;
@@ -45,7 +46,7 @@ pub const SERVICE: Service = Service {
         default_port: 50054,
     },
     migrator: || sqlx::migrate!("./migrations"),
-    topics: &events::TOPICS,
+    topics: events::TOPICS,
     start,
 };
 

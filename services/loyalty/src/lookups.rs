@@ -11,6 +11,7 @@ use uuid::Uuid;
 use crate::domain;
 use crate::{
     convert::*,
+    error::Refusal,
     store::{self, ProgramRow},
 };
 
@@ -18,10 +19,11 @@ pub(crate) fn require_active_program(program: &ProgramRow) -> Result<()> {
     if program.status == domain::ProgramStatus::Active {
         return Ok(());
     }
-    Err(ServiceError::Precondition(
-        "PROGRAM_NOT_ACTIVE",
-        format!("program {} is {}", program.id, program.status),
-    ))
+    Err(Refusal::ProgramNotActive {
+        id: program.id,
+        status: program.status,
+    }
+    .into())
 }
 
 pub(crate) fn check_validity(program: &ProgramRow, v: &mut FieldViolations) {

@@ -3,9 +3,8 @@
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    fresh_or_replay,
     request::{optional_uuid, uuid},
-    store::{self as kit_store, decode_page_token, encode_page_token, next_page, page_size},
+    store::Page,
 };
 use crm_proto::crm::{
     loyalty::v1::*,
@@ -17,6 +16,7 @@ use crate::domain;
 use crate::{
     Loyalty,
     convert::*,
+    error::Refusal,
     events,
     lookups::*,
     peers::*,
@@ -39,10 +39,7 @@ impl Loyalty {
             .await;
         match party {
             Ok(party) if party.get_ref().status() == PartyStatus::Archived => {
-                return Err(ServiceError::Precondition(
-                    "PARTY_ARCHIVED",
-                    format!("party {party_id} is archived"),
-                ));
+                return Err(Refusal::PartyArchived { party: party_id }.into());
             }
             Ok(_) => {}
             Err(status) if status.code() == tonic::Code::NotFound => {
@@ -52,7 +49,7 @@ impl Loyalty {
         }
         self.require_enrolment_consent(party_id).await?;
 
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let program = store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -79,17 +76,17 @@ impl Loyalty {
             version: 1,
         };
         if !store::insert_membership(&mut tx, &membership).await? {
-            return Err(ServiceError::AlreadyExists(
-                "ALREADY_ENROLLED",
-                format!("party {party_id} is already a member of program {program_id}"),
-            ));
+            let (party, program) = (party_id, program_id);
+            return Err(Refusal::AlreadyEnrolled { party, program }.into());
         }
         let event = MembershipEnrolled {
             membership_id: membership.id.to_string(),
             program_id: program_id.to_string(),
             party_id: party_id.to_string(),
         };
-        events::membership(&mut tx, membership.id, &event).await?;
+        events::MEMBERSHIP
+            .enqueue(&mut tx, membership.id, &event)
+            .await?;
         let membership = membership_in(&mut tx, membership.id).await?;
         claim.commit(tx, &membership).await?;
         Ok(membership)
@@ -107,7 +104,6 @@ impl Loyalty {
         req: ListMembershipsRequest,
     ) -> Result<ListMembershipsResponse> {
         let mut v = FieldViolations::new();
-        let limit = page_size(req.page_size, &mut v);
         let program = optional_uuid(&req.program_id, "program_id", &mut v);
         let party = optional_uuid(&req.party_id, "party_id", &mut v);
         v.check(
@@ -116,13 +112,12 @@ impl Loyalty {
             "give a program_id or a party_id",
         );
         let filter = (program, party);
-        let after: Option<Uuid> = decode_page_token(&req.page_token, &filter, &mut v);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &filter, &mut v);
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
-        let mut rows = store::list_memberships(&mut conn, program, party, after, limit + 1).await?;
-        let next_page_token = next_page(&mut rows, limit, |last| {
-            encode_page_token(&last.id, &filter)
-        });
+        let mut rows =
+            store::list_memberships(&mut conn, program, party, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
         Ok(ListMembershipsResponse {
             memberships: rows.iter().map(membership_to_proto).collect(),
             next_page_token,
@@ -166,33 +161,32 @@ impl Loyalty {
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub(crate) async fn change_membership<M: prost::Name>(
+    async fn change_membership<M: prost::Name>(
         &self,
         subject: &str,
         id: &str,
         request: &(impl crm_kit::store::Idempotent + prost::Message),
         status: domain::MembershipStatus,
         event: impl FnOnce(Uuid) -> M,
-    ) -> Result<Membership> {
+    ) -> Result<Membership>
+    where
+        events::MembershipTopic: crm_kit::outbox::Carries<M>,
+    {
         let mut v = FieldViolations::new();
         let id = uuid(id, "id", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(kit_store::begin(&self.pool, subject, request).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, request);
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", id))?;
         if membership.status == domain::MembershipStatus::Left
             && status != domain::MembershipStatus::Left
         {
-            return Err(ServiceError::Precondition(
-                "MEMBERSHIP_LEFT",
-                format!("membership {id} has left the program"),
-            ));
+            return Err(Refusal::MembershipLeft { id }.into());
         }
         if membership.status != status {
             store::set_membership_status(&mut tx, id, status, subject).await?;
-            events::membership(&mut tx, id, &event(id)).await?;
+            events::MEMBERSHIP.enqueue(&mut tx, id, &event(id)).await?;
         }
         let membership = membership_in(&mut tx, id).await?;
         claim.commit(tx, &membership).await?;

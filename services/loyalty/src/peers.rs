@@ -8,7 +8,7 @@ use crm_proto::crm::{
 };
 use uuid::Uuid;
 
-use crate::{Loyalty, domain::ENROLMENT_PURPOSE};
+use crate::{Loyalty, domain::ENROLMENT_PURPOSE, error::Refusal};
 
 impl Loyalty {
     /// The party must have granted the `loyalty_program` consent, as the consent service sees it
@@ -22,12 +22,12 @@ impl Loyalty {
             purpose: ENROLMENT_PURPOSE.to_owned(),
         };
         let refused = |why: String| {
-            ServiceError::Precondition(
-                "CONSENT_REQUIRED",
-                format!(
-                    "party {party} has no granted consent to the purpose {ENROLMENT_PURPOSE} ({why})"
-                ),
-            )
+            Refusal::ConsentRequired {
+                party,
+                purpose: ENROLMENT_PURPOSE,
+                why: why.to_string(),
+            }
+            .into()
         };
         match self.consent.clone().check_consent(request).await {
             Ok(answer) if answer.get_ref().granted => Ok(()),
@@ -72,10 +72,11 @@ impl Loyalty {
             .iter()
             .any(|e| e.end_date.is_none() && e.organization_party_id == organization.to_string());
         if !employed {
-            return Err(ServiceError::Precondition(
-                "PERSON_NOT_EMPLOYED",
-                format!("person {person} does not work for the member organization {organization}"),
-            ));
+            return Err(Refusal::PersonNotEmployed {
+                person,
+                organization,
+            }
+            .into());
         }
         Ok(())
     }

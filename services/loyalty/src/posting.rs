@@ -12,6 +12,7 @@ use uuid::Uuid;
 use crate::domain;
 use crate::{
     convert::*,
+    error::Refusal,
     events,
     store::{
         self, MembershipRow, NewOperation, OperationRow, OperationTypeRow, PointTypeRow, ProgramRow,
@@ -105,7 +106,9 @@ pub(crate) async fn post(
             points,
             balance_after,
         };
-        events::points(tx, target.membership.id, &event).await?;
+        events::POINTS
+            .enqueue(tx, target.membership.id, &event)
+            .await?;
     } else {
         let event = PointsRedeemed {
             operation_id,
@@ -114,7 +117,9 @@ pub(crate) async fn post(
             points,
             balance_after,
         };
-        events::points(tx, target.membership.id, &event).await?;
+        events::POINTS
+            .enqueue(tx, target.membership.id, &event)
+            .await?;
     }
     if accrue && target.point_type.qualifying {
         tiers::evaluate(tx, target.membership.id).await?;
@@ -132,19 +137,15 @@ pub(crate) async fn reverse(
     subject: &str,
 ) -> Result<Uuid> {
     if original.reverses.is_some() {
-        return Err(ServiceError::Precondition(
-            "CANNOT_REVERSE_A_REVERSAL",
-            "a reversal cannot be reversed".into(),
-        ));
+        return Err(Refusal::CannotReverseAReversal.into());
     }
     if let Some(reversal) = original.reversed_by {
-        return Err(ServiceError::Precondition(
-            "ALREADY_REVERSED",
-            format!(
-                "operation {} was already reversed by {reversal}",
-                original.client_id
-            ),
-        ));
+        let operation = original.client_id.clone();
+        return Err(Refusal::AlreadyReversed {
+            operation,
+            reversal,
+        }
+        .into());
     }
     let membership = store::get_membership(tx, original.membership_id)
         .await?
@@ -166,13 +167,11 @@ pub(crate) async fn reverse(
     let floor = (!point_type.allow_negative).then_some(point_type.reversal_floor);
     let Some(balance_after) = store::change_balance(tx, original.account_id, delta, floor).await?
     else {
-        return Err(ServiceError::Precondition(
-            "REVERSAL_BELOW_FLOOR",
-            format!(
-                "reversing {} points would take the balance below the floor of {}",
-                original.points, point_type.reversal_floor
-            ),
-        ));
+        return Err(Refusal::ReversalBelowFloor {
+            points: original.points,
+            floor: point_type.reversal_floor,
+        }
+        .into());
     };
     let system = if was_accrual {
         "issuance"
@@ -224,7 +223,9 @@ pub(crate) async fn reverse(
         points: delta,
         balance_after,
     };
-    events::points(tx, original.membership_id, &event).await?;
+    events::POINTS
+        .enqueue(tx, original.membership_id, &event)
+        .await?;
     if point_type.qualifying {
         tiers::evaluate(tx, original.membership_id).await?;
     }
@@ -243,21 +244,19 @@ pub(crate) async fn insufficient(
             .await
             .ok()
             .flatten();
-    ServiceError::Precondition(
-        "INSUFFICIENT_POINTS",
-        format!(
-            "{needed} points needed, {} available",
-            available.unwrap_or(0)
-        ),
-    )
+    Refusal::InsufficientPoints {
+        needed,
+        available: available.unwrap_or(0),
+    }
+    .into()
 }
 
 pub(crate) fn operation_id_used(error: sqlx::Error, client_id: &str) -> ServiceError {
     if unique_violation(&error).is_some() {
-        ServiceError::AlreadyExists(
-            "REQUEST_ID_REUSED",
-            format!("the id {client_id:?} was already used"),
-        )
+        Refusal::IdReused {
+            id: client_id.to_owned(),
+        }
+        .into()
     } else {
         error.into()
     }

@@ -85,7 +85,7 @@ impl Participant for LoyaltyPrivacy {
                 let event = MembershipLeft {
                     membership_id: membership.to_string(),
                 };
-                events::membership(tx, *membership, &event).await?;
+                events::MEMBERSHIP.enqueue(tx, *membership, &event).await?;
             }
         }
         let memberships: Vec<Uuid> = memberships.into_iter().map(|(id, _)| id).collect();

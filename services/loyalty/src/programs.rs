@@ -3,9 +3,8 @@
 use chrono::{DateTime, Utc};
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    fresh_or_replay,
     request::{date, mask_paths, uuid},
-    store::{self as kit_store, decode_page_token, encode_page_token, next_page, page_size},
+    store::Page,
 };
 use crm_proto::crm::loyalty::v1::*;
 use rust_decimal::Decimal;
@@ -60,7 +59,7 @@ impl Loyalty {
         };
         check_validity(&program, &mut v);
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::insert_program(&mut tx, &program).await?;
         let program = program_in(&mut tx, program.id).await?;
         claim.commit(tx, &program).await?;
@@ -95,7 +94,7 @@ impl Loyalty {
             &mut v,
         );
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let mut program = store::lock_program(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", id))?;
@@ -131,18 +130,15 @@ impl Loyalty {
 
     pub async fn list_programs(&self, req: ListProgramsRequest) -> Result<ListProgramsResponse> {
         let mut v = FieldViolations::new();
-        let limit = page_size(req.page_size, &mut v);
         let status = match req.status() {
             ProgramStatus::Unspecified => None,
             other => domain::ProgramStatus::from_proto(other),
         };
-        let after: Option<Uuid> = decode_page_token(&req.page_token, &status, &mut v);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &status, &mut v);
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
-        let mut rows = store::list_programs(&mut conn, status, after, limit + 1).await?;
-        let next_page_token = next_page(&mut rows, limit, |last| {
-            encode_page_token(&last.id, &status)
-        });
+        let mut rows = store::list_programs(&mut conn, status, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
         let mut programs = Vec::with_capacity(rows.len());
         for row in &rows {
             programs.push(program_to_proto(&mut conn, row).await?);
@@ -186,7 +182,7 @@ impl Loyalty {
             reversal_floor: input.reversal_floor,
         };
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -223,7 +219,7 @@ impl Loyalty {
             ),
         };
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
@@ -355,7 +351,7 @@ impl Loyalty {
             period_days: input.period_days,
         };
         v.finish()?;
-        let (mut tx, claim) = fresh_or_replay!(kit_store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    fresh_or_replay,
     request::uuid,
     shutdown::Shutdown,
     store::Tx,
@@ -106,7 +105,7 @@ pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
         new_tier: new_tier.unwrap_or_default(),
         qualifying_points: qualifying,
     };
-    events::membership(tx, membership, &event).await?;
+    events::MEMBERSHIP.enqueue(tx, membership, &event).await?;
     Ok(())
 }
 
@@ -133,8 +132,7 @@ impl Loyalty {
             window_months: input.window_months,
         };
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
@@ -160,8 +158,7 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let id = uuid(&req.membership_id, "membership_id", &mut v);
         v.finish()?;
-        let (mut tx, claim) =
-            fresh_or_replay!(crm_kit::store::begin(&self.pool, subject, &req).await?);
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Membership", id.to_string()))?;

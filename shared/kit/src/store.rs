@@ -68,7 +68,7 @@ pub const DEFAULT_PAGE_SIZE: i64 = 50;
 pub const MAX_PAGE_SIZE: i64 = 500;
 
 /// The page size to use for `requested` (0 means the default; more than the maximum is capped).
-pub fn page_size(requested: i32, violations: &mut FieldViolations) -> i64 {
+fn page_size(requested: i32, violations: &mut FieldViolations) -> i64 {
     if requested < 0 {
         violations.add("page_size", "must not be negative");
     }
@@ -80,24 +80,12 @@ pub fn page_size(requested: i32, violations: &mut FieldViolations) -> i64 {
 
 /// An opaque token holding the keyset position after the last item of a page. The request's
 /// filters are hashed in, so a token is only accepted with the filters it was issued for.
-pub fn encode_page_token<K: Serialize>(position: &K, filters: &impl Serialize) -> String {
-    encode_position(position, &filter_hash(filters))
-}
-
 fn encode_position<K: Serialize>(position: &K, filters: &str) -> String {
     let body = serde_json::json!({ "k": position, "f": filters });
     URL_SAFE_NO_PAD.encode(body.to_string())
 }
 
 /// The position in `token`, or `None` for the first page; a bad token is a field violation.
-pub fn decode_page_token<K: DeserializeOwned>(
-    token: &str,
-    filters: &impl Serialize,
-    violations: &mut FieldViolations,
-) -> Option<K> {
-    decode_position(token, &filter_hash(filters), violations)
-}
-
 fn decode_position<K: DeserializeOwned>(
     token: &str,
     filters: &str,
@@ -138,7 +126,8 @@ macro_rules! begin {
 }
 
 /// Unpacks [`begin`]'s answer: returns the stored reply from the enclosing function on a replay,
-/// or yields `(tx, claim)` to do the work with.
+/// or yields `(tx, claim)` to do the work with. Used through [`begin!`].
+#[doc(hidden)]
 #[macro_export]
 macro_rules! fresh_or_replay {
     ($begun:expr) => {
@@ -192,17 +181,6 @@ impl<K: Serialize + DeserializeOwned> Page<K> {
         rows.last()
             .map(|last| encode_position(&position(last), &self.filters))
             .unwrap_or_default()
-    }
-}
-
-/// Keeps the first `limit` of `rows` (fetched as `limit + 1` to learn whether more follow) and
-/// returns the token of the next page, or an empty one on the last page.
-pub fn next_page<T>(rows: &mut Vec<T>, limit: i64, token: impl Fn(&T) -> String) -> String {
-    if rows.len() as i64 > limit {
-        rows.truncate(limit as usize);
-        rows.last().map(token).unwrap_or_default()
-    } else {
-        String::new()
     }
 }
 
@@ -329,19 +307,19 @@ mod tests {
 
     #[test]
     fn page_tokens_round_trip_only_with_their_filters() {
-        let token = encode_page_token(&("0190-id", 3), &("kind", 1));
+        let token = encode_position(&("0190-id", 3), &filter_hash(&("kind", 1)));
         let mut v = FieldViolations::new();
-        let position: Option<(String, i32)> = decode_page_token(&token, &("kind", 1), &mut v);
-        assert_eq!(position, Some(("0190-id".into(), 3)));
+        let page: Page<(String, i32)> = Page::new(10, &token, &("kind", 1), &mut v);
+        assert_eq!(page.after, Some(("0190-id".into(), 3)));
         assert!(v.is_empty());
 
-        let other: Option<(String, i32)> = decode_page_token(&token, &("kind", 2), &mut v);
-        assert!(other.is_none());
+        let other: Page<(String, i32)> = Page::new(10, &token, &("kind", 2), &mut v);
+        assert!(other.after.is_none());
         assert_eq!(v.fields().collect::<Vec<_>>(), ["page_token"]);
 
         let mut v = FieldViolations::new();
-        let garbage: Option<(String, i32)> = decode_page_token("%%%", &(), &mut v);
-        assert!(garbage.is_none() && !v.is_empty());
+        let garbage: Page<(String, i32)> = Page::new(10, "%%%", &(), &mut v);
+        assert!(garbage.after.is_none() && !v.is_empty());
     }
 
     #[test]
