@@ -2,7 +2,7 @@
 //! sharing its account), activated explicitly or by the first purchase made with them, blocked,
 //! closed, or reissued under a new number that keeps the link to the old one.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     request::{audit, optional_uuid, uuid},
@@ -18,114 +18,6 @@ use uuid::Uuid;
 
 use crate::{Loyalty, domain, error::Refusal, events, store};
 
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct CardRow {
-    id: Uuid,
-    number: String,
-    membership_id: Uuid,
-    person_id: Option<Uuid>,
-    parent_id: Option<Uuid>,
-    status: domain::CardStatus,
-    block_reason: String,
-    replaces_id: Option<Uuid>,
-    replaced_by: Option<Uuid>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    created_by: String,
-    updated_by: String,
-}
-
-const CARD_SELECT: &str = "SELECT c.id, c.number, c.membership_id, c.person_id, c.parent_id, c.status,
-        c.block_reason, c.replaces_id, (SELECT r.id FROM cards r WHERE r.replaces_id = c.id) AS replaced_by,
-        c.created_at, c.updated_at, c.created_by, c.updated_by
-    FROM cards c";
-
-/// A new card number: a leading 7, 14 digits from a UUIDv7's random bits, and the check digit.
-fn new_number() -> String {
-    let random = Uuid::now_v7().as_u128() as u64 % 100_000_000_000_000;
-    let body = format!("7{random:014}");
-    format!("{body}{}", luhn_check_digit(&body))
-}
-
-/// The digit that makes `body` followed by it pass the Luhn check.
-fn luhn_check_digit(body: &str) -> u32 {
-    let sum: u32 = body
-        .chars()
-        .rev()
-        .filter_map(|c| c.to_digit(10))
-        .enumerate()
-        .map(|(i, d)| {
-            if i % 2 == 0 {
-                if d * 2 > 9 { d * 2 - 9 } else { d * 2 }
-            } else {
-                d
-            }
-        })
-        .sum();
-    (10 - sum % 10) % 10
-}
-
-/// Whether a presented number is well formed: 16 digits passing the Luhn check.
-pub fn valid_number(number: &str) -> bool {
-    number.len() == 16
-        && number.chars().all(|c| c.is_ascii_digit())
-        && luhn_check_digit(&number[..15]) == number[15..].parse::<u32>().unwrap_or(10)
-}
-
-async fn get(conn: &mut PgConnection, id: Uuid) -> Result<CardRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{CARD_SELECT} WHERE c.id = $1"
-    )))
-    .bind(id)
-    .fetch_optional(conn)
-    .await?
-    .ok_or_else(|| ServiceError::NotFound("Card", id.to_string()))
-}
-
-async fn lock(tx: &mut Tx, id: Uuid) -> Result<CardRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{CARD_SELECT} WHERE c.id = $1 FOR UPDATE OF c"
-    )))
-    .bind(id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| ServiceError::NotFound("Card", id.to_string()))
-}
-
-async fn insert(tx: &mut Tx, card: &CardRow) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO cards (id, number, membership_id, person_id, parent_id, replaces_id, created_by, updated_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
-    )
-    .bind(card.id)
-    .bind(&card.number)
-    .bind(card.membership_id)
-    .bind(card.person_id)
-    .bind(card.parent_id)
-    .bind(card.replaces_id)
-    .bind(&card.created_by)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-async fn set_status(
-    tx: &mut Tx,
-    id: Uuid,
-    status: domain::CardStatus,
-    reason: &str,
-    subject: &str,
-) -> Result<()> {
-    sqlx::query("UPDATE cards SET status = $2, block_reason = $3, updated_by = $4, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(status)
-        .bind(reason)
-        .bind(subject)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 /// Checks the card presented with an operation; an accrual activates an ISSUED card.
 pub(crate) async fn present(
     tx: &mut Tx,
@@ -134,7 +26,7 @@ pub(crate) async fn present(
     accrual: bool,
     subject: &str,
 ) -> Result<()> {
-    if !valid_number(number) {
+    if !domain::valid_number(number) {
         let mut v = FieldViolations::new();
         v.add(
             "card_number",
@@ -142,18 +34,13 @@ pub(crate) async fn present(
         );
         return Err(v.into());
     }
-    let card: Option<CardRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{CARD_SELECT} WHERE c.number = $1 FOR UPDATE OF c"
-    )))
-    .bind(number)
-    .fetch_optional(&mut **tx)
-    .await?;
+    let card = store::lock_card_by_number(tx, number).await?;
     let card = card
         .filter(|card| card.membership_id == membership)
         .ok_or(Refusal::CardNotOfMember)?;
     match card.status {
         domain::CardStatus::Issued if accrual => {
-            set_status(tx, card.id, domain::CardStatus::Active, "", subject).await?;
+            store::set_card_status(tx, card.id, domain::CardStatus::Active, "", subject).await?;
             let event = CardActivated {
                 card_id: card.id.to_string(),
                 membership_id: membership.to_string(),
@@ -190,9 +77,9 @@ impl Loyalty {
                 return Err(Refusal::BadParentCard.into());
             }
         }
-        let card = CardRow {
+        let card = store::CardRow {
             id: Uuid::now_v7(),
-            number: new_number(),
+            number: domain::new_number(),
             membership_id,
             person_id,
             parent_id,
@@ -205,7 +92,7 @@ impl Loyalty {
             created_by: subject.to_owned(),
             updated_by: subject.to_owned(),
         };
-        insert(&mut tx, &card).await?;
+        store::insert_card(&mut tx, &card).await?;
         let event = CardIssued {
             card_id: card.id.to_string(),
             membership_id: membership_id.to_string(),
@@ -269,16 +156,16 @@ impl Loyalty {
         if old.status == domain::CardStatus::Closed {
             return Err(Refusal::CardClosed { id }.into());
         }
-        let new = CardRow {
+        let new = store::CardRow {
             id: Uuid::now_v7(),
-            number: new_number(),
+            number: domain::new_number(),
             replaces_id: Some(old.id),
             status: domain::CardStatus::Issued,
             block_reason: String::new(),
             created_by: subject.to_owned(),
             ..old.clone()
         };
-        set_status(
+        store::set_card_status(
             &mut tx,
             old.id,
             domain::CardStatus::Closed,
@@ -286,13 +173,8 @@ impl Loyalty {
             subject,
         )
         .await?;
-        insert(&mut tx, &new).await?;
-        // Child cards follow their parent to its new number.
-        sqlx::query("UPDATE cards SET parent_id = $2 WHERE parent_id = $1 AND status <> 'closed'")
-            .bind(old.id)
-            .bind(new.id)
-            .execute(&mut *tx)
-            .await?;
+        store::insert_card(&mut tx, &new).await?;
+        store::move_children(&mut tx, old.id, new.id).await?;
         let membership = old.membership_id.to_string();
         let closed = CardClosed {
             card_id: old.id.to_string(),
@@ -319,13 +201,8 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let membership = uuid(&req.membership_id, "membership_id", &mut v);
         v.finish()?;
-        let rows: Vec<CardRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{CARD_SELECT} WHERE c.membership_id = $1 AND ($2 OR c.status <> 'closed') ORDER BY c.id DESC"
-        )))
-        .bind(membership)
-        .bind(req.include_closed)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = store::list_cards(&mut conn, membership, req.include_closed).await?;
         Ok(ListCardsResponse {
             cards: rows.iter().map(card_to_proto).collect(),
         })
@@ -351,7 +228,7 @@ impl Loyalty {
                 let from = card.status;
                 return Err(Refusal::CardStatusChange { from, to }.into());
             }
-            set_status(&mut tx, id, to, reason, subject).await?;
+            store::set_card_status(&mut tx, id, to, reason, subject).await?;
             let (card_id, membership_id) = (id.to_string(), card.membership_id.to_string());
             match to {
                 domain::CardStatus::Active => {
@@ -394,7 +271,7 @@ impl Loyalty {
     }
 }
 
-fn card_to_proto(row: &CardRow) -> Card {
+fn card_to_proto(row: &store::CardRow) -> Card {
     let id = |id: Option<Uuid>| id.map(|id| id.to_string()).unwrap_or_default();
     Card {
         id: row.id.to_string(),
@@ -415,23 +292,14 @@ fn card_to_proto(row: &CardRow) -> Card {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+async fn get(conn: &mut PgConnection, id: Uuid) -> Result<store::CardRow> {
+    store::get_card(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Card", id))
+}
 
-    #[test]
-    fn numbers_carry_a_luhn_check_digit() {
-        // A well-known Luhn example: 7992739871 has check digit 3.
-        assert_eq!(luhn_check_digit("7992739871"), 3);
-        for _ in 0..100 {
-            let number = new_number();
-            assert!(valid_number(&number), "{number}");
-        }
-        let mut typo = new_number().into_bytes();
-        typo[3] = if typo[3] == b'9' { b'0' } else { typo[3] + 1 };
-        assert!(
-            !valid_number(&String::from_utf8(typo).unwrap()),
-            "one wrong digit is caught"
-        );
-    }
+async fn lock(tx: &mut Tx, id: Uuid) -> Result<store::CardRow> {
+    store::lock_card(tx, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Card", id))
 }

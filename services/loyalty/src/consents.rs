@@ -14,7 +14,7 @@ use crm_proto::crm::{
 use prost::Message;
 use uuid::Uuid;
 
-use crate::events;
+use crate::{events, store};
 
 pub const CONSENT_TOPIC: &str = "crm.consent.consent.v1";
 /// The consumer group, and the `updated_by` of the memberships it changes.
@@ -47,15 +47,7 @@ impl Handler for ConsentGate {
 }
 
 async fn suspend(tx: &mut Tx, party: Uuid) -> sqlx::Result<()> {
-    let suspended: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE memberships SET status = 'suspended', suspended_for_consent = true,
-             updated_by = $2, updated_at = now(), version = version + 1
-         WHERE party_id = $1 AND status = 'active' RETURNING id",
-    )
-    .bind(party)
-    .bind(CONSUMER)
-    .fetch_all(&mut **tx)
-    .await?;
+    let suspended = store::suspend_for_consent(tx, party, CONSUMER).await?;
     for id in suspended {
         let event = MembershipSuspended {
             membership_id: id.to_string(),
@@ -67,15 +59,7 @@ async fn suspend(tx: &mut Tx, party: Uuid) -> sqlx::Result<()> {
 }
 
 async fn reactivate(tx: &mut Tx, party: Uuid) -> sqlx::Result<()> {
-    let reactivated: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE memberships SET status = 'active', suspended_for_consent = false,
-             updated_by = $2, updated_at = now(), version = version + 1
-         WHERE party_id = $1 AND status = 'suspended' AND suspended_for_consent RETURNING id",
-    )
-    .bind(party)
-    .bind(CONSUMER)
-    .fetch_all(&mut **tx)
-    .await?;
+    let reactivated = store::reactivate_after_consent(tx, party, CONSUMER).await?;
     for id in reactivated {
         let event = MembershipReactivated {
             membership_id: id.to_string(),

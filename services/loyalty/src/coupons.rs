@@ -9,7 +9,7 @@ use crm_kit::{
     store::Tx,
 };
 use crm_proto::crm::loyalty::v1::{
-    Coupon, CouponDefinition, CouponKind, CouponRedeemed, CouponRedemption, CouponValidation,
+    Coupon, CouponDefinition, CouponRedeemed, CouponRedemption, CouponValidation,
     CreateCouponDefinitionRequest, GenerateCouponsRequest, GenerateCouponsResponse,
     RedeemCouponRequest, ValidateCouponRequest,
 };
@@ -25,78 +25,11 @@ use crate::{
 };
 
 const MAX_GENERATED: usize = 10_000;
-/// Crockford's base32: no I, L, O or U, so codes survive being read aloud and typed.
-const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct DefinitionRow {
-    id: Uuid,
-    program_id: Uuid,
-    display_name: String,
-    kind: domain::CouponKind,
-    percentage: Option<Decimal>,
-    amount: Option<Decimal>,
-    product_id: String,
-    uses_per_code: i32,
-    per_member: bool,
-    valid_from: Option<DateTime<Utc>>,
-    valid_to: Option<DateTime<Utc>>,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-    created_by: String,
-    updated_by: String,
-}
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct CouponRow {
-    code: String,
-    definition_id: Uuid,
-    membership_id: Option<Uuid>,
-    uses: i32,
-}
-
-/// A new code: 60 random bits as 12 base32 characters, grouped XXXX-XXXX-XXXX.
-fn new_code() -> String {
-    let mut bits = Uuid::new_v4().as_u128();
-    let chars: Vec<u8> = (0..12)
-        .map(|_| {
-            let c = ALPHABET[(bits & 31) as usize];
-            bits >>= 5;
-            c
-        })
-        .collect();
-    let chars = String::from_utf8(chars).expect("the alphabet is ASCII");
-    format!("{}-{}-{}", &chars[..4], &chars[4..8], &chars[8..])
-}
-
-/// A code as typed (any case, with or without dashes, I/L read as 1 and O as 0), in stored form.
-fn normalize_code(raw: &str) -> Option<String> {
-    let chars: String = raw
-        .chars()
-        .filter(|c| !matches!(c, '-' | ' '))
-        .map(|c| match c.to_ascii_uppercase() {
-            'I' | 'L' => '1',
-            'O' => '0',
-            c => c,
-        })
-        .collect();
-    (chars.len() == 12 && chars.bytes().all(|b| ALPHABET.contains(&b)))
-        .then(|| format!("{}-{}-{}", &chars[..4], &chars[4..8], &chars[8..]))
-}
-
-async fn definition(conn: &mut PgConnection, id: Uuid) -> Result<DefinitionRow> {
-    sqlx::query_as("SELECT * FROM coupon_definitions WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or_else(|| ServiceError::NotFound("CouponDefinition", id.to_string()))
-}
-
 /// Why `coupon` cannot be redeemed by `membership` now (use limits aside), if it cannot.
 async fn refusal(
     conn: &mut PgConnection,
-    coupon: &CouponRow,
-    definition: &DefinitionRow,
+    coupon: &store::CouponRow,
+    definition: &store::DefinitionRow,
     membership: Uuid,
 ) -> Result<Option<&'static str>> {
     let member = store::get_membership(conn, membership).await?;
@@ -137,35 +70,27 @@ impl Loyalty {
             v.check(value.is_some(), field, "must be a positive decimal number");
             value
         };
-        let (kind, percentage, amount) = match input.kind() {
-            CouponKind::Percentage => {
+        let kind = domain::CouponKind::require(input.kind, "definition.kind", &mut v);
+        let (percentage, amount) = match kind {
+            domain::CouponKind::Percentage => {
                 let pct = decimal(&input.percentage, "definition.percentage", &mut v);
                 v.check(
                     pct.is_none_or(|p| p <= Decimal::ONE_HUNDRED),
                     "definition.percentage",
                     "must be at most 100",
                 );
-                ("percentage", pct, None)
+                (pct, None)
             }
-            CouponKind::FixedAmount => (
-                "fixed_amount",
-                None,
-                decimal(&input.amount, "definition.amount", &mut v),
-            ),
-            CouponKind::Product => {
+            domain::CouponKind::FixedAmount => {
+                (None, decimal(&input.amount, "definition.amount", &mut v))
+            }
+            domain::CouponKind::Product => {
                 v.check(
                     !input.product_id.trim().is_empty(),
                     "definition.product_id",
                     "is required for a PRODUCT coupon",
                 );
-                ("product", None, None)
-            }
-            CouponKind::Unspecified => {
-                v.add(
-                    "definition.kind",
-                    "must be PERCENTAGE, FIXED_AMOUNT or PRODUCT",
-                );
-                ("product", None, None)
+                (None, None)
             }
         };
         v.check(
@@ -187,25 +112,24 @@ impl Loyalty {
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
         let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO coupon_definitions (id, program_id, display_name, kind, percentage, amount, product_id,
-                 uses_per_code, per_member, valid_from, valid_to, created_by, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12)",
-        )
-        .bind(id)
-        .bind(program_id)
-        .bind(&name)
-        .bind(kind)
-        .bind(percentage)
-        .bind(amount)
-        .bind(input.product_id.trim())
-        .bind(input.uses_per_code)
-        .bind(input.per_member)
-        .bind(valid_from)
-        .bind(valid_to)
-        .bind(subject)
-        .execute(&mut *tx)
-        .await?;
+        let row = store::DefinitionRow {
+            id,
+            program_id,
+            display_name: name,
+            kind,
+            percentage,
+            amount,
+            product_id: input.product_id.trim().to_owned(),
+            uses_per_code: input.uses_per_code,
+            per_member: input.per_member,
+            valid_from,
+            valid_to,
+            created_at: Utc::now(),
+            updated_at: Utc::now(),
+            created_by: subject.to_owned(),
+            updated_by: subject.to_owned(),
+        };
+        store::insert_definition(&mut tx, &row).await?;
         let definition = definition_to_proto(&definition(&mut tx, id).await?);
         claim.commit(tx, &definition).await?;
         Ok(definition)
@@ -253,13 +177,8 @@ impl Loyalty {
             return Err(v.into());
         }
         if !members.is_empty() {
-            let in_program: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM memberships WHERE id = ANY($1) AND program_id = $2",
-            )
-            .bind(&members)
-            .bind(definition.program_id)
-            .fetch_one(&mut *tx)
-            .await?;
+            let in_program =
+                store::count_in_program(&mut tx, &members, definition.program_id).await?;
             if in_program != members.len() as i64 {
                 let mut v = FieldViolations::new();
                 v.add(
@@ -278,17 +197,8 @@ impl Loyalty {
         let mut pending = owners;
         // A collision of 60 random bits is astronomically rare; the loop only makes it harmless.
         while !pending.is_empty() {
-            let codes: Vec<String> = pending.iter().map(|_| new_code()).collect();
-            let inserted: Vec<CouponRow> = sqlx::query_as(
-                "INSERT INTO coupons (code, definition_id, membership_id)
-                 SELECT code, $1, member FROM unnest($2::text[], $3::uuid[]) AS c(code, member)
-                 ON CONFLICT DO NOTHING RETURNING code, definition_id, membership_id, uses",
-            )
-            .bind(definition_id)
-            .bind(&codes)
-            .bind(&pending)
-            .fetch_all(&mut *tx)
-            .await?;
+            let codes: Vec<String> = pending.iter().map(|_| domain::new_code()).collect();
+            let inserted = store::insert_coupons(&mut tx, definition_id, &codes, &pending).await?;
             for row in &inserted {
                 if let Some(i) = pending.iter().position(|owner| *owner == row.membership_id) {
                     pending.swap_remove(i);
@@ -304,10 +214,7 @@ impl Loyalty {
     pub async fn validate_coupon(&self, req: ValidateCouponRequest) -> Result<CouponValidation> {
         let (code, membership) = coupon_args(&req.code, &req.membership_id)?;
         let mut conn = self.pool.acquire().await?;
-        let coupon: Option<CouponRow> = sqlx::query_as("SELECT * FROM coupons WHERE code = $1")
-            .bind(&code)
-            .fetch_optional(&mut *conn)
-            .await?;
+        let coupon = store::get_coupon(&mut conn, &code).await?;
         let Some(coupon) = coupon else {
             return Ok(CouponValidation {
                 valid: false,
@@ -339,11 +246,9 @@ impl Loyalty {
         v.finish()?;
         let (code, membership) = coupon_args(&req.code, &req.membership_id)?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
-        let coupon: CouponRow = sqlx::query_as("SELECT * FROM coupons WHERE code = $1")
-            .bind(&code)
-            .fetch_optional(&mut *tx)
+        let coupon = store::get_coupon(&mut tx, &code)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("Coupon", code.clone()))?;
+            .ok_or_else(|| ServiceError::not_found("Coupon", &code))?;
         let definition = definition(&mut tx, coupon.definition_id).await?;
         if let Some(reason) = refusal(&mut tx, &coupon, &definition, membership).await? {
             return Err(ServiceError::Precondition(
@@ -352,13 +257,7 @@ impl Loyalty {
             ));
         }
         // The limit holds under any concurrency: the row only moves while below it.
-        let used = sqlx::query("UPDATE coupons SET uses = uses + 1 WHERE code = $1 AND uses < $2")
-            .bind(&code)
-            .bind(definition.uses_per_code)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if used == 0 {
+        if !store::use_coupon(&mut tx, &code, definition.uses_per_code).await? {
             return Err(Refusal::CouponUsedUp { code }.into());
         }
         let redemption = insert_redemption(&mut tx, &req, &code, membership, subject).await?;
@@ -386,17 +285,15 @@ async fn insert_redemption(
     subject: &str,
 ) -> Result<CouponRedemption> {
     let id = Uuid::now_v7();
-    let created_at: DateTime<Utc> = sqlx::query_scalar(
-        "INSERT INTO coupon_redemptions (id, client_id, code, membership_id, reference, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING created_at",
+    let created_at = store::insert_redemption(
+        tx,
+        id,
+        &req.redemption_id,
+        code,
+        membership,
+        req.reference.trim(),
+        subject,
     )
-    .bind(id)
-    .bind(&req.redemption_id)
-    .bind(code)
-    .bind(membership)
-    .bind(req.reference.trim())
-    .bind(subject)
-    .fetch_one(&mut **tx)
     .await?;
     Ok(CouponRedemption {
         id: id.to_string(),
@@ -411,7 +308,7 @@ async fn insert_redemption(
 
 fn coupon_args(code: &str, membership: &str) -> Result<(String, Uuid)> {
     let mut v = FieldViolations::new();
-    let code = normalize_code(code);
+    let code = domain::normalize_code(code);
     v.check(
         code.is_some(),
         "code",
@@ -422,16 +319,12 @@ fn coupon_args(code: &str, membership: &str) -> Result<(String, Uuid)> {
     Ok((code.expect("checked above"), membership))
 }
 
-fn definition_to_proto(row: &DefinitionRow) -> CouponDefinition {
+fn definition_to_proto(row: &store::DefinitionRow) -> CouponDefinition {
     CouponDefinition {
         id: row.id.to_string(),
         program_id: row.program_id.to_string(),
         display_name: row.display_name.clone(),
-        kind: match row.kind.as_str() {
-            "percentage" => CouponKind::Percentage,
-            "fixed_amount" => CouponKind::FixedAmount,
-            _ => CouponKind::Product,
-        } as i32,
+        kind: row.kind.to_proto() as i32,
         percentage: row
             .percentage
             .map(|p| p.normalize().to_string())
@@ -454,7 +347,7 @@ fn definition_to_proto(row: &DefinitionRow) -> CouponDefinition {
     }
 }
 
-fn coupon_to_proto(row: &CouponRow) -> Coupon {
+fn coupon_to_proto(row: &store::CouponRow) -> Coupon {
     Coupon {
         code: row.code.clone(),
         definition_id: row.definition_id.to_string(),
@@ -463,27 +356,8 @@ fn coupon_to_proto(row: &CouponRow) -> Coupon {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_are_readable_and_forgiving_to_type() {
-        let code = new_code();
-        assert_eq!(code.len(), 14);
-        assert_eq!(
-            normalize_code(&code.to_lowercase().replace('-', "")),
-            Some(code.clone())
-        );
-        assert_eq!(
-            normalize_code("ilo0-0000-0000"),
-            Some("1100-0000-0000".into())
-        );
-        assert_eq!(
-            normalize_code("UUUU-0000-0000"),
-            None,
-            "U is not in the alphabet"
-        );
-        assert_eq!(normalize_code("short"), None);
-    }
+async fn definition(conn: &mut PgConnection, id: Uuid) -> Result<store::DefinitionRow> {
+    store::get_definition(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("CouponDefinition", id))
 }

@@ -18,24 +18,7 @@ use crm_proto::crm::{
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::{Loyalty, domain::code};
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct DiscountRow {
-    id: Uuid,
-    party_id: Option<Uuid>,
-    price_list: String,
-    category: String,
-    percentage: Decimal,
-    turnover_threshold: Option<Decimal>,
-    currency_code: String,
-    valid_from: Option<NaiveDate>,
-    valid_to: Option<NaiveDate>,
-    created_at: chrono::DateTime<Utc>,
-    updated_at: chrono::DateTime<Utc>,
-    created_by: String,
-    updated_by: String,
-}
+use crate::{Loyalty, domain::code, store};
 
 impl Loyalty {
     pub async fn set_discount(&self, subject: &str, req: SetDiscountRequest) -> Result<Discount> {
@@ -44,12 +27,18 @@ impl Loyalty {
         let input = req.discount.clone().unwrap_or_default();
         let id = optional_uuid(&input.id, "discount.id", &mut v).unwrap_or_else(Uuid::now_v7);
         let party = optional_uuid(&input.party_id, "discount.party_id", &mut v);
-        let percentage = input.percentage.trim().parse::<Decimal>().ok();
+        let percentage = input
+            .percentage
+            .trim()
+            .parse::<Decimal>()
+            .ok()
+            .filter(|p| *p > Decimal::ZERO && *p <= Decimal::ONE_HUNDRED);
         v.check(
-            percentage.is_some_and(|p| p > Decimal::ZERO && p <= Decimal::ONE_HUNDRED),
+            percentage.is_some(),
             "discount.percentage",
             "must be a decimal above 0 and at most 100",
         );
+        let percentage = percentage.unwrap_or_default();
         let threshold = Some(input.turnover_threshold.trim())
             .filter(|t| !t.is_empty())
             .map(|t| t.parse::<Decimal>());
@@ -90,29 +79,18 @@ impl Loyalty {
         }
         v.finish()?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
-        let row: DiscountRow = sqlx::query_as(
-            "INSERT INTO discounts (id, party_id, price_list, category, percentage, turnover_threshold, currency_code,
-                 valid_from, valid_to, created_by, updated_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
-             ON CONFLICT (id) DO UPDATE
-             SET party_id = excluded.party_id, price_list = excluded.price_list, category = excluded.category,
-                 percentage = excluded.percentage, turnover_threshold = excluded.turnover_threshold,
-                 currency_code = excluded.currency_code, valid_from = excluded.valid_from,
-                 valid_to = excluded.valid_to, updated_by = excluded.updated_by, updated_at = now()
-             RETURNING *",
-        )
-        .bind(id)
-        .bind(party)
-        .bind(&price_list)
-        .bind(input.category.trim())
-        .bind(percentage)
-        .bind(threshold)
-        .bind(if threshold.is_some() { currency.as_str() } else { "" })
-        .bind(valid_from)
-        .bind(valid_to)
-        .bind(subject)
-        .fetch_one(&mut *tx)
-        .await?;
+        let discount = store::NewDiscount {
+            id,
+            party,
+            price_list: &price_list,
+            category: input.category.trim(),
+            percentage,
+            turnover_threshold: threshold,
+            currency_code: if threshold.is_some() { &currency } else { "" },
+            valid_from,
+            valid_to,
+        };
+        let row = store::set_discount(&mut tx, &discount, subject).await?;
         let discount = discount_to_proto(&row);
         claim.commit(tx, &discount).await?;
         Ok(discount)
@@ -128,26 +106,10 @@ impl Loyalty {
         let on = date(req.date.as_ref(), "date", &mut v).unwrap_or_else(|| Utc::now().date_naive());
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
-        let turnover: Vec<(String, Decimal)> = sqlx::query_as(
-            "SELECT currency_code, sum(net_amount) FROM invoice_lines WHERE party_id = $1 AND NOT credited
-             GROUP BY currency_code",
-        )
-        .bind(party)
-        .fetch_all(&mut *conn)
-        .await?;
+        let turnover = store::turnover(&mut conn, party).await?;
         let turnover: HashMap<String, Decimal> = turnover.into_iter().collect();
-        let rows: Vec<DiscountRow> = sqlx::query_as(
-            "SELECT * FROM discounts
-             WHERE (party_id = $1 OR party_id IS NULL) AND price_list = $2 AND (category = '' OR category = $3)
-               AND (valid_from IS NULL OR valid_from <= $4) AND (valid_to IS NULL OR valid_to >= $4)
-             ORDER BY percentage DESC, id",
-        )
-        .bind(party)
-        .bind(&price_list)
-        .bind(req.category.trim())
-        .bind(on)
-        .fetch_all(&mut *conn)
-        .await?;
+        let rows =
+            store::discounts_on(&mut conn, party, &price_list, req.category.trim(), on).await?;
         let discounts = rows
             .iter()
             .filter_map(|row| {
@@ -179,7 +141,7 @@ impl Loyalty {
     }
 }
 
-fn discount_to_proto(row: &DiscountRow) -> Discount {
+fn discount_to_proto(row: &store::DiscountRow) -> Discount {
     let day = |d: Option<NaiveDate>| -> Option<Date> { d.map(date_to_proto) };
     Discount {
         id: row.id.to_string(),

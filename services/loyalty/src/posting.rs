@@ -237,13 +237,7 @@ pub(crate) async fn insufficient(
     account: Uuid,
     needed: i64,
 ) -> ServiceError {
-    let available: Option<i64> =
-        sqlx::query_scalar("SELECT balance - held FROM accounts WHERE id = $1")
-            .bind(account)
-            .fetch_optional(&mut **tx)
-            .await
-            .ok()
-            .flatten();
+    let available = store::available(tx, account).await.ok().flatten();
     Refusal::InsufficientPoints {
         needed,
         available: available.unwrap_or(0),

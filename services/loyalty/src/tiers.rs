@@ -14,7 +14,6 @@ use crm_kit::{
 use crm_proto::crm::loyalty::v1::{
     AssignTierRequest, DefineTierRequest, Membership, Program, TierChanged,
 };
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -26,29 +25,6 @@ use crate::{
 };
 
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
-
-/// Qualifying points the membership earned within the last `window_months` (0: ever): accruals of
-/// qualifying point types less their reversals. Spending does not count.
-async fn qualifying_points(
-    conn: &mut PgConnection,
-    membership: Uuid,
-    window_months: i32,
-) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT coalesce(sum(e.amount), 0)::bigint
-         FROM ledger_entries e
-         JOIN accounts a ON a.id = e.account_id
-         JOIN point_types t ON t.program_id = a.program_id AND t.code = a.point_type
-         JOIN operations o ON o.id = e.operation_id
-         WHERE a.kind = 'member' AND a.membership_id = $1 AND t.qualifying
-           AND ((o.direction = 'accrue' AND o.reverses IS NULL) OR (o.direction = 'settle' AND o.reverses IS NOT NULL))
-           AND ($2 = 0 OR e.created_at >= now() - make_interval(months => $2))",
-    )
-    .bind(membership)
-    .bind(window_months)
-    .fetch_one(conn)
-    .await
-}
 
 /// Sets the membership's tier to what its points and floor give now; emits TierChanged when it moves.
 pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
@@ -65,7 +41,7 @@ pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
         let points = match points_by_window.get(&tier.window_months) {
             Some(points) => *points,
             None => {
-                let points = qualifying_points(tx, membership, tier.window_months).await?;
+                let points = store::qualifying_points(tx, membership, tier.window_months).await?;
                 points_by_window.insert(tier.window_months, points);
                 points
             }
@@ -88,16 +64,10 @@ pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
     if new_tier == row.tier {
         return Ok(());
     }
-    sqlx::query(
-        "UPDATE memberships SET tier = $2, updated_at = now(), version = version + 1 WHERE id = $1",
-    )
-    .bind(membership)
-    .bind(&new_tier)
-    .execute(&mut **tx)
-    .await?;
+    store::set_tier(tx, membership, new_tier.as_deref()).await?;
     let qualifying = match earned {
         Some((_, points)) => points,
-        None => qualifying_points(tx, membership, tiers[0].window_months).await?,
+        None => store::qualifying_points(tx, membership, tiers[0].window_months).await?,
     };
     let event = TierChanged {
         membership_id: membership.to_string(),
@@ -136,19 +106,7 @@ impl Loyalty {
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
-        sqlx::query(
-            "INSERT INTO tiers (program_id, code, display_name, threshold, window_months) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (program_id, code) DO UPDATE
-             SET display_name = excluded.display_name, threshold = excluded.threshold,
-                 window_months = excluded.window_months",
-        )
-        .bind(program_id)
-        .bind(&tier.code)
-        .bind(&tier.display_name)
-        .bind(tier.threshold)
-        .bind(tier.window_months)
-        .execute(&mut *tx)
-        .await?;
+        store::define_tier(&mut tx, program_id, &tier).await?;
         let program = program_in(&mut tx, program_id).await?;
         claim.commit(tx, &program).await?;
         Ok(program)
@@ -173,11 +131,7 @@ impl Loyalty {
             v.add("tier", format!("the program has no tier {code:?}"));
             return Err(v.into());
         }
-        sqlx::query("UPDATE memberships SET assigned_tier = $2, updated_at = now(), version = version + 1 WHERE id = $1")
-            .bind(id)
-            .bind(&assigned)
-            .execute(&mut *tx)
-            .await?;
+        store::assign_tier(&mut tx, id, assigned.as_deref()).await?;
         evaluate(&mut tx, id).await?;
         let membership = membership_in(&mut tx, id).await?;
         claim.commit(tx, &membership).await?;
@@ -197,15 +151,7 @@ impl Loyalty {
     async fn sweep_once(&self) -> Result<()> {
         let mut after = Uuid::nil();
         loop {
-            let batch: Vec<Uuid> = sqlx::query_scalar(
-                "SELECT m.id FROM memberships m
-                 WHERE m.id > $1 AND m.status = 'active'
-                   AND EXISTS (SELECT 1 FROM tiers t WHERE t.program_id = m.program_id)
-                 ORDER BY m.id LIMIT 200",
-            )
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await?;
+            let batch = store::tiered_memberships_after(&self.pool, after, 200).await?;
             let Some(last) = batch.last() else {
                 return Ok(());
             };

@@ -1,5 +1,11 @@
 //! Loyalty's rules, free of I/O: limits, codes and names, and the vocabularies it stores.
 
+mod cards;
+mod coupons;
+
+pub use cards::{new_number, valid_number};
+pub use coupons::{new_code, normalize_code};
+
 use crm_proto::crm::loyalty::v1 as proto;
 
 crm_kit::text_enum! {

@@ -250,3 +250,11 @@ pub async fn entries(
     .fetch_all(conn)
     .await
 }
+
+/// The account's points not held: what a debit may take.
+pub async fn available(tx: &mut Tx, account: Uuid) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT balance - held FROM accounts WHERE id = $1")
+        .bind(account)
+        .fetch_optional(&mut **tx)
+        .await
+}

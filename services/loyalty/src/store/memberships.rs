@@ -104,3 +104,33 @@ pub async fn list_memberships(
     .fetch_all(conn)
     .await
 }
+
+/// Suspends the party's active memberships for a withdrawn consent; returns them.
+pub async fn suspend_for_consent(tx: &mut Tx, party: Uuid, by: &str) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "UPDATE memberships SET status = 'suspended', suspended_for_consent = true,
+             updated_by = $2, updated_at = now(), version = version + 1
+         WHERE party_id = $1 AND status = 'active' RETURNING id",
+    )
+    .bind(party)
+    .bind(by)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Reactivates the memberships a withdrawal suspended, and only those; returns them.
+pub async fn reactivate_after_consent(
+    tx: &mut Tx,
+    party: Uuid,
+    by: &str,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "UPDATE memberships SET status = 'active', suspended_for_consent = false,
+             updated_by = $2, updated_at = now(), version = version + 1
+         WHERE party_id = $1 AND status = 'suspended' AND suspended_for_consent RETURNING id",
+    )
+    .bind(party)
+    .bind(by)
+    .fetch_all(&mut **tx)
+    .await
+}

@@ -2,6 +2,9 @@
 //! file per aggregate. Every write runs in the caller's transaction: an operation's balance change,
 //! entries and event commit together.
 
+mod cards;
+mod coupons;
+mod discounts;
 mod holds;
 mod ledger;
 mod lots;
@@ -9,6 +12,9 @@ mod memberships;
 mod programs;
 mod tiers;
 
+pub use cards::*;
+pub use coupons::*;
+pub use discounts::*;
 pub use holds::*;
 pub use ledger::*;
 pub use lots::*;

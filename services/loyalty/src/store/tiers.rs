@@ -1,6 +1,7 @@
 //! Tiers of programs.
 
-use sqlx::PgConnection;
+use crm_kit::store::Tx;
+use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -19,5 +20,87 @@ pub async fn tiers(conn: &mut PgConnection, program: Uuid) -> sqlx::Result<Vec<T
     )
     .bind(program)
     .fetch_all(conn)
+    .await
+}
+
+/// Qualifying points the membership earned within the last `window_months` (0: ever): accruals of
+/// qualifying point types less their reversals. Spending does not count.
+pub async fn qualifying_points(
+    conn: &mut PgConnection,
+    membership: Uuid,
+    window_months: i32,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT coalesce(sum(e.amount), 0)::bigint
+         FROM ledger_entries e
+         JOIN accounts a ON a.id = e.account_id
+         JOIN point_types t ON t.program_id = a.program_id AND t.code = a.point_type
+         JOIN operations o ON o.id = e.operation_id
+         WHERE a.kind = 'member' AND a.membership_id = $1 AND t.qualifying
+           AND ((o.direction = 'accrue' AND o.reverses IS NULL) OR (o.direction = 'settle' AND o.reverses IS NOT NULL))
+           AND ($2 = 0 OR e.created_at >= now() - make_interval(months => $2))",
+    )
+    .bind(membership)
+    .bind(window_months)
+    .fetch_one(conn)
+    .await
+}
+
+pub async fn define_tier(tx: &mut Tx, program: Uuid, tier: &TierRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO tiers (program_id, code, display_name, threshold, window_months) VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (program_id, code) DO UPDATE
+         SET display_name = excluded.display_name, threshold = excluded.threshold,
+             window_months = excluded.window_months",
+    )
+    .bind(program)
+    .bind(&tier.code)
+    .bind(&tier.display_name)
+    .bind(tier.threshold)
+    .bind(tier.window_months)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The tier a membership's qualifying points earned.
+pub async fn set_tier(tx: &mut Tx, membership: Uuid, tier: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE memberships SET tier = $2, updated_at = now(), version = version + 1 WHERE id = $1",
+    )
+    .bind(membership)
+    .bind(tier)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A tier given by hand, the floor below which the earned tier does not go.
+pub async fn assign_tier(tx: &mut Tx, membership: Uuid, tier: Option<&str>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE memberships SET assigned_tier = $2, updated_at = now(), version = version + 1 WHERE id = $1",
+    )
+    .bind(membership)
+    .bind(tier)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Active memberships of programs with tiers, in id order after `after`.
+pub async fn tiered_memberships_after(
+    pool: &PgPool,
+    after: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT m.id FROM memberships m
+         WHERE m.id > $1 AND m.status = 'active'
+           AND EXISTS (SELECT 1 FROM tiers t WHERE t.program_id = m.program_id)
+         ORDER BY m.id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(pool)
     .await
 }
