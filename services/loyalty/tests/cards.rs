@@ -28,7 +28,7 @@ async fn a_card_lives_from_issue_to_reissue_and_close() {
     let card = client.issue_card(issue("")).await.unwrap().into_inner();
     assert_eq!(card.status(), CardStatus::Issued);
     assert!(
-        crm_loyalty::cards::valid_number(&card.number),
+        crm_loyalty::domain::valid_number(&card.number),
         "{}",
         card.number
     );
