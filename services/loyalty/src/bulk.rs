@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     request::{optional_uuid, timestamp, uuid},
@@ -15,39 +15,18 @@ use crm_kit::{
 };
 use crm_proto::crm::{
     loyalty::v1::{
-        AccountRef, BulkAccrual, BulkAccrualStatus, GetBulkAccrualRequest, PointsAccrued,
-        StartBulkAccrualRequest, start_bulk_accrual_request::Selection,
+        AccountRef, BulkAccrual, GetBulkAccrualRequest, PointsAccrued, StartBulkAccrualRequest,
+        start_bulk_accrual_request::Selection,
     },
     parties::v1::ListPartiesRequest,
 };
 use uuid::Uuid;
 
 use crate::domain;
-use crate::{Loyalty, domain::BulkStatus, error::Refusal, events, store, tiers};
+use crate::{Loyalty, error::Refusal, events, store, tiers};
 
 /// Members credited per transaction.
 pub const BATCH: i64 = 500;
-
-#[derive(Debug, Clone, sqlx::FromRow)]
-struct JobRow {
-    id: Uuid,
-    client_id: String,
-    program_id: Uuid,
-    operation_type: String,
-    points: i64,
-    reference: String,
-    status: BulkStatus,
-    total: i64,
-    done: i64,
-    failed: i64,
-    created_by: String,
-    created_at: DateTime<Utc>,
-    completed_at: Option<DateTime<Utc>>,
-}
-
-const JOB_COLUMNS: &str =
-    "id, client_id, program_id, operation_type, points, reference, status, total, done,
-    failed, created_by, created_at, completed_at";
 
 /// Who a job credits, resolved to membership ids or a rule over the program's memberships.
 enum Chosen {
@@ -95,22 +74,18 @@ impl Loyalty {
         };
         v.finish()?;
         // Resolved before the transaction opens: a base is a call to the parties service.
-        let (filter, ids): (&str, Vec<Uuid>) = match chosen {
-            Chosen::Memberships(ids) => ("AND id = ANY($3)", ids),
-            Chosen::Base(base) => ("AND party_id = ANY($3)", self.base_members(&base).await?),
-            Chosen::All => ("AND $3::uuid[] IS NOT NULL", Vec::new()),
+        let selection = match chosen {
+            Chosen::Memberships(ids) => store::Selection::Memberships(ids),
+            Chosen::Base(base) => store::Selection::Parties(self.base_members(&base).await?),
+            Chosen::All => store::Selection::All,
         };
 
-        let mut tx = self.pool.begin().await?;
-        if let Some(job) = lock_job(&mut tx, &req.job_id).await? {
-            let same = job.program_id == program_id
-                && job.operation_type == req.operation_type
-                && job.points == req.points;
-            if !same {
-                let job_id = req.job_id.clone();
-                return Err(Refusal::JobIdReused { job_id }.into());
-            }
-            return Ok(job_to_proto(&job));
+        // A replay (same caller, same job id, same request) answers as the first call did; the
+        // same job id with any other request is refused, whoever sends it.
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
+        if store::lock_job(&mut tx, &req.job_id).await?.is_some() {
+            let job_id = req.job_id.clone();
+            return Err(Refusal::JobIdReused { job_id }.into());
         }
         let program = store::lock_program(&mut tx, program_id)
             .await?
@@ -132,30 +107,17 @@ impl Loyalty {
             return Err(v.into());
         }
         let id = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO bulk_accruals (id, client_id, program_id, operation_type, points, reference, total, created_by)
-             VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
-        )
-        .bind(id)
-        .bind(&req.job_id)
-        .bind(program_id)
-        .bind(&req.operation_type)
-        .bind(req.points)
-        .bind(req.reference.trim())
-        .bind(subject)
-        .execute(&mut *tx)
-        .await?;
-        let total = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "INSERT INTO bulk_accrual_items (job_id, membership_id)
-             SELECT $1, id FROM memberships WHERE program_id = $2 {filter}
-             ON CONFLICT DO NOTHING"
-        )))
-        .bind(id)
-        .bind(program_id)
-        .bind(&ids)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected() as i64;
+        let job = store::NewJob {
+            id,
+            client_id: &req.job_id,
+            program_id,
+            operation_type: &req.operation_type,
+            points: req.points,
+            reference: req.reference.trim(),
+            created_by: subject,
+        };
+        store::insert_job(&mut tx, &job).await?;
+        let total = store::add_job_items(&mut tx, id, program_id, &selection).await?;
         if let Some(Selection::Memberships(list)) = &req.selection
             && total
                 != list
@@ -171,25 +133,17 @@ impl Loyalty {
             );
             return Err(v.into());
         }
-        sqlx::query("UPDATE bulk_accruals SET total = $2 WHERE id = $1")
-            .bind(id)
-            .bind(total)
-            .execute(&mut *tx)
-            .await?;
-        let job = lock_job(&mut tx, &req.job_id)
+        store::set_job_total(&mut tx, id, total).await?;
+        let job = store::lock_job(&mut tx, &req.job_id)
             .await?
-            .expect("the job was just inserted");
-        tx.commit().await?;
-        Ok(job_to_proto(&job))
+            .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
+        let answer = job_to_proto(&job);
+        claim.commit(tx, &answer).await?;
+        Ok(answer)
     }
 
     pub async fn get_bulk_accrual(&self, req: GetBulkAccrualRequest) -> Result<BulkAccrual> {
-        let job: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM bulk_accruals WHERE client_id = $1"
-        )))
-        .bind(&req.job_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let job = store::get_job(&mut *self.pool.acquire().await?, &req.job_id).await?;
         job.map(|job| job_to_proto(&job))
             .ok_or_else(|| ServiceError::NotFound("BulkAccrual", req.job_id))
     }
@@ -214,55 +168,23 @@ impl Loyalty {
     /// was nothing to do.
     async fn credit_batch(&self) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        let job: Option<JobRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {JOB_COLUMNS} FROM bulk_accruals WHERE status = 'running'
-             ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
-        )))
-        .fetch_optional(&mut *tx)
-        .await?;
+        let job = store::lock_running_job(&mut tx).await?;
         let Some(job) = job else { return Ok(false) };
-        let items: Vec<(Uuid, String)> = sqlx::query_as(
-            "SELECT i.membership_id, m.status FROM bulk_accrual_items i JOIN memberships m ON m.id = i.membership_id
-             WHERE i.job_id = $1 AND i.status = 'pending' ORDER BY i.membership_id LIMIT $2 FOR UPDATE OF i",
-        )
-        .bind(job.id)
-        .bind(BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
+        let items = store::lock_pending_items(&mut tx, job.id, BATCH).await?;
         if items.is_empty() {
-            sqlx::query(
-                "UPDATE bulk_accruals SET status = 'completed', completed_at = now() WHERE id = $1",
-            )
-            .bind(job.id)
-            .execute(&mut *tx)
-            .await?;
+            store::complete_job(&mut tx, job.id).await?;
             tx.commit().await?;
             return Ok(true);
         }
         let active: Vec<Uuid> = items
             .iter()
-            .filter(|(_, status)| status == "active")
+            .filter(|(_, status)| *status == domain::MembershipStatus::Active)
             .map(|(id, _)| *id)
             .collect();
         let all: Vec<Uuid> = items.iter().map(|(id, _)| *id).collect();
         let credited = credit(&mut tx, &job, &active).await?;
-        sqlx::query(
-            "UPDATE bulk_accrual_items SET status = CASE WHEN membership_id = ANY($3) THEN 'done' ELSE 'failed' END
-             WHERE job_id = $1 AND membership_id = ANY($2)",
-        )
-        .bind(job.id)
-        .bind(&all)
-        .bind(&active)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "UPDATE bulk_accruals SET done = done + $2, failed = failed + $3 WHERE id = $1",
-        )
-        .bind(job.id)
-        .bind(credited)
-        .bind((all.len() - active.len()) as i64)
-        .execute(&mut *tx)
-        .await?;
+        let failed = (all.len() - active.len()) as i64;
+        store::record_items(&mut tx, job.id, &all, &active, credited, failed).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -309,7 +231,7 @@ impl Loyalty {
 
 /// Credits `job.points` to each membership's own account in a few multi-row statements: accounts
 /// created where missing, balances, operations, both sides of the entries, and the events.
-async fn credit(tx: &mut Tx, job: &JobRow, memberships: &[Uuid]) -> Result<i64> {
+async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Result<i64> {
     if memberships.is_empty() {
         return Ok(0);
     }
@@ -321,28 +243,8 @@ async fn credit(tx: &mut Tx, job: &JobRow, memberships: &[Uuid]) -> Result<i64> 
             ServiceError::Internal(anyhow::anyhow!("the job's operation type vanished"))
         })?;
     let point_type = operation_type.default_point_type;
-    let new_ids: Vec<Uuid> = memberships.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query(
-        "INSERT INTO accounts (id, program_id, point_type, kind, membership_id)
-         SELECT id, $1, $2, 'member', membership FROM unnest($3::uuid[], $4::uuid[]) AS a(id, membership)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(job.program_id)
-    .bind(&point_type)
-    .bind(&new_ids)
-    .bind(memberships)
-    .execute(&mut **tx)
-    .await?;
-    let credited: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
-        "UPDATE accounts SET balance = balance + $3, updated_at = now()
-         WHERE kind = 'member' AND membership_id = ANY($1) AND person_id IS NULL AND point_type = $2
-         RETURNING id, membership_id, balance",
-    )
-    .bind(memberships)
-    .bind(&point_type)
-    .bind(job.points)
-    .fetch_all(&mut **tx)
-    .await?;
+    store::ensure_member_accounts(tx, job.program_id, &point_type, memberships).await?;
+    let credited = store::credit_member_accounts(tx, memberships, &point_type, job.points).await?;
     let operation_ids: Vec<Uuid> = credited.iter().map(|_| Uuid::now_v7()).collect();
     let client_ids: Vec<String> = credited
         .iter()
@@ -350,36 +252,18 @@ async fn credit(tx: &mut Tx, job: &JobRow, memberships: &[Uuid]) -> Result<i64> 
         .collect();
     let accounts: Vec<Uuid> = credited.iter().map(|(a, _, _)| *a).collect();
     let balances: Vec<i64> = credited.iter().map(|(_, _, b)| *b).collect();
-    sqlx::query(
-        "INSERT INTO operations (id, client_id, account_id, operation_type, direction, points, balance_after,
-             reference, created_by)
-         SELECT id, client_id, account_id, $5, 'accrue', $6, balance, $7, $8
-         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[]) AS o(id, client_id, account_id, balance)",
-    )
-    .bind(&operation_ids)
-    .bind(&client_ids)
-    .bind(&accounts)
-    .bind(&balances)
-    .bind(&job.operation_type)
-    .bind(job.points)
-    .bind(&job.reference)
-    .bind(&job.created_by)
-    .execute(&mut **tx)
-    .await?;
+    let batch = store::AccrualBatch {
+        operation_ids: &operation_ids,
+        client_ids: &client_ids,
+        accounts: &accounts,
+        balances: &balances,
+        operation_type: &job.operation_type,
+        points: job.points,
+        reference: &job.reference,
+        created_by: &job.created_by,
+    };
     let issuance = store::system_account(tx, job.program_id, &point_type, "issuance").await?;
-    sqlx::query(
-        "INSERT INTO ledger_entries (operation_id, account_id, amount, balance_after)
-         SELECT id, account_id, $4, balance FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS e(id, account_id, balance)
-         UNION ALL
-         SELECT id, $5, -$4, NULL FROM unnest($1::uuid[]) AS s(id)",
-    )
-    .bind(&operation_ids)
-    .bind(&accounts)
-    .bind(&balances)
-    .bind(job.points)
-    .bind(issuance)
-    .execute(&mut **tx)
-    .await?;
+    store::post_accruals(tx, &batch, issuance).await?;
     let events: Vec<(String, PointsAccrued)> = credited
         .iter()
         .zip(&operation_ids)
@@ -407,16 +291,8 @@ async fn credit(tx: &mut Tx, job: &JobRow, memberships: &[Uuid]) -> Result<i64> 
     let program = store::get_program(tx, job.program_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("Program", job.program_id))?;
-    sqlx::query(
-        "INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at)
-         SELECT account_id, id, $3, $3, $4 FROM unnest($1::uuid[], $2::uuid[]) AS l(account_id, id)",
-    )
-    .bind(&accounts)
-    .bind(&operation_ids)
-    .bind(job.points)
-    .bind(store::expiry_of(&point_type_row, &program, Utc::now()))
-    .execute(&mut **tx)
-    .await?;
+    let expires_at = store::expiry_of(&point_type_row, &program, Utc::now());
+    store::add_lots(tx, &accounts, &operation_ids, job.points, expires_at).await?;
     if point_type_row.qualifying && !store::tiers(tx, job.program_id).await?.is_empty() {
         for (_, membership, _) in &credited {
             tiers::evaluate(tx, *membership).await?;
@@ -425,27 +301,14 @@ async fn credit(tx: &mut Tx, job: &JobRow, memberships: &[Uuid]) -> Result<i64> 
     Ok(credited.len() as i64)
 }
 
-async fn lock_job(tx: &mut Tx, client_id: &str) -> Result<Option<JobRow>> {
-    Ok(sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {JOB_COLUMNS} FROM bulk_accruals WHERE client_id = $1 FOR UPDATE"
-    )))
-    .bind(client_id)
-    .fetch_optional(&mut **tx)
-    .await?)
-}
-
-fn job_to_proto(job: &JobRow) -> BulkAccrual {
+fn job_to_proto(job: &store::JobRow) -> BulkAccrual {
     BulkAccrual {
         id: job.id.to_string(),
         job_id: job.client_id.clone(),
         program_id: job.program_id.to_string(),
         operation_type: job.operation_type.clone(),
         points: job.points,
-        status: if job.status == domain::BulkStatus::Completed {
-            BulkAccrualStatus::Completed
-        } else {
-            BulkAccrualStatus::Running
-        } as i32,
+        status: job.status.to_proto() as i32,
         total: job.total,
         done: job.done,
         failed: job.failed,

@@ -108,18 +108,8 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
     // Turnover (for automatic discount levels) counts every invoice, member or not, once.
     let ids: Vec<&str> = lines.iter().map(|line| line.id).collect();
     let nets: Vec<Decimal> = lines.iter().map(|line| line.net).collect();
-    sqlx::query(
-        "INSERT INTO invoice_lines (invoice_id, line_id, party_id, currency_code, net_amount)
-         SELECT $1, line_id, $2, $3, net FROM unnest($4::text[], $5::numeric[]) AS l(line_id, net)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(&invoice.invoice_id)
-    .bind(party)
-    .bind(invoice.currency_code.trim().to_uppercase())
-    .bind(&ids)
-    .bind(&nets)
-    .execute(&mut **tx)
-    .await?;
+    let currency = invoice.currency_code.trim().to_uppercase();
+    store::record_invoice_lines(tx, &invoice.invoice_id, party, &currency, &ids, &nets).await?;
 
     for membership in store::accruing_memberships(tx, party).await? {
         let program = store::get_program(tx, membership.program_id)
@@ -224,14 +214,7 @@ async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
         "must be non-empty and without ':'",
     );
     v.finish()?;
-    sqlx::query(
-        "UPDATE invoice_lines SET credited = true
-         WHERE invoice_id = $1 AND (cardinality($2::text[]) = 0 OR line_id = ANY($2))",
-    )
-    .bind(&note.invoice_id)
-    .bind(&note.line_ids)
-    .execute(&mut **tx)
-    .await?;
+    store::credit_invoice_lines(tx, &note.invoice_id, &note.line_ids).await?;
     let prefix = format!("invoice:{}:", note.invoice_id);
     for posted in store::lock_operations_by_prefix(tx, &prefix).await? {
         let Some((line, program)) = posted.client_id[prefix.len()..].split_once(':') else {
@@ -250,20 +233,8 @@ async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
 
 /// Points invoices other than `invoice` earned the target within the last `days`, net of reversals.
 async fn earned_in_period(tx: &mut Tx, target: &Target, invoice: &str, days: i32) -> Result<i64> {
-    Ok(sqlx::query_scalar(
-        "SELECT coalesce(sum(o.points), 0)::bigint
-         FROM operations o JOIN accounts a ON a.id = o.account_id
-         WHERE a.kind = 'member' AND a.membership_id = $1 AND o.client_id LIKE 'invoice:%'
-           AND o.client_id LIKE '%:' || $2 AND o.client_id NOT LIKE 'invoice:' || $3 || ':%'
-           AND o.created_at >= now() - make_interval(days => $4)
-           AND NOT EXISTS (SELECT 1 FROM operations r WHERE r.reverses = o.id)",
-    )
-    .bind(target.membership.id)
-    .bind(target.program.id.to_string())
-    .bind(invoice)
-    .bind(days)
-    .fetch_one(&mut **tx)
-    .await?)
+    let (membership, program) = (target.membership.id, target.program.id);
+    Ok(store::invoice_points_since(tx, membership, program, invoice, days).await?)
 }
 
 /// The highest multiplier of the campaigns running at `at` for `category`; 1 when none is.

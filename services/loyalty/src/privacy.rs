@@ -10,7 +10,7 @@ use crm_kit::{
 use crm_proto::crm::loyalty::v1::MembershipLeft;
 use uuid::Uuid;
 
-use crate::events;
+use crate::{events, store};
 
 /// Who erasures are recorded as (`updated_by`).
 const ERASER: &str = "crm-privacy";
@@ -68,18 +68,7 @@ impl Participant for LoyaltyPrivacy {
     async fn erase(&self, tx: &mut Tx, subject: Subject, _: Uuid) -> anyhow::Result<Erasure> {
         let id = subject.id();
         let pseudonym = Uuid::new_v4();
-        let memberships: Vec<(Uuid, bool)> = sqlx::query_as(
-            "UPDATE memberships m SET party_id = $2, status = 'left', updated_at = now(),
-                 updated_by = $3, version = m.version + 1
-             FROM memberships before
-             WHERE before.id = m.id AND m.party_id = $1
-             RETURNING m.id, before.status <> 'left'",
-        )
-        .bind(id)
-        .bind(pseudonym)
-        .bind(ERASER)
-        .fetch_all(&mut **tx)
-        .await?;
+        let memberships = store::end_memberships_of(tx, id, pseudonym, ERASER).await?;
         for (membership, ended_now) in &memberships {
             if *ended_now {
                 let event = MembershipLeft {
@@ -89,38 +78,10 @@ impl Participant for LoyaltyPrivacy {
             }
         }
         let memberships: Vec<Uuid> = memberships.into_iter().map(|(id, _)| id).collect();
-        let accounts = sqlx::query("UPDATE accounts SET person_id = $2 WHERE person_id = $1")
-            .bind(id)
-            .bind(pseudonym)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-        let cards = sqlx::query(
-            "UPDATE cards SET person_id = CASE WHEN person_id = $1 THEN $2 ELSE person_id END,
-                 status = CASE WHEN status IN ('issued', 'active') THEN 'blocked' ELSE status END,
-                 block_reason = CASE WHEN status IN ('issued', 'active') THEN 'holder erased' ELSE block_reason END,
-                 updated_at = now(), updated_by = $4
-             WHERE person_id = $1 OR membership_id = ANY($3)",
-        )
-        .bind(id)
-        .bind(pseudonym)
-        .bind(&memberships)
-        .bind(ERASER)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        let discounts = sqlx::query("DELETE FROM discounts WHERE party_id = $1")
-            .bind(id)
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-        let invoice_lines =
-            sqlx::query("UPDATE invoice_lines SET party_id = $2 WHERE party_id = $1")
-                .bind(id)
-                .bind(pseudonym)
-                .execute(&mut **tx)
-                .await?
-                .rows_affected();
+        let accounts = store::pseudonymise_accounts(tx, id, pseudonym).await?;
+        let cards = store::block_cards_of(tx, id, pseudonym, &memberships, ERASER).await?;
+        let discounts = store::delete_discounts_of(tx, id).await?;
+        let invoice_lines = store::pseudonymise_invoice_lines(tx, id, pseudonym).await?;
 
         let mut erasure = Erasure {
             found: !memberships.is_empty() || accounts + cards + discounts + invoice_lines > 0,
