@@ -13,12 +13,9 @@ use crm_kit::{
     shutdown::Shutdown,
     store::Tx,
 };
-use crm_proto::crm::{
-    loyalty::v1::{
-        AccountRef, BulkAccrual, GetBulkAccrualRequest, PointsAccrued, StartBulkAccrualRequest,
-        start_bulk_accrual_request::Selection,
-    },
-    parties::v1::ListPartiesRequest,
+use crm_proto::crm::loyalty::v1::{
+    AccountRef, BulkAccrual, GetBulkAccrualRequest, PointsAccrued, StartBulkAccrualRequest,
+    start_bulk_accrual_request::Selection,
 };
 use uuid::Uuid;
 
@@ -187,45 +184,6 @@ impl Loyalty {
         store::record_items(&mut tx, job.id, &all, &active, credited, failed).await?;
         tx.commit().await?;
         Ok(true)
-    }
-
-    /// Party ids of a base, page by page from the parties service.
-    async fn base_members(&self, base: &str) -> Result<Vec<Uuid>> {
-        let mut parties = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let request = ListPartiesRequest {
-                base_id: base.to_owned(),
-                page_size: 500,
-                page_token: page_token.clone(),
-                ..Default::default()
-            };
-            let page = self
-                .parties
-                .clone()
-                .list_parties(request)
-                .await
-                .map_err(|status| match status.code() {
-                    tonic::Code::NotFound | tonic::Code::InvalidArgument => {
-                        let mut v = FieldViolations::new();
-                        v.add("base_id", status.message().to_owned());
-                        v.into()
-                    }
-                    _ => ServiceError::Unavailable(
-                        "the parties service is unavailable; retry later".into(),
-                    ),
-                })?;
-            let page = page.into_inner();
-            parties.extend(
-                page.parties
-                    .iter()
-                    .filter_map(|p| Uuid::parse_str(&p.id).ok()),
-            );
-            if page.next_page_token.is_empty() {
-                return Ok(parties);
-            }
-            page_token = page.next_page_token;
-        }
     }
 }
 

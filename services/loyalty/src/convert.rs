@@ -1,7 +1,9 @@
 //! Rows as the API answers them, one function per resource.
 
 use crm_kit::request::{audit, timestamp};
-use crm_proto::crm::loyalty::v1::*;
+use crm_proto::crm::loyalty::v1::{
+    AccountRef, Balance, Direction, Hold, LedgerEntry, Membership, Operation, OperationStatus,
+};
 use uuid::Uuid;
 
 use crate::domain;

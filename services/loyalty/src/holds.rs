@@ -8,17 +8,20 @@ use crm_kit::{
     shutdown::Shutdown,
     store::{self as kit_store},
 };
-use crm_proto::crm::loyalty::v1::*;
+use crm_proto::crm::loyalty::v1::{
+    CaptureHoldRequest, Hold, HoldCaptured, HoldExpired, HoldPlaced, HoldPointsRequest, HoldVoided,
+    VoidHoldRequest,
+};
 use uuid::Uuid;
 
 use crate::{
     Loyalty,
-    convert::*,
+    convert::{account_ref, hold_to_proto},
     domain::{self, DEFAULT_CAPTURE_TYPE, DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS, check_points},
     error::Refusal,
     events,
-    lookups::*,
-    posting::*,
+    lookups::hold_in,
+    posting::{insufficient, operation_id_used},
     store::{self, HoldRow, NewOperation},
 };
 

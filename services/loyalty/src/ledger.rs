@@ -7,17 +7,21 @@ use crm_kit::{
     request::{optional_uuid, uuid},
     store::{self as kit_store, Page},
 };
-use crm_proto::crm::loyalty::v1::*;
+use crm_proto::crm::loyalty::v1::{
+    AccountRef, Balance, GetBalanceRequest, ListBalancesRequest, ListBalancesResponse,
+    ListLedgerEntriesRequest, ListLedgerEntriesResponse, Operation, RecordOperationRequest,
+    ReverseOperationRequest,
+};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
     Loyalty, cards,
-    convert::*,
+    convert::{account_ref, balance_to_proto, entry_to_proto},
     domain::{self, check_points, code},
     error::Refusal,
-    lookups::*,
-    posting::*,
+    lookups::{operation_in, require_active_program},
+    posting::{Posting, Target, post, reverse},
     store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
 };
 

@@ -4,13 +4,16 @@ use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     request::{audit, date_to_proto, timestamp},
 };
-use crm_proto::crm::loyalty::v1::*;
+use crm_proto::crm::loyalty::v1::{
+    AccrualRules, Campaign, CategoryRate, Hold, Membership, Operation, OperationType, PointType,
+    Program, Tier, TierMultiplier,
+};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain;
 use crate::{
-    convert::*,
+    convert::{hold_to_proto, membership_to_proto, operation_to_proto},
     error::Refusal,
     store::{self, ProgramRow},
 };

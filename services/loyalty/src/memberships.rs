@@ -6,20 +6,20 @@ use crm_kit::{
     request::{optional_uuid, uuid},
     store::Page,
 };
-use crm_proto::crm::{
-    loyalty::v1::*,
-    parties::v1::{GetPartyRequest, PartyStatus},
+use crm_proto::crm::loyalty::v1::{
+    EnrollRequest, GetMembershipRequest, LeaveProgramRequest, ListMembershipsRequest,
+    ListMembershipsResponse, Membership, MembershipEnrolled, MembershipLeft, MembershipSuspended,
+    SuspendMembershipRequest,
 };
 use uuid::Uuid;
 
 use crate::domain;
 use crate::{
     Loyalty,
-    convert::*,
+    convert::membership_to_proto,
     error::Refusal,
     events,
-    lookups::*,
-    peers::*,
+    lookups::{membership_in, require_active_program},
     store::{self, MembershipRow},
 };
 
@@ -29,24 +29,8 @@ impl Loyalty {
         let program_id = uuid(&req.program_id, "program_id", &mut v);
         let party_id = uuid(&req.party_id, "party_id", &mut v);
         v.finish()?;
-        // Asked before the transaction: no row is locked while the parties service answers.
-        let party = self
-            .parties
-            .clone()
-            .get_party(GetPartyRequest {
-                id: party_id.to_string(),
-            })
-            .await;
-        match party {
-            Ok(party) if party.get_ref().status() == PartyStatus::Archived => {
-                return Err(Refusal::PartyArchived { party: party_id }.into());
-            }
-            Ok(_) => {}
-            Err(status) if status.code() == tonic::Code::NotFound => {
-                return Err(ServiceError::NotFound("Party", party_id.to_string()));
-            }
-            Err(status) => return Err(parties_unavailable(status)),
-        }
+        // Asked before the transaction: no row is locked while the peers answer.
+        self.require_active_party(party_id).await?;
         self.require_enrolment_consent(party_id).await?;
 
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);

@@ -1,10 +1,14 @@
-//! The services loyalty asks: parties (is the member there, is the person employed) and consent
-//! (may the party join).
+//! The services loyalty asks, and what their answers mean here: parties (is the member there and
+//! active, is the person employed, who is in a base) and consent (may the party join). Peers are
+//! asked before a transaction opens, never while rows are locked.
 
-use crm_kit::error::{Result, ServiceError};
+use crm_kit::{
+    client::peer_error,
+    error::{FieldViolations, Result, ServiceError},
+};
 use crm_proto::crm::{
     consent::v1::{CheckConsentRequest, Subject, SubjectKind},
-    parties::v1::GetPersonRequest,
+    parties::v1::{GetPartyRequest, GetPersonRequest, ListPartiesRequest, PartyStatus},
 };
 use uuid::Uuid;
 
@@ -42,12 +46,7 @@ impl Loyalty {
             Err(status) if status.code() == tonic::Code::NotFound => {
                 Err(refused("the purpose is not defined".into()))
             }
-            Err(status) => {
-                tracing::warn!(code = ?status.code(), message = status.message(), "the consent service did not answer");
-                Err(ServiceError::Unavailable(
-                    "the consent service is unavailable; retry later".into(),
-                ))
-            }
+            Err(status) => Err(peer_error("consent", status)),
         }
     }
 
@@ -65,7 +64,7 @@ impl Loyalty {
             Err(status) if status.code() == tonic::Code::NotFound => {
                 return Err(ServiceError::NotFound("Person", person.to_string()));
             }
-            Err(status) => return Err(parties_unavailable(status)),
+            Err(status) => return Err(peer_error("parties", status)),
         };
         let employed = person_record
             .employments
@@ -80,9 +79,58 @@ impl Loyalty {
         }
         Ok(())
     }
-}
 
-pub(crate) fn parties_unavailable(status: tonic::Status) -> ServiceError {
-    tracing::warn!(code = ?status.code(), message = status.message(), "the parties service did not answer");
-    ServiceError::Unavailable("the parties service is unavailable; retry later".into())
+    /// The party must exist and be active in the parties service.
+    pub(crate) async fn require_active_party(&self, party: Uuid) -> Result<()> {
+        let request = GetPartyRequest {
+            id: party.to_string(),
+        };
+        match self.parties.clone().get_party(request).await {
+            Ok(found) if found.get_ref().status() == PartyStatus::Archived => {
+                Err(Refusal::PartyArchived { party }.into())
+            }
+            Ok(_) => Ok(()),
+            Err(status) if status.code() == tonic::Code::NotFound => {
+                Err(ServiceError::not_found("Party", party))
+            }
+            Err(status) => Err(peer_error("parties", status)),
+        }
+    }
+
+    /// Party ids of a base, page by page from the parties service.
+    pub(crate) async fn base_members(&self, base: &str) -> Result<Vec<Uuid>> {
+        let mut parties = Vec::new();
+        let mut page_token = String::new();
+        loop {
+            let request = ListPartiesRequest {
+                base_id: base.to_owned(),
+                page_size: 500,
+                page_token: page_token.clone(),
+                ..Default::default()
+            };
+            let page = self
+                .parties
+                .clone()
+                .list_parties(request)
+                .await
+                .map_err(|status| match status.code() {
+                    tonic::Code::NotFound | tonic::Code::InvalidArgument => {
+                        let mut v = FieldViolations::new();
+                        v.add("base_id", status.message().to_owned());
+                        v.into()
+                    }
+                    _ => peer_error("parties", status),
+                })?;
+            let page = page.into_inner();
+            parties.extend(
+                page.parties
+                    .iter()
+                    .filter_map(|p| Uuid::parse_str(&p.id).ok()),
+            );
+            if page.next_page_token.is_empty() {
+                return Ok(parties);
+            }
+            page_token = page.next_page_token;
+        }
+    }
 }

@@ -6,12 +6,12 @@ use crm_kit::{
     error::{Result, ServiceError},
     store::{self as kit_store, unique_violation},
 };
-use crm_proto::crm::loyalty::v1::*;
+use crm_proto::crm::loyalty::v1::{AccountRef, PointsAccrued, PointsRedeemed, PointsReversed};
 use uuid::Uuid;
 
 use crate::domain;
 use crate::{
-    convert::*,
+    convert::account_ref,
     error::Refusal,
     events,
     store::{

@@ -6,14 +6,18 @@ use crm_kit::{
     request::{date, mask_paths, uuid},
     store::Page,
 };
-use crm_proto::crm::loyalty::v1::*;
+use crm_proto::crm::loyalty::v1::{
+    CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest, GetProgramRequest,
+    ListProgramsRequest, ListProgramsResponse, Program, ProgramStatus, SetAccrualRulesRequest,
+    UpdateProgramRequest,
+};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
 use crate::{
     Loyalty,
     domain::{self, code, display_name},
-    lookups::*,
+    lookups::{check_validity, program_in, program_to_proto},
     store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
 };
 

@@ -5,16 +5,19 @@ use crm_kit::{
     request::{mask_paths, uuid},
     store::{self as kit_store, Page, unique_violation},
 };
-use crm_proto::crm::parties::v1::*;
+use crm_proto::crm::parties::v1::{
+    AddPartyToBaseRequest, Base, CreateBaseRequest, ListBasesRequest, ListBasesResponse, Party,
+    PartyUpdated, RemovePartyFromBaseRequest, UpdateBaseRequest,
+};
 use uuid::Uuid;
 
 use crate::{
     Parties,
-    convert::*,
+    convert::base_to_proto,
     domain::{self},
     error::Refusal,
     events,
-    lookups::*,
+    lookups::{base_in, locked_party, open_base, party_in, require_active},
     store::{self},
 };
 

@@ -1,11 +1,14 @@
 //! Rows as the API answers them, one function per resource.
 
 use crm_kit::request::{audit, date_to_proto};
-use crm_proto::crm::parties::v1::*;
+use crm_proto::crm::parties::v1::{
+    Anniversary, Base, CustomFieldDefinition, Employment, FamilyMember, Party, Person, PersonName,
+    RegistrationNumber,
+};
 use uuid::Uuid;
 
 use crate::{
-    domain::{self, fields::*},
+    domain::{self, fields::gender_from_name},
     store::{BaseRow, EmploymentRow, FieldRow, PartyRow, PersonRow},
 };
 

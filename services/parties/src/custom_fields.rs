@@ -1,11 +1,14 @@
 //! Custom fields: the client card's own fields and dictionaries, defined without a programmer.
 
 use crm_kit::error::{FieldViolations, Result, ServiceError};
-use crm_proto::crm::parties::v1::*;
+use crm_proto::crm::parties::v1::{
+    CustomFieldDefinition, DefineCustomFieldRequest, ListCustomFieldsRequest,
+    ListCustomFieldsResponse,
+};
 
 use crate::{
     Parties,
-    convert::*,
+    convert::field_to_proto,
     domain::FieldEntity,
     domain::{self},
     error::Refusal,

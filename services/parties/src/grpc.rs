@@ -2,7 +2,16 @@
 //! one error mapping.
 
 use crm_kit::request::{Reply, reply, subject};
-use crm_proto::crm::parties::v1::{parties_service_server::PartiesService, *};
+use crm_proto::crm::parties::v1::{
+    AddPartyToBaseRequest, ArchivePartyRequest, Base, CreateBaseRequest, CreatePartyRequest,
+    CreatePersonRequest, CustomFieldDefinition, DefineCustomFieldRequest, EndEmploymentRequest,
+    FindDuplicatesRequest, FindDuplicatesResponse, GetPartyRequest, GetPersonRequest,
+    ListBasesRequest, ListBasesResponse, ListCustomFieldsRequest, ListCustomFieldsResponse,
+    ListPartiesRequest, ListPartiesResponse, ListPersonsRequest, ListPersonsResponse,
+    MergePartiesRequest, MergePartiesResponse, Party, Person, RemovePartyFromBaseRequest,
+    SearchPartiesRequest, SearchPartiesResponse, UpdateBaseRequest, UpdatePartyRequest,
+    UpdatePersonRequest, parties_service_server::PartiesService,
+};
 use tonic::Request;
 
 use crate::Parties;

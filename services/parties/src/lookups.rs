@@ -5,12 +5,12 @@ use crm_kit::{
     error::{Result, ServiceError},
     store::{self as kit_store},
 };
-use crm_proto::crm::parties::v1::*;
+use crm_proto::crm::parties::v1::{Base, CustomFieldDefinition, Party, Person};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    convert::*,
+    convert::{base_to_proto, field_to_proto, party_to_proto, person_to_proto},
     domain::{FieldEntity, PartyKind},
     error::Refusal,
     store::{self, BaseRow, PartyRow},

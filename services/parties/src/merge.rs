@@ -4,7 +4,10 @@ use crm_kit::{
     error::{FieldViolations, Result},
     request::uuid,
 };
-use crm_proto::crm::parties::v1::*;
+use crm_proto::crm::parties::v1::{
+    MergePartiesRequest, MergePartiesResponse, PartiesMerged, PartyArchived, PartyUpdated,
+    PersonUpdated,
+};
 use uuid::Uuid;
 
 use crate::{
@@ -12,7 +15,7 @@ use crate::{
     domain::{self, Contact},
     error::Refusal,
     events,
-    lookups::*,
+    lookups::{locked_party, party_in, require_active},
     store::{self},
 };
 

@@ -8,15 +8,23 @@ use crm_kit::{
     request::{mask_paths, optional_uuid, uuid},
     store::{self as kit_store, Page},
 };
-use crm_proto::crm::parties::v1::*;
+use crm_proto::crm::parties::v1::{
+    ArchivePartyRequest, CreatePartyRequest, DuplicateCandidate, FindDuplicatesRequest,
+    FindDuplicatesResponse, GetPartyRequest, ListPartiesRequest, ListPartiesResponse, Party,
+    PartyArchived, PartyCreated, PartyUpdated, PersonCreated, PersonUpdated, SearchPartiesRequest,
+    SearchPartiesResponse, UpdatePartyRequest,
+};
 use uuid::Uuid;
 
 use crate::{
     Parties,
-    convert::*,
-    domain::{self, PartyData, PersonData, fields::*},
+    convert::party_to_proto,
+    domain::{
+        self, PartyData, PersonData,
+        fields::{PARTY_PATHS, SHARED_FIELDS, apply_party_field, changed_party_fields},
+    },
     events,
-    lookups::*,
+    lookups::{definitions, locked_party, open_base, party_in, require_active},
     store::{self, PartyFilter, PartySearch, SearchPosition},
 };
 

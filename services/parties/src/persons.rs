@@ -6,16 +6,26 @@ use crm_kit::{
     request::{date, mask_paths, optional_uuid, uuid},
     store::{self as kit_store, Page},
 };
-use crm_proto::crm::parties::v1::*;
+use crm_proto::crm::parties::v1::{
+    CreatePersonRequest, Employment, EmploymentEnded, EndEmploymentRequest, GetPersonRequest,
+    ListPersonsRequest, ListPersonsResponse, PartyUpdated, Person, PersonCreated, PersonUpdated,
+    UpdatePersonRequest,
+};
 use uuid::Uuid;
 
 use crate::{
     Parties,
-    convert::*,
-    domain::{self, PersonData, fields::*},
+    convert::person_to_proto,
+    domain::{
+        self, PersonData,
+        fields::{
+            EMPLOYMENT_PATHS, PERSON_PATHS, SHARED_FIELDS, apply_person_field,
+            changed_person_fields, person_display_name,
+        },
+    },
     error::Refusal,
     events,
-    lookups::*,
+    lookups::{definitions, locked_party, person_in, require_employer},
     store::{self, EmploymentRow},
 };
 

@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::domain::ExpiryPolicy;
 
-use super::*;
+use super::{PointTypeRow, ProgramRow};
 
 /// When points credited now to a point type expire: never, N months after earning, or at the end
 /// of the program's last valid day.

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
-use super::*;
+use super::{MEMBERSHIP_COLUMNS, MembershipRow, OPERATION_SELECT, OperationRow};
 use crate::domain::{Direction, ExpiryPolicy, ProgramKind, ProgramStatus};
 
 #[derive(Debug, Clone, sqlx::FromRow)]

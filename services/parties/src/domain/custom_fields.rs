@@ -11,7 +11,7 @@ use crm_proto::crm::parties::v1::{
     custom_field_value::Value,
 };
 
-use super::*;
+use super::{CustomValues, name};
 
 crm_kit::text_enum! {
     /// What a custom field describes.

@@ -2,9 +2,9 @@
 //! path on create) validated and set, and the paths that actually changed, for the event.
 
 use crm_kit::{error::FieldViolations, request::date};
-use crm_proto::crm::parties::v1::*;
+use crm_proto::crm::parties::v1::{CustomFieldDefinition, Gender, Party, Person};
 
-use super::*;
+use super::{AnniversaryJson, FamilyJson, PartyData, PersonData};
 
 /// Party fields a caller sets, in UpdatePartyRequest.update_mask terms.
 pub const PARTY_PATHS: [&str; 9] = [
