@@ -166,6 +166,26 @@ fn checks_source(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::Er
                 )
                 .into());
             }
+            // Every list pages (AIP-158): an integrator never gets an unbounded answer.
+            let lists = ["List", "Search", "Find"]
+                .iter()
+                .any(|verb| method.name().starts_with(verb));
+            let pages = input
+                .get_field_by_name("page_size")
+                .is_some_and(|f| f.kind() == Kind::Int32)
+                && input
+                    .get_field_by_name("page_token")
+                    .is_some_and(|f| f.kind() == Kind::String)
+                && method
+                    .output()
+                    .get_field_by_name("next_page_token")
+                    .is_some();
+            if lists && !pages {
+                return Err(format!(
+                    "{path} lists but does not page (page_size, page_token, next_page_token)"
+                )
+                .into());
+            }
             methods.push((path, scope, input.full_name().to_owned()));
             inputs.insert(input.full_name().to_owned());
         }

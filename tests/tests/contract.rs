@@ -154,6 +154,30 @@ async fn every_rpc_enforces_the_scope_it_declares() {
     suite.stop().await.unwrap();
 }
 
+#[test]
+fn every_list_pages() {
+    let pool = pool();
+    let mut unpaged = Vec::new();
+    for method in pool
+        .services()
+        .flat_map(|s| s.methods().collect::<Vec<_>>())
+    {
+        let lists = ["List", "Search", "Find"]
+            .iter()
+            .any(|verb| method.name().starts_with(verb));
+        let pages = method.input().get_field_by_name("page_size").is_some()
+            && method.input().get_field_by_name("page_token").is_some()
+            && method
+                .output()
+                .get_field_by_name("next_page_token")
+                .is_some();
+        if lists && !pages {
+            unpaged.push(method.full_name().to_owned());
+        }
+    }
+    assert!(unpaged.is_empty(), "lists without pages: {unpaged:?}");
+}
+
 #[tokio::test]
 async fn the_export_bundle_needs_its_own_scope() {
     let suite = Suite::start().await.unwrap();

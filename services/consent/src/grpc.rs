@@ -17,8 +17,11 @@ impl ConsentService for Consents {
         reply(Consents::create_purpose(self, &subject, request.into_inner()).await)
     }
 
-    async fn list_purposes(&self, _: Request<ListPurposesRequest>) -> Reply<ListPurposesResponse> {
-        reply(Consents::list_purposes(self).await)
+    async fn list_purposes(
+        &self,
+        request: Request<ListPurposesRequest>,
+    ) -> Reply<ListPurposesResponse> {
+        reply(Consents::list_purposes(self, request.into_inner()).await)
     }
 
     async fn publish_purpose_text(

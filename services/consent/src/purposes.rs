@@ -3,6 +3,7 @@
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     request::{code, required, text},
+    store::Page,
     store::unique_violation,
 };
 use crm_proto::crm::consent::v1::*;
@@ -47,10 +48,16 @@ impl Consents {
         Ok(purpose)
     }
 
-    pub async fn list_purposes(&self) -> Result<ListPurposesResponse> {
-        let rows = purposes::all(&mut *self.pool.acquire().await?).await?;
+    pub async fn list_purposes(&self, req: ListPurposesRequest) -> Result<ListPurposesResponse> {
+        let mut v = FieldViolations::new();
+        let page: Page<String> = Page::new(req.page_size, &req.page_token, &(), &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = purposes::list(&mut conn, page.after.as_deref(), page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.code.clone());
         Ok(ListPurposesResponse {
             purposes: rows.iter().map(convert::purpose).collect(),
+            next_page_token,
         })
     }
 

@@ -329,3 +329,59 @@ async fn the_audit_log_records_every_change_and_cannot_be_rewritten() {
         .collect();
     assert_eq!(fields, ["subject.kind", "subject.id", "evidence.channel"]);
 }
+
+#[tokio::test]
+async fn purposes_are_listed_a_page_at_a_time_in_code_order() {
+    let service = TestService::start(&CONSENT).await.unwrap();
+    let mut client = ConsentServiceClient::new(
+        service.channel(&token("dpo", &["consent.read", "consent.write"])),
+    );
+    for code in ["newsletter", "analytics", "loyalty_program"] {
+        client
+            .create_purpose(CreatePurposeRequest {
+                purpose: Some(Purpose {
+                    code: code.into(),
+                    description: format!("{code} purpose"),
+                    legal_basis: LegalBasis::Consent as i32,
+                    text: "I agree to ...".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let first = client
+        .list_purposes(ListPurposesRequest {
+            page_size: 2,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let codes = |page: &ListPurposesResponse| -> Vec<String> {
+        page.purposes.iter().map(|p| p.code.clone()).collect()
+    };
+    assert_eq!(codes(&first), ["analytics", "loyalty_program"]);
+    assert!(!first.next_page_token.is_empty());
+    let second = client
+        .list_purposes(ListPurposesRequest {
+            page_size: 2,
+            page_token: first.next_page_token.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(codes(&second), ["newsletter"]);
+    assert!(second.next_page_token.is_empty(), "the last page says so");
+
+    let forged = client
+        .list_purposes(ListPurposesRequest {
+            page_size: 2,
+            page_token: "bm90LWEtdG9rZW4".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(forged.code(), Code::InvalidArgument);
+    service.stop().await.unwrap();
+}

@@ -6,6 +6,7 @@ use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     request::{audit, optional_uuid, uuid},
+    store::Page,
     store::Tx,
 };
 use crm_proto::crm::loyalty::v1::{
@@ -200,11 +201,22 @@ impl Loyalty {
     pub async fn list_cards(&self, req: ListCardsRequest) -> Result<ListCardsResponse> {
         let mut v = FieldViolations::new();
         let membership = uuid(&req.membership_id, "membership_id", &mut v);
+        let filter = (membership, req.include_closed);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &filter, &mut v);
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
-        let rows = store::list_cards(&mut conn, membership, req.include_closed).await?;
+        let mut rows = store::list_cards(
+            &mut conn,
+            membership,
+            req.include_closed,
+            page.after,
+            page.limit(),
+        )
+        .await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
         Ok(ListCardsResponse {
             cards: rows.iter().map(card_to_proto).collect(),
+            next_page_token,
         })
     }
 

@@ -40,17 +40,23 @@ impl Loyalty {
     pub async fn list_balances(&self, req: ListBalancesRequest) -> Result<ListBalancesResponse> {
         let mut v = FieldViolations::new();
         let id = uuid(&req.membership_id, "membership_id", &mut v);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &id, &mut v);
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
         store::get_membership(&mut conn, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", id))?;
-        let balances = store::membership_accounts(&mut conn, id)
-            .await?
+        let mut rows =
+            store::list_membership_accounts(&mut conn, id, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
+        let balances = rows
             .iter()
             .map(|a| balance_to_proto(account_ref(id, a.person_id, &a.point_type), Some(a)))
             .collect();
-        Ok(ListBalancesResponse { balances })
+        Ok(ListBalancesResponse {
+            balances,
+            next_page_token,
+        })
     }
 
     pub async fn list_ledger_entries(

@@ -112,6 +112,7 @@ async fn a_card_lives_from_issue_to_reissue_and_close() {
         .list_cards(ListCardsRequest {
             membership_id: member.id.clone(),
             include_closed: true,
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -127,6 +128,28 @@ async fn a_card_lives_from_issue_to_reissue_and_close() {
         child.parent_card_id, replacement.id,
         "child cards follow their parent's new number"
     );
+    // The same cards, a page of one at a time, newest first.
+    let mut paged = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = client
+            .list_cards(ListCardsRequest {
+                membership_id: member.id.clone(),
+                include_closed: true,
+                page_size: 1,
+                page_token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(page.cards.len() <= 1);
+        paged.extend(page.cards.into_iter().map(|c| c.id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    assert_eq!(paged, all.iter().map(|c| c.id.clone()).collect::<Vec<_>>());
 
     client
         .close_card(CloseCardRequest {
@@ -147,6 +170,7 @@ async fn a_card_lives_from_issue_to_reissue_and_close() {
         .list_cards(ListCardsRequest {
             membership_id: member.id.clone(),
             include_closed: false,
+            ..Default::default()
         })
         .await
         .unwrap()

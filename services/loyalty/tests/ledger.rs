@@ -390,6 +390,7 @@ async fn enrolment_is_checked_with_the_parties_service_and_b2b_persons_have_acco
     let balances = client
         .list_balances(ListBalancesRequest {
             membership_id: member.id.clone(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -1,6 +1,9 @@
 //! Custom fields: the client card's own fields and dictionaries, defined without a programmer.
 
-use crm_kit::error::{FieldViolations, Result, ServiceError};
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError},
+    store::Page,
+};
 use crm_proto::crm::parties::v1::{
     CustomFieldDefinition, DefineCustomFieldRequest, ListCustomFieldsRequest,
     ListCustomFieldsResponse,
@@ -61,10 +64,20 @@ impl Parties {
         &self,
         req: ListCustomFieldsRequest,
     ) -> Result<ListCustomFieldsResponse> {
+        let mut v = FieldViolations::new();
+        let entity = FieldEntity::from_proto(req.entity());
+        let page: Page<(String, String)> =
+            Page::new(req.page_size, &req.page_token, &entity, &mut v);
+        v.finish()?;
         let mut conn = self.pool.acquire().await?;
-        let rows = store::custom_fields(&mut conn, FieldEntity::from_proto(req.entity())).await?;
+        let mut rows =
+            store::list_custom_fields(&mut conn, entity, page.after.as_ref(), page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| {
+            (last.entity.to_string(), last.key.clone())
+        });
         Ok(ListCustomFieldsResponse {
             fields: rows.iter().map(field_to_proto).collect(),
+            next_page_token,
         })
     }
 }

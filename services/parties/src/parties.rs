@@ -255,6 +255,8 @@ impl Parties {
             "min_name_similarity",
             "must be between 0 (default 0.6) and 1",
         );
+        let page: Page<SearchPosition> =
+            Page::new(req.page_size, &req.page_token, &(id, threshold), &mut v);
         v.finish()?;
         // A transaction only to scope the similarity threshold; it writes nothing.
         let mut tx = self.pool.begin().await?;
@@ -271,8 +273,19 @@ impl Parties {
                 .collect()
         };
         let (emails, phones) = (mine("email"), mine("phone"));
-        let candidates = store::duplicate_candidates(&mut tx, &party, threshold)
-            .await?
+        let mut hits = store::duplicate_candidates(
+            &mut tx,
+            &party,
+            threshold,
+            page.after.as_ref(),
+            page.limit(),
+        )
+        .await?;
+        let next_page_token = page.finish(&mut hits, |(other, score)| SearchPosition {
+            score: *score,
+            id: other.id,
+        });
+        let candidates = hits
             .into_iter()
             .map(|(other, score)| {
                 let shares = |kind: &str, values: &HashSet<String>| {
@@ -303,7 +316,10 @@ impl Parties {
             })
             .filter(|candidate| !candidate.reasons.is_empty())
             .collect();
-        Ok(FindDuplicatesResponse { candidates })
+        Ok(FindDuplicatesResponse {
+            candidates,
+            next_page_token,
+        })
     }
 }
 

@@ -90,3 +90,18 @@ async fn insert_text(tx: &mut Tx, code: &str, version: i32, text: &str) -> sqlx:
         .await?;
     Ok(())
 }
+
+/// A page of purposes in code order, after `after`.
+pub async fn list(
+    conn: &mut PgConnection,
+    after: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<PurposeRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE ($1::text IS NULL OR p.code > $1) ORDER BY p.code LIMIT $2"
+    )))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

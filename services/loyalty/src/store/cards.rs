@@ -105,12 +105,18 @@ pub async fn list_cards(
     conn: &mut PgConnection,
     membership: Uuid,
     include_closed: bool,
+    before: Option<Uuid>,
+    limit: i64,
 ) -> sqlx::Result<Vec<CardRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{CARD_SELECT} WHERE c.membership_id = $1 AND ($2 OR c.status <> 'closed') ORDER BY c.id DESC"
+        "{CARD_SELECT} WHERE c.membership_id = $1 AND ($2 OR c.status <> 'closed')
+             AND ($3::uuid IS NULL OR c.id < $3)
+         ORDER BY c.id DESC LIMIT $4"
     )))
     .bind(membership)
     .bind(include_closed)
+    .bind(before)
+    .bind(limit)
     .fetch_all(conn)
     .await
 }

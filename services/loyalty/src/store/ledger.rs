@@ -258,3 +258,22 @@ pub async fn available(tx: &mut Tx, account: Uuid) -> sqlx::Result<Option<i64>> 
         .fetch_optional(&mut **tx)
         .await
 }
+
+/// A page of the membership's accounts in id order, after `after`.
+pub async fn list_membership_accounts(
+    conn: &mut PgConnection,
+    membership: Uuid,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<AccountRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {ACCOUNT_COLUMNS} FROM accounts
+         WHERE kind = 'member' AND membership_id = $1 AND ($2::uuid IS NULL OR id > $2)
+         ORDER BY id LIMIT $3"
+    )))
+    .bind(membership)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

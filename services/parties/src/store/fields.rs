@@ -69,3 +69,24 @@ pub async fn define_custom_field(
     .await?;
     Ok(None)
 }
+
+/// A page of definitions in (entity, key) order, after the position `after`.
+pub async fn list_custom_fields(
+    conn: &mut PgConnection,
+    entity: Option<FieldEntity>,
+    after: Option<&(String, String)>,
+    limit: i64,
+) -> sqlx::Result<Vec<FieldRow>> {
+    sqlx::query_as(
+        "SELECT entity, key, label, type, required, options, created_at, updated_at, created_by, updated_by
+         FROM custom_field_definitions
+         WHERE ($1::text IS NULL OR entity = $1) AND ($2::text IS NULL OR (entity, key) > ($2, $3))
+         ORDER BY entity, key LIMIT $4",
+    )
+    .bind(entity)
+    .bind(after.map(|(entity, _)| entity))
+    .bind(after.map(|(_, key)| key))
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}

@@ -292,6 +292,8 @@ pub async fn duplicate_candidates(
     tx: &mut Tx,
     party: &PartyRow,
     min_similarity: f32,
+    after: Option<&SearchPosition>,
+    limit: i64,
 ) -> sqlx::Result<Vec<(PartyRow, f32)>> {
     #[derive(sqlx::FromRow)]
     struct Hit {
@@ -312,19 +314,25 @@ pub async fn duplicate_candidates(
         .map(|c| serde_json::json!([{ "kind": c.kind, "value": c.value }]))
         .collect();
     let hits: Vec<Hit> = sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {PARTY_COLUMNS}, similarity(p.display_name, $2) AS score
-         FROM parties p
-         WHERE p.id <> $1 AND p.status = 'active'
-           AND (p.display_name % $2
-                OR ($3::text IS NOT NULL AND p.tax_id = $3)
-                OR p.contact_points @> ANY($4::jsonb[]))
-         ORDER BY score DESC, p.id
-         LIMIT 100"
+        "SELECT * FROM (
+             SELECT {PARTY_COLUMNS}, similarity(p.display_name, $2) AS score
+             FROM parties p
+             WHERE p.id <> $1 AND p.status = 'active'
+               AND (p.display_name % $2
+                    OR ($3::text IS NOT NULL AND p.tax_id = $3)
+                    OR p.contact_points @> ANY($4::jsonb[]))
+         ) c
+         WHERE $5::real IS NULL OR c.score < $5 OR (c.score = $5 AND c.id > $6)
+         ORDER BY c.score DESC, c.id
+         LIMIT $7"
     )))
     .bind(party.id)
     .bind(&party.display_name)
     .bind(&party.tax_id)
     .bind(&contacts)
+    .bind(after.map(|a| a.score))
+    .bind(after.map(|a| a.id))
+    .bind(limit)
     .fetch_all(&mut **tx)
     .await?;
     Ok(hits.into_iter().map(|h| (h.party, h.score)).collect())
