@@ -8,7 +8,7 @@ use crate::{
     domain::{Subject, current_status},
     store::{
         audit::AuditRow,
-        purposes::PurposeRow,
+        purposes::{PurposeRow, TextRow},
         records::RecordRow,
         requests::{AnswerRow, RequestRow},
     },
@@ -30,6 +30,16 @@ pub fn purpose(row: &PurposeRow) -> proto::Purpose {
         text: row.text.clone(),
         minimum_consented_version: row.minimum_consented_version,
         create_time: Some(timestamp(row.created_at)),
+        update_time: Some(timestamp(row.updated_at)),
+        etag: row.version.to_string(),
+    }
+}
+
+pub fn purpose_text(row: &TextRow) -> proto::PurposeText {
+    proto::PurposeText {
+        version: row.version,
+        text: row.text.clone(),
+        publish_time: Some(timestamp(row.published_at)),
     }
 }
 

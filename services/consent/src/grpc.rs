@@ -24,6 +24,22 @@ impl ConsentService for Consents {
         reply(Consents::list_purposes(self, request.into_inner()).await)
     }
 
+    async fn get_purpose(&self, request: Request<GetPurposeRequest>) -> Reply<Purpose> {
+        reply(Consents::get_purpose(self, request.into_inner()).await)
+    }
+
+    async fn update_purpose(&self, request: Request<UpdatePurposeRequest>) -> Reply<Purpose> {
+        let subject = subject(&request);
+        reply(Consents::update_purpose(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_purpose_texts(
+        &self,
+        request: Request<ListPurposeTextsRequest>,
+    ) -> Reply<ListPurposeTextsResponse> {
+        reply(Consents::list_purpose_texts(self, request.into_inner()).await)
+    }
+
     async fn publish_purpose_text(
         &self,
         request: Request<PublishPurposeTextRequest>,

@@ -1,10 +1,9 @@
 //! Purposes: what subjects consent to, under which legal basis, with versioned texts.
 
 use crm_kit::{
-    error::{FieldViolations, Result, ServiceError},
-    request::{code, required, text},
-    store::Page,
-    store::unique_violation,
+    error::{FieldViolations, Result, ServiceError, check_etag},
+    request::{code, mask_paths, required, text},
+    store::{Page, unique_violation},
 };
 use crm_proto::crm::consent::v1::*;
 use sqlx::PgConnection;
@@ -57,6 +56,56 @@ impl Consents {
         let next_page_token = page.finish(&mut rows, |last| last.code.clone());
         Ok(ListPurposesResponse {
             purposes: rows.iter().map(convert::purpose).collect(),
+            next_page_token,
+        })
+    }
+
+    pub async fn get_purpose(&self, req: GetPurposeRequest) -> Result<Purpose> {
+        answer(&mut *self.pool.acquire().await?, &req.code).await
+    }
+
+    pub async fn update_purpose(&self, caller: &str, req: UpdatePurposeRequest) -> Result<Purpose> {
+        let mut v = FieldViolations::new();
+        let input = required(req.purpose.clone(), "purpose", &mut v);
+        mask_paths(req.update_mask.as_ref(), &["description"], &mut v);
+        let description = text(&input.description, "purpose.description", &mut v);
+        v.finish()?;
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
+        let purpose = purposes::lock(&mut tx, &input.code)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Purpose", &input.code))?;
+        check_etag("purpose", &input.etag, purpose.version)?;
+        if purpose.description != description {
+            purposes::set_description(&mut tx, &purpose.code, &description).await?;
+            let entry = Audit {
+                actor: caller,
+                action: "purpose.updated",
+                subject: None,
+                purpose: Some(&purpose.code),
+                details: serde_json::json!({ "changed": ["description"] }),
+            };
+            audit::append(&mut tx, entry).await?;
+        }
+        let purpose = answer(&mut tx, &purpose.code).await?;
+        claim.commit(tx, &purpose).await?;
+        Ok(purpose)
+    }
+
+    pub async fn list_purpose_texts(
+        &self,
+        req: ListPurposeTextsRequest,
+    ) -> Result<ListPurposeTextsResponse> {
+        let mut v = FieldViolations::new();
+        let page: Page<i32> = Page::new(req.page_size, &req.page_token, &req.code, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        purposes::get(&mut conn, &req.code)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Purpose", &req.code))?;
+        let mut rows = purposes::texts(&mut conn, &req.code, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.version);
+        Ok(ListPurposeTextsResponse {
+            texts: rows.iter().map(convert::purpose_text).collect(),
             next_page_token,
         })
     }

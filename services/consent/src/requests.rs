@@ -5,7 +5,7 @@
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::{text, time, uuid},
+    request::{optional_time, text, time, uuid},
     store::Page,
 };
 use crm_proto::crm::consent::v1::*;
@@ -156,6 +156,9 @@ impl Consents {
                 .subject
                 .as_ref()
                 .map(|s| domain::Subject::parse(Some(s), &mut v).id),
+            kind: (req.r#type != 0).then(|| RequestType::require(req.r#type, "type", &mut v)),
+            from: optional_time(req.from_time.as_ref(), "from_time", &mut v),
+            to: optional_time(req.to_time.as_ref(), "to_time", &mut v),
         };
         let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &filter, &mut v);
         v.finish()?;

@@ -385,3 +385,127 @@ async fn purposes_are_listed_a_page_at_a_time_in_code_order() {
     assert_eq!(forged.code(), Code::InvalidArgument);
     service.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_purpose_is_read_updated_by_etag_and_keeps_the_history_of_its_texts() {
+    let service = TestService::start(&CONSENT).await.unwrap();
+    let mut client = ConsentServiceClient::new(
+        service.channel(&token("dpo", &["consent.read", "consent.write"])),
+    );
+    let created = client
+        .create_purpose(CreatePurposeRequest {
+            purpose: Some(Purpose {
+                code: "newsletter".into(),
+                description: "Monthly newsletter".into(),
+                legal_basis: LegalBasis::Consent as i32,
+                text: "Send me the newsletter".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got = client
+        .get_purpose(GetPurposeRequest {
+            code: "newsletter".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, created);
+
+    let update = |etag: &str, description: &str| UpdatePurposeRequest {
+        purpose: Some(Purpose {
+            code: "newsletter".into(),
+            description: description.into(),
+            etag: etag.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["description".into()],
+        }),
+        ..Default::default()
+    };
+    let updated = client
+        .update_purpose(update(&created.etag, "Weekly newsletter"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(updated.description, "Weekly newsletter");
+    assert_ne!(updated.etag, created.etag);
+    let stale = client
+        .update_purpose(update(&created.etag, "Daily newsletter"))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+    let mut basis = update(&updated.etag, "x");
+    basis.update_mask = Some(prost_types::FieldMask {
+        paths: vec!["legal_basis".into()],
+    });
+    let refused = client.update_purpose(basis).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument);
+
+    client
+        .publish_purpose_text(PublishPurposeTextRequest {
+            code: "newsletter".into(),
+            text: "Send me the weekly newsletter".into(),
+            requires_reconsent: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let texts = client
+        .list_purpose_texts(ListPurposeTextsRequest {
+            code: "newsletter".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .texts;
+    let versions: Vec<(i32, &str)> = texts.iter().map(|t| (t.version, t.text.as_str())).collect();
+    assert_eq!(
+        versions,
+        [
+            (2, "Send me the weekly newsletter"),
+            (1, "Send me the newsletter")
+        ]
+    );
+    let unknown = client
+        .list_purpose_texts(ListPurposeTextsRequest {
+            code: "nothing".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+
+    // The audit log narrows to one action, and to a time window.
+    let updates = client
+        .list_audit_log(ListAuditLogRequest {
+            action: "purpose.updated".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0].purpose, "newsletter");
+    let future = prost_types::Timestamp {
+        seconds: chrono::Utc::now().timestamp() + 3600,
+        nanos: 0,
+    };
+    let none = client
+        .list_audit_log(ListAuditLogRequest {
+            from_time: Some(future),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(none.is_empty());
+    service.stop().await.unwrap();
+}

@@ -211,6 +211,43 @@ async fn overdue_requests_are_listed_as_overdue_until_extended_or_closed() {
     assert_eq!(next.requests[0].id, late.id);
     assert!(next.next_page_token.is_empty());
 
+    // Narrowed by type, and by when they were received.
+    let restrictions = client
+        .list_subject_requests(ListSubjectRequestsRequest {
+            r#type: PrivacyRequestType::Restriction as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    assert_eq!(
+        restrictions
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        [fresh.id.as_str()]
+    );
+    let older_than_a_month = client
+        .list_subject_requests(ListSubjectRequestsRequest {
+            to_time: fresh.receive_time.map(|t| prost_types::Timestamp {
+                seconds: t.seconds - 30 * DAY as i64,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .requests;
+    assert_eq!(
+        older_than_a_month
+            .iter()
+            .map(|r| r.id.as_str())
+            .collect::<Vec<_>>(),
+        [closed.id.as_str(), late.id.as_str()]
+    );
+
     // Extended by 20 days, the 40-day-old request is due in 10 days.
     let extended = client
         .extend_subject_request(ExtendSubjectRequestRequest {

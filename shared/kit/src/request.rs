@@ -106,6 +106,22 @@ pub fn date_to_proto(date: NaiveDate) -> Date {
     }
 }
 
+/// An optional time field: `None` when unset, a violation naming `field` when out of range.
+pub fn optional_time(
+    value: Option<&prost_types::Timestamp>,
+    field: &str,
+    violations: &mut FieldViolations,
+) -> Option<DateTime<Utc>> {
+    let value = value?;
+    let parsed = time(value);
+    violations.check(
+        parsed.is_some(),
+        field,
+        "is not a time between years 1 and 9999",
+    );
+    parsed
+}
+
 /// A protobuf timestamp as a UTC time; None when out of range.
 pub fn time(timestamp: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)

@@ -45,19 +45,33 @@ pub struct AuditRow {
     pub details: serde_json::Value,
 }
 
-/// Entries newest first, optionally of one subject, after the keyset position `before`.
+/// What a list of entries may be narrowed to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Filter {
+    pub subject: Option<Uuid>,
+    pub action: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Entries newest first, after the keyset position `before`.
 pub async fn list(
     conn: &mut PgConnection,
-    subject: Option<Uuid>,
+    filter: &Filter,
     before: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<AuditRow>> {
     sqlx::query_as(
         "SELECT id, at, actor, action, subject_kind, subject_id, purpose, details FROM privacy_audit_log
-         WHERE ($1::uuid IS NULL OR subject_id = $1) AND ($2::bigint IS NULL OR id < $2)
-         ORDER BY id DESC LIMIT $3",
+         WHERE ($1::uuid IS NULL OR subject_id = $1) AND ($2::text IS NULL OR action = $2)
+           AND ($3::timestamptz IS NULL OR at >= $3) AND ($4::timestamptz IS NULL OR at < $4)
+           AND ($5::bigint IS NULL OR id < $5)
+         ORDER BY id DESC LIMIT $6",
     )
-    .bind(subject)
+    .bind(filter.subject)
+    .bind(&filter.action)
+    .bind(filter.from)
+    .bind(filter.to)
     .bind(before)
     .bind(limit)
     .fetch_all(conn)

@@ -15,10 +15,12 @@ pub struct PurposeRow {
     pub text: String,
     pub minimum_consented_version: i32,
     pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
 }
 
 const SELECT: &str = "SELECT p.code, p.description, p.legal_basis, p.text_version, t.text,
-        p.minimum_consented_version, p.created_at
+        p.minimum_consented_version, p.created_at, p.updated_at, p.version
     FROM purposes p JOIN purpose_texts t ON t.purpose = p.code AND t.version = p.text_version";
 
 pub async fn all(conn: &mut PgConnection) -> sqlx::Result<Vec<PurposeRow>> {
@@ -51,6 +53,28 @@ pub async fn insert(
     insert_text(tx, code, 1, text).await
 }
 
+/// The purpose, locked for a change.
+pub async fn lock(tx: &mut Tx, code: &str) -> sqlx::Result<Option<PurposeRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{SELECT} WHERE p.code = $1 FOR UPDATE OF p"
+    )))
+    .bind(code)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+pub async fn set_description(tx: &mut Tx, code: &str, description: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE purposes SET description = $2, version = version + 1, updated_at = now()
+         WHERE code = $1",
+    )
+    .bind(code)
+    .bind(description)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// The purpose's current text version, locking the purpose; none for an unknown code.
 pub async fn lock_version(tx: &mut Tx, code: &str) -> sqlx::Result<Option<i32>> {
     sqlx::query_scalar("SELECT text_version FROM purposes WHERE code = $1 FOR UPDATE")
@@ -70,7 +94,8 @@ pub async fn publish_text(
     insert_text(tx, code, version, text).await?;
     sqlx::query(
         "UPDATE purposes SET text_version = $2,
-             minimum_consented_version = CASE WHEN $3 THEN $2 ELSE minimum_consented_version END
+             minimum_consented_version = CASE WHEN $3 THEN $2 ELSE minimum_consented_version END,
+             version = version + 1, updated_at = now()
          WHERE code = $1",
     )
     .bind(code)
@@ -101,6 +126,33 @@ pub async fn list(
         "{SELECT} WHERE ($1::text IS NULL OR p.code > $1) ORDER BY p.code LIMIT $2"
     )))
     .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// One published version of a purpose's text.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TextRow {
+    pub version: i32,
+    pub text: String,
+    pub published_at: DateTime<Utc>,
+}
+
+/// A page of the purpose's texts, newest first, before the version `before`.
+pub async fn texts(
+    conn: &mut PgConnection,
+    code: &str,
+    before: Option<i32>,
+    limit: i64,
+) -> sqlx::Result<Vec<TextRow>> {
+    sqlx::query_as(
+        "SELECT version, text, published_at FROM purpose_texts
+         WHERE purpose = $1 AND ($2::integer IS NULL OR version < $2)
+         ORDER BY version DESC LIMIT $3",
+    )
+    .bind(code)
+    .bind(before)
     .bind(limit)
     .fetch_all(conn)
     .await

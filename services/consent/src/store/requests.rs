@@ -116,6 +116,11 @@ pub struct Filter {
     pub status: Option<RequestStatus>,
     pub overdue_only: bool,
     pub subject: Option<Uuid>,
+    pub kind: Option<RequestType>,
+    /// Received at or after.
+    pub from: Option<DateTime<Utc>>,
+    /// Received before.
+    pub to: Option<DateTime<Utc>>,
 }
 
 /// Requests newest first, after the keyset position `before`.
@@ -129,12 +134,18 @@ pub async fn list(
         "{SELECT} WHERE ($1::text IS NULL OR r.status = $1)
              AND (NOT $2 OR (r.status IN ('received', 'verified', 'in_progress') AND r.due_at < now()))
              AND ($3::uuid IS NULL OR r.subject_id = $3)
-             AND ($4::uuid IS NULL OR r.id < $4)
-         ORDER BY r.id DESC LIMIT $5"
+             AND ($4::text IS NULL OR r.type = $4)
+             AND ($5::timestamptz IS NULL OR r.received_at >= $5)
+             AND ($6::timestamptz IS NULL OR r.received_at < $6)
+             AND ($7::uuid IS NULL OR r.id < $7)
+         ORDER BY r.id DESC LIMIT $8"
     )))
     .bind(filter.status)
     .bind(filter.overdue_only)
     .bind(filter.subject)
+    .bind(filter.kind)
+    .bind(filter.from)
+    .bind(filter.to)
     .bind(before)
     .bind(limit)
     .fetch_all(conn)
