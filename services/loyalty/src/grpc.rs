@@ -2,22 +2,7 @@
 //! one error mapping.
 
 use crm_kit::request::{Reply, reply, subject};
-use crm_proto::crm::loyalty::v1::{
-    ActivateCardRequest, AssignTierRequest, Balance, BlockCardRequest, BulkAccrual,
-    CaptureHoldRequest, Card, CloseCardRequest, CouponDefinition, CouponRedemption,
-    CouponValidation, CreateCouponDefinitionRequest, CreateProgramRequest,
-    DefineOperationTypeRequest, DefinePointTypeRequest, DefineTierRequest, Discount, EnrollRequest,
-    ExpiryForecast, GenerateCouponsRequest, GenerateCouponsResponse, GetApplicableDiscountsRequest,
-    GetApplicableDiscountsResponse, GetBalanceRequest, GetBulkAccrualRequest,
-    GetExpiryForecastRequest, GetMembershipRequest, GetProgramRequest, Hold, HoldPointsRequest,
-    IssueCardRequest, LeaveProgramRequest, ListBalancesRequest, ListBalancesResponse,
-    ListCardsRequest, ListCardsResponse, ListLedgerEntriesRequest, ListLedgerEntriesResponse,
-    ListMembershipsRequest, ListMembershipsResponse, ListProgramsRequest, ListProgramsResponse,
-    Membership, Operation, Program, RecordOperationRequest, RedeemCouponRequest,
-    ReissueCardRequest, ReverseOperationRequest, SetAccrualRulesRequest, SetDiscountRequest,
-    StartBulkAccrualRequest, SuspendMembershipRequest, UpdateProgramRequest, ValidateCouponRequest,
-    VoidHoldRequest, loyalty_service_server::LoyaltyService,
-};
+use crm_proto::crm::loyalty::v1::{loyalty_service_server::LoyaltyService, *};
 use tonic::Request;
 
 use crate::Loyalty;

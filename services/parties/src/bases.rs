@@ -6,8 +6,8 @@ use crm_kit::{
     store::{self as kit_store, Page, unique_violation},
 };
 use crm_proto::crm::parties::v1::{
-    AddPartyToBaseRequest, Base, CreateBaseRequest, ListBasesRequest, ListBasesResponse, Party,
-    PartyUpdated, RemovePartyFromBaseRequest, UpdateBaseRequest,
+    AddPartyToBaseRequest, Base, CreateBaseRequest, GetBaseRequest, ListBasesRequest,
+    ListBasesResponse, Party, PartyUpdated, RemovePartyFromBaseRequest, UpdateBaseRequest,
 };
 use uuid::Uuid;
 
@@ -41,6 +41,13 @@ impl Parties {
         let base = base_in(&mut tx, id).await?;
         claim.commit(tx, &base).await?;
         Ok(base)
+    }
+
+    pub async fn get_base(&self, req: GetBaseRequest) -> Result<Base> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.id, "id", &mut v);
+        v.finish()?;
+        base_in(&mut *self.pool.acquire().await?, id).await
     }
 
     pub async fn list_bases(&self, req: ListBasesRequest) -> Result<ListBasesResponse> {

@@ -2,16 +2,7 @@
 //! one error mapping.
 
 use crm_kit::request::{Reply, reply, subject};
-use crm_proto::crm::parties::v1::{
-    AddPartyToBaseRequest, ArchivePartyRequest, Base, CreateBaseRequest, CreatePartyRequest,
-    CreatePersonRequest, CustomFieldDefinition, DefineCustomFieldRequest, EndEmploymentRequest,
-    FindDuplicatesRequest, FindDuplicatesResponse, GetPartyRequest, GetPersonRequest,
-    ListBasesRequest, ListBasesResponse, ListCustomFieldsRequest, ListCustomFieldsResponse,
-    ListPartiesRequest, ListPartiesResponse, ListPersonsRequest, ListPersonsResponse,
-    MergePartiesRequest, MergePartiesResponse, Party, Person, RemovePartyFromBaseRequest,
-    SearchPartiesRequest, SearchPartiesResponse, UpdateBaseRequest, UpdatePartyRequest,
-    UpdatePersonRequest, parties_service_server::PartiesService,
-};
+use crm_proto::crm::parties::v1::{parties_service_server::PartiesService, *};
 use tonic::Request;
 
 use crate::Parties;
@@ -69,6 +60,17 @@ impl PartiesService for Parties {
     async fn create_base(&self, request: Request<CreateBaseRequest>) -> Reply<Base> {
         let subject = subject(&request);
         reply(Parties::create_base(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_base(&self, request: Request<GetBaseRequest>) -> Reply<Base> {
+        reply(Parties::get_base(self, request.into_inner()).await)
+    }
+
+    async fn search_persons(
+        &self,
+        request: Request<SearchPersonsRequest>,
+    ) -> Reply<SearchPersonsResponse> {
+        reply(Parties::search_persons(self, request.into_inner()).await)
     }
 
     async fn list_bases(&self, request: Request<ListBasesRequest>) -> Reply<ListBasesResponse> {

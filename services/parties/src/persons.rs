@@ -9,7 +9,7 @@ use crm_kit::{
 use crm_proto::crm::parties::v1::{
     CreatePersonRequest, Employment, EmploymentEnded, EndEmploymentRequest, GetPersonRequest,
     ListPersonsRequest, ListPersonsResponse, PartyUpdated, Person, PersonCreated, PersonUpdated,
-    UpdatePersonRequest,
+    SearchPersonsRequest, SearchPersonsResponse, UpdatePersonRequest,
 };
 use uuid::Uuid;
 
@@ -26,7 +26,7 @@ use crate::{
     error::Refusal,
     events,
     lookups::{definitions, locked_party, person_in, require_employer},
-    store::{self, EmploymentRow},
+    store::{self, EmploymentRow, PersonSearch},
 };
 
 impl Parties {
@@ -235,21 +235,52 @@ impl Parties {
         )
         .await?;
         let next_page_token = page.finish(&mut rows, |last| last.id);
-        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
-        let employments = store::employments(&mut conn, &ids).await?;
-        let persons = rows
-            .iter()
-            .map(|row| {
-                let mine: Vec<EmploymentRow> = employments
-                    .iter()
-                    .filter(|e| e.person_id == row.id)
-                    .cloned()
-                    .collect();
-                person_to_proto(row, &mine)
-            })
-            .collect();
         Ok(ListPersonsResponse {
-            persons,
+            persons: with_employments(&mut conn, &rows).await?,
+            next_page_token,
+        })
+    }
+
+    pub async fn search_persons(&self, req: SearchPersonsRequest) -> Result<SearchPersonsResponse> {
+        let mut v = FieldViolations::new();
+        let given = |s: &str| Some(s.trim().to_owned()).filter(|s| !s.is_empty());
+        let contact =
+            |kind: &str, value: String| serde_json::json!([{ "kind": kind, "value": value }]);
+        let search = PersonSearch {
+            name: given(&req.name).map(|name| format!("%{}%", like_escaped(&name))),
+            email: given(&req.email).and_then(|raw| {
+                let email = domain::normalize_email(&raw);
+                v.check(email.is_some(), "email", "is not an e-mail address");
+                email.map(|e| contact("email", e))
+            }),
+            phone: given(&req.phone).and_then(|raw| {
+                let phone = domain::normalize_phone(&raw);
+                v.check(
+                    phone.is_some(),
+                    "phone",
+                    "is not an E.164 phone number (e.g. +48601234567)",
+                );
+                phone.map(|p| contact("phone", p))
+            }),
+            organization: optional_uuid(
+                &req.organization_party_id,
+                "organization_party_id",
+                &mut v,
+            ),
+            include_former: req.include_former,
+        };
+        v.check(
+            search.name.is_some() || search.email.is_some() || search.phone.is_some(),
+            "name",
+            "give at least one of name, email or phone",
+        );
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &search, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = store::search_persons(&mut conn, &search, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
+        Ok(SearchPersonsResponse {
+            persons: with_employments(&mut conn, &rows).await?,
             next_page_token,
         })
     }
@@ -393,4 +424,31 @@ pub(crate) fn apply_employment_field(
         }
         other => v.add("update_mask", format!("{other:?} cannot be updated")),
     }
+}
+
+/// The persons as the API answers them, each with their employments (one query for all).
+async fn with_employments(
+    conn: &mut sqlx::PgConnection,
+    rows: &[store::PersonRow],
+) -> Result<Vec<Person>> {
+    let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+    let employments = store::employments(conn, &ids).await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            let mine: Vec<EmploymentRow> = employments
+                .iter()
+                .filter(|e| e.person_id == row.id)
+                .cloned()
+                .collect();
+            person_to_proto(row, &mine)
+        })
+        .collect())
+}
+
+/// `text` matched literally inside a LIKE pattern: its `%`, `_` and `\` escaped.
+fn like_escaped(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }

@@ -1455,3 +1455,131 @@ async fn custom_fields_and_duplicates_come_a_page_at_a_time() {
         "the pages are the whole list, most similar first"
     );
 }
+
+#[tokio::test]
+async fn persons_are_found_by_name_email_or_phone_and_bases_by_id() {
+    let (_service, mut client) = start().await;
+    let acme = create(&mut client, organization("Acme")).await;
+    let other = create(&mut client, organization("Other Ltd")).await;
+    let anna = client
+        .create_person(CreatePersonRequest {
+            person: Some(Person {
+                name: Some(PersonName {
+                    given_name: "Anna".into(),
+                    family_name: "Nowak_Kowalska".into(),
+                }),
+                employments: vec![Employment {
+                    organization_party_id: acme.id.clone(),
+                    business_contact_points: vec![contact(
+                        ContactPointKind::Email,
+                        "Anna.Nowak@Acme.example",
+                    )],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut jan = natural_person("Jan", "Nowakowski");
+    jan.contact_points = vec![contact(ContactPointKind::Phone, "+48 601 234 567")];
+    let jan = create(&mut client, jan).await;
+
+    let mut search = |request: SearchPersonsRequest| {
+        let mut client = client.clone();
+        async move {
+            let found = client.search_persons(request).await?.into_inner();
+            Ok::<_, tonic::Status>(
+                found
+                    .persons
+                    .into_iter()
+                    .map(|p| p.name.unwrap().family_name)
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    let by_name = search(SearchPersonsRequest {
+        name: "nowak".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(by_name.len(), 2, "{by_name:?}");
+    let by_email = search(SearchPersonsRequest {
+        email: "anna.nowak@acme.example".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(by_email, ["Nowak_Kowalska"]);
+    let by_phone = search(SearchPersonsRequest {
+        phone: "+48601234567".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(by_phone, ["Nowakowski"]);
+    let at_acme = search(SearchPersonsRequest {
+        name: "nowak".into(),
+        organization_party_id: acme.id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(at_acme, ["Nowak_Kowalska"]);
+    let elsewhere = search(SearchPersonsRequest {
+        name: "nowak".into(),
+        organization_party_id: other.id.clone(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(elsewhere.is_empty());
+    // Wildcards are letters like any other: "_" matches an underscore, "%" matches nothing here.
+    let underscore = search(SearchPersonsRequest {
+        name: "k_k".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_eq!(underscore, ["Nowak_Kowalska"]);
+    let percent = search(SearchPersonsRequest {
+        name: "%".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(percent.is_empty());
+    let nothing_asked = search(SearchPersonsRequest::default()).await.unwrap_err();
+    assert_eq!(nothing_asked.code(), Code::InvalidArgument);
+    assert!(!anna.id.is_empty() && !jan.id.is_empty());
+
+    let base = client
+        .create_base(CreateBaseRequest {
+            base: Some(Base {
+                display_name: "Suppliers".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got = client
+        .get_base(GetBaseRequest {
+            id: base.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, base);
+    let missing = client
+        .get_base(GetBaseRequest {
+            id: "0190b3c4-0000-7000-8000-0000000000ff".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+}

@@ -2,6 +2,7 @@
 
 use chrono::{DateTime, NaiveDate, Utc};
 use crm_kit::store::Tx;
+use serde::Serialize;
 use sqlx::{AssertSqlSafe, PgConnection, types::Json};
 use uuid::Uuid;
 
@@ -244,6 +245,54 @@ pub async fn list_persons(
     )))
     .bind(organization)
     .bind(include_former)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// What SearchPersons narrows to; every given criterion must hold.
+#[derive(Debug, Clone, Serialize)]
+pub struct PersonSearch {
+    /// A LIKE pattern (metacharacters escaped) for "given family".
+    pub name: Option<String>,
+    /// A contact point as stored, e.g. `[{"kind":"email","value":"a@b.pl"}]`.
+    pub email: Option<serde_json::Value>,
+    pub phone: Option<serde_json::Value>,
+    pub organization: Option<Uuid>,
+    pub include_former: bool,
+}
+
+/// Persons matching `search`, in id order after `after`. A contact matches among private contact
+/// points (a natural person's live on its party) and the business ones of any employment.
+pub async fn search_persons(
+    conn: &mut PgConnection,
+    search: &PersonSearch,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<PersonRow>> {
+    const HAS_CONTACT: &str = "(COALESCE(np.contact_points, pe.private_contact_points) @> {c}
+        OR EXISTS (SELECT 1 FROM employments e WHERE e.person_id = pe.id AND e.business_contact_points @> {c}))";
+    sqlx::query_as(AssertSqlSafe(format!(
+        "{PERSON_SELECT}
+         WHERE ($1::text IS NULL
+                OR COALESCE(np.given_name, pe.given_name) || ' ' || COALESCE(np.family_name, pe.family_name)
+                   ILIKE $1)
+           AND ($2::jsonb IS NULL OR {email})
+           AND ($3::jsonb IS NULL OR {phone})
+           AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM employments e
+                WHERE e.person_id = pe.id AND e.organization_party_id = $4 AND ($5 OR e.end_date IS NULL)))
+           AND pe.erased_at IS NULL
+           AND ($6::uuid IS NULL OR pe.id > $6)
+         ORDER BY pe.id LIMIT $7",
+        email = HAS_CONTACT.replace("{c}", "$2"),
+        phone = HAS_CONTACT.replace("{c}", "$3"),
+    )))
+    .bind(&search.name)
+    .bind(&search.email)
+    .bind(&search.phone)
+    .bind(search.organization)
+    .bind(search.include_former)
     .bind(after)
     .bind(limit)
     .fetch_all(conn)
