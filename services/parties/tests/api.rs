@@ -1487,7 +1487,7 @@ async fn persons_are_found_by_name_email_or_phone_and_bases_by_id() {
     jan.contact_points = vec![contact(ContactPointKind::Phone, "+48 601 234 567")];
     let jan = create(&mut client, jan).await;
 
-    let mut search = |request: SearchPersonsRequest| {
+    let search = |request: SearchPersonsRequest| {
         let mut client = client.clone();
         async move {
             let found = client.search_persons(request).await?.into_inner();
