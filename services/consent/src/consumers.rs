@@ -6,13 +6,17 @@ use crm_kit::{
     error::{Result, ServiceError},
     store::Tx,
 };
-use crm_proto::crm::common::v1::{PrivacyReceipt, PrivacyRequestType};
+use crm_proto::crm::{
+    common::v1::{PrivacyReceipt, PrivacyRequestType},
+    consent::v1::SubjectRequestStatus,
+};
 use prost::Message;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
     domain::RequestStatus,
+    events,
     fanout::{self, lock},
     store::requests::{self as store, Answer, Slice},
 };
@@ -88,6 +92,12 @@ pub async fn apply_receipt(tx: &mut Tx, receipt: &PrivacyReceipt) -> Result<()> 
     if row.status == RequestStatus::InProgress {
         fanout::finish_if_answered(tx, id).await?;
     }
+    let answered = fanout::load(tx, id).await?;
+    let change = match answered.status() {
+        SubjectRequestStatus::Completed => "completed",
+        _ => "answered",
+    };
+    events::request_changed(tx, &answered, change).await?;
     Ok(())
 }
 

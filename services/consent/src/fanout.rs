@@ -21,7 +21,9 @@ use uuid::Uuid;
 use crate::{
     Consents,
     consents::write_record,
+    convert,
     domain::{LegalBasis, RecordStatus, RequestStatus, RequestType, Subject, SubjectKind},
+    events,
     store::{
         audit::{self, Audit},
         purposes,
@@ -221,8 +223,25 @@ impl Consents {
         let due = store::lock_due_for_resend(&mut tx, self.retry_after.as_secs_f64()).await?;
         for row in &due {
             resend(&mut tx, SYSTEM_ACTOR, row).await?;
+            let answer = load(&mut tx, row.id).await?;
+            events::request_changed(&mut tx, &answer, "sent").await?;
         }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// The request as the API answers it.
+pub(crate) async fn load(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+) -> Result<crm_proto::crm::consent::v1::SubjectRequest> {
+    let row = store::get(conn, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("SubjectRequest", id))?;
+    let answers = store::answers(conn, &[id])
+        .await?
+        .remove(&id)
+        .unwrap_or_default();
+    Ok(convert::request(&row, answers))
 }

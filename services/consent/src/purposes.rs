@@ -12,6 +12,7 @@ use crate::{
     Consents, convert,
     domain::LegalBasis,
     error::Refusal,
+    events,
     store::{
         audit::{self, Audit},
         purposes,
@@ -43,6 +44,7 @@ impl Consents {
         };
         audit::append(&mut tx, entry).await?;
         let purpose = answer(&mut tx, &code).await?;
+        events::purpose_changed(&mut tx, &purpose, "created").await?;
         claim.commit(tx, &purpose).await?;
         Ok(purpose)
     }
@@ -75,7 +77,8 @@ impl Consents {
             .await?
             .ok_or_else(|| ServiceError::not_found("Purpose", &input.code))?;
         check_etag("purpose", &input.etag, purpose.version)?;
-        if purpose.description != description {
+        let changed = purpose.description != description;
+        if changed {
             purposes::set_description(&mut tx, &purpose.code, &description).await?;
             let entry = Audit {
                 actor: caller,
@@ -87,6 +90,9 @@ impl Consents {
             audit::append(&mut tx, entry).await?;
         }
         let purpose = answer(&mut tx, &purpose.code).await?;
+        if changed {
+            events::purpose_changed(&mut tx, &purpose, "updated").await?;
+        }
         claim.commit(tx, &purpose).await?;
         Ok(purpose)
     }
@@ -133,6 +139,7 @@ impl Consents {
         };
         audit::append(&mut tx, entry).await?;
         let purpose = answer(&mut tx, &req.code).await?;
+        events::purpose_changed(&mut tx, &purpose, "text_published").await?;
         claim.commit(tx, &purpose).await?;
         Ok(purpose)
     }

@@ -4,20 +4,20 @@
 
 use chrono::Utc;
 use crm_kit::{
-    error::{FieldViolations, Result, ServiceError},
+    error::{FieldViolations, Result},
     request::{optional_time, text, time, uuid},
     store::Page,
 };
 use crm_proto::crm::consent::v1::*;
 use serde_json::json;
-use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
     Consents, convert,
     domain::{self, Channel, RequestStatus, RequestType, Verification},
     error::Refusal,
-    fanout::{self, lock},
+    events,
+    fanout::{self, load, lock},
     purposes,
     store::requests::{self as store, Filter, NewRequest, RequestRow},
 };
@@ -68,6 +68,7 @@ impl Consents {
             json!({ "request_id": id, "type": kind, "channel": channel, "due_at": due_at });
         fanout::audit(&mut tx, caller, "request.opened", subject, details).await?;
         let answer = load(&mut tx, id).await?;
+        events::request_changed(&mut tx, &answer, "opened").await?;
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }
@@ -124,6 +125,12 @@ impl Consents {
             fanout::carry_out(&mut tx, caller, &row, &self.registry).await?;
         }
         let answer = load(&mut tx, id).await?;
+        events::request_changed(
+            &mut tx,
+            &answer,
+            if req.verified { "verified" } else { "rejected" },
+        )
+        .await?;
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }
@@ -196,6 +203,7 @@ impl Consents {
         let details = json!({ "request_id": id, "reason": reason });
         fanout::audit(&mut tx, caller, "request.cancelled", row.subject(), details).await?;
         let answer = load(&mut tx, id).await?;
+        events::request_changed(&mut tx, &answer, "cancelled").await?;
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }
@@ -229,6 +237,7 @@ impl Consents {
         let details = json!({ "request_id": id, "days": req.days, "reason": req.reason.trim() });
         fanout::audit(&mut tx, caller, "request.extended", row.subject(), details).await?;
         let answer = load(&mut tx, id).await?;
+        events::request_changed(&mut tx, &answer, "extended").await?;
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }
@@ -254,6 +263,7 @@ impl Consents {
         }
         fanout::complete(&mut tx, caller, &row, req.resolution.trim()).await?;
         let answer = load(&mut tx, id).await?;
+        events::request_changed(&mut tx, &answer, "completed").await?;
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }
@@ -277,6 +287,7 @@ impl Consents {
         }
         fanout::resend(&mut tx, caller, &row).await?;
         let answer = load(&mut tx, id).await?;
+        events::request_changed(&mut tx, &answer, "sent").await?;
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }
@@ -291,15 +302,4 @@ fn still_open(row: &RequestRow) -> Result<()> {
         status: row.status,
     }
     .into())
-}
-
-pub(crate) async fn load(conn: &mut PgConnection, id: Uuid) -> Result<SubjectRequest> {
-    let row = store::get(conn, id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("SubjectRequest", id))?;
-    let answers = store::answers(conn, &[id])
-        .await?
-        .remove(&id)
-        .unwrap_or_default();
-    Ok(convert::request(&row, answers))
 }

@@ -12,7 +12,7 @@ use crm_proto::crm::{
     common::v1::PrivacyRequestType,
     consent::v1::{consent_service_client::ConsentServiceClient, *},
 };
-use crm_testkit::{Broker, TestDatabase, TestService, eventually, token};
+use crm_testkit::{Broker, TestDatabase, TestService, eventually, rebuild, token};
 use prost::Message;
 use rdkafka::{
     ClientConfig,
@@ -650,6 +650,99 @@ async fn reflection_describes_every_consent_rpc_without_a_token() {
         "ListAuditLog",
     ] {
         assert!(methods.iter().any(|m| m == rpc), "{rpc} in {methods:?}");
+    }
+    service.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn downstream_systems_rebuild_every_request_and_purpose_from_their_topics() {
+    let (service, mut client) = start().await;
+    // A rectification through its whole life, and an objection that completes at once.
+    let fix = open(&mut client, PrivacyRequestType::Rectification, SUBJECT, 2).await;
+    verify(&mut client, &fix.id, true).await;
+    client
+        .extend_subject_request(ExtendSubjectRequestRequest {
+            id: fix.id.clone(),
+            days: 10,
+            reason: "archives".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .complete_subject_request(CompleteSubjectRequestRequest {
+            id: fix.id.clone(),
+            resolution: "address corrected".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let objection = open(&mut client, PrivacyRequestType::Objection, SUBJECT, 0).await;
+    verify(&mut client, &objection.id, true).await;
+
+    let requests = rebuild(
+        &service.broker.brokers(),
+        "crm.consent.subject_request.v1",
+        6,
+        |event: SubjectRequestChanged| event.request.map(|r| (r.id.clone(), r)),
+    )
+    .await;
+    assert_eq!(requests.len(), 2);
+    for (id, from_topic) in requests {
+        let got = client
+            .get_subject_request(GetSubjectRequestRequest { id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            from_topic,
+            SubjectRequest {
+                details: String::new(),
+                verification_method: String::new(),
+                ..got
+            },
+            "the topic carries the request, less the subject's own words"
+        );
+    }
+
+    for code in ["newsletter", "profiling"] {
+        client
+            .create_purpose(CreatePurposeRequest {
+                purpose: Some(Purpose {
+                    code: code.into(),
+                    description: "d".into(),
+                    legal_basis: LegalBasis::Consent as i32,
+                    text: "t".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    client
+        .publish_purpose_text(PublishPurposeTextRequest {
+            code: "newsletter".into(),
+            text: "t2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let purposes = rebuild(
+        &service.broker.brokers(),
+        "crm.consent.purpose.v1",
+        3,
+        |event: PurposeChanged| event.purpose.map(|p| (p.code.clone(), p)),
+    )
+    .await;
+    assert_eq!(purposes.len(), 2);
+    for (code, from_topic) in purposes {
+        let got = client
+            .get_purpose(GetPurposeRequest { code })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(from_topic, got);
     }
     service.stop().await.unwrap();
 }

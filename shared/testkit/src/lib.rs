@@ -7,7 +7,7 @@
 //! the PATH, then `~/.cargo/bin/tansu`).
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     net::SocketAddr,
     path::PathBuf,
     process::Stdio,
@@ -342,6 +342,24 @@ pub struct Record {
     pub key: Option<String>,
     pub headers: HashMap<String, String>,
     pub payload: Vec<u8>,
+}
+
+/// What a downstream system rebuilds from `topic`: the state the latest of `count` events of each
+/// key carries (`state` reads it from an event, `None` to skip one). Fails unless all arrive.
+pub async fn rebuild<E: prost::Message + Default, R>(
+    brokers: &str,
+    topic: &str,
+    count: usize,
+    state: impl Fn(E) -> Option<(String, R)>,
+) -> BTreeMap<String, R> {
+    let records = read_topic(brokers, topic, count, Duration::from_secs(15))
+        .await
+        .expect("reading the topic");
+    assert_eq!(records.len(), count, "every change is on {topic}");
+    records
+        .iter()
+        .filter_map(|record| state(E::decode(record.payload.as_slice()).expect("an event")))
+        .collect()
 }
 
 /// Reads `topic` from the beginning until `count` records arrived or `timeout` passed.
