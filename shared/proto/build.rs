@@ -16,7 +16,7 @@ use prost_reflect::{
     MessageDescriptor, Value,
 };
 
-const DEFAULT_MAX_CHARS: u32 = 200;
+const DEFAULT_MAX_CHARS: u32 = 300;
 const DEFAULT_MAX_ITEMS: u32 = 1000;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::{required, time},
+    request::{optional_time, required},
     store::{Idempotent, Page},
 };
 use crm_proto::crm::consent::v1::*;
@@ -35,8 +35,8 @@ impl Consents {
         caller: &str,
         req: RecordConsentRequest,
     ) -> Result<ConsentRecord> {
-        let expires_at = req.expire_time.as_ref().and_then(time);
         let mut v = FieldViolations::new();
+        let expires_at = optional_time(req.expire_time.as_ref(), "expire_time", &mut v);
         v.check(
             expires_at.is_none_or(|at| at > Utc::now()),
             "expire_time",

@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::{optional_uuid, timestamp, uuid},
+    request::{timestamp, uuid},
     shutdown::Shutdown,
     store::Tx,
 };
@@ -40,17 +40,9 @@ impl Loyalty {
         req: StartBulkAccrualRequest,
     ) -> Result<BulkAccrual> {
         let mut v = FieldViolations::new();
-        v.check(
-            !req.job_id.trim().is_empty(),
-            "job_id",
-            "is required: the client's idempotency id",
-        );
+        domain::check_client_id(&req.job_id, "job_id", &mut v);
         let program_id = uuid(&req.program_id, "program_id", &mut v);
-        v.check(
-            req.points > 0,
-            "points",
-            "must be a positive whole number of points",
-        );
+        domain::check_points(req.points, "points", &mut v);
         let chosen = match &req.selection {
             Some(Selection::Memberships(list)) => Chosen::Memberships(
                 list.membership_ids
@@ -61,7 +53,7 @@ impl Loyalty {
             ),
             Some(Selection::AllMembers(true)) => Chosen::All,
             Some(Selection::BaseId(base)) => {
-                optional_uuid(base, "base_id", &mut v);
+                uuid(base, "base_id", &mut v);
                 Chosen::Base(base.clone())
             }
             Some(Selection::AllMembers(false)) | None => {
@@ -113,7 +105,16 @@ impl Loyalty {
             reference: req.reference.trim(),
             created_by: subject,
         };
-        store::insert_job(&mut tx, &job).await?;
+        // Another caller's job with this id (the claim above is per caller) is a reuse.
+        store::insert_job(&mut tx, &job).await.map_err(|error| {
+            match crm_kit::store::unique_violation(&error) {
+                Some(_) => Refusal::JobIdReused {
+                    job_id: req.job_id.clone(),
+                }
+                .into(),
+                None => ServiceError::from(error),
+            }
+        })?;
         let total = store::add_job_items(&mut tx, id, program_id, &selection).await?;
         if let Some(Selection::Memberships(list)) = &req.selection
             && total

@@ -2,10 +2,10 @@
 //! codes generated in bulk, validation, and redemption that never exceeds a code's limit: the use
 //! count only grows through a conditional update.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::{audit, timestamp, uuid},
+    request::{audit, optional_time, timestamp, uuid},
     store::Tx,
 };
 use crm_proto::crm::loyalty::v1::{
@@ -21,7 +21,9 @@ use crate::{
     Loyalty,
     domain::{self, display_name},
     error::Refusal,
-    events, store,
+    events,
+    posting::operation_id_used,
+    store,
 };
 
 const MAX_GENERATED: usize = 10_000;
@@ -98,10 +100,8 @@ impl Loyalty {
             "definition.uses_per_code",
             "must be at least 1 (1: single use)",
         );
-        let time = |t: Option<prost_types::Timestamp>| {
-            t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-        };
-        let (valid_from, valid_to) = (time(input.valid_from), time(input.valid_to));
+        let valid_from = optional_time(input.valid_from.as_ref(), "definition.valid_from", &mut v);
+        let valid_to = optional_time(input.valid_to.as_ref(), "definition.valid_to", &mut v);
         if let (Some(from), Some(to)) = (valid_from, valid_to) {
             v.check(to > from, "definition.valid_to", "must be after valid_from");
         }
@@ -238,11 +238,7 @@ impl Loyalty {
         req: RedeemCouponRequest,
     ) -> Result<CouponRedemption> {
         let mut v = FieldViolations::new();
-        v.check(
-            !req.redemption_id.trim().is_empty(),
-            "redemption_id",
-            "is required: the client's idempotency id",
-        );
+        domain::check_client_id(&req.redemption_id, "redemption_id", &mut v);
         v.finish()?;
         let (code, membership) = coupon_args(&req.code, &req.membership_id)?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
@@ -294,7 +290,8 @@ async fn insert_redemption(
         req.reference.trim(),
         subject,
     )
-    .await?;
+    .await
+    .map_err(|error| operation_id_used(error, &req.redemption_id))?;
     Ok(CouponRedemption {
         id: id.to_string(),
         redemption_id: req.redemption_id.clone(),
@@ -308,15 +305,16 @@ async fn insert_redemption(
 
 fn coupon_args(code: &str, membership: &str) -> Result<(String, Uuid)> {
     let mut v = FieldViolations::new();
-    let code = domain::normalize_code(code);
-    v.check(
-        code.is_some(),
-        "code",
-        "is not a coupon code (12 characters, e.g. 7KQ2-M9TX-4HRB)",
-    );
+    let code = domain::normalize_code(code).unwrap_or_else(|| {
+        v.add(
+            "code",
+            "is not a coupon code (12 characters, e.g. 7KQ2-M9TX-4HRB)",
+        );
+        String::new()
+    });
     let membership = uuid(membership, "membership_id", &mut v);
     v.finish()?;
-    Ok((code.expect("checked above"), membership))
+    Ok((code, membership))
 }
 
 fn definition_to_proto(row: &store::DefinitionRow) -> CouponDefinition {

@@ -28,11 +28,7 @@ use crate::{
 impl Loyalty {
     pub async fn hold_points(&self, subject: &str, req: HoldPointsRequest) -> Result<Hold> {
         let mut v = FieldViolations::new();
-        v.check(
-            !req.hold_id.trim().is_empty(),
-            "hold_id",
-            "is required: the client's idempotency id",
-        );
+        domain::check_client_id(&req.hold_id, "hold_id", &mut v);
         check_points(req.points, "points", &mut v);
         let timeout = if req.timeout_seconds == 0 {
             DEFAULT_HOLD_SECONDS

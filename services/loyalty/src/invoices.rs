@@ -16,10 +16,10 @@ use crm_kit::{
 use crm_proto::crm::sales::v1::{CreditNote, Invoice, SalesDocument, sales_document::Document};
 use prost::Message;
 use rust_decimal::{Decimal, prelude::ToPrimitive};
-use uuid::Uuid;
 
 use crate::domain;
 use crate::{
+    domain::MAX_POINTS,
     posting::{Posting, Target, post, reverse},
     store,
 };
@@ -63,8 +63,7 @@ struct Line<'a> {
 
 async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
     let mut v = FieldViolations::new();
-    let party = Uuid::parse_str(&invoice.party_id);
-    v.check(party.is_ok(), "invoice.party_id", "is not a UUID");
+    let party = crm_kit::request::uuid(&invoice.party_id, "invoice.party_id", &mut v);
     v.check(
         plain_id(&invoice.invoice_id),
         "invoice.invoice_id",
@@ -94,8 +93,18 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
         })
         .collect();
     v.finish()?;
-    let party = party.expect("checked above");
-    let total: Decimal = lines.iter().map(|line| line.net).sum();
+    // Amounts beyond what a decimal holds are refused, never a panic (which would stop the consumer).
+    let Some(total) = lines
+        .iter()
+        .try_fold(Decimal::ZERO, |sum, line| sum.checked_add(line.net))
+    else {
+        let mut v = FieldViolations::new();
+        v.add(
+            "invoice.lines",
+            "the net amounts add up past what a decimal holds",
+        );
+        return Err(v.into());
+    };
     // Campaigns run on the invoice's issue date (its start, UTC), or now for an undated one.
     let issued_at = invoice
         .issue_date
@@ -168,10 +177,15 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
                 .get(line.category)
                 .unwrap_or(&rules.points_per_unit);
             let campaign = campaign_multiplier(&rules.campaigns, line.category, issued_at);
-            let mut points = (line.net * decimal(rate) * tier_multiplier * campaign)
-                .floor()
-                .to_i64()
-                .unwrap_or(0);
+            // Past i64 (or a decimal), a line earns the most one operation may move.
+            let mut points = line
+                .net
+                .checked_mul(decimal(rate))
+                .and_then(|p| p.checked_mul(tier_multiplier))
+                .and_then(|p| p.checked_mul(campaign))
+                .map_or(Some(MAX_POINTS), |p| p.floor().to_i64())
+                .unwrap_or(MAX_POINTS)
+                .min(MAX_POINTS);
             for cap in [cap_left.as_mut(), period_left.as_mut()]
                 .into_iter()
                 .flatten()

@@ -1,10 +1,9 @@
 //! Balances and the ledger: operations recorded and reversed on member accounts, and the accounts
 //! they resolve to.
 
-use chrono::DateTime;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::{optional_uuid, uuid},
+    request::{optional_time, optional_uuid, uuid},
     store::{self as kit_store, Page},
 };
 use crm_proto::crm::loyalty::v1::{
@@ -65,12 +64,8 @@ impl Loyalty {
     ) -> Result<ListLedgerEntriesResponse> {
         let mut v = FieldViolations::new();
         let operation_type = Some(req.operation_type.trim()).filter(|t| !t.is_empty());
-        let from = req
-            .from_time
-            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
-        let to = req
-            .to_time
-            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32));
+        let from = optional_time(req.from_time.as_ref(), "from_time", &mut v);
+        let to = optional_time(req.to_time.as_ref(), "to_time", &mut v);
         let filter = (&req.account, operation_type, from, to);
         let page: Page<i64> = Page::new(
             req.page_size,
@@ -109,11 +104,7 @@ impl Loyalty {
         req: RecordOperationRequest,
     ) -> Result<Operation> {
         let mut v = FieldViolations::new();
-        v.check(
-            !req.operation_id.trim().is_empty(),
-            "operation_id",
-            "is required: the client's idempotency id",
-        );
+        domain::check_client_id(&req.operation_id, "operation_id", &mut v);
         check_points(req.points, "points", &mut v);
         let operation_type = code(&req.operation_type, "operation_type", &mut v);
         v.finish()?;
@@ -167,11 +158,7 @@ impl Loyalty {
         req: ReverseOperationRequest,
     ) -> Result<Operation> {
         let mut v = FieldViolations::new();
-        v.check(
-            !req.operation_id.trim().is_empty(),
-            "operation_id",
-            "is required: the client's idempotency id",
-        );
+        domain::check_client_id(&req.operation_id, "operation_id", &mut v);
         v.check(
             !req.original_operation_id.trim().is_empty(),
             "original_operation_id",

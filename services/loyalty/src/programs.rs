@@ -1,9 +1,9 @@
 //! Programs: their point types, operation types and accrual rules.
 
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    request::{date, mask_paths, uuid},
+    request::{date, mask_paths, optional_time, uuid},
     store::Page,
 };
 use crm_proto::crm::loyalty::v1::{
@@ -256,12 +256,15 @@ impl Loyalty {
             let raw = Some(raw.trim())
                 .filter(|r| !r.is_empty())
                 .unwrap_or(default);
+            // Bounded, so points from a rate stay far from where decimals overflow.
             match raw.parse::<Decimal>() {
-                Ok(value) if !value.is_sign_negative() => value.normalize().to_string(),
+                Ok(value) if !value.is_sign_negative() && value <= Decimal::from(1_000_000) => {
+                    value.normalize().to_string()
+                }
                 _ => {
                     v.add(
                         field,
-                        "must be a decimal number of at least 0, e.g. 1 or 0.5",
+                        "must be a decimal number from 0 to 1000000, e.g. 1 or 0.5",
                     );
                     String::new()
                 }
@@ -304,16 +307,15 @@ impl Loyalty {
                 v.add(format!("{at}.tier"), "is given twice");
             }
         }
-        let time = |t: Option<prost_types::Timestamp>| {
-            t.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
-        };
         let campaigns = input
             .campaigns
             .iter()
             .enumerate()
             .map(|(i, c)| {
                 let at = format!("rules.campaigns[{i}]");
-                let (start, end) = (time(c.start_time), time(c.end_time));
+                let start =
+                    optional_time(c.start_time.as_ref(), &format!("{at}.start_time"), &mut v);
+                let end = optional_time(c.end_time.as_ref(), &format!("{at}.end_time"), &mut v);
                 v.check(
                     start.zip(end).is_none_or(|(s, e)| e > s),
                     format!("{at}.end_time"),

@@ -27,11 +27,11 @@ impl Parties {
         let mut v = FieldViolations::new();
         v.check(req.field.is_some(), "field", "is required");
         let input = req.field.clone().unwrap_or_default();
-        let (entity, field_type) = domain::definition(&input, &mut v);
+        let (entity, field_type, key) = domain::definition(&input, &mut v);
         v.finish()?;
         let row = FieldRow {
             entity,
-            key: input.key.clone(),
+            key,
             label: input.label.trim().to_owned(),
             field_type,
             required: input.required,

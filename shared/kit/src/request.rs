@@ -87,12 +87,14 @@ pub fn date(
     violations: &mut FieldViolations,
 ) -> Option<NaiveDate> {
     let d = value?;
+    // Years 1 to 9999: what PostgreSQL and every client language can hold.
     let parsed = u32::try_from(d.month)
         .ok()
         .zip(u32::try_from(d.day).ok())
+        .filter(|_| (1..=9999).contains(&d.year))
         .and_then(|(month, day)| NaiveDate::from_ymd_opt(d.year, month, day));
     if parsed.is_none() {
-        violations.add(field, "is not a calendar date");
+        violations.add(field, "is not a calendar date of years 1 to 9999");
     }
     parsed
 }
@@ -122,8 +124,14 @@ pub fn optional_time(
     parsed
 }
 
-/// A protobuf timestamp as a UTC time; None when out of range.
+/// A protobuf timestamp as a UTC time; None outside years 1 to 9999 (the range protobuf's
+/// Timestamp documents, and PostgreSQL holds).
 pub fn time(timestamp: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
+    const MIN: i64 = -62_135_596_800; // 0001-01-01T00:00:00Z
+    const MAX: i64 = 253_402_300_799; // 9999-12-31T23:59:59Z
+    if !(MIN..=MAX).contains(&timestamp.seconds) {
+        return None;
+    }
     DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
 }
 

@@ -23,10 +23,13 @@ include!(concat!(env!("OUT_DIR"), "/crm_checks.rs"));
 /// `ErrorInfo.domain` of every error of the suite.
 pub const ERROR_DOMAIN: &str = "crm";
 
-/// The most violations one answer lists: a default client refuses error details over 16 KiB.
+/// The most violations one answer lists, and the most bytes their fields and descriptions take:
+/// the answer travels in headers, and a default client refuses more than 16 KiB of them (the
+/// details are base64-encoded, the message percent-encoded).
 const MAX_REPORTED: usize = 20;
+const MAX_REPORTED_BYTES: usize = 3 * 1024;
 /// The longest description of one violation, in characters.
-const MAX_DESCRIPTION: usize = 300;
+const MAX_DESCRIPTION: usize = 200;
 /// Messages nest no deeper than this in a request (prost's own recursion limit is 100).
 const MAX_DEPTH: u32 = 32;
 
@@ -68,6 +71,8 @@ pub trait Idempotent {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FieldViolations {
     reported: Vec<(String, String)>,
+    /// Bytes of the reported fields and descriptions.
+    bytes: usize,
     omitted: usize,
 }
 
@@ -77,12 +82,15 @@ impl FieldViolations {
     }
 
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
-        if self.reported.len() == MAX_REPORTED {
+        let field = truncate(field.into(), MAX_DESCRIPTION);
+        let description = truncate(description.into(), MAX_DESCRIPTION);
+        let bytes = field.len() + description.len();
+        if self.reported.len() == MAX_REPORTED || self.bytes + bytes > MAX_REPORTED_BYTES {
             self.omitted += 1;
             return;
         }
-        self.reported
-            .push((field.into(), truncate(description.into(), MAX_DESCRIPTION)));
+        self.bytes += bytes;
+        self.reported.push((field, description));
     }
 
     /// Adds the violation unless `ok` holds.
@@ -138,11 +146,9 @@ pub fn invalid_argument(violations: &FieldViolations) -> Status {
         .into_iter()
         .collect();
     details.set_error_info("INVALID_ARGUMENT", ERROR_DOMAIN, metadata);
-    Status::with_error_details(
-        Code::InvalidArgument,
-        format!("invalid request: {violations}"),
-        details,
-    )
+    // The details name every reported field; the message is their summary, kept short.
+    let message = truncate(format!("invalid request: {violations}"), 500);
+    Status::with_error_details(Code::InvalidArgument, message, details)
 }
 
 /// `value` cut to `max` characters, marked with an ellipsis when cut: error messages never echo
@@ -192,7 +198,9 @@ impl Walk {
         if depth > MAX_DEPTH {
             return Err(Malformed);
         }
-        // Items seen per repeated field, allocated only when a list appears.
+        // Occurrences per list and per message field, allocated only when one appears. Protobuf
+        // merges a message field given twice, so its lists would add up past their limits:
+        // a request gives each message field at most once.
         let mut counts: Vec<u32> = Vec::new();
         while !buf.is_empty() {
             let key = varint(&mut buf)?;
@@ -212,15 +220,14 @@ impl Walk {
                 continue;
             };
             let field = &shape.fields[i];
-            let index = if field.repeated {
+            let counted = field.repeated || matches!(field.kind, Kind::Message(_));
+            if counted {
                 if counts.is_empty() {
                     counts = vec![0; shape.fields.len()];
                 }
                 counts[i] = counts[i].saturating_add(1);
-                Some(counts[i] - 1)
-            } else {
-                None
-            };
+            }
+            let index = field.repeated.then(|| counts[i] - 1);
             match (field.kind, payload) {
                 (Kind::Text { .. } | Kind::Message(_), None) => return Err(Malformed),
                 (
@@ -242,12 +249,15 @@ impl Walk {
         }
         for (i, &count) in counts.iter().enumerate() {
             let field = &shape.fields[i];
-            if count > field.max_items {
+            if field.repeated && count > field.max_items {
                 let at = self.at(field.name, None);
                 self.violations.add(
                     at,
                     format!("must have at most {} items (has {count})", field.max_items),
                 );
+            } else if !field.repeated && count > 1 {
+                let at = self.at(field.name, None);
+                self.violations.add(at, "is given more than once");
             }
         }
         Ok(())
@@ -424,7 +434,7 @@ mod tests {
         let request = CreatePartyRequest {
             party: Some(Party {
                 display_name: "a\0b".into(),
-                tags: vec!["x".repeat(201), "ok".into()],
+                tags: vec!["x".repeat(301), "ok".into()],
                 ..Default::default()
             }),
             request_id: "r".repeat(5000),
@@ -452,12 +462,43 @@ mod tests {
         let status = check_request(&request).unwrap_err();
         let reported = violations(&status);
         assert_eq!(reported.len(), MAX_REPORTED);
-        assert!(
-            status.message().ends_with("and 4981 more"),
-            "{}",
-            status.message()
+        let info = status.get_details_error_info().unwrap();
+        assert_eq!(
+            info.metadata["omitted_violations"], "4981",
+            "5000 items and the list"
         );
         assert!(status.details().len() < 8 * 1024);
+    }
+
+    #[test]
+    fn a_message_field_given_twice_is_refused() {
+        // Protobuf would merge the two parties, adding their tags up past the list's limit.
+        let party = Party {
+            tags: vec!["t".into(); 1000],
+            ..Default::default()
+        };
+        let field = CreatePartyRequest::SHAPE.fields[0].number;
+        let mut bytes = Vec::new();
+        for _ in 0..2 {
+            prost::encoding::message::encode(field, &party, &mut bytes);
+        }
+        let status = check(CreatePartyRequest::SHAPE, &bytes).unwrap_err();
+        assert_eq!(violations(&status)[0].0, "party");
+    }
+
+    #[test]
+    fn errors_stay_small_whatever_the_input() {
+        let mut v = FieldViolations::new();
+        for i in 0..1000 {
+            v.add(format!("f{i}"), "🙂".repeat(1000));
+        }
+        let status = invalid_argument(&v);
+        assert!(
+            status.details().len() < 8 * 1024,
+            "{}",
+            status.details().len()
+        );
+        assert!(status.message().len() < 8 * 1024);
     }
 
     #[test]

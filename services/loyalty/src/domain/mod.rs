@@ -102,6 +102,16 @@ pub const DEFAULT_CAPTURE_TYPE: &str = "reward_redemption";
 /// The consent a party needs to join a loyalty program (a purpose of the consent service).
 pub const ENROLMENT_PURPOSE: &str = "loyalty_program";
 
+/// A client's idempotency id (operation, hold, job, redemption): required, and without ':',
+/// which marks the ids the service gives its own operations (`invoice:…`, `hold:…:capture`).
+pub fn check_client_id(id: &str, field: &str, v: &mut FieldViolations) {
+    v.check(
+        !id.trim().is_empty() && !id.contains(':'),
+        field,
+        "is required: the client's idempotency id, without ':'",
+    );
+}
+
 pub fn check_points(points: i64, field: &str, v: &mut FieldViolations) {
     v.check(
         (1..=MAX_POINTS).contains(&points),

@@ -32,13 +32,12 @@ crm_kit::text_enum! {
     }
 }
 
-/// Checks a new definition: key shape, label, type, and options for ENUM fields.
-/// Checks a definition, handing back what it describes and what it holds.
+/// Checks a definition, handing back what it describes, what it holds, and its key as stored.
 pub fn definition(
     field: &CustomFieldDefinition,
     v: &mut FieldViolations,
-) -> (FieldEntity, FieldType) {
-    crm_kit::request::code(&field.key, "field.key", v);
+) -> (FieldEntity, FieldType, String) {
+    let key = crm_kit::request::code(&field.key, "field.key", v);
     let entity = FieldEntity::require(field.entity, "field.entity", v);
     name(&field.label, "field.label", v);
     let kind = FieldType::require(field.r#type, "field.type", v);
@@ -58,7 +57,7 @@ pub fn definition(
             "only ENUM fields have options",
         );
     }
-    (entity, kind)
+    (entity, kind, key)
 }
 
 /// Validates values against the entity's definitions: known keys, matching types, allowed
