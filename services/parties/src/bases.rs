@@ -39,6 +39,7 @@ impl Parties {
             .await
             .map_err(|e| base_name_taken(e, &name))?;
         let base = base_in(&mut tx, id).await?;
+        events::base_changed(&mut tx, &base, "created").await?;
         claim.commit(tx, &base).await?;
         Ok(base)
     }
@@ -111,6 +112,7 @@ impl Parties {
             .await
             .map_err(|e| base_name_taken(e, &base.display_name))?;
         let base = base_in(&mut tx, id).await?;
+        events::base_changed(&mut tx, &base, "updated").await?;
         claim.commit(tx, &base).await?;
         Ok(base)
     }

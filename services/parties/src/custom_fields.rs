@@ -15,6 +15,7 @@ use crate::{
     domain::FieldEntity,
     domain::{self},
     error::Refusal,
+    events,
     store::{self, FieldRow},
 };
 
@@ -56,6 +57,7 @@ impl Parties {
             .find(|f| f.key == row.key)
             .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("defined field vanished")))?;
         let field = field_to_proto(&stored);
+        events::custom_field_changed(&mut tx, &field).await?;
         claim.commit(tx, &field).await?;
         Ok(field)
     }

@@ -1583,3 +1583,92 @@ async fn persons_are_found_by_name_email_or_phone_and_bases_by_id() {
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound);
 }
+
+#[tokio::test]
+async fn downstream_systems_rebuild_bases_and_custom_fields_from_their_topics() {
+    let (service, mut client) = start().await;
+    let mut bases = Vec::new();
+    for name in ["Customers", "Suppliers"] {
+        let base = client
+            .create_base(CreateBaseRequest {
+                base: Some(Base {
+                    display_name: name.into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        bases.push(base);
+    }
+    client
+        .update_base(UpdateBaseRequest {
+            base: Some(Base {
+                id: bases[1].id.clone(),
+                display_name: "Vendors".into(),
+                ..Default::default()
+            }),
+            update_mask: mask(&["display_name"]),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let rebuilt = crm_testkit::rebuild(
+        &service.broker.brokers(),
+        "crm.parties.base.v1",
+        3,
+        |event: BaseChanged| event.base.map(|b| (b.id.clone(), b)),
+    )
+    .await;
+    assert_eq!(rebuilt.len(), 2);
+    for (id, from_topic) in rebuilt {
+        let got = client
+            .get_base(GetBaseRequest { id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(from_topic, got);
+    }
+
+    for (key, label) in [
+        ("industry", "Industry"),
+        ("region", "Region"),
+        ("industry", "Sector"),
+    ] {
+        client
+            .define_custom_field(DefineCustomFieldRequest {
+                field: Some(CustomFieldDefinition {
+                    entity: CustomFieldEntity::Party as i32,
+                    key: key.into(),
+                    label: label.into(),
+                    r#type: CustomFieldType::Text as i32,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let rebuilt = crm_testkit::rebuild(
+        &service.broker.brokers(),
+        "crm.parties.custom_field.v1",
+        3,
+        |event: CustomFieldChanged| event.field.map(|f| (format!("party/{}", f.key), f)),
+    )
+    .await;
+    let listed = client
+        .list_custom_fields(ListCustomFieldsRequest {
+            entity: CustomFieldEntity::Party as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .fields;
+    assert_eq!(
+        rebuilt.into_values().collect::<Vec<_>>(),
+        listed,
+        "the latest definition of each key, as listed"
+    );
+}
