@@ -136,6 +136,7 @@ impl Loyalty {
             .await?
             .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
         let answer = job_to_proto(&job);
+        events::bulk_accrual_changed(&mut tx, &answer, "started").await?;
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }
@@ -171,6 +172,7 @@ impl Loyalty {
         let items = store::lock_pending_items(&mut tx, job.id, BATCH).await?;
         if items.is_empty() {
             store::complete_job(&mut tx, job.id).await?;
+            announce(&mut tx, &job.client_id, "completed").await?;
             tx.commit().await?;
             return Ok(true);
         }
@@ -183,6 +185,7 @@ impl Loyalty {
         let credited = credit(&mut tx, &job, &active).await?;
         let failed = (all.len() - active.len()) as i64;
         store::record_items(&mut tx, job.id, &all, &active, credited, failed).await?;
+        announce(&mut tx, &job.client_id, "progressed").await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -258,6 +261,14 @@ async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Resul
         }
     }
     Ok(credited.len() as i64)
+}
+
+/// Tells downstream systems where the job now is.
+async fn announce(tx: &mut Tx, client_id: &str, change: &str) -> Result<()> {
+    let job = store::lock_job(tx, client_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("BulkAccrual", client_id))?;
+    events::bulk_accrual_changed(tx, &job_to_proto(&job), change).await
 }
 
 fn job_to_proto(job: &store::JobRow) -> BulkAccrual {

@@ -9,9 +9,9 @@ use crm_kit::{
     store::Tx,
 };
 use crm_proto::crm::loyalty::v1::{
-    Coupon, CouponDefinition, CouponRedeemed, CouponRedemption, CouponValidation,
-    CreateCouponDefinitionRequest, GenerateCouponsRequest, GenerateCouponsResponse,
-    RedeemCouponRequest, ValidateCouponRequest,
+    Coupon, CouponDefinition, CouponDefinitionChanged, CouponRedeemed, CouponRedemption,
+    CouponValidation, CouponsGenerated, CreateCouponDefinitionRequest, GenerateCouponsRequest,
+    GenerateCouponsResponse, RedeemCouponRequest, ValidateCouponRequest,
 };
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -131,6 +131,10 @@ impl Loyalty {
         };
         store::insert_definition(&mut tx, &row).await?;
         let definition = definition_to_proto(&definition(&mut tx, id).await?);
+        let event = CouponDefinitionChanged {
+            definition: Some(definition.clone()),
+        };
+        events::COUPON.enqueue(&mut tx, id, &event).await?;
         claim.commit(tx, &definition).await?;
         Ok(definition)
     }
@@ -206,6 +210,13 @@ impl Loyalty {
             }
             coupons.extend(inserted.iter().map(coupon_to_proto));
         }
+        let event = CouponsGenerated {
+            definition_id: definition_id.to_string(),
+            coupons: coupons.clone(),
+        };
+        events::COUPON
+            .enqueue(&mut tx, definition_id, &event)
+            .await?;
         let response = GenerateCouponsResponse { coupons };
         claim.commit(tx, &response).await?;
         Ok(response)

@@ -11,14 +11,14 @@ use crm_kit::{
 use crm_proto::crm::{
     common::v1::Date,
     loyalty::v1::{
-        ApplicableDiscount, Discount, GetApplicableDiscountsRequest,
+        ApplicableDiscount, Discount, DiscountChanged, GetApplicableDiscountsRequest,
         GetApplicableDiscountsResponse, SetDiscountRequest,
     },
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::{Loyalty, domain::code, store};
+use crate::{Loyalty, domain::code, events, store};
 
 impl Loyalty {
     pub async fn set_discount(&self, subject: &str, req: SetDiscountRequest) -> Result<Discount> {
@@ -92,6 +92,10 @@ impl Loyalty {
         };
         let row = store::set_discount(&mut tx, &discount, subject).await?;
         let discount = discount_to_proto(&row);
+        let event = DiscountChanged {
+            discount: Some(discount.clone()),
+        };
+        events::DISCOUNT.enqueue(&mut tx, row.id, &event).await?;
         claim.commit(tx, &discount).await?;
         Ok(discount)
     }

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::{
     Loyalty,
     domain::{self, code, display_name},
+    events,
     lookups::{check_validity, program_in, program_to_proto},
     store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
 };
@@ -66,6 +67,7 @@ impl Loyalty {
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::insert_program(&mut tx, &program).await?;
         let program = program_in(&mut tx, program.id).await?;
+        events::program_changed(&mut tx, &program, "created").await?;
         claim.commit(tx, &program).await?;
         Ok(program)
     }
@@ -128,6 +130,7 @@ impl Loyalty {
         v.finish()?;
         store::update_program(&mut tx, &program, subject).await?;
         let program = program_in(&mut tx, id).await?;
+        events::program_changed(&mut tx, &program, "updated").await?;
         claim.commit(tx, &program).await?;
         Ok(program)
     }
@@ -193,6 +196,7 @@ impl Loyalty {
         store::define_point_type(&mut tx, program_id, &row).await?;
         store::touch_program(&mut tx, program_id, subject).await?;
         let program = program_in(&mut tx, program_id).await?;
+        events::program_changed(&mut tx, &program, "point_type_defined").await?;
         claim.commit(tx, &program).await?;
         Ok(program)
     }
@@ -239,6 +243,7 @@ impl Loyalty {
         store::define_operation_type(&mut tx, program_id, &row).await?;
         store::touch_program(&mut tx, program_id, subject).await?;
         let program = program_in(&mut tx, program_id).await?;
+        events::program_changed(&mut tx, &program, "operation_type_defined").await?;
         claim.commit(tx, &program).await?;
         Ok(program)
     }
@@ -375,6 +380,7 @@ impl Loyalty {
         }
         store::set_accrual_rules(&mut tx, program_id, &rules, subject).await?;
         let program = program_in(&mut tx, program_id).await?;
+        events::program_changed(&mut tx, &program, "accrual_rules_set").await?;
         claim.commit(tx, &program).await?;
         Ok(program)
     }

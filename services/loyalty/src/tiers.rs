@@ -108,6 +108,7 @@ impl Loyalty {
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
         store::define_tier(&mut tx, program_id, &tier).await?;
         let program = program_in(&mut tx, program_id).await?;
+        events::program_changed(&mut tx, &program, "tier_defined").await?;
         claim.commit(tx, &program).await?;
         Ok(program)
     }
