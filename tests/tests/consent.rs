@@ -159,3 +159,52 @@ async fn a_withdrawal_suspends_membership_and_a_new_grant_restores_it() {
     assert_eq!(piotr_now.status(), MembershipStatus::Suspended);
     suite.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_consent_that_expires_suspends_membership_as_a_withdrawal_does() {
+    use crm_proto::crm::consent::v1::{
+        Channel, Evidence, RecordConsentRequest, Subject, SubjectKind,
+    };
+    let suite = Suite::start().await.unwrap();
+    suite.loyalty_purpose().await;
+    let program = suite.loyalty_program().await;
+    let ewa = consumer(&suite, "Ewa").await;
+    let soon = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3;
+    suite
+        .consent_client()
+        .record_consent(RecordConsentRequest {
+            subject: Some(Subject {
+                kind: SubjectKind::Party as i32,
+                id: ewa.id.clone(),
+            }),
+            purpose: LOYALTY_PROGRAM.into(),
+            evidence: Some(Evidence {
+                channel: Channel::WebForm as i32,
+                ..Default::default()
+            }),
+            expire_time: Some(prost_types::Timestamp {
+                seconds: soon,
+                nanos: 0,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let membership = suite
+        .loyalty_client()
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: ewa.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(membership.status(), MembershipStatus::Active);
+    status_becomes(&suite, &membership.id, MembershipStatus::Suspended).await;
+    suite.stop().await.unwrap();
+}

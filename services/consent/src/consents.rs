@@ -214,3 +214,47 @@ pub(crate) async fn write_record(tx: &mut crm_kit::store::Tx, record: &RecordRow
         .await?;
     Ok(())
 }
+
+impl Consents {
+    /// Until shutdown: announces consents as their expiry passes, within seconds (one indexed
+    /// query a tick).
+    pub async fn announce_expiries_until(self, shutdown: crm_kit::shutdown::Shutdown) {
+        while shutdown.sleep(std::time::Duration::from_secs(2)).await {
+            if let Err(error) = self.announce_expiries().await {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "announcing expired consents failed"
+                );
+            }
+        }
+    }
+
+    /// Announces consents whose expiry passed (ConsentChanged EXPIRED, with an audit entry), each
+    /// once, so services holding a local view stop relying on them. Returns how many.
+    pub(crate) async fn announce_expiries(&self) -> Result<usize> {
+        let mut tx = self.pool.begin().await?;
+        let expired = records::lock_newly_expired(&mut tx, 100).await?;
+        for record in &expired {
+            let entry = Audit {
+                actor: domain::SYSTEM_ACTOR,
+                action: "consent.expired",
+                subject: Some(record.subject()),
+                purpose: Some(&record.purpose),
+                details: serde_json::json!({ "record_id": record.id, "expires_at": record.expires_at }),
+            };
+            audit::append(&mut tx, entry).await?;
+            let event = ConsentChanged {
+                subject: Some(convert::subject(record.subject())),
+                purpose: record.purpose.clone(),
+                status: ConsentStatus::Expired as i32,
+                record_id: record.id.to_string(),
+            };
+            events::CONSENT
+                .enqueue(&mut tx, record.subject_id, &event)
+                .await?;
+            records::mark_expiry_announced(&mut tx, record.subject_id, &record.purpose).await?;
+        }
+        tx.commit().await?;
+        Ok(expired.len())
+    }
+}

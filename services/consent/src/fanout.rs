@@ -22,6 +22,7 @@ use crate::{
     Consents,
     consents::write_record,
     convert,
+    domain::SYSTEM_ACTOR,
     domain::{LegalBasis, RecordStatus, RequestStatus, RequestType, Subject, SubjectKind},
     events,
     store::{
@@ -31,9 +32,6 @@ use crate::{
         requests::{self as store, RequestRow},
     },
 };
-
-/// The actor of steps the service takes on its own (answers, retries, completion).
-pub const SYSTEM_ACTOR: &str = "crm-consent";
 
 /// What a verified request sets off, by type.
 pub async fn carry_out(

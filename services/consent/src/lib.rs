@@ -69,6 +69,7 @@ impl Consents {
 fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let consents = Consents::new(runtime.pool.clone(), &runtime.config.privacy);
     tokio::spawn(consents.clone().tend_requests(shutdown.clone()));
+    tokio::spawn(consents.clone().announce_expiries_until(shutdown.clone()));
     let receipts = ConsumerOptions::new(consumers::RECEIPTS, &[privacy::RECEIPTS.name]);
     consumer::spawn(runtime, receipts, consumers::Receipts, shutdown);
     Ok((

@@ -229,11 +229,17 @@ async fn consent_lives_through_grant_reconsent_withdrawal_and_expiry() {
     )
     .await
     .unwrap();
-    assert_eq!(events.len(), 4);
-    let last = ConsentChanged::decode(events[2].payload.as_slice()).unwrap();
+    assert_eq!(events.len(), 5);
+    let withdrawal = ConsentChanged::decode(events[2].payload.as_slice()).unwrap();
     assert_eq!(
-        (last.purpose.as_str(), last.status()),
+        (withdrawal.purpose.as_str(), withdrawal.status()),
         ("marketing_email", ConsentStatus::Withdrawn)
+    );
+    // The lapsed grant is announced once, as other services must stop relying on it.
+    let expiry = ConsentChanged::decode(events[4].payload.as_slice()).unwrap();
+    assert_eq!(
+        (expiry.purpose.as_str(), expiry.status()),
+        ("loyalty_program", ConsentStatus::Expired)
     );
 }
 

@@ -38,7 +38,8 @@ impl Handler for ConsentGate {
             .parse()
             .map_err(|e| HandleError::Reject(anyhow::anyhow!("subject.id: {e}")))?;
         let applied = match change.status() {
-            ConsentStatus::Withdrawn => suspend(tx, party).await,
+            // An expired consent no longer counts, as a withdrawn one.
+            ConsentStatus::Withdrawn | ConsentStatus::Expired => suspend(tx, party).await,
             ConsentStatus::Granted => reactivate(tx, party).await,
             _ => Ok(()),
         };

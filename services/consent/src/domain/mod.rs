@@ -14,6 +14,9 @@ use crm_kit::{error::FieldViolations, request::uuid};
 use crm_proto::crm::{common::v1::PrivacyRequestType, consent::v1 as proto};
 use uuid::Uuid;
 
+/// The actor of steps the service takes on its own (answers, retries, completion, expiry).
+pub const SYSTEM_ACTOR: &str = "crm-consent";
+
 crm_kit::text_enum! {
     /// Why the suite may process data for a purpose (GDPR art. 6).
     pub enum LegalBasis: proto::LegalBasis {

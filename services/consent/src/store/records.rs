@@ -64,7 +64,8 @@ pub async fn insert(tx: &mut Tx, r: &RecordRow) -> sqlx::Result<()> {
     .await?;
     sqlx::query(
         "INSERT INTO consent_state (subject_id, purpose, record_id) VALUES ($1, $2, $3)
-         ON CONFLICT (subject_id, purpose) DO UPDATE SET record_id = excluded.record_id",
+         ON CONFLICT (subject_id, purpose)
+         DO UPDATE SET record_id = excluded.record_id, expiry_announced = false",
     )
     .bind(r.subject_id)
     .bind(&r.purpose)
@@ -123,4 +124,28 @@ pub async fn history(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// Current grants whose expiry passed and was not announced yet, locked; SKIP LOCKED lets
+/// replicas share them.
+pub async fn lock_newly_expired(tx: &mut Tx, limit: i64) -> sqlx::Result<Vec<RecordRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM consent_state s JOIN consent_records r ON r.id = s.record_id
+         WHERE r.status = 'granted' AND r.expires_at <= now() AND NOT s.expiry_announced
+         ORDER BY r.expires_at LIMIT $1 FOR UPDATE OF s SKIP LOCKED"
+    )))
+    .bind(limit)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+pub async fn mark_expiry_announced(tx: &mut Tx, subject: Uuid, purpose: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE consent_state SET expiry_announced = true WHERE subject_id = $1 AND purpose = $2",
+    )
+    .bind(subject)
+    .bind(purpose)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
