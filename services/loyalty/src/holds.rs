@@ -91,16 +91,29 @@ impl Loyalty {
             "must not be negative; 0 captures the whole hold",
         );
         v.finish()?;
+        let type_code = Some(req.operation_type.trim())
+            .filter(|t| !t.is_empty())
+            .unwrap_or(DEFAULT_CAPTURE_TYPE);
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let hold = self.pending_hold(&mut tx, &req.hold_id).await?;
         let hold = match hold {
             HoldState::Pending(hold) => hold,
-            HoldState::Settled(hold)
-                if hold.status == domain::HoldStatus::Captured
-                    && (req.points == 0 || req.points == hold.captured_points) =>
-            {
-                // Capturing again what was captured answers the same.
-                return Ok(hold_to_proto(&hold));
+            HoldState::Settled(hold) if hold.status == domain::HoldStatus::Captured => {
+                // Capturing again what was captured, as it was captured, answers the same;
+                // anything else (other points, another operation type) is refused.
+                let captured_with = match hold.capture_operation_id {
+                    Some(operation) => store::get_operation(&mut tx, operation)
+                        .await?
+                        .map(|o| o.operation_type),
+                    None => None,
+                };
+                let same = (req.points == 0 || req.points == hold.captured_points)
+                    && captured_with.as_deref() == Some(type_code);
+                return if same {
+                    Ok(hold_to_proto(&hold))
+                } else {
+                    Err(hold_not_pending(&hold))
+                };
             }
             HoldState::Settled(hold) => return Err(hold_not_pending(&hold)),
             HoldState::Expired(hold) => {
@@ -118,9 +131,6 @@ impl Loyalty {
             v.add("points", format!("the hold has {} points", hold.points));
             return Err(v.into());
         }
-        let type_code = Some(req.operation_type.trim())
-            .filter(|t| !t.is_empty())
-            .unwrap_or(DEFAULT_CAPTURE_TYPE);
         let op_type = store::operation_types(&mut tx, hold.program_id)
             .await?
             .into_iter()

@@ -270,6 +270,27 @@ async fn holds_reserve_then_capture_void_or_expire() {
         (captured.status(), captured.captured_points),
         (HoldStatus::Captured, 45)
     );
+    // The same capture again answers the same; a capture with another operation type is refused.
+    let again = client
+        .capture_hold(CaptureHoldRequest {
+            hold_id: "h-1".into(),
+            points: 45,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again, captured);
+    let retyped = client
+        .capture_hold(CaptureHoldRequest {
+            hold_id: "h-1".into(),
+            points: 45,
+            operation_type: "correction".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&retyped), "HOLD_CAPTURED");
     let now = balance(&mut client, &member).await;
     assert_eq!(
         (now.balance, now.held),
