@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::{
     Parties,
-    domain::{self, Contact},
+    domain::{self},
     error::Refusal,
     events,
     lookups::{locked_party, party_in, require_active},
@@ -62,33 +62,20 @@ impl Parties {
         let moved_base_ids = store::move_bases(&mut tx, merged_id, survivor_id).await?;
         let moved_person_ids =
             store::move_employments(&mut tx, merged_id, survivor_id, subject).await?;
-        let mut data = survivor.data();
-        let mut moved_contacts: Vec<Contact> = Vec::new();
-        for contact in &merged.contact_points.0 {
-            let known = data
-                .contact_points
-                .iter()
-                .any(|c| c.kind == contact.kind && c.value == contact.value);
-            if !known {
-                // The survivor's preferred contacts stay preferred.
-                let moved = Contact {
-                    preferred: false,
-                    ..contact.clone()
-                };
-                data.contact_points.push(moved.clone());
-                moved_contacts.push(moved);
-            }
-        }
-        let mut changed = Vec::new();
-        if !moved_contacts.is_empty() {
-            changed.push("contact_points".to_owned());
+        let domain::Merged {
+            data,
+            changed,
+            moved_contacts,
+        } = domain::merge(&survivor.data(), &merged.data());
+        let mut changed: Vec<String> = changed.into_iter().map(str::to_owned).collect();
+        if !changed.is_empty() {
             store::update_party(&mut tx, survivor_id, &data, subject).await?;
         }
         if !moved_base_ids.is_empty() {
-            changed.push("base_ids".to_owned());
-            if moved_contacts.is_empty() {
+            if changed.is_empty() {
                 store::touch_party(&mut tx, survivor_id, subject).await?;
             }
+            changed.push("base_ids".to_owned());
         }
         store::archive_party(&mut tx, merged_id, Some(survivor_id), subject).await?;
 

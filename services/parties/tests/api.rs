@@ -1672,3 +1672,94 @@ async fn downstream_systems_rebuild_bases_and_custom_fields_from_their_topics() 
         "the latest definition of each key, as listed"
     );
 }
+
+#[tokio::test]
+async fn a_merge_keeps_what_the_survivor_lacks_and_leaves_former_employments_in_place() {
+    let (_service, mut client) = start().await;
+    let survivor = create(&mut client, organization("Kowalski i Syn")).await;
+    let mut duplicate = organization("Kowalski & Syn sp. j.");
+    duplicate.tax_id = "5260250995".into();
+    duplicate.tags = vec!["wholesale".into()];
+    duplicate.addresses = vec![PostalAddress {
+        lines: vec!["ul. Polna 1".into()],
+        postal_code: "00-001".into(),
+        city: "Warszawa".into(),
+        country_code: "PL".into(),
+        ..Default::default()
+    }];
+    let duplicate = create(&mut client, duplicate).await;
+    let employee = |given: &str| CreatePersonRequest {
+        person: Some(Person {
+            name: Some(PersonName {
+                given_name: given.into(),
+                family_name: "Wiśniewski".into(),
+            }),
+            employments: vec![Employment {
+                organization_party_id: duplicate.id.clone(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let current = client
+        .create_person(employee("Adam"))
+        .await
+        .unwrap()
+        .into_inner();
+    let former = client
+        .create_person(employee("Bartosz"))
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .end_employment(EndEmploymentRequest {
+            person_id: former.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let merged = client
+        .merge_parties(MergePartiesRequest {
+            surviving_party_id: survivor.id.clone(),
+            merged_party_id: duplicate.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let kept = merged.surviving_party.unwrap();
+    assert_eq!(
+        kept.display_name, "Kowalski i Syn",
+        "the survivor's name stays"
+    );
+    assert_eq!(kept.tax_id, "PL5260250995");
+    assert_eq!(kept.tags, ["wholesale"]);
+    assert_eq!(kept.addresses.len(), 1);
+    assert_eq!(merged.moved_person_ids, [current.id.clone()]);
+
+    let employer = |person: Person| {
+        person
+            .employments
+            .into_iter()
+            .map(|e| e.organization_party_id)
+            .collect::<Vec<_>>()
+    };
+    let adam = client
+        .get_person(GetPersonRequest { id: current.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(employer(adam), [survivor.id.clone()]);
+    let bartosz = client
+        .get_person(GetPersonRequest { id: former.id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        employer(bartosz),
+        [duplicate.id.clone()],
+        "a former employment stays with the organization the person worked for"
+    );
+}

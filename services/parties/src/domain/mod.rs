@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 mod custom_fields;
 pub mod fields;
+mod merge;
 
 pub use custom_fields::*;
+pub use merge::{Merged, merge};
 
 crm_kit::text_enum! {
     /// A legal person (company, institution) or a natural person (a consumer).

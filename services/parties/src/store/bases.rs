@@ -129,7 +129,8 @@ pub async fn move_bases(tx: &mut Tx, from: Uuid, to: Uuid) -> sqlx::Result<Vec<U
     Ok(ids)
 }
 
-/// Moves the employments at organization `from` to `to`; returns the persons concerned.
+/// Moves the current employments at organization `from` to `to` (former ones stay with the
+/// organization the person worked for); returns the persons concerned.
 pub async fn move_employments(
     tx: &mut Tx,
     from: Uuid,
@@ -137,7 +138,8 @@ pub async fn move_employments(
     subject: &str,
 ) -> sqlx::Result<Vec<Uuid>> {
     let moved: Vec<(Uuid,)> = sqlx::query_as(
-        "UPDATE employments SET organization_party_id = $2 WHERE organization_party_id = $1
+        "UPDATE employments SET organization_party_id = $2
+         WHERE organization_party_id = $1 AND end_date IS NULL
          RETURNING person_id",
     )
     .bind(from)
