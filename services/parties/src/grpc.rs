@@ -116,6 +116,11 @@ impl PartiesService for Parties {
         reply(Parties::list_persons(self, request.into_inner()).await)
     }
 
+    async fn add_employment(&self, request: Request<AddEmploymentRequest>) -> Reply<Person> {
+        let subject = subject(&request);
+        reply(Parties::add_employment(self, &subject, request.into_inner()).await)
+    }
+
     async fn end_employment(&self, request: Request<EndEmploymentRequest>) -> Reply<Person> {
         let subject = subject(&request);
         reply(Parties::end_employment(self, &subject, request.into_inner()).await)

@@ -3,13 +3,13 @@
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    request::{date, mask_paths, optional_uuid, uuid},
+    request::{date, mask_paths, optional_uuid, required, uuid},
     store::{self as kit_store, Page},
 };
 use crm_proto::crm::parties::v1::{
-    CreatePersonRequest, Employment, EmploymentEnded, EndEmploymentRequest, GetPersonRequest,
-    ListPersonsRequest, ListPersonsResponse, PartyUpdated, Person, PersonCreated, PersonUpdated,
-    SearchPersonsRequest, SearchPersonsResponse, UpdatePersonRequest,
+    AddEmploymentRequest, CreatePersonRequest, Employment, EmploymentEnded, EndEmploymentRequest,
+    GetPersonRequest, ListPersonsRequest, ListPersonsResponse, PartyUpdated, Person, PersonCreated,
+    PersonUpdated, SearchPersonsRequest, SearchPersonsResponse, UpdatePersonRequest,
 };
 use uuid::Uuid;
 
@@ -110,26 +110,27 @@ impl Parties {
             .copied()
             .filter(|p| p.starts_with("employment."))
             .collect();
-        let current = store::employments(&mut tx, &[id])
-            .await?
-            .into_iter()
-            .find(|e| e.end_date.is_none());
+        let current = current_employments(&mut tx, id).await?;
         let mut employment_changed = Vec::new();
         if let Some(new) = started.as_mut() {
             v.clone().finish()?;
             new.person_id = id;
             require_employer(&mut tx, new.organization_party_id).await?;
             check_supervisor(&mut tx, new).await?;
-            if let Some(mut previous) = current.clone() {
-                if previous.organization_party_id == new.organization_party_id {
-                    let organization = new.organization_party_id;
-                    return Err(Refusal::AlreadyEmployed { id, organization }.into());
-                }
-                // The previous job ends the day before the new one starts (today when undated).
-                let end = new
-                    .start_date
-                    .and_then(|start| start.pred_opt())
-                    .unwrap_or_else(|| chrono::Utc::now().date_naive());
+            if current
+                .iter()
+                .any(|e| e.organization_party_id == new.organization_party_id)
+            {
+                let organization = new.organization_party_id;
+                return Err(Refusal::AlreadyEmployed { id, organization }.into());
+            }
+            // A change of jobs: every current one ends the day before the new one starts (today
+            // when undated).
+            let end = new
+                .start_date
+                .and_then(|start| start.pred_opt())
+                .unwrap_or_else(|| chrono::Utc::now().date_naive());
+            for previous in &current {
                 if previous.start_date.is_some_and(|start| end < start) {
                     let mut v = FieldViolations::new();
                     v.add(
@@ -138,22 +139,29 @@ impl Parties {
                     );
                     return Err(v.into());
                 }
-                previous.end_date = Some(end);
-                store::update_employment(&mut tx, &previous).await?;
-                let ended = EmploymentEnded {
+                let ended = EmploymentRow {
+                    end_date: Some(end),
+                    ..previous.clone()
+                };
+                store::update_employment(&mut tx, &ended).await?;
+                let event = EmploymentEnded {
                     person_id: id.to_string(),
                     organization_party_id: previous.organization_party_id.to_string(),
                 };
-                events::PERSON.enqueue(&mut tx, id, &ended).await?;
+                events::PERSON.enqueue(&mut tx, id, &event).await?;
             }
             store::insert_employment(&mut tx, new).await?;
             employment_changed.push("employments".to_owned());
         }
         if !employment_paths.is_empty() {
-            let Some(current) = current else {
-                return Err(Refusal::NoCurrentEmployment { id, to: "update" }.into());
-            };
             let job = input.employments.first().cloned().unwrap_or_default();
+            let current = pick_current(
+                id,
+                current,
+                &job.organization_party_id,
+                "person.employments[0].organization_party_id",
+                "update",
+            )?;
             let mut updated = current.clone();
             for path in &employment_paths {
                 apply_employment_field(path, &job, "person.employments[0]", &mut updated, &mut v);
@@ -285,6 +293,41 @@ impl Parties {
         })
     }
 
+    pub async fn add_employment(&self, subject: &str, req: AddEmploymentRequest) -> Result<Person> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.person_id, "person_id", &mut v);
+        let job = required(req.employment.clone(), "employment", &mut v);
+        let mut employment = employment_at(&job, "employment", &mut v);
+        v.finish()?;
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
+        let row = store::lock_person(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Person", id))?;
+        check_etag("person", &req.etag, row.version)?;
+        employment.person_id = id;
+        require_employer(&mut tx, employment.organization_party_id).await?;
+        check_supervisor(&mut tx, &employment).await?;
+        let organization = employment.organization_party_id;
+        let current = current_employments(&mut tx, id).await?;
+        if current
+            .iter()
+            .any(|e| e.organization_party_id == organization)
+        {
+            return Err(Refusal::AlreadyEmployed { id, organization }.into());
+        }
+        store::insert_employment(&mut tx, &employment).await?;
+        let natural = row.natural_party_id.is_some();
+        store::write_person(&mut tx, id, natural, &row.data(), subject, true).await?;
+        let event = PersonUpdated {
+            person_id: id.to_string(),
+            changed_fields: vec!["employments".to_owned()],
+        };
+        events::PERSON.enqueue(&mut tx, id, &event).await?;
+        let person = person_in(&mut tx, id).await?;
+        claim.commit(tx, &person).await?;
+        Ok(person)
+    }
+
     pub async fn end_employment(&self, subject: &str, req: EndEmploymentRequest) -> Result<Person> {
         let mut v = FieldViolations::new();
         let id = uuid(&req.person_id, "person_id", &mut v);
@@ -296,13 +339,14 @@ impl Parties {
             .await?
             .ok_or_else(|| ServiceError::not_found("Person", id))?;
         check_etag("person", &req.etag, row.version)?;
-        let current = store::employments(&mut tx, &[id])
-            .await?
-            .into_iter()
-            .find(|e| e.end_date.is_none());
-        let Some(mut current) = current else {
-            return Err(Refusal::NoCurrentEmployment { id, to: "end" }.into());
-        };
+        let current = current_employments(&mut tx, id).await?;
+        let mut current = pick_current(
+            id,
+            current,
+            &req.organization_party_id,
+            "organization_party_id",
+            "end",
+        )?;
         if current.start_date.is_some_and(|start| end < start) {
             let mut v = FieldViolations::new();
             v.add("end_date", "is before the employment's start_date");
@@ -330,6 +374,41 @@ impl Parties {
     }
 }
 
+/// The person's current employments.
+async fn current_employments(tx: &mut kit_store::Tx, id: Uuid) -> Result<Vec<EmploymentRow>> {
+    Ok(store::employments(tx, &[id])
+        .await?
+        .into_iter()
+        .filter(|e| e.end_date.is_none())
+        .collect())
+}
+
+/// The current employment a request means: the one at `organization` when named, the only one
+/// otherwise.
+fn pick_current(
+    id: Uuid,
+    current: Vec<EmploymentRow>,
+    organization: &str,
+    field: &str,
+    to: &'static str,
+) -> Result<EmploymentRow> {
+    let mut v = FieldViolations::new();
+    let named = optional_uuid(organization, field, &mut v);
+    v.finish()?;
+    let found = match named {
+        Some(organization) => current
+            .into_iter()
+            .find(|e| e.organization_party_id == organization),
+        None if current.len() > 1 => {
+            let mut v = FieldViolations::new();
+            v.add(field, "name the organization: the person works for several");
+            return Err(v.into());
+        }
+        None => current.into_iter().next(),
+    };
+    found.ok_or_else(|| Refusal::NoCurrentEmployment { id, to }.into())
+}
+
 pub(crate) async fn check_supervisor(
     tx: &mut kit_store::Tx,
     employment: &EmploymentRow,
@@ -351,8 +430,8 @@ pub(crate) async fn check_supervisor(
 }
 
 /// The one employment a request starts (`employments[0]`), validated; the person id is set later.
+/// The one employment a person request starts (`employments[0]`).
 pub(crate) fn new_employment(jobs: &[Employment], v: &mut FieldViolations) -> EmploymentRow {
-    const AT: &str = "person.employments[0]";
     if jobs.len() != 1 {
         v.add(
             "person.employments",
@@ -360,28 +439,34 @@ pub(crate) fn new_employment(jobs: &[Employment], v: &mut FieldViolations) -> Em
         );
     }
     let job = jobs.first().cloned().unwrap_or_default();
+    employment_at(&job, "person.employments[0]", v)
+}
+
+/// A new current employment from `job`, validated with its fields named under `at`; the person
+/// id is set later.
+pub(crate) fn employment_at(job: &Employment, at: &str, v: &mut FieldViolations) -> EmploymentRow {
     let mut employment = EmploymentRow {
         id: Uuid::now_v7(),
         person_id: Uuid::nil(),
         organization_party_id: uuid(
             &job.organization_party_id,
-            &format!("{AT}.organization_party_id"),
+            &format!("{at}.organization_party_id"),
             v,
         ),
         position: String::new(),
         department: String::new(),
         supervisor_person_id: None,
         business_contact_points: sqlx::types::Json(Vec::new()),
-        start_date: date(job.start_date.as_ref(), &format!("{AT}.start_date"), v),
+        start_date: date(job.start_date.as_ref(), &format!("{at}.start_date"), v),
         end_date: None,
     };
     v.check(
         job.end_date.is_none(),
-        format!("{AT}.end_date"),
+        format!("{at}.end_date"),
         "a new employment is current; end it with EndEmployment",
     );
     for path in EMPLOYMENT_PATHS {
-        apply_employment_field(path, &job, AT, &mut employment, v);
+        apply_employment_field(path, job, at, &mut employment, v);
     }
     employment
 }

@@ -1763,3 +1763,124 @@ async fn a_merge_keeps_what_the_survivor_lacks_and_leaves_former_employments_in_
         "a former employment stays with the organization the person worked for"
     );
 }
+
+#[tokio::test]
+async fn a_person_may_work_for_several_organizations_at_once() {
+    let (_service, mut client) = start().await;
+    let acme = create(&mut client, organization("Acme")).await;
+    let beta = create(&mut client, organization("Beta")).await;
+    let marta = client
+        .create_person(CreatePersonRequest {
+            person: Some(Person {
+                name: Some(PersonName {
+                    given_name: "Marta".into(),
+                    family_name: "Lis".into(),
+                }),
+                employments: vec![Employment {
+                    organization_party_id: acme.id.clone(),
+                    position: "Accountant".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let add = |organization: &str| AddEmploymentRequest {
+        person_id: marta.id.clone(),
+        employment: Some(Employment {
+            organization_party_id: organization.into(),
+            position: "Auditor".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let both = client
+        .add_employment(add(&beta.id))
+        .await
+        .unwrap()
+        .into_inner();
+    let current: Vec<&str> = both
+        .employments
+        .iter()
+        .filter(|e| e.end_date.is_none())
+        .map(|e| e.organization_party_id.as_str())
+        .collect();
+    assert_eq!(current.len(), 2, "{current:?}");
+    let twice = client.add_employment(add(&beta.id)).await.unwrap_err();
+    assert_eq!(twice.code(), Code::FailedPrecondition);
+
+    // Which employment a change means must be said once there are two.
+    let promote = |organization: &str| UpdatePersonRequest {
+        person: Some(Person {
+            id: marta.id.clone(),
+            employments: vec![Employment {
+                organization_party_id: organization.into(),
+                position: "Chief accountant".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        update_mask: mask(&["employment.position"]),
+        ..Default::default()
+    };
+    let unnamed = client.update_person(promote("")).await.unwrap_err();
+    assert_eq!(
+        bad_fields(&unnamed),
+        ["person.employments[0].organization_party_id"]
+    );
+    let promoted = client
+        .update_person(promote(&acme.id))
+        .await
+        .unwrap()
+        .into_inner();
+    let position = |person: &Person, organization: &str| {
+        person
+            .employments
+            .iter()
+            .find(|e| e.organization_party_id == organization && e.end_date.is_none())
+            .map(|e| e.position.clone())
+    };
+    assert_eq!(
+        position(&promoted, &acme.id).as_deref(),
+        Some("Chief accountant")
+    );
+    assert_eq!(position(&promoted, &beta.id).as_deref(), Some("Auditor"));
+
+    // Merging one employer into the other leaves her one current employment there.
+    client
+        .merge_parties(MergePartiesRequest {
+            surviving_party_id: acme.id.clone(),
+            merged_party_id: beta.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let merged = client
+        .get_person(GetPersonRequest {
+            id: marta.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let current: Vec<&str> = merged
+        .employments
+        .iter()
+        .filter(|e| e.end_date.is_none())
+        .map(|e| e.organization_party_id.as_str())
+        .collect();
+    assert_eq!(current, [acme.id.as_str()]);
+
+    let ended = client
+        .end_employment(EndEmploymentRequest {
+            person_id: marta.id.clone(),
+            organization_party_id: acme.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(ended.employments.iter().all(|e| e.end_date.is_some()));
+}

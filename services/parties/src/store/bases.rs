@@ -137,15 +137,29 @@ pub async fn move_employments(
     to: Uuid,
     subject: &str,
 ) -> sqlx::Result<Vec<Uuid>> {
-    let moved: Vec<(Uuid,)> = sqlx::query_as(
-        "UPDATE employments SET organization_party_id = $2
+    // A person working for both keeps the survivor's employment; the other one ends today.
+    let mut moved: Vec<(Uuid,)> = sqlx::query_as(
+        "UPDATE employments SET end_date = GREATEST(current_date, coalesce(start_date, current_date))
          WHERE organization_party_id = $1 AND end_date IS NULL
+           AND person_id IN (SELECT person_id FROM employments
+                             WHERE organization_party_id = $2 AND end_date IS NULL)
          RETURNING person_id",
     )
     .bind(from)
     .bind(to)
     .fetch_all(&mut **tx)
     .await?;
+    moved.extend(
+        sqlx::query_as::<_, (Uuid,)>(
+            "UPDATE employments SET organization_party_id = $2
+             WHERE organization_party_id = $1 AND end_date IS NULL
+             RETURNING person_id",
+        )
+        .bind(from)
+        .bind(to)
+        .fetch_all(&mut **tx)
+        .await?,
+    );
     let mut ids: Vec<Uuid> = moved.into_iter().map(|(id,)| id).collect();
     ids.sort();
     ids.dedup();
