@@ -141,7 +141,7 @@ async fn a_withdrawal_suspends_membership_and_a_new_grant_restores_it() {
     // Once loyalty has seen all six consent changes, Piotr's grant among them:
     let seen = eventually(Duration::from_secs(30), || async {
         let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM crm_inbox WHERE consumer = $1")
-            .bind(crm_loyalty::consents::CONSUMER)
+            .bind(crm_loyalty::consumers::consents::CONSUMER)
             .fetch_one(&mut suite.loyalty_db().await)
             .await
             .ok()?;
@@ -206,5 +206,88 @@ async fn a_consent_that_expires_suspends_membership_as_a_withdrawal_does() {
         .into_inner();
     assert_eq!(membership.status(), MembershipStatus::Active);
     status_becomes(&suite, &membership.id, MembershipStatus::Suspended).await;
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_merged_party_takes_its_membership_and_consent_to_the_survivor() {
+    use crm_proto::crm::{
+        consent::v1::{CheckConsentRequest, Subject, SubjectKind},
+        parties::v1::MergePartiesRequest,
+    };
+    let suite = Suite::start().await.unwrap();
+    suite.loyalty_purpose().await;
+    let program = suite.loyalty_program().await;
+    let survivor = consumer(&suite, "Tomasz").await;
+    let duplicate = consumer(&suite, "Tomek").await;
+    suite.consent_to(&duplicate.id, LOYALTY_PROGRAM, true).await;
+    let membership = suite
+        .loyalty_client()
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: duplicate.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    suite
+        .loyalty_client()
+        .record_operation(purchase(&membership, 1))
+        .await
+        .unwrap();
+
+    suite
+        .parties_client()
+        .merge_parties(MergePartiesRequest {
+            surviving_party_id: survivor.id.clone(),
+            merged_party_id: duplicate.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let loyalty = suite.loyalty_client();
+    let moved = eventually(Duration::from_secs(30), || {
+        let mut loyalty = loyalty.clone();
+        let id = membership.id.clone();
+        let survivor = survivor.id.clone();
+        async move {
+            let found = loyalty
+                .get_membership(GetMembershipRequest { id })
+                .await
+                .ok()?
+                .into_inner();
+            (found.party_id == survivor).then_some(found)
+        }
+    })
+    .await
+    .expect("the membership moves to the surviving party");
+    assert_eq!(moved.status(), MembershipStatus::Active);
+
+    let consent = suite.consent_client();
+    let granted = eventually(Duration::from_secs(30), || {
+        let mut consent = consent.clone();
+        let survivor = survivor.id.clone();
+        async move {
+            let answer = consent
+                .check_consent(CheckConsentRequest {
+                    subject: Some(Subject {
+                        kind: SubjectKind::Party as i32,
+                        id: survivor,
+                    }),
+                    purpose: LOYALTY_PROGRAM.into(),
+                })
+                .await
+                .ok()?
+                .into_inner();
+            answer.granted.then_some(())
+        }
+    })
+    .await;
+    assert!(
+        granted.is_some(),
+        "the survivor takes over the merged party's consent"
+    );
     suite.stop().await.unwrap();
 }

@@ -1,6 +1,9 @@
-//! The services' receipts (`crm.privacy.receipts.v1`): each answer recorded once, sliced exports
-//! joined in any arrival order, and the request completed with the last registered answer.
+//! What consent does with the events it reads: the services' receipts (`crm.privacy.receipts.v1`),
+//! each answer recorded once, sliced exports joined in any arrival order, and the request
+//! completed with the last registered answer; and merged parties (`crm.parties.party.v1`), whose
+//! consents the survivor takes over where it has not decided itself.
 
+use chrono::Utc;
 use crm_kit::{
     consumer::{Event, HandleError, Handler},
     error::{Result, ServiceError},
@@ -9,20 +12,28 @@ use crm_kit::{
 use crm_proto::crm::{
     common::v1::{PrivacyReceipt, PrivacyRequestType},
     consent::v1::SubjectRequestStatus,
+    parties::v1::PartiesMerged,
 };
-use prost::Message;
+use prost::{Message, Name};
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    domain::RequestStatus,
+    consents::write_record,
+    domain::{RequestStatus, SubjectKind},
     events,
     fanout::{self, lock},
-    store::requests::{self as store, Answer, Slice},
+    store::{
+        records::{self, RecordRow},
+        requests::{self as store, Answer, Slice},
+    },
 };
 
 /// The consumer of the services' receipts.
 pub const RECEIPTS: &str = "consent-receipts";
+/// The consumer of party merges, and the recorder of the consents it carries over.
+pub const MERGES: &str = "consent-merges";
+pub const PARTY_TOPIC: &str = "crm.parties.party.v1";
 
 /// Consumes the services' receipts.
 pub struct Receipts;
@@ -126,4 +137,57 @@ async fn join_slices(tx: &mut Tx, id: Uuid, receipt: &PrivacyReceipt) -> Result<
     }
     store::drop_slices(tx, id, &receipt.service).await?;
     Ok(Some(slices.concat()))
+}
+
+/// Consumes the parties service's merges.
+pub struct PartyMerges;
+
+impl Handler for PartyMerges {
+    async fn handle(&self, tx: &mut Tx, event: &Event) -> std::result::Result<(), HandleError> {
+        // The topic carries every party event; only merges concern consent.
+        if event.event_type != PartiesMerged::full_name() {
+            return Ok(());
+        }
+        let merged = PartiesMerged::decode(event.payload.as_slice())
+            .map_err(|e| HandleError::Reject(e.into()))?;
+        let id = |value: &str| {
+            value
+                .parse::<Uuid>()
+                .map_err(|e| HandleError::Reject(anyhow::anyhow!("party id {value:?}: {e}")))
+        };
+        let (from, to) = (
+            id(&merged.merged_party_id)?,
+            id(&merged.surviving_party_id)?,
+        );
+        carry_over(tx, from, to)
+            .await
+            .map_err(|e| HandleError::Retry(e.into()))
+    }
+}
+
+/// The survivor takes over each consent decision of the merged party it has none of its own for:
+/// a new record, citing the merged party, so the history of both stays as it was.
+async fn carry_over(tx: &mut Tx, from: Uuid, to: Uuid) -> Result<()> {
+    let decided: Vec<String> = records::current_all(tx, to)
+        .await?
+        .into_iter()
+        .map(|r| r.purpose)
+        .collect();
+    for previous in records::current_all(tx, from).await? {
+        if decided.contains(&previous.purpose) {
+            continue;
+        }
+        let record = RecordRow {
+            id: Uuid::now_v7(),
+            subject_kind: SubjectKind::Party,
+            subject_id: to,
+            source_system: "party-merge".into(),
+            reference: from.to_string(),
+            recorded_by: MERGES.to_owned(),
+            recorded_at: Utc::now(),
+            ..previous
+        };
+        write_record(tx, &record).await?;
+    }
+    Ok(())
 }

@@ -72,6 +72,8 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
     tokio::spawn(consents.clone().announce_expiries_until(shutdown.clone()));
     let receipts = ConsumerOptions::new(consumers::RECEIPTS, &[privacy::RECEIPTS.name]);
     consumer::spawn(runtime, receipts, consumers::Receipts, shutdown);
+    let merges = ConsumerOptions::new(consumers::MERGES, &[consumers::PARTY_TOPIC]);
+    consumer::spawn(runtime, merges, consumers::PartyMerges, shutdown);
     Ok((
         Routes::new(ConsentServiceServer::new(consents)),
         vec![SERVICE_NAME],

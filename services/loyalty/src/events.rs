@@ -5,16 +5,16 @@ use crm_kit::{error::Result, privacy, store::Tx};
 use crm_proto::crm::loyalty::v1::{
     BulkAccrual, BulkAccrualChanged, CardActivated, CardBlocked, CardClosed, CardIssued,
     CouponDefinitionChanged, CouponRedeemed, CouponsGenerated, DiscountChanged, HoldCaptured,
-    HoldExpired, HoldPlaced, HoldVoided, MembershipEnrolled, MembershipLeft, MembershipReactivated,
-    MembershipSuspended, PointsAccrued, PointsExpired, PointsRedeemed, PointsReversed, Program,
-    ProgramChanged, TierChanged,
+    HoldExpired, HoldPlaced, HoldVoided, MembershipEnrolled, MembershipLeft, MembershipMoved,
+    MembershipReactivated, MembershipSuspended, PointsAccrued, PointsExpired, PointsRedeemed,
+    PointsReversed, Program, ProgramChanged, TierChanged,
 };
 
 crm_kit::topic!(
     /// Key: membership id.
     pub MEMBERSHIP = "crm.loyalty.membership.v1", MembershipTopic:
         MembershipEnrolled, MembershipSuspended, MembershipReactivated, MembershipLeft,
-        TierChanged, CardIssued, CardActivated, CardBlocked, CardClosed
+        MembershipMoved, TierChanged, CardIssued, CardActivated, CardBlocked, CardClosed
 );
 
 crm_kit::topic!(

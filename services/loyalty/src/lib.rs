@@ -4,7 +4,7 @@
 
 pub mod bulk;
 pub mod cards;
-pub mod consents;
+pub mod consumers;
 pub mod convert;
 pub mod coupons;
 pub mod discounts;
@@ -14,7 +14,6 @@ pub mod events;
 pub mod expiry;
 pub mod grpc;
 pub mod holds;
-pub mod invoices;
 pub mod ledger;
 pub mod lookups;
 pub mod memberships;
@@ -61,10 +60,13 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
     tokio::spawn(loyalty.clone().run_bulk_accruals(shutdown.clone()));
     tokio::spawn(loyalty.clone().sweep_tiers(shutdown.clone()));
     tokio::spawn(loyalty.clone().expire_points(shutdown.clone()));
+    use consumers::{consents, invoices, merges};
     let invoices = ConsumerOptions::new(invoices::CONSUMER, &[invoices::INVOICE_TOPIC]);
     consumer::spawn(runtime, invoices, invoices::InvoiceAccrual, shutdown);
     let consents = ConsumerOptions::new(consents::CONSUMER, &[consents::CONSENT_TOPIC]);
     consumer::spawn(runtime, consents, consents::ConsentGate, shutdown);
+    let merges = ConsumerOptions::new(merges::CONSUMER, &[merges::PARTY_TOPIC]);
+    consumer::spawn(runtime, merges, merges::PartyMerges, shutdown);
     crm_kit::privacy::join(runtime, shutdown, privacy::LoyaltyPrivacy);
     Ok((
         Routes::new(LoyaltyServiceServer::new(loyalty)),

@@ -134,3 +134,48 @@ pub async fn reactivate_after_consent(
     .fetch_all(&mut **tx)
     .await
 }
+
+/// Moves the party's memberships to `to`, except in programs `to` belongs to already; returns
+/// the moved ones.
+pub async fn move_memberships(
+    tx: &mut Tx,
+    from: Uuid,
+    to: Uuid,
+    by: &str,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "UPDATE memberships m SET party_id = $2, updated_by = $3, updated_at = now(),
+             version = version + 1
+         WHERE m.party_id = $1
+           AND NOT EXISTS (SELECT 1 FROM memberships s WHERE s.party_id = $2 AND s.program_id = m.program_id)
+         RETURNING m.id",
+    )
+    .bind(from)
+    .bind(to)
+    .bind(by)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// The ids of the party's memberships.
+pub async fn memberships_of(tx: &mut Tx, party: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM memberships WHERE party_id = $1")
+        .bind(party)
+        .fetch_all(&mut **tx)
+        .await
+}
+
+/// The party's discounts and invoiced turnover now belong to `to`.
+pub async fn move_party_records(tx: &mut Tx, from: Uuid, to: Uuid) -> sqlx::Result<()> {
+    for statement in [
+        "UPDATE discounts SET party_id = $2 WHERE party_id = $1",
+        "UPDATE invoice_lines SET party_id = $2 WHERE party_id = $1",
+    ] {
+        sqlx::query(statement)
+            .bind(from)
+            .bind(to)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
