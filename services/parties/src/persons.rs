@@ -115,42 +115,7 @@ impl Parties {
         if let Some(new) = started.as_mut() {
             v.clone().finish()?;
             new.person_id = id;
-            require_employer(&mut tx, new.organization_party_id).await?;
-            check_supervisor(&mut tx, new).await?;
-            if current
-                .iter()
-                .any(|e| e.organization_party_id == new.organization_party_id)
-            {
-                let organization = new.organization_party_id;
-                return Err(Refusal::AlreadyEmployed { id, organization }.into());
-            }
-            // A change of jobs: every current one ends the day before the new one starts (today
-            // when undated).
-            let end = new
-                .start_date
-                .and_then(|start| start.pred_opt())
-                .unwrap_or_else(|| chrono::Utc::now().date_naive());
-            for previous in &current {
-                if previous.start_date.is_some_and(|start| end < start) {
-                    let mut v = FieldViolations::new();
-                    v.add(
-                        "person.employments[0].start_date",
-                        "must be after the current employment's start_date",
-                    );
-                    return Err(v.into());
-                }
-                let ended = EmploymentRow {
-                    end_date: Some(end),
-                    ..previous.clone()
-                };
-                store::update_employment(&mut tx, &ended).await?;
-                let event = EmploymentEnded {
-                    person_id: id.to_string(),
-                    organization_party_id: previous.organization_party_id.to_string(),
-                };
-                events::PERSON.enqueue(&mut tx, id, &event).await?;
-            }
-            store::insert_employment(&mut tx, new).await?;
+            change_jobs(&mut tx, new, &current).await?;
             employment_changed.push("employments".to_owned());
         }
         if !employment_paths.is_empty() {
@@ -177,30 +142,7 @@ impl Parties {
 
         let mut changed = changed_person_fields(&before, &after);
         if let Some(party_id) = row.natural_party_id {
-            let shared: Vec<String> = SHARED_FIELDS
-                .iter()
-                .filter(|(person_field, _)| changed.iter().any(|c| c == person_field))
-                .map(|(_, party_field)| party_field.to_string())
-                .collect();
-            if !shared.is_empty() {
-                let party = locked_party(&mut tx, party_id).await?;
-                let mut data = party.data();
-                data.given_name = after.given_name.clone();
-                data.family_name = after.family_name.clone();
-                data.display_name = person_display_name(&after.given_name, &after.family_name);
-                data.contact_points = after.private_contact_points.clone();
-                data.addresses = after.home_addresses.clone();
-                store::update_party(&mut tx, party_id, &data, subject).await?;
-                let mut changed_fields = shared;
-                if data.display_name != party.display_name {
-                    changed_fields.push("display_name".to_owned());
-                }
-                let event = PartyUpdated {
-                    party_id: party_id.to_string(),
-                    changed_fields,
-                };
-                events::PARTY.enqueue(&mut tx, party_id, &event).await?;
-            }
+            share_with_party(&mut tx, party_id, &after, &changed, subject).await?;
         }
         changed.extend(employment_changed);
         if !changed.is_empty() {
@@ -372,6 +314,88 @@ impl Parties {
         claim.commit(tx, &person).await?;
         Ok(person)
     }
+}
+
+/// A change of jobs: the new employment starts and every current one ends the day before it
+/// (today when it is undated).
+async fn change_jobs(
+    tx: &mut kit_store::Tx,
+    new: &EmploymentRow,
+    current: &[EmploymentRow],
+) -> Result<()> {
+    let id = new.person_id;
+    require_employer(tx, new.organization_party_id).await?;
+    check_supervisor(tx, new).await?;
+    if current
+        .iter()
+        .any(|e| e.organization_party_id == new.organization_party_id)
+    {
+        let organization = new.organization_party_id;
+        return Err(Refusal::AlreadyEmployed { id, organization }.into());
+    }
+    let end = new
+        .start_date
+        .and_then(|start| start.pred_opt())
+        .unwrap_or_else(|| chrono::Utc::now().date_naive());
+    for previous in current {
+        if previous.start_date.is_some_and(|start| end < start) {
+            let mut v = FieldViolations::new();
+            v.add(
+                "person.employments[0].start_date",
+                "must be after the current employment's start_date",
+            );
+            return Err(v.into());
+        }
+        let ended = EmploymentRow {
+            end_date: Some(end),
+            ..previous.clone()
+        };
+        store::update_employment(tx, &ended).await?;
+        let event = EmploymentEnded {
+            person_id: id.to_string(),
+            organization_party_id: previous.organization_party_id.to_string(),
+        };
+        events::PERSON.enqueue(tx, id, &event).await?;
+    }
+    store::insert_employment(tx, new).await?;
+    Ok(())
+}
+
+/// A natural person's names, private contacts and home addresses live on their party: the
+/// changes of those go there, and the party's subscribers hear of them.
+async fn share_with_party(
+    tx: &mut kit_store::Tx,
+    party_id: Uuid,
+    after: &PersonData,
+    changed: &[String],
+    subject: &str,
+) -> Result<()> {
+    let shared: Vec<String> = SHARED_FIELDS
+        .iter()
+        .filter(|(person_field, _)| changed.iter().any(|c| c == person_field))
+        .map(|(_, party_field)| party_field.to_string())
+        .collect();
+    if shared.is_empty() {
+        return Ok(());
+    }
+    let party = locked_party(tx, party_id).await?;
+    let mut data = party.data();
+    data.given_name = after.given_name.clone();
+    data.family_name = after.family_name.clone();
+    data.display_name = person_display_name(&after.given_name, &after.family_name);
+    data.contact_points = after.private_contact_points.clone();
+    data.addresses = after.home_addresses.clone();
+    store::update_party(tx, party_id, &data, subject).await?;
+    let mut changed_fields = shared;
+    if data.display_name != party.display_name {
+        changed_fields.push("display_name".to_owned());
+    }
+    let event = PartyUpdated {
+        party_id: party_id.to_string(),
+        changed_fields,
+    };
+    events::PARTY.enqueue(tx, party_id, &event).await?;
+    Ok(())
 }
 
 /// The person's current employments.
