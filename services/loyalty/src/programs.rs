@@ -7,9 +7,9 @@ use crm_kit::{
     store::Page,
 };
 use crm_proto::crm::loyalty::v1::{
-    CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest, GetProgramRequest,
-    ListProgramsRequest, ListProgramsResponse, Program, ProgramStatus, SetAccrualRulesRequest,
-    UpdateProgramRequest,
+    AccrualRules, Campaign, CreateProgramRequest, DefineOperationTypeRequest,
+    DefinePointTypeRequest, GetProgramRequest, ListProgramsRequest, ListProgramsResponse, Program,
+    ProgramStatus, SetAccrualRulesRequest, UpdateProgramRequest,
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -256,111 +256,7 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         let program_id = uuid(&req.program_id, "program_id", &mut v);
         v.check(req.rules.is_some(), "rules", "is required");
-        let input = req.rules.clone().unwrap_or_default();
-        let decimal = |raw: &str, field: &str, default: &str, v: &mut FieldViolations| -> String {
-            let raw = Some(raw.trim())
-                .filter(|r| !r.is_empty())
-                .unwrap_or(default);
-            // Bounded, so points from a rate stay far from where decimals overflow.
-            match raw.parse::<Decimal>() {
-                Ok(value) if !value.is_sign_negative() && value <= Decimal::from(1_000_000) => {
-                    value.normalize().to_string()
-                }
-                _ => {
-                    v.add(
-                        field,
-                        "must be a decimal number from 0 to 1000000, e.g. 1 or 0.5",
-                    );
-                    String::new()
-                }
-            }
-        };
-        let mut category_rates = std::collections::BTreeMap::new();
-        for (i, rate) in input.category_rates.iter().enumerate() {
-            let category = rate.category.trim().to_owned();
-            v.check(
-                !category.is_empty(),
-                format!("rules.category_rates[{i}].category"),
-                "must not be empty",
-            );
-            let value = decimal(
-                &rate.points_per_unit,
-                &format!("rules.category_rates[{i}].points_per_unit"),
-                "",
-                &mut v,
-            );
-            if category_rates.insert(category, value).is_some() {
-                v.add(
-                    format!("rules.category_rates[{i}].category"),
-                    "is given twice",
-                );
-            }
-        }
-        v.check(
-            input.cap_per_invoice >= 0,
-            "rules.cap_per_invoice",
-            "must be 0 (no cap) or more",
-        );
-        let mut tier_multipliers = std::collections::BTreeMap::new();
-        for (i, tier) in input.tier_multipliers.iter().enumerate() {
-            let at = format!("rules.tier_multipliers[{i}]");
-            let multiplier = decimal(&tier.multiplier, &format!("{at}.multiplier"), "", &mut v);
-            if tier_multipliers
-                .insert(code(&tier.tier, &format!("{at}.tier"), &mut v), multiplier)
-                .is_some()
-            {
-                v.add(format!("{at}.tier"), "is given twice");
-            }
-        }
-        let campaigns = input
-            .campaigns
-            .iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let at = format!("rules.campaigns[{i}]");
-                let start =
-                    optional_time(c.start_time.as_ref(), &format!("{at}.start_time"), &mut v);
-                let end = optional_time(c.end_time.as_ref(), &format!("{at}.end_time"), &mut v);
-                v.check(
-                    start.zip(end).is_none_or(|(s, e)| e > s),
-                    format!("{at}.end_time"),
-                    "must be after start_time",
-                );
-                store::CampaignJson {
-                    code: code(&c.code, &format!("{at}.code"), &mut v),
-                    multiplier: decimal(&c.multiplier, &format!("{at}.multiplier"), "", &mut v),
-                    categories: c
-                        .categories
-                        .iter()
-                        .map(|c| c.trim().to_owned())
-                        .filter(|c| !c.is_empty())
-                        .collect(),
-                    start_time: start,
-                    end_time: end,
-                }
-            })
-            .collect();
-        v.check(
-            input.cap_per_period >= 0,
-            "rules.cap_per_period",
-            "must be 0 (no cap) or more",
-        );
-        v.check(
-            input.cap_per_period == 0 || (1..=3660).contains(&input.period_days),
-            "rules.period_days",
-            "a cap per period needs a period of 1 to 3660 days",
-        );
-        let rules = store::AccrualRulesJson {
-            operation_type: code(&input.operation_type, "rules.operation_type", &mut v),
-            points_per_unit: decimal(&input.points_per_unit, "rules.points_per_unit", "", &mut v),
-            category_rates,
-            minimum_amount: decimal(&input.minimum_amount, "rules.minimum_amount", "0", &mut v),
-            cap_per_invoice: input.cap_per_invoice,
-            tier_multipliers,
-            campaigns,
-            cap_per_period: input.cap_per_period,
-            period_days: input.period_days,
-        };
+        let rules = accrual_rules(&req.rules.clone().unwrap_or_default(), &mut v);
         v.finish()?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::lock_program(&mut tx, program_id)
@@ -383,5 +279,113 @@ impl Loyalty {
         events::program_changed(&mut tx, &program, "accrual_rules_set").await?;
         claim.commit(tx, &program).await?;
         Ok(program)
+    }
+}
+
+/// Parses the rules a caller sent into the form they are stored in, noting every bad field.
+fn accrual_rules(input: &AccrualRules, v: &mut FieldViolations) -> store::AccrualRulesJson {
+    let mut category_rates = std::collections::BTreeMap::new();
+    for (i, rate) in input.category_rates.iter().enumerate() {
+        let at = format!("rules.category_rates[{i}]");
+        let category = rate.category.trim().to_owned();
+        v.check(
+            !category.is_empty(),
+            format!("{at}.category"),
+            "must not be empty",
+        );
+        let value = rate_of(
+            &rate.points_per_unit,
+            &format!("{at}.points_per_unit"),
+            "",
+            v,
+        );
+        if category_rates.insert(category, value).is_some() {
+            v.add(format!("{at}.category"), "is given twice");
+        }
+    }
+    v.check(
+        input.cap_per_invoice >= 0,
+        "rules.cap_per_invoice",
+        "must be 0 (no cap) or more",
+    );
+    let mut tier_multipliers = std::collections::BTreeMap::new();
+    for (i, tier) in input.tier_multipliers.iter().enumerate() {
+        let at = format!("rules.tier_multipliers[{i}]");
+        let multiplier = rate_of(&tier.multiplier, &format!("{at}.multiplier"), "", v);
+        if tier_multipliers
+            .insert(code(&tier.tier, &format!("{at}.tier"), v), multiplier)
+            .is_some()
+        {
+            v.add(format!("{at}.tier"), "is given twice");
+        }
+    }
+    let campaigns = input
+        .campaigns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| campaign(c, &format!("rules.campaigns[{i}]"), v))
+        .collect();
+    v.check(
+        input.cap_per_period >= 0,
+        "rules.cap_per_period",
+        "must be 0 (no cap) or more",
+    );
+    v.check(
+        input.cap_per_period == 0 || (1..=3660).contains(&input.period_days),
+        "rules.period_days",
+        "a cap per period needs a period of 1 to 3660 days",
+    );
+    store::AccrualRulesJson {
+        operation_type: code(&input.operation_type, "rules.operation_type", v),
+        points_per_unit: rate_of(&input.points_per_unit, "rules.points_per_unit", "", v),
+        category_rates,
+        minimum_amount: rate_of(&input.minimum_amount, "rules.minimum_amount", "0", v),
+        cap_per_invoice: input.cap_per_invoice,
+        tier_multipliers,
+        campaigns,
+        cap_per_period: input.cap_per_period,
+        period_days: input.period_days,
+    }
+}
+
+fn campaign(c: &Campaign, at: &str, v: &mut FieldViolations) -> store::CampaignJson {
+    let start = optional_time(c.start_time.as_ref(), &format!("{at}.start_time"), v);
+    let end = optional_time(c.end_time.as_ref(), &format!("{at}.end_time"), v);
+    v.check(
+        start.zip(end).is_none_or(|(s, e)| e > s),
+        format!("{at}.end_time"),
+        "must be after start_time",
+    );
+    store::CampaignJson {
+        code: code(&c.code, &format!("{at}.code"), v),
+        multiplier: rate_of(&c.multiplier, &format!("{at}.multiplier"), "", v),
+        categories: c
+            .categories
+            .iter()
+            .map(|c| c.trim().to_owned())
+            .filter(|c| !c.is_empty())
+            .collect(),
+        start_time: start,
+        end_time: end,
+    }
+}
+
+/// A rate, multiplier or amount as a normalised decimal; `default` stands in for an empty field.
+fn rate_of(raw: &str, field: &str, default: &str, v: &mut FieldViolations) -> String {
+    let raw = Some(raw.trim())
+        .filter(|r| !r.is_empty())
+        .unwrap_or(default);
+    // Bounded, so points from a rate stay far from where decimals overflow.
+    match raw.parse::<Decimal>() {
+        Ok(value) if !value.is_sign_negative() && value <= Decimal::from(1_000_000) => {
+            value.normalize().to_string()
+        }
+        _ => {
+            v.add(
+                field,
+                "must be a decimal number from 0 to 1000000, e.g. 1 or 0.5",
+            );
+            String::new()
+        }
     }
 }
