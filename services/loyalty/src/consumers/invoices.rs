@@ -16,6 +16,7 @@ use crm_kit::{
 use crm_proto::crm::sales::v1::{CreditNote, Invoice, SalesDocument, sales_document::Document};
 use prost::Message;
 use rust_decimal::{Decimal, prelude::ToPrimitive};
+use uuid::Uuid;
 
 use crate::domain;
 use crate::{
@@ -61,7 +62,8 @@ struct Line<'a> {
     net: Decimal,
 }
 
-async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
+/// The buyer, the lines and their total, or the fields that make the invoice unusable.
+fn invoice_lines(invoice: &Invoice) -> Result<(Uuid, Vec<Line<'_>>, Decimal)> {
     let mut v = FieldViolations::new();
     let party = crm_kit::request::uuid(&invoice.party_id, "invoice.party_id", &mut v);
     v.check(
@@ -105,6 +107,11 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
         );
         return Err(v.into());
     };
+    Ok((party, lines, total))
+}
+
+async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
+    let (party, lines, total) = invoice_lines(invoice)?;
     // Campaigns run on the invoice's issue date (its start, UTC), or now for an undated one.
     let issued_at = invoice
         .issue_date
@@ -121,32 +128,12 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
     store::record_invoice_lines(tx, &invoice.invoice_id, party, &currency, &ids, &nets).await?;
 
     for membership in store::accruing_memberships(tx, party).await? {
-        let program = store::get_program(tx, membership.program_id)
-            .await?
-            .ok_or_else(|| ServiceError::NotFound("Program", membership.program_id.to_string()))?;
-        let Some(rules) = program.accrual_rules.clone().map(|rules| rules.0) else {
-            continue;
-        };
-        if !program
-            .currency_code
-            .eq_ignore_ascii_case(invoice.currency_code.trim())
-        {
-            continue;
-        }
-        if total < rules.minimum_amount.parse().unwrap_or_default() {
-            continue;
-        }
-        let operation_type = store::operation_types(tx, program.id)
-            .await?
-            .into_iter()
-            .find(|t| t.code == rules.operation_type && t.direction == domain::Direction::Accrue);
-        let Some(operation_type) = operation_type else {
-            continue;
-        };
-        let Some(point_type) = store::point_types(tx, program.id)
-            .await?
-            .into_iter()
-            .find(|t| t.code == operation_type.default_point_type)
+        let Some(Accrual {
+            program,
+            rules,
+            operation_type,
+            point_type,
+        }) = accrual_setup(tx, &membership, invoice, total).await?
         else {
             continue;
         };
@@ -213,6 +200,58 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
         }
     }
     Ok(())
+}
+
+struct Accrual {
+    program: store::ProgramRow,
+    rules: store::AccrualRulesJson,
+    operation_type: store::OperationTypeRow,
+    point_type: store::PointTypeRow,
+}
+
+/// What a member's program accrues this invoice with: none where the program has no accrual
+/// rules, another currency, a higher minimum, or its rules name an operation type it lacks.
+async fn accrual_setup(
+    tx: &mut Tx,
+    membership: &store::MembershipRow,
+    invoice: &Invoice,
+    total: Decimal,
+) -> Result<Option<Accrual>> {
+    let program = store::get_program(tx, membership.program_id)
+        .await?
+        .ok_or_else(|| ServiceError::NotFound("Program", membership.program_id.to_string()))?;
+    let Some(rules) = program.accrual_rules.clone().map(|rules| rules.0) else {
+        return Ok(None);
+    };
+    if !program
+        .currency_code
+        .eq_ignore_ascii_case(invoice.currency_code.trim())
+    {
+        return Ok(None);
+    }
+    if total < rules.minimum_amount.parse().unwrap_or_default() {
+        return Ok(None);
+    }
+    let operation_type = store::operation_types(tx, program.id)
+        .await?
+        .into_iter()
+        .find(|t| t.code == rules.operation_type && t.direction == domain::Direction::Accrue);
+    let Some(operation_type) = operation_type else {
+        return Ok(None);
+    };
+    let Some(point_type) = store::point_types(tx, program.id)
+        .await?
+        .into_iter()
+        .find(|t| t.code == operation_type.default_point_type)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(Accrual {
+        program,
+        rules,
+        operation_type,
+        point_type,
+    }))
 }
 
 async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
