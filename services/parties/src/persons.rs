@@ -118,25 +118,10 @@ impl Parties {
             change_jobs(&mut tx, new, &current).await?;
             employment_changed.push("employments".to_owned());
         }
-        if !employment_paths.is_empty() {
-            let job = input.employments.first().cloned().unwrap_or_default();
-            let current = pick_current(
-                id,
-                current,
-                &job.organization_party_id,
-                "person.employments[0].organization_party_id",
-                "update",
-            )?;
-            let mut updated = current.clone();
-            for path in &employment_paths {
-                apply_employment_field(path, &job, "person.employments[0]", &mut updated, &mut v);
-            }
-            v.clone().finish()?;
-            check_supervisor(&mut tx, &updated).await?;
-            if updated != current {
-                store::update_employment(&mut tx, &updated).await?;
-                employment_changed.push("employments".to_owned());
-            }
+        if !employment_paths.is_empty()
+            && update_current_job(&mut tx, id, current, &employment_paths, &input, &mut v).await?
+        {
+            employment_changed.push("employments".to_owned());
         }
         v.finish()?;
 
@@ -314,6 +299,36 @@ impl Parties {
         claim.commit(tx, &person).await?;
         Ok(person)
     }
+}
+
+/// Applies the `employment.*` paths to the current employment they name; true when it changed.
+async fn update_current_job(
+    tx: &mut kit_store::Tx,
+    person_id: Uuid,
+    current: Vec<EmploymentRow>,
+    paths: &[&str],
+    input: &Person,
+    v: &mut FieldViolations,
+) -> Result<bool> {
+    let job = input.employments.first().cloned().unwrap_or_default();
+    let current = pick_current(
+        person_id,
+        current,
+        &job.organization_party_id,
+        "person.employments[0].organization_party_id",
+        "update",
+    )?;
+    let mut updated = current.clone();
+    for path in paths {
+        apply_employment_field(path, &job, "person.employments[0]", &mut updated, v);
+    }
+    v.clone().finish()?;
+    check_supervisor(tx, &updated).await?;
+    if updated == current {
+        return Ok(false);
+    }
+    store::update_employment(tx, &updated).await?;
+    Ok(true)
 }
 
 /// A change of jobs: the new employment starts and every current one ends the day before it
