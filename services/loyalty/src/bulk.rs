@@ -20,7 +20,13 @@ use crm_proto::crm::loyalty::v1::{
 use uuid::Uuid;
 
 use crate::domain;
-use crate::{Loyalty, error::Refusal, events, store, tiers};
+use crate::{
+    Loyalty,
+    error::Refusal,
+    events,
+    lookups::{require_accrue_type, require_active_program},
+    store, tiers,
+};
 
 /// Members credited per transaction.
 pub const BATCH: i64 = 500;
@@ -43,24 +49,7 @@ impl Loyalty {
         domain::check_client_id(&req.job_id, "job_id", &mut v);
         let program_id = uuid(&req.program_id, "program_id", &mut v);
         domain::check_points(req.points, "points", &mut v);
-        let chosen = match &req.selection {
-            Some(Selection::Memberships(list)) => Chosen::Memberships(
-                list.membership_ids
-                    .iter()
-                    .enumerate()
-                    .map(|(i, id)| uuid(id, &format!("memberships.membership_ids[{i}]"), &mut v))
-                    .collect(),
-            ),
-            Some(Selection::AllMembers(true)) => Chosen::All,
-            Some(Selection::BaseId(base)) => {
-                uuid(base, "base_id", &mut v);
-                Chosen::Base(base.clone())
-            }
-            Some(Selection::AllMembers(false)) | None => {
-                v.add("selection", "give memberships, all_members or base_id");
-                Chosen::All
-            }
-        };
+        let chosen = chosen(req.selection.as_ref(), &mut v);
         v.finish()?;
         // Resolved before the transaction opens: a base is a call to the parties service.
         let selection = match chosen {
@@ -79,22 +68,8 @@ impl Loyalty {
         let program = store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
-        if program.status != domain::ProgramStatus::Active {
-            let (id, status) = (program_id, program.status);
-            return Err(Refusal::ProgramNotActive { id, status }.into());
-        }
-        let accrues = store::operation_types(&mut tx, program_id)
-            .await?
-            .iter()
-            .any(|t| t.code == req.operation_type && t.direction == domain::Direction::Accrue);
-        if !accrues {
-            let mut v = FieldViolations::new();
-            v.add(
-                "operation_type",
-                "must be an ACCRUE operation type of the program",
-            );
-            return Err(v.into());
-        }
+        require_active_program(&program)?;
+        require_accrue_type(&mut tx, program_id, &req.operation_type, "operation_type").await?;
         let id = Uuid::now_v7();
         let job = store::NewJob {
             id,
@@ -284,5 +259,27 @@ fn job_to_proto(job: &store::JobRow) -> BulkAccrual {
         failed: job.failed,
         create_time: Some(timestamp(job.created_at)),
         complete_time: job.completed_at.map(timestamp),
+    }
+}
+
+/// The members a bulk accrual asked for, as given (a base is resolved later, outside the transaction).
+fn chosen(selection: Option<&Selection>, v: &mut FieldViolations) -> Chosen {
+    match selection {
+        Some(Selection::Memberships(list)) => Chosen::Memberships(
+            list.membership_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| uuid(id, &format!("memberships.membership_ids[{i}]"), v))
+                .collect(),
+        ),
+        Some(Selection::AllMembers(true)) => Chosen::All,
+        Some(Selection::BaseId(base)) => {
+            uuid(base, "base_id", v);
+            Chosen::Base(base.clone())
+        }
+        Some(Selection::AllMembers(false)) | None => {
+            v.add("selection", "give memberships, all_members or base_id");
+            Chosen::All
+        }
     }
 }

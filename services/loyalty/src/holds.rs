@@ -138,38 +138,7 @@ impl Loyalty {
             .ok_or_else(|| Refusal::NoSettleOperationType {
                 code: type_code.to_owned(),
             })?;
-        store::release(&mut tx, hold.account_id, hold.points).await?;
-        let balance_after = store::change_balance(&mut tx, hold.account_id, -points, None)
-            .await?
-            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("held account vanished")))?;
-        store::consume_lots(&mut tx, hold.account_id, points, None).await?;
-        let redemption =
-            store::system_account(&mut tx, hold.program_id, &hold.point_type, "redemption").await?;
-        let operation_id = Uuid::now_v7();
-        let client_id = format!("hold:{}:capture", hold.client_id);
-        let posted = NewOperation {
-            id: operation_id,
-            client_id: &client_id,
-            account_id: hold.account_id,
-            system_account_id: redemption,
-            operation_type: &op_type.code,
-            direction: domain::Direction::Settle,
-            points,
-            delta: -points,
-            balance_after,
-            reference: &hold.reference,
-            reverses: None,
-            subject,
-        };
-        store::post_operation(&mut tx, &posted).await?;
-        store::settle_hold(
-            &mut tx,
-            hold.id,
-            domain::HoldStatus::Captured,
-            points,
-            Some(operation_id),
-        )
-        .await?;
+        let balance_after = capture(&mut tx, &hold, &op_type.code, points, subject).await?;
         let account = Some(account_ref(
             hold.membership_id,
             hold.person_id,
@@ -314,4 +283,48 @@ pub(crate) fn hold_not_pending(hold: &HoldRow) -> ServiceError {
         },
     }
     .into()
+}
+
+/// Moves `points` of a pending hold out of the member's account into redemption, under a
+/// settle operation of `operation_type`; returns the balance after.
+async fn capture(
+    tx: &mut kit_store::Tx,
+    hold: &HoldRow,
+    operation_type: &str,
+    points: i64,
+    subject: &str,
+) -> Result<i64> {
+    store::release(tx, hold.account_id, hold.points).await?;
+    let balance_after = store::change_balance(tx, hold.account_id, -points, None)
+        .await?
+        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("held account vanished")))?;
+    store::consume_lots(tx, hold.account_id, points, None).await?;
+    let redemption =
+        store::system_account(tx, hold.program_id, &hold.point_type, "redemption").await?;
+    let operation_id = Uuid::now_v7();
+    let client_id = format!("hold:{}:capture", hold.client_id);
+    let posted = NewOperation {
+        id: operation_id,
+        client_id: &client_id,
+        account_id: hold.account_id,
+        system_account_id: redemption,
+        operation_type,
+        direction: domain::Direction::Settle,
+        points,
+        delta: -points,
+        balance_after,
+        reference: &hold.reference,
+        reverses: None,
+        subject,
+    };
+    store::post_operation(tx, &posted).await?;
+    store::settle_hold(
+        tx,
+        hold.id,
+        domain::HoldStatus::Captured,
+        points,
+        Some(operation_id),
+    )
+    .await?;
+    Ok(balance_after)
 }

@@ -18,6 +18,25 @@ use crate::{
     store::{self, ProgramRow},
 };
 
+/// Refuses, naming `field`, an operation type that is not one of the program's ACCRUE types.
+pub(crate) async fn require_accrue_type(
+    conn: &mut PgConnection,
+    program_id: Uuid,
+    code: &str,
+    field: &str,
+) -> Result<()> {
+    let accrues = store::operation_types(conn, program_id)
+        .await?
+        .iter()
+        .any(|t| t.code == code && t.direction == domain::Direction::Accrue);
+    if accrues {
+        return Ok(());
+    }
+    let mut v = FieldViolations::new();
+    v.add(field, "must be an ACCRUE operation type of the program");
+    Err(v.into())
+}
+
 pub(crate) fn require_active_program(program: &ProgramRow) -> Result<()> {
     if program.status == domain::ProgramStatus::Active {
         return Ok(());

@@ -18,7 +18,7 @@ use crate::{
     Loyalty,
     domain::{self, code, display_name},
     events,
-    lookups::{check_validity, program_in, program_to_proto},
+    lookups::{check_validity, program_in, program_to_proto, require_accrue_type},
     store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
 };
 
@@ -262,18 +262,13 @@ impl Loyalty {
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
-        let accrues = store::operation_types(&mut tx, program_id)
-            .await?
-            .iter()
-            .any(|t| t.code == rules.operation_type && t.direction == domain::Direction::Accrue);
-        if !accrues {
-            let mut v = FieldViolations::new();
-            v.add(
-                "rules.operation_type",
-                "must be an ACCRUE operation type of the program",
-            );
-            return Err(v.into());
-        }
+        require_accrue_type(
+            &mut tx,
+            program_id,
+            &rules.operation_type,
+            "rules.operation_type",
+        )
+        .await?;
         store::set_accrual_rules(&mut tx, program_id, &rules, subject).await?;
         let program = program_in(&mut tx, program_id).await?;
         events::program_changed(&mut tx, &program, "accrual_rules_set").await?;
