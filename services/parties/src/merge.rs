@@ -3,6 +3,7 @@
 use crm_kit::{
     error::{FieldViolations, Result},
     request::uuid,
+    store::Tx,
 };
 use crm_proto::crm::parties::v1::{
     MergePartiesRequest, MergePartiesResponse, PartiesMerged, PartyArchived, PartyUpdated,
@@ -36,28 +37,7 @@ impl Parties {
         v.finish()?;
 
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
-        // Lock in id order so two merges of the same pair cannot deadlock.
-        let (first, second) = if survivor_id < merged_id {
-            (survivor_id, merged_id)
-        } else {
-            (merged_id, survivor_id)
-        };
-        let first = locked_party(&mut tx, first).await?;
-        let second = locked_party(&mut tx, second).await?;
-        let (survivor, merged) = if first.id == survivor_id {
-            (first, second)
-        } else {
-            (second, first)
-        };
-        require_active(&survivor)?;
-        require_active(&merged)?;
-        if survivor.kind != merged.kind {
-            return Err(Refusal::PartyKindMismatch {
-                merged: merged.kind,
-                survivor: survivor.kind,
-            }
-            .into());
-        }
+        let (survivor, merged) = lock_pair(&mut tx, survivor_id, merged_id).await?;
 
         let moved_base_ids = store::move_bases(&mut tx, merged_id, survivor_id).await?;
         let moved_person_ids =
@@ -124,4 +104,35 @@ impl Parties {
         }
         Ok(response)
     }
+}
+
+/// Locks both parties (in id order, so two merges of the same pair cannot deadlock) and checks
+/// they can be merged; returns the survivor and the merged party.
+async fn lock_pair(
+    tx: &mut Tx,
+    survivor_id: Uuid,
+    merged_id: Uuid,
+) -> Result<(store::PartyRow, store::PartyRow)> {
+    let (first, second) = if survivor_id < merged_id {
+        (survivor_id, merged_id)
+    } else {
+        (merged_id, survivor_id)
+    };
+    let first = locked_party(tx, first).await?;
+    let second = locked_party(tx, second).await?;
+    let (survivor, merged) = if first.id == survivor_id {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    require_active(&survivor)?;
+    require_active(&merged)?;
+    if survivor.kind != merged.kind {
+        return Err(Refusal::PartyKindMismatch {
+            merged: merged.kind,
+            survivor: survivor.kind,
+        }
+        .into());
+    }
+    Ok((survivor, merged))
 }
