@@ -136,17 +136,7 @@ pub(crate) async fn reverse(
     reference: &str,
     subject: &str,
 ) -> Result<Uuid> {
-    if original.reverses.is_some() {
-        return Err(Refusal::CannotReverseAReversal.into());
-    }
-    if let Some(reversal) = original.reversed_by {
-        let operation = original.client_id.clone();
-        return Err(Refusal::AlreadyReversed {
-            operation,
-            reversal,
-        }
-        .into());
-    }
+    reversible(original)?;
     let membership = store::get_membership(tx, original.membership_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("Membership", original.membership_id))?;
@@ -202,16 +192,7 @@ pub(crate) async fn reverse(
     store::post_operation(tx, &operation)
         .await
         .map_err(|e| operation_id_used(e, client_id))?;
-    if was_accrual {
-        store::consume_lots(tx, original.account_id, original.points, Some(original.id)).await?;
-    } else {
-        // Spent points come back as a fresh credit of their point type.
-        let program = store::get_program(tx, membership.program_id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
-        let expires_at = store::expiry_of(&point_type, &program, Utc::now());
-        store::add_lot(tx, original.account_id, id, original.points, expires_at).await?;
-    }
+    undo_lots(tx, original, id, &point_type, membership.program_id).await?;
     let event = PointsReversed {
         operation_id: id.to_string(),
         reversed_operation_id: original.id.to_string(),
@@ -230,6 +211,51 @@ pub(crate) async fn reverse(
         tiers::evaluate(tx, original.membership_id).await?;
     }
     Ok(id)
+}
+
+/// A reversal is never reversed, and an operation is reversed at most once.
+fn reversible(original: &OperationRow) -> Result<()> {
+    if original.reverses.is_some() {
+        return Err(Refusal::CannotReverseAReversal.into());
+    }
+    if let Some(reversal) = original.reversed_by {
+        let operation = original.client_id.clone();
+        return Err(Refusal::AlreadyReversed {
+            operation,
+            reversal,
+        }
+        .into());
+    }
+    Ok(())
+}
+
+/// An accrual's reversal takes its points out of the lots it created; a spend's reversal gives
+/// them back as a lot of their own (under the reversal's id).
+async fn undo_lots(
+    tx: &mut kit_store::Tx,
+    original: &OperationRow,
+    reversal: Uuid,
+    point_type: &PointTypeRow,
+    program_id: Uuid,
+) -> Result<()> {
+    if original.direction == domain::Direction::Accrue {
+        store::consume_lots(tx, original.account_id, original.points, Some(original.id)).await?;
+    } else {
+        // Spent points come back as a fresh credit of their point type.
+        let program = store::get_program(tx, program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
+        let expires_at = store::expiry_of(point_type, &program, Utc::now());
+        store::add_lot(
+            tx,
+            original.account_id,
+            reversal,
+            original.points,
+            expires_at,
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn insufficient(
