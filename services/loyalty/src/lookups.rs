@@ -65,6 +65,7 @@ pub(crate) async fn program_in(conn: &mut PgConnection, id: Uuid) -> Result<Prog
     program_to_proto(conn, &row).await
 }
 
+// Long only because a program carries its point types, operation types, tiers and accrual rules.
 pub(crate) async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) -> Result<Program> {
     let point_types = store::point_types(conn, row.id).await?;
     let operation_types = store::operation_types(conn, row.id).await?;

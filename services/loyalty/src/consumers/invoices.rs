@@ -164,15 +164,7 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
                 .get(line.category)
                 .unwrap_or(&rules.points_per_unit);
             let campaign = campaign_multiplier(&rules.campaigns, line.category, issued_at);
-            // Past i64 (or a decimal), a line earns the most one operation may move.
-            let mut points = line
-                .net
-                .checked_mul(decimal(rate))
-                .and_then(|p| p.checked_mul(tier_multiplier))
-                .and_then(|p| p.checked_mul(campaign))
-                .map_or(Some(MAX_POINTS), |p| p.floor().to_i64())
-                .unwrap_or(MAX_POINTS)
-                .min(MAX_POINTS);
+            let mut points = line_points(line.net, &[decimal(rate), tier_multiplier, campaign]);
             for cap in [cap_left.as_mut(), period_left.as_mut()]
                 .into_iter()
                 .flatten()
@@ -254,6 +246,17 @@ async fn accrual_setup(
     }))
 }
 
+/// A line's points before caps: its net amount times every factor, rounded down. Past i64 (or a
+/// decimal), a line earns the most one operation may move.
+fn line_points(net: Decimal, factors: &[Decimal]) -> i64 {
+    factors
+        .iter()
+        .try_fold(net, |points, factor| points.checked_mul(*factor))
+        .map_or(Some(MAX_POINTS), |p| p.floor().to_i64())
+        .unwrap_or(MAX_POINTS)
+        .min(MAX_POINTS)
+}
+
 async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
     let mut v = FieldViolations::new();
     v.check(
@@ -314,4 +317,28 @@ fn decimal(text: &str) -> Decimal {
 
 fn plain_id(id: &str) -> bool {
     !id.trim().is_empty() && !id.contains(':')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_earns_its_amount_times_every_factor_rounded_down() {
+        let factors = [decimal("1.5"), decimal("2"), Decimal::ONE];
+        assert_eq!(line_points(decimal("10.99"), &factors), 32);
+        assert_eq!(line_points(decimal("10"), &[]), 10);
+    }
+
+    #[test]
+    fn a_line_past_what_one_operation_moves_earns_the_most_it_may() {
+        let huge = Decimal::MAX;
+        assert_eq!(line_points(huge, &[decimal("2")]), MAX_POINTS);
+        let beyond_i64 = [decimal("1000000")];
+        assert_eq!(
+            line_points(decimal("1000000000000000"), &beyond_i64),
+            MAX_POINTS
+        );
+        assert_eq!(line_points(decimal("2000000000000"), &[]), MAX_POINTS);
+    }
 }
