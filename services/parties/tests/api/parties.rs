@@ -266,6 +266,64 @@ async fn a_replayed_request_id_returns_the_first_answer_once() {
 }
 
 #[tokio::test]
+async fn a_request_id_is_one_callers_for_one_method() {
+    let (service, mut client) = start().await;
+    let request_id = "shared-request-id-1";
+    let ours = client
+        .create_party(CreatePartyRequest {
+            party: Some(organization("Ours Ltd")),
+            request_id: request_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    // Another integrator who happens to pick the same id gets its own party, not ours.
+    let mut other = PartiesServiceClient::new(service.channel(&token(
+        "other-integrator",
+        &["parties.read", "parties.write"],
+    )));
+    let theirs = other
+        .create_party(CreatePartyRequest {
+            party: Some(organization("Theirs Ltd")),
+            request_id: request_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_ne!(theirs.id, ours.id);
+    assert_eq!(theirs.display_name, "Theirs Ltd");
+
+    // The same caller may use the id again for another method.
+    let base = client
+        .create_base(CreateBaseRequest {
+            base: Some(Base {
+                display_name: "Prospects".into(),
+                ..Default::default()
+            }),
+            request_id: request_id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(base.display_name, "Prospects");
+
+    // And each caller's replay still answers its own first call.
+    let replayed = other
+        .create_party(CreatePartyRequest {
+            party: Some(organization("Theirs Ltd")),
+            request_id: request_id.into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(replayed, theirs);
+}
+
+#[tokio::test]
 async fn search_by_fuzzy_name_tax_id_email_and_phone() {
     let (_service, mut client) = start().await;
     let jan = create(
