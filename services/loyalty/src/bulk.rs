@@ -49,7 +49,7 @@ impl Loyalty {
         domain::check_client_id(&req.job_id, "job_id", &mut v);
         let program_id = uuid(&req.program_id, "program_id", &mut v);
         domain::check_points(req.points, "points", &mut v);
-        let chosen = chosen(req.selection.as_ref(), &mut v);
+        let chosen = parse_selection(req.selection.as_ref(), &mut v);
         v.finish()?;
         // Resolved before the transaction opens: a base is a call to the parties service.
         let selection = match chosen {
@@ -67,7 +67,7 @@ impl Loyalty {
         }
         let program = store::lock_program(&mut tx, program_id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         require_active_program(&program)?;
         require_accrue_type(&mut tx, program_id, &req.operation_type, "operation_type").await?;
         let id = Uuid::now_v7();
@@ -119,7 +119,7 @@ impl Loyalty {
     pub async fn get_bulk_accrual(&self, req: GetBulkAccrualRequest) -> Result<BulkAccrual> {
         let job = store::get_job(&mut *self.pool.acquire().await?, &req.job_id).await?;
         job.map(|job| job_to_proto(&job))
-            .ok_or_else(|| ServiceError::NotFound("BulkAccrual", req.job_id))
+            .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))
     }
 
     /// Credits pending items of running jobs until `shutdown`.
@@ -263,7 +263,7 @@ fn job_to_proto(job: &store::JobRow) -> BulkAccrual {
 }
 
 /// The members a bulk accrual asked for, as given (a base is resolved later, outside the transaction).
-fn chosen(selection: Option<&Selection>, v: &mut FieldViolations) -> Chosen {
+fn parse_selection(selection: Option<&Selection>, v: &mut FieldViolations) -> Chosen {
     match selection {
         Some(Selection::Memberships(list)) => Chosen::Memberships(
             list.membership_ids

@@ -64,7 +64,7 @@ impl Loyalty {
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let membership = store::lock_membership(&mut tx, membership_id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("Membership", membership_id.to_string()))?;
+            .ok_or_else(|| ServiceError::not_found("Membership", membership_id))?;
         if membership.status != domain::MembershipStatus::Active {
             let (id, status) = (membership_id, membership.status);
             return Err(Refusal::MembershipNotActive { id, status }.into());

@@ -110,7 +110,7 @@ impl Loyalty {
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::lock_program(&mut tx, program_id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         let id = Uuid::now_v7();
         let row = store::DefinitionRow {
             id,

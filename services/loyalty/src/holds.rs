@@ -227,7 +227,7 @@ impl Loyalty {
     ) -> Result<HoldState> {
         let hold = store::lock_hold_by_client_id(tx, client_id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("Hold", client_id.to_owned()))?;
+            .ok_or_else(|| ServiceError::not_found("Hold", client_id))?;
         if hold.status != domain::HoldStatus::Pending {
             return Ok(HoldState::Settled(hold));
         }

@@ -168,9 +168,7 @@ impl Loyalty {
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let original = store::lock_operation_by_client_id(&mut tx, &req.original_operation_id)
             .await?
-            .ok_or_else(|| {
-                ServiceError::NotFound("Operation", req.original_operation_id.clone())
-            })?;
+            .ok_or_else(|| ServiceError::not_found("Operation", &req.original_operation_id))?;
         let id = reverse(
             &mut tx,
             &original,

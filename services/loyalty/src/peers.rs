@@ -63,7 +63,7 @@ impl Loyalty {
         let person_record = match reply {
             Ok(reply) => reply.into_inner(),
             Err(status) if status.code() == tonic::Code::NotFound => {
-                return Err(ServiceError::NotFound("Person", person.to_string()));
+                return Err(ServiceError::not_found("Person", person));
             }
             Err(status) => return Err(peer_error("parties", status)),
         };

@@ -30,7 +30,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
     let row = store::lock_membership(tx, membership)
         .await?
-        .ok_or_else(|| ServiceError::NotFound("Membership", membership.to_string()))?;
+        .ok_or_else(|| ServiceError::not_found("Membership", membership))?;
     let tiers = store::tiers(tx, row.program_id).await?;
     if tiers.is_empty() {
         return Ok(());
@@ -105,7 +105,7 @@ impl Loyalty {
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         store::lock_program(&mut tx, program_id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("Program", program_id.to_string()))?;
+            .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         store::define_tier(&mut tx, program_id, &tier).await?;
         let program = program_in(&mut tx, program_id).await?;
         events::program_changed(&mut tx, &program, "tier_defined").await?;
@@ -120,7 +120,7 @@ impl Loyalty {
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let membership = store::lock_membership(&mut tx, id)
             .await?
-            .ok_or_else(|| ServiceError::NotFound("Membership", id.to_string()))?;
+            .ok_or_else(|| ServiceError::not_found("Membership", id))?;
         let assigned = Some(req.tier.trim().to_owned()).filter(|t| !t.is_empty());
         if let Some(code) = &assigned
             && !store::tiers(&mut tx, membership.program_id)

@@ -202,7 +202,8 @@ struct Accrual {
 }
 
 /// What a member's program accrues this invoice with: none where the program has no accrual
-/// rules, another currency, a higher minimum, or its rules name an operation type it lacks.
+/// rules, another currency or a higher minimum, or where its rules' operation type is not one of
+/// its ACCRUE types or has no point type.
 async fn accrual_setup(
     tx: &mut Tx,
     membership: &store::MembershipRow,
@@ -211,7 +212,7 @@ async fn accrual_setup(
 ) -> Result<Option<Accrual>> {
     let program = store::get_program(tx, membership.program_id)
         .await?
-        .ok_or_else(|| ServiceError::NotFound("Program", membership.program_id.to_string()))?;
+        .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
     let Some(rules) = program.accrual_rules.clone().map(|rules| rules.0) else {
         return Ok(None);
     };

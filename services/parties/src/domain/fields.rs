@@ -219,7 +219,8 @@ pub fn short_texts(list: &[String], field: &str, v: &mut FieldViolations) -> Vec
         .collect()
 }
 
-// One arm per updatable path, so the whole list of what UpdatePerson changes reads in one place.
+// One arm per updatable person path (employments have their own appliers), so the list reads
+// in one place.
 pub fn apply_person_field(
     path: &str,
     input: &Person,
