@@ -3,9 +3,9 @@
 
 use chrono::Utc;
 use crm_kit::{
-    error::{FieldViolations, Result, ServiceError},
+    error::{Result, ServiceError},
     privacy::Export,
-    request::uuid,
+    request,
 };
 use crm_proto::crm::consent::v1::{ExportBundleChunk, GetExportBundleRequest};
 use serde_json::json;
@@ -25,9 +25,7 @@ impl Consents {
         &self,
         req: GetExportBundleRequest,
     ) -> Result<Vec<ExportBundleChunk>> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         let mut tx = self.pool.begin().await?;
         let row = store::get(&mut tx, id)
             .await?

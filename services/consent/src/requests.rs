@@ -5,7 +5,7 @@
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result},
-    request::{optional_time, text, time, uuid},
+    request::{self, optional_time, text, time, uuid},
     store::Page,
 };
 use crm_proto::crm::consent::v1::*;
@@ -139,9 +139,7 @@ impl Consents {
         &self,
         req: GetSubjectRequestRequest,
     ) -> Result<SubjectRequest> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         load(&mut *self.pool.acquire().await?, id).await
     }
 
@@ -273,9 +271,7 @@ impl Consents {
         caller: &str,
         req: ResumeSubjectRequestRequest,
     ) -> Result<SubjectRequest> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
         let row = lock(&mut tx, id).await?;
         if !row.kind.fans_out() || row.status != RequestStatus::InProgress {

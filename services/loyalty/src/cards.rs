@@ -5,7 +5,7 @@
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::{audit, optional_uuid, uuid},
+    request::{self, audit, optional_uuid, uuid},
     store::Page,
     store::Tx,
 };
@@ -149,9 +149,7 @@ impl Loyalty {
     }
 
     pub async fn reissue_card(&self, subject: &str, req: ReissueCardRequest) -> Result<Card> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let old = lock(&mut tx, id).await?;
         if old.status == domain::CardStatus::Closed {

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::{optional_uuid, uuid},
+    request::{self, optional_uuid, uuid},
     store::Page,
 };
 use crm_proto::crm::loyalty::v1::{
@@ -77,9 +77,7 @@ impl Loyalty {
     }
 
     pub async fn get_membership(&self, req: GetMembershipRequest) -> Result<Membership> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         membership_in(&mut *self.pool.acquire().await?, id).await
     }
 

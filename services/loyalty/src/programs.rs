@@ -3,7 +3,7 @@
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    request::{date, mask_paths, optional_time, uuid},
+    request::{self, date, mask_paths, optional_time, uuid},
     store::Page,
 };
 use crm_proto::crm::loyalty::v1::{
@@ -73,9 +73,7 @@ impl Loyalty {
     }
 
     pub async fn get_program(&self, req: GetProgramRequest) -> Result<Program> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         program_in(&mut *self.pool.acquire().await?, id).await
     }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::uuid,
+    request::{self, uuid},
     shutdown::Shutdown,
     store::Tx,
 };
@@ -114,9 +114,7 @@ impl Loyalty {
     }
 
     pub async fn assign_tier(&self, subject: &str, req: AssignTierRequest) -> Result<Membership> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.membership_id, "membership_id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.membership_id, "membership_id")?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let membership = store::lock_membership(&mut tx, id)
             .await?

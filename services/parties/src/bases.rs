@@ -2,7 +2,7 @@
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    request::{mask_paths, uuid},
+    request::{self, mask_paths, uuid},
     store::{self as kit_store, Page, unique_violation},
 };
 use crm_proto::crm::parties::v1::{
@@ -45,9 +45,7 @@ impl Parties {
     }
 
     pub async fn get_base(&self, req: GetBaseRequest) -> Result<Base> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         base_in(&mut *self.pool.acquire().await?, id).await
     }
 

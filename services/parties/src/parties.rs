@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    request::{mask_paths, optional_uuid, uuid},
+    request::{self, mask_paths, optional_uuid, uuid},
     store::{self as kit_store, Page},
 };
 use crm_proto::crm::parties::v1::{
@@ -94,9 +94,7 @@ impl Parties {
     }
 
     pub async fn get_party(&self, req: GetPartyRequest) -> Result<Party> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         let mut conn = self.pool.acquire().await?;
         party_in(&mut conn, id).await
     }
@@ -149,9 +147,7 @@ impl Parties {
     }
 
     pub async fn archive_party(&self, subject: &str, req: ArchivePartyRequest) -> Result<Party> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let row = locked_party(&mut tx, id).await?;
         check_etag("party", &req.etag, row.version)?;

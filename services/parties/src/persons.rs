@@ -3,7 +3,7 @@
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    request::{date, mask_paths, optional_uuid, required, uuid},
+    request::{self, date, mask_paths, optional_uuid, required, uuid},
     store::{self as kit_store, Page},
 };
 use crm_proto::crm::parties::v1::{
@@ -64,9 +64,7 @@ impl Parties {
     }
 
     pub async fn get_person(&self, req: GetPersonRequest) -> Result<Person> {
-        let mut v = FieldViolations::new();
-        let id = uuid(&req.id, "id", &mut v);
-        v.finish()?;
+        let id = request::id(&req.id, "id")?;
         let mut conn = self.pool.acquire().await?;
         person_in(&mut conn, id).await
     }

@@ -29,6 +29,15 @@ pub fn subject<T>(request: &tonic::Request<T>) -> String {
 }
 
 /// Parses a required UUID field, recording a violation naming `field` otherwise.
+/// The one id a request names, or INVALID_ARGUMENT naming `field`: for requests with nothing else
+/// to check.
+pub fn id(value: &str, field: &str) -> crate::error::Result<Uuid> {
+    let mut v = FieldViolations::new();
+    let id = uuid(value, field, &mut v);
+    v.finish()?;
+    Ok(id)
+}
+
 pub fn uuid(value: &str, field: &str, violations: &mut FieldViolations) -> Uuid {
     match Uuid::parse_str(value.trim()) {
         Ok(id) => id,
