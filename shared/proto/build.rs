@@ -190,10 +190,13 @@ fn checks_source(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::Er
             inputs.insert(input.full_name().to_owned());
         }
     }
-    src.push_str("/// The scope each RPC of the suite declares, by its HTTP/2 path.\n");
-    src.push_str("pub fn scope(path: &str) -> Option<&'static str> {\n    match path {\n");
+    src.push_str("/// The RPC of the suite at this HTTP/2 path, with the scope it declares.\n");
+    src.push_str("pub fn rpc(path: &str) -> Option<Rpc> {\n    match path {\n");
     for (path, scope, _) in &methods {
-        writeln!(src, "        {path:?} => Some({scope:?}),")?;
+        writeln!(
+            src,
+            "        {path:?} => Some(Rpc {{ path: {path:?}, scope: {scope:?} }}),"
+        )?;
     }
     src.push_str("        _ => None,\n    }\n}\n\n");
 

@@ -26,6 +26,7 @@ async fn a_calls_trace_id_reaches_its_server_span_and_its_event() {
             otlp_endpoint: Some(endpoint),
             log_format: LogFormat::Pretty,
             log_filter: "warn".into(),
+            sample_ratio: 1.0,
         },
     )
     .unwrap();

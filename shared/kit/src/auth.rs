@@ -6,7 +6,7 @@
 
 use std::{
     collections::HashMap,
-    sync::{Arc, RwLock},
+    sync::{Arc, Mutex, RwLock},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -74,6 +74,53 @@ pub struct Authenticator {
     jwks: Option<Arc<Jwks>>,
     issuer: Option<String>,
     audience: Option<String>,
+    verified: Arc<Verified>,
+}
+
+/// Tokens whose signature and claims were checked in the last minute. A client sends the same
+/// bearer with every call; decoding and verifying it each time cost as much as the rest of the
+/// gate. An entry ends with its token's `exp` or after [`VERIFIED_FOR`], whichever is first, so a
+/// key withdrawn from the JWKS stops working within a minute of the next refresh.
+#[derive(Default)]
+struct Verified(Mutex<HashMap<String, Entry>>);
+
+struct Entry {
+    caller: Arc<Caller>,
+    /// The token's `exp`, in seconds since the epoch.
+    expires: u64,
+    verified_at: Instant,
+}
+
+const VERIFIED_FOR: Duration = Duration::from_secs(60);
+/// Beyond this many distinct tokens the cache starts over rather than grow.
+const VERIFIED_MAX: usize = 10_000;
+
+impl Verified {
+    fn get(&self, token: &str) -> Option<Arc<Caller>> {
+        let entries = self.0.lock().expect("token cache lock");
+        let entry = entries.get(token)?;
+        let fresh = entry.verified_at.elapsed() < VERIFIED_FOR && unix_now() < entry.expires;
+        fresh.then(|| entry.caller.clone())
+    }
+
+    fn insert(&self, token: &str, caller: Arc<Caller>, expires: u64) {
+        let mut entries = self.0.lock().expect("token cache lock");
+        if entries.len() >= VERIFIED_MAX {
+            entries.clear();
+        }
+        let entry = Entry {
+            caller,
+            expires,
+            verified_at: Instant::now(),
+        };
+        entries.insert(token.to_owned(), entry);
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 impl Authenticator {
@@ -105,6 +152,7 @@ impl Authenticator {
             jwks: None,
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
+            verified: Arc::default(),
         }
     }
 
@@ -126,7 +174,11 @@ impl Authenticator {
     }
 
     /// Checks the `authorization` header and that the token grants `scope`.
-    pub fn authorize(&self, authorization: Option<&str>, scope: &str) -> Result<Caller, AuthError> {
+    pub fn authorize(
+        &self,
+        authorization: Option<&str>,
+        scope: &str,
+    ) -> Result<Arc<Caller>, AuthError> {
         let token = authorization
             .and_then(|value| {
                 value
@@ -136,6 +188,23 @@ impl Authenticator {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or(AuthError::Missing)?;
+        let caller = match self.verified.get(token) {
+            Some(caller) => caller,
+            None => {
+                let (caller, expires) = self.verify(token)?;
+                let caller = Arc::new(caller);
+                self.verified.insert(token, caller.clone(), expires);
+                caller
+            }
+        };
+        if !caller.scopes.iter().any(|s| s == scope) {
+            return Err(AuthError::Forbidden(scope.to_owned()));
+        }
+        Ok(caller)
+    }
+
+    /// The caller a token names and its `exp`, once its signature and claims check out.
+    fn verify(&self, token: &str) -> Result<(Caller, u64), AuthError> {
         let header =
             jsonwebtoken::decode_header(token).map_err(|e| AuthError::Invalid(e.to_string()))?;
         let key = match (header.alg, &self.hs256, &self.jwks) {
@@ -165,13 +234,11 @@ impl Authenticator {
             .flat_map(|s| s.split_whitespace().map(str::to_owned))
             .collect();
         scopes.extend(claims.scp.into_iter().flatten());
-        if !scopes.iter().any(|s| s == scope) {
-            return Err(AuthError::Forbidden(scope.to_owned()));
-        }
-        Ok(Caller {
+        let caller = Caller {
             subject: claims.sub,
             scopes,
-        })
+        };
+        Ok((caller, claims.exp))
     }
 }
 
@@ -346,6 +413,42 @@ mod tests {
             auth.authorize(Some(&bearer(&token)), "parties.write"),
             Err(AuthError::Forbidden("parties.write".into()))
         );
+    }
+
+    #[test]
+    fn a_verified_token_is_remembered_but_still_checked_for_scope_and_expiry() {
+        let auth = Authenticator::new(SECRET, &AuthConfig::default());
+        let token = issue(&AuthConfig::default(), "alice", &["parties.read"]);
+        let first = auth
+            .authorize(Some(&bearer(&token)), "parties.read")
+            .unwrap();
+        let again = auth
+            .authorize(Some(&bearer(&token)), "parties.read")
+            .unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &again),
+            "the second call reuses the first verification"
+        );
+        assert_eq!(
+            auth.authorize(Some(&bearer(&token)), "parties.write"),
+            Err(AuthError::Forbidden("parties.write".into())),
+            "a remembered token grants only its scopes"
+        );
+
+        // A token remembered as valid until a moment ago is verified afresh, and refused.
+        auth.verified.insert(&token, first, unix_now() - 1);
+        let forged_memory = auth.verified.get(&token);
+        assert!(forged_memory.is_none(), "an expired entry is not used");
+
+        // Another secret's authenticator shares nothing with this one.
+        let other = Authenticator::new(
+            "another-secret-of-at-least-32-bytes!!",
+            &AuthConfig::default(),
+        );
+        assert!(matches!(
+            other.authorize(Some(&bearer(&token)), "parties.read"),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]

@@ -132,6 +132,11 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `CRM__TELEMETRY__LOG_FILTER`: a `tracing` filter, e.g. `info,crm_parties=debug`. Default `info`.
     pub log_filter: String,
+    /// `CRM__TELEMETRY__SAMPLE_RATIO`: the share of new traces (0 to 1) whose spans are recorded
+    /// and exported to the collector; a trace the caller sampled is always recorded. Without a
+    /// collector nothing is recorded, but every call still gets a trace id for its logs and the
+    /// calls and events it causes. Default 1.
+    pub sample_ratio: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -301,6 +306,9 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !(0.0..=1.0).contains(&self.telemetry.sample_ratio) {
+            return Err(ConfigError::key("telemetry.sample_ratio", "must be 0 to 1"));
+        }
         if let Some(endpoint) = &self.telemetry.otlp_endpoint
             && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
         {
@@ -331,7 +339,7 @@ impl Config {
     }
 }
 
-fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 16] {
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 17] {
     [
         (
             "admin.listen",
@@ -352,6 +360,7 @@ fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 16] {
         ("kafka.message_timeout_ms", 30_000.into()),
         ("telemetry.log_format", "json".into()),
         ("telemetry.log_filter", "info".into()),
+        ("telemetry.sample_ratio", 1.0.into()),
         ("privacy.services", "parties,loyalty".into()),
         ("privacy.retry_after_secs", 300.into()),
         ("privacy.bundle_retention_days", 30.into()),

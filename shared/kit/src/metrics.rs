@@ -24,15 +24,17 @@ use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
 
+/// Call labels are static strings: recording a call hashes two pointers' worth of text and
+/// allocates nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
-    pub method: String,
-    pub code: String,
+    pub method: &'static str,
+    pub code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct MethodLabels {
-    pub method: String,
+    pub method: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -109,18 +111,16 @@ impl Metrics {
         }
     }
 
-    pub fn record_call(&self, method: &str, code: tonic::Code, elapsed: Duration) {
-        let code = format!("{code:?}");
+    /// A finished call of `method` (`package.Service/Method`).
+    pub fn record_call(&self, method: &'static str, code: tonic::Code, elapsed: Duration) {
         self.calls
             .get_or_create(&CallLabels {
-                method: method.to_owned(),
-                code,
+                method,
+                code: code_name(code),
             })
             .inc();
         self.durations
-            .get_or_create(&MethodLabels {
-                method: method.to_owned(),
-            })
+            .get_or_create(&MethodLabels { method })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -151,6 +151,30 @@ impl Metrics {
         encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text
     }
+}
+
+/// The code's name as its `Debug` form spells it (`Ok`, `InvalidArgument`, …), without formatting.
+fn code_name(code: tonic::Code) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "Ok",
+        "Cancelled",
+        "Unknown",
+        "InvalidArgument",
+        "DeadlineExceeded",
+        "NotFound",
+        "AlreadyExists",
+        "PermissionDenied",
+        "ResourceExhausted",
+        "FailedPrecondition",
+        "Aborted",
+        "OutOfRange",
+        "Unimplemented",
+        "Internal",
+        "Unavailable",
+        "DataLoss",
+        "Unauthenticated",
+    ];
+    NAMES.get(code as usize).copied().unwrap_or("Unknown")
 }
 
 /// Serves `GET /metrics` over HTTP/1 until `shutdown`.
@@ -189,5 +213,18 @@ pub async fn serve(listener: TcpListener, shutdown: Shutdown) {
                 tracing::debug!(%error, "admin connection ended with an error");
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn code_labels_keep_the_names_dashboards_already_use() {
+        for number in 0..=16 {
+            let code = tonic::Code::from_i32(number);
+            assert_eq!(code_name(code), format!("{code:?}"));
+        }
     }
 }

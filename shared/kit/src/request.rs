@@ -5,6 +5,8 @@
 //! text, the default message), so a handler checks every field, calls
 //! [`FieldViolations::finish`], and then uses the values it got: no unwrapping after validation.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use crm_proto::crm::common::v1::{AuditInfo, Date};
 use tonic::{Response, Status};
@@ -24,11 +26,10 @@ pub fn reply<T>(result: crate::error::Result<T>) -> Reply<T> {
 pub fn subject<T>(request: &tonic::Request<T>) -> String {
     request
         .extensions()
-        .get::<Caller>()
+        .get::<Arc<Caller>>()
         .map_or_else(|| "anonymous".to_owned(), |caller| caller.subject.clone())
 }
 
-/// Parses a required UUID field, recording a violation naming `field` otherwise.
 /// The one id a request names, or INVALID_ARGUMENT naming `field`: for requests with nothing else
 /// to check.
 pub fn id(value: &str, field: &str) -> crate::error::Result<Uuid> {
@@ -38,6 +39,7 @@ pub fn id(value: &str, field: &str) -> crate::error::Result<Uuid> {
     Ok(id)
 }
 
+/// Parses a required UUID field, recording a violation naming `field` otherwise.
 pub fn uuid(value: &str, field: &str, violations: &mut FieldViolations) -> Uuid {
     match Uuid::parse_str(value.trim()) {
         Ok(id) => id,

@@ -12,11 +12,12 @@ use std::{
 use futures::future::{self, Either, Ready};
 use http::{Request, Response};
 use tokio::{net::TcpListener, sync::Semaphore};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{body::Body, service::Routes};
+use tonic::{body::Body, service::Routes, transport::server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tower::{Layer, Service};
 use tracing::{Instrument, field::Empty};
+
+use crm_proto::checks::Rpc;
 
 use crate::{
     auth::Authenticator,
@@ -82,7 +83,7 @@ pub async fn serve(
         .timeout(options.request_timeout)
         .layer(gate)
         .add_routes(routes)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
+        .serve_with_incoming_shutdown(incoming(listener), async move {
             shutdown.wait().await;
             tracing::info!("shutting down: no new calls, draining calls in flight");
             for name in names {
@@ -94,20 +95,59 @@ pub async fn serve(
         .await
 }
 
-/// Paths that stay open without a token and are never shed: probes and tooling must always get
-/// an answer.
-fn is_open(path: &str) -> bool {
-    matches!(
-        path,
-        "/grpc.health.v1.Health/Check"
-            | "/grpc.health.v1.Health/Watch"
-            | "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
-            | "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
-    )
+/// The accepted connections, with Nagle's algorithm off: a unary reply is a few small HTTP/2
+/// frames, and with Nagle on, the last of them waits for the client's delayed ACK (~40 ms).
+/// tonic's own `tcp_nodelay` setting applies only to listeners it binds itself.
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
-/// The metrics label of calls to paths no service has: one label, however many paths callers try.
-const UNKNOWN_METHOD: &str = "/unknown";
+/// Paths that stay open without a token and are never shed: probes and tooling must always get
+/// an answer.
+const OPEN: [&str; 4] = [
+    "/grpc.health.v1.Health/Check",
+    "/grpc.health.v1.Health/Watch",
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+];
+
+/// The label and span name of calls to paths no service has: one label, however many paths
+/// callers try.
+const UNKNOWN: &str = "unknown";
+
+/// What a call's path names.
+enum Target {
+    /// A method of a service served here, with the scope it needs.
+    Rpc(Rpc),
+    /// Health or reflection: no token, no permit.
+    Open(&'static str),
+    /// Anything else: UNIMPLEMENTED.
+    Unknown,
+}
+
+impl Target {
+    fn resolve(path: &str, served: &[&'static str]) -> Self {
+        if let Some(rpc) = crm_proto::checks::rpc(path) {
+            if served.contains(&rpc.service()) {
+                return Self::Rpc(rpc);
+            }
+            return Self::Unknown;
+        }
+        match OPEN.iter().find(|open| **open == path) {
+            Some(open) => Self::Open(open),
+            None => Self::Unknown,
+        }
+    }
+
+    /// `package.Service/Method`: the metrics label and the span name.
+    fn name(&self) -> &'static str {
+        match self {
+            Self::Rpc(rpc) => &rpc.path[1..],
+            Self::Open(path) => &path[1..],
+            Self::Unknown => UNKNOWN,
+        }
+    }
+}
 
 #[derive(Clone)]
 struct GateLayer {
@@ -156,67 +196,57 @@ where
     }
 
     fn call(&mut self, mut request: Request<Body>) -> Self::Future {
-        let path = request.uri().path().to_owned();
-        let (service, method) = path
-            .trim_start_matches('/')
-            .split_once('/')
-            .unwrap_or((path.as_str(), ""));
+        let target = Target::resolve(request.uri().path(), &self.layer.services);
+        let name = target.name();
+        let (service, method) = name.split_once('/').unwrap_or((name, ""));
         let span = tracing::info_span!(
             "grpc.server",
-            otel.name = %path.trim_start_matches('/'),
+            otel.name = name,
             otel.kind = "server",
             otel.status_code = Empty,
             rpc.system = "grpc",
-            rpc.service = %service,
-            rpc.method = %method,
+            rpc.service = service,
+            rpc.method = method,
             rpc.grpc.status_code = Empty,
             enduser.id = Empty,
             trace_id = Empty,
         );
         adopt_parent(&span, extract(&HeaderSource(request.headers())));
 
-        let open = is_open(&path);
-        if !open {
-            let authorization = request
-                .headers()
-                .get(http::header::AUTHORIZATION)
-                .and_then(|v| v.to_str().ok());
-            let scope = match crm_proto::checks::scope(&path) {
-                Some(scope) if self.layer.services.contains(&service) => scope,
-                _ => {
-                    let status = tonic::Status::unimplemented(format!(
-                        "{} is not a method of this server; it serves {}",
-                        crm_proto::checks::truncate(path.clone(), 200),
-                        self.layer.services.join(", ")
-                    ));
-                    return reject(&span, UNKNOWN_METHOD, status);
-                }
-            };
-            match self.layer.authenticator.authorize(authorization, scope) {
-                Ok(caller) => {
-                    span.record("enduser.id", caller.subject.as_str());
-                    request.extensions_mut().insert(caller);
-                }
-                Err(error) => {
-                    let _entered = span.enter();
-                    tracing::info!(%error, "call refused");
-                    return reject(&span, &path, tonic::Status::from(error));
-                }
+        let permit = match target {
+            Target::Open(_) => None,
+            Target::Unknown => {
+                let status = tonic::Status::unimplemented(format!(
+                    "{} is not a method of this server; it serves {}",
+                    crm_proto::checks::truncate(request.uri().path().to_owned(), 200),
+                    self.layer.services.join(", ")
+                ));
+                return reject(&span, name, status);
             }
-        }
-        let permit = if open {
-            None
-        } else {
-            match self.layer.permits.clone().try_acquire_owned() {
-                Ok(permit) => Some(permit),
-                Err(_) => {
-                    return reject(
-                        &span,
-                        &path,
-                        tonic::Status::unavailable(
+            Target::Rpc(rpc) => {
+                let authorization = request
+                    .headers()
+                    .get(http::header::AUTHORIZATION)
+                    .and_then(|v| v.to_str().ok());
+                match self.layer.authenticator.authorize(authorization, rpc.scope) {
+                    Ok(caller) => {
+                        span.record("enduser.id", caller.subject.as_str());
+                        request.extensions_mut().insert(caller);
+                    }
+                    Err(error) => {
+                        let _entered = span.enter();
+                        tracing::info!(%error, "call refused");
+                        return reject(&span, name, tonic::Status::from(error));
+                    }
+                }
+                match self.layer.permits.clone().try_acquire_owned() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => {
+                        let status = tonic::Status::unavailable(
                             "the server is at its concurrency limit; retry with backoff",
-                        ),
-                    );
+                        );
+                        return reject(&span, name, status);
+                    }
                 }
             }
         };
@@ -233,8 +263,7 @@ where
                 if let Ok(response) = &response {
                     let code = grpc_status(response);
                     record_status(&record_on, code);
-                    let method = path.trim_start_matches('/');
-                    metrics().record_call(method, tonic::Code::from_i32(code), started.elapsed());
+                    metrics().record_call(name, tonic::Code::from_i32(code), started.elapsed());
                 }
                 response
             }
@@ -243,9 +272,9 @@ where
     }
 }
 
-fn reject<F>(span: &tracing::Span, path: &str, status: tonic::Status) -> GateFuture<F> {
+fn reject<F>(span: &tracing::Span, name: &'static str, status: tonic::Status) -> GateFuture<F> {
     record_status(span, status.code() as i32);
-    metrics().record_call(path.trim_start_matches('/'), status.code(), Duration::ZERO);
+    metrics().record_call(name, status.code(), Duration::ZERO);
     Either::Left(future::ready(Ok(status.into_http())))
 }
 

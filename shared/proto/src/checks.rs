@@ -20,6 +20,34 @@ use tonic_types::{ErrorDetails, StatusExt};
 
 include!(concat!(env!("OUT_DIR"), "/crm_checks.rs"));
 
+/// An RPC of the suite, as the server's gate sees it: both strings live as long as the program, so
+/// labelling a call costs no allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rpc {
+    /// `/package.Service/Method`.
+    pub path: &'static str,
+    /// The scope a caller's token must carry.
+    pub scope: &'static str,
+}
+
+impl Rpc {
+    /// `package.Service`.
+    pub fn service(&self) -> &'static str {
+        self.split().0
+    }
+
+    /// `Method`.
+    pub fn method(&self) -> &'static str {
+        self.split().1
+    }
+
+    fn split(&self) -> (&'static str, &'static str) {
+        self.path[1..]
+            .split_once('/')
+            .expect("a generated path is /package.Service/Method")
+    }
+}
+
 /// `ErrorInfo.domain` of every error of the suite.
 pub const ERROR_DOMAIN: &str = "crm";
 

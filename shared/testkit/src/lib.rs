@@ -219,6 +219,7 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
             otlp_endpoint: None,
             log_format: LogFormat::Pretty,
             log_filter: "warn".into(),
+            sample_ratio: 1.0,
         },
         peers: Default::default(),
         admin: AdminConfig {
@@ -475,4 +476,54 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// What `pgbench` measured: the baseline a benchmark prints its figures against.
+#[derive(Debug, Clone, Copy)]
+pub struct Pgbench {
+    pub tps: f64,
+    pub latency_ms: f64,
+}
+
+/// Runs `script` (pgbench's script language) `transactions` times in all, over `clients`
+/// connections to `database_url` on two threads, with prepared statements as the services use
+/// them. Needs `pgbench` (Debian package postgresql-client).
+pub async fn pgbench(
+    database_url: &str,
+    script: &str,
+    clients: usize,
+    transactions: usize,
+) -> anyhow::Result<Pgbench> {
+    let file = std::env::temp_dir().join(format!("crm-pgbench-{}.sql", Uuid::now_v7()));
+    std::fs::write(&file, script)?;
+    let output = tokio::process::Command::new("pgbench")
+        .args(["--no-vacuum", "--protocol=prepared", "--jobs=2"])
+        .arg(format!("--client={clients}"))
+        .arg(format!("--transactions={}", transactions.div_ceil(clients)))
+        .arg("--file")
+        .arg(&file)
+        .arg(database_url)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .map_err(|e| anyhow::anyhow!("running pgbench (Debian package postgresql-client): {e}"));
+    let _ = std::fs::remove_file(&file);
+    let output = output?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed: {stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let figure = |prefix: &str| {
+        stdout
+            .lines()
+            .find_map(|line| line.strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+            .ok_or_else(|| anyhow::anyhow!("pgbench printed no {prefix:?}: {stdout}"))
+    };
+    Ok(Pgbench {
+        tps: figure("tps = ")?,
+        latency_ms: figure("latency average = ")?,
+    })
 }

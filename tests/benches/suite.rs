@@ -1,0 +1,679 @@
+//! The suite's request path as production runs it, each figure printed next to its baseline from
+//! the same run. Not a test: it prints figures.
+//!
+//! - `GetParty` against `grpc.health.v1.Health/Check` on the same server;
+//! - `CheckConsent` against its two SELECTs run by `pgbench` on the same database;
+//! - `GetBalance` against its four SELECTs run by `pgbench` on the same database.
+//!
+//! Each service is this binary started again as a child process through `crm_kit::app::main`, set
+//! up as a deployment would be: release build, defaults for everything but addresses and secrets
+//! (JSON logs at `info`, a pool of 10, concurrency limit 256), its own database on the machine's
+//! PostgreSQL (ordinary, durable tables) and one tansu broker. The load comes from this process
+//! over loopback, on separate HTTP/2 connections.
+//!
+//! `cargo bench -p crm-e2e --bench suite` (needs PostgreSQL, tansu and `pgbench`).
+//! `CRM_BENCH_CALLS` sets the calls of each throughput run (default 100000).
+
+use std::{
+    fmt::Write as _,
+    net::SocketAddr,
+    path::PathBuf,
+    process::ExitCode,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use crm_kit::app::Service;
+use crm_proto::crm::{
+    consent::v1::{
+        Channel as ConsentChannel, CheckConsentRequest, CreatePurposeRequest, Evidence, LegalBasis,
+        Purpose, RecordConsentRequest, Subject, SubjectKind,
+        consent_service_client::ConsentServiceClient,
+    },
+    loyalty::v1::{
+        AccountRef, CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest,
+        Direction, GetBalanceRequest, OperationType, PointType, Program, ProgramKind,
+        ProgramStatus, RecordOperationRequest, loyalty_service_client::LoyaltyServiceClient,
+    },
+    parties::v1::{
+        CreatePartyRequest, GetPartyRequest, Party, PartyKind, PersonName,
+        parties_service_client::PartiesServiceClient,
+    },
+};
+use crm_testkit::{Broker, JWT_SECRET, Pgbench, TestDatabase, pgbench, token};
+use futures::{StreamExt, stream};
+use http::uri::PathAndQuery;
+use tonic::{metadata::MetadataValue, transport::Channel};
+use tonic_health::pb::HealthCheckRequest;
+use uuid::Uuid;
+
+/// Set in a child process: the name of the service it runs.
+const SERVE: &str = "CRM_BENCH_SERVE";
+
+const SERVICES: [Service; 3] = [
+    crm_parties::SERVICE,
+    crm_consent::SERVICE,
+    crm_loyalty::SERVICE,
+];
+
+/// Rows each read picks from at random.
+const ROWS: usize = 2_000;
+/// One call at a time, for latency.
+const SEQUENTIAL: usize = 5_000;
+
+fn main() -> ExitCode {
+    if let Ok(name) = std::env::var(SERVE) {
+        let service = SERVICES
+            .iter()
+            .find(|s| s.spec.name == name)
+            .expect("a service of the suite");
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        return runtime.block_on(crm_kit::app::main(service));
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+    runtime.block_on(bench());
+    ExitCode::SUCCESS
+}
+
+async fn bench() {
+    let calls: usize = std::env::var("CRM_BENCH_CALLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let broker = Broker::start().await.expect("starting tansu");
+    let parties = Child::start("parties", &broker, &[]).await;
+    let consent = Child::start("consent", &broker, &[]).await;
+    let loyalty = Child::start(
+        "loyalty",
+        &broker,
+        &[("PARTIES", parties.addr), ("CONSENT", consent.addr)],
+    )
+    .await;
+
+    let party_ids = seed_parties(&parties).await;
+    let subjects = seed_consents(&consent).await;
+    let memberships = seed_memberships(&loyalty).await;
+    println!(
+        "Suite benchmark: {} CPU cores; services are release builds in their own processes, \
+         configured as in production; {calls} calls per throughput run",
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let one = Load {
+        connections: 1,
+        per_connection: 1,
+        calls: SEQUENTIAL,
+    };
+    let wide = Load {
+        connections: 16,
+        per_connection: 8,
+        calls,
+    };
+    println!("\nGetParty ({ROWS} parties), {}", wide.describe());
+    let health = parties
+        .drive(HEALTH, wide, |_| HealthCheckRequest::default())
+        .await;
+    health.print("Health/Check (baseline)", None);
+    let get_party = parties
+        .drive(GET_PARTY, wide, |i| GetPartyRequest {
+            id: party_ids[i % ROWS].clone(),
+        })
+        .await;
+    get_party.print("GetParty", Some(&health));
+    parties
+        .drive(GET_PARTY, one, |i| GetPartyRequest {
+            id: party_ids[i % ROWS].clone(),
+        })
+        .await
+        .print("GetParty, one at a time", None);
+
+    let check = |i: usize| CheckConsentRequest {
+        subject: Some(party_subject(&subjects[i % ROWS])),
+        purpose: PURPOSE.into(),
+    };
+    let narrow = Load {
+        connections: 16,
+        per_connection: 1,
+        calls,
+    };
+    println!("\nCheckConsent ({ROWS} subjects, half of them granted)");
+    consent
+        .drive(CHECK_CONSENT, one, check)
+        .await
+        .print("CheckConsent, one at a time", None);
+    let sql = sql_baseline(&consent, CHECK_CONSENT_SQL, calls).await;
+    consent
+        .drive(CHECK_CONSENT, narrow, check)
+        .await
+        .print_against_sql("CheckConsent, 16 in flight", &sql);
+
+    println!("\nGetBalance ({ROWS} members with one account each)");
+    let balance = |i: usize| GetBalanceRequest {
+        account: Some(AccountRef {
+            membership_id: memberships[i % ROWS].to_string(),
+            ..Default::default()
+        }),
+    };
+    loyalty
+        .drive(GET_BALANCE, one, balance)
+        .await
+        .print("GetBalance, one at a time", None);
+    let sql = sql_baseline(&loyalty, GET_BALANCE_SQL, calls).await;
+    loyalty
+        .drive(GET_BALANCE, narrow, balance)
+        .await
+        .print_against_sql("GetBalance, 16 in flight", &sql);
+
+    for child in [loyalty, consent, parties] {
+        child.stop().await;
+    }
+}
+
+const HEALTH: &str = "/grpc.health.v1.Health/Check";
+const GET_PARTY: &str = "/crm.parties.v1.PartiesService/GetParty";
+const CHECK_CONSENT: &str = "/crm.consent.v1.ConsentService/CheckConsent";
+const GET_BALANCE: &str = "/crm.loyalty.v1.LoyaltyService/GetBalance";
+
+const PURPOSE: &str = "marketing_email";
+
+/// What `CheckConsent` runs: `purposes::get`, then `records::current` (services/consent/src/store).
+const CHECK_CONSENT_SQL: &str = r"
+\set n random(1, 2000)
+SELECT p.code, p.description, p.legal_basis, p.text_version, t.text,
+        p.minimum_consented_version, p.created_at, p.updated_at, p.version
+    FROM purposes p JOIN purpose_texts t ON t.purpose = p.code AND t.version = p.text_version
+    WHERE p.code = 'marketing_email';
+SELECT r.id, r.subject_kind, r.subject_id, r.purpose, r.status, r.channel, r.source_system,
+    r.text_version, r.reference, r.expires_at, r.recorded_by, r.recorded_at
+    FROM consent_state s JOIN consent_records r ON r.id = s.record_id
+    WHERE s.subject_id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid
+      AND s.purpose = 'marketing_email';
+";
+
+/// What `GetBalance` runs: `get_membership`, `get_program`, `point_types`, `find_account`
+/// (services/loyalty/src/store).
+const GET_BALANCE_SQL: &str = r"
+\set n random(1, 2000)
+SELECT id, program_id, party_id, status, pool_to_organization, tier, assigned_tier, created_at,
+    updated_at, created_by, updated_by, version
+    FROM memberships WHERE id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid;
+SELECT id, display_name, kind, currency_code, status, valid_from, valid_to, reward_ids,
+    accrual_rules, created_at, updated_at, created_by, updated_by, version
+    FROM programs WHERE id = (SELECT program_id FROM memberships LIMIT 1);
+SELECT code, display_name, qualifying, expiry_policy, expiry_months, allow_negative, reversal_floor
+    FROM point_types WHERE program_id = (SELECT program_id FROM memberships LIMIT 1) ORDER BY position;
+SELECT id, membership_id, person_id, point_type, balance, held, updated_at FROM accounts
+    WHERE kind = 'member'
+      AND membership_id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid
+      AND person_id IS NOT DISTINCT FROM NULL AND point_type = 'basic';
+";
+
+/// The `n`th id the SQL baselines can address without a lookup (`n` from 1).
+fn numbered(n: usize) -> Uuid {
+    Uuid::parse_str(&format!("00000000-0000-4000-8000-{n:012}")).expect("a valid UUID")
+}
+
+fn party_subject(id: &Uuid) -> Subject {
+    Subject {
+        kind: SubjectKind::Party as i32,
+        id: id.to_string(),
+    }
+}
+
+/// A service of the suite running in a child process.
+struct Child {
+    name: &'static str,
+    addr: SocketAddr,
+    process: tokio::process::Child,
+    log: PathBuf,
+    database: TestDatabase,
+}
+
+impl Child {
+    async fn start(name: &'static str, broker: &Broker, peers: &[(&str, SocketAddr)]) -> Self {
+        let database = TestDatabase::create().await.expect("creating a database");
+        let port = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = std::env::temp_dir().join(format!("crm-bench-{name}-{port}.log"));
+        let file = std::fs::File::create(&log).expect("creating the log file");
+        let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
+        command
+            .env(SERVE, name)
+            .env("CRM__DATABASE__URL", &database.url)
+            .env("CRM__KAFKA__BROKERS", broker.brokers())
+            .env("CRM__AUTH__JWT_SECRET", JWT_SECRET)
+            .env("CRM__GRPC__LISTEN", addr.to_string())
+            .env("CRM__ADMIN__LISTEN", "127.0.0.1:0")
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .kill_on_drop(true);
+        for (peer, peer_addr) in peers {
+            command.env(format!("CRM__PEERS__{peer}"), format!("http://{peer_addr}"));
+        }
+        let process = command.spawn().expect("starting the service");
+        let child = Self {
+            name,
+            addr,
+            process,
+            log,
+            database,
+        };
+        child.wait_until_serving().await;
+        child
+    }
+
+    async fn wait_until_serving(&self) {
+        for _ in 0..400 {
+            if let Ok(channel) = self.channel().await {
+                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+                if health.check(HealthCheckRequest::default()).await.is_ok() {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!(
+            "crm-{} did not start; its log: {}",
+            self.name,
+            self.log.display()
+        );
+    }
+
+    /// One HTTP/2 connection of its own.
+    async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
+        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
+            .tcp_nodelay(true)
+            .connect()
+            .await
+    }
+
+    fn pid(&self) -> u32 {
+        self.process.id().expect("the service is running")
+    }
+
+    fn token(&self) -> String {
+        token(
+            "bench",
+            &[
+                &format!("{}.read", self.name),
+                &format!("{}.write", self.name),
+            ],
+        )
+    }
+
+    /// `load.calls` calls of `path`, the `i`th with `request(i)`.
+    async fn drive<R>(&self, path: &'static str, load: Load, request: impl Fn(usize) -> R) -> Run
+    where
+        R: prost::Message + Clone + Send + Sync + 'static,
+    {
+        let bearer: MetadataValue<_> = format!("Bearer {}", self.token()).parse().unwrap();
+        let mut callers = Vec::new();
+        for _ in 0..load.connections {
+            let channel = self.channel().await.expect("connecting");
+            for _ in 0..load.per_connection {
+                callers.push(tonic::client::Grpc::new(channel.clone()));
+            }
+        }
+        // Built up front so that the clock measures the calls, not the request fixtures.
+        let requests: Arc<Vec<R>> = Arc::new((0..load.calls).map(request).collect());
+        let next = Arc::new(AtomicUsize::new(0));
+        let before = Cpu::read(self.pid());
+        let started = Instant::now();
+        let tasks: Vec<_> = callers
+            .into_iter()
+            .map(|mut grpc| {
+                let (next, requests, bearer) = (next.clone(), requests.clone(), bearer.clone());
+                tokio::spawn(async move {
+                    let mut samples = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(body) = requests.get(i) else {
+                            return samples;
+                        };
+                        let mut request = tonic::Request::new(body.clone());
+                        request
+                            .metadata_mut()
+                            .insert("authorization", bearer.clone());
+                        let sent = Instant::now();
+                        grpc.ready().await.expect("the connection is up");
+                        let codec = tonic_prost::ProstCodec::<R, ()>::default();
+                        let reply = grpc
+                            .unary(request, PathAndQuery::from_static(path), codec)
+                            .await;
+                        if let Err(status) = reply {
+                            panic!("{path} failed: {status:?}");
+                        }
+                        samples.push((sent - started, sent.elapsed()));
+                    }
+                })
+            })
+            .collect();
+        let mut samples = Vec::with_capacity(load.calls);
+        for task in tasks {
+            samples.extend(task.await.expect("a caller"));
+        }
+        let elapsed = started.elapsed();
+        let after = Cpu::read(self.pid());
+        Run::new(samples, elapsed, after.since(&before))
+    }
+
+    async fn stop(mut self) {
+        // SIGTERM, as an orchestrator would, so it drains and closes its pool before the database goes.
+        let _ = tokio::process::Command::new("kill")
+            .arg(self.pid().to_string())
+            .status()
+            .await;
+        let _ = tokio::time::timeout(Duration::from_secs(10), self.process.wait()).await;
+        drop(self.database);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Load {
+    connections: usize,
+    per_connection: usize,
+    calls: usize,
+}
+
+impl Load {
+    fn describe(&self) -> String {
+        format!(
+            "{} connections with {} calls in flight on each",
+            self.connections, self.per_connection
+        )
+    }
+}
+
+/// CPU time used so far by a service process and by every PostgreSQL process.
+struct Cpu {
+    service: Duration,
+    postgres: Duration,
+}
+
+impl Cpu {
+    fn read(pid: u32) -> Self {
+        let postgres = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|comm| comm.trim() == "postgres")
+            })
+            .map(process_cpu)
+            .sum();
+        Self {
+            service: process_cpu(pid),
+            postgres,
+        }
+    }
+
+    fn since(&self, before: &Self) -> Self {
+        Self {
+            service: self.service.saturating_sub(before.service),
+            postgres: self.postgres.saturating_sub(before.postgres),
+        }
+    }
+}
+
+/// User and system time of all threads of `pid` (fields 14 and 15 of `/proc/PID/stat`, in the
+/// kernel's 100 Hz ticks).
+fn process_cpu(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// One throughput or latency run: each call's start (from the run's start) and latency.
+struct Run {
+    calls: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+    /// Calls slower than 10 ms that started after the first second.
+    slow: usize,
+    cpu: Cpu,
+}
+
+impl Run {
+    fn new(samples: Vec<(Duration, Duration)>, elapsed: Duration, cpu: Cpu) -> Self {
+        let slow = samples
+            .iter()
+            .filter(|(start, latency)| {
+                *start > Duration::from_secs(1) && *latency > Duration::from_millis(10)
+            })
+            .count();
+        let mut latencies: Vec<Duration> = samples.into_iter().map(|(_, l)| l).collect();
+        latencies.sort();
+        Self {
+            calls: latencies.len(),
+            elapsed,
+            latencies,
+            slow,
+            cpu,
+        }
+    }
+
+    fn rate(&self) -> f64 {
+        self.calls as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        let i = ((self.latencies.len() as f64 * p) as usize).min(self.latencies.len() - 1);
+        ms(self.latencies[i])
+    }
+
+    fn line(&self, label: &str) -> String {
+        let per_call = |cpu: Duration| cpu.as_secs_f64() * 1e6 / self.calls as f64;
+        format!(
+            "  {label:<34} {:>8.0} calls/s   p50 {:>5.2} ms  p99 {:>5.2} ms  max {:>6.2} ms  \
+             >10 ms after 1 s: {:<4} CPU/call: service {:>4.0} µs, PostgreSQL {:>4.0} µs",
+            self.rate(),
+            self.percentile(0.50),
+            self.percentile(0.99),
+            ms(*self.latencies.last().unwrap()),
+            self.slow,
+            per_call(self.cpu.service),
+            per_call(self.cpu.postgres),
+        )
+    }
+
+    fn print(&self, label: &str, baseline: Option<&Run>) {
+        let mut line = self.line(label);
+        if let Some(baseline) = baseline {
+            let _ = write!(line, "  = {:.2} × baseline", self.rate() / baseline.rate());
+        }
+        println!("{line}");
+    }
+
+    fn print_against_sql(&self, label: &str, sql: &Pgbench) {
+        println!(
+            "{}  = {:.2} × baseline",
+            self.line(label),
+            self.rate() / sql.tps
+        );
+    }
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+/// `script` run by 16 pgbench clients on the child's database, printed as a baseline.
+async fn sql_baseline(child: &Child, script: &str, calls: usize) -> Pgbench {
+    let sql = pgbench(&child.database.url, script, 16, calls)
+        .await
+        .expect("the SQL baseline");
+    println!(
+        "  {:<34} {:>8.0} calls/s   mean {:.2} ms (pgbench, prepared statements, 16 clients)",
+        "its SQL from pgbench (baseline)", sql.tps, sql.latency_ms
+    );
+    sql
+}
+
+async fn seed_parties(parties: &Child) -> Vec<String> {
+    let client = PartiesServiceClient::new(parties.channel().await.unwrap());
+    let bearer = parties.token();
+    stream::iter(0..ROWS)
+        .map(|i| {
+            let mut client = client.clone();
+            let mut request = tonic::Request::new(CreatePartyRequest {
+                party: Some(Party {
+                    kind: PartyKind::Person as i32,
+                    display_name: format!("Member {i}"),
+                    person_name: Some(PersonName {
+                        given_name: "Member".into(),
+                        family_name: format!("{i}"),
+                    }),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            });
+            authorize(&mut request, &bearer);
+            async move { client.create_party(request).await.unwrap().into_inner().id }
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await
+}
+
+/// Subjects numbered 1…ROWS; the odd ones granted the purpose.
+async fn seed_consents(consent: &Child) -> Vec<Uuid> {
+    let mut client = ConsentServiceClient::new(consent.channel().await.unwrap());
+    let bearer = consent.token();
+    let mut request = tonic::Request::new(CreatePurposeRequest {
+        purpose: Some(Purpose {
+            code: PURPOSE.into(),
+            description: "E-mail offers".into(),
+            legal_basis: LegalBasis::Consent as i32,
+            text: "I agree".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    authorize(&mut request, &bearer);
+    client.create_purpose(request).await.unwrap();
+    let subjects: Vec<Uuid> = (1..=ROWS).map(numbered).collect();
+    stream::iter(subjects.iter().step_by(2))
+        .for_each_concurrent(16, |id| {
+            let mut client = client.clone();
+            let mut request = tonic::Request::new(RecordConsentRequest {
+                subject: Some(party_subject(id)),
+                purpose: PURPOSE.into(),
+                evidence: Some(Evidence {
+                    channel: ConsentChannel::WebForm as i32,
+                    ..Default::default()
+                }),
+                request_id: Uuid::now_v7().to_string(),
+                ..Default::default()
+            });
+            authorize(&mut request, &bearer);
+            async move {
+                client.record_consent(request).await.unwrap();
+            }
+        })
+        .await;
+    subjects
+}
+
+/// Members numbered 1…ROWS of one program, each with one accrual on its account. The memberships
+/// are written straight into the database: enrolment through the API would need ROWS parties and
+/// consents, and the figures here are about reads.
+async fn seed_memberships(loyalty: &Child) -> Vec<Uuid> {
+    let mut client = LoyaltyServiceClient::new(loyalty.channel().await.unwrap());
+    let bearer = loyalty.token();
+    let mut request = tonic::Request::new(CreateProgramRequest {
+        program: Some(Program {
+            display_name: "Bench club".into(),
+            kind: ProgramKind::B2c as i32,
+            currency_code: "PLN".into(),
+            status: ProgramStatus::Active as i32,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    authorize(&mut request, &bearer);
+    let program = client.create_program(request).await.unwrap().into_inner();
+    let mut request = tonic::Request::new(DefinePointTypeRequest {
+        program_id: program.id.clone(),
+        point_type: Some(PointType {
+            code: "basic".into(),
+            display_name: "Basic points".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    authorize(&mut request, &bearer);
+    client.define_point_type(request).await.unwrap();
+    let mut request = tonic::Request::new(DefineOperationTypeRequest {
+        program_id: program.id.clone(),
+        operation_type: Some(OperationType {
+            code: "purchase".into(),
+            display_name: "Purchase".into(),
+            direction: Direction::Accrue as i32,
+            default_point_type: "basic".into(),
+        }),
+        ..Default::default()
+    });
+    authorize(&mut request, &bearer);
+    client.define_operation_type(request).await.unwrap();
+
+    let members: Vec<Uuid> = (1..=ROWS).map(numbered).collect();
+    let parties: Vec<Uuid> = (0..ROWS).map(|_| Uuid::now_v7()).collect();
+    let mut db = loyalty.database.connect().await;
+    sqlx::query(
+        "INSERT INTO memberships (id, program_id, party_id, created_by, updated_by)
+         SELECT id, $1, party, 'bench', 'bench' FROM unnest($2::uuid[], $3::uuid[]) AS m(id, party)",
+    )
+    .bind(Uuid::parse_str(&program.id).unwrap())
+    .bind(&members)
+    .bind(&parties)
+    .execute(&mut db)
+    .await
+    .expect("seeding memberships");
+    stream::iter(members.iter())
+        .for_each_concurrent(16, |member| {
+            let mut client = client.clone();
+            let mut request = tonic::Request::new(RecordOperationRequest {
+                operation_id: format!("seed-{member}"),
+                account: Some(AccountRef {
+                    membership_id: member.to_string(),
+                    ..Default::default()
+                }),
+                operation_type: "purchase".into(),
+                points: 100,
+                reference: "seed".into(),
+                card_number: String::new(),
+            });
+            authorize(&mut request, &bearer);
+            async move {
+                client.record_operation(request).await.unwrap();
+            }
+        })
+        .await;
+    members
+}
+
+fn authorize<T>(request: &mut tonic::Request<T>, token: &str) {
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a valid header"),
+    );
+}
