@@ -2,11 +2,11 @@
 //! secret for development, RS256/ES256 keys from the identity provider's JWKS for production.
 //!
 //! Each RPC declares the scope it needs in the proto (`option (crm.common.v1.scope)`); the server's
-//! gate looks it up in the table generated from the descriptors ([`crm_proto::checks::scope`]).
+//! gate looks it up in the table generated from the descriptors ([`crm_proto::checks::rpc`]).
 
 use std::{
     collections::HashMap,
-    sync::{Arc, Mutex, RwLock},
+    sync::{Arc, RwLock},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
@@ -77,12 +77,15 @@ pub struct Authenticator {
     verified: Arc<Verified>,
 }
 
+/// The longest bearer token looked at: identity providers issue a few KiB at most.
+const MAX_TOKEN_BYTES: usize = 8 * 1024;
+
 /// Tokens whose signature and claims were checked in the last minute. A client sends the same
 /// bearer with every call; decoding and verifying it each time cost as much as the rest of the
 /// gate. An entry ends with its token's `exp` or after [`VERIFIED_FOR`], whichever is first, so a
 /// key withdrawn from the JWKS stops working within a minute of the next refresh.
 #[derive(Default)]
-struct Verified(Mutex<HashMap<String, Entry>>);
+struct Verified(RwLock<HashMap<String, Entry>>);
 
 struct Entry {
     caller: Arc<Caller>,
@@ -97,16 +100,19 @@ const VERIFIED_MAX: usize = 10_000;
 
 impl Verified {
     fn get(&self, token: &str) -> Option<Arc<Caller>> {
-        let entries = self.0.lock().expect("token cache lock");
+        let entries = self.0.read().expect("token cache lock");
         let entry = entries.get(token)?;
-        let fresh = entry.verified_at.elapsed() < VERIFIED_FOR && unix_now() < entry.expires;
-        fresh.then(|| entry.caller.clone())
+        entry.fresh(unix_now()).then(|| entry.caller.clone())
     }
 
     fn insert(&self, token: &str, caller: Arc<Caller>, expires: u64) {
-        let mut entries = self.0.lock().expect("token cache lock");
+        let mut entries = self.0.write().expect("token cache lock");
         if entries.len() >= VERIFIED_MAX {
-            entries.clear();
+            let now = unix_now();
+            entries.retain(|_, entry| entry.fresh(now));
+            if entries.len() >= VERIFIED_MAX {
+                entries.clear();
+            }
         }
         let entry = Entry {
             caller,
@@ -114,6 +120,12 @@ impl Verified {
             verified_at: Instant::now(),
         };
         entries.insert(token.to_owned(), entry);
+    }
+}
+
+impl Entry {
+    fn fresh(&self, now: u64) -> bool {
+        self.verified_at.elapsed() < VERIFIED_FOR && now < self.expires
     }
 }
 
@@ -143,6 +155,8 @@ impl Authenticator {
     /// Also accepts tokens signed by a key of `jwks`.
     pub fn and_jwks(mut self, jwks: Arc<Jwks>) -> Self {
         self.jwks = Some(jwks);
+        // What another configuration verified says nothing about this one.
+        self.verified = Arc::default();
         self
     }
 
@@ -188,6 +202,11 @@ impl Authenticator {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or(AuthError::Missing)?;
+        if token.len() > MAX_TOKEN_BYTES {
+            return Err(AuthError::Invalid(format!(
+                "the token is longer than {MAX_TOKEN_BYTES} bytes"
+            )));
+        }
         let caller = match self.verified.get(token) {
             Some(caller) => caller,
             None => {

@@ -132,10 +132,11 @@ pub struct TelemetryConfig {
     pub log_format: LogFormat,
     /// `CRM__TELEMETRY__LOG_FILTER`: a `tracing` filter, e.g. `info,crm_parties=debug`. Default `info`.
     pub log_filter: String,
-    /// `CRM__TELEMETRY__SAMPLE_RATIO`: the share of new traces (0 to 1) whose spans are recorded
-    /// and exported to the collector; a trace the caller sampled is always recorded. Without a
-    /// collector nothing is recorded, but every call still gets a trace id for its logs and the
-    /// calls and events it causes. Default 1.
+    /// `CRM__TELEMETRY__SAMPLE_RATIO`: the share of traces this service starts (0 to 1) that are
+    /// sampled: recorded, exported when a collector is set, and marked sampled for the services
+    /// and consumers downstream. A caller's decision (`traceparent`) is always followed. Unsampled
+    /// calls still get a trace id for their logs, peer calls and events. Takes precedence over
+    /// `OTEL_TRACES_SAMPLER`. Default 1.
     pub sample_ratio: f64,
 }
 

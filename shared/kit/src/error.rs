@@ -151,6 +151,14 @@ impl From<ServiceError> for Status {
             ServiceError::Unavailable(message) => {
                 with_reason(Code::Unavailable, "DEPENDENCY_UNAVAILABLE", message)
             }
+            ServiceError::Database(e) if connection_lost(e) => {
+                tracing::warn!(error = %e, "database connection lost");
+                with_reason(
+                    Code::Unavailable,
+                    "DATABASE_UNAVAILABLE",
+                    "the database connection was lost; retry with backoff",
+                )
+            }
             ServiceError::Database(e) => internal(e),
             ServiceError::Internal(e) => internal(e.as_ref()),
         }
@@ -193,6 +201,24 @@ pub fn with_reason(code: Code, reason: &str, message: impl Into<String>) -> Stat
     let mut details = ErrorDetails::new();
     details.set_error_info(reason, DOMAIN, []);
     Status::with_error_details(code, truncate(message.into(), MAX_MESSAGE), details)
+}
+
+/// Whether PostgreSQL could not be reached or dropped the connection: the call may be retried as
+/// it is (a restart, a failover, a killed backend, a full pool), unlike a fault of the statement.
+fn connection_lost(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        // Class 08: connection exceptions; 57P01-57P03: shutdown, crash, cannot connect now.
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| {
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+        }),
+        _ => false,
+    }
 }
 
 /// INTERNAL: logged with its whole cause chain, shown to the caller only as an opaque failure.
@@ -284,6 +310,21 @@ mod tests {
         let status = Status::from(ServiceError::from(Refusal::Closed));
         assert_eq!(status.code(), Code::FailedPrecondition);
         assert_eq!(status.get_details_error_info().unwrap().reason, "CLOSED");
+    }
+
+    #[test]
+    fn a_lost_database_connection_is_unavailable_not_internal() {
+        let lost = [
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::Protocol("unexpected end of stream".into()),
+        ];
+        for error in lost {
+            let status = Status::from(ServiceError::Database(error));
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        }
+        let status = Status::from(ServiceError::Database(sqlx::Error::RowNotFound));
+        assert_eq!(status.code(), Code::Internal);
     }
 
     #[test]

@@ -216,9 +216,11 @@ where
         let permit = match target {
             Target::Open(_) => None,
             Target::Unknown => {
+                let path = crm_proto::checks::truncate(request.uri().path().to_owned(), 200);
+                let _entered = span.enter();
+                tracing::info!(path, "call to an unknown method");
                 let status = tonic::Status::unimplemented(format!(
-                    "{} is not a method of this server; it serves {}",
-                    crm_proto::checks::truncate(request.uri().path().to_owned(), 200),
+                    "{path} is not a method of this server; it serves {}",
                     self.layer.services.join(", ")
                 ));
                 return reject(&span, name, status);

@@ -45,12 +45,9 @@ impl Telemetry {
     /// Installs the global `tracing` subscriber: the log formatter, the OpenTelemetry layer and
     /// the filter. A second call in one process (tests) keeps the first subscriber.
     pub fn init(service_name: &str, config: &TelemetryConfig) -> anyhow::Result<Self> {
-        // A caller's sampling decision is kept, so a trace is recorded whole or not at all. With
-        // no collector, no new trace is recorded: spans would be built only to be dropped.
-        let ratio = match config.otlp_endpoint {
-            Some(_) => config.sample_ratio,
-            None => 0.0,
-        };
+        // A caller's sampling decision is kept, so a trace is recorded whole or not at all, and
+        // the decision travels on to peers and into Kafka headers whether or not this process
+        // has a collector to export to.
         let mut provider = SdkTracerProvider::builder()
             .with_resource(
                 Resource::builder()
@@ -58,7 +55,7 @@ impl Telemetry {
                     .build(),
             )
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                ratio,
+                config.sample_ratio,
             ))));
         if let Some(endpoint) = &config.otlp_endpoint {
             use opentelemetry_otlp::WithExportConfig;
@@ -95,7 +92,7 @@ impl Telemetry {
                 .json()
                 .with_current_span(true)
                 .with_span_list(true)
-                .fmt_fields(AppendJsonFields::default())
+                .fmt_fields(AppendJsonFields)
                 .with_filter(filter_fn(keep.clone()))
         });
         let pretty = (config.log_format == LogFormat::Pretty)
@@ -130,7 +127,6 @@ impl Telemetry {
 /// later is spliced in before the closing brace. tracing-subscriber's `JsonFields` builds a map of
 /// JSON values per span and parses and re-serialises the whole object for each field recorded
 /// later, and every call records three or four (trace id, caller, status).
-#[derive(Default)]
 struct AppendJsonFields;
 
 impl<'writer> FormatFields<'writer> for AppendJsonFields {
@@ -345,7 +341,7 @@ mod tests {
                 .json()
                 .with_current_span(true)
                 .with_span_list(true)
-                .fmt_fields(AppendJsonFields::default())
+                .fmt_fields(AppendJsonFields)
                 .with_writer(move || writer.clone()),
         );
         tracing::subscriber::with_default(subscriber, || {

@@ -485,12 +485,13 @@ pub struct Pgbench {
     pub latency_ms: f64,
 }
 
-/// Runs `script` (pgbench's script language) `transactions` times in all, over `clients`
-/// connections to `database_url` on two threads, with prepared statements as the services use
-/// them. Needs `pgbench` (Debian package postgresql-client).
+/// Runs `script` (pgbench's script language, with `:name` for each of `variables`) `transactions`
+/// times in all, over `clients` connections to `database_url` on two threads, with prepared
+/// statements as the services use them. Needs `pgbench` (Debian package postgresql-client).
 pub async fn pgbench(
     database_url: &str,
     script: &str,
+    variables: &[(&str, &str)],
     clients: usize,
     transactions: usize,
 ) -> anyhow::Result<Pgbench> {
@@ -500,6 +501,11 @@ pub async fn pgbench(
         .args(["--no-vacuum", "--protocol=prepared", "--jobs=2"])
         .arg(format!("--client={clients}"))
         .arg(format!("--transactions={}", transactions.div_ceil(clients)))
+        .args(
+            variables
+                .iter()
+                .map(|(name, value)| format!("--define={name}={value}")),
+        )
         .arg("--file")
         .arg(&file)
         .arg(database_url)

@@ -199,6 +199,40 @@ async fn writes_succeed_while_kafka_is_down_and_events_follow_when_it_returns() 
 }
 
 #[tokio::test]
+async fn calls_on_a_dropped_database_connection_are_unavailable_and_the_service_recovers() {
+    let (service, mut client) = start().await;
+    let party = create(&mut client, organization("Kept across the drop")).await;
+    let get = GetPartyRequest {
+        id: party.id.clone(),
+    };
+    client.get_party(get.clone()).await.unwrap();
+
+    // What a database restart or failover does to the pool: every connection killed at once.
+    let mut db = service.db().await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut db)
+    .await
+    .unwrap();
+
+    // A caller following gRPC retry guidance gets UNAVAILABLE (retryable), never INTERNAL, and
+    // succeeds within the pool's size of retries.
+    let mut answered = None;
+    for _ in 0..12 {
+        match client.get_party(get.clone()).await {
+            Ok(found) => {
+                answered = Some(found.into_inner());
+                break;
+            }
+            Err(status) => assert_eq!(status.code(), Code::Unavailable, "{status:?}"),
+        }
+    }
+    assert_eq!(answered.expect("the service recovered").id, party.id);
+}
+
+#[tokio::test]
 async fn reflection_describes_the_api_without_a_token() {
     use tonic_reflection::pb::v1::{
         ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
