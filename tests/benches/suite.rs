@@ -11,6 +11,10 @@
 //! PostgreSQL (ordinary, durable tables) and one tansu broker. The load comes from this process
 //! over loopback, on separate HTTP/2 connections.
 //!
+//! Besides the runs against baselines, `GetParty` and `CheckConsent` also run at a steady 1,500
+//! calls/s (about half of this machine's most), with latency counted from each call's scheduled
+//! time: the calls slower than 10 ms there are stalls, not queueing.
+//!
 //! Each run prints calls/s, latency percentiles, the calls slower than 10 ms after its first second,
 //! and CPU time per call of the service process and of every PostgreSQL process on the machine
 //! (so run it on a quiet machine).
@@ -67,6 +71,8 @@ const SERVICES: [Service; 3] = [
 const ROWS: usize = 2_000;
 /// One call at a time, for latency.
 const SEQUENTIAL: usize = 5_000;
+/// Calls per second of the steady runs: about half of what this 2-core machine serves at most.
+const STEADY_RATE: f64 = 1_500.0;
 
 fn main() -> ExitCode {
     if let Ok(name) = std::env::var(SERVE) {
@@ -116,11 +122,20 @@ async fn bench() {
         connections: 1,
         per_connection: 1,
         calls: SEQUENTIAL,
+        rate: None,
     };
     let wide = Load {
         connections: 16,
         per_connection: 8,
         calls,
+        rate: None,
+    };
+    // Half of what this machine serves at most: what a service should sustain without a stall.
+    let steady = Load {
+        connections: 16,
+        per_connection: 8,
+        calls,
+        rate: Some(STEADY_RATE),
     };
     println!("\nGetParty ({ROWS} parties), {}", wide.describe());
     let health = parties
@@ -139,6 +154,12 @@ async fn bench() {
         })
         .await
         .print("GetParty, one at a time", None);
+    parties
+        .drive(GET_PARTY, steady, |i| GetPartyRequest {
+            id: party_ids[i % ROWS].clone(),
+        })
+        .await
+        .print(&format!("GetParty, {STEADY_RATE}/s steady"), None);
 
     let check = |i: usize| CheckConsentRequest {
         subject: Some(party_subject(&subjects[i % ROWS])),
@@ -148,6 +169,7 @@ async fn bench() {
         connections: 16,
         per_connection: 1,
         calls,
+        rate: None,
     };
     println!("\nCheckConsent ({ROWS} subjects, half of them granted)");
     consent
@@ -159,6 +181,10 @@ async fn bench() {
         .drive(CHECK_CONSENT, narrow, check)
         .await
         .print_against_sql("CheckConsent, 16 in flight", &sql);
+    consent
+        .drive(CHECK_CONSENT, steady, check)
+        .await
+        .print(&format!("CheckConsent, {STEADY_RATE}/s steady"), None);
 
     println!("\nGetBalance ({ROWS} members with one account each)");
     let balance = |i: usize| GetBalanceRequest {
@@ -341,6 +367,7 @@ impl Child {
         // Built up front so that the clock measures the calls, not the request fixtures.
         let requests: Arc<Vec<R>> = Arc::new((0..load.calls).map(request).collect());
         let next = Arc::new(AtomicUsize::new(0));
+        let rate = load.rate;
         let before = Cpu::read(self.pid());
         let started = Instant::now();
         let tasks: Vec<_> = callers
@@ -358,7 +385,14 @@ impl Child {
                         request
                             .metadata_mut()
                             .insert("authorization", bearer.clone());
-                        let sent = Instant::now();
+                        let sent = match rate {
+                            Some(rate) => {
+                                let due = started + Duration::from_secs_f64(i as f64 / rate);
+                                tokio::time::sleep_until(due.into()).await;
+                                due
+                            }
+                            None => Instant::now(),
+                        };
                         grpc.ready().await.expect("the connection is up");
                         let codec = tonic_prost::ProstCodec::<R, ()>::default();
                         let reply = grpc
@@ -395,8 +429,13 @@ impl Child {
 #[derive(Clone, Copy)]
 struct Load {
     connections: usize,
+    /// Callers per connection: calls in flight on it at most.
     per_connection: usize,
     calls: usize,
+    /// Calls per second, each sent on its schedule whether or not earlier ones have answered
+    /// (latency counts from the scheduled time, so a stall delays no later measurement); `None`
+    /// sends each call as soon as a caller is free.
+    rate: Option<f64>,
 }
 
 impl Load {
