@@ -33,18 +33,9 @@ pub struct Rpc {
 impl Rpc {
     /// `package.Service`.
     pub fn service(&self) -> &'static str {
-        self.split().0
-    }
-
-    /// `Method`.
-    pub fn method(&self) -> &'static str {
-        self.split().1
-    }
-
-    fn split(&self) -> (&'static str, &'static str) {
         self.path[1..]
             .split_once('/')
-            .expect("a generated path is /package.Service/Method")
+            .map_or(self.path, |(service, _)| service)
     }
 }
 
