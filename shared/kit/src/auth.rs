@@ -454,10 +454,12 @@ mod tests {
             "a remembered token grants only its scopes"
         );
 
-        // A token remembered as valid until a moment ago is verified afresh, and refused.
+        // An entry past its token's `exp` is not used: full verification decides again.
         auth.verified.insert(&token, first, unix_now() - 1);
-        let forged_memory = auth.verified.get(&token);
-        assert!(forged_memory.is_none(), "an expired entry is not used");
+        assert!(
+            auth.verified.get(&token).is_none(),
+            "an expired entry is not used"
+        );
 
         // Another secret's authenticator shares nothing with this one.
         let other = Authenticator::new(

@@ -24,8 +24,8 @@ use tokio::net::TcpListener;
 
 use crate::shutdown::Shutdown;
 
-/// Call labels are static strings: recording a call hashes two pointers' worth of text and
-/// allocates nothing.
+/// Call labels are static strings: recording a call hashes two short strings and allocates
+/// nothing.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CallLabels {
     pub method: &'static str,

@@ -23,9 +23,8 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Er
     PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(Duration::from_secs(10))
-        // sqlx pings every connection it hands out: a round trip to PostgreSQL per call, which
-        // cost a one-statement read a third of its time. A connection in steady use has just
-        // proved itself; only one that sat idle (where a database restart or a proxy's idle
+        // sqlx pings every connection it hands out: a round trip to PostgreSQL per call on top
+        // of the call's own statements. A connection in steady use has just proved itself; only one that sat idle (where a database restart or a proxy's idle
         // timeout may have closed it) is pinged, as HikariCP does.
         .test_before_acquire(false)
         .before_acquire(|conn, meta| {
