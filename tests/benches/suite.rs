@@ -148,6 +148,14 @@ async fn bench() {
         })
         .await;
     get_party.print("GetParty", Some(&health));
+    let sql = sql_baseline(
+        &parties,
+        GET_PARTY_SQL,
+        &[("party", &party_ids[ROWS / 2])],
+        calls,
+    )
+    .await;
+    println!("  GetParty = {:.2} × its SQL", get_party.rate() / sql.tps);
     parties
         .drive(GET_PARTY, one, |i| GetPartyRequest {
             id: party_ids[i % ROWS].clone(),
@@ -214,6 +222,17 @@ const CHECK_CONSENT: &str = "/crm.consent.v1.ConsentService/CheckConsent";
 const GET_BALANCE: &str = "/crm.loyalty.v1.LoyaltyService/GetBalance";
 
 const PURPOSE: &str = "marketing_email";
+
+/// What `GetParty` runs: `get_party` (services/parties/src/store/parties.rs), for one party (all
+/// of them are in PostgreSQL's buffers, so which one makes no difference).
+const GET_PARTY_SQL: &str = r"
+SELECT p.id, p.kind, p.status, p.display_name, p.given_name, p.family_name,
+    p.legal_name, p.tax_id, p.registration_numbers, p.tags, p.custom_fields, p.contact_points,
+    p.addresses, p.merged_into, p.created_at, p.updated_at, p.created_by, p.updated_by, p.version,
+    ARRAY(SELECT pb.base_id FROM party_bases pb WHERE pb.party_id = p.id ORDER BY pb.base_id) AS base_ids,
+    (SELECT pe.id FROM persons pe WHERE pe.natural_party_id = p.id) AS person_id
+    FROM parties p WHERE p.id = :party;
+";
 
 /// What `CheckConsent` runs: `purposes::get`, then `records::current` (services/consent/src/store).
 const CHECK_CONSENT_SQL: &str = r"

@@ -203,7 +203,10 @@ impl Consents {
                     "re-sending data-subject requests failed"
                 );
             }
-            match store::drop_expired_exports(&self.pool, self.bundle_retention_days).await {
+            let days = self.bundle_retention_days;
+            let dropped =
+                async { store::drop_expired_exports(&mut *self.pool.acquire().await?, days).await };
+            match dropped.await {
                 Ok(0) => {}
                 Ok(dropped) => tracing::info!(dropped, "export parts past their retention dropped"),
                 Err(error) => {

@@ -20,6 +20,7 @@ pub mod store;
 
 use std::time::Duration;
 
+use crm_kit::store::Pool;
 use crm_kit::{
     app::{Runtime, Service, ServiceRoutes},
     config::{PrivacyConfig, ServiceSpec},
@@ -28,7 +29,6 @@ use crm_kit::{
     shutdown::Shutdown,
 };
 use crm_proto::crm::consent::v1::consent_service_server::{ConsentServiceServer, SERVICE_NAME};
-use sqlx::PgPool;
 use tonic::service::Routes;
 
 pub const SERVICE: Service = Service {
@@ -44,7 +44,7 @@ pub const SERVICE: Service = Service {
 /// The use cases' shared state: the database and the privacy fan-out's settings.
 #[derive(Clone)]
 pub struct Consents {
-    pub(crate) pool: PgPool,
+    pub(crate) pool: Pool,
     /// The services that must answer every fanned-out data-subject request.
     pub(crate) registry: Vec<String>,
     /// How long a service may stay silent before a request is sent to it again.
@@ -54,7 +54,7 @@ pub struct Consents {
 }
 
 impl Consents {
-    pub fn new(pool: PgPool, privacy: &PrivacyConfig) -> Self {
+    pub fn new(pool: Pool, privacy: &PrivacyConfig) -> Self {
         Self {
             pool,
             registry: privacy.registry(),

@@ -25,6 +25,7 @@ pub mod store;
 pub mod tiers;
 
 use crm_kit::client::TracedChannel;
+use crm_kit::store::Pool;
 use crm_kit::{
     app::{Runtime, Service, ServiceRoutes},
     config::ServiceSpec,
@@ -36,7 +37,6 @@ use crm_proto::crm::{
     loyalty::v1::loyalty_service_server::{LoyaltyServiceServer, SERVICE_NAME},
     parties::v1::parties_service_client::PartiesServiceClient,
 };
-use sqlx::PgPool;
 use tonic::service::Routes;
 
 pub const SERVICE: Service = Service {
@@ -77,14 +77,14 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
 /// The use cases' shared state: the database and the peers they ask.
 #[derive(Clone)]
 pub struct Loyalty {
-    pub(crate) pool: PgPool,
+    pub(crate) pool: Pool,
     pub(crate) parties: PartiesServiceClient<TracedChannel>,
     pub(crate) consent: ConsentServiceClient<TracedChannel>,
 }
 
 impl Loyalty {
     pub fn new(
-        pool: PgPool,
+        pool: Pool,
         parties: PartiesServiceClient<TracedChannel>,
         consent: ConsentServiceClient<TracedChannel>,
     ) -> Self {

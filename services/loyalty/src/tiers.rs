@@ -150,7 +150,9 @@ impl Loyalty {
     async fn sweep_once(&self) -> Result<()> {
         let mut after = Uuid::nil();
         loop {
-            let batch = store::tiered_memberships_after(&self.pool, after, 200).await?;
+            let batch =
+                store::tiered_memberships_after(&mut *self.pool.acquire().await?, after, 200)
+                    .await?;
             let Some(last) = batch.last() else {
                 return Ok(());
             };

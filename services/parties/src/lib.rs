@@ -16,13 +16,13 @@ pub mod persons;
 pub mod privacy;
 pub mod store;
 
+use crm_kit::store::Pool;
 use crm_kit::{
     app::{Runtime, Service, ServiceRoutes},
     config::ServiceSpec,
     shutdown::Shutdown,
 };
 use crm_proto::crm::parties::v1::parties_service_server::{PartiesServiceServer, SERVICE_NAME};
-use sqlx::PgPool;
 use tonic::service::Routes;
 
 pub const SERVICE: Service = Service {
@@ -47,5 +47,5 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
 /// The use cases' shared state.
 #[derive(Clone)]
 pub struct Parties {
-    pub(crate) pool: PgPool,
+    pub(crate) pool: Pool,
 }

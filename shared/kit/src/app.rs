@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
-use sqlx::{PgPool, migrate::Migrator};
+use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 
@@ -29,7 +29,7 @@ const DEV_SECRET: &str = "crm-local-development-secret-not-for-production";
 pub struct Runtime {
     pub spec: ServiceSpec,
     pub config: Config,
-    pub pool: PgPool,
+    pub pool: store::Pool,
     pub kafka: Kafka,
     listener: TcpListener,
     admin: TcpListener,

@@ -5,6 +5,7 @@
 
 use std::{future::Future, time::Duration};
 
+use crate::store::Pool;
 use rdkafka::{
     Message,
     consumer::{CommitMode, Consumer, StreamConsumer},
@@ -12,7 +13,6 @@ use rdkafka::{
     message::{BorrowedMessage, Header, Headers},
     producer::{FutureProducer, FutureRecord},
 };
-use sqlx::PgPool;
 use tracing::{Instrument, field::Empty};
 
 use crate::{
@@ -106,7 +106,7 @@ pub fn dead_letter_topic(topic: &str) -> String {
 
 /// Consumes until `shutdown`, one event at a time per consumer (order within a partition holds).
 pub async fn run<H: Handler>(
-    pool: PgPool,
+    pool: Pool,
     kafka: Kafka,
     options: ConsumerOptions,
     handler: H,
@@ -186,7 +186,7 @@ fn broker_lost(error: &KafkaError) -> bool {
 
 /// One client's run: from subscribing until shutdown or losing the broker.
 async fn consume<H: Handler>(
-    pool: &PgPool,
+    pool: &Pool,
     options: &ConsumerOptions,
     handler: &H,
     consumer: &StreamConsumer,
@@ -263,7 +263,7 @@ async fn consume<H: Handler>(
 
 /// Applies the event, or parks it on the dead-letter topic; false when shutdown came first.
 async fn process<H: Handler>(
-    pool: &PgPool,
+    pool: &Pool,
     options: &ConsumerOptions,
     handler: &H,
     dead_letters: &FutureProducer,
@@ -336,7 +336,7 @@ async fn process<H: Handler>(
 /// One transaction: the inbox row, then the handler's effect. A duplicate finds the row and stops.
 /// Returns the outcome for the metrics: `applied` or `duplicate`.
 async fn apply<H: Handler>(
-    pool: &PgPool,
+    pool: &Pool,
     consumer: &str,
     handler: &H,
     event: &Event,

@@ -17,7 +17,7 @@ use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer},
 };
-use sqlx::{Connection, PgConnection, PgPool, postgres::PgListener};
+use sqlx::{Connection, PgConnection, postgres::PgListener};
 use tracing::{Instrument, Span, field::Empty};
 use uuid::Uuid;
 
@@ -25,7 +25,7 @@ use crate::{
     kafka::Kafka,
     metrics::metrics,
     shutdown::Shutdown,
-    store::{self, Tx},
+    store::{self, Pool, Tx},
     telemetry::{adopt_parent, extract, trace_headers},
 };
 
@@ -172,7 +172,7 @@ struct Row {
 /// Publishes the outbox. With several replicas only the one holding the relay's advisory lock
 /// publishes, so events of one aggregate keep their order.
 pub struct Relay {
-    pool: PgPool,
+    pool: Pool,
     kafka: Kafka,
     /// CloudEvents `source`, e.g. `/crm/parties`.
     source: String,
@@ -180,7 +180,7 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn new(pool: PgPool, kafka: Kafka, service: &str, topics: &[&str]) -> Self {
+    pub fn new(pool: Pool, kafka: Kafka, service: &str, topics: &[&str]) -> Self {
         Self {
             pool,
             kafka,
@@ -225,7 +225,7 @@ impl Relay {
         tracing::info!("outbox relay is publishing");
         let producer = self.kafka.producer()?;
         self.kafka.ensure_topics(&self.topics).await?;
-        let mut listener = PgListener::connect_with(&self.pool).await?;
+        let mut listener = PgListener::connect_with(&self.pool.listener_pool()).await?;
         listener.listen(NOTIFY_CHANNEL).await?;
         // The leader also keeps the kit's tables trim; one replica doing it avoids contention.
         let mut next_purge = Instant::now();

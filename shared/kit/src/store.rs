@@ -7,49 +7,33 @@ use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use serde::{Serialize, de::DeserializeOwned};
 use sha2::{Digest, Sha256};
 use sqlx::{
-    Connection, PgPool, Postgres, Transaction,
     migrate::{MigrateError, Migrator},
-    postgres::PgPoolOptions,
+    postgres::PgConnectOptions,
 };
 
 use crate::error::FieldViolations;
 pub use crm_proto::checks::Idempotent;
 
-pub type Tx = Transaction<'static, Postgres>;
+mod pool;
+pub use pool::{Conn, Pool, Tx};
 
 static KIT_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
-pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-    PgPoolOptions::new()
-        .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
-        // sqlx pings every connection it hands out: a round trip to PostgreSQL per call on top
-        // of the call's own statements. A connection in steady use has just proved itself; only one that sat idle (where a database restart or a proxy's idle
-        // timeout may have closed it) is pinged, as HikariCP does.
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= PING_AFTER_IDLE {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect(url)
-        .await
+/// The service's pool of at most `max_connections` to the database at `url`.
+pub async fn connect(url: &str, max_connections: u32) -> Result<Pool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    Pool::connect(options, max_connections, Duration::from_secs(10)).await
 }
 
-/// How long a pooled connection may sit unused before it is pinged on checkout.
-const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
-
 /// Applies the kit's migrations, then the service's. Each set ignores the other's applied versions.
-pub async fn migrate(pool: &PgPool, mut service: Migrator) -> Result<(), MigrateError> {
+pub async fn migrate(pool: &Pool, mut service: Migrator) -> Result<(), MigrateError> {
     let mut kit = Migrator {
         migrations: KIT_MIGRATIONS.migrations.clone(),
         ..Migrator::DEFAULT
     };
-    kit.set_ignore_missing(true).run(pool).await?;
-    service.set_ignore_missing(true).run(pool).await
+    let mut conn = pool.acquire().await?;
+    kit.set_ignore_missing(true).run(&mut *conn).await?;
+    service.set_ignore_missing(true).run(&mut *conn).await
 }
 
 /// Deletes what no longer serves: published outbox rows and request ids after 7 days (the replay
@@ -229,7 +213,7 @@ pub enum IdempotencyError {
 /// opts out). A concurrent call with the same id waits on the first one's row, then sees its
 /// answer; the same id with another request is refused.
 pub async fn begin<R: prost::Message + Default, Q: Idempotent + prost::Message>(
-    pool: &PgPool,
+    pool: &Pool,
     caller: &str,
     request: &Q,
 ) -> Result<Begun<R>, IdempotencyError> {

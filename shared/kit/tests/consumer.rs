@@ -87,7 +87,7 @@ async fn events_apply_once_retry_then_dead_letter() {
         .await
         .unwrap();
     sqlx::query("CREATE TABLE effects (event_id text NOT NULL, body text NOT NULL)")
-        .execute(&pool)
+        .execute(&mut *pool.acquire().await.unwrap())
         .await
         .unwrap();
 
@@ -133,7 +133,7 @@ async fn events_apply_once_retry_then_dead_letter() {
         async move {
             let rows: Vec<(String, String)> =
                 sqlx::query_as("SELECT event_id, body FROM effects ORDER BY event_id")
-                    .fetch_all(&pool)
+                    .fetch_all(&mut *pool.acquire().await.ok()?)
                     .await
                     .ok()?;
             (rows.len() >= 3).then_some(rows)
@@ -172,7 +172,7 @@ async fn events_apply_once_retry_then_dead_letter() {
 
     let inbox: i64 =
         sqlx::query_scalar("SELECT count(*) FROM crm_inbox WHERE consumer = 'test-recorder'")
-            .fetch_one(&pool)
+            .fetch_one(&mut *pool.acquire().await.unwrap())
             .await
             .unwrap();
     assert_eq!(inbox, 3, "only applied events are in the inbox");
@@ -190,7 +190,7 @@ async fn consuming_goes_on_after_the_broker_loses_everything() {
         .await
         .unwrap();
     sqlx::query("CREATE TABLE effects (event_id text NOT NULL, body text NOT NULL)")
-        .execute(&pool)
+        .execute(&mut *pool.acquire().await.unwrap())
         .await
         .unwrap();
     let kafka = Kafka::new(
@@ -226,7 +226,7 @@ async fn consuming_goes_on_after_the_broker_loses_everything() {
             let pool = pool.clone();
             async move {
                 let n: i64 = sqlx::query_scalar("SELECT count(*) FROM effects")
-                    .fetch_one(&pool)
+                    .fetch_one(&mut *pool.acquire().await.ok()?)
                     .await
                     .ok()?;
                 (n >= count).then_some(n)

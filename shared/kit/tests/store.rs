@@ -1,8 +1,12 @@
-//! The kit's storage pieces against a real database: request-id idempotency and housekeeping.
+//! The kit's storage pieces against a real database: request-id idempotency, housekeeping and
+//! the pool.
 
-use crm_kit::store::{self, Begun};
+use std::time::Duration;
+
+use crm_kit::store::{self, Begun, Pool};
 use crm_proto::crm::parties::v1::{Base, CreateBaseRequest, UpdateBaseRequest};
 use crm_testkit::TestDatabase;
+use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 
 #[tokio::test]
 async fn a_request_id_is_answered_once_and_expires_after_the_replay_window() {
@@ -72,8 +76,9 @@ async fn a_request_id_is_answered_once_and_expires_after_the_replay_window() {
         Begun::Fresh(..)
     ));
 
+    let mut conn = pool.acquire().await.unwrap();
     sqlx::query("UPDATE crm_idempotency SET created_at = now() - interval '8 days' WHERE request_id = 'r-1'")
-        .execute(&pool)
+        .execute(&mut *conn)
         .await
         .unwrap();
     sqlx::query(
@@ -82,14 +87,125 @@ async fn a_request_id_is_answered_once_and_expires_after_the_replay_window() {
                 (gen_random_uuid(), 't', 'k', 'x', '', now()),
                 (gen_random_uuid(), 't', 'k', 'x', '', NULL)",
     )
-    .execute(&pool)
+    .execute(&mut *conn)
     .await
     .unwrap();
-    let mut conn = pool.acquire().await.unwrap();
     assert_eq!(store::purge_expired(&mut conn).await.unwrap(), 2);
     let outbox: i64 = sqlx::query_scalar("SELECT count(*) FROM crm_outbox")
-        .fetch_one(&pool)
+        .fetch_one(&mut *conn)
         .await
         .unwrap();
     assert_eq!(outbox, 2, "recent and unpublished events stay");
+}
+
+/// A pool of one over a fresh database, so that every checkout sees the same connection slot.
+async fn pool_of_one(database: &TestDatabase, acquire_timeout: Duration) -> Pool {
+    let options: PgConnectOptions = database.url.parse().unwrap();
+    Pool::connect(options, 1, acquire_timeout).await.unwrap()
+}
+
+async fn backend_pid(conn: &mut PgConnection) -> i32 {
+    sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_dropped_transaction_is_rolled_back_before_its_connection_is_reused() {
+    let database = TestDatabase::create().await.unwrap();
+    let pool = pool_of_one(&database, Duration::from_secs(5)).await;
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("CREATE TABLE t (id int PRIMARY KEY)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    drop(tx);
+
+    let mut conn = pool.acquire().await.unwrap();
+    // The dropped transaction wrote, so it had an id; a statement of its own has none.
+    let own_transaction: bool = sqlx::query_scalar("SELECT txid_current_if_assigned() IS NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert!(
+        own_transaction,
+        "the statement is not inside the dropped transaction"
+    );
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('t')::text")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(table, None, "the transaction's work was rolled back");
+}
+
+#[tokio::test]
+async fn a_call_cancelled_mid_statement_does_not_leave_its_reply_to_the_next_caller() {
+    let database = TestDatabase::create().await.unwrap();
+    let pool = pool_of_one(&database, Duration::from_secs(5)).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let slow = sqlx::query_scalar::<_, i32>("SELECT 1 FROM pg_sleep(0.3)").fetch_one(&mut *conn);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(50), slow)
+            .await
+            .is_err()
+    );
+    drop(conn);
+
+    let mut conn = pool.acquire().await.unwrap();
+    let answer: i32 = sqlx::query_scalar("SELECT 2")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    assert_eq!(answer, 2);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_dropped_is_replaced_not_handed_out_again() {
+    let database = TestDatabase::create().await.unwrap();
+    let pool = pool_of_one(&database, Duration::from_secs(5)).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let pid = backend_pid(&mut conn).await;
+    drop(conn);
+    let mut admin = PgConnection::connect(&database.url).await.unwrap();
+    sqlx::query("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    // Taken straight back (too soon for the idle check): the call finds the connection gone.
+    let mut conn = pool.acquire().await.unwrap();
+    let lost = sqlx::query("SELECT 1")
+        .execute(&mut *conn)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            lost,
+            sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::Database(_)
+        ),
+        "{lost:?}"
+    );
+    drop(conn);
+
+    let mut conn = pool.acquire().await.unwrap();
+    assert_ne!(backend_pid(&mut conn).await, pid, "a new connection");
+}
+
+#[tokio::test]
+async fn checkout_waits_at_most_the_acquire_timeout_and_fails_after_close() {
+    let database = TestDatabase::create().await.unwrap();
+    let pool = pool_of_one(&database, Duration::from_millis(200)).await;
+    let held = pool.acquire().await.unwrap();
+    assert!(matches!(
+        pool.acquire().await,
+        Err(sqlx::Error::PoolTimedOut)
+    ));
+    drop(held);
+    let mut conn = pool.acquire().await.unwrap();
+    backend_pid(&mut conn).await;
+    drop(conn);
+
+    pool.close().await;
+    assert!(matches!(pool.acquire().await, Err(sqlx::Error::PoolClosed)));
 }

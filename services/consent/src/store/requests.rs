@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use crm_kit::store::Tx;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::domain::{Channel, RequestStatus, RequestType, Subject, SubjectKind, Verification};
@@ -401,14 +401,17 @@ pub async fn forget_subject(tx: &mut Tx, subject: Uuid) -> sqlx::Result<()> {
 }
 
 /// Drops export parts of requests completed more than `retention_days` ago; returns how many.
-pub async fn drop_expired_exports(pool: &PgPool, retention_days: i32) -> sqlx::Result<u64> {
+pub async fn drop_expired_exports(
+    conn: &mut PgConnection,
+    retention_days: i32,
+) -> sqlx::Result<u64> {
     Ok(sqlx::query(
         "UPDATE subject_request_services s SET export_json = NULL FROM subject_requests r
          WHERE r.id = s.request_id AND s.export_json IS NOT NULL
            AND r.completed_at < now() - make_interval(days => $1)",
     )
     .bind(retention_days)
-    .execute(pool)
+    .execute(conn)
     .await?
     .rows_affected())
 }

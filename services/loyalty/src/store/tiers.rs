@@ -1,7 +1,7 @@
 //! Tiers of programs.
 
 use crm_kit::store::Tx;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -89,7 +89,7 @@ pub async fn assign_tier(tx: &mut Tx, membership: Uuid, tier: Option<&str>) -> s
 
 /// Active memberships of programs with tiers, in id order after `after`.
 pub async fn tiered_memberships_after(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     after: Uuid,
     limit: i64,
 ) -> sqlx::Result<Vec<Uuid>> {
@@ -101,6 +101,6 @@ pub async fn tiered_memberships_after(
     )
     .bind(after)
     .bind(limit)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
 }
