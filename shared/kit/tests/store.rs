@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use crm_kit::store::{self, Begun, Pool};
 use crm_proto::crm::parties::v1::{Base, CreateBaseRequest, UpdateBaseRequest};
 use crm_testkit::TestDatabase;
@@ -208,4 +210,30 @@ async fn checkout_waits_at_most_the_acquire_timeout_and_fails_after_close() {
 
     pool.close().await;
     assert!(matches!(pool.acquire().await, Err(sqlx::Error::PoolClosed)));
+}
+
+#[tokio::test]
+async fn a_transaction_cancelled_while_beginning_is_rolled_back_before_reuse() {
+    let database = TestDatabase::create().await.unwrap();
+    let pool = pool_of_one(&database, Duration::from_secs(5)).await;
+    let mut conn = pool.acquire().await.unwrap();
+    let pid = backend_pid(&mut conn).await;
+    drop(conn);
+    // Polled once: BEGIN is sent, and the call is dropped before its reply arrives.
+    assert!(pool.begin().now_or_never().is_none());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+
+    let mut admin = PgConnection::connect(&database.url).await.unwrap();
+    let state: String = sqlx::query_scalar("SELECT state FROM pg_stat_activity WHERE pid = $1")
+        .bind(pid)
+        .fetch_one(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(state, "idle", "not idle in the cancelled transaction");
+    let mut conn = pool.acquire().await.unwrap();
+    assert_eq!(
+        backend_pid(&mut conn).await,
+        pid,
+        "the settled connection is reused"
+    );
 }

@@ -3,10 +3,11 @@
 //! sqlx's own pool pings every connection it takes back (sqlx-core `Floating::return_to_pool`,
 //! not configurable) from a task spawned per release: on a one-statement read that doubles
 //! PostgreSQL's wake-ups and the service's. Here a connection with nothing in flight goes back at
-//! once; only one that is not settled (a call cancelled mid-statement, a transaction dropped
-//! before its end) is settled by a task first, and one whose socket failed is closed. A connection
-//! is pinged on checkout only after sitting idle (where a database restart or a proxy's idle
-//! timeout may have closed it), as HikariCP does.
+//! once; only one that is not settled (a call cancelled mid-statement, a transaction not ended, even
+//! one cancelled while BEGIN was on its way) is settled by a task first (replies read, rolled
+//! back), and one whose socket failed is closed. A connection is pinged on checkout only after
+//! sitting idle (where a database restart or a proxy's idle timeout may have closed it), as
+//! HikariCP does. While the database refuses connections, checkout retries until its timeout.
 
 use std::{
     ops::{Deref, DerefMut},
@@ -71,12 +72,13 @@ impl Pool {
     /// A connection of the pool's, waiting up to the acquire timeout for one to be free or
     /// opened; `PoolTimedOut` when none is, `PoolClosed` after [`Pool::close`].
     pub async fn acquire(&self) -> Result<Conn, sqlx::Error> {
-        tokio::time::timeout(self.0.acquire_timeout, self.checkout())
+        let deadline = Instant::now() + self.0.acquire_timeout;
+        tokio::time::timeout_at(deadline.into(), self.checkout(deadline))
             .await
             .unwrap_or(Err(sqlx::Error::PoolTimedOut))
     }
 
-    async fn checkout(&self) -> Result<Conn, sqlx::Error> {
+    async fn checkout(&self, deadline: Instant) -> Result<Conn, sqlx::Error> {
         let permit = self
             .0
             .slots
@@ -87,11 +89,30 @@ impl Pool {
         loop {
             let idle = self.0.idle.lock().expect("pool lock").pop();
             let Some(mut idle) = idle else {
-                let conn = self.0.options.connect().await?;
+                let conn = self.open(deadline).await?;
                 return Ok(self.lease(conn, Instant::now(), permit));
             };
+            if idle.born.elapsed() >= MAX_LIFETIME {
+                spawn(close(idle.conn));
+                continue;
+            }
             if idle.since.elapsed() < PING_AFTER_IDLE || idle.conn.ping().await.is_ok() {
                 return Ok(self.lease(idle.conn, idle.born, permit));
+            }
+        }
+    }
+
+    /// A new connection. While the database refuses connections (starting, restarting, failing
+    /// over) it tries again with backoff until `deadline`, then reports the last refusal.
+    async fn open(&self, deadline: Instant) -> Result<PgConnection, sqlx::Error> {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.0.options.connect().await {
+                Err(error) if refused(&error) && Instant::now() + delay < deadline => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(1));
+                }
+                opened => return opened,
             }
         }
     }
@@ -100,6 +121,7 @@ impl Pool {
         Conn {
             conn: Some(conn),
             born,
+            in_transaction: false,
             permit: Some(permit),
             pool: self.0.clone(),
         }
@@ -108,6 +130,9 @@ impl Pool {
     /// Opens a transaction on a connection of the pool's.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let mut conn = self.acquire().await?;
+        // Set before BEGIN is sent: if this future is dropped while waiting for the reply, the
+        // connection still knows to roll back.
+        conn.in_transaction = true;
         conn.execute("BEGIN").await?;
         Ok(Tx { conn: Some(conn) })
     }
@@ -115,10 +140,13 @@ impl Pool {
     /// Refuses further checkouts and closes the idle connections; connections in use are closed
     /// as they come back.
     pub async fn close(&self) {
-        self.0.slots.close();
-        let idle = std::mem::take(&mut *self.0.idle.lock().expect("pool lock"));
+        let idle = {
+            let mut idle = self.0.idle.lock().expect("pool lock");
+            self.0.slots.close();
+            std::mem::take(&mut *idle)
+        };
         for idle in idle {
-            let _ = idle.conn.close().await;
+            close(idle.conn).await;
         }
     }
 
@@ -133,15 +161,16 @@ impl Pool {
 
 impl Shared {
     fn put(&self, conn: PgConnection, born: Instant) {
-        if self.slots.is_closed() || born.elapsed() >= MAX_LIFETIME {
-            spawn(conn.close().map(drop));
-            return;
+        if born.elapsed() < MAX_LIFETIME {
+            let mut idle = self.idle.lock().expect("pool lock");
+            // Checked under the lock, so that `close` cannot miss a connection returned meanwhile.
+            if !self.slots.is_closed() {
+                let since = Instant::now();
+                idle.push(Idle { conn, born, since });
+                return;
+            }
         }
-        let since = Instant::now();
-        self.idle
-            .lock()
-            .expect("pool lock")
-            .push(Idle { conn, born, since });
+        spawn(close(conn));
     }
 }
 
@@ -159,7 +188,7 @@ async fn reap(pool: Weak<Shared>) {
             stale
         };
         for idle in stale {
-            let _ = idle.conn.close().await;
+            close(idle.conn).await;
         }
     }
 }
@@ -169,6 +198,8 @@ async fn reap(pool: Weak<Shared>) {
 pub struct Conn {
     conn: Option<PgConnection>,
     born: Instant,
+    /// From [`Pool::begin`] sending BEGIN until the transaction's end is confirmed.
+    in_transaction: bool,
     permit: Option<OwnedSemaphorePermit>,
     pool: Arc<Shared>,
 }
@@ -199,21 +230,31 @@ impl Drop for Conn {
         let Some(mut conn) = self.conn.take() else {
             return;
         };
-        // `flush` sends what is queued and reads replies still owed. With neither it finishes
-        // without touching the socket; a failed socket makes it fail at once.
-        match conn.flush().now_or_never() {
-            Some(Ok(())) => self.pool.put(conn, self.born),
-            Some(Err(_)) => {}
-            None => {
-                let (pool, born, permit) = (self.pool.clone(), self.born, self.permit.take());
-                spawn(async move {
-                    if let Ok(Ok(())) = tokio::time::timeout(SETTLE_TIMEOUT, conn.flush()).await {
-                        pool.put(conn, born);
-                    }
-                    drop(permit);
-                });
+        // `flush` sends what is queued and reads replies still owed; with neither it finishes
+        // at once without touching the socket. An error there (a failed socket, or the error a
+        // cancelled statement was about to report) closes the connection: it is not trusted.
+        if !self.in_transaction {
+            match conn.flush().now_or_never() {
+                Some(Ok(())) => return self.pool.put(conn, self.born),
+                Some(Err(_)) => return,
+                None => {}
             }
         }
+        let (pool, born, permit) = (self.pool.clone(), self.born, self.permit.take());
+        let in_transaction = self.in_transaction;
+        spawn(async move {
+            let settle = async {
+                conn.flush().await?;
+                if in_transaction {
+                    conn.execute("ROLLBACK").await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            };
+            if let Ok(Ok(())) = tokio::time::timeout(SETTLE_TIMEOUT, settle).await {
+                pool.put(conn, born);
+            }
+            drop(permit);
+        });
     }
 }
 
@@ -224,15 +265,18 @@ pub struct Tx {
 }
 
 impl Tx {
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        let mut conn = self.conn.take().expect("an open transaction");
-        conn.execute("COMMIT").await?;
-        Ok(())
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.end("COMMIT").await
     }
 
-    pub async fn rollback(mut self) -> Result<(), sqlx::Error> {
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.end("ROLLBACK").await
+    }
+
+    async fn end(mut self, statement: &'static str) -> Result<(), sqlx::Error> {
         let mut conn = self.conn.take().expect("an open transaction");
-        conn.execute("ROLLBACK").await?;
+        conn.execute(statement).await?;
+        conn.in_transaction = false;
         Ok(())
     }
 }
@@ -251,25 +295,24 @@ impl DerefMut for Tx {
     }
 }
 
-impl Drop for Tx {
-    fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
-            return;
-        };
-        // Rolled back before the connection is idle again, so that no lock outlives the call.
-        spawn(async move {
-            let rolled_back = tokio::time::timeout(SETTLE_TIMEOUT, conn.execute("ROLLBACK")).await;
-            if !matches!(rolled_back, Ok(Ok(_))) {
-                drop(conn.detach());
-            }
-        });
-    }
-}
-
 /// Runs `task` on the current runtime; without one (a pool dropped after its runtime), the
 /// connections it holds are dropped, which closes their sockets.
 fn spawn(task: impl Future<Output = ()> + Send + 'static) {
     if let Ok(runtime) = tokio::runtime::Handle::try_current() {
         runtime.spawn(task);
+    }
+}
+
+/// Says goodbye to the server, or gives up after [`SETTLE_TIMEOUT`] and drops the socket.
+async fn close(conn: PgConnection) {
+    let _ = tokio::time::timeout(SETTLE_TIMEOUT, conn.close()).await;
+}
+
+/// The database is not taking connections now but may soon: refused, or starting up.
+fn refused(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| code == "57P03"),
+        _ => false,
     }
 }
