@@ -39,6 +39,7 @@ pub const SERVICE: Service = Service {
     migrator: || sqlx::migrate!("./migrations"),
     topics: events::TOPICS,
     start,
+    tasks: &[],
 };
 
 /// The use cases' shared state: the database and the privacy fan-out's settings.

@@ -1,5 +1,7 @@
 //! Point expiry: the sweep that expires lots whose time has come, and the forecast of what will.
-//! Points a pending hold reserves are left alone: the order they were reserved for decides them.
+//! Points a pending hold reserves are left alone while it is pending: the order they were reserved
+//! for decides them. What a due lot could not give up then stays in it and expires as soon as the
+//! hold is voided or lapses; a captured hold spends the oldest-expiring points, so those first.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -83,8 +85,8 @@ impl Loyalty {
                 if points > 0 {
                     let after = expire(&mut tx, lot, points).await?;
                     balances.insert(lot.account_id, after);
+                    store::expire_from_lot(&mut tx, lot.id, points).await?;
                 }
-                store::close_lot(&mut tx, lot.id).await?;
             }
             tx.commit().await?;
         }
@@ -99,7 +101,9 @@ async fn expire(tx: &mut Tx, lot: &store::DueLot, points: i64) -> Result<i64> {
     let expiry_account =
         store::system_account(tx, lot.program_id, &lot.point_type, "expiry").await?;
     let id = Uuid::now_v7();
-    let client_id = format!("expiry:{}", lot.id);
+    // A lot may expire in parts (what a hold spared expires when it ends): each part is named by
+    // what the lot held before it, which only falls.
+    let client_id = format!("expiry:{}:{}", lot.id, lot.remaining);
     let operation = NewOperation {
         id,
         client_id: &client_id,

@@ -23,6 +23,7 @@ pub mod privacy;
 pub mod programs;
 pub mod store;
 pub mod tiers;
+pub mod verify;
 
 use crm_kit::client::TracedChannel;
 use crm_kit::store::Pool;
@@ -47,6 +48,7 @@ pub const SERVICE: Service = Service {
     migrator: || sqlx::migrate!("./migrations"),
     topics: events::TOPICS,
     start,
+    tasks: &[verify::TASK],
 };
 
 /// The gRPC routes over the runtime's database and the parties service, plus the workers: the

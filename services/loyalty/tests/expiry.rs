@@ -1,5 +1,5 @@
-//! Points expire: consumed oldest-expiring first, swept when due (sparing points a hold reserves),
-//! and forecast by day.
+//! Points expire: consumed oldest-expiring first, swept when due (points a hold reserves expire
+//! when it ends), and forecast by day.
 
 mod common;
 
@@ -174,17 +174,26 @@ async fn points_are_spent_oldest_expiring_first_and_expire_when_due() {
         (10, 0),
         "held points are spared"
     );
-    let entries = client
-        .list_ledger_entries(ListLedgerEntriesRequest {
-            account: bonus(&member),
-            operation_type: "expiry".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
-    assert_eq!(entries.iter().map(|e| e.amount).collect::<Vec<_>>(), [-20]);
+    let expiries = |client: &mut Loyalty| {
+        let mut client = client.clone();
+        let account = bonus(&member);
+        async move {
+            let entries = client
+                .list_ledger_entries(ListLedgerEntriesRequest {
+                    account,
+                    operation_type: "expiry".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .entries;
+            let mut amounts: Vec<i64> = entries.iter().map(|e| e.amount).collect();
+            amounts.sort();
+            amounts
+        }
+    };
+    assert_eq!(expiries(&mut client).await, [-20]);
     let forecast = client
         .get_expiry_forecast(GetExpiryForecastRequest {
             account: bonus(&member),
@@ -192,6 +201,34 @@ async fn points_are_spent_oldest_expiring_first_and_expire_when_due() {
         .await
         .unwrap()
         .into_inner();
-    assert!(forecast.expiring.is_empty(), "{forecast:?}");
+    let due: i64 = forecast.expiring.iter().map(|e| e.points).sum();
+    assert_eq!(due, 10, "the held points are still due: {forecast:?}");
+    suite.assert_invariants().await;
+
+    // The order is cancelled: the held points were due, so they expire now rather than stay
+    // spendable for ever.
+    client
+        .void_hold(VoidHoldRequest {
+            hold_id: "h-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let after = eventually(Duration::from_secs(10), || {
+        let mut client = client.clone();
+        let account = bonus(&member);
+        async move {
+            let now = client
+                .get_balance(GetBalanceRequest { account })
+                .await
+                .ok()?
+                .into_inner();
+            (now.balance == 0).then_some(now)
+        }
+    })
+    .await
+    .expect("the formerly held points expire");
+    assert_eq!((after.held, after.available), (0, 0));
+    assert_eq!(expiries(&mut client).await, [-20, -10]);
     suite.assert_invariants().await;
 }

@@ -542,3 +542,53 @@ async fn reflection_lists_the_loyalty_api_without_a_token() {
         matches!(answer, Some(MessageResponse::FileDescriptorResponse(files)) if !files.file_descriptor_proto.is_empty())
     );
 }
+
+/// `crm-loyalty verify` as an operator runs it against the service's database.
+async fn verify(suite: &Suite) -> (bool, String) {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_crm-loyalty"))
+        .arg("verify")
+        .env("CRM__DATABASE__URL", &suite.loyalty.database.url)
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    (output.status.success(), stdout)
+}
+
+#[tokio::test]
+async fn the_verify_command_passes_a_sound_ledger_and_names_what_breaks_one() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+    client
+        .record_operation(operation("op-1", &member, "purchase", 100))
+        .await
+        .unwrap();
+    let (ok, report) = verify(&suite).await;
+    assert!(ok, "{report}");
+    assert!(report.contains("ledger verified"), "{report}");
+
+    let mut db = suite.loyalty.db().await;
+    sqlx::query("UPDATE accounts SET balance = balance + 5 WHERE membership_id = $1::uuid")
+        .bind(&member.id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let (ok, report) = verify(&suite).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains("BROKEN: a member account's balance is the sum of its entries")
+            && report.contains("balance 105, entries sum to 100"),
+        "{report}"
+    );
+    assert!(
+        report.contains("open lots hold 100"),
+        "the lots disagree too: {report}"
+    );
+    sqlx::query("UPDATE accounts SET balance = balance - 5 WHERE membership_id = $1::uuid")
+        .bind(&member.id)
+        .execute(&mut db)
+        .await
+        .unwrap();
+}

@@ -33,6 +33,7 @@ pub const SERVICE: Service = Service {
     migrator: || sqlx::migrate!("./migrations"),
     topics: events::TOPICS,
     start,
+    tasks: &[],
 };
 
 /// Joins the privacy fan-out and serves the API over the runtime's database.

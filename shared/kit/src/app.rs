@@ -3,6 +3,7 @@
 
 use std::{net::SocketAddr, process::ExitCode, sync::Arc, time::Duration};
 
+use futures::future::BoxFuture;
 use sqlx::migrate::Migrator;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -201,6 +202,17 @@ pub struct Service {
     pub migrator: fn() -> Migrator,
     pub topics: &'static [&'static str],
     pub start: fn(&Runtime, &Shutdown) -> anyhow::Result<ServiceRoutes>,
+    /// Commands an operator runs against the service's database besides serving (`crm-<service>
+    /// <task>`).
+    pub tasks: &'static [Task],
+}
+
+/// An operator's command of a service's own: it reports on standard output and says whether all
+/// was well (the exit code is 1 when not).
+pub struct Task {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub run: fn(store::Pool) -> BoxFuture<'static, anyhow::Result<bool>>,
 }
 
 /// A service's gRPC routes and the fully-qualified names of its services (for health).
@@ -247,6 +259,7 @@ pub async fn main(service: &Service) -> ExitCode {
     };
     let result = match cli.command {
         Command::Migrate => migrate_only(&config, (service.migrator)()).await,
+        Command::Task(name) => run_task(service, &config, &name).await,
         _ => serve_until_signal(service, config).await,
     };
     telemetry.shutdown();
@@ -260,15 +273,38 @@ pub async fn main(service: &Service) -> ExitCode {
 }
 
 async fn migrate_only(config: &Config, migrator: Migrator) -> anyhow::Result<()> {
+    let pool = configured_database(config, "migrate").await?;
+    store::migrate(&pool, migrator).await?;
+    tracing::info!("migrations applied");
+    Ok(())
+}
+
+async fn run_task(service: &Service, config: &Config, name: &str) -> anyhow::Result<()> {
+    let Some(task) = service.tasks.iter().find(|t| t.name == name) else {
+        let known: Vec<String> = service
+            .tasks
+            .iter()
+            .map(|t| format!("  {}: {}", t.name, t.about))
+            .collect();
+        anyhow::bail!(
+            "crm-{} has no command {name:?}; besides serve, migrate and dev-token it has:\n{}",
+            service.spec.name,
+            known.join("\n")
+        );
+    };
+    let pool = configured_database(config, name).await?;
+    anyhow::ensure!((task.run)(pool).await?, "{name} found problems");
+    Ok(())
+}
+
+/// A small pool on the configured database; commands other than `serve` never start a private one.
+async fn configured_database(config: &Config, command: &str) -> anyhow::Result<store::Pool> {
     let url = config
         .database
         .url
         .as_ref()
-        .ok_or_else(|| anyhow::anyhow!("migrate needs CRM__DATABASE__URL"))?;
-    let pool = store::connect(url.expose(), 1).await?;
-    store::migrate(&pool, migrator).await?;
-    tracing::info!("migrations applied");
-    Ok(())
+        .ok_or_else(|| anyhow::anyhow!("{command} needs CRM__DATABASE__URL"))?;
+    Ok(store::connect(url.expose(), 1).await?)
 }
 
 async fn serve_until_signal(service: &Service, config: Config) -> anyhow::Result<()> {

@@ -380,9 +380,11 @@ pub enum Command {
         subject: String,
         scopes: Vec<String>,
     },
+    /// One of the service's own tasks (e.g. loyalty's `verify`), against the configured database.
+    Task(String),
 }
 
-/// The command line: `[--config FILE] [serve | migrate | dev-token [--subject S] [SCOPE…]]`.
+/// The command line: `[--config FILE] [serve | migrate | dev-token [--subject S] [SCOPE…] | TASK]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Cli {
     pub command: Command,
@@ -406,6 +408,7 @@ impl Cli {
         let mut command = None;
         let mut subject = "dev".to_owned();
         let mut scopes = Vec::new();
+        let mut task = String::new();
         while let Some(arg) = args.next() {
             match arg.as_str() {
                 "--config" => {
@@ -418,9 +421,13 @@ impl Cli {
                 scope if command == Some("dev-token") && !scope.starts_with('-') => {
                     scopes.push(scope.to_owned())
                 }
+                name if command.is_none() && !name.starts_with('-') => {
+                    command = Some("task");
+                    task = name.to_owned();
+                }
                 other => {
                     return Err(format!(
-                        "unexpected argument {other:?}\nusage: [--config FILE] [serve | migrate | dev-token [--subject S] [SCOPE...]]"
+                        "unexpected argument {other:?}\nusage: [--config FILE] [serve | migrate | dev-token [--subject S] [SCOPE...] | TASK]"
                     ));
                 }
             }
@@ -428,6 +435,7 @@ impl Cli {
         let command = match command {
             None | Some("serve") => Command::Serve,
             Some("migrate") => Command::Migrate,
+            Some("task") => Command::Task(task),
             _ => Command::DevToken { subject, scopes },
         };
         Ok(Self {
@@ -482,6 +490,10 @@ mod tests {
             }
         );
         assert!(Cli::parse(args(&["serve", "extra"]), None).is_err());
+
+        let cli = Cli::parse(args(&["verify", "--config", "a.toml"]), None).unwrap();
+        assert_eq!(cli.command, Command::Task("verify".into()));
+        assert!(Cli::parse(args(&["verify", "again"]), None).is_err());
     }
 
     #[test]

@@ -271,7 +271,8 @@ pub async fn post_accruals(
     Ok(())
 }
 
-/// One lot per credited operation.
+/// One lot per credited operation, of what it took the balance above zero (see `add_lot`); the
+/// accounts' balances are already credited.
 pub async fn add_lots(
     tx: &mut Tx,
     accounts: &[Uuid],
@@ -281,7 +282,9 @@ pub async fn add_lots(
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at)
-         SELECT account_id, id, $3, $3, $4 FROM unnest($1::uuid[], $2::uuid[]) AS l(account_id, id)",
+         SELECT l.account_id, l.id, least($3, a.balance), least($3, a.balance), $4
+         FROM unnest($1::uuid[], $2::uuid[]) AS l(account_id, id) JOIN accounts a ON a.id = l.account_id
+         WHERE a.balance > 0",
     )
     .bind(accounts)
     .bind(operations)

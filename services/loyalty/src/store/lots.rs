@@ -29,7 +29,9 @@ pub fn expiry_of(
     }
 }
 
-/// Records a credit as a lot that later debits and the expiry sweep draw from.
+/// Records a credit as a lot that later debits and the expiry sweep draw from. The account's
+/// balance is already credited: a credit that first pays back a negative balance makes a lot of
+/// only what it takes the balance above zero, so that open lots always hold the balance.
 pub async fn add_lot(
     tx: &mut Tx,
     account: Uuid,
@@ -38,7 +40,9 @@ pub async fn add_lot(
     expires_at: Option<DateTime<Utc>>,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at) VALUES ($1, $2, $3, $3, $4)",
+        "INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at)
+         SELECT id, $2, least($3, balance), least($3, balance), $4 FROM accounts
+         WHERE id = $1 AND balance > 0",
     )
     .bind(account)
     .bind(operation)
@@ -101,13 +105,15 @@ pub struct DueLot {
     pub held: i64,
 }
 
-/// Lots past their expiry with points left, locked with their account; replicas skip them.
+/// Lots past their expiry with points left on accounts with points not held, locked with their
+/// account; replicas skip them. A due lot of an account whose points are all held waits for the
+/// hold to end.
 pub async fn lock_due_lots(tx: &mut Tx, limit: i64) -> sqlx::Result<Vec<DueLot>> {
     sqlx::query_as(
         "SELECT l.id, l.account_id, l.remaining, a.program_id, a.membership_id, a.person_id, a.point_type,
                 a.balance, a.held
          FROM point_lots l JOIN accounts a ON a.id = l.account_id
-         WHERE l.remaining > 0 AND l.expires_at <= now()
+         WHERE l.remaining > 0 AND l.expires_at <= now() AND a.balance > a.held
          ORDER BY l.expires_at LIMIT $1 FOR UPDATE OF l, a SKIP LOCKED",
     )
     .bind(limit)
@@ -115,9 +121,11 @@ pub async fn lock_due_lots(tx: &mut Tx, limit: i64) -> sqlx::Result<Vec<DueLot>>
     .await
 }
 
-pub async fn close_lot(tx: &mut Tx, id: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE point_lots SET remaining = 0 WHERE id = $1")
+/// Takes `points` out of a lot as they expire.
+pub async fn expire_from_lot(tx: &mut Tx, id: i64, points: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE point_lots SET remaining = remaining - $2 WHERE id = $1")
         .bind(id)
+        .bind(points)
         .execute(&mut **tx)
         .await?;
     Ok(())
