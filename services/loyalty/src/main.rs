@@ -1,4 +1,4 @@
-//! `crm-loyalty [--config FILE] [serve | migrate | dev-token [--subject S] [SCOPE...]]`
+//! `crm-loyalty [--config FILE] [serve | migrate | verify | dev-token [--subject S] [SCOPE...]]`
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -155,20 +155,24 @@ async fn points_are_spent_oldest_expiring_first_and_expire_when_due() {
         .execute(&mut db)
         .await
         .unwrap();
-    let expired = eventually(Duration::from_secs(10), || {
-        let mut client = client.clone();
-        let account = bonus(&member);
-        async move {
-            let now = client
-                .get_balance(GetBalanceRequest { account })
-                .await
-                .ok()?
-                .into_inner();
-            (now.balance == 10).then_some(now)
-        }
-    })
-    .await
-    .expect("the due lot expires");
+    // The sweep runs every second: the balance once it has come down to `points`.
+    let (watcher, watched) = (client.clone(), member.clone());
+    let balance_of = |points: i64| {
+        let (watcher, watched) = (&watcher, &watched);
+        eventually(Duration::from_secs(10), move || {
+            let mut client = watcher.clone();
+            let account = bonus(watched);
+            async move {
+                let now = client
+                    .get_balance(GetBalanceRequest { account })
+                    .await
+                    .ok()?
+                    .into_inner();
+                (now.balance == points).then_some(now)
+            }
+        })
+    };
+    let expired = balance_of(10).await.expect("the due lot expires");
     assert_eq!(
         (expired.held, expired.available),
         (10, 0),
@@ -214,20 +218,9 @@ async fn points_are_spent_oldest_expiring_first_and_expire_when_due() {
         })
         .await
         .unwrap();
-    let after = eventually(Duration::from_secs(10), || {
-        let mut client = client.clone();
-        let account = bonus(&member);
-        async move {
-            let now = client
-                .get_balance(GetBalanceRequest { account })
-                .await
-                .ok()?
-                .into_inner();
-            (now.balance == 0).then_some(now)
-        }
-    })
-    .await
-    .expect("the formerly held points expire");
+    let after = balance_of(0)
+        .await
+        .expect("the formerly held points expire");
     assert_eq!((after.held, after.available), (0, 0));
     assert_eq!(expiries(&mut client).await, [-20, -10]);
     suite.assert_invariants().await;
