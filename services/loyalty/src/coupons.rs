@@ -28,29 +28,25 @@ use crate::{
 
 const MAX_GENERATED: usize = 10_000;
 /// Why `coupon` cannot be redeemed by `membership` now (use limits aside), if it cannot.
-async fn refusal(
-    conn: &mut PgConnection,
+fn refusal(
     coupon: &store::CouponRow,
     definition: &store::DefinitionRow,
     membership: Uuid,
-) -> Result<Option<&'static str>> {
-    let member = store::get_membership(conn, membership).await?;
+    member: Option<&store::MembershipRow>,
+) -> Option<&'static str> {
     let now = Utc::now();
-    Ok(
-        if member.is_none_or(|m| m.program_id != definition.program_id) {
-            Some("MEMBERSHIP_NOT_IN_PROGRAM")
-        } else if definition.per_member && coupon.membership_id != Some(membership) {
+    match member {
+        Some(m) if m.program_id != definition.program_id => Some("MEMBERSHIP_NOT_IN_PROGRAM"),
+        None => Some("MEMBERSHIP_NOT_IN_PROGRAM"),
+        Some(m) if m.status != domain::MembershipStatus::Active => Some("MEMBERSHIP_NOT_ACTIVE"),
+        _ if definition.per_member && coupon.membership_id != Some(membership) => {
             Some("COUPON_NOT_FOR_MEMBER")
-        } else if definition.valid_from.is_some_and(|from| now < from) {
-            Some("COUPON_NOT_YET_VALID")
-        } else if definition.valid_to.is_some_and(|to| now >= to) {
-            Some("COUPON_EXPIRED")
-        } else if coupon.uses >= definition.uses_per_code {
-            Some("COUPON_USED_UP")
-        } else {
-            None
-        },
-    )
+        }
+        _ if definition.valid_from.is_some_and(|from| now < from) => Some("COUPON_NOT_YET_VALID"),
+        _ if definition.valid_to.is_some_and(|to| now >= to) => Some("COUPON_EXPIRED"),
+        _ if coupon.uses >= definition.uses_per_code => Some("COUPON_USED_UP"),
+        _ => None,
+    }
 }
 
 impl Loyalty {
@@ -234,7 +230,8 @@ impl Loyalty {
             });
         };
         let definition = definition(&mut conn, coupon.definition_id).await?;
-        let refused = refusal(&mut conn, &coupon, &definition, membership).await?;
+        let member = store::get_membership(&mut conn, membership).await?;
+        let refused = refusal(&coupon, &definition, membership, member.as_ref());
         Ok(CouponValidation {
             valid: refused.is_none(),
             reason: refused.unwrap_or_default().to_owned(),
@@ -257,7 +254,9 @@ impl Loyalty {
             .await?
             .ok_or_else(|| ServiceError::not_found("Coupon", &code))?;
         let definition = definition(&mut tx, coupon.definition_id).await?;
-        if let Some(reason) = refusal(&mut tx, &coupon, &definition, membership).await? {
+        // Locked, so that a suspension cannot slip in between this check and the redemption.
+        let member = store::lock_membership(&mut tx, membership).await?;
+        if let Some(reason) = refusal(&coupon, &definition, membership, member.as_ref()) {
             return Err(ServiceError::Precondition(
                 reason,
                 format!("coupon {code} cannot be redeemed: {reason}"),

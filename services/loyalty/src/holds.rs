@@ -121,6 +121,14 @@ impl Loyalty {
                 return Err(hold_not_pending(&hold));
             }
         };
+        // Spending needs an active membership, as earning does; voiding a hold does not.
+        let membership = store::lock_membership(&mut tx, hold.membership_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Membership", hold.membership_id))?;
+        if membership.status != domain::MembershipStatus::Active {
+            let (id, status) = (membership.id, membership.status);
+            return Err(Refusal::MembershipNotActive { id, status }.into());
+        }
         let points = if req.points == 0 {
             hold.points
         } else {

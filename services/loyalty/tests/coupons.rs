@@ -190,5 +190,42 @@ async fn coupons_are_unique_checked_and_never_used_beyond_their_limit() {
         .await
         .unwrap_err();
     assert_eq!(reason(&late), "COUPON_EXPIRED");
+
+    // A suspended member's coupon waits for the suspension to end.
+    let spare = client
+        .generate_coupons(GenerateCouponsRequest {
+            definition_id: multi.id.clone(),
+            count: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .coupons;
+    client
+        .suspend_membership(SuspendMembershipRequest {
+            id: bob.id.clone(),
+            reason: "audit".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let check = client
+        .validate_coupon(ValidateCouponRequest {
+            code: spare[0].code.clone(),
+            membership_id: bob.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (check.valid, check.reason.as_str()),
+        (false, "MEMBERSHIP_NOT_ACTIVE")
+    );
+    let suspended = client
+        .redeem_coupon(redeem("while-suspended", &spare[0].code, &bob))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&suspended), "MEMBERSHIP_NOT_ACTIVE");
     suite.assert_invariants().await;
 }

@@ -77,10 +77,16 @@ async fn points_accrue_and_settle_through_an_immutable_double_entry_ledger() {
     assert_eq!(balance(&mut client, &member).await.balance, 70);
 
     let mut db = suite.loyalty.db().await;
-    let edit = sqlx::query("UPDATE ledger_entries SET amount = 1000")
-        .execute(&mut db)
-        .await;
-    assert!(edit.is_err(), "the ledger refuses edits");
+    for edit in [
+        "UPDATE ledger_entries SET amount = 1000",
+        "DELETE FROM ledger_entries",
+        "UPDATE operations SET points = 1000",
+        "DELETE FROM operations",
+        "TRUNCATE operations CASCADE",
+    ] {
+        let refused = sqlx::query(edit).execute(&mut db).await;
+        assert!(refused.is_err(), "the ledger refuses {edit:?}");
+    }
     suite.assert_invariants().await;
 
     let records = read_topic(
@@ -439,6 +445,22 @@ async fn enrolment_is_checked_with_the_parties_service_and_b2b_persons_have_acco
         .unwrap_err();
     assert_eq!(reason(&refused), "PERSON_NOT_EMPLOYED");
 
+    // A hold placed before the suspension cannot be spent during it, but can be let go.
+    client
+        .record_operation(operation("before-suspension", &member, "purchase", 20))
+        .await
+        .unwrap();
+    for id in ["order-1", "order-2"] {
+        client
+            .hold_points(HoldPointsRequest {
+                hold_id: id.into(),
+                account: account(&member),
+                points: 5,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
     let suspended = client
         .suspend_membership(SuspendMembershipRequest {
             id: member.id.clone(),
@@ -454,6 +476,23 @@ async fn enrolment_is_checked_with_the_parties_service_and_b2b_persons_have_acco
         .await
         .unwrap_err();
     assert_eq!(reason(&frozen), "MEMBERSHIP_NOT_ACTIVE");
+    let capture = client
+        .capture_hold(CaptureHoldRequest {
+            hold_id: "order-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&capture), "MEMBERSHIP_NOT_ACTIVE");
+    let voided = client
+        .void_hold(VoidHoldRequest {
+            hold_id: "order-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(voided.status(), HoldStatus::Voided);
     // A withdrawal is honoured by every later decision.
     suite.withdraw_loyalty_consent(&acme.id).await;
     let second = suite.program().await;
