@@ -144,6 +144,10 @@ impl Loyalty {
         let mut tx = self.pool.begin().await?;
         let job = store::lock_running_job(&mut tx).await?;
         let Some(job) = job else { return Ok(false) };
+        // Locked before the memberships: a program closed meanwhile credits no one more.
+        let open = store::lock_program(&mut tx, job.program_id)
+            .await?
+            .is_some_and(|p| p.status == domain::ProgramStatus::Active);
         let items = store::lock_pending_items(&mut tx, job.id, BATCH).await?;
         if items.is_empty() {
             store::complete_job(&mut tx, job.id).await?;
@@ -153,7 +157,7 @@ impl Loyalty {
         }
         let active: Vec<Uuid> = items
             .iter()
-            .filter(|(_, status)| *status == domain::MembershipStatus::Active)
+            .filter(|(_, status)| open && *status == domain::MembershipStatus::Active)
             .map(|(id, _)| *id)
             .collect();
         let all: Vec<Uuid> = items.iter().map(|(id, _)| *id).collect();

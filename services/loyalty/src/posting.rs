@@ -137,7 +137,8 @@ pub(crate) async fn reverse(
     subject: &str,
 ) -> Result<Uuid> {
     reversible(original)?;
-    let membership = store::get_membership(tx, original.membership_id)
+    // The lock order of every posting: the membership, then its account.
+    let membership = store::lock_membership(tx, original.membership_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("Membership", original.membership_id))?;
     let point_type = store::point_types(tx, membership.program_id)

@@ -148,3 +148,71 @@ async fn tiers_rise_and_fall_with_qualifying_points_and_an_assigned_tier_is_a_fl
     assert_eq!(moves, expected.map(|(a, b)| (a.to_owned(), b.to_owned())));
     suite.assert_invariants().await;
 }
+
+/// Reversals and new operations of one member at once, with tiers re-evaluated by each: every one
+/// of them succeeds (one lock order everywhere, so no deadlock reaches a caller).
+#[tokio::test]
+async fn reversals_and_operations_of_one_member_at_once_all_succeed() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    client
+        .define_tier(DefineTierRequest {
+            program_id: program.id.clone(),
+            tier: Some(Tier {
+                code: "silver".into(),
+                display_name: "Silver".into(),
+                threshold: 100,
+                window_months: 12,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let member = suite.member(&program, "Acme").await;
+    const N: usize = 30;
+    for i in 0..N {
+        client
+            .record_operation(operation(&format!("early-{i}"), &member, "purchase", 10))
+            .await
+            .unwrap();
+    }
+    let reversals = (0..N).map(|i| {
+        let mut client = client.clone();
+        async move {
+            client
+                .reverse_operation(ReverseOperationRequest {
+                    operation_id: format!("undo-{i}"),
+                    original_operation_id: format!("early-{i}"),
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+        }
+    });
+    let accruals = (0..N).map(|i| {
+        let mut client = client.clone();
+        let request = operation(&format!("late-{i}"), &member, "purchase", 7);
+        async move { client.record_operation(request).await.map(|_| ()) }
+    });
+    let (reversed, accrued) = futures::future::join(
+        futures::future::join_all(reversals),
+        futures::future::join_all(accruals),
+    )
+    .await;
+    let failures: Vec<_> = reversed
+        .iter()
+        .chain(&accrued)
+        .filter_map(|r| r.as_ref().err())
+        .collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    let balance = client
+        .get_balance(GetBalanceRequest {
+            account: account(&member),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(balance.balance, 7 * N as i64);
+    suite.assert_invariants().await;
+}

@@ -127,7 +127,8 @@ pub async fn lock_running_job(tx: &mut Tx) -> sqlx::Result<Option<JobRow>> {
     .await
 }
 
-/// Up to `limit` pending items of the job, locked, with their membership's status now.
+/// Up to `limit` pending items of the job, locked with their memberships (in membership order, the
+/// lock order of every posting), with the membership's status now.
 pub async fn lock_pending_items(
     tx: &mut Tx,
     job: Uuid,
@@ -135,7 +136,7 @@ pub async fn lock_pending_items(
 ) -> sqlx::Result<Vec<(Uuid, MembershipStatus)>> {
     sqlx::query_as(
         "SELECT i.membership_id, m.status FROM bulk_accrual_items i JOIN memberships m ON m.id = i.membership_id
-         WHERE i.job_id = $1 AND i.status = 'pending' ORDER BY i.membership_id LIMIT $2 FOR UPDATE OF i",
+         WHERE i.job_id = $1 AND i.status = 'pending' ORDER BY i.membership_id LIMIT $2 FOR UPDATE OF i, m",
     )
     .bind(job)
     .bind(limit)

@@ -171,13 +171,15 @@ pub async fn set_accrual_rules(
     Ok(())
 }
 
-/// Active memberships of `party` in active programs that have accrual rules.
+/// Active memberships of `party` in active programs that have accrual rules, locked in id order
+/// for the postings to come (a shared lock would have to be upgraded, which deadlocks against
+/// another invoice of the same party).
 pub async fn accruing_memberships(tx: &mut Tx, party: Uuid) -> sqlx::Result<Vec<MembershipRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {MEMBERSHIP_COLUMNS} FROM memberships
          WHERE party_id = $1 AND status = 'active'
            AND program_id IN (SELECT id FROM programs WHERE status = 'active' AND accrual_rules IS NOT NULL)
-         ORDER BY id FOR SHARE"
+         ORDER BY id FOR UPDATE"
     )))
     .bind(party)
     .fetch_all(&mut **tx)
