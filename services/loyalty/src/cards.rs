@@ -93,7 +93,7 @@ impl Loyalty {
             created_by: subject.to_owned(),
             updated_by: subject.to_owned(),
         };
-        store::insert_card(&mut tx, &card).await?;
+        let card = insert_numbered(&mut tx, card).await?;
         let event = CardIssued {
             card_id: card.id.to_string(),
             membership_id: membership_id.to_string(),
@@ -172,7 +172,7 @@ impl Loyalty {
             subject,
         )
         .await?;
-        store::insert_card(&mut tx, &new).await?;
+        let new = insert_numbered(&mut tx, new).await?;
         store::move_children(&mut tx, old.id, new.id).await?;
         let membership = old.membership_id.to_string();
         let closed = CardClosed {
@@ -312,4 +312,18 @@ async fn lock(tx: &mut Tx, id: Uuid) -> Result<store::CardRow> {
     store::lock_card(tx, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("Card", id))
+}
+
+/// Inserts `card` under a fresh number, drawing another while the number is taken (numbers are
+/// random, so a collision is rare but must not fail the call).
+async fn insert_numbered(tx: &mut Tx, mut card: store::CardRow) -> Result<store::CardRow> {
+    for _ in 0..8 {
+        if store::insert_card(tx, &card).await? {
+            return Ok(card);
+        }
+        card.number = domain::new_number();
+    }
+    Err(ServiceError::Unavailable(
+        "no free card number was found; try again".into(),
+    ))
 }

@@ -179,3 +179,52 @@ async fn a_card_lives_from_issue_to_reissue_and_close() {
     assert_eq!(open.len(), 1, "only the child card is still open");
     suite.assert_invariants().await;
 }
+
+/// Card numbers are random: a number already taken is reported as such (and another drawn), never
+/// an error that aborts the issuing transaction.
+#[tokio::test]
+async fn a_taken_card_number_is_refused_without_failing_the_transaction() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Kowalski family").await;
+    let card = client
+        .issue_card(IssueCardRequest {
+            membership_id: member.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    let pool = crm_kit::store::connect(&suite.loyalty.database.url, 1)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    let now = chrono::Utc::now();
+    let mut twin = crm_loyalty::store::CardRow {
+        id: uuid::Uuid::now_v7(),
+        number: card.number.clone(),
+        membership_id: member.id.parse().unwrap(),
+        person_id: None,
+        parent_id: None,
+        status: crm_loyalty::domain::CardStatus::Issued,
+        block_reason: String::new(),
+        replaces_id: None,
+        replaced_by: None,
+        created_at: now,
+        updated_at: now,
+        created_by: "test".into(),
+        updated_by: "test".into(),
+    };
+    let inserted = crm_loyalty::store::insert_card(&mut tx, &twin)
+        .await
+        .unwrap();
+    assert!(!inserted, "the number is taken");
+    twin.number = crm_loyalty::domain::new_number();
+    let inserted = crm_loyalty::store::insert_card(&mut tx, &twin)
+        .await
+        .unwrap();
+    assert!(inserted, "the same transaction goes on with another number");
+    tx.rollback().await.unwrap();
+}

@@ -47,10 +47,11 @@ pub async fn lock_card(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<CardRow>> {
     .await
 }
 
-pub async fn insert_card(tx: &mut Tx, card: &CardRow) -> sqlx::Result<()> {
-    sqlx::query(
+/// Inserts the card unless its number is taken (then false, and the transaction goes on).
+pub async fn insert_card(tx: &mut Tx, card: &CardRow) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
         "INSERT INTO cards (id, number, membership_id, person_id, parent_id, replaces_id, created_by, updated_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (number) DO NOTHING",
     )
     .bind(card.id)
     .bind(&card.number)
@@ -61,7 +62,7 @@ pub async fn insert_card(tx: &mut Tx, card: &CardRow) -> sqlx::Result<()> {
     .bind(&card.created_by)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(inserted.rows_affected() == 1)
 }
 
 pub async fn set_card_status(
