@@ -31,9 +31,22 @@ impl Loyalty {
         v.finish()?;
         // Asked before the transaction: no row is locked while the peers answer.
         self.require_active_party(party_id).await?;
-        self.require_enrolment_consent(party_id).await?;
+        let consent = self.require_enrolment_consent(party_id).await?;
 
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
+        // A withdrawal that loyalty heard of after the consent service answered wins; one it hears
+        // of later waits for this enrolment on the party's row, then suspends the new membership.
+        if !store::learn_consent(&mut tx, party_id, consent, true)
+            .await?
+            .granted
+        {
+            return Err(Refusal::ConsentRequired {
+                party: party_id,
+                purpose: domain::ENROLMENT_PURPOSE,
+                why: "WITHDRAWN".into(),
+            }
+            .into());
+        }
         let program = store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;

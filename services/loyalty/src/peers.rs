@@ -18,7 +18,8 @@ use crate::{Loyalty, domain::ENROLMENT_PURPOSE, error::Refusal};
 impl Loyalty {
     /// The party must have granted the `loyalty_program` consent, as the consent service sees it
     /// now: a withdrawal stops every later enrolment.
-    pub(crate) async fn require_enrolment_consent(&self, party: Uuid) -> Result<()> {
+    /// Returns the record that grants it, for the enrolment to compare with what loyalty heard since.
+    pub(crate) async fn require_enrolment_consent(&self, party: Uuid) -> Result<Uuid> {
         let request = CheckConsentRequest {
             subject: Some(Subject {
                 kind: SubjectKind::Party as i32,
@@ -35,7 +36,16 @@ impl Loyalty {
             .into()
         };
         match self.consent.clone().check_consent(request).await {
-            Ok(answer) if answer.get_ref().granted => Ok(()),
+            Ok(answer) if answer.get_ref().granted => {
+                let record = answer
+                    .into_inner()
+                    .state
+                    .and_then(|s| s.record)
+                    .and_then(|r| r.id.parse().ok());
+                // A grant without a readable record is told apart from none at all: any event
+                // loyalty has heard of is newer.
+                Ok(record.unwrap_or(Uuid::nil()))
+            }
             Ok(answer) => {
                 let status = answer
                     .into_inner()

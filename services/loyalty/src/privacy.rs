@@ -57,6 +57,13 @@ impl Participant for LoyaltyPrivacy {
             .await?
             .table(
                 tx,
+                "party_consents",
+                "SELECT * FROM party_consents WHERE party_id = $1",
+                id,
+            )
+            .await?
+            .table(
+                tx,
                 "invoice_lines",
                 "SELECT * FROM invoice_lines WHERE party_id = $1 ORDER BY invoice_id, line_id",
                 id,
@@ -82,9 +89,11 @@ impl Participant for LoyaltyPrivacy {
         let cards = store::block_cards_of(tx, id, pseudonym, &memberships, ERASER).await?;
         let discounts = store::delete_discounts_of(tx, id).await?;
         let invoice_lines = store::pseudonymise_invoice_lines(tx, id, pseudonym).await?;
+        let consents = store::forget_consent(tx, id).await?;
 
         let mut erasure = Erasure {
-            found: !memberships.is_empty() || accounts + cards + discounts + invoice_lines > 0,
+            found: !memberships.is_empty()
+                || accounts + cards + discounts + invoice_lines + consents > 0,
             related_ids: memberships.clone(),
             ..Erasure::default()
         };
@@ -112,6 +121,11 @@ impl Participant for LoyaltyPrivacy {
             erasure
                 .erased
                 .push(format!("{discounts} personal discount(s)"));
+        }
+        if consents > 0 {
+            erasure
+                .erased
+                .push("the loyalty program consent loyalty knew of".into());
         }
         if invoice_lines > 0 {
             erasure.erased.push(format!(

@@ -631,3 +631,47 @@ async fn the_verify_command_passes_a_sound_ledger_and_names_what_breaks_one() {
         .await
         .unwrap();
 }
+
+/// The consent service said yes, but loyalty has since heard of a newer withdrawal (processed while
+/// the enrolment was on its way): the withdrawal wins, and no active membership is left without
+/// consent.
+#[tokio::test]
+async fn an_enrolment_racing_a_withdrawal_loyalty_has_heard_of_is_refused() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let party = suite.party(PartyKind::Organization, "Acme").await;
+    suite.consent_to_loyalty(&party.id).await;
+    // What the consent consumer records on a withdrawal newer than the grant the service reports.
+    let mut db = suite.loyalty.db().await;
+    sqlx::query(
+        "INSERT INTO party_consents (party_id, record_id, stage, granted) VALUES ($1::uuid, $2, 1, false)",
+    )
+    .bind(&party.id)
+    .bind(uuid::Uuid::now_v7())
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let refused = client
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: party.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "CONSENT_REQUIRED");
+
+    // A grant newer than that withdrawal counts again.
+    suite.consent_to_loyalty(&party.id).await;
+    let member = client
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: party.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(member.status(), MembershipStatus::Active);
+}

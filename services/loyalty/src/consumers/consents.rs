@@ -1,7 +1,8 @@
 //! Loyalty's local view of the `loyalty_program` consent, from the consent service's events
 //! (`crm.consent.consent.v1`, contract `proto/crm/consent/v1/events.proto`): a withdrawal suspends
 //! the party's active memberships, so nothing more is accrued or redeemed, and a new grant
-//! reactivates the memberships the withdrawal suspended. Enrolment asks the consent service itself.
+//! reactivates the memberships the withdrawal suspended. Enrolment asks the consent service itself,
+//! then records its answer here too (`store::learn_consent`): whichever is newer counts.
 
 use crm_kit::{
     consumer::{Event, HandleError, Handler},
@@ -37,13 +38,30 @@ impl Handler for ConsentGate {
             .id
             .parse()
             .map_err(|e| HandleError::Reject(anyhow::anyhow!("subject.id: {e}")))?;
-        let applied = match change.status() {
+        let granted = match change.status() {
+            ConsentStatus::Granted => true,
             // An expired consent no longer counts, as a withdrawn one.
-            ConsentStatus::Withdrawn | ConsentStatus::Expired => suspend(tx, party).await,
-            ConsentStatus::Granted => reactivate(tx, party).await,
-            _ => Ok(()),
+            ConsentStatus::Withdrawn | ConsentStatus::Expired => false,
+            _ => return Ok(()),
         };
-        applied.map_err(|e| HandleError::Retry(e.into()))
+        let record: Uuid = change
+            .record_id
+            .parse()
+            .map_err(|e| HandleError::Reject(anyhow::anyhow!("record_id: {e}")))?;
+        apply(tx, party, record, granted)
+            .await
+            .map_err(|e| HandleError::Retry(e.into()))
+    }
+}
+
+/// Learns the change (the party's row locked, so an enrolment in flight takes its turn) and, unless
+/// something newer was known, suspends or reactivates the party's memberships.
+async fn apply(tx: &mut Tx, party: Uuid, record: Uuid, granted: bool) -> sqlx::Result<()> {
+    let learned = store::learn_consent(tx, party, record, granted).await?;
+    match (learned.newest, granted) {
+        (false, _) => Ok(()),
+        (true, true) => reactivate(tx, party).await,
+        (true, false) => suspend(tx, party).await,
     }
 }
 

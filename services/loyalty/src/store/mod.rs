@@ -4,6 +4,7 @@
 
 mod bulk;
 mod cards;
+mod consents;
 mod coupons;
 mod discounts;
 mod erasure;
@@ -17,6 +18,7 @@ mod tiers;
 
 pub use bulk::*;
 pub use cards::*;
+pub use consents::*;
 pub use coupons::*;
 pub use discounts::*;
 pub use erasure::*;
