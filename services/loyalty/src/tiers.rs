@@ -3,7 +3,7 @@
 //! Re-evaluated in the transaction of every qualifying entry, and by a sweep that catches points
 //! falling out of the window.
 
-use std::time::Duration;
+use std::{collections::HashMap, time::Duration};
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
@@ -14,6 +14,7 @@ use crm_kit::{
 use crm_proto::crm::loyalty::v1::{
     AssignTierRequest, DefineTierRequest, Membership, Program, TierChanged,
 };
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -26,22 +27,20 @@ use crate::{
 
 const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
-/// Sets the membership's tier to what its points and floor give now; emits TierChanged when it moves.
-pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
-    let row = store::lock_membership(tx, membership)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("Membership", membership))?;
-    let tiers = store::tiers(tx, row.program_id).await?;
-    if tiers.is_empty() {
-        return Ok(());
-    }
+/// The tier the membership's qualifying points and floor give it now, with the points behind it
+/// (in the lowest tier's window when no tier is earned).
+async fn due_tier(
+    conn: &mut PgConnection,
+    row: &store::MembershipRow,
+    tiers: &[store::TierRow],
+) -> Result<(Option<String>, i64)> {
     let mut earned: Option<(&store::TierRow, i64)> = None;
     let mut points_by_window = std::collections::HashMap::new();
     for tier in tiers.iter().rev() {
         let points = match points_by_window.get(&tier.window_months) {
             Some(points) => *points,
             None => {
-                let points = store::qualifying_points(tx, membership, tier.window_months).await?;
+                let points = store::qualifying_points(conn, row.id, tier.window_months).await?;
                 points_by_window.insert(tier.window_months, points);
                 points
             }
@@ -60,20 +59,35 @@ pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
         (None, Some(floor)) => Some(floor),
         (earned, _) => earned,
     };
-    let new_tier = held.map(|t| t.code.clone());
+    let qualifying = match (earned, tiers.first()) {
+        (Some((_, points)), _) => points,
+        (None, Some(lowest)) => {
+            store::qualifying_points(conn, row.id, lowest.window_months).await?
+        }
+        (None, None) => 0,
+    };
+    Ok((held.map(|t| t.code.clone()), qualifying))
+}
+
+/// Sets the membership's tier to what its points and floor give now; emits TierChanged when it moves.
+pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
+    let row = store::lock_membership(tx, membership)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Membership", membership))?;
+    let tiers = store::tiers(tx, row.program_id).await?;
+    if tiers.is_empty() {
+        return Ok(());
+    }
+    let (new_tier, qualifying_points) = due_tier(tx, &row, &tiers).await?;
     if new_tier == row.tier {
         return Ok(());
     }
     store::set_tier(tx, membership, new_tier.as_deref()).await?;
-    let qualifying = match earned {
-        Some((_, points)) => points,
-        None => store::qualifying_points(tx, membership, tiers[0].window_months).await?,
-    };
     let event = TierChanged {
         membership_id: membership.to_string(),
         old_tier: row.tier.unwrap_or_default(),
         new_tier: new_tier.unwrap_or_default(),
-        qualifying_points: qualifying,
+        qualifying_points,
     };
     events::MEMBERSHIP.enqueue(tx, membership, &event).await?;
     Ok(())
@@ -147,21 +161,38 @@ impl Loyalty {
         }
     }
 
+    /// Reads each membership without a lock; only one whose tier is due to change is locked, in a
+    /// transaction of its own, and evaluated again there.
     async fn sweep_once(&self) -> Result<()> {
         let mut after = Uuid::nil();
+        let mut tiers_of: HashMap<Uuid, Vec<store::TierRow>> = HashMap::new();
         loop {
-            let batch =
-                store::tiered_memberships_after(&mut *self.pool.acquire().await?, after, 200)
-                    .await?;
+            let mut conn = self.pool.acquire().await?;
+            let batch = store::tiered_memberships_after(&mut conn, after, 200).await?;
             let Some(last) = batch.last() else {
                 return Ok(());
             };
             after = *last;
-            let mut tx = self.pool.begin().await?;
-            for membership in batch {
-                evaluate(&mut tx, membership).await?;
+            let mut due = Vec::new();
+            for id in batch {
+                let Some(row) = store::get_membership(&mut conn, id).await? else {
+                    continue;
+                };
+                if !tiers_of.contains_key(&row.program_id) {
+                    let tiers = store::tiers(&mut conn, row.program_id).await?;
+                    tiers_of.insert(row.program_id, tiers);
+                }
+                let (tier, _) = due_tier(&mut conn, &row, &tiers_of[&row.program_id]).await?;
+                if tier != row.tier {
+                    due.push(id);
+                }
             }
-            tx.commit().await?;
+            drop(conn);
+            for id in due {
+                let mut tx = self.pool.begin().await?;
+                evaluate(&mut tx, id).await?;
+                tx.commit().await?;
+            }
         }
     }
 }

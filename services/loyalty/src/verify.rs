@@ -56,6 +56,23 @@ const RULES: &[(&str, &str)] = &[
          HAVING coalesce(sum(amount), 0) <> 0",
     ),
     (
+        "a membership's qualifying points per day are its qualifying entries of that day",
+        "WITH e AS (
+             SELECT a.membership_id, (e.created_at AT TIME ZONE 'UTC')::date AS day, sum(e.amount) AS total
+             FROM ledger_entries e
+             JOIN accounts a ON a.id = e.account_id AND a.kind = 'member'
+             JOIN point_types t ON t.program_id = a.program_id AND t.code = a.point_type AND t.qualifying
+             JOIN operations o ON o.id = e.operation_id
+             WHERE (o.direction = 'accrue' AND o.reverses IS NULL)
+                OR (o.direction = 'settle' AND o.reverses IS NOT NULL)
+             GROUP BY 1, 2)
+         SELECT format('membership %s on %s: qualifying entries %s, day total %s',
+                       coalesce(e.membership_id, q.membership_id), coalesce(e.day, q.day),
+                       coalesce(e.total, 0), coalesce(q.points, 0))
+         FROM e FULL JOIN qualifying_days q ON q.membership_id = e.membership_id AND q.day = e.day
+         WHERE coalesce(e.total, 0) <> coalesce(q.points, 0)",
+    ),
+    (
         "no balance is below what its point type allows",
         "SELECT format('account %s: balance %s, point type %s allows %s', a.id, a.balance, t.code,
                        t.reversal_floor)

@@ -216,3 +216,49 @@ async fn reversals_and_operations_of_one_member_at_once_all_succeed() {
     assert_eq!(balance.balance, 7 * N as i64);
     suite.assert_invariants().await;
 }
+
+/// Points older than a tier's window no longer hold it: the window is read from per-day totals,
+/// so the cost of a re-evaluation does not grow with the member's history.
+#[tokio::test]
+async fn points_that_leave_the_window_no_longer_hold_the_tier() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    client
+        .define_tier(DefineTierRequest {
+            program_id: program.id.clone(),
+            tier: Some(Tier {
+                code: "silver".into(),
+                display_name: "Silver".into(),
+                threshold: 100,
+                window_months: 12,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let member = suite.member(&program, "Acme").await;
+    client
+        .record_operation(operation("old", &member, "purchase", 150))
+        .await
+        .unwrap();
+    assert_eq!(tier_of(&mut client, &member).await, "silver");
+
+    // Thirteen months pass for what was posted (the ledger refuses edits, so the test lifts that
+    // for a moment, as only a superuser can).
+    let mut db = suite.loyalty.db().await;
+    for statement in [
+        "ALTER TABLE ledger_entries DISABLE TRIGGER ledger_entries_no_update_or_delete",
+        "UPDATE ledger_entries SET created_at = created_at - interval '13 months'",
+        "ALTER TABLE ledger_entries ENABLE TRIGGER ledger_entries_no_update_or_delete",
+        "UPDATE qualifying_days SET day = (day - interval '13 months')::date",
+    ] {
+        sqlx::query(statement).execute(&mut db).await.unwrap();
+    }
+    client
+        .record_operation(operation("new", &member, "purchase", 10))
+        .await
+        .unwrap();
+    assert_eq!(tier_of(&mut client, &member).await, "");
+    suite.assert_invariants().await;
+}

@@ -23,22 +23,18 @@ pub async fn tiers(conn: &mut PgConnection, program: Uuid) -> sqlx::Result<Vec<T
     .await
 }
 
-/// Qualifying points the membership earned within the last `window_months` (0: ever): accruals of
-/// qualifying point types less their reversals. Spending does not count.
+/// Qualifying points the membership earned within the last `window_months` (0: ever), counted in
+/// whole UTC days: accruals of qualifying point types less their reversals; spending does not
+/// count. A sum over the window's days (`qualifying_days`), not over the ledger.
 pub async fn qualifying_points(
     conn: &mut PgConnection,
     membership: Uuid,
     window_months: i32,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "SELECT coalesce(sum(e.amount), 0)::bigint
-         FROM ledger_entries e
-         JOIN accounts a ON a.id = e.account_id
-         JOIN point_types t ON t.program_id = a.program_id AND t.code = a.point_type
-         JOIN operations o ON o.id = e.operation_id
-         WHERE a.kind = 'member' AND a.membership_id = $1 AND t.qualifying
-           AND ((o.direction = 'accrue' AND o.reverses IS NULL) OR (o.direction = 'settle' AND o.reverses IS NOT NULL))
-           AND ($2 = 0 OR e.created_at >= now() - make_interval(months => $2))",
+        "SELECT coalesce(sum(points), 0)::bigint FROM qualifying_days
+         WHERE membership_id = $1
+           AND ($2 = 0 OR day >= ((now() AT TIME ZONE 'UTC') - make_interval(months => $2))::date)",
     )
     .bind(membership)
     .bind(window_months)
