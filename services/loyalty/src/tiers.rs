@@ -3,7 +3,10 @@
 //! Re-evaluated in the transaction of every qualifying entry, and by a sweep that catches points
 //! falling out of the window.
 
-use std::{collections::HashMap, time::Duration};
+use std::{
+    collections::{HashMap, hash_map::Entry},
+    time::Duration,
+};
 
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
@@ -178,11 +181,13 @@ impl Loyalty {
                 let Some(row) = store::get_membership(&mut conn, id).await? else {
                     continue;
                 };
-                if !tiers_of.contains_key(&row.program_id) {
-                    let tiers = store::tiers(&mut conn, row.program_id).await?;
-                    tiers_of.insert(row.program_id, tiers);
-                }
-                let (tier, _) = due_tier(&mut conn, &row, &tiers_of[&row.program_id]).await?;
+                let tiers = match tiers_of.entry(row.program_id) {
+                    Entry::Occupied(known) => known.into_mut(),
+                    Entry::Vacant(new) => {
+                        new.insert(store::tiers(&mut conn, row.program_id).await?)
+                    }
+                };
+                let (tier, _) = due_tier(&mut conn, &row, tiers).await?;
                 if tier != row.tier {
                     due.push(id);
                 }
