@@ -167,9 +167,12 @@ fn checks_source(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::Er
                 .into());
             }
             // Every list pages (AIP-158): an integrator never gets an unbounded answer.
+            // A method named for a list that answers with one (e.g. FindCard by its number) is
+            // not a list.
             let lists = ["List", "Search", "Find"]
                 .iter()
-                .any(|verb| method.name().starts_with(verb));
+                .any(|verb| method.name().starts_with(verb))
+                && method.output().fields().any(|f| f.is_list());
             let pages = input
                 .get_field_by_name("page_size")
                 .is_some_and(|f| f.kind() == Kind::Int32)

@@ -7,7 +7,7 @@ use crm_e2e::{LOYALTY_PROGRAM, Suite};
 use crm_proto::crm::{
     loyalty::v1::{
         AccountRef, EnrollRequest, GetMembershipRequest, Membership, MembershipStatus,
-        RecordOperationRequest, SuspendMembershipRequest,
+        ReactivateMembershipRequest, RecordOperationRequest, SuspendMembershipRequest,
     },
     parties::v1::{CreatePartyRequest, Party, PartyKind, PersonName},
 };
@@ -128,6 +128,19 @@ async fn a_withdrawal_suspends_membership_and_a_new_grant_restores_it() {
     assert_eq!(
         refused.get_details_error_info().unwrap().reason,
         "MEMBERSHIP_NOT_ACTIVE"
+    );
+    // A suspension for a withdrawn consent is not lifted by hand.
+    let by_hand = loyalty
+        .reactivate_membership(ReactivateMembershipRequest {
+            id: anna_member.id.clone(),
+            reason: "customer asked".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        by_hand.get_details_error_info().unwrap().reason,
+        "CONSENT_REQUIRED"
     );
 
     for party in [&anna, &piotr] {

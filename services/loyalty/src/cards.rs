@@ -11,8 +11,8 @@ use crm_kit::{
 };
 use crm_proto::crm::loyalty::v1::{
     ActivateCardRequest, BlockCardRequest, Card, CardActivated, CardBlocked, CardClosed,
-    CardIssued, CloseCardRequest, IssueCardRequest, ListCardsRequest, ListCardsResponse,
-    ReissueCardRequest,
+    CardIssued, CloseCardRequest, FindCardRequest, IssueCardRequest, ListCardsRequest,
+    ListCardsResponse, ReissueCardRequest,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -194,6 +194,26 @@ impl Loyalty {
         let card = card_to_proto(&get(&mut tx, new.id).await?);
         claim.commit(tx, &card).await?;
         Ok(card)
+    }
+
+    pub async fn find_card(&self, req: FindCardRequest) -> Result<Card> {
+        let number: String = req
+            .card_number
+            .chars()
+            .filter(|c| *c != ' ' && *c != '-')
+            .collect();
+        if !domain::valid_number(&number) {
+            let mut v = FieldViolations::new();
+            v.add(
+                "card_number",
+                "is not a card number (16 digits with a valid check digit)",
+            );
+            return Err(v.into());
+        }
+        let card = store::get_card_by_number(&mut *self.pool.acquire().await?, &number)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Card", &number))?;
+        Ok(card_to_proto(&card))
     }
 
     pub async fn list_cards(&self, req: ListCardsRequest) -> Result<ListCardsResponse> {

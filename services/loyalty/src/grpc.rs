@@ -226,4 +226,28 @@ impl LoyaltyService for Loyalty {
         let subject = subject(&request);
         reply(Loyalty::void_hold(self, &subject, request.into_inner()).await)
     }
+
+    async fn get_hold(&self, request: Request<GetHoldRequest>) -> Reply<Hold> {
+        reply(Loyalty::get_hold(self, request.into_inner()).await)
+    }
+
+    async fn list_holds(&self, request: Request<ListHoldsRequest>) -> Reply<ListHoldsResponse> {
+        reply(Loyalty::list_holds(self, request.into_inner()).await)
+    }
+
+    async fn get_operation(&self, request: Request<GetOperationRequest>) -> Reply<Operation> {
+        reply(Loyalty::get_operation(self, request.into_inner()).await)
+    }
+
+    async fn find_card(&self, request: Request<FindCardRequest>) -> Reply<Card> {
+        reply(Loyalty::find_card(self, request.into_inner()).await)
+    }
+
+    async fn reactivate_membership(
+        &self,
+        request: Request<ReactivateMembershipRequest>,
+    ) -> Reply<Membership> {
+        let subject = subject(&request);
+        reply(Loyalty::reactivate_membership(self, &subject, request.into_inner()).await)
+    }
 }

@@ -5,12 +5,13 @@ use std::time::Duration;
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
+    request::uuid,
     shutdown::Shutdown,
-    store::{self as kit_store},
+    store::{self as kit_store, Page},
 };
 use crm_proto::crm::loyalty::v1::{
-    CaptureHoldRequest, Hold, HoldCaptured, HoldExpired, HoldPlaced, HoldPointsRequest, HoldVoided,
-    VoidHoldRequest,
+    CaptureHoldRequest, GetHoldRequest, Hold, HoldCaptured, HoldExpired, HoldPlaced,
+    HoldPointsRequest, HoldVoided, ListHoldsRequest, ListHoldsResponse, VoidHoldRequest,
 };
 use uuid::Uuid;
 
@@ -80,6 +81,39 @@ impl Loyalty {
         let hold = hold_in(&mut tx, id).await?;
         claim.commit(tx, &hold).await?;
         Ok(hold)
+    }
+
+    pub async fn get_hold(&self, req: GetHoldRequest) -> Result<Hold> {
+        let mut v = FieldViolations::new();
+        v.check(!req.hold_id.trim().is_empty(), "hold_id", "is required");
+        v.finish()?;
+        let hold = store::get_hold_by_client_id(&mut *self.pool.acquire().await?, &req.hold_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Hold", &req.hold_id))?;
+        Ok(hold_to_proto(&hold))
+    }
+
+    pub async fn list_holds(&self, req: ListHoldsRequest) -> Result<ListHoldsResponse> {
+        let mut v = FieldViolations::new();
+        let membership = uuid(&req.membership_id, "membership_id", &mut v);
+        let status = match req.status {
+            0 => None,
+            n => Some(domain::HoldStatus::require(n, "status", &mut v)),
+        };
+        let filter = (membership, req.status);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &filter, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        store::get_membership(&mut conn, membership)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Membership", membership))?;
+        let mut rows =
+            store::list_holds(&mut conn, membership, status, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
+        Ok(ListHoldsResponse {
+            holds: rows.iter().map(hold_to_proto).collect(),
+            next_page_token,
+        })
     }
 
     pub async fn capture_hold(&self, subject: &str, req: CaptureHoldRequest) -> Result<Hold> {

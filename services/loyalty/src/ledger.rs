@@ -7,16 +7,16 @@ use crm_kit::{
     store::{self as kit_store, Page},
 };
 use crm_proto::crm::loyalty::v1::{
-    AccountRef, Balance, GetBalanceRequest, ListBalancesRequest, ListBalancesResponse,
-    ListLedgerEntriesRequest, ListLedgerEntriesResponse, Operation, RecordOperationRequest,
-    ReverseOperationRequest,
+    AccountRef, Balance, GetBalanceRequest, GetOperationRequest, ListBalancesRequest,
+    ListBalancesResponse, ListLedgerEntriesRequest, ListLedgerEntriesResponse, Operation,
+    RecordOperationRequest, ReverseOperationRequest,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
     Loyalty, cards,
-    convert::{account_ref, balance_to_proto, entry_to_proto},
+    convert::{account_ref, balance_to_proto, entry_to_proto, operation_to_proto},
     domain::{self, check_points, code},
     error::Refusal,
     lookups::{operation_in, require_active_program},
@@ -180,6 +180,21 @@ impl Loyalty {
         let operation = operation_in(&mut tx, id).await?;
         claim.commit(tx, &operation).await?;
         Ok(operation)
+    }
+
+    pub async fn get_operation(&self, req: GetOperationRequest) -> Result<Operation> {
+        let mut v = FieldViolations::new();
+        v.check(
+            !req.operation_id.trim().is_empty(),
+            "operation_id",
+            "is required",
+        );
+        v.finish()?;
+        let row =
+            store::get_operation_by_client_id(&mut *self.pool.acquire().await?, &req.operation_id)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("Operation", &req.operation_id))?;
+        Ok(operation_to_proto(&row))
     }
 
     /// The program's operation types for the membership in `account`.

@@ -8,8 +8,8 @@ use crm_kit::{
 };
 use crm_proto::crm::loyalty::v1::{
     EnrollRequest, GetMembershipRequest, LeaveProgramRequest, ListMembershipsRequest,
-    ListMembershipsResponse, Membership, MembershipEnrolled, MembershipLeft, MembershipSuspended,
-    SuspendMembershipRequest,
+    ListMembershipsResponse, Membership, MembershipEnrolled, MembershipLeft, MembershipReactivated,
+    MembershipSuspended, ReactivateMembershipRequest, SuspendMembershipRequest,
 };
 use uuid::Uuid;
 
@@ -134,6 +134,34 @@ impl Loyalty {
                 membership_id: id.to_string(),
                 reason,
             },
+            None,
+        )
+        .await
+    }
+
+    /// A suspension by hand ends by hand; one for a withdrawn consent ends with a new grant.
+    pub async fn reactivate_membership(
+        &self,
+        subject: &str,
+        req: ReactivateMembershipRequest,
+    ) -> Result<Membership> {
+        let mut v = FieldViolations::new();
+        let id = uuid(&req.id, "id", &mut v);
+        v.finish()?;
+        let reason = req.reason.trim().to_owned();
+        let membership = store::get_membership(&mut *self.pool.acquire().await?, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Membership", id))?;
+        self.change_membership(
+            subject,
+            &req.id,
+            &req,
+            domain::MembershipStatus::Active,
+            |id| MembershipReactivated {
+                membership_id: id.to_string(),
+                reason,
+            },
+            Some(membership.party_id),
         )
         .await
     }
@@ -151,6 +179,7 @@ impl Loyalty {
             |id| MembershipLeft {
                 membership_id: id.to_string(),
             },
+            None,
         )
         .await
     }
@@ -163,6 +192,7 @@ impl Loyalty {
         request: &(impl crm_kit::store::Idempotent + prost::Message),
         status: domain::MembershipStatus,
         event: impl FnOnce(Uuid) -> M,
+        needs_consent_of: Option<Uuid>,
     ) -> Result<Membership>
     where
         events::MembershipTopic: crm_kit::outbox::Carries<M>,
@@ -171,9 +201,26 @@ impl Loyalty {
         let id = uuid(id, "id", &mut v);
         v.finish()?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, request);
+        // The party's consent row before the membership: the consent consumer's lock order.
+        if let Some(party) = needs_consent_of
+            && store::consent_known(&mut tx, party).await? == Some(false)
+        {
+            let purpose = domain::ENROLMENT_PURPOSE;
+            let why = "WITHDRAWN".into();
+            return Err(Refusal::ConsentRequired {
+                party,
+                purpose,
+                why,
+            }
+            .into());
+        }
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", id))?;
+        if needs_consent_of.is_some_and(|party| party != membership.party_id) {
+            // Merged or erased since it was read: the consent checked was another party's.
+            return Err(ServiceError::EtagMismatch("membership"));
+        }
         if membership.status == domain::MembershipStatus::Left
             && status != domain::MembershipStatus::Left
         {

@@ -675,3 +675,170 @@ async fn an_enrolment_racing_a_withdrawal_loyalty_has_heard_of_is_refused() {
         .into_inner();
     assert_eq!(member.status(), MembershipStatus::Active);
 }
+
+/// What a till and a service desk look up: an operation and a hold by the ids they were sent
+/// with, a membership's holds by status, and a membership by the card in hand.
+#[tokio::test]
+async fn operations_holds_and_cards_are_found_by_the_ids_callers_know() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+    let posted = client
+        .record_operation(operation("till-7/0001", &member, "purchase", 100))
+        .await
+        .unwrap()
+        .into_inner();
+    let found = client
+        .get_operation(GetOperationRequest {
+            operation_id: "till-7/0001".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(found, posted);
+    let missing = client
+        .get_operation(GetOperationRequest {
+            operation_id: "till-7/9999".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    for id in ["order-1", "order-2", "order-3"] {
+        client
+            .hold_points(HoldPointsRequest {
+                hold_id: id.into(),
+                account: account(&member),
+                points: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    client
+        .void_hold(VoidHoldRequest {
+            hold_id: "order-2".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let hold = client
+        .get_hold(GetHoldRequest {
+            hold_id: "order-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(hold.status(), HoldStatus::Voided);
+    let list = |status: HoldStatus, page_token: String| ListHoldsRequest {
+        membership_id: member.id.clone(),
+        status: status as i32,
+        page_size: 1,
+        page_token,
+    };
+    let mut pending = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_holds(list(HoldStatus::Pending, token))
+            .await
+            .unwrap()
+            .into_inner();
+        pending.extend(page.holds.into_iter().map(|h| h.hold_id));
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(pending, ["order-3", "order-1"], "newest first");
+    let bad = client
+        .list_holds(ListHoldsRequest {
+            membership_id: member.id.clone(),
+            status: 99,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+
+    let card = client
+        .issue_card(IssueCardRequest {
+            membership_id: member.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let printed = card
+        .number
+        .as_bytes()
+        .chunks(4)
+        .map(|group| std::str::from_utf8(group).unwrap())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let found = client
+        .find_card(FindCardRequest {
+            card_number: printed,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (found.id, found.membership_id),
+        (card.id, member.id.clone())
+    );
+    let typo = client
+        .find_card(FindCardRequest {
+            card_number: "1234 5678 9012 3456".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(typo.code(), Code::InvalidArgument);
+    suite.assert_invariants().await;
+}
+
+/// A suspension by hand ends by hand (one for a withdrawn consent does not: tests/tests/consent.rs);
+/// a membership that left stays gone.
+#[tokio::test]
+async fn a_membership_suspended_by_hand_is_reactivated_by_hand() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+    let suspend = SuspendMembershipRequest {
+        id: member.id.clone(),
+        reason: "audit".into(),
+        ..Default::default()
+    };
+    let reactivate = |request_id: &str| ReactivateMembershipRequest {
+        id: member.id.clone(),
+        reason: "audit closed".into(),
+        request_id: request_id.into(),
+    };
+    client.suspend_membership(suspend).await.unwrap();
+    let active = client
+        .reactivate_membership(reactivate("r-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(active.status(), MembershipStatus::Active);
+    client
+        .record_operation(operation("after", &member, "purchase", 5))
+        .await
+        .unwrap();
+
+    client
+        .leave_program(LeaveProgramRequest {
+            id: member.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let left = client
+        .reactivate_membership(reactivate("r-2"))
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&left), "MEMBERSHIP_LEFT");
+    suite.assert_invariants().await;
+}

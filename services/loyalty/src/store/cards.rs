@@ -82,6 +82,18 @@ pub async fn set_card_status(
     Ok(())
 }
 
+pub async fn get_card_by_number(
+    conn: &mut PgConnection,
+    number: &str,
+) -> sqlx::Result<Option<CardRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{CARD_SELECT} WHERE c.number = $1"
+    )))
+    .bind(number)
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn lock_card_by_number(tx: &mut Tx, number: &str) -> sqlx::Result<Option<CardRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{CARD_SELECT} WHERE c.number = $1 FOR UPDATE OF c"

@@ -41,6 +41,15 @@ pub async fn learn_consent(
     Ok(Learned { granted, newest })
 }
 
+/// Whether the party's consent counts, as far as loyalty has heard (`None`: nothing yet), with
+/// its row locked against a change until the transaction ends.
+pub async fn consent_known(tx: &mut Tx, party: Uuid) -> sqlx::Result<Option<bool>> {
+    sqlx::query_scalar("SELECT granted FROM party_consents WHERE party_id = $1 FOR SHARE")
+        .bind(party)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
 /// Forgets an erased party's consent.
 pub async fn forget_consent(tx: &mut Tx, party: Uuid) -> sqlx::Result<u64> {
     Ok(

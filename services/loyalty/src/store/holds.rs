@@ -40,6 +40,39 @@ pub async fn get_hold(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<
     .await
 }
 
+pub async fn get_hold_by_client_id(
+    conn: &mut PgConnection,
+    client_id: &str,
+) -> sqlx::Result<Option<HoldRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{HOLD_SELECT} WHERE h.client_id = $1"
+    )))
+    .bind(client_id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// A page of the membership's holds, newest first, before `before` (ids are time-ordered).
+pub async fn list_holds(
+    conn: &mut PgConnection,
+    membership: Uuid,
+    status: Option<HoldStatus>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<HoldRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{HOLD_SELECT} WHERE a.membership_id = $1 AND ($2::text IS NULL OR h.status = $2)
+           AND ($3::uuid IS NULL OR h.id < $3)
+         ORDER BY h.id DESC LIMIT $4"
+    )))
+    .bind(membership)
+    .bind(status)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
 pub async fn lock_hold_by_client_id(tx: &mut Tx, client_id: &str) -> sqlx::Result<Option<HoldRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{HOLD_SELECT} WHERE h.client_id = $1 FOR UPDATE OF h"

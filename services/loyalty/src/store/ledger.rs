@@ -149,6 +149,18 @@ pub async fn get_operation(
     .await
 }
 
+pub async fn get_operation_by_client_id(
+    conn: &mut PgConnection,
+    client_id: &str,
+) -> sqlx::Result<Option<OperationRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{OPERATION_SELECT} WHERE o.client_id = $1"
+    )))
+    .bind(client_id)
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn lock_operation_by_client_id(
     tx: &mut Tx,
     client_id: &str,
