@@ -11,10 +11,11 @@ use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     request::{timestamp, uuid},
     shutdown::Shutdown,
-    store::Tx,
+    store::{Page, Tx},
 };
 use crm_proto::crm::loyalty::v1::{
-    AccountRef, BulkAccrual, GetBulkAccrualRequest, PointsAccrued, StartBulkAccrualRequest,
+    AccountRef, BulkAccrual, CancelBulkAccrualRequest, GetBulkAccrualRequest,
+    ListBulkAccrualsRequest, ListBulkAccrualsResponse, PointsAccrued, StartBulkAccrualRequest,
     start_bulk_accrual_request::Selection,
 };
 use uuid::Uuid;
@@ -112,6 +113,65 @@ impl Loyalty {
             .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
         let answer = job_to_proto(&job);
         events::bulk_accrual_changed(&mut tx, &answer, "started").await?;
+        claim.commit(tx, &answer).await?;
+        Ok(answer)
+    }
+
+    pub async fn list_bulk_accruals(
+        &self,
+        req: ListBulkAccrualsRequest,
+    ) -> Result<ListBulkAccrualsResponse> {
+        let mut v = FieldViolations::new();
+        let program = uuid(&req.program_id, "program_id", &mut v);
+        let status = match req.status {
+            0 => None,
+            n => Some(domain::BulkStatus::require(n, "status", &mut v)),
+        };
+        let filter = (program, req.status);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &filter, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        store::get_program(&mut conn, program)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", program))?;
+        let mut rows =
+            store::list_jobs(&mut conn, program, status, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
+        Ok(ListBulkAccrualsResponse {
+            bulk_accruals: rows.iter().map(job_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    /// Stops a running job. The worker holds the job's row while it credits a batch, so a
+    /// cancellation takes effect between batches: no batch is half credited.
+    pub async fn cancel_bulk_accrual(
+        &self,
+        subject: &str,
+        req: CancelBulkAccrualRequest,
+    ) -> Result<BulkAccrual> {
+        let mut v = FieldViolations::new();
+        v.check(!req.job_id.trim().is_empty(), "job_id", "is required");
+        v.finish()?;
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
+        let job = store::lock_job(&mut tx, &req.job_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
+        match job.status {
+            domain::BulkStatus::Running => {
+                store::cancel_job(&mut tx, job.id).await?;
+                announce(&mut tx, &job.client_id, "cancelled").await?;
+            }
+            domain::BulkStatus::Cancelled => {}
+            domain::BulkStatus::Completed => {
+                let job_id = job.client_id;
+                return Err(Refusal::BulkAccrualCompleted { job_id }.into());
+            }
+        }
+        let job = store::lock_job(&mut tx, &req.job_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
+        let answer = job_to_proto(&job);
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }

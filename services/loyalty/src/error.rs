@@ -77,5 +77,8 @@ crm_kit::refusals! {
             Precondition("CARD_STATUS", "a {from} card cannot become {to}"),
         CouponUsedUp { code: String } =
             Precondition("COUPON_USED_UP", "coupon {code} has no uses left"),
+        /// A completed bulk accrual has nothing left to stop.
+        BulkAccrualCompleted { job_id: String } =
+            Precondition("BULK_ACCRUAL_COMPLETED", "bulk accrual {job_id:?} has completed"),
     }
 }

@@ -227,6 +227,21 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::void_hold(self, &subject, request.into_inner()).await)
     }
 
+    async fn list_bulk_accruals(
+        &self,
+        request: Request<ListBulkAccrualsRequest>,
+    ) -> Reply<ListBulkAccrualsResponse> {
+        reply(Loyalty::list_bulk_accruals(self, request.into_inner()).await)
+    }
+
+    async fn cancel_bulk_accrual(
+        &self,
+        request: Request<CancelBulkAccrualRequest>,
+    ) -> Reply<BulkAccrual> {
+        let subject = subject(&request);
+        reply(Loyalty::cancel_bulk_accrual(self, &subject, request.into_inner()).await)
+    }
+
     async fn get_hold(&self, request: Request<GetHoldRequest>) -> Reply<Hold> {
         reply(Loyalty::get_hold(self, request.into_inner()).await)
     }

@@ -161,6 +161,83 @@ async fn a_campaign_credits_every_selected_member_once() {
     let done = finished(&client, "campaign-3").await;
     assert_eq!((done.total, done.done), (1, 1));
     assert_eq!(balance(&mut client, &vip_member).await.balance, 7);
+
+    // A completed job has nothing left to stop; the program's jobs are listed newest first.
+    let late = client
+        .cancel_bulk_accrual(CancelBulkAccrualRequest {
+            job_id: "campaign-3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&late), "BULK_ACCRUAL_COMPLETED");
+    let listed = client
+        .list_bulk_accruals(ListBulkAccrualsRequest {
+            program_id: program.id.clone(),
+            status: BulkAccrualStatus::Completed as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ids: Vec<&str> = listed
+        .bulk_accruals
+        .iter()
+        .map(|j| j.job_id.as_str())
+        .collect();
+    assert_eq!(ids, ["campaign-3", "campaign-2", "campaign-1"]);
+
+    // Stopped while it runs: it stops between batches, never within one.
+    client
+        .start_bulk_accrual(campaign(
+            "campaign-4",
+            &program,
+            1,
+            Selection::AllMembers(true),
+        ))
+        .await
+        .unwrap();
+    let cancel = CancelBulkAccrualRequest {
+        job_id: "campaign-4".into(),
+        request_id: "stop-4".into(),
+    };
+    match client.cancel_bulk_accrual(cancel.clone()).await {
+        Ok(stopped) => {
+            let stopped = stopped.into_inner();
+            assert_eq!(stopped.status(), BulkAccrualStatus::Cancelled);
+            assert_eq!(stopped.done % crm_loyalty::bulk::BATCH, 0, "{stopped:?}");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let later = client
+                .get_bulk_accrual(GetBulkAccrualRequest {
+                    job_id: "campaign-4".into(),
+                })
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(
+                (later.status(), later.done),
+                (stopped.status(), stopped.done)
+            );
+            let posted: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM operations WHERE client_id LIKE 'bulk:campaign-4:%'",
+            )
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+            assert_eq!(
+                posted, stopped.done,
+                "exactly the members counted were credited"
+            );
+            let again = client
+                .cancel_bulk_accrual(cancel)
+                .await
+                .unwrap()
+                .into_inner();
+            assert_eq!(again, stopped, "a replayed cancellation answers the same");
+        }
+        // The job finished first (a fast machine): nothing was left to stop.
+        Err(status) => assert_eq!(reason(&status), "BULK_ACCRUAL_COMPLETED"),
+    }
     suite.assert_invariants().await;
 }
 

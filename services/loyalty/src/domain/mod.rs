@@ -81,10 +81,12 @@ crm_kit::text_enum! {
 }
 
 crm_kit::text_enum! {
-    /// A bulk accrual runs until every selected member is credited or counted as failed.
+    /// A bulk accrual runs until every selected member is credited or counted as failed, or until
+    /// it is cancelled.
     pub enum BulkStatus: proto::BulkAccrualStatus {
         Running = "running",
         Completed = "completed",
+        Cancelled = "cancelled",
     }
 }
 

@@ -54,6 +54,37 @@ pub async fn get_job(conn: &mut PgConnection, client_id: &str) -> sqlx::Result<O
     .await
 }
 
+/// A page of the program's jobs, newest first, before `before` (ids are time-ordered).
+pub async fn list_jobs(
+    conn: &mut PgConnection,
+    program: Uuid,
+    status: Option<BulkStatus>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<JobRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM bulk_accruals
+         WHERE program_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::uuid IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4"
+    )))
+    .bind(program)
+    .bind(status)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn cancel_job(tx: &mut Tx, job: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE bulk_accruals SET status = 'cancelled', completed_at = now() WHERE id = $1",
+    )
+    .bind(job)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// A job as it starts.
 pub struct NewJob<'a> {
     pub id: Uuid,
