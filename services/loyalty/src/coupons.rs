@@ -4,14 +4,16 @@
 
 use chrono::Utc;
 use crm_kit::{
-    error::{FieldViolations, Result, ServiceError},
-    request::{audit, optional_time, timestamp, uuid},
-    store::Tx,
+    error::{FieldViolations, Result, ServiceError, check_etag},
+    request::{self, audit, mask_paths, optional_time, timestamp, uuid},
+    store::{Page, Tx},
 };
 use crm_proto::crm::loyalty::v1::{
     Coupon, CouponDefinition, CouponDefinitionChanged, CouponRedeemed, CouponRedemption,
     CouponValidation, CouponsGenerated, CreateCouponDefinitionRequest, GenerateCouponsRequest,
-    GenerateCouponsResponse, RedeemCouponRequest, ValidateCouponRequest,
+    GenerateCouponsResponse, GetCouponDefinitionRequest, ListCouponDefinitionsRequest,
+    ListCouponDefinitionsResponse, RedeemCouponRequest, UpdateCouponDefinitionRequest,
+    ValidateCouponRequest,
 };
 use rust_decimal::Decimal;
 use sqlx::PgConnection;
@@ -124,8 +126,98 @@ impl Loyalty {
             updated_at: Utc::now(),
             created_by: subject.to_owned(),
             updated_by: subject.to_owned(),
+            version: 1,
         };
         store::insert_definition(&mut tx, &row).await?;
+        let definition = definition_to_proto(&definition(&mut tx, id).await?);
+        let event = CouponDefinitionChanged {
+            definition: Some(definition.clone()),
+        };
+        events::COUPON.enqueue(&mut tx, id, &event).await?;
+        claim.commit(tx, &definition).await?;
+        Ok(definition)
+    }
+
+    pub async fn get_coupon_definition(
+        &self,
+        req: GetCouponDefinitionRequest,
+    ) -> Result<CouponDefinition> {
+        let id = request::id(&req.id, "id")?;
+        let row = definition(&mut *self.pool.acquire().await?, id).await?;
+        Ok(definition_to_proto(&row))
+    }
+
+    pub async fn list_coupon_definitions(
+        &self,
+        req: ListCouponDefinitionsRequest,
+    ) -> Result<ListCouponDefinitionsResponse> {
+        let mut v = FieldViolations::new();
+        let program = uuid(&req.program_id, "program_id", &mut v);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &program, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        store::get_program(&mut conn, program)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", program))?;
+        let mut rows =
+            store::list_definitions(&mut conn, program, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
+        Ok(ListCouponDefinitionsResponse {
+            definitions: rows.iter().map(definition_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    pub async fn update_coupon_definition(
+        &self,
+        subject: &str,
+        req: UpdateCouponDefinitionRequest,
+    ) -> Result<CouponDefinition> {
+        let mut v = FieldViolations::new();
+        v.check(req.definition.is_some(), "definition", "is required");
+        let input = req.definition.clone().unwrap_or_default();
+        let id = uuid(&input.id, "definition.id", &mut v);
+        let paths = mask_paths(
+            req.update_mask.as_ref(),
+            &["display_name", "uses_per_code", "valid_from", "valid_to"],
+            &mut v,
+        );
+        v.finish()?;
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
+        let mut row = store::lock_definition(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("CouponDefinition", id))?;
+        check_etag("coupon definition", &input.etag, row.version)?;
+        let mut v = FieldViolations::new();
+        for path in paths {
+            match path {
+                "display_name" => {
+                    row.display_name =
+                        display_name(&input.display_name, "definition.display_name", &mut v)
+                }
+                "uses_per_code" => {
+                    v.check(
+                        input.uses_per_code >= 1,
+                        "definition.uses_per_code",
+                        "must be at least 1 (1: single use)",
+                    );
+                    row.uses_per_code = input.uses_per_code;
+                }
+                "valid_from" => {
+                    row.valid_from =
+                        optional_time(input.valid_from.as_ref(), "definition.valid_from", &mut v)
+                }
+                _ => {
+                    row.valid_to =
+                        optional_time(input.valid_to.as_ref(), "definition.valid_to", &mut v)
+                }
+            }
+        }
+        if let (Some(from), Some(to)) = (row.valid_from, row.valid_to) {
+            v.check(to > from, "definition.valid_to", "must be after valid_from");
+        }
+        v.finish()?;
+        store::update_definition(&mut tx, &row, subject).await?;
         let definition = definition_to_proto(&definition(&mut tx, id).await?);
         let event = CouponDefinitionChanged {
             definition: Some(definition.clone()),
@@ -352,6 +444,7 @@ fn definition_to_proto(row: &store::DefinitionRow) -> CouponDefinition {
             &row.created_by,
             &row.updated_by,
         )),
+        etag: row.version.to_string(),
     }
 }
 

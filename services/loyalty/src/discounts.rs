@@ -5,14 +5,16 @@ use std::collections::HashMap;
 
 use chrono::{NaiveDate, Utc};
 use crm_kit::{
-    error::{FieldViolations, Result},
-    request::{audit, date, date_to_proto, optional_uuid, uuid},
+    error::{FieldViolations, Result, ServiceError},
+    request::{self, audit, date, date_to_proto, optional_uuid, uuid},
+    store::Page,
 };
 use crm_proto::crm::{
     common::v1::Date,
     loyalty::v1::{
-        ApplicableDiscount, Discount, DiscountChanged, GetApplicableDiscountsRequest,
-        GetApplicableDiscountsResponse, SetDiscountRequest,
+        ApplicableDiscount, DeleteDiscountRequest, Discount, DiscountChanged,
+        GetApplicableDiscountsRequest, GetApplicableDiscountsResponse, ListDiscountsRequest,
+        ListDiscountsResponse, SetDiscountRequest,
     },
 };
 use rust_decimal::Decimal;
@@ -94,6 +96,41 @@ impl Loyalty {
         let discount = discount_to_proto(&row);
         let event = DiscountChanged {
             discount: Some(discount.clone()),
+            deleted: false,
+        };
+        events::DISCOUNT.enqueue(&mut tx, row.id, &event).await?;
+        claim.commit(tx, &discount).await?;
+        Ok(discount)
+    }
+
+    pub async fn list_discounts(&self, req: ListDiscountsRequest) -> Result<ListDiscountsResponse> {
+        let mut v = FieldViolations::new();
+        let party = optional_uuid(&req.party_id, "party_id", &mut v);
+        let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &party, &mut v);
+        v.finish()?;
+        let mut conn = self.pool.acquire().await?;
+        let mut rows = store::list_discounts(&mut conn, party, page.after, page.limit()).await?;
+        let next_page_token = page.finish(&mut rows, |last| last.id);
+        Ok(ListDiscountsResponse {
+            discounts: rows.iter().map(discount_to_proto).collect(),
+            next_page_token,
+        })
+    }
+
+    pub async fn delete_discount(
+        &self,
+        subject: &str,
+        req: DeleteDiscountRequest,
+    ) -> Result<Discount> {
+        let id = request::id(&req.id, "id")?;
+        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
+        let row = store::delete_discount(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Discount", id))?;
+        let discount = discount_to_proto(&row);
+        let event = DiscountChanged {
+            discount: Some(discount.clone()),
+            deleted: true,
         };
         events::DISCOUNT.enqueue(&mut tx, row.id, &event).await?;
         claim.commit(tx, &discount).await?;

@@ -242,6 +242,40 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::cancel_bulk_accrual(self, &subject, request.into_inner()).await)
     }
 
+    async fn get_coupon_definition(
+        &self,
+        request: Request<GetCouponDefinitionRequest>,
+    ) -> Reply<CouponDefinition> {
+        reply(Loyalty::get_coupon_definition(self, request.into_inner()).await)
+    }
+
+    async fn list_coupon_definitions(
+        &self,
+        request: Request<ListCouponDefinitionsRequest>,
+    ) -> Reply<ListCouponDefinitionsResponse> {
+        reply(Loyalty::list_coupon_definitions(self, request.into_inner()).await)
+    }
+
+    async fn update_coupon_definition(
+        &self,
+        request: Request<UpdateCouponDefinitionRequest>,
+    ) -> Reply<CouponDefinition> {
+        let subject = subject(&request);
+        reply(Loyalty::update_coupon_definition(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_discounts(
+        &self,
+        request: Request<ListDiscountsRequest>,
+    ) -> Reply<ListDiscountsResponse> {
+        reply(Loyalty::list_discounts(self, request.into_inner()).await)
+    }
+
+    async fn delete_discount(&self, request: Request<DeleteDiscountRequest>) -> Reply<Discount> {
+        let subject = subject(&request);
+        reply(Loyalty::delete_discount(self, &subject, request.into_inner()).await)
+    }
+
     async fn get_hold(&self, request: Request<GetHoldRequest>) -> Reply<Hold> {
         reply(Loyalty::get_hold(self, request.into_inner()).await)
     }

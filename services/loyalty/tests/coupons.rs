@@ -229,3 +229,117 @@ async fn coupons_are_unique_checked_and_never_used_beyond_their_limit() {
     assert_eq!(reason(&suspended), "MEMBERSHIP_NOT_ACTIVE");
     suite.assert_invariants().await;
 }
+
+/// Definitions are read, listed and changed where a change keeps the promise codes already made.
+#[tokio::test]
+async fn coupon_definitions_are_read_listed_and_updated_under_their_etag() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Anna").await;
+    let first = client
+        .create_coupon_definition(definition(&program, 1, false))
+        .await
+        .unwrap()
+        .into_inner();
+    let second = client
+        .create_coupon_definition(definition(&program, 2, false))
+        .await
+        .unwrap()
+        .into_inner();
+    let got = client
+        .get_coupon_definition(GetCouponDefinitionRequest {
+            id: first.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(got, first);
+    let page = client
+        .list_coupon_definitions(ListCouponDefinitionsRequest {
+            program_id: program.id.clone(),
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.definitions, [second.clone()], "newest first");
+    let rest = client
+        .list_coupon_definitions(ListCouponDefinitionsRequest {
+            program_id: program.id.clone(),
+            page_token: page.next_page_token,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rest.definitions, [first.clone()]);
+
+    let code = client
+        .generate_coupons(GenerateCouponsRequest {
+            definition_id: first.id.clone(),
+            count: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .coupons[0]
+        .code
+        .clone();
+    client
+        .redeem_coupon(redeem("r-1", &code, &member))
+        .await
+        .unwrap();
+    let update = |etag: &str, uses: i32| UpdateCouponDefinitionRequest {
+        definition: Some(CouponDefinition {
+            id: first.id.clone(),
+            display_name: "Welcome back".into(),
+            uses_per_code: uses,
+            // Not in the mask: what a coupon gives stays.
+            percentage: "90".into(),
+            etag: etag.into(),
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec!["display_name".into(), "uses_per_code".into()],
+        }),
+        ..Default::default()
+    };
+    let updated = client
+        .update_coupon_definition(update(&first.etag, 2))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (
+            updated.display_name.as_str(),
+            updated.uses_per_code,
+            updated.percentage.as_str()
+        ),
+        ("Welcome back", 2, "15")
+    );
+    assert_ne!(updated.etag, first.etag);
+    let stale = client
+        .update_coupon_definition(update(&first.etag, 3))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), tonic::Code::Aborted);
+    // The code used once may now be used once more.
+    client
+        .redeem_coupon(redeem("r-2", &code, &member))
+        .await
+        .unwrap();
+    let bad = client
+        .update_coupon_definition(UpdateCouponDefinitionRequest {
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["kind".into()],
+            }),
+            ..update(&updated.etag, 0)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    suite.assert_invariants().await;
+}

@@ -405,11 +405,57 @@ async fn discounts_follow_assignments_validity_and_invoiced_turnover() {
     let both = client
         .set_discount(set(Discount {
             turnover_threshold: "1".into(),
-            ..own
+            ..own.clone()
         }))
         .await
         .unwrap_err();
     assert_eq!(both.code(), tonic::Code::InvalidArgument);
+
+    // A party's own discounts are listed apart from the automatic levels, and removed by id.
+    let list = |party_id: &str| ListDiscountsRequest {
+        party_id: party_id.into(),
+        ..Default::default()
+    };
+    let owns = client
+        .list_discounts(list(&party.id))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(owns.discounts, [own.clone()]);
+    let levels = client.list_discounts(list("")).await.unwrap().into_inner();
+    assert!(
+        levels
+            .discounts
+            .iter()
+            .all(|d| d.party_id.is_empty() && !d.turnover_threshold.is_empty())
+    );
+    assert!(!levels.discounts.is_empty());
+    let removed = client
+        .delete_discount(DeleteDiscountRequest {
+            id: own.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(removed, own);
+    assert!(
+        client
+            .list_discounts(list(&party.id))
+            .await
+            .unwrap()
+            .into_inner()
+            .discounts
+            .is_empty()
+    );
+    let again = client
+        .delete_discount(DeleteDiscountRequest {
+            id: own.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(again.code(), tonic::Code::NotFound);
 }
 
 #[tokio::test]

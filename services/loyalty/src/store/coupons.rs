@@ -25,6 +25,7 @@ pub struct DefinitionRow {
     pub updated_at: DateTime<Utc>,
     pub created_by: String,
     pub updated_by: String,
+    pub version: i64,
 }
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -43,6 +44,49 @@ pub async fn get_definition(
         .bind(id)
         .fetch_optional(conn)
         .await
+}
+
+pub async fn lock_definition(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<DefinitionRow>> {
+    sqlx::query_as("SELECT * FROM coupon_definitions WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// A page of the program's definitions, newest first, before `before` (ids are time-ordered).
+pub async fn list_definitions(
+    conn: &mut PgConnection,
+    program: Uuid,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<DefinitionRow>> {
+    sqlx::query_as(
+        "SELECT * FROM coupon_definitions WHERE program_id = $1 AND ($2::uuid IS NULL OR id < $2)
+         ORDER BY id DESC LIMIT $3",
+    )
+    .bind(program)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Writes what an update may change, and moves the version (the etag) on.
+pub async fn update_definition(tx: &mut Tx, d: &DefinitionRow, by: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE coupon_definitions SET display_name = $2, uses_per_code = $3, valid_from = $4,
+             valid_to = $5, updated_by = $6, updated_at = now(), version = version + 1
+         WHERE id = $1",
+    )
+    .bind(d.id)
+    .bind(&d.display_name)
+    .bind(d.uses_per_code)
+    .bind(d.valid_from)
+    .bind(d.valid_to)
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 pub async fn insert_definition(tx: &mut Tx, d: &DefinitionRow) -> sqlx::Result<()> {

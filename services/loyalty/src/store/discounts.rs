@@ -36,6 +36,32 @@ pub struct NewDiscount<'a> {
     pub valid_to: Option<NaiveDate>,
 }
 
+/// A page of a party's discounts (`None`: the automatic levels) in id order after `after`.
+pub async fn list_discounts(
+    conn: &mut PgConnection,
+    party: Option<Uuid>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<DiscountRow>> {
+    sqlx::query_as(
+        "SELECT * FROM discounts WHERE party_id IS NOT DISTINCT FROM $1 AND ($2::uuid IS NULL OR id > $2)
+         ORDER BY id LIMIT $3",
+    )
+    .bind(party)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Deletes the discount and returns it as it was.
+pub async fn delete_discount(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<DiscountRow>> {
+    sqlx::query_as("DELETE FROM discounts WHERE id = $1 RETURNING *")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
 /// Creates the discount, or replaces the one with its id.
 pub async fn set_discount(tx: &mut Tx, d: &NewDiscount<'_>, by: &str) -> sqlx::Result<DiscountRow> {
     sqlx::query_as(
