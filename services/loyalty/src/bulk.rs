@@ -66,7 +66,7 @@ impl Loyalty {
             let job_id = req.job_id.clone();
             return Err(Refusal::JobIdReused { job_id }.into());
         }
-        let program = store::lock_program(&mut tx, program_id)
+        let program = store::share_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         require_active_program(&program)?;
@@ -205,7 +205,7 @@ impl Loyalty {
         let job = store::lock_running_job(&mut tx).await?;
         let Some(job) = job else { return Ok(false) };
         // Locked before the memberships: a program closed meanwhile credits no one more.
-        let open = store::lock_program(&mut tx, job.program_id)
+        let open = store::share_program(&mut tx, job.program_id)
             .await?
             .is_some_and(|p| p.status == domain::ProgramStatus::Active);
         let items = store::lock_pending_items(&mut tx, job.id, BATCH).await?;

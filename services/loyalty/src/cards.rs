@@ -27,7 +27,8 @@ pub(crate) async fn present(
     accrual: bool,
     subject: &str,
 ) -> Result<()> {
-    if !domain::valid_number(number) {
+    let number = domain::typed_number(number);
+    if !domain::valid_number(&number) {
         let mut v = FieldViolations::new();
         v.add(
             "card_number",
@@ -35,7 +36,7 @@ pub(crate) async fn present(
         );
         return Err(v.into());
     }
-    let card = store::lock_card_by_number(tx, number).await?;
+    let card = store::lock_card_by_number(tx, &number).await?;
     let card = card
         .filter(|card| card.membership_id == membership)
         .ok_or(Refusal::CardNotOfMember)?;
@@ -197,11 +198,7 @@ impl Loyalty {
     }
 
     pub async fn find_card(&self, req: FindCardRequest) -> Result<Card> {
-        let number: String = req
-            .card_number
-            .chars()
-            .filter(|c| *c != ' ' && *c != '-')
-            .collect();
+        let number = domain::typed_number(&req.card_number);
         if !domain::valid_number(&number) {
             let mut v = FieldViolations::new();
             v.add(

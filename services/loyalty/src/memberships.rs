@@ -47,7 +47,7 @@ impl Loyalty {
             }
             .into());
         }
-        let program = store::lock_program(&mut tx, program_id)
+        let program = store::share_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         require_active_program(&program)?;
@@ -71,6 +71,7 @@ impl Loyalty {
             created_by: subject.to_owned(),
             updated_by: subject.to_owned(),
             version: 1,
+            suspended_for_consent: false,
         };
         if !store::insert_membership(&mut tx, &membership).await? {
             let (party, program) = (party_id, program_id);
@@ -217,17 +218,35 @@ impl Loyalty {
         let membership = store::lock_membership(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", id))?;
-        if needs_consent_of.is_some_and(|party| party != membership.party_id) {
-            // Merged or erased since it was read: the consent checked was another party's.
-            return Err(ServiceError::EtagMismatch("membership"));
+        if let Some(party) = needs_consent_of {
+            if party != membership.party_id {
+                // Merged or erased since it was read: the consent checked was another party's.
+                return Err(ServiceError::EtagMismatch("membership"));
+            }
+            if membership.suspended_for_consent {
+                let purpose = domain::ENROLMENT_PURPOSE;
+                let why = "the membership waits for a new grant".into();
+                return Err(Refusal::ConsentRequired {
+                    party,
+                    purpose,
+                    why,
+                }
+                .into());
+            }
         }
         if membership.status == domain::MembershipStatus::Left
             && status != domain::MembershipStatus::Left
         {
             return Err(Refusal::MembershipLeft { id }.into());
         }
-        if membership.status != status {
+        // Suspending by hand what a withdrawal suspended makes it a suspension by hand: a new
+        // grant no longer lifts it.
+        let takeover =
+            status == domain::MembershipStatus::Suspended && membership.suspended_for_consent;
+        if membership.status != status || takeover {
             store::set_membership_status(&mut tx, id, status, subject).await?;
+        }
+        if membership.status != status {
             events::MEMBERSHIP.enqueue(&mut tx, id, &event(id)).await?;
         }
         let membership = membership_in(&mut tx, id).await?;

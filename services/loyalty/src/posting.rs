@@ -136,7 +136,10 @@ pub(crate) async fn reverse(
     reference: &str,
     subject: &str,
 ) -> Result<Uuid> {
-    reversible(original)?;
+    // Read again now that the original is locked: the row came with a snapshot taken before the
+    // lock was granted, which misses a reversal committed while this call waited for it.
+    let reversed_by = store::reversal_of(tx, original.id).await?;
+    reversible(original, reversed_by)?;
     // The lock order of every posting: the membership, then its account.
     let membership = store::lock_membership(tx, original.membership_id)
         .await?
@@ -215,11 +218,11 @@ pub(crate) async fn reverse(
 }
 
 /// A reversal is never reversed, and an operation is reversed at most once.
-fn reversible(original: &OperationRow) -> Result<()> {
+fn reversible(original: &OperationRow, reversed_by: Option<Uuid>) -> Result<()> {
     if original.reverses.is_some() {
         return Err(Refusal::CannotReverseAReversal.into());
     }
-    if let Some(reversal) = original.reversed_by {
+    if let Some(reversal) = reversed_by {
         let operation = original.client_id.clone();
         return Err(Refusal::AlreadyReversed {
             operation,

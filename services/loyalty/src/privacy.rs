@@ -75,6 +75,10 @@ impl Participant for LoyaltyPrivacy {
     async fn erase(&self, tx: &mut Tx, subject: Subject, _: Uuid) -> anyhow::Result<Erasure> {
         let id = subject.id();
         let pseudonym = Uuid::new_v4();
+        // In the lock order of the other paths: the party's consent row and invoice lines before
+        // its memberships, memberships before their accounts and cards.
+        let consents = store::forget_consent(tx, id).await?;
+        let invoice_lines = store::pseudonymise_invoice_lines(tx, id, pseudonym).await?;
         let memberships = store::end_memberships_of(tx, id, pseudonym, ERASER).await?;
         for (membership, ended_now) in &memberships {
             if *ended_now {
@@ -88,8 +92,6 @@ impl Participant for LoyaltyPrivacy {
         let accounts = store::pseudonymise_accounts(tx, id, pseudonym).await?;
         let cards = store::block_cards_of(tx, id, pseudonym, &memberships, ERASER).await?;
         let discounts = store::delete_discounts_of(tx, id).await?;
-        let invoice_lines = store::pseudonymise_invoice_lines(tx, id, pseudonym).await?;
-        let consents = store::forget_consent(tx, id).await?;
 
         let mut erasure = Erasure {
             found: !memberships.is_empty()

@@ -421,7 +421,7 @@ async fn discounts_follow_assignments_validity_and_invoiced_turnover() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(owns.discounts, [own.clone()]);
+    assert_eq!(owns.discounts, std::slice::from_ref(&own));
     let levels = client.list_discounts(list("")).await.unwrap().into_inner();
     assert!(
         levels

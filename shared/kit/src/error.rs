@@ -159,6 +159,14 @@ impl From<ServiceError> for Status {
                     "the database connection was lost; retry with backoff",
                 )
             }
+            ServiceError::Database(e) if conflicted(e) => {
+                tracing::warn!(error = %e, "transaction lost a conflict");
+                with_reason(
+                    Code::Aborted,
+                    "TRANSACTION_CONFLICT",
+                    "the call collided with a concurrent one and changed nothing; retry it",
+                )
+            }
             ServiceError::Database(e) => internal(e),
             ServiceError::Internal(e) => internal(e.as_ref()),
         }
@@ -219,6 +227,12 @@ fn connection_lost(error: &sqlx::Error) -> bool {
         }),
         _ => false,
     }
+}
+
+/// Whether PostgreSQL aborted the transaction for a conflict with another (a deadlock or a
+/// serialization failure): nothing was written, and the same call run again may well succeed.
+fn conflicted(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db) if db.code().is_some_and(|code| matches!(&*code, "40P01" | "40001")))
 }
 
 /// INTERNAL: logged with its whole cause chain, shown to the caller only as an opaque failure.

@@ -237,3 +237,37 @@ async fn a_transaction_cancelled_while_beginning_is_rolled_back_before_reuse() {
         "the settled connection is reused"
     );
 }
+
+/// A deadlock PostgreSQL broke (or a serialization failure) changed nothing and may be retried as
+/// it is: callers get ABORTED, not INTERNAL.
+#[tokio::test]
+async fn the_loser_of_a_deadlock_is_told_to_retry() {
+    let database = TestDatabase::create().await.unwrap();
+    let pool = store::connect(&database.url, 2).await.unwrap();
+    let mut setup = pool.acquire().await.unwrap();
+    sqlx::raw_sql(
+        "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0)",
+    )
+    .execute(&mut *setup)
+    .await
+    .unwrap();
+    drop(setup);
+    let (mut a, mut b) = (pool.begin().await.unwrap(), pool.begin().await.unwrap());
+    let update = |id: i32| sqlx::query("UPDATE t SET v = v + 1 WHERE id = $1").bind(id);
+    update(1).execute(&mut *a).await.unwrap();
+    update(2).execute(&mut *b).await.unwrap();
+    // Each now waits for the other's row: PostgreSQL aborts one of the two.
+    let (first, second) = tokio::join!(update(2).execute(&mut *a), update(1).execute(&mut *b));
+    let lost = first
+        .err()
+        .or(second.err())
+        .expect("one of them is aborted");
+    let status = tonic::Status::from(crm_kit::error::ServiceError::Database(lost));
+    assert_eq!(status.code(), tonic::Code::Aborted, "{status:?}");
+    assert_eq!(
+        tonic_types::StatusExt::get_details_error_info(&status)
+            .unwrap()
+            .reason,
+        "TRANSACTION_CONFLICT"
+    );
+}

@@ -3,6 +3,11 @@
 use uuid::Uuid;
 
 /// A new card number: a leading 7, 14 digits from a UUIDv7's random bits, and the check digit.
+/// A card number as typed or scanned: the spaces and dashes it is printed with dropped.
+pub fn typed_number(input: &str) -> String {
+    input.chars().filter(|c| *c != ' ' && *c != '-').collect()
+}
+
 pub fn new_number() -> String {
     let random = Uuid::now_v7().as_u128() as u64 % 100_000_000_000_000;
     let body = format!("7{random:014}");

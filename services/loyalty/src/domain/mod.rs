@@ -3,7 +3,7 @@
 mod cards;
 mod coupons;
 
-pub use cards::{new_number, valid_number};
+pub use cards::{new_number, typed_number, valid_number};
 pub use coupons::{new_code, normalize_code};
 
 use crm_proto::crm::loyalty::v1 as proto;

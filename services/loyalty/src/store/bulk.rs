@@ -167,7 +167,7 @@ pub async fn lock_pending_items(
 ) -> sqlx::Result<Vec<(Uuid, MembershipStatus)>> {
     sqlx::query_as(
         "SELECT i.membership_id, m.status FROM bulk_accrual_items i JOIN memberships m ON m.id = i.membership_id
-         WHERE i.job_id = $1 AND i.status = 'pending' ORDER BY i.membership_id LIMIT $2 FOR UPDATE OF i, m",
+         WHERE i.job_id = $1 AND i.status = 'pending' ORDER BY i.membership_id LIMIT $2 FOR NO KEY UPDATE OF i, m",
     )
     .bind(job)
     .bind(limit)

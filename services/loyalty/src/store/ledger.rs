@@ -161,6 +161,14 @@ pub async fn get_operation_by_client_id(
     .await
 }
 
+/// The operation that reverses `operation`, if one was posted.
+pub async fn reversal_of(tx: &mut Tx, operation: Uuid) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar("SELECT id FROM operations WHERE reverses = $1")
+        .bind(operation)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
 pub async fn lock_operation_by_client_id(
     tx: &mut Tx,
     client_id: &str,

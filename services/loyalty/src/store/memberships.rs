@@ -21,11 +21,13 @@ pub struct MembershipRow {
     pub created_by: String,
     pub updated_by: String,
     pub version: i64,
+    /// Suspended because the party withdrew its consent: a new grant lifts it, not a person.
+    pub suspended_for_consent: bool,
 }
 
 pub(super) const MEMBERSHIP_COLUMNS: &str =
     "id, program_id, party_id, status, pool_to_organization, tier, assigned_tier, created_at,
-    updated_at, created_by, updated_by, version";
+    updated_at, created_by, updated_by, version, suspended_for_consent";
 
 pub async fn get_membership(
     conn: &mut PgConnection,
@@ -41,7 +43,7 @@ pub async fn get_membership(
 
 pub async fn lock_membership(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<MembershipRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE id = $1 FOR UPDATE"
+        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE id = $1 FOR NO KEY UPDATE"
     )))
     .bind(id)
     .fetch_optional(&mut **tx)

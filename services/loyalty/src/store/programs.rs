@@ -88,9 +88,21 @@ pub async fn get_program(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Opti
     .await
 }
 
+/// The program, held against changes (its status above all) until the transaction ends; calls that
+/// only rely on it (enrolments, bulk accrual batches) do not wait for each other.
+pub async fn share_program(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<ProgramRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {PROGRAM_COLUMNS} FROM programs WHERE id = $1 FOR SHARE"
+    )))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// The program, locked for a change to it.
 pub async fn lock_program(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<ProgramRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {PROGRAM_COLUMNS} FROM programs WHERE id = $1 FOR UPDATE"
+        "SELECT {PROGRAM_COLUMNS} FROM programs WHERE id = $1 FOR NO KEY UPDATE"
     )))
     .bind(id)
     .fetch_optional(&mut **tx)
@@ -179,7 +191,7 @@ pub async fn accruing_memberships(tx: &mut Tx, party: Uuid) -> sqlx::Result<Vec<
         "SELECT {MEMBERSHIP_COLUMNS} FROM memberships
          WHERE party_id = $1 AND status = 'active'
            AND program_id IN (SELECT id FROM programs WHERE status = 'active' AND accrual_rules IS NOT NULL)
-         ORDER BY id FOR UPDATE"
+         ORDER BY id FOR NO KEY UPDATE"
     )))
     .bind(party)
     .fetch_all(&mut **tx)
@@ -194,13 +206,15 @@ pub async fn operation_exists(tx: &mut Tx, client_id: &str) -> sqlx::Result<bool
         .await
 }
 
-/// The operations whose client id starts with `prefix`, locked, oldest first.
+/// The operations whose client id starts with `prefix`, locked in membership order (the lock order
+/// of every posting), oldest first within one.
 pub async fn lock_operations_by_prefix(
     tx: &mut Tx,
     prefix: &str,
 ) -> sqlx::Result<Vec<OperationRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{OPERATION_SELECT} WHERE o.client_id LIKE $1 || '%' ORDER BY o.created_at FOR UPDATE OF o"
+        "{OPERATION_SELECT} WHERE o.client_id LIKE $1 || '%'
+         ORDER BY a.membership_id, o.created_at, o.id FOR UPDATE OF o"
     )))
     .bind(
         prefix

@@ -1,0 +1,2 @@
+-- A membership's holds, newest first (ListHolds).
+CREATE INDEX holds_account ON holds (account_id, id DESC);
