@@ -264,7 +264,11 @@ async fn coupon_definitions_are_read_listed_and_updated_under_their_etag() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(page.definitions, [second.clone()], "newest first");
+    assert_eq!(
+        page.definitions,
+        std::slice::from_ref(&second),
+        "newest first"
+    );
     let rest = client
         .list_coupon_definitions(ListCouponDefinitionsRequest {
             program_id: program.id.clone(),
@@ -274,7 +278,7 @@ async fn coupon_definitions_are_read_listed_and_updated_under_their_etag() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(rest.definitions, [first.clone()]);
+    assert_eq!(rest.definitions, std::slice::from_ref(&first));
 
     let code = client
         .generate_coupons(GenerateCouponsRequest {
