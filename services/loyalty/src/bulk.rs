@@ -294,9 +294,13 @@ async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Resul
         .ok_or_else(|| ServiceError::not_found("Program", job.program_id))?;
     let expires_at = store::expiry_of(&point_type_row, &program, Utc::now());
     store::add_lots(tx, &accounts, &operation_ids, job.points, expires_at).await?;
-    if point_type_row.qualifying && !store::tiers(tx, job.program_id).await?.is_empty() {
-        for (_, membership, _) in &credited {
-            tiers::evaluate(tx, *membership).await?;
+    if point_type_row.qualifying {
+        let memberships: Vec<Uuid> = credited.iter().map(|(_, m, _)| *m).collect();
+        store::count_qualifying(tx, &memberships, &vec![job.points; memberships.len()]).await?;
+        if !store::tiers(tx, job.program_id).await?.is_empty() {
+            for membership in memberships {
+                tiers::evaluate(tx, membership).await?;
+            }
         }
     }
     Ok(credited.len() as i64)

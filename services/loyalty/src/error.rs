@@ -77,6 +77,11 @@ crm_kit::refusals! {
             Precondition("CARD_STATUS", "a {from} card cannot become {to}"),
         CouponUsedUp { code: String } =
             Precondition("COUPON_USED_UP", "coupon {code} has no uses left"),
+        /// Qualifying points already counted stay counted: a used point type keeps its flag.
+        QualifyingFixed { code: String } = Precondition(
+            "POINT_TYPE_IN_USE",
+            "point type {code:?} has entries: whether it qualifies for tiers can no longer change"
+        ),
         /// A completed bulk accrual has nothing left to stop.
         BulkAccrualCompleted { job_id: String } =
             Precondition("BULK_ACCRUAL_COMPLETED", "bulk accrual {job_id:?} has completed"),

@@ -122,6 +122,7 @@ pub(crate) async fn post(
             .await?;
     }
     if accrue && target.point_type.qualifying {
+        store::count_qualifying(tx, &[target.membership.id], &[posting.points]).await?;
         tiers::evaluate(tx, target.membership.id).await?;
     }
     Ok(id)
@@ -212,6 +213,10 @@ pub(crate) async fn reverse(
         .enqueue(tx, original.membership_id, &event)
         .await?;
     if point_type.qualifying {
+        // An accrual's reversal takes its points back from the tier; a spend's gives none.
+        if was_accrual {
+            store::count_qualifying(tx, &[original.membership_id], &[-original.points]).await?;
+        }
         tiers::evaluate(tx, original.membership_id).await?;
     }
     Ok(id)

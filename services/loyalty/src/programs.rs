@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::{
     Loyalty,
     domain::{self, code, display_name},
+    error::Refusal,
     events,
     lookups::{check_validity, program_in, program_to_proto, require_accrue_type},
     store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
@@ -191,6 +192,16 @@ impl Loyalty {
         store::lock_program(&mut tx, program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
+        let existing = store::point_types(&mut tx, program_id)
+            .await?
+            .into_iter()
+            .find(|t| t.code == row.code);
+        if existing.is_some_and(|t| t.qualifying != row.qualifying)
+            && store::point_type_used(&mut tx, program_id, &row.code).await?
+        {
+            let code = row.code.clone();
+            return Err(Refusal::QualifyingFixed { code }.into());
+        }
         store::define_point_type(&mut tx, program_id, &row).await?;
         store::touch_program(&mut tx, program_id, subject).await?;
         let program = program_in(&mut tx, program_id).await?;

@@ -260,5 +260,22 @@ async fn points_that_leave_the_window_no_longer_hold_the_tier() {
         .await
         .unwrap();
     assert_eq!(tier_of(&mut client, &member).await, "");
+
+    // Points counted stay counted: a point type in use keeps whether it qualifies.
+    let flip = client
+        .define_point_type(DefinePointTypeRequest {
+            program_id: program.id.clone(),
+            point_type: Some(PointType {
+                code: "basic".into(),
+                display_name: "Basic points".into(),
+                qualifying: false,
+                reversal_floor: -100,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&flip), "POINT_TYPE_IN_USE");
     suite.assert_invariants().await;
 }

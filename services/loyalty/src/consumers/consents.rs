@@ -58,10 +58,19 @@ impl Handler for ConsentGate {
 /// something newer was known, suspends or reactivates the party's memberships.
 async fn apply(tx: &mut Tx, party: Uuid, record: Uuid, granted: bool) -> sqlx::Result<()> {
     let learned = store::learn_consent(tx, party, record, granted).await?;
-    match (learned.newest, granted) {
-        (false, _) => Ok(()),
-        (true, true) => reactivate(tx, party).await,
-        (true, false) => suspend(tx, party).await,
+    if learned.newest {
+        follow_consent(tx, party, granted).await?;
+    }
+    Ok(())
+}
+
+/// Brings the party's memberships in line with its consent: suspends the active ones when it is
+/// withdrawn, reactivates those a withdrawal suspended when it is granted.
+pub(crate) async fn follow_consent(tx: &mut Tx, party: Uuid, granted: bool) -> sqlx::Result<()> {
+    if granted {
+        reactivate(tx, party).await
+    } else {
+        suspend(tx, party).await
     }
 }
 

@@ -1,7 +1,9 @@
 //! Parties merged in the parties service (`crm.parties.party.v1`, `PartiesMerged`): the merged
 //! party's memberships move to the survivor with their points, and so do its discounts and its
 //! invoiced turnover. A membership in a program the survivor already belongs to stays where it is,
-//! as two ledgers are never combined silently; it is logged for an operator.
+//! as two ledgers are never combined silently; it is logged for an operator. What moves follows the
+//! survivor's loyalty_program consent as loyalty knows it: suspended if it is withdrawn, and no
+//! longer suspended for the merged party's withdrawal if it is granted.
 
 use crm_kit::{
     consumer::{Event, HandleError, Handler},
@@ -42,6 +44,9 @@ impl Handler for PartyMerges {
 }
 
 async fn move_party(tx: &mut Tx, from: Uuid, to: Uuid) -> crm_kit::error::Result<()> {
+    // The survivor's consent row first (the lock order of the consent consumer): the memberships
+    // that move follow the survivor's consent, not the merged party's.
+    let consent = store::consent_known(tx, to).await?;
     for membership in store::move_memberships(tx, from, to, CONSUMER).await? {
         let event = MembershipMoved {
             membership_id: membership.to_string(),
@@ -58,5 +63,8 @@ async fn move_party(tx: &mut Tx, from: Uuid, to: Uuid) -> crm_kit::error::Result
         );
     }
     store::move_party_records(tx, from, to).await?;
+    if let Some(granted) = consent {
+        super::consents::follow_consent(tx, to, granted).await?;
+    }
     Ok(())
 }

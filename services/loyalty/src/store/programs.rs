@@ -99,6 +99,17 @@ pub async fn share_program(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<Program
     .await
 }
 
+/// Whether any account holds points of the point type.
+pub async fn point_type_used(tx: &mut Tx, program: Uuid, code: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM accounts WHERE program_id = $1 AND point_type = $2 AND kind = 'member')",
+    )
+    .bind(program)
+    .bind(code)
+    .fetch_one(&mut **tx)
+    .await
+}
+
 /// The program, locked for a change to it.
 pub async fn lock_program(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<ProgramRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -42,6 +42,27 @@ pub async fn qualifying_points(
     .await
 }
 
+/// Counts `points` (negative for a reversal) towards each membership's tiers on the day of the
+/// transaction (UTC), the day its entries carry. Memberships in id order: no deadlock between two
+/// batches.
+pub async fn count_qualifying(
+    tx: &mut Tx,
+    memberships: &[Uuid],
+    points: &[i64],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO qualifying_days AS q (membership_id, day, points)
+         SELECT m, (now() AT TIME ZONE 'UTC')::date, sum(p)
+         FROM unnest($1::uuid[], $2::bigint[]) AS u(m, p) GROUP BY m ORDER BY m
+         ON CONFLICT (membership_id, day) DO UPDATE SET points = q.points + excluded.points",
+    )
+    .bind(memberships)
+    .bind(points)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 pub async fn define_tier(tx: &mut Tx, program: Uuid, tier: &TierRow) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO tiers (program_id, code, display_name, threshold, window_months) VALUES ($1, $2, $3, $4, $5)
