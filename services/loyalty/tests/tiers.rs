@@ -149,13 +149,8 @@ async fn tiers_rise_and_fall_with_qualifying_points_and_an_assigned_tier_is_a_fl
     suite.assert_invariants().await;
 }
 
-/// Reversals and new operations of one member at once, with tiers re-evaluated by each: every one
-/// of them succeeds (one lock order everywhere, so no deadlock reaches a caller).
-#[tokio::test]
-async fn reversals_and_operations_of_one_member_at_once_all_succeed() {
-    let suite = Suite::start().await;
-    let mut client = suite.client.clone();
-    let program = suite.program().await;
+/// A silver tier at 100 qualifying points in 12 months.
+async fn define_silver(client: &mut Loyalty, program: &Program) {
     client
         .define_tier(DefineTierRequest {
             program_id: program.id.clone(),
@@ -169,6 +164,16 @@ async fn reversals_and_operations_of_one_member_at_once_all_succeed() {
         })
         .await
         .unwrap();
+}
+
+/// Reversals and new operations of one member at once, with tiers re-evaluated by each: every one
+/// of them succeeds (one lock order everywhere, so no deadlock reaches a caller).
+#[tokio::test]
+async fn reversals_and_operations_of_one_member_at_once_all_succeed() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    define_silver(&mut client, &program).await;
     let member = suite.member(&program, "Acme").await;
     const N: usize = 30;
     for i in 0..N {
@@ -224,19 +229,7 @@ async fn points_that_leave_the_window_no_longer_hold_the_tier() {
     let suite = Suite::start().await;
     let mut client = suite.client.clone();
     let program = suite.program().await;
-    client
-        .define_tier(DefineTierRequest {
-            program_id: program.id.clone(),
-            tier: Some(Tier {
-                code: "silver".into(),
-                display_name: "Silver".into(),
-                threshold: 100,
-                window_months: 12,
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    define_silver(&mut client, &program).await;
     let member = suite.member(&program, "Acme").await;
     client
         .record_operation(operation("old", &member, "purchase", 150))
