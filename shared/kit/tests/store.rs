@@ -219,8 +219,10 @@ async fn a_transaction_cancelled_while_beginning_is_rolled_back_before_reuse() {
     let mut conn = pool.acquire().await.unwrap();
     let pid = backend_pid(&mut conn).await;
     drop(conn);
-    // Polled once: BEGIN is sent, and the call is dropped before its reply arrives.
-    assert!(pool.begin().now_or_never().is_none());
+    // Polled once: BEGIN is sent, and the call is dropped before its reply arrives (nearly always;
+    // if PostgreSQL answered within that one poll, the transaction is dropped instead, which must
+    // end the same way).
+    drop(pool.begin().now_or_never());
     tokio::time::sleep(Duration::from_millis(20)).await;
 
     let mut admin = PgConnection::connect(&database.url).await.unwrap();
