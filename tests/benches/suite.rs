@@ -2,7 +2,7 @@
 //! the same run. Not a test: it prints figures.
 //!
 //! - `GetParty` against `grpc.health.v1.Health/Check` on the same server;
-//! - `CheckConsent` against its two SELECTs run by `pgbench` on the same database;
+//! - `CheckConsent` against its statement run by `pgbench` on the same database;
 //! - `GetBalance` against its four SELECTs run by `pgbench` on the same database.
 //!
 //! Each service is this binary started again as a child process through `crm_kit::app::main`, set
@@ -234,18 +234,22 @@ SELECT p.id, p.kind, p.status, p.display_name, p.given_name, p.family_name,
     FROM parties p WHERE p.id = :party;
 ";
 
-/// What `CheckConsent` runs: `purposes::get`, then `records::current` (services/consent/src/store).
+/// What `CheckConsent` runs: `records::check` (services/consent/src/store/records.rs).
 const CHECK_CONSENT_SQL: &str = r"
 \set n random(1, 2000)
 SELECT p.code, p.description, p.legal_basis, p.text_version, t.text,
-        p.minimum_consented_version, p.created_at, p.updated_at, p.version
+        p.minimum_consented_version, p.created_at, p.updated_at, p.version,
+        r.id AS r_id, r.subject_kind AS r_subject_kind, r.subject_id AS r_subject_id,
+        r.status AS r_status, r.channel AS r_channel, r.source_system AS r_source_system,
+        r.text_version AS r_text_version, r.reference AS r_reference,
+        r.expires_at AS r_expires_at, r.recorded_by AS r_recorded_by,
+        r.recorded_at AS r_recorded_at
     FROM purposes p JOIN purpose_texts t ON t.purpose = p.code AND t.version = p.text_version
+    LEFT JOIN consent_state s
+        ON s.subject_id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid
+       AND s.purpose = p.code
+    LEFT JOIN consent_records r ON r.id = s.record_id
     WHERE p.code = 'marketing_email';
-SELECT r.id, r.subject_kind, r.subject_id, r.purpose, r.status, r.channel, r.source_system,
-    r.text_version, r.reference, r.expires_at, r.recorded_by, r.recorded_at
-    FROM consent_state s JOIN consent_records r ON r.id = s.record_id
-    WHERE s.subject_id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid
-      AND s.purpose = 'marketing_email';
 ";
 
 /// What `GetBalance` runs: `get_membership`, `get_program`, `point_types`, `find_account`

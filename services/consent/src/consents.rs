@@ -171,11 +171,10 @@ impl Consents {
         let mut v = FieldViolations::new();
         let subject = domain::Subject::parse(req.subject.as_ref(), &mut v);
         v.finish()?;
-        let mut conn = self.pool.acquire().await?;
-        let purpose = purposes::get(&mut conn, &req.purpose)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("Purpose", &req.purpose))?;
-        let record = records::current(&mut conn, subject.id, &purpose.code).await?;
+        let (purpose, record) =
+            records::check(&mut *self.pool.acquire().await?, subject.id, &req.purpose)
+                .await?
+                .ok_or_else(|| ServiceError::not_found("Purpose", &req.purpose))?;
         let state = convert::state(&purpose, record.as_ref());
         Ok(CheckConsentResponse {
             granted: state.status() == ConsentStatus::Granted,

@@ -3,9 +3,10 @@
 
 use chrono::{DateTime, Utc};
 use crm_kit::store::Tx;
-use sqlx::PgConnection;
+use sqlx::{FromRow, PgConnection, Row};
 use uuid::Uuid;
 
+use super::purposes::PurposeRow;
 use crate::domain::{Channel, Latest, RecordStatus, Subject, SubjectKind};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -78,6 +79,54 @@ pub async fn insert(tx: &mut Tx, r: &RecordRow) -> sqlx::Result<()> {
 const COLUMNS: &str =
     "r.id, r.subject_kind, r.subject_id, r.purpose, r.status, r.channel, r.source_system,
     r.text_version, r.reference, r.expires_at, r.recorded_by, r.recorded_at";
+
+/// The purpose and the record behind the subject's current state for it, in one statement (so
+/// in one snapshot): what a consent check reads. `None` when the purpose does not exist.
+pub async fn check(
+    conn: &mut PgConnection,
+    subject: Uuid,
+    purpose: &str,
+) -> sqlx::Result<Option<(PurposeRow, Option<RecordRow>)>> {
+    let row = sqlx::query(
+        "SELECT p.code, p.description, p.legal_basis, p.text_version, t.text,
+             p.minimum_consented_version, p.created_at, p.updated_at, p.version,
+             r.id AS r_id, r.subject_kind AS r_subject_kind, r.subject_id AS r_subject_id,
+             r.status AS r_status, r.channel AS r_channel, r.source_system AS r_source_system,
+             r.text_version AS r_text_version, r.reference AS r_reference,
+             r.expires_at AS r_expires_at, r.recorded_by AS r_recorded_by,
+             r.recorded_at AS r_recorded_at
+         FROM purposes p JOIN purpose_texts t ON t.purpose = p.code AND t.version = p.text_version
+         LEFT JOIN consent_state s ON s.subject_id = $1 AND s.purpose = p.code
+         LEFT JOIN consent_records r ON r.id = s.record_id
+         WHERE p.code = $2",
+    )
+    .bind(subject)
+    .bind(purpose)
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let purpose = PurposeRow::from_row(&row)?;
+    let record = match row.try_get::<Option<Uuid>, _>("r_id")? {
+        None => None,
+        Some(id) => Some(RecordRow {
+            id,
+            subject_kind: row.try_get("r_subject_kind")?,
+            subject_id: row.try_get("r_subject_id")?,
+            purpose: purpose.code.clone(),
+            status: row.try_get("r_status")?,
+            channel: row.try_get("r_channel")?,
+            source_system: row.try_get("r_source_system")?,
+            text_version: row.try_get("r_text_version")?,
+            reference: row.try_get("r_reference")?,
+            expires_at: row.try_get("r_expires_at")?,
+            recorded_by: row.try_get("r_recorded_by")?,
+            recorded_at: row.try_get("r_recorded_at")?,
+        }),
+    };
+    Ok(Some((purpose, record)))
+}
 
 /// The record behind the current state of (subject, purpose): one primary-key read and a join.
 pub async fn current(
