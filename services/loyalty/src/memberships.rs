@@ -73,10 +73,26 @@ impl Loyalty {
             version: 1,
             suspended_for_consent: false,
         };
-        if !store::insert_membership(&mut tx, &membership).await? {
-            let (party, program) = (party_id, program_id);
-            return Err(Refusal::AlreadyEnrolled { party, program }.into());
-        }
+        let membership = if store::insert_membership(&mut tx, &membership).await? {
+            membership
+        } else {
+            // A party that left comes back to its membership, with its accounts and history.
+            let existing = store::lock_membership_of(&mut tx, program_id, party_id)
+                .await?
+                .filter(|m| m.status == domain::MembershipStatus::Left);
+            let Some(existing) = existing else {
+                let (party, program) = (party_id, program_id);
+                return Err(Refusal::AlreadyEnrolled { party, program }.into());
+            };
+            store::set_membership_status(
+                &mut tx,
+                existing.id,
+                domain::MembershipStatus::Active,
+                subject,
+            )
+            .await?;
+            existing
+        };
         let event = MembershipEnrolled {
             membership_id: membership.id.to_string(),
             program_id: program_id.to_string(),

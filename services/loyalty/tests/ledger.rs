@@ -799,9 +799,9 @@ async fn operations_holds_and_cards_are_found_by_the_ids_callers_know() {
 }
 
 /// A suspension by hand ends by hand (one for a withdrawn consent does not: tests/tests/consent.rs);
-/// a membership that left stays gone.
+/// a membership that left is not reactivated, but its party may enrol again.
 #[tokio::test]
-async fn a_membership_suspended_by_hand_is_reactivated_by_hand() {
+async fn a_membership_suspended_by_hand_is_reactivated_by_hand_and_one_that_left_comes_back() {
     let suite = Suite::start().await;
     let mut client = suite.client.clone();
     let program = suite.program().await;
@@ -840,5 +840,29 @@ async fn a_membership_suspended_by_hand_is_reactivated_by_hand() {
         .await
         .unwrap_err();
     assert_eq!(reason(&left), "MEMBERSHIP_LEFT");
+    // ... but the party may enrol again: its membership comes back with its points.
+    let back = client
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: member.party_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (back.id.as_str(), back.status()),
+        (member.id.as_str(), MembershipStatus::Active)
+    );
+    assert_eq!(balance(&mut client, &member).await.balance, 5);
+    let twice = client
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: member.party_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&twice), "ALREADY_ENROLLED");
     suite.assert_invariants().await;
 }

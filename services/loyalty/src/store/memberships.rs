@@ -66,6 +66,22 @@ pub async fn insert_membership(tx: &mut Tx, m: &MembershipRow) -> sqlx::Result<b
     Ok(inserted.rows_affected() == 1)
 }
 
+/// The party's membership of the program, locked.
+pub async fn lock_membership_of(
+    tx: &mut Tx,
+    program: Uuid,
+    party: Uuid,
+) -> sqlx::Result<Option<MembershipRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships WHERE program_id = $1 AND party_id = $2
+         FOR NO KEY UPDATE"
+    )))
+    .bind(program)
+    .bind(party)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
 pub async fn set_membership_status(
     tx: &mut Tx,
     id: Uuid,
