@@ -276,6 +276,13 @@ impl LoyaltyService for Loyalty {
         reply(Loyalty::delete_discount(self, &subject, request.into_inner()).await)
     }
 
+    async fn get_member_benefits(
+        &self,
+        request: Request<GetMemberBenefitsRequest>,
+    ) -> Reply<MemberBenefits> {
+        reply(Loyalty::get_member_benefits(self, request.into_inner()).await)
+    }
+
     async fn get_hold(&self, request: Request<GetHoldRequest>) -> Reply<Hold> {
         reply(Loyalty::get_hold(self, request.into_inner()).await)
     }

@@ -5,8 +5,8 @@ use crm_kit::{
     request::{audit, date_to_proto, timestamp},
 };
 use crm_proto::crm::loyalty::v1::{
-    AccrualRules, Campaign, CategoryRate, Hold, Membership, Operation, OperationType, PointType,
-    Program, Tier, TierMultiplier,
+    AccrualRules, Benefit, Campaign, CategoryRate, Hold, Membership, Operation, OperationType,
+    PointType, Program, Tier, TierBenefits, TierMultiplier,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
@@ -107,15 +107,7 @@ pub(crate) async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) 
             &row.updated_by,
         )),
         etag: row.version.to_string(),
-        tiers: tiers
-            .into_iter()
-            .map(|t| Tier {
-                code: t.code,
-                display_name: t.display_name,
-                threshold: t.threshold,
-                window_months: t.window_months,
-            })
-            .collect(),
+        tiers: tiers.into_iter().map(|t| tier_to_proto(&t)).collect(),
         accrual_rules: row.accrual_rules.as_ref().map(|rules| AccrualRules {
             operation_type: rules.operation_type.clone(),
             points_per_unit: rules.points_per_unit.clone(),
@@ -173,4 +165,29 @@ pub(crate) async fn hold_in(conn: &mut PgConnection, id: Uuid) -> Result<Hold> {
         .await?
         .ok_or_else(|| ServiceError::not_found("Hold", id))?;
     Ok(hold_to_proto(&row))
+}
+
+pub(crate) fn tier_to_proto(tier: &store::TierRow) -> Tier {
+    Tier {
+        code: tier.code.clone(),
+        display_name: tier.display_name.clone(),
+        threshold: tier.threshold,
+        window_months: tier.window_months,
+        benefits: Some(benefits_to_proto(tier)),
+    }
+}
+
+pub(crate) fn benefits_to_proto(tier: &store::TierRow) -> TierBenefits {
+    TierBenefits {
+        return_window_days: tier.return_window_days,
+        free_return_shipping: tier.free_return_shipping,
+        other: tier
+            .other_benefits
+            .iter()
+            .map(|(name, value)| Benefit {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+    }
 }

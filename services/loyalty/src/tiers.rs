@@ -15,16 +15,17 @@ use crm_kit::{
     store::Tx,
 };
 use crm_proto::crm::loyalty::v1::{
-    AssignTierRequest, DefineTierRequest, Membership, Program, TierChanged,
+    AssignTierRequest, DefineTierRequest, GetMemberBenefitsRequest, MemberBenefits, Membership,
+    Program, TierChanged,
 };
 use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
     Loyalty,
-    domain::{code, display_name},
+    domain::{self, code, display_name},
     events,
-    lookups::{membership_in, program_in},
+    lookups::{benefits_to_proto, membership_in, program_in},
     store,
 };
 
@@ -112,11 +113,32 @@ impl Loyalty {
             "tier.window_months",
             "must be 0 (since enrolment) to 120",
         );
+        let benefits = input.benefits.clone().unwrap_or_default();
+        v.check(
+            (0..=3650).contains(&benefits.return_window_days),
+            "tier.benefits.return_window_days",
+            "must be 0 (the standard terms) to 3650 days",
+        );
+        let mut names = std::collections::HashSet::new();
+        let other = benefits
+            .other
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                let field = format!("tier.benefits.other[{i}].name");
+                let name = code(&b.name, &field, &mut v);
+                v.check(names.insert(name.clone()), &field, "is named twice");
+                (name, b.value.trim().to_owned())
+            })
+            .collect();
         let tier = store::TierRow {
             code: code(&input.code, "tier.code", &mut v),
             display_name: display_name(&input.display_name, "tier.display_name", &mut v),
             threshold: input.threshold,
             window_months: input.window_months,
+            return_window_days: benefits.return_window_days,
+            free_return_shipping: benefits.free_return_shipping,
+            other_benefits: sqlx::types::Json(other),
         };
         v.finish()?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
@@ -152,6 +174,32 @@ impl Loyalty {
         let membership = membership_in(&mut tx, id).await?;
         claim.commit(tx, &membership).await?;
         Ok(membership)
+    }
+
+    pub async fn get_member_benefits(
+        &self,
+        req: GetMemberBenefitsRequest,
+    ) -> Result<MemberBenefits> {
+        let id = request::id(&req.membership_id, "membership_id")?;
+        let mut conn = self.pool.acquire().await?;
+        let membership = store::get_membership(&mut conn, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Membership", id))?;
+        let tier = match &membership.tier {
+            Some(code) => store::tiers(&mut conn, membership.program_id)
+                .await?
+                .into_iter()
+                .find(|t| &t.code == code),
+            None => None,
+        };
+        // A suspended or departed member keeps its tier on record but gets nothing from it.
+        let active = membership.status == domain::MembershipStatus::Active;
+        Ok(MemberBenefits {
+            membership_id: id.to_string(),
+            tier: membership.tier.clone().unwrap_or_default(),
+            benefits: tier.filter(|_| active).map(|t| benefits_to_proto(&t)),
+            status: membership.status.to_proto() as i32,
+        })
     }
 
     /// Re-evaluates every membership of programs with tiers every ten minutes, so points leaving

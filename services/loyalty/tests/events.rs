@@ -45,6 +45,7 @@ async fn downstream_systems_rebuild_programs_coupons_discounts_and_jobs_from_the
                 display_name: "Gold".into(),
                 threshold: 1000,
                 window_months: 12,
+                ..Default::default()
             }),
             ..Default::default()
         })

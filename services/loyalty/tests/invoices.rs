@@ -471,6 +471,7 @@ async fn tier_and_campaign_multipliers_apply_within_the_cap_per_period() {
                 display_name: "Gold".into(),
                 threshold: 1_000_000,
                 window_months: 12,
+                ..Default::default()
             }),
             ..Default::default()
         })

@@ -34,6 +34,7 @@ async fn tiers_rise_and_fall_with_qualifying_points_and_an_assigned_tier_is_a_fl
                     display_name: code.into(),
                     threshold,
                     window_months: 12,
+                    ..Default::default()
                 }),
                 ..Default::default()
             })
@@ -159,6 +160,7 @@ async fn define_silver(client: &mut Loyalty, program: &Program) {
                 display_name: "Silver".into(),
                 threshold: 100,
                 window_months: 12,
+                ..Default::default()
             }),
             ..Default::default()
         })
@@ -270,5 +272,93 @@ async fn points_that_leave_the_window_no_longer_hold_the_tier() {
         .await
         .unwrap_err();
     assert_eq!(reason(&flip), "POINT_TYPE_IN_USE");
+    suite.assert_invariants().await;
+}
+
+/// A till or the service desk reads what a member's tier gives it, e.g. its return conditions.
+#[tokio::test]
+async fn a_member_gets_the_benefits_of_the_tier_it_holds_while_active() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let gold = |other: Vec<Benefit>| DefineTierRequest {
+        program_id: program.id.clone(),
+        tier: Some(Tier {
+            code: "gold".into(),
+            display_name: "Gold".into(),
+            threshold: 100,
+            window_months: 12,
+            benefits: Some(TierBenefits {
+                return_window_days: 60,
+                free_return_shipping: true,
+                other,
+            }),
+        }),
+        ..Default::default()
+    };
+    let support = Benefit {
+        name: "priority_support".into(),
+        value: "true".into(),
+    };
+    let twice = client
+        .define_tier(gold(vec![support.clone(), support.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(twice.code(), tonic::Code::InvalidArgument);
+    let program = client
+        .define_tier(gold(vec![support.clone()]))
+        .await
+        .unwrap()
+        .into_inner();
+    let benefits = program.tiers[0].benefits.clone().unwrap();
+    assert_eq!(
+        (benefits.return_window_days, benefits.free_return_shipping),
+        (60, true)
+    );
+
+    let member = suite.member(&program, "Acme").await;
+    let benefits_of = |client: &mut Loyalty| {
+        let mut client = client.clone();
+        let membership_id = member.id.clone();
+        async move {
+            client
+                .get_member_benefits(GetMemberBenefitsRequest { membership_id })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let none = benefits_of(&mut client).await;
+    assert_eq!((none.tier.as_str(), none.benefits), ("", None));
+    client
+        .record_operation(operation("big", &member, "purchase", 150))
+        .await
+        .unwrap();
+    let now = benefits_of(&mut client).await;
+    assert_eq!(now.tier, "gold");
+    let benefits = now.benefits.unwrap();
+    assert_eq!(
+        (
+            benefits.return_window_days,
+            benefits.free_return_shipping,
+            benefits.other
+        ),
+        (60, true, vec![support])
+    );
+
+    client
+        .suspend_membership(SuspendMembershipRequest {
+            id: member.id.clone(),
+            reason: "audit".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let suspended = benefits_of(&mut client).await;
+    assert_eq!(suspended.status(), MembershipStatus::Suspended);
+    assert_eq!(
+        (suspended.tier.as_str(), suspended.benefits),
+        ("gold", None)
+    );
     suite.assert_invariants().await;
 }

@@ -1,7 +1,7 @@
 //! Tiers of programs.
 
 use crm_kit::store::Tx;
-use sqlx::PgConnection;
+use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
@@ -10,13 +10,18 @@ pub struct TierRow {
     pub display_name: String,
     pub threshold: i64,
     pub window_months: i32,
+    pub return_window_days: i32,
+    pub free_return_shipping: bool,
+    /// Further benefits as (name, value) pairs.
+    pub other_benefits: Json<Vec<(String, String)>>,
 }
 
 /// A program's tiers, lowest threshold first.
 pub async fn tiers(conn: &mut PgConnection, program: Uuid) -> sqlx::Result<Vec<TierRow>> {
     sqlx::query_as(
-        "SELECT code, display_name, threshold, window_months FROM tiers WHERE program_id = $1
-         ORDER BY threshold, code",
+        "SELECT code, display_name, threshold, window_months, return_window_days,
+             free_return_shipping, other_benefits
+         FROM tiers WHERE program_id = $1 ORDER BY threshold, code",
     )
     .bind(program)
     .fetch_all(conn)
@@ -65,16 +70,23 @@ pub async fn count_qualifying(
 
 pub async fn define_tier(tx: &mut Tx, program: Uuid, tier: &TierRow) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO tiers (program_id, code, display_name, threshold, window_months) VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO tiers (program_id, code, display_name, threshold, window_months,
+             return_window_days, free_return_shipping, other_benefits)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
          ON CONFLICT (program_id, code) DO UPDATE
          SET display_name = excluded.display_name, threshold = excluded.threshold,
-             window_months = excluded.window_months",
+             window_months = excluded.window_months, return_window_days = excluded.return_window_days,
+             free_return_shipping = excluded.free_return_shipping,
+             other_benefits = excluded.other_benefits",
     )
     .bind(program)
     .bind(&tier.code)
     .bind(&tier.display_name)
     .bind(tier.threshold)
     .bind(tier.window_months)
+    .bind(tier.return_window_days)
+    .bind(tier.free_return_shipping)
+    .bind(&tier.other_benefits)
     .execute(&mut **tx)
     .await?;
     Ok(())
