@@ -109,7 +109,10 @@ async fn a_storm_of_concurrent_postings_on_a_few_members_leaves_a_sound_ledger()
     }
     campaign.await.unwrap().unwrap();
 
-    let tally = tally.lock().unwrap();
+    let tally = Arc::into_inner(tally)
+        .expect("the workers are done")
+        .into_inner()
+        .unwrap();
     assert!(
         tally.unexpected.is_empty(),
         "{} of {} calls failed unexpectedly: {:?}",
