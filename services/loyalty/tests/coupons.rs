@@ -22,6 +22,22 @@ fn definition(program: &Program, uses: i32, per_member: bool) -> CreateCouponDef
     }
 }
 
+/// One generic code of the definition.
+async fn one_code(client: &mut Loyalty, definition: &CouponDefinition) -> String {
+    client
+        .generate_coupons(GenerateCouponsRequest {
+            definition_id: definition.id.clone(),
+            count: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .coupons
+        .remove(0)
+        .code
+}
+
 fn redeem(id: &str, code: &str, member: &Membership) -> RedeemCouponRequest {
     RedeemCouponRequest {
         redemption_id: id.into(),
@@ -108,18 +124,7 @@ async fn coupons_are_unique_checked_and_never_used_beyond_their_limit() {
         .await
         .unwrap()
         .into_inner();
-    let code = client
-        .generate_coupons(GenerateCouponsRequest {
-            definition_id: multi.id.clone(),
-            count: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .coupons[0]
-        .code
-        .clone();
+    let code = one_code(&mut client, &multi).await;
     let tills = (0..20).map(|i| {
         let mut client = client.clone();
         let request = redeem(&format!("race-{i}"), &code, &anna);
@@ -280,18 +285,7 @@ async fn coupon_definitions_are_read_listed_and_updated_under_their_etag() {
         .into_inner();
     assert_eq!(rest.definitions, std::slice::from_ref(&first));
 
-    let code = client
-        .generate_coupons(GenerateCouponsRequest {
-            definition_id: first.id.clone(),
-            count: 1,
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .coupons[0]
-        .code
-        .clone();
+    let code = one_code(&mut client, &first).await;
     client
         .redeem_coupon(redeem("r-1", &code, &member))
         .await
