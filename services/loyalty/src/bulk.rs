@@ -123,10 +123,7 @@ impl Loyalty {
     ) -> Result<ListBulkAccrualsResponse> {
         let mut v = FieldViolations::new();
         let program = uuid(&req.program_id, "program_id", &mut v);
-        let status = match req.status {
-            0 => None,
-            n => Some(domain::BulkStatus::require(n, "status", &mut v)),
-        };
+        let status = domain::BulkStatus::optional(req.status, "status", &mut v);
         let filter = (program, req.status);
         let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &filter, &mut v);
         v.finish()?;
@@ -157,21 +154,17 @@ impl Loyalty {
         let job = store::lock_job(&mut tx, &req.job_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
-        match job.status {
+        let answer = match job.status {
             domain::BulkStatus::Running => {
                 store::cancel_job(&mut tx, job.id).await?;
-                announce(&mut tx, &job.client_id, "cancelled").await?;
+                announce(&mut tx, &job.client_id, "cancelled").await?
             }
-            domain::BulkStatus::Cancelled => {}
+            domain::BulkStatus::Cancelled => job_to_proto(&job),
             domain::BulkStatus::Completed => {
                 let job_id = job.client_id;
                 return Err(Refusal::BulkAccrualCompleted { job_id }.into());
             }
-        }
-        let job = store::lock_job(&mut tx, &req.job_id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
-        let answer = job_to_proto(&job);
+        };
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }
@@ -307,11 +300,13 @@ async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Resul
 }
 
 /// Tells downstream systems where the job now is.
-async fn announce(tx: &mut Tx, client_id: &str, change: &str) -> Result<()> {
+async fn announce(tx: &mut Tx, client_id: &str, change: &str) -> Result<BulkAccrual> {
     let job = store::lock_job(tx, client_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("BulkAccrual", client_id))?;
-    events::bulk_accrual_changed(tx, &job_to_proto(&job), change).await
+    let job = job_to_proto(&job);
+    events::bulk_accrual_changed(tx, &job, change).await?;
+    Ok(job)
 }
 
 fn job_to_proto(job: &store::JobRow) -> BulkAccrual {

@@ -87,3 +87,14 @@ crm_kit::refusals! {
             Precondition("BULK_ACCRUAL_COMPLETED", "bulk accrual {job_id:?} has completed"),
     }
 }
+
+impl Refusal {
+    /// The party's `loyalty_program` consent does not count, and `why`.
+    pub fn consent_required(party: Uuid, why: impl Into<String>) -> Self {
+        Self::ConsentRequired {
+            party,
+            purpose: crate::domain::ENROLMENT_PURPOSE,
+            why: why.into(),
+        }
+    }
+}

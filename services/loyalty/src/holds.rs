@@ -96,10 +96,7 @@ impl Loyalty {
     pub async fn list_holds(&self, req: ListHoldsRequest) -> Result<ListHoldsResponse> {
         let mut v = FieldViolations::new();
         let membership = uuid(&req.membership_id, "membership_id", &mut v);
-        let status = match req.status {
-            0 => None,
-            n => Some(domain::HoldStatus::require(n, "status", &mut v)),
-        };
+        let status = domain::HoldStatus::optional(req.status, "status", &mut v);
         let filter = (membership, req.status);
         let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &filter, &mut v);
         v.finish()?;

@@ -40,12 +40,7 @@ impl Loyalty {
             .await?
             .granted
         {
-            return Err(Refusal::ConsentRequired {
-                party: party_id,
-                purpose: domain::ENROLMENT_PURPOSE,
-                why: "WITHDRAWN".into(),
-            }
-            .into());
+            return Err(Refusal::consent_required(party_id, "WITHDRAWN").into());
         }
         let program = store::share_program(&mut tx, program_id)
             .await?
@@ -222,14 +217,7 @@ impl Loyalty {
         if let Some(party) = needs_consent_of
             && store::consent_known(&mut tx, party).await? == Some(false)
         {
-            let purpose = domain::ENROLMENT_PURPOSE;
-            let why = "WITHDRAWN".into();
-            return Err(Refusal::ConsentRequired {
-                party,
-                purpose,
-                why,
-            }
-            .into());
+            return Err(Refusal::consent_required(party, "WITHDRAWN").into());
         }
         let membership = store::lock_membership(&mut tx, id)
             .await?
@@ -240,14 +228,8 @@ impl Loyalty {
                 return Err(ServiceError::EtagMismatch("membership"));
             }
             if membership.suspended_for_consent {
-                let purpose = domain::ENROLMENT_PURPOSE;
-                let why = "the membership waits for a new grant".into();
-                return Err(Refusal::ConsentRequired {
-                    party,
-                    purpose,
-                    why,
-                }
-                .into());
+                let why = "the membership waits for a new grant";
+                return Err(Refusal::consent_required(party, why).into());
             }
         }
         if membership.status == domain::MembershipStatus::Left

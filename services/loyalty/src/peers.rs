@@ -27,14 +27,7 @@ impl Loyalty {
             }),
             purpose: ENROLMENT_PURPOSE.to_owned(),
         };
-        let refused = |why: String| {
-            Refusal::ConsentRequired {
-                party,
-                purpose: ENROLMENT_PURPOSE,
-                why: why.to_string(),
-            }
-            .into()
-        };
+        let refused = |why: String| Refusal::consent_required(party, why).into();
         match self.consent.clone().check_consent(request).await {
             Ok(answer) if answer.get_ref().granted => {
                 let record = answer

@@ -9,7 +9,7 @@ use crm_kit::{
 use crm_proto::crm::loyalty::v1::{
     AccrualRules, Campaign, CreateProgramRequest, DefineOperationTypeRequest,
     DefinePointTypeRequest, GetProgramRequest, ListProgramsRequest, ListProgramsResponse, Program,
-    ProgramStatus, SetAccrualRulesRequest, UpdateProgramRequest,
+    SetAccrualRulesRequest, UpdateProgramRequest,
 };
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -136,10 +136,7 @@ impl Loyalty {
 
     pub async fn list_programs(&self, req: ListProgramsRequest) -> Result<ListProgramsResponse> {
         let mut v = FieldViolations::new();
-        let status = match req.status() {
-            ProgramStatus::Unspecified => None,
-            other => domain::ProgramStatus::from_proto(other),
-        };
+        let status = domain::ProgramStatus::optional(req.status, "status", &mut v);
         let page: Page<Uuid> = Page::new(req.page_size, &req.page_token, &status, &mut v);
         v.finish()?;
         let mut conn = self.pool.acquire().await?;

@@ -223,12 +223,9 @@ impl Loyalty {
             let Some(last) = batch.last() else {
                 return Ok(());
             };
-            after = *last;
+            after = last.id;
             let mut due = Vec::new();
-            for id in batch {
-                let Some(row) = store::get_membership(&mut conn, id).await? else {
-                    continue;
-                };
+            for row in batch {
                 let tiers = match tiers_of.entry(row.program_id) {
                     Entry::Occupied(known) => known.into_mut(),
                     Entry::Vacant(new) => {
@@ -237,7 +234,7 @@ impl Loyalty {
                 };
                 let (tier, _) = due_tier(&mut conn, &row, tiers).await?;
                 if tier != row.tier {
-                    due.push(id);
+                    due.push(row.id);
                 }
             }
             drop(conn);

@@ -80,6 +80,16 @@ macro_rules! text_enum {
                 })
             }
 
+            /// Reads an optional enum filter: `None` for the proto's UNSPECIFIED (0), else as
+            /// [`Self::require`] does.
+            pub fn optional(
+                value: i32,
+                field: &str,
+                violations: &mut $crate::error::FieldViolations,
+            ) -> Option<Self> {
+                (value != 0).then(|| Self::require(value, field, violations))
+            }
+
             /// The variants as callers write them, for error messages: `DRAFT, ACTIVE or CLOSED`.
             pub fn expected() -> String {
                 $crate::enums::expected(&[$($text),+])
@@ -173,6 +183,18 @@ mod tests {
         assert_eq!(Basis::from_proto(Proto::Contract), None);
         assert_eq!(Basis::from_i32(9_999), None);
         assert_eq!(Basis::parse("nonsense"), None);
+
+        // A filter: unspecified means none, a number that names no variant is refused.
+        let mut v = crate::error::FieldViolations::new();
+        assert_eq!(Basis::optional(0, "basis", &mut v), None);
+        let consent = Basis::Consent.to_proto() as i32;
+        assert_eq!(
+            Basis::optional(consent, "basis", &mut v),
+            Some(Basis::Consent)
+        );
+        assert!(v.is_empty());
+        Basis::optional(9_999, "basis", &mut v);
+        assert_eq!(v.fields().collect::<Vec<_>>(), ["basis"]);
         assert_eq!(Basis::expected(), "CONSENT or LEGITIMATE_INTEREST");
         let mut v = crate::error::FieldViolations::new();
         assert_eq!(

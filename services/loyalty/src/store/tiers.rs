@@ -4,6 +4,8 @@ use crm_kit::store::Tx;
 use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
+use super::{MEMBERSHIP_COLUMNS, MembershipRow};
+
 #[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
 pub struct TierRow {
     pub code: String,
@@ -121,13 +123,13 @@ pub async fn tiered_memberships_after(
     conn: &mut PgConnection,
     after: Uuid,
     limit: i64,
-) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT m.id FROM memberships m
+) -> sqlx::Result<Vec<MembershipRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {MEMBERSHIP_COLUMNS} FROM memberships m
          WHERE m.id > $1 AND m.status = 'active'
            AND EXISTS (SELECT 1 FROM tiers t WHERE t.program_id = m.program_id)
-         ORDER BY m.id LIMIT $2",
-    )
+         ORDER BY m.id LIMIT $2"
+    )))
     .bind(after)
     .bind(limit)
     .fetch_all(conn)
