@@ -14,10 +14,10 @@ use crm_kit::{
     store::{Page, Tx},
 };
 use crm_proto::crm::loyalty::v1::{
-    AccountRef, BulkAccrual, CancelBulkAccrualRequest, GetBulkAccrualRequest,
-    ListBulkAccrualsRequest, ListBulkAccrualsResponse, PointsAccrued, StartBulkAccrualRequest,
-    start_bulk_accrual_request::Selection,
+    BulkAccrual, CancelBulkAccrualRequest, GetBulkAccrualRequest, ListBulkAccrualsRequest,
+    ListBulkAccrualsResponse, StartBulkAccrualRequest, start_bulk_accrual_request::Selection,
 };
+use tracing::Span;
 use uuid::Uuid;
 
 use crate::domain;
@@ -26,7 +26,8 @@ use crate::{
     error::Refusal,
     events,
     lookups::{require_accrue_type, require_active_program},
-    store, tiers,
+    posting::{self, AccountKey, Announce, Change, Posting, System},
+    store,
 };
 
 /// Members credited per transaction.
@@ -197,10 +198,8 @@ impl Loyalty {
         let mut tx = self.pool.begin().await?;
         let job = store::lock_running_job(&mut tx).await?;
         let Some(job) = job else { return Ok(false) };
-        // Locked before the memberships: a program closed meanwhile credits no one more.
-        let open = store::share_program(&mut tx, job.program_id)
-            .await?
-            .is_some_and(|p| p.status == domain::ProgramStatus::Active);
+        // Locked before the memberships, so that the program cannot close under the batch.
+        store::share_program(&mut tx, job.program_id).await?;
         let items = store::lock_pending_items(&mut tx, job.id, BATCH).await?;
         if items.is_empty() {
             store::complete_job(&mut tx, job.id).await?;
@@ -208,27 +207,27 @@ impl Loyalty {
             tx.commit().await?;
             return Ok(true);
         }
-        let active: Vec<Uuid> = items
-            .iter()
-            .filter(|(_, status)| open && *status == domain::MembershipStatus::Active)
-            .map(|(id, _)| *id)
-            .collect();
-        let all: Vec<Uuid> = items.iter().map(|(id, _)| *id).collect();
-        let credited = credit(&mut tx, &job, &active).await?;
-        let failed = (all.len() - active.len()) as i64;
-        store::record_items(&mut tx, job.id, &all, &active, credited, failed).await?;
+        let all = items;
+        let credited = credit(&mut tx, &job, &all).await?;
+        let failed = (all.len() - credited.len()) as i64;
+        store::record_items(
+            &mut tx,
+            job.id,
+            &all,
+            &credited,
+            credited.len() as i64,
+            failed,
+        )
+        .await?;
         announce(&mut tx, &job.client_id, "progressed").await?;
         tx.commit().await?;
         Ok(true)
     }
 }
 
-/// Credits `job.points` to each membership's own account in a few multi-row statements: accounts
-/// created where missing, balances, operations, both sides of the entries, and the events.
-async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Result<i64> {
-    if memberships.is_empty() {
-        return Ok(0);
-    }
+/// Credits `job.points` to each membership's own account through the posting engine, in one
+/// batch; returns the memberships credited (the others are not active, or their program is not).
+async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Result<Vec<Uuid>> {
     let operation_type = store::operation_types(tx, job.program_id)
         .await?
         .into_iter()
@@ -236,67 +235,49 @@ async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Resul
         .ok_or_else(|| {
             ServiceError::Internal(anyhow::anyhow!("the job's operation type vanished"))
         })?;
-    let point_type = operation_type.default_point_type;
-    store::ensure_member_accounts(tx, job.program_id, &point_type, memberships).await?;
-    let credited = store::credit_member_accounts(tx, memberships, &point_type, job.points).await?;
-    let operation_ids: Vec<Uuid> = credited.iter().map(|_| Uuid::now_v7()).collect();
-    let client_ids: Vec<String> = credited
-        .iter()
-        .map(|(_, m, _)| format!("bulk:{}:{m}", job.client_id))
-        .collect();
-    let accounts: Vec<Uuid> = credited.iter().map(|(a, _, _)| *a).collect();
-    let balances: Vec<i64> = credited.iter().map(|(_, _, b)| *b).collect();
-    let batch = store::AccrualBatch {
-        operation_ids: &operation_ids,
-        client_ids: &client_ids,
-        accounts: &accounts,
-        balances: &balances,
-        operation_type: &job.operation_type,
-        points: job.points,
-        reference: &job.reference,
-        created_by: &job.created_by,
-    };
-    let issuance = store::system_account(tx, job.program_id, &point_type, "issuance").await?;
-    store::post_accruals(tx, &batch, issuance).await?;
-    let events: Vec<(String, PointsAccrued)> = credited
-        .iter()
-        .zip(&operation_ids)
-        .map(|((_, membership, balance), operation)| {
-            let event = PointsAccrued {
-                operation_id: operation.to_string(),
-                account: Some(AccountRef {
-                    membership_id: membership.to_string(),
-                    person_id: String::new(),
-                    point_type: point_type.clone(),
-                }),
-                operation_type: job.operation_type.clone(),
-                points: job.points,
-                balance_after: *balance,
-            };
-            (membership.to_string(), event)
-        })
-        .collect();
-    events::POINTS.enqueue_many(tx, &events).await?;
-    let point_type_row = store::point_types(tx, job.program_id)
+    let point_type = store::point_types(tx, job.program_id)
         .await?
         .into_iter()
-        .find(|t| t.code == point_type)
+        .find(|t| t.code == operation_type.default_point_type)
         .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the job's point type vanished")))?;
     let program = store::get_program(tx, job.program_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("Program", job.program_id))?;
-    let expires_at = store::expiry_of(&point_type_row, &program, Utc::now());
-    store::add_lots(tx, &accounts, &operation_ids, job.points, expires_at).await?;
-    if point_type_row.qualifying {
-        let memberships: Vec<Uuid> = credited.iter().map(|(_, m, _)| *m).collect();
-        store::count_qualifying(tx, &memberships, &vec![job.points; memberships.len()]).await?;
-        if !store::tiers(tx, job.program_id).await?.is_empty() {
-            for membership in memberships {
-                tiers::evaluate(tx, membership).await?;
-            }
-        }
-    }
-    Ok(credited.len() as i64)
+    let expires_at = store::expiry_of(&point_type, &program, Utc::now());
+    let postings: Vec<Posting> = memberships
+        .iter()
+        .map(|&membership| Posting {
+            account: AccountKey {
+                program: job.program_id,
+                membership,
+                person: None,
+                point_type: point_type.code.clone(),
+            },
+            change: Change::Credit {
+                points: job.points,
+                expires_at,
+            },
+            operation: Some(posting::Operation {
+                client_id: format!("bulk:{}:{membership}", job.client_id),
+                operation_type: job.operation_type.clone(),
+                reference: job.reference.clone(),
+                subject: job.created_by.clone(),
+                reverses: None,
+                system: System::Issuance,
+                announce: Announce::Accrued,
+                qualifying: point_type.qualifying,
+            }),
+            requires_active: true,
+            span: Span::current(),
+        })
+        .collect();
+    let outcomes = posting::apply(tx, &postings).await?;
+    Ok(memberships
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, outcome)| outcome.is_ok())
+        .map(|(membership, _)| *membership)
+        .collect())
 }
 
 /// Tells downstream systems where the job now is.

@@ -19,14 +19,15 @@ use uuid::Uuid;
 
 use crate::{Loyalty, domain, error::Refusal, events, store};
 
-/// Checks the card presented with an operation; an accrual activates an ISSUED card.
+/// Checks the card presented with an operation, and locks it: it must be the membership's and
+/// usable. Returns the card an accrual activates (an ISSUED one), for [`activate`] once the
+/// operation is posted.
 pub(crate) async fn present(
     tx: &mut Tx,
     number: &str,
     membership: Uuid,
     accrual: bool,
-    subject: &str,
-) -> Result<()> {
+) -> Result<Option<Uuid>> {
     let number = domain::typed_number(number);
     if !domain::valid_number(&number) {
         let mut v = FieldViolations::new();
@@ -41,18 +42,26 @@ pub(crate) async fn present(
         .filter(|card| card.membership_id == membership)
         .ok_or(Refusal::CardNotOfMember)?;
     match card.status {
-        domain::CardStatus::Issued if accrual => {
-            store::set_card_status(tx, card.id, domain::CardStatus::Active, "", subject).await?;
-            let event = CardActivated {
-                card_id: card.id.to_string(),
-                membership_id: membership.to_string(),
-            };
-            events::MEMBERSHIP.enqueue(tx, membership, &event).await?;
-            Ok(())
-        }
-        domain::CardStatus::Issued | domain::CardStatus::Active => Ok(()),
+        domain::CardStatus::Issued if accrual => Ok(Some(card.id)),
+        domain::CardStatus::Issued | domain::CardStatus::Active => Ok(None),
         status => Err(Refusal::CardNotUsable { status }.into()),
     }
+}
+
+/// Activates an issued card on its first accrual.
+pub(crate) async fn activate(
+    tx: &mut Tx,
+    card: Uuid,
+    membership: Uuid,
+    subject: &str,
+) -> Result<()> {
+    store::set_card_status(tx, card, domain::CardStatus::Active, "", subject).await?;
+    let event = CardActivated {
+        card_id: card.to_string(),
+        membership_id: membership.to_string(),
+    };
+    events::MEMBERSHIP.enqueue(tx, membership, &event).await?;
+    Ok(())
 }
 
 impl Loyalty {

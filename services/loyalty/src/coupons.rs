@@ -23,9 +23,8 @@ use crate::{
     Loyalty,
     domain::{self, display_name},
     error::Refusal,
-    events,
-    posting::operation_id_used,
-    store,
+    error::id_used,
+    events, store,
 };
 
 const MAX_GENERATED: usize = 10_000;
@@ -393,7 +392,7 @@ async fn insert_redemption(
         subject,
     )
     .await
-    .map_err(|error| operation_id_used(error, &req.redemption_id))?;
+    .map_err(|error| id_used(error, &req.redemption_id))?;
     Ok(CouponRedemption {
         id: id.to_string(),
         redemption_id: req.redemption_id.clone(),

@@ -98,3 +98,12 @@ impl Refusal {
         }
     }
 }
+
+/// A unique violation on inserting a row under a client id: the id names another request.
+pub fn id_used(error: sqlx::Error, id: &str) -> crm_kit::error::ServiceError {
+    if crm_kit::store::unique_violation(&error).is_some() {
+        Refusal::IdReused { id: id.to_owned() }.into()
+    } else {
+        error.into()
+    }
+}

@@ -3,23 +3,18 @@
 //! for decides them. What a due lot could not give up then stays in it and expires as soon as the
 //! hold is voided or lapses; a captured hold spends the oldest-expiring points, so those first.
 
-use std::{collections::HashMap, time::Duration};
+use std::time::Duration;
 
-use crm_kit::{
-    error::{Result, ServiceError},
-    request::date_to_proto,
-    shutdown::Shutdown,
-    store::Tx,
-};
+use crm_kit::{error::Result, request::date_to_proto, shutdown::Shutdown};
 use crm_proto::crm::loyalty::v1::{
-    AccountRef, ExpiringPoints, ExpiryForecast, GetExpiryForecastRequest, PointsExpired,
+    AccountRef, ExpiringPoints, ExpiryForecast, GetExpiryForecastRequest,
 };
-use uuid::Uuid;
+use tracing::Span;
 
-use crate::domain;
 use crate::{
-    Loyalty, events,
-    store::{self, NewOperation},
+    Loyalty,
+    posting::{self, AccountKey, Announce, Change, Posting, System},
+    store,
 };
 
 /// The operation type of expiry entries (the program's operation types do not define it).
@@ -70,67 +65,51 @@ impl Loyalty {
         }
     }
 
+    /// Expires due lots in batches of 100 until none is left that can expire now (a lot whose
+    /// points are all held waits for its hold to end).
     async fn expire_due_points(&self) -> Result<()> {
         loop {
-            let mut tx = self.pool.begin().await?;
-            let due = store::lock_due_lots(&mut tx, 100).await?;
+            let due = store::due_lots(&mut *self.pool.acquire().await?, 100).await?;
             if due.is_empty() {
                 return Ok(());
             }
-            // Several lots of one account may fall due together: track its balance as we go.
-            let mut balances: HashMap<Uuid, i64> = HashMap::new();
-            for lot in &due {
-                let balance = *balances.entry(lot.account_id).or_insert(lot.balance);
-                let points = lot.remaining.min((balance - lot.held).max(0));
-                if points > 0 {
-                    let after = expire(&mut tx, lot, points).await?;
-                    balances.insert(lot.account_id, after);
-                    store::expire_from_lot(&mut tx, lot.id, points).await?;
-                }
-            }
+            let postings: Vec<Posting> = due.iter().map(expiry).collect();
+            let mut tx = self.pool.begin().await?;
+            let outcomes = posting::apply(&mut tx, &postings).await?;
             tx.commit().await?;
+            let mut expired = 0;
+            for outcome in outcomes {
+                expired += outcome?.points;
+            }
+            // Another replica got there first, or holds took the points meanwhile.
+            if expired == 0 {
+                return Ok(());
+            }
         }
     }
 }
 
-/// Posts one lot's expiry: the member's debit against the program's expiry account.
-async fn expire(tx: &mut Tx, lot: &store::DueLot, points: i64) -> Result<i64> {
-    let balance_after = store::change_balance(tx, lot.account_id, -points, None)
-        .await?
-        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("an expiring account vanished")))?;
-    let expiry_account =
-        store::system_account(tx, lot.program_id, &lot.point_type, "expiry").await?;
-    let id = Uuid::now_v7();
-    // A lot may expire in parts (what a hold spared expires when it ends): each part is named by
-    // what the lot held before it, which only falls.
-    let client_id = format!("expiry:{}:{}", lot.id, lot.remaining);
-    let operation = NewOperation {
-        id,
-        client_id: &client_id,
-        account_id: lot.account_id,
-        system_account_id: expiry_account,
-        operation_type: EXPIRY,
-        direction: domain::Direction::Settle,
-        points,
-        delta: -points,
-        balance_after,
-        reference: "",
-        reverses: None,
-        subject: SWEEPER,
-    };
-    store::post_operation(tx, &operation).await?;
-    let event = PointsExpired {
-        operation_id: id.to_string(),
-        account: Some(AccountRef {
-            membership_id: lot.membership_id.to_string(),
-            person_id: lot.person_id.map(|p| p.to_string()).unwrap_or_default(),
+/// What is left of a due lot, expired against the program's expiry account.
+fn expiry(lot: &store::DueLot) -> Posting {
+    Posting {
+        account: AccountKey {
+            program: lot.program_id,
+            membership: lot.membership_id,
+            person: lot.person_id,
             point_type: lot.point_type.clone(),
+        },
+        change: Change::Expire { lot: lot.id },
+        operation: Some(posting::Operation {
+            client_id: String::new(),
+            operation_type: EXPIRY.to_owned(),
+            reference: String::new(),
+            subject: SWEEPER.to_owned(),
+            reverses: None,
+            system: System::Expiry,
+            announce: Announce::Expired,
+            qualifying: false,
         }),
-        points,
-        balance_after,
-    };
-    events::POINTS
-        .enqueue(tx, lot.membership_id, &event)
-        .await?;
-    Ok(balance_after)
+        requires_active: false,
+        span: Span::current(),
+    }
 }

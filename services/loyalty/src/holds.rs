@@ -13,17 +13,18 @@ use crm_proto::crm::loyalty::v1::{
     CaptureHoldRequest, GetHoldRequest, Hold, HoldCaptured, HoldExpired, HoldPlaced,
     HoldPointsRequest, HoldVoided, ListHoldsRequest, ListHoldsResponse, VoidHoldRequest,
 };
+use tracing::Span;
 use uuid::Uuid;
 
 use crate::{
     Loyalty,
     convert::{account_ref, hold_to_proto},
     domain::{self, DEFAULT_CAPTURE_TYPE, DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS, check_points},
-    error::Refusal,
+    error::{Refusal, id_used},
     events,
     lookups::hold_in,
-    posting::{insufficient, operation_id_used},
-    store::{self, HoldRow, NewOperation},
+    posting::{self, AccountKey, Announce, Change, Posting, System},
+    store::{self, HoldRow},
 };
 
 impl Loyalty {
@@ -46,17 +47,14 @@ impl Loyalty {
         let target = self
             .write_target(&mut tx, req.account.as_ref(), None)
             .await?;
-        let account = store::member_account(
-            &mut tx,
-            target.program.id,
-            target.membership.id,
-            target.person_id,
-            &target.point_type.code,
-        )
-        .await?;
-        if !store::reserve(&mut tx, account, req.points).await? {
-            return Err(insufficient(&mut tx, account, req.points).await);
-        }
+        let posting = Posting {
+            account: target.key(),
+            change: Change::Hold { points: req.points },
+            operation: None,
+            requires_active: true,
+            span: Span::current(),
+        };
+        let account = posting::apply_one(&mut tx, posting).await?.account;
         let id = Uuid::now_v7();
         let expires_at = Utc::now() + chrono::Duration::seconds(timeout);
         store::insert_hold(
@@ -69,7 +67,7 @@ impl Loyalty {
             req.reference.trim(),
         )
         .await
-        .map_err(|e| operation_id_used(e, &req.hold_id))?;
+        .map_err(|e| id_used(e, &req.hold_id))?;
         let event = HoldPlaced {
             hold_id: id.to_string(),
             account: Some(target.reference()),
@@ -152,14 +150,6 @@ impl Loyalty {
                 return Err(hold_not_pending(&hold));
             }
         };
-        // Spending needs an active membership, as earning does; voiding a hold does not.
-        let membership = store::lock_membership(&mut tx, hold.membership_id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("Membership", hold.membership_id))?;
-        if membership.status != domain::MembershipStatus::Active {
-            let (id, status) = (membership.id, membership.status);
-            return Err(Refusal::MembershipNotActive { id, status }.into());
-        }
         let points = if req.points == 0 {
             hold.points
         } else {
@@ -213,7 +203,7 @@ impl Loyalty {
                 return Err(hold_not_pending(&hold));
             }
         };
-        store::release(&mut tx, hold.account_id, hold.points).await?;
+        posting::apply_one(&mut tx, release(&hold)).await?;
         store::settle_hold(&mut tx, hold.id, domain::HoldStatus::Voided, 0, None).await?;
         let account = Some(account_ref(
             hold.membership_id,
@@ -290,8 +280,30 @@ pub(crate) enum HoldState {
     Expired(HoldRow),
 }
 
+/// The posting that gives a hold's points back.
+fn release(hold: &HoldRow) -> Posting {
+    Posting {
+        account: hold_account(hold),
+        change: Change::Release {
+            points: hold.points,
+        },
+        operation: None,
+        requires_active: false,
+        span: Span::current(),
+    }
+}
+
+fn hold_account(hold: &HoldRow) -> AccountKey {
+    AccountKey {
+        program: hold.program_id,
+        membership: hold.membership_id,
+        person: hold.person_id,
+        point_type: hold.point_type.clone(),
+    }
+}
+
 pub(crate) async fn expire(tx: &mut kit_store::Tx, hold: &HoldRow) -> Result<()> {
-    store::release(tx, hold.account_id, hold.points).await?;
+    posting::apply_one(tx, release(hold)).await?;
     store::settle_hold(tx, hold.id, domain::HoldStatus::Expired, 0, None).await?;
     let account = Some(account_ref(
         hold.membership_id,
@@ -325,7 +337,8 @@ pub(crate) fn hold_not_pending(hold: &HoldRow) -> ServiceError {
 }
 
 /// Moves `points` of a pending hold out of the member's account into redemption, under a
-/// settle operation of `operation_type`; returns the balance after.
+/// settle operation of `operation_type`, and releases the rest; returns the balance after.
+/// Spending needs an active membership of an active program, as earning does.
 async fn capture(
     tx: &mut kit_store::Tx,
     hold: &HoldRow,
@@ -333,37 +346,33 @@ async fn capture(
     points: i64,
     subject: &str,
 ) -> Result<i64> {
-    store::release(tx, hold.account_id, hold.points).await?;
-    let balance_after = store::change_balance(tx, hold.account_id, -points, None)
-        .await?
-        .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("held account vanished")))?;
-    store::consume_lots(tx, hold.account_id, points, None).await?;
-    let redemption =
-        store::system_account(tx, hold.program_id, &hold.point_type, "redemption").await?;
-    let operation_id = Uuid::now_v7();
-    let client_id = format!("hold:{}:capture", hold.client_id);
-    let posted = NewOperation {
-        id: operation_id,
-        client_id: &client_id,
-        account_id: hold.account_id,
-        system_account_id: redemption,
-        operation_type,
-        direction: domain::Direction::Settle,
-        points,
-        delta: -points,
-        balance_after,
-        reference: &hold.reference,
-        reverses: None,
-        subject,
+    let posting = Posting {
+        account: hold_account(hold),
+        change: Change::Capture {
+            held: hold.points,
+            points,
+        },
+        operation: Some(posting::Operation {
+            client_id: format!("hold:{}:capture", hold.client_id),
+            operation_type: operation_type.to_owned(),
+            reference: hold.reference.clone(),
+            subject: subject.to_owned(),
+            reverses: None,
+            system: System::Redemption,
+            announce: Announce::ByCaller,
+            qualifying: false,
+        }),
+        requires_active: true,
+        span: Span::current(),
     };
-    store::post_operation(tx, &posted).await?;
+    let posted = posting::apply_one(tx, posting).await?;
     store::settle_hold(
         tx,
         hold.id,
         domain::HoldStatus::Captured,
         points,
-        Some(operation_id),
+        posted.operation,
     )
     .await?;
-    Ok(balance_after)
+    Ok(posted.balance_after)
 }

@@ -15,14 +15,36 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
-    Loyalty, cards,
+    Loyalty,
     convert::{account_ref, balance_to_proto, entry_to_proto, operation_to_proto},
     domain::{self, check_points, code},
-    error::Refusal,
-    lookups::{operation_in, require_active_program},
-    posting::{Posting, Target, post, reverse},
-    store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
+    lookups::operation_in,
+    posting::reverse,
+    store::{self, PointTypeRow, ProgramRow},
 };
+
+/// A member account a hold or an invoice accrual applies to, resolved from an [`AccountRef`].
+pub(crate) struct Target {
+    pub program: ProgramRow,
+    pub membership: store::MembershipRow,
+    pub person_id: Option<Uuid>,
+    pub point_type: PointTypeRow,
+}
+
+impl Target {
+    pub(crate) fn reference(&self) -> AccountRef {
+        account_ref(self.membership.id, self.person_id, &self.point_type.code)
+    }
+
+    pub(crate) fn key(&self) -> crate::posting::AccountKey {
+        crate::posting::AccountKey {
+            program: self.program.id,
+            membership: self.membership.id,
+            person: self.person_id,
+            point_type: self.point_type.code.clone(),
+        }
+    }
+}
 
 impl Loyalty {
     pub async fn get_balance(&self, req: GetBalanceRequest) -> Result<Balance> {
@@ -106,50 +128,15 @@ impl Loyalty {
         let mut v = FieldViolations::new();
         domain::check_client_id(&req.operation_id, "operation_id", &mut v);
         check_points(req.points, "points", &mut v);
-        let operation_type = code(&req.operation_type, "operation_type", &mut v);
+        code(&req.operation_type, "operation_type", &mut v);
+        let account = req.account.clone().unwrap_or_default();
+        let membership = uuid(&account.membership_id, "account.membership_id", &mut v);
+        let person = optional_uuid(&account.person_id, "account.person_id", &mut v);
         v.finish()?;
-        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
-        let program_types = self.types_for(&mut tx, req.account.as_ref()).await?;
-        let Some(op_type) = program_types
-            .iter()
-            .find(|t| t.code == operation_type)
-            .cloned()
-        else {
-            let mut v = FieldViolations::new();
-            v.add(
-                "operation_type",
-                format!("{operation_type:?} is not an operation type of the program"),
-            );
-            return Err(v.into());
-        };
-        let target = self
-            .write_target(
-                &mut tx,
-                req.account.as_ref(),
-                Some(&op_type.default_point_type),
-            )
-            .await?;
-        if !req.card_number.trim().is_empty() {
-            let accrual = op_type.direction == domain::Direction::Accrue;
-            cards::present(
-                &mut tx,
-                req.card_number.trim(),
-                target.membership.id,
-                accrual,
-                subject,
-            )
-            .await?;
+        if let Some(person) = person {
+            self.require_employee_of(membership, person).await?;
         }
-        let posting = Posting {
-            client_id: &req.operation_id,
-            points: req.points,
-            reference: req.reference.trim(),
-            subject,
-        };
-        let id = post(&mut tx, &target, &op_type, &posting).await?;
-        let operation = operation_in(&mut tx, id).await?;
-        claim.commit(tx, &operation).await?;
-        Ok(operation)
+        self.recorder.record(subject, req, membership, person).await
     }
 
     pub async fn reverse_operation(
@@ -197,27 +184,26 @@ impl Loyalty {
         Ok(operation_to_proto(&row))
     }
 
-    /// The program's operation types for the membership in `account`.
-    pub(crate) async fn types_for(
-        &self,
-        tx: &mut kit_store::Tx,
-        account: Option<&AccountRef>,
-    ) -> Result<Vec<OperationTypeRow>> {
-        let mut v = FieldViolations::new();
-        let membership = uuid(
-            account.map_or("", |a| a.membership_id.as_str()),
-            "account.membership_id",
-            &mut v,
-        );
-        v.finish()?;
-        let membership = store::get_membership(tx, membership)
+    /// A B2B person account is for someone the member organization employs (unless the
+    /// membership pools persons' points): asked of the parties service before any transaction.
+    async fn require_employee_of(&self, membership: Uuid, person: Uuid) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        let membership = store::get_membership(&mut conn, membership)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", membership))?;
-        Ok(store::operation_types(tx, membership.program_id).await?)
+        let program = store::get_program(&mut conn, membership.program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
+        drop(conn);
+        if program.kind == domain::ProgramKind::B2b && !membership.pool_to_organization {
+            self.require_employee(person, membership.party_id).await?;
+        }
+        Ok(())
     }
 
-    /// Resolves an account for a write: an active membership of an active program, a point type
-    /// of it (or `default_point_type`), and for B2B a person employed by the member (unless pooled).
+    /// Resolves an account for a write, its membership locked: a point type of the program (or
+    /// `default_point_type`), and for B2B a person employed by the member (unless pooled). Whether
+    /// the membership and program are active is the posting engine's to check.
     pub(crate) async fn write_target(
         &self,
         tx: &mut kit_store::Tx,
@@ -232,14 +218,9 @@ impl Loyalty {
         let membership = store::lock_membership(tx, membership_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Membership", membership_id))?;
-        if membership.status != domain::MembershipStatus::Active {
-            let (id, status) = (membership_id, membership.status);
-            return Err(Refusal::MembershipNotActive { id, status }.into());
-        }
         let program = store::get_program(tx, membership.program_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
-        require_active_program(&program)?;
         let point_type = self
             .point_type(tx, &program, &account.point_type, default_point_type)
             .await?;

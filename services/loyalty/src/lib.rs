@@ -18,7 +18,7 @@ pub mod ledger;
 pub mod lookups;
 pub mod memberships;
 pub mod peers;
-pub mod posting;
+pub(crate) mod posting;
 pub mod privacy;
 pub mod programs;
 pub mod store;
@@ -82,6 +82,8 @@ pub struct Loyalty {
     pub(crate) pool: Pool,
     pub(crate) parties: PartiesServiceClient<TracedChannel>,
     pub(crate) consent: ConsentServiceClient<TracedChannel>,
+    /// Where RecordOperation calls wait to be posted together (group commit).
+    pub(crate) recorder: posting::batch::Recorder,
 }
 
 impl Loyalty {
@@ -91,6 +93,7 @@ impl Loyalty {
         consent: ConsentServiceClient<TracedChannel>,
     ) -> Self {
         Self {
+            recorder: posting::batch::Recorder::start(pool.clone()),
             pool,
             parties,
             consent,

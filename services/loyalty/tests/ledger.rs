@@ -553,7 +553,10 @@ async fn bad_requests_name_every_field() {
         .into_iter()
         .map(|v| v.field)
         .collect();
-    assert_eq!(fields, ["operation_id", "points", "operation_type"]);
+    assert_eq!(
+        fields,
+        ["operation_id", "points", "operation_type", "account.membership_id"]
+    );
     suite.assert_invariants().await;
 }
 

@@ -75,8 +75,36 @@ impl<T: ?Sized> Topic<T> {
     where
         T: Carries<M>,
     {
-        enqueue_many(tx, self.name, events).await
+        let events: Vec<Outgoing> = events
+            .iter()
+            .map(|(key, event)| self.event(key, event))
+            .collect();
+        enqueue_all(tx, &events).await
     }
+
+    /// `event`, keyed by `key`, ready for [`enqueue_all`], with the trace context of the current
+    /// span: events of many requests written together (group commit) each keep their own trace.
+    pub fn event<M: prost::Name>(&self, key: impl ToString, event: &M) -> Outgoing
+    where
+        T: Carries<M>,
+    {
+        Outgoing {
+            topic: self.name,
+            key: key.to_string(),
+            event_type: M::full_name(),
+            payload: event.encode_to_vec(),
+            headers: serde_json::to_value(trace_headers(&Span::current())).unwrap_or_default(),
+        }
+    }
+}
+
+/// An event built by [`Topic::event`], not yet written.
+pub struct Outgoing {
+    topic: &'static str,
+    key: String,
+    event_type: String,
+    payload: Vec<u8>,
+    headers: serde_json::Value,
 }
 
 /// Declares a topic and the events it carries:
@@ -121,33 +149,31 @@ pub async fn enqueue<M: prost::Name>(
     Ok(event_id)
 }
 
-/// Adds many events of one type to the outbox in one statement (batch operations), keyed each.
-pub async fn enqueue_many<M: prost::Name>(
-    tx: &mut Tx,
-    topic: &str,
-    events: &[(String, M)],
-) -> Result<(), sqlx::Error> {
+/// Adds events of any topics and types to the outbox in one statement, in the order given (the
+/// order the relay publishes them in).
+pub async fn enqueue_all(tx: &mut Tx, events: &[Outgoing]) -> Result<(), sqlx::Error> {
     if events.is_empty() {
         return Ok(());
     }
-    let headers = serde_json::to_value(trace_headers(&Span::current())).unwrap_or_default();
     let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
-    let keys: Vec<&str> = events.iter().map(|(key, _)| key.as_str()).collect();
-    let payloads: Vec<Vec<u8>> = events
-        .iter()
-        .map(|(_, event)| event.encode_to_vec())
-        .collect();
+    let topics: Vec<&str> = events.iter().map(|e| e.topic).collect();
+    let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
+    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
+    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
+    let headers: Vec<&serde_json::Value> = events.iter().map(|e| &e.headers).collect();
     sqlx::query(
         "INSERT INTO crm_outbox (event_id, topic, key, event_type, payload, trace_headers)
-         SELECT id, $1, key, $2, payload, $3
-         FROM unnest($4::uuid[], $5::text[], $6::bytea[]) AS e(id, key, payload)",
+         SELECT id, topic, key, event_type, payload, headers
+         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::jsonb[])
+             WITH ORDINALITY AS e(id, topic, key, event_type, payload, headers, n)
+         ORDER BY n",
     )
-    .bind(topic)
-    .bind(M::full_name())
-    .bind(headers)
     .bind(&ids)
+    .bind(&topics)
     .bind(&keys)
+    .bind(&types)
     .bind(&payloads)
+    .bind(&headers)
     .execute(&mut **tx)
     .await?;
     sqlx::query("SELECT pg_notify($1, '')")

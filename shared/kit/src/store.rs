@@ -261,6 +261,155 @@ pub async fn begin<R: prost::Message + Default, Q: Idempotent + prost::Message>(
     }
 }
 
+/// How [`claim_all`] found one request.
+pub enum Claim<R> {
+    /// Not seen before: do it, then settle the claim with [`settle_all`].
+    Fresh(Claimed),
+    /// Done before: answer with this.
+    Replay(R),
+    /// The id was used for another request, or its answer was erased.
+    Refused(IdempotencyError),
+}
+
+/// A claimed id's stored request hash and answer, by caller and id.
+type Stored = (Vec<u8>, Option<Vec<u8>>);
+type StoredRow = (String, String, Vec<u8>, Option<Vec<u8>>);
+
+/// [`begin`] for many requests in one transaction (group commit): claims each request's id for
+/// its caller in two statements. Ids must be unique within the batch.
+pub async fn claim_all<R: prost::Message + Default, Q: Idempotent + prost::Message>(
+    tx: &mut Tx,
+    requests: &[(&str, &Q)],
+) -> Result<Vec<Claim<R>>, sqlx::Error> {
+    let hashes: Vec<Vec<u8>> = requests
+        .iter()
+        .map(|(_, request)| Sha256::digest(request.encode_to_vec()).to_vec())
+        .collect();
+    let keyed: Vec<usize> = (0..requests.len())
+        .filter(|&i| !requests[i].1.request_id().is_empty())
+        .collect();
+    let callers: Vec<&str> = keyed.iter().map(|&i| requests[i].0).collect();
+    let ids: Vec<&str> = keyed.iter().map(|&i| requests[i].1.request_id()).collect();
+    let key_hashes: Vec<&[u8]> = keyed.iter().map(|&i| hashes[i].as_slice()).collect();
+    let inserted: Vec<(String, String)> = sqlx::query_as(
+        "INSERT INTO crm_idempotency (caller, method, request_id, request_hash)
+         SELECT caller, $1, request_id, hash FROM unnest($2::text[], $3::text[], $4::bytea[])
+             AS r(caller, request_id, hash)
+         ON CONFLICT (caller, method, request_id) DO NOTHING RETURNING caller, request_id",
+    )
+    .bind(Q::METHOD)
+    .bind(&callers)
+    .bind(&ids)
+    .bind(&key_hashes)
+    .fetch_all(&mut **tx)
+    .await?;
+    let fresh: std::collections::HashSet<(String, String)> = inserted.into_iter().collect();
+    let seen: Vec<usize> = keyed
+        .iter()
+        .copied()
+        .filter(|&i| {
+            !fresh.contains(&(
+                requests[i].0.to_owned(),
+                requests[i].1.request_id().to_owned(),
+            ))
+        })
+        .collect();
+    let mut stored: std::collections::HashMap<(String, String), Stored> =
+        std::collections::HashMap::new();
+    if !seen.is_empty() {
+        let callers: Vec<&str> = seen.iter().map(|&i| requests[i].0).collect();
+        let ids: Vec<&str> = seen.iter().map(|&i| requests[i].1.request_id()).collect();
+        let rows: Vec<StoredRow> = sqlx::query_as(
+            "SELECT i.caller, i.request_id, i.request_hash, i.response
+             FROM crm_idempotency i JOIN unnest($2::text[], $3::text[]) AS r(caller, request_id)
+               ON i.caller = r.caller AND i.method = $1 AND i.request_id = r.request_id",
+        )
+        .bind(Q::METHOD)
+        .bind(&callers)
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?;
+        stored = rows
+            .into_iter()
+            .map(|(caller, id, hash, response)| ((caller, id), (hash, response)))
+            .collect();
+    }
+    Ok(requests
+        .iter()
+        .zip(&hashes)
+        .map(|((caller, request), hash)| {
+            let request_id = request.request_id();
+            if request_id.is_empty() {
+                return Claim::Fresh(Claimed(None));
+            }
+            let key = ((*caller).to_owned(), request_id.to_owned());
+            match stored.get(&key) {
+                None => Claim::Fresh(Claimed(Some((key.0, Q::METHOD, key.1)))),
+                Some((stored_hash, _)) if stored_hash != hash => {
+                    Claim::Refused(IdempotencyError::Conflict(key.1))
+                }
+                Some((_, Some(bytes))) => match R::decode(bytes.as_slice()) {
+                    Ok(answer) => Claim::Replay(answer),
+                    Err(e) => Claim::Refused(IdempotencyError::Corrupt(key.1, e)),
+                },
+                Some((_, None)) => Claim::Refused(IdempotencyError::Erased(key.1)),
+            }
+        })
+        .collect())
+}
+
+/// Settles the claims of a batch in two statements: the answered store their answers for replays,
+/// the failed are released so that a retry runs again. The caller then commits.
+pub async fn settle_all(
+    tx: &mut Tx,
+    answered: Vec<(Claimed, Vec<u8>)>,
+    failed: Vec<Claimed>,
+) -> Result<(), sqlx::Error> {
+    let (mut callers, mut methods, mut ids, mut responses) = (vec![], vec![], vec![], vec![]);
+    for (claim, response) in answered {
+        if let Some((caller, method, id)) = claim.0 {
+            callers.push(caller);
+            methods.push(method);
+            ids.push(id);
+            responses.push(response);
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE crm_idempotency i SET response = r.response
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[]) AS r(caller, method, request_id, response)
+             WHERE i.caller = r.caller AND i.method = r.method AND i.request_id = r.request_id",
+        )
+        .bind(&callers)
+        .bind(&methods)
+        .bind(&ids)
+        .bind(&responses)
+        .execute(&mut **tx)
+        .await?;
+    }
+    let (mut callers, mut methods, mut ids) = (vec![], vec![], vec![]);
+    for claim in failed {
+        if let Some((caller, method, id)) = claim.0 {
+            callers.push(caller);
+            methods.push(method);
+            ids.push(id);
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "DELETE FROM crm_idempotency i
+             USING unnest($1::text[], $2::text[], $3::text[]) AS r(caller, method, request_id)
+             WHERE i.caller = r.caller AND i.method = r.method AND i.request_id = r.request_id",
+        )
+        .bind(&callers)
+        .bind(&methods)
+        .bind(&ids)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
 impl Claimed {
     /// Commits the transaction's work but answers nothing: the call failed after changing state
     /// that must stay (e.g. a hold found expired and released), and a retry runs it again.

@@ -16,12 +16,14 @@ use crm_kit::{
 use crm_proto::crm::sales::v1::{CreditNote, Invoice, SalesDocument, sales_document::Document};
 use prost::Message;
 use rust_decimal::{Decimal, prelude::ToPrimitive};
+use tracing::Span;
 use uuid::Uuid;
 
 use crate::domain;
 use crate::{
     domain::MAX_POINTS,
-    posting::{Posting, Target, post, reverse},
+    ledger::Target,
+    posting::{self, Announce, Change, Posting, System, reverse},
     store,
 };
 
@@ -158,6 +160,8 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
         } else {
             None
         };
+        let expires_at = store::expiry_of(&target.point_type, &target.program, Utc::now());
+        let mut postings = Vec::new();
         for line in &lines {
             let rate = rules
                 .category_rates
@@ -182,13 +186,25 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
             if points <= 0 || store::operation_exists(tx, &client_id).await? {
                 continue;
             }
-            let posting = Posting {
-                client_id: &client_id,
-                points,
-                reference: &invoice.number,
-                subject: CONSUMER,
-            };
-            post(tx, &target, &operation_type, &posting).await?;
+            postings.push(Posting {
+                account: target.key(),
+                change: Change::Credit { points, expires_at },
+                operation: Some(posting::Operation {
+                    client_id,
+                    operation_type: operation_type.code.clone(),
+                    reference: invoice.number.clone(),
+                    subject: CONSUMER.to_owned(),
+                    reverses: None,
+                    system: System::Issuance,
+                    announce: Announce::Accrued,
+                    qualifying: target.point_type.qualifying,
+                }),
+                requires_active: true,
+                span: Span::current(),
+            });
+        }
+        for outcome in posting::apply(tx, &postings).await? {
+            outcome?;
         }
     }
     Ok(())

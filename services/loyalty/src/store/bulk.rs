@@ -5,7 +5,7 @@ use crm_kit::store::Tx;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{BulkStatus, MembershipStatus};
+use crate::domain::BulkStatus;
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct JobRow {
@@ -159,14 +159,10 @@ pub async fn lock_running_job(tx: &mut Tx) -> sqlx::Result<Option<JobRow>> {
 }
 
 /// Up to `limit` pending items of the job, locked with their memberships (in membership order, the
-/// lock order of every posting), with the membership's status now.
-pub async fn lock_pending_items(
-    tx: &mut Tx,
-    job: Uuid,
-    limit: i64,
-) -> sqlx::Result<Vec<(Uuid, MembershipStatus)>> {
-    sqlx::query_as(
-        "SELECT i.membership_id, m.status FROM bulk_accrual_items i JOIN memberships m ON m.id = i.membership_id
+/// lock order of every posting).
+pub async fn lock_pending_items(tx: &mut Tx, job: Uuid, limit: i64) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT i.membership_id FROM bulk_accrual_items i JOIN memberships m ON m.id = i.membership_id
          WHERE i.job_id = $1 AND i.status = 'pending' ORDER BY i.membership_id LIMIT $2 FOR NO KEY UPDATE OF i, m",
     )
     .bind(job)
@@ -209,120 +205,5 @@ pub async fn record_items(
         .bind(failed)
         .execute(&mut **tx)
         .await?;
-    Ok(())
-}
-
-/// Creates the memberships' own accounts of the point type where missing.
-pub async fn ensure_member_accounts(
-    tx: &mut Tx,
-    program: Uuid,
-    point_type: &str,
-    memberships: &[Uuid],
-) -> sqlx::Result<()> {
-    let new_ids: Vec<Uuid> = memberships.iter().map(|_| Uuid::now_v7()).collect();
-    sqlx::query(
-        "INSERT INTO accounts (id, program_id, point_type, kind, membership_id)
-         SELECT id, $1, $2, 'member', membership FROM unnest($3::uuid[], $4::uuid[]) AS a(id, membership)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(program)
-    .bind(point_type)
-    .bind(&new_ids)
-    .bind(memberships)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Adds `points` to the memberships' own accounts; returns (account, membership, new balance).
-pub async fn credit_member_accounts(
-    tx: &mut Tx,
-    memberships: &[Uuid],
-    point_type: &str,
-    points: i64,
-) -> sqlx::Result<Vec<(Uuid, Uuid, i64)>> {
-    sqlx::query_as(
-        "UPDATE accounts SET balance = balance + $3, updated_at = now()
-         WHERE kind = 'member' AND membership_id = ANY($1) AND person_id IS NULL AND point_type = $2
-         RETURNING id, membership_id, balance",
-    )
-    .bind(memberships)
-    .bind(point_type)
-    .bind(points)
-    .fetch_all(&mut **tx)
-    .await
-}
-
-/// One batch of identical accruals, one per account.
-pub struct AccrualBatch<'a> {
-    pub operation_ids: &'a [Uuid],
-    pub client_ids: &'a [String],
-    pub accounts: &'a [Uuid],
-    pub balances: &'a [i64],
-    pub operation_type: &'a str,
-    pub points: i64,
-    pub reference: &'a str,
-    pub created_by: &'a str,
-}
-
-/// The batch's operations and both sides of their entries (issuance gives, members receive).
-pub async fn post_accruals(
-    tx: &mut Tx,
-    batch: &AccrualBatch<'_>,
-    issuance: Uuid,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO operations (id, client_id, account_id, operation_type, direction, points, balance_after,
-             reference, created_by)
-         SELECT id, client_id, account_id, $5, 'accrue', $6, balance, $7, $8
-         FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[]) AS o(id, client_id, account_id, balance)",
-    )
-    .bind(batch.operation_ids)
-    .bind(batch.client_ids)
-    .bind(batch.accounts)
-    .bind(batch.balances)
-    .bind(batch.operation_type)
-    .bind(batch.points)
-    .bind(batch.reference)
-    .bind(batch.created_by)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO ledger_entries (operation_id, account_id, amount, balance_after)
-         SELECT id, account_id, $4, balance FROM unnest($1::uuid[], $2::uuid[], $3::bigint[]) AS e(id, account_id, balance)
-         UNION ALL
-         SELECT id, $5, -$4, NULL FROM unnest($1::uuid[]) AS s(id)",
-    )
-    .bind(batch.operation_ids)
-    .bind(batch.accounts)
-    .bind(batch.balances)
-    .bind(batch.points)
-    .bind(issuance)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// One lot per credited operation, of what it took the balance above zero (see `add_lot`); the
-/// accounts' balances are already credited.
-pub async fn add_lots(
-    tx: &mut Tx,
-    accounts: &[Uuid],
-    operations: &[Uuid],
-    points: i64,
-    expires_at: Option<DateTime<Utc>>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at)
-         SELECT l.account_id, l.id, least($3, a.balance), least($3, a.balance), $4
-         FROM unnest($1::uuid[], $2::uuid[]) AS l(account_id, id) JOIN accounts a ON a.id = l.account_id
-         WHERE a.balance > 0",
-    )
-    .bind(accounts)
-    .bind(operations)
-    .bind(points)
-    .bind(expires_at)
-    .execute(&mut **tx)
-    .await?;
     Ok(())
 }

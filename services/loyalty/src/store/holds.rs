@@ -82,28 +82,6 @@ pub async fn lock_hold_by_client_id(tx: &mut Tx, client_id: &str) -> sqlx::Resul
     .await
 }
 
-/// Reserves `points` of the account's available points; false when they are not available.
-pub async fn reserve(tx: &mut Tx, account: Uuid, points: i64) -> sqlx::Result<bool> {
-    let reserved = sqlx::query(
-        "UPDATE accounts SET held = held + $2, updated_at = now() WHERE id = $1 AND balance - held >= $2",
-    )
-    .bind(account)
-    .bind(points)
-    .execute(&mut **tx)
-    .await?;
-    Ok(reserved.rows_affected() == 1)
-}
-
-/// Gives reserved points back to the available balance.
-pub async fn release(tx: &mut Tx, account: Uuid, points: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE accounts SET held = held - $2, updated_at = now() WHERE id = $1")
-        .bind(account)
-        .bind(points)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
 pub async fn insert_hold(
     tx: &mut Tx,
     id: Uuid,

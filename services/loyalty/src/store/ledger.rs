@@ -39,46 +39,6 @@ pub async fn find_account(
     .await
 }
 
-/// The member account's id, created on first use.
-pub async fn member_account(
-    tx: &mut Tx,
-    program: Uuid,
-    membership: Uuid,
-    person: Option<Uuid>,
-    point_type: &str,
-) -> sqlx::Result<Uuid> {
-    sqlx::query(
-        "INSERT INTO accounts (id, program_id, point_type, kind, membership_id, person_id)
-         VALUES ($1, $2, $3, 'member', $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(Uuid::now_v7())
-    .bind(program)
-    .bind(point_type)
-    .bind(membership)
-    .bind(person)
-    .execute(&mut **tx)
-    .await?;
-    let account = find_account(tx, membership, person, point_type).await?;
-    Ok(account.expect("the account was just ensured").id)
-}
-
-/// The program's issuance or redemption account for a point type.
-pub async fn system_account(
-    tx: &mut Tx,
-    program: Uuid,
-    point_type: &str,
-    kind: &str,
-) -> sqlx::Result<Uuid> {
-    sqlx::query_scalar(
-        "SELECT id FROM accounts WHERE program_id = $1 AND point_type = $2 AND kind = $3",
-    )
-    .bind(program)
-    .bind(point_type)
-    .bind(kind)
-    .fetch_one(&mut **tx)
-    .await
-}
-
 pub async fn membership_accounts(
     conn: &mut PgConnection,
     membership: Uuid,
@@ -89,27 +49,6 @@ pub async fn membership_accounts(
     )))
     .bind(membership)
     .fetch_all(conn)
-    .await
-}
-
-/// Credits (positive) or debits (negative) a member account. A debit only happens while it keeps
-/// the balance at or above `floor` after pending holds are set aside (`None`: no floor). Returns the
-/// new balance, or `None` when the points are not there. The row lock serialises concurrent debits.
-pub async fn change_balance(
-    tx: &mut Tx,
-    account: Uuid,
-    delta: i64,
-    floor: Option<i64>,
-) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
-        "UPDATE accounts SET balance = balance + $2, updated_at = now()
-         WHERE id = $1 AND ($2 >= 0 OR $3::bigint IS NULL OR balance - held + $2 >= $3)
-         RETURNING balance",
-    )
-    .bind(account)
-    .bind(delta)
-    .bind(floor)
-    .fetch_optional(&mut **tx)
     .await
 }
 
@@ -181,56 +120,6 @@ pub async fn lock_operation_by_client_id(
     .await
 }
 
-/// What a new operation posts.
-pub struct NewOperation<'a> {
-    pub id: Uuid,
-    pub client_id: &'a str,
-    pub account_id: Uuid,
-    pub system_account_id: Uuid,
-    pub operation_type: &'a str,
-    pub direction: Direction,
-    pub points: i64,
-    /// The member account's change: +points (accrue) or −points (settle).
-    pub delta: i64,
-    pub balance_after: i64,
-    pub reference: &'a str,
-    pub reverses: Option<Uuid>,
-    pub subject: &'a str,
-}
-
-/// Inserts the operation and its two entries, which sum to zero.
-pub async fn post_operation(tx: &mut Tx, op: &NewOperation<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO operations (id, client_id, account_id, operation_type, direction, points, balance_after,
-             reference, reverses, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(op.id)
-    .bind(op.client_id)
-    .bind(op.account_id)
-    .bind(op.operation_type)
-    .bind(op.direction)
-    .bind(op.points)
-    .bind(op.balance_after)
-    .bind(op.reference)
-    .bind(op.reverses)
-    .bind(op.subject)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO ledger_entries (operation_id, account_id, amount, balance_after)
-         VALUES ($1, $2, $3, $4), ($1, $5, -$3, NULL)",
-    )
-    .bind(op.id)
-    .bind(op.account_id)
-    .bind(op.delta)
-    .bind(op.balance_after)
-    .bind(op.system_account_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct EntryRow {
     pub id: i64,
@@ -271,14 +160,6 @@ pub async fn entries(
     .await
 }
 
-/// The account's points not held: what a debit may take.
-pub async fn available(tx: &mut Tx, account: Uuid) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar("SELECT balance - held FROM accounts WHERE id = $1")
-        .bind(account)
-        .fetch_optional(&mut **tx)
-        .await
-}
-
 /// A page of the membership's accounts in id order, after `after`.
 pub async fn list_membership_accounts(
     conn: &mut PgConnection,
@@ -296,4 +177,12 @@ pub async fn list_membership_accounts(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// Those of `client_ids` that name an operation already.
+pub async fn taken_client_ids(tx: &mut Tx, client_ids: &[&str]) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("SELECT client_id FROM operations WHERE client_id = ANY($1)")
+        .bind(client_ids)
+        .fetch_all(&mut **tx)
+        .await
 }

@@ -1,0 +1,377 @@
+//! Group commit of `RecordOperation`: calls arriving together are posted in one transaction.
+//!
+//! A call waits in a queue; a batch takes whatever is queued (up to [`MAX_BATCH`]) as soon as one
+//! of [`BATCHES_IN_FLIGHT`] slots is free, so under light load a call goes alone and at once, and
+//! under heavy load batches grow while the previous ones commit. Each call keeps its own
+//! idempotency claim and its own answer: a refusal (points not there, a suspended membership, a
+//! card not usable) answers that call alone. If the batch's transaction fails as a whole (a
+//! conflict with another replica, say), each call is posted again alone, so an error reaches only
+//! the call it belongs to.
+
+use std::{
+    collections::{HashMap, HashSet, hash_map::Entry},
+    sync::Arc,
+};
+
+use crm_kit::{
+    error::{FieldViolations, Result, ServiceError},
+    store::{self as kit_store, Claim, Claimed, Pool, Tx},
+};
+use crm_proto::crm::loyalty::v1::{Operation, RecordOperationRequest};
+use prost::Message;
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::{Instrument, Span};
+use uuid::Uuid;
+
+use super::{AccountKey, Announce, Change, LockedMembership, Posting, System, apply};
+use crate::{
+    cards,
+    convert::operation_to_proto,
+    domain::{self, ProgramKind},
+    store::{self, OperationRow, OperationTypeRow, PointTypeRow, ProgramRow},
+};
+
+/// Calls posted in one transaction at most.
+pub const MAX_BATCH: usize = 64;
+/// Batches committing at once; more calls wait and join the next batch.
+pub const BATCHES_IN_FLIGHT: usize = 4;
+
+struct Job {
+    subject: String,
+    request: RecordOperationRequest,
+    membership: Uuid,
+    person: Option<Uuid>,
+    span: Span,
+    reply: oneshot::Sender<Result<Operation>>,
+}
+
+/// The queue `RecordOperation` calls wait in.
+#[derive(Clone)]
+pub struct Recorder {
+    queue: mpsc::UnboundedSender<Job>,
+}
+
+impl Recorder {
+    /// Starts the batcher; it stops when the last `Recorder` is dropped.
+    pub fn start(pool: Pool) -> Self {
+        let (queue, jobs) = mpsc::unbounded_channel();
+        tokio::spawn(run(pool, jobs));
+        Self { queue }
+    }
+
+    /// Posts a validated call (membership and person parsed) and waits for its answer.
+    pub(crate) async fn record(
+        &self,
+        subject: &str,
+        request: RecordOperationRequest,
+        membership: Uuid,
+        person: Option<Uuid>,
+    ) -> Result<Operation> {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            subject: subject.to_owned(),
+            request,
+            membership,
+            person,
+            span: Span::current(),
+            reply,
+        };
+        let stopped = || ServiceError::Unavailable("the service is shutting down".into());
+        self.queue.send(job).map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let mut waiting: Vec<Job> = Vec::new();
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        if waiting.is_empty() {
+            match queue.recv().await {
+                Some(job) => waiting.push(job),
+                None => return,
+            }
+        }
+        while waiting.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => waiting.push(job),
+                Err(_) => break,
+            }
+        }
+        // An operation id appears once per batch: a repeat waits for the next one, where it
+        // finds the first call's answer (or its id taken).
+        let mut ids = HashSet::new();
+        let (mut batch, mut later) = (Vec::new(), Vec::new());
+        for job in waiting.drain(..) {
+            if batch.len() < MAX_BATCH && ids.insert(job.request.operation_id.clone()) {
+                batch.push(job);
+            } else {
+                later.push(job);
+            }
+        }
+        waiting = later;
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            post_batch(&pool, batch).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Posts the batch, or on a failure of the whole transaction each call alone.
+async fn post_batch(pool: &Pool, jobs: Vec<Job>) {
+    let span = tracing::info_span!("record_operations", batch = jobs.len());
+    let answers = try_batch(pool, &jobs).instrument(span).await;
+    match answers {
+        Ok(answers) => {
+            for (job, answer) in jobs.into_iter().zip(answers) {
+                let _ = job.reply.send(answer);
+            }
+        }
+        Err(error) if jobs.len() == 1 => {
+            let job = jobs.into_iter().next().expect("one job");
+            let _ = job.reply.send(Err(error));
+        }
+        Err(error) => {
+            tracing::info!(%error, "a batch of operations failed; posting each alone");
+            for job in jobs {
+                let answer = try_batch(pool, std::slice::from_ref(&job))
+                    .instrument(job.span.clone())
+                    .await
+                    .and_then(|mut answers| answers.pop().expect("one answer"));
+                let _ = job.reply.send(answer);
+            }
+        }
+    }
+}
+
+/// A program's types, read once per batch.
+struct Setup {
+    program: ProgramRow,
+    operation_types: Vec<OperationTypeRow>,
+    point_types: Vec<PointTypeRow>,
+}
+
+/// What a fresh call resolved to, before it is posted.
+struct Resolved {
+    job: usize,
+    claim: Claimed,
+    posting: Posting,
+    operation_type: OperationTypeRow,
+    card: Option<Uuid>,
+}
+
+async fn try_batch(pool: &Pool, jobs: &[Job]) -> Result<Vec<Result<Operation>>> {
+    let mut tx = pool.begin().await?;
+    let requests: Vec<(&str, &RecordOperationRequest)> = jobs
+        .iter()
+        .map(|job| (job.subject.as_str(), &job.request))
+        .collect();
+    let claims = kit_store::claim_all::<Operation, _>(&mut tx, &requests).await?;
+    let mut answers: Vec<Option<Result<Operation>>> = jobs.iter().map(|_| None).collect();
+    let mut fresh: Vec<(usize, Claimed)> = Vec::new();
+    for (i, claim) in claims.into_iter().enumerate() {
+        match claim {
+            Claim::Fresh(claim) => fresh.push((i, claim)),
+            Claim::Replay(answer) => answers[i] = Some(Ok(answer)),
+            Claim::Refused(error) => answers[i] = Some(Err(error.into())),
+        }
+    }
+    let ids: Vec<&str> = fresh
+        .iter()
+        .map(|(i, _)| jobs[*i].request.operation_id.as_str())
+        .collect();
+    let taken: HashSet<String> = store::taken_client_ids(&mut tx, &ids)
+        .await?
+        .into_iter()
+        .collect();
+    let memberships =
+        super::lock_memberships(&mut tx, fresh.iter().map(|(i, _)| jobs[*i].membership)).await?;
+    let mut setups: HashMap<Uuid, Setup> = HashMap::new();
+    let mut resolved: Vec<Resolved> = Vec::new();
+    let mut failed: Vec<Claimed> = Vec::new();
+    for (i, claim) in fresh {
+        let job = &jobs[i];
+        let outcome = if taken.contains(&job.request.operation_id) {
+            let id = job.request.operation_id.clone();
+            Err(crate::error::Refusal::IdReused { id }.into())
+        } else {
+            resolve(&mut tx, job, &memberships, &mut setups).await
+        };
+        match outcome {
+            Ok((posting, operation_type, card)) => resolved.push(Resolved {
+                job: i,
+                claim,
+                posting,
+                operation_type,
+                card,
+            }),
+            Err(error) => {
+                answers[i] = Some(Err(error));
+                failed.push(claim);
+            }
+        }
+    }
+
+    let postings: Vec<Posting> = resolved.iter().map(|r| r.posting.clone()).collect();
+    let outcomes = apply(&mut tx, &postings).await?;
+    let mut answered: Vec<(Claimed, Vec<u8>)> = Vec::new();
+    for (r, outcome) in resolved.into_iter().zip(outcomes) {
+        let job = &jobs[r.job];
+        match outcome {
+            Ok(posted) => {
+                if let Some(card) = r.card {
+                    cards::activate(&mut tx, card, job.membership, &job.subject).await?;
+                }
+                let row = OperationRow {
+                    id: posted.operation.expect("an operation posts"),
+                    client_id: job.request.operation_id.clone(),
+                    account_id: posted.account,
+                    membership_id: r.posting.account.membership,
+                    person_id: r.posting.account.person,
+                    point_type: r.posting.account.point_type.clone(),
+                    operation_type: r.operation_type.code.clone(),
+                    direction: r.operation_type.direction,
+                    points: posted.points,
+                    balance_after: posted.balance_after,
+                    reference: job.request.reference.trim().to_owned(),
+                    reverses: None,
+                    reversed_by: None,
+                    created_at: posted.created_at,
+                };
+                let operation = operation_to_proto(&row);
+                answered.push((r.claim, operation.encode_to_vec()));
+                answers[r.job] = Some(Ok(operation));
+            }
+            Err(error) => {
+                answers[r.job] = Some(Err(error));
+                failed.push(r.claim);
+            }
+        }
+    }
+    kit_store::settle_all(&mut tx, answered, failed).await?;
+    tx.commit().await?;
+    Ok(answers
+        .into_iter()
+        .map(|a| a.expect("every call is answered"))
+        .collect())
+}
+
+/// The call's posting: its operation type and point type in the membership's program, its
+/// account (a B2B person's only where the program has them and does not pool), and the card.
+async fn resolve(
+    tx: &mut Tx,
+    job: &Job,
+    memberships: &HashMap<Uuid, LockedMembership>,
+    setups: &mut HashMap<Uuid, Setup>,
+) -> Result<(Posting, OperationTypeRow, Option<Uuid>)> {
+    let req = &job.request;
+    let membership = memberships
+        .get(&job.membership)
+        .ok_or_else(|| ServiceError::not_found("Membership", job.membership))?;
+    let setup = match setups.entry(membership.program_id) {
+        Entry::Occupied(known) => known.into_mut(),
+        Entry::Vacant(new) => new.insert(read_setup(tx, membership.program_id).await?),
+    };
+    let code = req.operation_type.trim();
+    let Some(operation_type) = setup
+        .operation_types
+        .iter()
+        .find(|t| t.code == code)
+        .cloned()
+    else {
+        let mut v = FieldViolations::new();
+        v.add(
+            "operation_type",
+            format!("{code:?} is not an operation type of the program"),
+        );
+        return Err(v.into());
+    };
+    let account = req.account.clone().unwrap_or_default();
+    let wanted = Some(account.point_type.trim())
+        .filter(|t| !t.is_empty())
+        .unwrap_or(&operation_type.default_point_type);
+    let Some(point_type) = setup.point_types.iter().find(|t| t.code == wanted) else {
+        let mut v = FieldViolations::new();
+        v.add(
+            "account.point_type",
+            format!("the program has no point type {wanted:?}"),
+        );
+        return Err(v.into());
+    };
+    let person = match job.person {
+        Some(_) if setup.program.kind != ProgramKind::B2b => {
+            let mut v = FieldViolations::new();
+            v.add(
+                "account.person_id",
+                "only B2B programs have person accounts",
+            );
+            return Err(v.into());
+        }
+        // Pooled: persons' points go to the organization's account.
+        Some(_) if membership.pool_to_organization => None,
+        person => person,
+    };
+    let accrue = operation_type.direction == domain::Direction::Accrue;
+    let card = match req.card_number.trim() {
+        "" => None,
+        number => cards::present(tx, number, membership.id, accrue).await?,
+    };
+    let change = if accrue {
+        let expires_at = store::expiry_of(point_type, &setup.program, chrono::Utc::now());
+        Change::Credit {
+            points: req.points,
+            expires_at,
+        }
+    } else {
+        Change::Debit {
+            points: req.points,
+            floor: (!point_type.allow_negative).then_some(0),
+            prefer: None,
+        }
+    };
+    let posting = Posting {
+        account: AccountKey {
+            program: membership.program_id,
+            membership: membership.id,
+            person,
+            point_type: point_type.code.clone(),
+        },
+        change,
+        operation: Some(super::Operation {
+            client_id: req.operation_id.clone(),
+            operation_type: operation_type.code.clone(),
+            reference: req.reference.trim().to_owned(),
+            subject: job.subject.clone(),
+            reverses: None,
+            system: if accrue {
+                System::Issuance
+            } else {
+                System::Redemption
+            },
+            announce: if accrue {
+                Announce::Accrued
+            } else {
+                Announce::Redeemed
+            },
+            qualifying: accrue && point_type.qualifying,
+        }),
+        requires_active: true,
+        span: job.span.clone(),
+    };
+    Ok((posting, operation_type, card))
+}
+
+async fn read_setup(tx: &mut Tx, program: Uuid) -> Result<Setup> {
+    let row = store::get_program(tx, program)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("Program", program))?;
+    Ok(Setup {
+        operation_types: store::operation_types(tx, program).await?,
+        point_types: store::point_types(tx, program).await?,
+        program: row,
+    })
+}

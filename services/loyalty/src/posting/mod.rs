@@ -1,0 +1,599 @@
+//! The posting engine: the one place points move. Every movement of points — an operation
+//! recorded or reversed, a hold placed, captured, voided or lapsed, a lot expired, a bulk or
+//! invoice accrual — is a [`Posting`], and [`apply`] applies a batch of them in the caller's
+//! transaction as a handful of multi-row statements:
+//!
+//! 1. the memberships are locked in id order, with their status and their program's;
+//! 2. the member accounts are locked in id order (created where missing);
+//! 3. the open lots of accounts that lose points are locked;
+//! 4. each posting is decided in memory, in the order given, against the running balances: a
+//!    refusal (points not there, a membership not active, the reversal floor) answers that posting
+//!    alone and leaves the others standing;
+//! 5. balances, operations, both sides of their entries, lots, qualifying days and events are
+//!    written, one statement each.
+//!
+//! **Lock order** of every path that posts: memberships, then member accounts, then lots, each in
+//! id order. A path that first locks a row of its own (the hold it captures, the operation it
+//! reverses, a bulk job's items) locks rows no posting takes, so the order holds.
+//!
+//! Lots: every credit opens a lot with its expiry; debits take from open lots oldest-expiring
+//! first (a reversal first from the lots of what it reverses); the expiry sweep empties a due lot
+//! as far as the points not held allow. Open lots always add up to a non-negative balance.
+
+pub(crate) mod batch;
+mod reversal;
+mod sql;
+
+pub(crate) use reversal::reverse;
+
+use std::collections::{BTreeSet, HashMap};
+
+use chrono::{DateTime, SubsecRound, Utc};
+use crm_kit::{
+    error::{Result, ServiceError},
+    outbox::Outgoing,
+    store::{Tx, unique_violation},
+};
+use crm_proto::crm::loyalty::v1::{PointsAccrued, PointsExpired, PointsRedeemed, PointsReversed};
+use tracing::Span;
+use uuid::Uuid;
+
+use crate::{
+    convert::account_ref,
+    domain::{MembershipStatus, ProgramStatus},
+    error::Refusal,
+    events, tiers,
+};
+
+pub(crate) use sql::LockedMembership;
+
+/// A member account: the membership's own (`person` None) or a B2B person's, of one point type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct AccountKey {
+    pub program: Uuid,
+    pub membership: Uuid,
+    pub person: Option<Uuid>,
+    pub point_type: String,
+}
+
+/// How a posting changes its account.
+#[derive(Debug, Clone)]
+pub(crate) enum Change {
+    /// Points in: an accrual, or a spend given back. Opens a lot expiring at `expires_at`.
+    Credit {
+        points: i64,
+        expires_at: Option<DateTime<Utc>>,
+    },
+    /// Points out: a spend, or an accrual taken back. Refused when it would leave fewer than
+    /// `floor` points not held (`None`: no floor). Takes from the lots of `prefer` first.
+    Debit {
+        points: i64,
+        floor: Option<i64>,
+        prefer: Option<Uuid>,
+    },
+    /// Reserves points for a hold; refused when they are not available.
+    Hold { points: i64 },
+    /// Gives a hold's points back (voided or lapsed).
+    Release { points: i64 },
+    /// Spends `points` of a hold of `held` points and releases the rest.
+    Capture { held: i64, points: i64 },
+    /// Expires what is left of a due lot, as far as points not held allow (possibly nothing).
+    Expire { lot: i64 },
+}
+
+/// The system account an operation's other side is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum System {
+    Issuance,
+    Redemption,
+    Expiry,
+}
+
+impl System {
+    fn kind(self) -> &'static str {
+        match self {
+            System::Issuance => "issuance",
+            System::Redemption => "redemption",
+            System::Expiry => "expiry",
+        }
+    }
+}
+
+/// The event an operation announces on the points topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announce {
+    Accrued,
+    Redeemed,
+    /// Reversed: names the operation reversed.
+    Reversed(Uuid),
+    Expired,
+    /// The caller announces it (a capture is a HoldCaptured).
+    ByCaller,
+}
+
+/// The operation a posting records (holds and releases record none).
+#[derive(Debug, Clone)]
+pub(crate) struct Operation {
+    /// The idempotency id: unique among operations.
+    pub client_id: String,
+    pub operation_type: String,
+    pub reference: String,
+    pub subject: String,
+    pub reverses: Option<Uuid>,
+    pub system: System,
+    pub announce: Announce,
+    /// Counts toward tiers: its points are added to (credit) or taken from (debit) the
+    /// membership's qualifying points.
+    pub qualifying: bool,
+}
+
+/// One movement of points.
+#[derive(Debug, Clone)]
+pub(crate) struct Posting {
+    pub account: AccountKey,
+    pub change: Change,
+    pub operation: Option<Operation>,
+    /// Earning and spending need an active membership of an active program; giving back,
+    /// reversing and expiring do not.
+    pub requires_active: bool,
+    /// The span of the request it serves: its events carry that trace.
+    pub span: Span,
+}
+
+/// What a posting did.
+#[derive(Debug, Clone)]
+pub(crate) struct Posted {
+    /// The operation recorded, if the posting records one and moved points.
+    pub operation: Option<Uuid>,
+    pub account: Uuid,
+    /// Points moved (an expiry may move fewer than the lot held, or none).
+    pub points: i64,
+    pub balance_after: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+pub(crate) type Outcome = std::result::Result<Posted, ServiceError>;
+
+/// The membership a posting may apply to, locked.
+pub(crate) async fn lock_memberships(
+    tx: &mut Tx,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, LockedMembership>> {
+    let ids: Vec<Uuid> = ids
+        .into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let rows = sql::lock_memberships(tx, &ids).await?;
+    Ok(rows.into_iter().map(|m| (m.id, m)).collect())
+}
+
+/// An account as the batch moves it.
+struct Running {
+    id: Uuid,
+    balance: i64,
+    held: i64,
+    touched: bool,
+    /// Open lots, in the order debits take them (oldest-expiring first); new ones at the end.
+    lots: Vec<Lot>,
+}
+
+struct Lot {
+    /// `None`: opened by this batch.
+    id: Option<i64>,
+    operation: Uuid,
+    amount: i64,
+    remaining: i64,
+    expires_at: Option<DateTime<Utc>>,
+    changed: bool,
+}
+
+impl Running {
+    fn available(&self) -> i64 {
+        self.balance - self.held
+    }
+
+    /// Takes `points` from the open lots, those of `prefer` first; a debit into a negative
+    /// balance takes what the lots hold.
+    fn take(&mut self, mut points: i64, prefer: Option<Uuid>) {
+        let preferred = self
+            .lots
+            .iter()
+            .enumerate()
+            .filter(|(_, lot)| Some(lot.operation) == prefer)
+            .map(|(i, _)| i);
+        let rest = self
+            .lots
+            .iter()
+            .enumerate()
+            .filter(|(_, lot)| Some(lot.operation) != prefer)
+            .map(|(i, _)| i);
+        let order: Vec<usize> = preferred.chain(rest).collect();
+        for i in order {
+            if points == 0 {
+                break;
+            }
+            let lot = &mut self.lots[i];
+            let take = lot.remaining.min(points);
+            if take > 0 {
+                lot.remaining -= take;
+                lot.changed = true;
+                points -= take;
+            }
+        }
+    }
+
+    /// Opens a lot for a credit already added to the balance: of only what the credit takes the
+    /// balance above zero, so that open lots add up to the balance.
+    fn open_lot(&mut self, operation: Uuid, points: i64, expires_at: Option<DateTime<Utc>>) {
+        let amount = points.min(self.balance);
+        if amount > 0 {
+            // Before the never-expiring lots (and after those that expire sooner).
+            let at = self
+                .lots
+                .iter()
+                .position(|lot| match (lot.expires_at, expires_at) {
+                    (_, None) => false,
+                    (None, Some(_)) => true,
+                    (Some(theirs), Some(ours)) => theirs > ours,
+                })
+                .unwrap_or(self.lots.len());
+            self.lots.insert(
+                at,
+                Lot {
+                    id: None,
+                    operation,
+                    amount,
+                    remaining: amount,
+                    expires_at,
+                    changed: true,
+                },
+            );
+        }
+    }
+}
+
+/// A decided posting with an operation, to be written.
+struct Written {
+    index: usize,
+    /// The operation's client id, where the engine names it (an expiry, by what its lot held).
+    client_id: Option<String>,
+    id: Uuid,
+    account: Uuid,
+    delta: i64,
+    points: i64,
+    balance_after: i64,
+}
+
+/// Applies `postings` in the caller's transaction, in order; each gets its own outcome. An `Err`
+/// from this function means the transaction itself failed and must be rolled back.
+pub(crate) async fn apply(tx: &mut Tx, postings: &[Posting]) -> Result<Vec<Outcome>> {
+    // What PostgreSQL stores (microseconds), so that answers match later reads.
+    let now = Utc::now().trunc_subsecs(6);
+    let memberships = lock_memberships(tx, postings.iter().map(|p| p.account.membership)).await?;
+    let mut keys: Vec<&AccountKey> = postings
+        .iter()
+        .filter(|p| memberships.contains_key(&p.account.membership))
+        .map(|p| &p.account)
+        .collect();
+    keys.sort_by_key(|k| (k.membership, k.person, k.point_type.as_str()));
+    keys.dedup();
+    let mut accounts: HashMap<AccountKey, Running> = HashMap::new();
+    for row in sql::lock_accounts(tx, &keys).await? {
+        accounts.insert(row.key(), row.running());
+    }
+    let missing: Vec<&AccountKey> = keys
+        .into_iter()
+        .filter(|k| !accounts.contains_key(*k))
+        .collect();
+    for (key, id) in sql::create_accounts(tx, &missing).await? {
+        accounts.insert(key, Running::empty(id));
+    }
+    let debited: Vec<Uuid> = postings
+        .iter()
+        .filter(|p| {
+            matches!(
+                p.change,
+                Change::Debit { .. } | Change::Capture { .. } | Change::Expire { .. }
+            )
+        })
+        .filter_map(|p| accounts.get(&p.account).map(|a| a.id))
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let by_id: HashMap<Uuid, AccountKey> =
+        accounts.iter().map(|(k, a)| (a.id, k.clone())).collect();
+    for lot in sql::lock_open_lots(tx, &debited).await? {
+        if let Some(account) = by_id.get(&lot.account_id).and_then(|k| accounts.get_mut(k)) {
+            account.lots.push(lot.into());
+        }
+    }
+
+    let mut outcomes = Vec::with_capacity(postings.len());
+    let mut written = Vec::new();
+    for (index, posting) in postings.iter().enumerate() {
+        let outcome =
+            decide(posting, &memberships, &mut accounts, now).map(|(posted, delta, client_id)| {
+                if let (Some(id), Some(_)) = (posted.operation, &posting.operation) {
+                    written.push(Written {
+                        index,
+                        client_id,
+                        id,
+                        account: posted.account,
+                        delta,
+                        points: posted.points,
+                        balance_after: posted.balance_after,
+                    });
+                }
+                posted
+            });
+        outcomes.push(outcome);
+    }
+    write(tx, postings, &accounts, &written, now)
+        .await
+        .map_err(|error| id_reused(error, postings, &written))?;
+    Ok(outcomes)
+}
+
+/// Applies one posting; its refusal is the `Err`.
+pub(crate) async fn apply_one(tx: &mut Tx, posting: Posting) -> Result<Posted> {
+    let mut outcomes = apply(tx, std::slice::from_ref(&posting)).await?;
+    outcomes.pop().expect("one outcome per posting")
+}
+
+/// Decides one posting against the running state; returns what it did and the balance change.
+fn decide(
+    posting: &Posting,
+    memberships: &HashMap<Uuid, LockedMembership>,
+    accounts: &mut HashMap<AccountKey, Running>,
+    now: DateTime<Utc>,
+) -> std::result::Result<(Posted, i64, Option<String>), ServiceError> {
+    let membership = memberships
+        .get(&posting.account.membership)
+        .ok_or_else(|| ServiceError::not_found("Membership", posting.account.membership))?;
+    if posting.requires_active {
+        if membership.status != MembershipStatus::Active {
+            let (id, status) = (membership.id, membership.status);
+            return Err(Refusal::MembershipNotActive { id, status }.into());
+        }
+        if membership.program_status != ProgramStatus::Active {
+            let (id, status) = (membership.program_id, membership.program_status);
+            return Err(Refusal::ProgramNotActive { id, status }.into());
+        }
+    }
+    let account = accounts
+        .get_mut(&posting.account)
+        .expect("every posting's account was locked or created");
+    let operation = posting.operation.as_ref().map(|_| Uuid::now_v7());
+    let mut client_id = None;
+    let (delta, points) = match posting.change {
+        Change::Credit { points, expires_at } => {
+            account.balance += points;
+            if let Some(id) = operation {
+                account.open_lot(id, points, expires_at);
+            }
+            (points, points)
+        }
+        Change::Debit {
+            points,
+            floor,
+            prefer,
+        } => {
+            if let Some(floor) = floor
+                && account.available() - points < floor
+            {
+                return Err(match posting.operation.as_ref().and_then(|o| o.reverses) {
+                    Some(_) => Refusal::ReversalBelowFloor { points, floor },
+                    None => Refusal::InsufficientPoints {
+                        needed: points,
+                        available: account.available().max(0),
+                    },
+                }
+                .into());
+            }
+            account.balance -= points;
+            account.take(points, prefer);
+            (-points, points)
+        }
+        Change::Hold { points } => {
+            if account.available() < points {
+                let available = account.available().max(0);
+                return Err(Refusal::InsufficientPoints {
+                    needed: points,
+                    available,
+                }
+                .into());
+            }
+            account.held += points;
+            (0, points)
+        }
+        Change::Release { points } => {
+            account.held -= points;
+            (0, points)
+        }
+        Change::Capture { held, points } => {
+            account.held -= held;
+            account.balance -= points;
+            account.take(points, None);
+            (-points, points)
+        }
+        Change::Expire { lot } => {
+            let available = account.available();
+            let Some(lot) = account.lots.iter_mut().find(|l| l.id == Some(lot)) else {
+                return Ok((nothing(account, now), 0, None));
+            };
+            let points = lot.remaining.min(available.max(0));
+            if points == 0 {
+                return Ok((nothing(account, now), 0, None));
+            }
+            // A lot may expire in parts (what a hold spared expires when it ends): each part is
+            // named by what the lot held before it, which only falls.
+            client_id = Some(format!(
+                "expiry:{}:{}",
+                lot.id.unwrap_or_default(),
+                lot.remaining
+            ));
+            lot.remaining -= points;
+            lot.changed = true;
+            account.balance -= points;
+            (-points, points)
+        }
+    };
+    account.touched = true;
+    Ok((
+        Posted {
+            operation,
+            account: account.id,
+            points,
+            balance_after: account.balance,
+            created_at: now,
+        },
+        delta,
+        client_id,
+    ))
+}
+
+fn nothing(account: &Running, now: DateTime<Utc>) -> Posted {
+    Posted {
+        operation: None,
+        account: account.id,
+        points: 0,
+        balance_after: account.balance,
+        created_at: now,
+    }
+}
+
+/// Writes what the batch decided, one statement per table.
+async fn write(
+    tx: &mut Tx,
+    postings: &[Posting],
+    accounts: &HashMap<AccountKey, Running>,
+    written: &[Written],
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let touched: Vec<&Running> = accounts.values().filter(|a| a.touched).collect();
+    sql::update_accounts(tx, &touched).await?;
+    if written.is_empty() {
+        return Ok(());
+    }
+    let programs: BTreeSet<Uuid> = written
+        .iter()
+        .map(|w| postings[w.index].account.program)
+        .collect();
+    let systems = sql::system_accounts(tx, &programs.into_iter().collect::<Vec<_>>()).await?;
+    let mut rows = sql::NewOperations::default();
+    for w in written {
+        let posting = &postings[w.index];
+        let operation = posting.operation.as_ref().expect("written postings record");
+        let system_key = (
+            posting.account.program,
+            posting.account.point_type.clone(),
+            operation.system.kind(),
+        );
+        let system = *systems.get(&system_key).ok_or_else(|| {
+            ServiceError::Internal(anyhow::anyhow!("no {system_key:?} system account"))
+        })?;
+        rows.push(w, operation, system, now);
+    }
+    sql::insert_operations(tx, &rows).await?;
+    let lots: Vec<&Running> = accounts
+        .values()
+        .filter(|a| a.lots.iter().any(|l| l.changed))
+        .collect();
+    sql::write_lots(tx, &lots).await?;
+
+    let mut counted: Vec<(Uuid, i64)> = Vec::new();
+    let mut outgoing: Vec<Outgoing> = Vec::new();
+    for w in written {
+        let posting = &postings[w.index];
+        let operation = posting.operation.as_ref().expect("written postings record");
+        if operation.qualifying {
+            counted.push((posting.account.membership, w.delta));
+        }
+        if let Some(event) = announce(posting, operation, w) {
+            outgoing.push(event);
+        }
+    }
+    if !counted.is_empty() {
+        let (memberships, points): (Vec<Uuid>, Vec<i64>) = counted.iter().copied().unzip();
+        crate::store::count_qualifying(tx, &memberships, &points).await?;
+        let memberships: BTreeSet<Uuid> = memberships.into_iter().collect();
+        tiers::evaluate_many(tx, &memberships).await?;
+    }
+    crm_kit::outbox::enqueue_all(tx, &outgoing).await?;
+    Ok(())
+}
+
+/// The points event of a written operation, in its request's trace.
+fn announce(posting: &Posting, operation: &Operation, w: &Written) -> Option<Outgoing> {
+    let key = posting.account.membership;
+    let account = Some(account_ref(
+        key,
+        posting.account.person,
+        &posting.account.point_type,
+    ));
+    let operation_id = w.id.to_string();
+    let (points, balance_after) = (w.points, w.balance_after);
+    let operation_type = operation.operation_type.clone();
+    let _in_request = posting.span.enter();
+    Some(match operation.announce {
+        Announce::Accrued => events::POINTS.event(
+            key,
+            &PointsAccrued {
+                operation_id,
+                account,
+                operation_type,
+                points,
+                balance_after,
+            },
+        ),
+        Announce::Redeemed => events::POINTS.event(
+            key,
+            &PointsRedeemed {
+                operation_id,
+                account,
+                operation_type,
+                points,
+                balance_after,
+            },
+        ),
+        Announce::Reversed(original) => events::POINTS.event(
+            key,
+            &PointsReversed {
+                operation_id,
+                reversed_operation_id: original.to_string(),
+                account,
+                points: w.delta,
+                balance_after,
+            },
+        ),
+        Announce::Expired => events::POINTS.event(
+            key,
+            &PointsExpired {
+                operation_id,
+                account,
+                points,
+                balance_after,
+            },
+        ),
+        Announce::ByCaller => return None,
+    })
+}
+
+/// An operation id taken meanwhile (by another replica or caller) fails the statement; with one
+/// operation in the batch, that is the caller's refusal.
+fn id_reused(error: ServiceError, postings: &[Posting], written: &[Written]) -> ServiceError {
+    let ServiceError::Database(db) = &error else {
+        return error;
+    };
+    match (unique_violation(db), written) {
+        (Some("operations_client_id_key"), [only]) => {
+            let operation = postings[only.index].operation.as_ref();
+            Refusal::IdReused {
+                id: operation.map(|o| o.client_id.clone()).unwrap_or_default(),
+            }
+            .into()
+        }
+        _ => error,
+    }
+}

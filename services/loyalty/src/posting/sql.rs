@@ -1,0 +1,364 @@
+//! The engine's statements: the only SQL that changes balances or writes entries and lots.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use crm_kit::store::Tx;
+use uuid::Uuid;
+
+use super::{AccountKey, Lot, Operation, Running, Written};
+use crate::domain::{Direction, MembershipStatus, ProgramStatus};
+
+/// Stands for "no person" in the member-account index, which has no NULLs.
+const NO_PERSON: Uuid = Uuid::nil();
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub(crate) struct LockedMembership {
+    pub id: Uuid,
+    pub program_id: Uuid,
+    pub status: MembershipStatus,
+    pub pool_to_organization: bool,
+    pub program_status: ProgramStatus,
+}
+
+pub(super) async fn lock_memberships(
+    tx: &mut Tx,
+    ids: &[Uuid],
+) -> sqlx::Result<Vec<LockedMembership>> {
+    sqlx::query_as(
+        "SELECT m.id, m.program_id, m.status, m.pool_to_organization, p.status AS program_status
+         FROM memberships m JOIN programs p ON p.id = m.program_id
+         WHERE m.id = ANY($1) ORDER BY m.id FOR NO KEY UPDATE OF m",
+    )
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AccountState {
+    id: Uuid,
+    program_id: Uuid,
+    membership_id: Uuid,
+    person_id: Option<Uuid>,
+    point_type: String,
+    balance: i64,
+    held: i64,
+}
+
+impl AccountState {
+    pub(super) fn key(&self) -> AccountKey {
+        AccountKey {
+            program: self.program_id,
+            membership: self.membership_id,
+            person: self.person_id,
+            point_type: self.point_type.clone(),
+        }
+    }
+
+    pub(super) fn running(&self) -> Running {
+        Running {
+            id: self.id,
+            balance: self.balance,
+            held: self.held,
+            touched: false,
+            lots: Vec::new(),
+        }
+    }
+}
+
+impl Running {
+    pub(super) fn empty(id: Uuid) -> Self {
+        Running {
+            id,
+            balance: 0,
+            held: 0,
+            touched: false,
+            lots: Vec::new(),
+        }
+    }
+}
+
+fn key_columns(keys: &[&AccountKey]) -> (Vec<Uuid>, Vec<Uuid>, Vec<String>) {
+    let memberships = keys.iter().map(|k| k.membership).collect();
+    let persons = keys.iter().map(|k| k.person.unwrap_or(NO_PERSON)).collect();
+    let types = keys.iter().map(|k| k.point_type.clone()).collect();
+    (memberships, persons, types)
+}
+
+/// The member accounts of `keys` that exist, locked in id order.
+pub(super) async fn lock_accounts(
+    tx: &mut Tx,
+    keys: &[&AccountKey],
+) -> sqlx::Result<Vec<AccountState>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (memberships, persons, types) = key_columns(keys);
+    sqlx::query_as(
+        "SELECT a.id, a.program_id, a.membership_id, a.person_id, a.point_type, a.balance, a.held
+         FROM accounts a JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(m, p, t)
+           ON a.kind = 'member' AND a.membership_id = k.m
+          AND coalesce(a.person_id, '00000000-0000-0000-0000-000000000000'::uuid) = k.p
+          AND a.point_type = k.t
+         ORDER BY a.id FOR NO KEY UPDATE OF a",
+    )
+    .bind(&memberships)
+    .bind(&persons)
+    .bind(&types)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Creates the member accounts of `keys` (none of which exists: their membership is locked).
+pub(super) async fn create_accounts(
+    tx: &mut Tx,
+    keys: &[&AccountKey],
+) -> sqlx::Result<Vec<(AccountKey, Uuid)>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = keys.iter().map(|_| Uuid::now_v7()).collect();
+    let programs: Vec<Uuid> = keys.iter().map(|k| k.program).collect();
+    let memberships: Vec<Uuid> = keys.iter().map(|k| k.membership).collect();
+    let persons: Vec<Option<Uuid>> = keys.iter().map(|k| k.person).collect();
+    let types: Vec<&str> = keys.iter().map(|k| k.point_type.as_str()).collect();
+    sqlx::query(
+        "INSERT INTO accounts (id, program_id, point_type, kind, membership_id, person_id)
+         SELECT id, program, point_type, 'member', membership, person
+         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[])
+             AS a(id, program, point_type, membership, person)",
+    )
+    .bind(&ids)
+    .bind(&programs)
+    .bind(&types)
+    .bind(&memberships)
+    .bind(&persons)
+    .execute(&mut **tx)
+    .await?;
+    Ok(keys.iter().map(|k| (*k).clone()).zip(ids).collect())
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct OpenLot {
+    id: i64,
+    pub account_id: Uuid,
+    operation_id: Uuid,
+    amount: i64,
+    remaining: i64,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<OpenLot> for Lot {
+    fn from(lot: OpenLot) -> Self {
+        Lot {
+            id: Some(lot.id),
+            operation: lot.operation_id,
+            amount: lot.amount,
+            remaining: lot.remaining,
+            expires_at: lot.expires_at,
+            changed: false,
+        }
+    }
+}
+
+/// The accounts' open lots, locked in id order and returned in the order debits take them.
+pub(super) async fn lock_open_lots(tx: &mut Tx, accounts: &[Uuid]) -> sqlx::Result<Vec<OpenLot>> {
+    if accounts.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT * FROM (
+             SELECT id, account_id, operation_id, amount, remaining, expires_at FROM point_lots
+             WHERE account_id = ANY($1) AND remaining > 0 ORDER BY id FOR UPDATE
+         ) l ORDER BY account_id, expires_at NULLS LAST, id",
+    )
+    .bind(accounts)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+pub(super) async fn update_accounts(tx: &mut Tx, accounts: &[&Running]) -> sqlx::Result<()> {
+    if accounts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
+    let balances: Vec<i64> = accounts.iter().map(|a| a.balance).collect();
+    let held: Vec<i64> = accounts.iter().map(|a| a.held).collect();
+    sqlx::query(
+        "UPDATE accounts a SET balance = u.balance, held = u.held, updated_at = now()
+         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS u(id, balance, held)
+         WHERE a.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&balances)
+    .bind(&held)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// The programs' system accounts by (program, point type, kind).
+pub(super) async fn system_accounts(
+    tx: &mut Tx,
+    programs: &[Uuid],
+) -> sqlx::Result<HashMap<(Uuid, String, &'static str), Uuid>> {
+    let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
+        "SELECT id, program_id, point_type, kind FROM accounts
+         WHERE kind <> 'member' AND program_id = ANY($1)",
+    )
+    .bind(programs)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, program, point_type, kind)| {
+            let kind = [
+                super::System::Issuance,
+                super::System::Redemption,
+                super::System::Expiry,
+            ]
+            .into_iter()
+            .map(super::System::kind)
+            .find(|k| *k == kind)?;
+            Some(((program, point_type, kind), id))
+        })
+        .collect())
+}
+
+/// Operations to insert, column by column.
+#[derive(Default)]
+pub(super) struct NewOperations {
+    ids: Vec<Uuid>,
+    client_ids: Vec<String>,
+    accounts: Vec<Uuid>,
+    systems: Vec<Uuid>,
+    types: Vec<String>,
+    directions: Vec<&'static str>,
+    points: Vec<i64>,
+    deltas: Vec<i64>,
+    balances: Vec<i64>,
+    references: Vec<String>,
+    reverses: Vec<Option<Uuid>>,
+    subjects: Vec<String>,
+    created_at: Vec<DateTime<Utc>>,
+}
+
+impl NewOperations {
+    pub(super) fn push(
+        &mut self,
+        w: &Written,
+        operation: &Operation,
+        system: Uuid,
+        at: DateTime<Utc>,
+    ) {
+        let direction = if w.delta >= 0 {
+            Direction::Accrue
+        } else {
+            Direction::Settle
+        };
+        self.ids.push(w.id);
+        let client_id = w.client_id.as_ref().unwrap_or(&operation.client_id);
+        self.client_ids.push(client_id.clone());
+        self.accounts.push(w.account);
+        self.systems.push(system);
+        self.types.push(operation.operation_type.clone());
+        self.directions.push(direction.as_str());
+        self.points.push(w.points);
+        self.deltas.push(w.delta);
+        self.balances.push(w.balance_after);
+        self.references.push(operation.reference.clone());
+        self.reverses.push(operation.reverses);
+        self.subjects.push(operation.subject.clone());
+        self.created_at.push(at);
+    }
+}
+
+/// The operations and both sides of their entries, which sum to zero per operation.
+pub(super) async fn insert_operations(tx: &mut Tx, ops: &NewOperations) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO operations (id, client_id, account_id, operation_type, direction, points,
+             balance_after, reference, reverses, created_by, created_at)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
+             $6::bigint[], $7::bigint[], $8::text[], $9::uuid[], $10::text[], $11::timestamptz[])",
+    )
+    .bind(&ops.ids)
+    .bind(&ops.client_ids)
+    .bind(&ops.accounts)
+    .bind(&ops.types)
+    .bind(&ops.directions)
+    .bind(&ops.points)
+    .bind(&ops.balances)
+    .bind(&ops.references)
+    .bind(&ops.reverses)
+    .bind(&ops.subjects)
+    .bind(&ops.created_at)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO ledger_entries (operation_id, account_id, amount, balance_after, created_at)
+         SELECT id, account, delta, balance, at
+         FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $6::timestamptz[])
+             AS e(id, account, delta, balance, at)
+         UNION ALL
+         SELECT id, system, -delta, NULL, at
+         FROM unnest($1::uuid[], $5::uuid[], $3::bigint[], $6::timestamptz[]) AS s(id, system, delta, at)",
+    )
+    .bind(&ops.ids)
+    .bind(&ops.accounts)
+    .bind(&ops.deltas)
+    .bind(&ops.balances)
+    .bind(&ops.systems)
+    .bind(&ops.created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Lots the batch changed: new ones inserted with what is left of them, others updated.
+pub(super) async fn write_lots(tx: &mut Tx, accounts: &[&Running]) -> sqlx::Result<()> {
+    let changed = accounts
+        .iter()
+        .flat_map(|a| a.lots.iter().filter(|l| l.changed).map(move |l| (a.id, l)));
+    let (mut ids, mut remaining) = (Vec::new(), Vec::new());
+    let mut new = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (account, lot) in changed {
+        match lot.id {
+            Some(id) => {
+                ids.push(id);
+                remaining.push(lot.remaining);
+            }
+            None => {
+                new.0.push(account);
+                new.1.push(lot.operation);
+                new.2.push(lot.amount);
+                new.3.push(lot.remaining);
+                new.4.push(lot.expires_at);
+            }
+        }
+    }
+    if !ids.is_empty() {
+        sqlx::query(
+            "UPDATE point_lots l SET remaining = u.remaining
+             FROM unnest($1::bigint[], $2::bigint[]) AS u(id, remaining) WHERE l.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&remaining)
+        .execute(&mut **tx)
+        .await?;
+    }
+    if !new.0.is_empty() {
+        sqlx::query(
+            "INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at)
+             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::timestamptz[])",
+        )
+        .bind(&new.0)
+        .bind(&new.1)
+        .bind(&new.2)
+        .bind(&new.3)
+        .bind(&new.4)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
