@@ -97,18 +97,6 @@ pub async fn evaluate(tx: &mut Tx, membership: Uuid) -> Result<()> {
     Ok(())
 }
 
-/// Evaluates each of `memberships` (already locked, in id order) whose program has tiers.
-pub async fn evaluate_many(
-    tx: &mut Tx,
-    memberships: &std::collections::BTreeSet<Uuid>,
-) -> Result<()> {
-    let ids: Vec<Uuid> = memberships.iter().copied().collect();
-    for id in store::tiered_among(tx, &ids).await? {
-        evaluate(tx, id).await?;
-    }
-    Ok(())
-}
-
 impl Loyalty {
     pub async fn define_tier(&self, subject: &str, req: DefineTierRequest) -> Result<Program> {
         let mut v = FieldViolations::new();

@@ -555,7 +555,12 @@ async fn bad_requests_name_every_field() {
         .collect();
     assert_eq!(
         fields,
-        ["operation_id", "points", "operation_type", "account.membership_id"]
+        [
+            "operation_id",
+            "points",
+            "operation_type",
+            "account.membership_id"
+        ]
     );
     suite.assert_invariants().await;
 }

@@ -141,11 +141,7 @@ pub async fn enqueue<M: prost::Name>(
     .bind(headers)
     .execute(&mut **tx)
     .await?;
-    // Delivered at commit: wakes the relay without polling.
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
+    tx.signal_commit();
     Ok(event_id)
 }
 
@@ -176,10 +172,7 @@ pub async fn enqueue_all(tx: &mut Tx, events: &[Outgoing]) -> Result<(), sqlx::E
     .bind(&headers)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(NOTIFY_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
+    tx.signal_commit();
     Ok(())
 }
 
@@ -205,6 +198,31 @@ pub struct Relay {
     topics: Vec<String>,
 }
 
+/// Tells the relay, wherever it runs (another replica may lead), that events were committed: one
+/// NOTIFY for any number of commits since the last, sent off the committing calls' path. (A
+/// NOTIFY inside the transaction would serialise the commits of all notifying transactions:
+/// measured with pgbench, a third of the commit rate.)
+async fn announce_commits(pool: Pool, shutdown: Shutdown) {
+    let commits = pool.commits();
+    loop {
+        tokio::select! {
+            _ = commits.notified() => {}
+            _ = shutdown.clone().wait() => return,
+        }
+        let sent = match pool.acquire().await {
+            Ok(mut conn) => sqlx::query("SELECT pg_notify($1, '')")
+                .bind(NOTIFY_CHANNEL)
+                .execute(&mut *conn)
+                .await
+                .map(drop),
+            Err(error) => Err(error),
+        };
+        if let Err(error) = sent {
+            tracing::debug!(%error, "could not wake the outbox relay; it polls every second");
+        }
+    }
+}
+
 impl Relay {
     pub fn new(pool: Pool, kafka: Kafka, service: &str, topics: &[&str]) -> Self {
         Self {
@@ -217,6 +235,7 @@ impl Relay {
 
     /// Runs until `shutdown`, then waits for records in flight to be delivered.
     pub async fn run(self, shutdown: Shutdown) {
+        tokio::spawn(announce_commits(self.pool.clone(), shutdown.clone()));
         let mut backoff = Backoff::default();
         while !shutdown.is_triggered() {
             if let Err(error) = self.lead(&shutdown).await {

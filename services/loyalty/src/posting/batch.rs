@@ -9,8 +9,8 @@
 //! the call it belongs to.
 
 use std::{
-    collections::{HashMap, HashSet, hash_map::Entry},
-    sync::Arc,
+    collections::{HashMap, HashSet},
+    sync::{Arc, Mutex},
 };
 
 use crm_kit::{
@@ -51,6 +51,9 @@ pub struct Recorder {
     queue: mpsc::UnboundedSender<Job>,
 }
 
+/// Programs' types as last read, by program id: used while the program's version is the same.
+type Setups = Arc<Mutex<HashMap<Uuid, Arc<Setup>>>>;
+
 impl Recorder {
     /// Starts the batcher; it stops when the last `Recorder` is dropped.
     pub fn start(pool: Pool) -> Self {
@@ -84,6 +87,7 @@ impl Recorder {
 
 async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    let setups = Setups::default();
     let mut waiting: Vec<Job> = Vec::new();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
@@ -113,18 +117,18 @@ async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
             }
         }
         waiting = later;
-        let pool = pool.clone();
+        let (pool, setups) = (pool.clone(), setups.clone());
         tokio::spawn(async move {
-            post_batch(&pool, batch).await;
+            post_batch(&pool, &setups, batch).await;
             drop(slot);
         });
     }
 }
 
 /// Posts the batch, or on a failure of the whole transaction each call alone.
-async fn post_batch(pool: &Pool, jobs: Vec<Job>) {
+async fn post_batch(pool: &Pool, setups: &Setups, jobs: Vec<Job>) {
     let span = tracing::info_span!("record_operations", batch = jobs.len());
-    let answers = try_batch(pool, &jobs).instrument(span).await;
+    let answers = try_batch(pool, setups, &jobs).instrument(span).await;
     match answers {
         Ok(answers) => {
             for (job, answer) in jobs.into_iter().zip(answers) {
@@ -138,7 +142,7 @@ async fn post_batch(pool: &Pool, jobs: Vec<Job>) {
         Err(error) => {
             tracing::info!(%error, "a batch of operations failed; posting each alone");
             for job in jobs {
-                let answer = try_batch(pool, std::slice::from_ref(&job))
+                let answer = try_batch(pool, setups, std::slice::from_ref(&job))
                     .instrument(job.span.clone())
                     .await
                     .and_then(|mut answers| answers.pop().expect("one answer"));
@@ -164,7 +168,7 @@ struct Resolved {
     card: Option<Uuid>,
 }
 
-async fn try_batch(pool: &Pool, jobs: &[Job]) -> Result<Vec<Result<Operation>>> {
+async fn try_batch(pool: &Pool, setups: &Setups, jobs: &[Job]) -> Result<Vec<Result<Operation>>> {
     let mut tx = pool.begin().await?;
     let requests: Vec<(&str, &RecordOperationRequest)> = jobs
         .iter()
@@ -190,7 +194,6 @@ async fn try_batch(pool: &Pool, jobs: &[Job]) -> Result<Vec<Result<Operation>>> 
         .collect();
     let memberships =
         super::lock_memberships(&mut tx, fresh.iter().map(|(i, _)| jobs[*i].membership)).await?;
-    let mut setups: HashMap<Uuid, Setup> = HashMap::new();
     let mut resolved: Vec<Resolved> = Vec::new();
     let mut failed: Vec<Claimed> = Vec::new();
     for (i, claim) in fresh {
@@ -199,7 +202,7 @@ async fn try_batch(pool: &Pool, jobs: &[Job]) -> Result<Vec<Result<Operation>>> 
             let id = job.request.operation_id.clone();
             Err(crate::error::Refusal::IdReused { id }.into())
         } else {
-            resolve(&mut tx, job, &memberships, &mut setups).await
+            resolve(&mut tx, job, &memberships, setups).await
         };
         match outcome {
             Ok((posting, operation_type, card)) => resolved.push(Resolved {
@@ -266,15 +269,26 @@ async fn resolve(
     tx: &mut Tx,
     job: &Job,
     memberships: &HashMap<Uuid, LockedMembership>,
-    setups: &mut HashMap<Uuid, Setup>,
+    setups: &Setups,
 ) -> Result<(Posting, OperationTypeRow, Option<Uuid>)> {
     let req = &job.request;
     let membership = memberships
         .get(&job.membership)
         .ok_or_else(|| ServiceError::not_found("Membership", job.membership))?;
-    let setup = match setups.entry(membership.program_id) {
-        Entry::Occupied(known) => known.into_mut(),
-        Entry::Vacant(new) => new.insert(read_setup(tx, membership.program_id).await?),
+    let known = setups
+        .lock()
+        .expect("setups lock")
+        .get(&membership.program_id)
+        .filter(|s| s.program.version == membership.program_version)
+        .cloned();
+    let setup = match known {
+        Some(setup) => setup,
+        None => {
+            let setup = Arc::new(read_setup(tx, membership.program_id).await?);
+            let mut cache = setups.lock().expect("setups lock");
+            cache.insert(membership.program_id, setup.clone());
+            setup
+        }
     };
     let code = req.operation_type.trim();
     let Some(operation_type) = setup

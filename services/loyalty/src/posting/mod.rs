@@ -329,7 +329,7 @@ pub(crate) async fn apply(tx: &mut Tx, postings: &[Posting]) -> Result<Vec<Outco
             });
         outcomes.push(outcome);
     }
-    write(tx, postings, &accounts, &written, now)
+    write(tx, postings, &memberships, &accounts, &written, now)
         .await
         .map_err(|error| id_reused(error, postings, &written))?;
     Ok(outcomes)
@@ -467,40 +467,31 @@ fn nothing(account: &Running, now: DateTime<Utc>) -> Posted {
 async fn write(
     tx: &mut Tx,
     postings: &[Posting],
+    memberships: &HashMap<Uuid, LockedMembership>,
     accounts: &HashMap<AccountKey, Running>,
     written: &[Written],
     now: DateTime<Utc>,
 ) -> Result<()> {
     let touched: Vec<&Running> = accounts.values().filter(|a| a.touched).collect();
-    sql::update_accounts(tx, &touched).await?;
-    if written.is_empty() {
+    if touched.is_empty() {
         return Ok(());
     }
-    let programs: BTreeSet<Uuid> = written
-        .iter()
-        .map(|w| postings[w.index].account.program)
-        .collect();
-    let systems = sql::system_accounts(tx, &programs.into_iter().collect::<Vec<_>>()).await?;
     let mut rows = sql::NewOperations::default();
     for w in written {
         let posting = &postings[w.index];
         let operation = posting.operation.as_ref().expect("written postings record");
-        let system_key = (
+        let key = (
             posting.account.program,
             posting.account.point_type.clone(),
             operation.system.kind(),
         );
-        let system = *systems.get(&system_key).ok_or_else(|| {
-            ServiceError::Internal(anyhow::anyhow!("no {system_key:?} system account"))
-        })?;
+        let system = sql::system_account(tx, &key)
+            .await?
+            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no {key:?} system account")))?;
         rows.push(w, operation, system, now);
     }
-    sql::insert_operations(tx, &rows).await?;
-    let lots: Vec<&Running> = accounts
-        .values()
-        .filter(|a| a.lots.iter().any(|l| l.changed))
-        .collect();
-    sql::write_lots(tx, &lots).await?;
+    let lots = sql::LotChanges::of(&touched);
+    sql::write_all(tx, &touched, &rows, &lots).await?;
 
     let mut counted: Vec<(Uuid, i64)> = Vec::new();
     let mut outgoing: Vec<Outgoing> = Vec::new();
@@ -515,10 +506,15 @@ async fn write(
         }
     }
     if !counted.is_empty() {
-        let (memberships, points): (Vec<Uuid>, Vec<i64>) = counted.iter().copied().unzip();
-        crate::store::count_qualifying(tx, &memberships, &points).await?;
-        let memberships: BTreeSet<Uuid> = memberships.into_iter().collect();
-        tiers::evaluate_many(tx, &memberships).await?;
+        let (ids, points): (Vec<Uuid>, Vec<i64>) = counted.iter().copied().unzip();
+        crate::store::count_qualifying(tx, &ids, &points).await?;
+        let tiered: BTreeSet<Uuid> = ids
+            .into_iter()
+            .filter(|id| memberships.get(id).is_some_and(|m| m.tiered))
+            .collect();
+        for membership in tiered {
+            tiers::evaluate(tx, membership).await?;
+        }
     }
     crm_kit::outbox::enqueue_all(tx, &outgoing).await?;
     Ok(())

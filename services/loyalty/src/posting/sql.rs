@@ -1,6 +1,9 @@
 //! The engine's statements: the only SQL that changes balances or writes entries and lots.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{LazyLock, Mutex},
+};
 
 use chrono::{DateTime, Utc};
 use crm_kit::store::Tx;
@@ -19,6 +22,10 @@ pub(crate) struct LockedMembership {
     pub status: MembershipStatus,
     pub pool_to_organization: bool,
     pub program_status: ProgramStatus,
+    /// Bumped by every change to the program, its point types and operation types.
+    pub program_version: i64,
+    /// The program has tiers: qualifying points may move the membership's.
+    pub tiered: bool,
 }
 
 pub(super) async fn lock_memberships(
@@ -26,7 +33,9 @@ pub(super) async fn lock_memberships(
     ids: &[Uuid],
 ) -> sqlx::Result<Vec<LockedMembership>> {
     sqlx::query_as(
-        "SELECT m.id, m.program_id, m.status, m.pool_to_organization, p.status AS program_status
+        "SELECT m.id, m.program_id, m.status, m.pool_to_organization, p.status AS program_status,
+                p.version AS program_version,
+                EXISTS (SELECT 1 FROM tiers t WHERE t.program_id = m.program_id) AS tiered
          FROM memberships m JOIN programs p ON p.id = m.program_id
          WHERE m.id = ANY($1) ORDER BY m.id FOR NO KEY UPDATE OF m",
     )
@@ -178,52 +187,32 @@ pub(super) async fn lock_open_lots(tx: &mut Tx, accounts: &[Uuid]) -> sqlx::Resu
     .await
 }
 
-pub(super) async fn update_accounts(tx: &mut Tx, accounts: &[&Running]) -> sqlx::Result<()> {
-    if accounts.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
-    let balances: Vec<i64> = accounts.iter().map(|a| a.balance).collect();
-    let held: Vec<i64> = accounts.iter().map(|a| a.held).collect();
-    sqlx::query(
-        "UPDATE accounts a SET balance = u.balance, held = u.held, updated_at = now()
-         FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS u(id, balance, held)
-         WHERE a.id = u.id",
-    )
-    .bind(&ids)
-    .bind(&balances)
-    .bind(&held)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
+/// A system account: (program, point type, kind).
+type SystemKey = (Uuid, String, &'static str);
 
-/// The programs' system accounts by (program, point type, kind).
-pub(super) async fn system_accounts(
-    tx: &mut Tx,
-    programs: &[Uuid],
-) -> sqlx::Result<HashMap<(Uuid, String, &'static str), Uuid>> {
-    let rows: Vec<(Uuid, Uuid, String, String)> = sqlx::query_as(
-        "SELECT id, program_id, point_type, kind FROM accounts
-         WHERE kind <> 'member' AND program_id = ANY($1)",
+/// System accounts never change once a point type has them, so each is read once per process.
+static SYSTEM_ACCOUNTS: LazyLock<Mutex<HashMap<SystemKey, Uuid>>> = LazyLock::new(Default::default);
+
+/// The system account of `key`.
+pub(super) async fn system_account(tx: &mut Tx, key: &SystemKey) -> sqlx::Result<Option<Uuid>> {
+    if let Some(id) = SYSTEM_ACCOUNTS.lock().expect("cache lock").get(key) {
+        return Ok(Some(*id));
+    }
+    let id: Option<Uuid> = sqlx::query_scalar(
+        "SELECT id FROM accounts WHERE program_id = $1 AND point_type = $2 AND kind = $3",
     )
-    .bind(programs)
-    .fetch_all(&mut **tx)
+    .bind(key.0)
+    .bind(&key.1)
+    .bind(key.2)
+    .fetch_optional(&mut **tx)
     .await?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, program, point_type, kind)| {
-            let kind = [
-                super::System::Issuance,
-                super::System::Redemption,
-                super::System::Expiry,
-            ]
-            .into_iter()
-            .map(super::System::kind)
-            .find(|k| *k == kind)?;
-            Some(((program, point_type, kind), id))
-        })
-        .collect())
+    if let Some(id) = id {
+        SYSTEM_ACCOUNTS
+            .lock()
+            .expect("cache lock")
+            .insert(key.clone(), id);
+    }
+    Ok(id)
 }
 
 /// Operations to insert, column by column.
@@ -274,14 +263,85 @@ impl NewOperations {
     }
 }
 
-/// The operations and both sides of their entries, which sum to zero per operation.
-pub(super) async fn insert_operations(tx: &mut Tx, ops: &NewOperations) -> sqlx::Result<()> {
+/// Lots the batch changed, column by column: existing ones with what is left of them, and new ones.
+#[derive(Default)]
+pub(super) struct LotChanges {
+    ids: Vec<i64>,
+    remaining: Vec<i64>,
+    new_accounts: Vec<Uuid>,
+    new_operations: Vec<Uuid>,
+    new_amounts: Vec<i64>,
+    new_remaining: Vec<i64>,
+    new_expiry: Vec<Option<DateTime<Utc>>>,
+}
+
+impl LotChanges {
+    pub(super) fn of(accounts: &[&Running]) -> Self {
+        let mut changes = Self::default();
+        for account in accounts {
+            for lot in account.lots.iter().filter(|l| l.changed) {
+                match lot.id {
+                    Some(id) => {
+                        changes.ids.push(id);
+                        changes.remaining.push(lot.remaining);
+                    }
+                    None => {
+                        changes.new_accounts.push(account.id);
+                        changes.new_operations.push(lot.operation);
+                        changes.new_amounts.push(lot.amount);
+                        changes.new_remaining.push(lot.remaining);
+                        changes.new_expiry.push(lot.expires_at);
+                    }
+                }
+            }
+        }
+        changes
+    }
+}
+
+/// Everything the batch decided, in one statement: balances, operations with both sides of their
+/// entries (which sum to zero per operation), and lots.
+pub(super) async fn write_all(
+    tx: &mut Tx,
+    accounts: &[&Running],
+    ops: &NewOperations,
+    lots: &LotChanges,
+) -> sqlx::Result<()> {
+    let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
+    let balances: Vec<i64> = accounts.iter().map(|a| a.balance).collect();
+    let held: Vec<i64> = accounts.iter().map(|a| a.held).collect();
     sqlx::query(
-        "INSERT INTO operations (id, client_id, account_id, operation_type, direction, points,
-             balance_after, reference, reverses, created_by, created_at)
-         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[],
-             $6::bigint[], $7::bigint[], $8::text[], $9::uuid[], $10::text[], $11::timestamptz[])",
+        "WITH balances AS (
+             UPDATE accounts a SET balance = u.balance, held = u.held, updated_at = now()
+             FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS u(id, balance, held)
+             WHERE a.id = u.id
+         ), operations AS (
+             INSERT INTO operations (id, client_id, account_id, operation_type, direction, points,
+                 balance_after, reference, reverses, created_by, created_at)
+             SELECT * FROM unnest($4::uuid[], $5::text[], $6::uuid[], $7::text[], $8::text[],
+                 $9::bigint[], $10::bigint[], $11::text[], $12::uuid[], $13::text[], $14::timestamptz[])
+         ), entries AS (
+             INSERT INTO ledger_entries (operation_id, account_id, amount, balance_after, created_at)
+             SELECT id, account, delta, balance, at
+             FROM unnest($4::uuid[], $6::uuid[], $15::bigint[], $10::bigint[], $14::timestamptz[])
+                 AS e(id, account, delta, balance, at)
+             UNION ALL
+             SELECT id, system, -delta, NULL, at
+             FROM unnest($4::uuid[], $16::uuid[], $15::bigint[], $14::timestamptz[])
+                 AS s(id, system, delta, at)
+         ), taken AS (
+             UPDATE point_lots l SET remaining = u.remaining
+             FROM unnest($17::bigint[], $18::bigint[]) AS u(id, remaining) WHERE l.id = u.id
+         ), opened AS (
+             INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at)
+             SELECT * FROM unnest($19::uuid[], $20::uuid[], $21::bigint[], $22::bigint[],
+                 $23::timestamptz[])
+         )
+         SELECT 1",
     )
+    .bind(&ids)
+    .bind(&balances)
+    .bind(&held)
     .bind(&ops.ids)
     .bind(&ops.client_ids)
     .bind(&ops.accounts)
@@ -293,72 +353,16 @@ pub(super) async fn insert_operations(tx: &mut Tx, ops: &NewOperations) -> sqlx:
     .bind(&ops.reverses)
     .bind(&ops.subjects)
     .bind(&ops.created_at)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO ledger_entries (operation_id, account_id, amount, balance_after, created_at)
-         SELECT id, account, delta, balance, at
-         FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $6::timestamptz[])
-             AS e(id, account, delta, balance, at)
-         UNION ALL
-         SELECT id, system, -delta, NULL, at
-         FROM unnest($1::uuid[], $5::uuid[], $3::bigint[], $6::timestamptz[]) AS s(id, system, delta, at)",
-    )
-    .bind(&ops.ids)
-    .bind(&ops.accounts)
     .bind(&ops.deltas)
-    .bind(&ops.balances)
     .bind(&ops.systems)
-    .bind(&ops.created_at)
+    .bind(&lots.ids)
+    .bind(&lots.remaining)
+    .bind(&lots.new_accounts)
+    .bind(&lots.new_operations)
+    .bind(&lots.new_amounts)
+    .bind(&lots.new_remaining)
+    .bind(&lots.new_expiry)
     .execute(&mut **tx)
     .await?;
-    Ok(())
-}
-
-/// Lots the batch changed: new ones inserted with what is left of them, others updated.
-pub(super) async fn write_lots(tx: &mut Tx, accounts: &[&Running]) -> sqlx::Result<()> {
-    let changed = accounts
-        .iter()
-        .flat_map(|a| a.lots.iter().filter(|l| l.changed).map(move |l| (a.id, l)));
-    let (mut ids, mut remaining) = (Vec::new(), Vec::new());
-    let mut new = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for (account, lot) in changed {
-        match lot.id {
-            Some(id) => {
-                ids.push(id);
-                remaining.push(lot.remaining);
-            }
-            None => {
-                new.0.push(account);
-                new.1.push(lot.operation);
-                new.2.push(lot.amount);
-                new.3.push(lot.remaining);
-                new.4.push(lot.expires_at);
-            }
-        }
-    }
-    if !ids.is_empty() {
-        sqlx::query(
-            "UPDATE point_lots l SET remaining = u.remaining
-             FROM unnest($1::bigint[], $2::bigint[]) AS u(id, remaining) WHERE l.id = u.id",
-        )
-        .bind(&ids)
-        .bind(&remaining)
-        .execute(&mut **tx)
-        .await?;
-    }
-    if !new.0.is_empty() {
-        sqlx::query(
-            "INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at)
-             SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::bigint[], $5::timestamptz[])",
-        )
-        .bind(&new.0)
-        .bind(&new.1)
-        .bind(&new.2)
-        .bind(&new.3)
-        .bind(&new.4)
-        .execute(&mut **tx)
-        .await?;
-    }
     Ok(())
 }

@@ -135,15 +135,3 @@ pub async fn tiered_memberships_after(
     .fetch_all(conn)
     .await
 }
-
-/// Those of `ids` whose program has tiers, in id order.
-pub async fn tiered_among(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
-    sqlx::query_scalar(
-        "SELECT m.id FROM memberships m
-         WHERE m.id = ANY($1) AND EXISTS (SELECT 1 FROM tiers t WHERE t.program_id = m.program_id)
-         ORDER BY m.id",
-    )
-    .bind(ids)
-    .fetch_all(conn)
-    .await
-}

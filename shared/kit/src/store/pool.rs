@@ -20,7 +20,7 @@ use sqlx::{
     ConnectOptions, Connection, Executor, PgConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 /// How long a pooled connection may sit unused before it is pinged on checkout.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -43,6 +43,8 @@ struct Shared {
     /// Most recently returned last: checkout takes the warmest connection.
     idle: Mutex<Vec<Idle>>,
     acquire_timeout: Duration,
+    /// Raised after the commit of a transaction that asked for it ([`Tx::signal_commit`]).
+    committed: Arc<Notify>,
 }
 
 struct Idle {
@@ -63,6 +65,7 @@ impl Pool {
             slots: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
             idle: Mutex::new(Vec::new()),
             acquire_timeout,
+            committed: Arc::new(Notify::new()),
         }));
         drop(pool.acquire().await?);
         tokio::spawn(reap(Arc::downgrade(&pool.0)));
@@ -127,6 +130,12 @@ impl Pool {
         }
     }
 
+    /// Raised (once for any number of commits since the last wait) after each commit of a
+    /// transaction that called [`Tx::signal_commit`].
+    pub fn commits(&self) -> Arc<Notify> {
+        self.0.committed.clone()
+    }
+
     /// Opens a transaction on a connection of the pool's.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
         let mut conn = self.acquire().await?;
@@ -134,7 +143,10 @@ impl Pool {
         // connection still knows to roll back.
         conn.in_transaction = true;
         conn.execute("BEGIN").await?;
-        Ok(Tx { conn: Some(conn) })
+        Ok(Tx {
+            conn: Some(conn),
+            signal: false,
+        })
     }
 
     /// Refuses further checkouts and closes the idle connections; connections in use are closed
@@ -262,9 +274,15 @@ impl Drop for Conn {
 /// and dropping it without a commit rolls it back before the connection is reused.
 pub struct Tx {
     conn: Option<Conn>,
+    signal: bool,
 }
 
 impl Tx {
+    /// Raises the pool's [`Pool::commits`] signal once this transaction commits.
+    pub fn signal_commit(&mut self) {
+        self.signal = true;
+    }
+
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         self.end("COMMIT").await
     }
@@ -277,6 +295,9 @@ impl Tx {
         let mut conn = self.conn.take().expect("an open transaction");
         conn.execute(statement).await?;
         conn.in_transaction = false;
+        if self.signal && statement == "COMMIT" {
+            conn.pool.committed.notify_one();
+        }
         Ok(())
     }
 }
