@@ -1,8 +1,8 @@
 //! Group commit of `RecordOperation`: calls arriving together are posted in one transaction.
 //!
-//! A call waits in a queue; a batch takes whatever is queued (up to [`MAX_BATCH`]) as soon as one
-//! of [`BATCHES_IN_FLIGHT`] slots is free, so under light load a call goes alone and at once, and
-//! under heavy load batches grow while the previous ones commit. Each call keeps its own
+//! A call waits in a queue; as soon as one of [`BATCHES_IN_FLIGHT`] slots is free, a batch takes
+//! it and whatever arrives within [`LINGER`] (up to [`MAX_BATCH`]), so under light load a call
+//! waits a millisecond at most, and under heavy load batches grow while the previous ones commit. Each call keeps its own
 //! idempotency claim and its own answer: a refusal (points not there, a suspended membership, a
 //! card not usable) answers that call alone. If the batch's transaction fails as a whole (a
 //! conflict with another replica, say), each call is posted again alone, so an error reaches only
@@ -34,7 +34,9 @@ use crate::{
 /// Calls posted in one transaction at most.
 pub const MAX_BATCH: usize = 64;
 /// Batches committing at once; more calls wait and join the next batch.
-pub const BATCHES_IN_FLIGHT: usize = 4;
+pub const BATCHES_IN_FLIGHT: usize = 2;
+/// How long a batch waits for more calls after its first.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 struct Job {
     subject: String,
@@ -99,10 +101,12 @@ async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
                 None => return,
             }
         }
+        // Calls arriving within LINGER of the first join its batch.
+        let deadline = tokio::time::Instant::now() + LINGER;
         while waiting.len() < MAX_BATCH {
-            match queue.try_recv() {
-                Ok(job) => waiting.push(job),
-                Err(_) => break,
+            match tokio::time::timeout_at(deadline, queue.recv()).await {
+                Ok(Some(job)) => waiting.push(job),
+                _ => break,
             }
         }
         // An operation id appears once per batch: a repeat waits for the next one, where it
