@@ -75,15 +75,16 @@ pub fn operation_to_proto(row: &OperationRow) -> Operation {
         } as i32,
         points: row.points,
         balance_after: row.balance_after,
-        status: if row.reversed_by.is_some() {
-            OperationStatus::Reversed
-        } else {
-            OperationStatus::Posted
+        status: match row.reversed_points {
+            0 => OperationStatus::Posted,
+            some if some < row.points => OperationStatus::PartiallyReversed,
+            _ => OperationStatus::Reversed,
         } as i32,
         reverses_operation_id: row.reverses.map(|id| id.to_string()).unwrap_or_default(),
         reversed_by_operation_id: row.reversed_by.map(|id| id.to_string()).unwrap_or_default(),
         reference: row.reference.clone(),
         create_time: Some(timestamp(row.created_at)),
+        reversed_points: row.reversed_points,
     }
 }
 

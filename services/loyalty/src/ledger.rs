@@ -159,11 +159,17 @@ impl Loyalty {
         let id = reverse(
             &mut tx,
             &original,
+            None,
             &req.operation_id,
             req.reference.trim(),
             subject,
         )
-        .await?;
+        .await?
+        .ok_or_else(|| {
+            ServiceError::Internal(anyhow::anyhow!(
+                "a reversal of what was left posted nothing"
+            ))
+        })?;
         let operation = operation_in(&mut tx, id).await?;
         claim.commit(tx, &operation).await?;
         Ok(operation)

@@ -51,6 +51,13 @@ const RULES: &[(&str, &str)] = &[
          FROM ledger_entries GROUP BY operation_id HAVING sum(amount) <> 0",
     ),
     (
+        "an operation's reversals take back at most its points, on its account",
+        "SELECT format('operation %s: %s points, reversals take back %s', o.id, o.points, sum(r.points))
+         FROM operations o JOIN operations r ON r.reverses = o.id
+         GROUP BY o.id, o.points, o.account_id
+         HAVING sum(r.points) > o.points OR bool_or(r.account_id <> o.account_id)",
+    ),
+    (
         "the whole ledger sums to zero",
         "SELECT format('all entries sum to %s', sum(amount)) FROM ledger_entries
          HAVING coalesce(sum(amount), 0) <> 0",

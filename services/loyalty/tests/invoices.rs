@@ -10,7 +10,9 @@ use crm_proto::crm::{
     common::v1::Date,
     loyalty::v1::*,
     parties::v1::PartyKind,
-    sales::v1::{CreditNote, Invoice, InvoiceLine, SalesDocument, sales_document::Document},
+    sales::v1::{
+        CreditNote, Invoice, InvoiceLine, ReturnedLine, SalesDocument, sales_document::Document,
+    },
 };
 use crm_testkit::{eventually, read_topic};
 use prost::Message;
@@ -189,6 +191,7 @@ async fn invoices_accrue_once_per_line_and_credit_notes_reverse_them() {
         party_id: party.id.clone(),
         number: "FK/2026/11/1".into(),
         line_ids: vec!["2".into()],
+        lines: vec![],
     };
     deliver(
         &brokers,
@@ -206,6 +209,38 @@ async fn invoices_accrue_once_per_line_and_credit_notes_reverse_them() {
     .await;
     wait_for_balance(&suite, &member, 110).await;
 
+    // Line 1 (100 points) comes back in parts: a quarter of its amount, then half its quantity.
+    let partial = |id: &str, net_amount: &str, quantity: &str| CreditNote {
+        credit_note_id: id.into(),
+        invoice_id: "inv-1".into(),
+        party_id: party.id.clone(),
+        number: format!("FK/{id}"),
+        line_ids: vec![],
+        lines: vec![ReturnedLine {
+            line_id: "1".into(),
+            quantity: quantity.into(),
+            net_amount: net_amount.into(),
+        }],
+    };
+    let quarter = partial("cn-p1", "25.25", "");
+    deliver(&brokers, "inv-1", "evt-p1", Document::CreditNote(quarter)).await;
+    // floor(100 × 25.25 / 100.99)
+    wait_for_balance(&suite, &member, 85).await;
+    let half = partial("cn-p2", "", "0.5");
+    deliver(&brokers, "inv-1", "evt-p2", Document::CreditNote(half)).await;
+    // Half of the line is back in all: 50 points, of which 25 were taken back already.
+    wait_for_balance(&suite, &member, 60).await;
+    let line_operation = GetOperationRequest {
+        operation_id: format!("invoice:inv-1:1:{}", program.id),
+    };
+    let earned = client
+        .get_operation(line_operation.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(earned.status(), OperationStatus::PartiallyReversed);
+    assert_eq!(earned.reversed_points, 50);
+
     // A second note for the whole invoice reverses only what is left.
     let whole = CreditNote {
         credit_note_id: "cn-2".into(),
@@ -220,6 +255,13 @@ async fn invoices_accrue_once_per_line_and_credit_notes_reverse_them() {
     };
     deliver(&brokers, "inv-1", "evt-5", Document::CreditNote(whole)).await;
     wait_for_balance(&suite, &member, 10).await;
+    let earned = client
+        .get_operation(line_operation)
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(earned.status(), OperationStatus::Reversed);
+    assert_eq!(earned.reversed_points, 100);
     suite.assert_invariants().await;
 }
 

@@ -126,8 +126,23 @@ async fn accrue(tx: &mut Tx, invoice: &Invoice) -> Result<()> {
     // Turnover (for automatic discount levels) counts every invoice, member or not, once.
     let ids: Vec<&str> = lines.iter().map(|line| line.id).collect();
     let nets: Vec<Decimal> = lines.iter().map(|line| line.net).collect();
+    // A quantity that is not a decimal is kept as unknown: returns of that line go by amount.
+    let quantities: Vec<Option<Decimal>> = invoice
+        .lines
+        .iter()
+        .map(|line| line.quantity.trim().parse().ok())
+        .collect();
     let currency = invoice.currency_code.trim().to_uppercase();
-    store::record_invoice_lines(tx, &invoice.invoice_id, party, &currency, &ids, &nets).await?;
+    store::record_invoice_lines(
+        tx,
+        &invoice.invoice_id,
+        party,
+        &currency,
+        &ids,
+        &nets,
+        &quantities,
+    )
+    .await?;
 
     for membership in store::accruing_memberships(tx, party).await? {
         let Some(Accrual {
@@ -274,6 +289,10 @@ fn line_points(net: Decimal, factors: &[Decimal]) -> i64 {
         .min(MAX_POINTS)
 }
 
+/// Takes back the points of what a credit note returns: whole lines all their points, lines
+/// returned in part the share of their points that all returns of them so far make up (so that
+/// several partial returns never take back more than the line earned, and all of it once the
+/// whole line is back).
 async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
     let mut v = FieldViolations::new();
     v.check(
@@ -286,22 +305,81 @@ async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
         "credit_note.credit_note_id",
         "must be non-empty and without ':'",
     );
+    let returned: Vec<store::ReturnedLine> = note
+        .lines
+        .iter()
+        .enumerate()
+        .map(|(i, line)| {
+            let field = |name: &str| format!("credit_note.lines[{i}].{name}");
+            v.check(
+                plain_id(&line.line_id),
+                field("line_id"),
+                "must be non-empty and without ':'",
+            );
+            let amount = returned_measure(&line.net_amount, &field("net_amount"), &mut v);
+            let quantity = returned_measure(&line.quantity, &field("quantity"), &mut v);
+            v.check(
+                amount.is_some() || quantity.is_some(),
+                field("net_amount"),
+                "give the net amount or the quantity returned",
+            );
+            store::ReturnedLine {
+                line_id: line.line_id.clone(),
+                amount: amount.unwrap_or_default(),
+                quantity: quantity.unwrap_or_default(),
+            }
+        })
+        .collect();
     v.finish()?;
-    store::credit_invoice_lines(tx, &note.invoice_id, &note.line_ids).await?;
+    let whole_invoice = note.line_ids.is_empty() && note.lines.is_empty();
+    store::credit_invoice_lines(tx, &note.invoice_id, &note.line_ids, whole_invoice).await?;
+    let shares = store::return_invoice_lines(tx, &note.invoice_id, &returned).await?;
     let prefix = format!("invoice:{}:", note.invoice_id);
     for posted in store::lock_operations_by_prefix(tx, &prefix).await? {
         let Some((line, program)) = posted.client_id[prefix.len()..].split_once(':') else {
             continue;
         };
-        let wanted = note.line_ids.is_empty() || note.line_ids.iter().any(|id| id == line);
-        // Reversed already (by this note, redelivered, or by an earlier one): never twice.
-        if !wanted || posted.reversed_by.is_some() {
+        let due = if whole_invoice || note.line_ids.iter().any(|id| id == line) {
+            posted.points
+        } else if let Some(share) = shares.get(line) {
+            (Decimal::from(posted.points) * (*share).min(Decimal::ONE))
+                .floor()
+                .to_i64()
+                .unwrap_or(0)
+        } else {
+            continue;
+        };
+        let client_id = format!("credit-note:{}:{line}:{program}", note.credit_note_id);
+        // Reversed already as far as is due (by this note, redelivered, or by earlier ones).
+        let points = due - posted.reversed_points;
+        if points <= 0 || store::operation_exists(tx, &client_id).await? {
             continue;
         }
-        let client_id = format!("credit-note:{}:{line}:{program}", note.credit_note_id);
-        reverse(tx, &posted, &client_id, &note.number, CONSUMER).await?;
+        reverse(
+            tx,
+            &posted,
+            Some(points),
+            &client_id,
+            &note.number,
+            CONSUMER,
+        )
+        .await?;
     }
     Ok(())
+}
+
+/// A returned amount or quantity: empty for none, otherwise a non-negative decimal.
+fn returned_measure(text: &str, field: &str, v: &mut FieldViolations) -> Option<Decimal> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let parsed = text
+        .parse::<Decimal>()
+        .ok()
+        .filter(|d| !d.is_sign_negative());
+    v.check(parsed.is_some(), field, "is not a non-negative decimal");
+    parsed
 }
 
 /// Points invoices other than `invoice` earned the target within the last `days`, net of reversals.

@@ -247,6 +247,7 @@ async fn try_batch(pool: &Pool, setups: &Setups, jobs: &[Job]) -> Result<Vec<Res
                     reference: job.request.reference.trim().to_owned(),
                     reverses: None,
                     reversed_by: None,
+                    reversed_points: 0,
                     created_at: posted.created_at,
                 };
                 let operation = operation_to_proto(&row);

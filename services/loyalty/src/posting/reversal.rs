@@ -17,18 +17,25 @@ use crate::{
 
 /// Posts the opposite of `original` (locked by the caller), down to its point type's reversal
 /// floor: an accrual's points come out of the lots it opened first, a spend's points come back.
-/// Returns the reversal's id.
+/// `points` reverses part of it (a partial return; `None`: all that is left), never more than
+/// is left. Returns the reversal's id, or `None` when the part comes to no points.
 pub(crate) async fn reverse(
     tx: &mut Tx,
     original: &OperationRow,
+    points: Option<i64>,
     client_id: &str,
     reference: &str,
     subject: &str,
-) -> Result<Uuid> {
+) -> Result<Option<Uuid>> {
     // Read again now that the original is locked: the row came with a snapshot taken before the
     // lock was granted, which misses a reversal committed while this call waited for it.
-    let reversed_by = store::reversal_of(tx, original.id).await?;
-    reversible(original, reversed_by)?;
+    let (reversed, latest) = store::reversals_of(tx, original.id).await?;
+    reversible(original, reversed, latest)?;
+    let left = original.points - reversed;
+    let points = points.map_or(left, |p| p.clamp(0, left));
+    if points == 0 {
+        return Ok(None);
+    }
     let membership = store::get_membership(tx, original.membership_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("Membership", original.membership_id))?;
@@ -46,13 +53,13 @@ pub(crate) async fn reverse(
     let change = if was_accrual {
         // A return may take the balance below zero, down to the point type's floor.
         Change::Debit {
-            points: original.points,
+            points,
             floor: (!point_type.allow_negative).then_some(point_type.reversal_floor),
             prefer: Some(original.id),
         }
     } else {
         Change::Credit {
-            points: original.points,
+            points,
             expires_at: store::expiry_of(&point_type, &program, Utc::now()),
         }
     };
@@ -84,15 +91,15 @@ pub(crate) async fn reverse(
         span: Span::current(),
     };
     let posted = apply_one(tx, posting).await?;
-    Ok(posted.operation.expect("a reversal records an operation"))
+    Ok(posted.operation)
 }
 
-/// A reversal is never reversed, and an operation is reversed at most once.
-fn reversible(original: &OperationRow, reversed_by: Option<Uuid>) -> Result<()> {
+/// A reversal is never reversed, and an operation is reversed at most by its points.
+fn reversible(original: &OperationRow, reversed: i64, latest: Option<Uuid>) -> Result<()> {
     if original.reverses.is_some() {
         return Err(Refusal::CannotReverseAReversal.into());
     }
-    if let Some(reversal) = reversed_by {
+    if let Some(reversal) = latest.filter(|_| reversed >= original.points) {
         let operation = original.client_id.clone();
         return Err(Refusal::AlreadyReversed {
             operation,

@@ -95,7 +95,7 @@ pub async fn turnover(
     party: Uuid,
 ) -> sqlx::Result<Vec<(String, Decimal)>> {
     sqlx::query_as(
-        "SELECT currency_code, sum(net_amount) FROM invoice_lines WHERE party_id = $1 AND NOT credited
+        "SELECT currency_code, sum(net_amount - returned_amount) FROM invoice_lines WHERE party_id = $1 AND NOT credited
          GROUP BY currency_code",
     )
     .bind(party)

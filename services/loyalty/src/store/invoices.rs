@@ -1,5 +1,7 @@
 //! Invoice lines as the ERP reported them (turnover, credit notes) and the points they earned.
 
+use std::collections::HashMap;
+
 use crm_kit::store::Tx;
 use rust_decimal::Decimal;
 use uuid::Uuid;
@@ -12,10 +14,12 @@ pub async fn record_invoice_lines(
     currency: &str,
     line_ids: &[&str],
     nets: &[Decimal],
+    quantities: &[Option<Decimal>],
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO invoice_lines (invoice_id, line_id, party_id, currency_code, net_amount)
-         SELECT $1, line_id, $2, $3, net FROM unnest($4::text[], $5::numeric[]) AS l(line_id, net)
+        "INSERT INTO invoice_lines (invoice_id, line_id, party_id, currency_code, net_amount, quantity)
+         SELECT $1, line_id, $2, $3, net, quantity
+         FROM unnest($4::text[], $5::numeric[], $6::numeric[]) AS l(line_id, net, quantity)
          ON CONFLICT DO NOTHING",
     )
     .bind(invoice)
@@ -23,26 +27,70 @@ pub async fn record_invoice_lines(
     .bind(currency)
     .bind(line_ids)
     .bind(nets)
+    .bind(quantities)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Marks lines credited by a credit note (all of the invoice's when it names none).
+/// Marks lines credited whole by a credit note (all of the invoice's with `whole_invoice`).
 pub async fn credit_invoice_lines(
     tx: &mut Tx,
     invoice: &str,
     line_ids: &[String],
+    whole_invoice: bool,
 ) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE invoice_lines SET credited = true
-         WHERE invoice_id = $1 AND (cardinality($2::text[]) = 0 OR line_id = ANY($2))",
+         WHERE invoice_id = $1 AND ($3 OR line_id = ANY($2))",
     )
     .bind(invoice)
     .bind(line_ids)
+    .bind(whole_invoice)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Part of an invoice line a credit note returns.
+pub struct ReturnedLine {
+    pub line_id: String,
+    pub amount: Decimal,
+    pub quantity: Decimal,
+}
+
+/// Adds what a credit note returns to its lines; returns, per line, the share of it returned so
+/// far (by net amount, or by quantity where the line has one; the larger).
+pub async fn return_invoice_lines(
+    tx: &mut Tx,
+    invoice: &str,
+    lines: &[ReturnedLine],
+) -> sqlx::Result<HashMap<String, Decimal>> {
+    if lines.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let ids: Vec<&str> = lines.iter().map(|l| l.line_id.as_str()).collect();
+    let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
+    let quantities: Vec<Decimal> = lines.iter().map(|l| l.quantity).collect();
+    let rows: Vec<(String, Decimal)> = sqlx::query_as(
+        "UPDATE invoice_lines l
+         SET returned_amount = l.returned_amount + r.amount,
+             returned_quantity = l.returned_quantity + r.quantity
+         FROM (SELECT line_id, sum(amount) AS amount, sum(quantity) AS quantity
+               FROM unnest($2::text[], $3::numeric[], $4::numeric[]) AS r(line_id, amount, quantity)
+               GROUP BY line_id) r
+         WHERE l.invoice_id = $1 AND l.line_id = r.line_id
+         RETURNING l.line_id, greatest(
+             CASE WHEN l.net_amount > 0 THEN l.returned_amount / l.net_amount ELSE 0 END,
+             CASE WHEN l.quantity > 0 THEN l.returned_quantity / l.quantity ELSE 0 END)",
+    )
+    .bind(invoice)
+    .bind(&ids)
+    .bind(&amounts)
+    .bind(&quantities)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Points invoices other than `invoice` earned the membership in `program` within the last

@@ -66,14 +66,19 @@ pub struct OperationRow {
     pub balance_after: i64,
     pub reference: String,
     pub reverses: Option<Uuid>,
+    /// Its latest reversal.
     pub reversed_by: Option<Uuid>,
+    /// The points its reversals took back (all of them, or part after partial returns).
+    pub reversed_points: i64,
     pub created_at: DateTime<Utc>,
 }
 
 pub(super) const OPERATION_SELECT: &str =
     "SELECT o.id, o.client_id, o.account_id, a.membership_id, a.person_id, a.point_type,
         o.operation_type, o.direction, o.points, o.balance_after, o.reference, o.reverses,
-        (SELECT r.id FROM operations r WHERE r.reverses = o.id) AS reversed_by, o.created_at
+        (SELECT r.id FROM operations r WHERE r.reverses = o.id ORDER BY r.id DESC LIMIT 1) AS reversed_by,
+        (SELECT coalesce(sum(r.points), 0)::bigint FROM operations r WHERE r.reverses = o.id) AS reversed_points,
+        o.created_at
     FROM operations o JOIN accounts a ON a.id = o.account_id";
 
 pub async fn get_operation(
@@ -100,12 +105,15 @@ pub async fn get_operation_by_client_id(
     .await
 }
 
-/// The operation that reverses `operation`, if one was posted.
-pub async fn reversal_of(tx: &mut Tx, operation: Uuid) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar("SELECT id FROM operations WHERE reverses = $1")
-        .bind(operation)
-        .fetch_optional(&mut **tx)
-        .await
+/// The points reversals of `operation` took back, and its latest reversal.
+pub async fn reversals_of(tx: &mut Tx, operation: Uuid) -> sqlx::Result<(i64, Option<Uuid>)> {
+    sqlx::query_as(
+        "SELECT coalesce(sum(points), 0)::bigint, (array_agg(id ORDER BY id DESC))[1]
+         FROM operations WHERE reverses = $1",
+    )
+    .bind(operation)
+    .fetch_one(&mut **tx)
+    .await
 }
 
 pub async fn lock_operation_by_client_id(
