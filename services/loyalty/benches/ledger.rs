@@ -110,6 +110,7 @@ async fn main() {
             points: 5,
             selection: Some(Selection::AllMembers(true)),
             reference: "benchmark".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

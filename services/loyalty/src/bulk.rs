@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::{timestamp, uuid},
+    request::{optional_time, timestamp, uuid},
     shutdown::Shutdown,
     store::{Page, Tx},
 };
@@ -33,13 +33,8 @@ use crate::{
 /// Members credited per transaction.
 pub const BATCH: i64 = 500;
 
-/// Who a job credits, resolved to membership ids or a rule over the program's memberships.
-enum Chosen {
-    Memberships(Vec<Uuid>),
-    All,
-    /// A parties base, resolved to its parties once the request is known to be valid.
-    Base(String),
-}
+/// How far ahead a job may be scheduled, and how far apart its runs may be.
+const MAX_REPEAT_DAYS: i32 = 366;
 
 impl Loyalty {
     pub async fn start_bulk_accrual(
@@ -49,15 +44,41 @@ impl Loyalty {
     ) -> Result<BulkAccrual> {
         let mut v = FieldViolations::new();
         domain::check_client_id(&req.job_id, "job_id", &mut v);
+        v.check(
+            !req.job_id.contains('#'),
+            "job_id",
+            "must not contain '#' (it numbers runs)",
+        );
         let program_id = uuid(&req.program_id, "program_id", &mut v);
         domain::check_points(req.points, "points", &mut v);
         let chosen = parse_selection(req.selection.as_ref(), &mut v);
+        let now = Utc::now();
+        let start_at = optional_time(req.start_time.as_ref(), "start_time", &mut v)
+            .filter(|at| *at > now)
+            .unwrap_or(now);
+        v.check(
+            start_at <= now + chrono::Duration::days(MAX_REPEAT_DAYS.into()),
+            "start_time",
+            "must be within a year",
+        );
+        v.check(
+            (0..=MAX_REPEAT_DAYS).contains(&req.repeat_every_days),
+            "repeat_every_days",
+            "must be 0 (runs once) to 366",
+        );
+        v.check(req.runs >= 0, "runs", "must be 0 (until cancelled) or more");
+        v.check(
+            req.runs <= 1 || req.repeat_every_days > 0,
+            "runs",
+            "more than one run needs repeat_every_days",
+        );
         v.finish()?;
+        let scheduled = start_at > now;
         // Resolved before the transaction opens: a base is a call to the parties service.
-        let selection = match chosen {
-            Chosen::Memberships(ids) => store::Selection::Memberships(ids),
-            Chosen::Base(base) => store::Selection::Parties(self.base_members(&base).await?),
-            Chosen::All => store::Selection::All,
+        let selection = if scheduled {
+            None
+        } else {
+            Some(self.resolve(&chosen).await?)
         };
 
         // A replay (same caller, same job id, same request) answers as the first call did; the
@@ -72,50 +93,89 @@ impl Loyalty {
             .ok_or_else(|| ServiceError::not_found("Program", program_id))?;
         require_active_program(&program)?;
         require_accrue_type(&mut tx, program_id, &req.operation_type, "operation_type").await?;
-        let id = Uuid::now_v7();
+        if let store::Chosen::Memberships(ids) = &chosen {
+            let distinct: std::collections::HashSet<&Uuid> = ids.iter().collect();
+            if store::count_program_memberships(&mut tx, program_id, ids).await?
+                != distinct.len() as i64
+            {
+                let mut v = FieldViolations::new();
+                v.add(
+                    "memberships.membership_ids",
+                    "lists memberships that are not of this program",
+                );
+                return Err(v.into());
+            }
+        }
         let job = store::NewJob {
-            id,
+            id: Uuid::now_v7(),
             client_id: &req.job_id,
             program_id,
             operation_type: &req.operation_type,
             points: req.points,
             reference: req.reference.trim(),
             created_by: subject,
+            status: domain::BulkStatus::Scheduled,
+            start_at,
+            repeat_every_days: req.repeat_every_days,
+            runs: req.runs,
+            run: 1,
+            series: &req.job_id,
+            selection: &chosen,
         };
         // Another caller's job with this id (the claim above is per caller) is a reuse.
-        store::insert_job(&mut tx, &job).await.map_err(|error| {
-            match crm_kit::store::unique_violation(&error) {
-                Some(_) => Refusal::JobIdReused {
-                    job_id: req.job_id.clone(),
-                }
-                .into(),
-                None => ServiceError::from(error),
-            }
-        })?;
-        let total = store::add_job_items(&mut tx, id, program_id, &selection).await?;
-        if let Some(Selection::Memberships(list)) = &req.selection
-            && total
-                != list
-                    .membership_ids
-                    .iter()
-                    .collect::<std::collections::HashSet<_>>()
-                    .len() as i64
-        {
-            let mut v = FieldViolations::new();
-            v.add(
-                "memberships.membership_ids",
-                "lists memberships that are not of this program",
-            );
-            return Err(v.into());
+        if !store::insert_job(&mut tx, &job).await? {
+            let job_id = req.job_id.clone();
+            return Err(Refusal::JobIdReused { job_id }.into());
         }
-        store::set_job_total(&mut tx, id, total).await?;
-        let job = store::lock_job(&mut tx, &req.job_id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
-        let answer = job_to_proto(&job);
-        events::bulk_accrual_changed(&mut tx, &answer, "started").await?;
+        let change = match &selection {
+            Some(selection) => {
+                let row = store::lock_job(&mut tx, &req.job_id)
+                    .await?
+                    .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
+                start_run(&mut tx, &row, selection).await?;
+                "started"
+            }
+            None => "scheduled",
+        };
+        let answer = announce(&mut tx, &req.job_id, change).await?;
         claim.commit(tx, &answer).await?;
         Ok(answer)
+    }
+
+    /// The memberships a job's selection stands for now.
+    async fn resolve(&self, chosen: &store::Chosen) -> Result<store::Selection> {
+        Ok(match chosen {
+            store::Chosen::Memberships(ids) => store::Selection::Memberships(ids.clone()),
+            store::Chosen::Base(base) => store::Selection::Parties(self.base_members(base).await?),
+            store::Chosen::All => store::Selection::All,
+        })
+    }
+
+    /// Starts the earliest scheduled run whose time has come; false when there is none.
+    async fn start_due_run(&self) -> Result<bool> {
+        let Some(due) = store::due_job(&mut *self.pool.acquire().await?).await? else {
+            return Ok(false);
+        };
+        let chosen = due
+            .selection
+            .as_ref()
+            .map_or(store::Chosen::All, |s| s.0.clone());
+        let selection = match self.resolve(&chosen).await {
+            Ok(selection) => selection,
+            // A base deleted since the job was scheduled: the run credits no one.
+            Err(ServiceError::NotFound(..) | ServiceError::Invalid(_)) => {
+                store::Selection::Memberships(Vec::new())
+            }
+            Err(error) => return Err(error),
+        };
+        let mut tx = self.pool.begin().await?;
+        let job = store::lock_job(&mut tx, &due.client_id).await?;
+        if let Some(job) = job.filter(|j| j.status == domain::BulkStatus::Scheduled) {
+            start_run(&mut tx, &job, &selection).await?;
+            announce(&mut tx, &job.client_id, "started").await?;
+        }
+        tx.commit().await?;
+        Ok(true)
     }
 
     pub async fn list_bulk_accruals(
@@ -155,12 +215,19 @@ impl Loyalty {
         let job = store::lock_job(&mut tx, &req.job_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
+        // Stopping any run of a series stops the runs to come.
+        let stopped = store::cancel_scheduled_runs(&mut tx, &job.series).await?;
+        for run in stopped.iter().filter(|run| **run != job.client_id) {
+            announce(&mut tx, run, "cancelled").await?;
+        }
         let answer = match job.status {
             domain::BulkStatus::Running => {
                 store::cancel_job(&mut tx, job.id).await?;
                 announce(&mut tx, &job.client_id, "cancelled").await?
             }
+            domain::BulkStatus::Scheduled => announce(&mut tx, &job.client_id, "cancelled").await?,
             domain::BulkStatus::Cancelled => job_to_proto(&job),
+            domain::BulkStatus::Completed if !stopped.is_empty() => job_to_proto(&job),
             domain::BulkStatus::Completed => {
                 let job_id = job.client_id;
                 return Err(Refusal::BulkAccrualCompleted { job_id }.into());
@@ -179,6 +246,9 @@ impl Loyalty {
     /// Credits pending items of running jobs until `shutdown`.
     pub async fn run_bulk_accruals(self, shutdown: Shutdown) {
         while shutdown.sleep(Duration::from_millis(250)).await {
+            if let Err(error) = self.start_due_run().await {
+                tracing::warn!(%error, "starting a scheduled bulk accrual failed; it will be retried");
+            }
             loop {
                 match self.credit_batch().await {
                     Ok(true) if !shutdown.is_triggered() => continue,
@@ -280,6 +350,41 @@ async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Resul
         .collect())
 }
 
+/// Starts a run: its members become its items, and a repeating series gets its next run.
+async fn start_run(tx: &mut Tx, job: &store::JobRow, selection: &store::Selection) -> Result<()> {
+    let total = store::add_job_items(tx, job.id, job.program_id, selection).await?;
+    store::set_job_total(tx, job.id, total).await?;
+    store::set_job_running(tx, job.id).await?;
+    let more = job.runs == 0 || job.run < job.runs;
+    if job.repeat_every_days > 0 && more {
+        let chosen = job
+            .selection
+            .as_ref()
+            .map_or(store::Chosen::All, |s| s.0.clone());
+        let client_id = format!("{}#{}", job.series, job.run + 1);
+        let next = store::NewJob {
+            id: Uuid::now_v7(),
+            client_id: &client_id,
+            program_id: job.program_id,
+            operation_type: &job.operation_type,
+            points: job.points,
+            reference: &job.reference,
+            created_by: &job.created_by,
+            status: domain::BulkStatus::Scheduled,
+            start_at: job.start_at + chrono::Duration::days(job.repeat_every_days.into()),
+            repeat_every_days: job.repeat_every_days,
+            runs: job.runs,
+            run: job.run + 1,
+            series: &job.series,
+            selection: &chosen,
+        };
+        if store::insert_job(tx, &next).await? {
+            announce(tx, &client_id, "scheduled").await?;
+        }
+    }
+    Ok(())
+}
+
 /// Tells downstream systems where the job now is.
 async fn announce(tx: &mut Tx, client_id: &str, change: &str) -> Result<BulkAccrual> {
     let job = store::lock_job(tx, client_id)
@@ -303,27 +408,32 @@ fn job_to_proto(job: &store::JobRow) -> BulkAccrual {
         failed: job.failed,
         create_time: Some(timestamp(job.created_at)),
         complete_time: job.completed_at.map(timestamp),
+        start_time: Some(timestamp(job.start_at)),
+        repeat_every_days: job.repeat_every_days,
+        runs: job.runs,
+        run: job.run,
+        series_id: job.series.clone(),
     }
 }
 
 /// The members a bulk accrual asked for, as given (a base is resolved later, outside the transaction).
-fn parse_selection(selection: Option<&Selection>, v: &mut FieldViolations) -> Chosen {
+fn parse_selection(selection: Option<&Selection>, v: &mut FieldViolations) -> store::Chosen {
     match selection {
-        Some(Selection::Memberships(list)) => Chosen::Memberships(
+        Some(Selection::Memberships(list)) => store::Chosen::Memberships(
             list.membership_ids
                 .iter()
                 .enumerate()
                 .map(|(i, id)| uuid(id, &format!("memberships.membership_ids[{i}]"), v))
                 .collect(),
         ),
-        Some(Selection::AllMembers(true)) => Chosen::All,
+        Some(Selection::AllMembers(true)) => store::Chosen::All,
         Some(Selection::BaseId(base)) => {
             uuid(base, "base_id", v);
-            Chosen::Base(base.clone())
+            store::Chosen::Base(base.clone())
         }
         Some(Selection::AllMembers(false)) | None => {
             v.add("selection", "give memberships, all_members or base_id");
-            Chosen::All
+            store::Chosen::All
         }
     }
 }

@@ -11,6 +11,7 @@ use crm_proto::crm::{
     parties::v1::{AddPartyToBaseRequest, Base, CreateBaseRequest, PartyKind},
 };
 use crm_testkit::eventually;
+use tonic_types::StatusExt;
 
 async fn finished(client: &Loyalty, job_id: &str) -> BulkAccrual {
     eventually(Duration::from_secs(60), || {
@@ -42,6 +43,7 @@ fn campaign(
         points,
         selection: Some(selection),
         reference: format!("campaign {job_id}"),
+        ..Default::default()
     }
 }
 
@@ -317,5 +319,107 @@ async fn an_interrupted_campaign_resumes_and_credits_each_member_once() {
             .await
             .unwrap();
     assert_eq!(total, 3 * members as i64);
+    suite.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_campaign_starts_at_its_time_and_repeats_with_the_members_of_each_day() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let first = suite.member(&program, "Early Member").await;
+
+    // Scheduled a moment ahead: nobody is chosen until it starts.
+    let later = std::time::SystemTime::now() + Duration::from_secs(2);
+    let scheduled = client
+        .start_bulk_accrual(StartBulkAccrualRequest {
+            start_time: Some(later.into()),
+            ..campaign("later", &program, 7, Selection::AllMembers(true))
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(scheduled.status(), BulkAccrualStatus::Scheduled);
+    assert_eq!(scheduled.total, 0);
+    let second = suite.member(&program, "Joined Meanwhile").await;
+    let done = finished(&client, "later").await;
+    assert_eq!(
+        (done.total, done.done),
+        (2, 2),
+        "members are chosen at the start"
+    );
+    assert_eq!(balance(&mut client, &second).await.balance, 7);
+
+    // Every day, three runs: the first now, the next scheduled a day after it.
+    let daily = client
+        .start_bulk_accrual(StartBulkAccrualRequest {
+            repeat_every_days: 1,
+            runs: 3,
+            ..campaign("daily", &program, 5, Selection::AllMembers(true))
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!((daily.run, daily.series_id.as_str()), (1, "daily"));
+    finished(&client, "daily").await;
+    let next = client
+        .get_bulk_accrual(GetBulkAccrualRequest {
+            job_id: "daily#2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(next.status(), BulkAccrualStatus::Scheduled);
+    let day = next.start_time.unwrap().seconds - daily.start_time.unwrap().seconds;
+    assert_eq!(day, 86_400);
+
+    // The day comes (moved forward here): a member who joined since is credited too.
+    let third = suite.member(&program, "Joined Later").await;
+    let mut db = suite.loyalty.db().await;
+    sqlx::query("UPDATE bulk_accruals SET start_at = now() WHERE client_id = 'daily#2'")
+        .execute(&mut db)
+        .await
+        .unwrap();
+    let run2 = finished(&client, "daily#2").await;
+    assert_eq!((run2.run, run2.done), (2, 3));
+    assert_eq!(balance(&mut client, &third).await.balance, 5);
+    assert_eq!(balance(&mut client, &first).await.balance, 7 + 5 + 5);
+
+    // Cancelling the series (by any of its runs) stops the runs to come; the last one is never made.
+    let cancelled = client
+        .cancel_bulk_accrual(CancelBulkAccrualRequest {
+            job_id: "daily".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(cancelled.status(), BulkAccrualStatus::Completed);
+    let run3 = client
+        .get_bulk_accrual(GetBulkAccrualRequest {
+            job_id: "daily#3".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(run3.status(), BulkAccrualStatus::Cancelled);
+
+    // A schedule out of bounds names its fields.
+    let status = client
+        .start_bulk_accrual(StartBulkAccrualRequest {
+            repeat_every_days: 400,
+            runs: -1,
+            ..campaign("bad#1", &program, 5, Selection::AllMembers(true))
+        })
+        .await
+        .unwrap_err();
+    let fields: Vec<String> = status
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    assert_eq!(fields, ["job_id", "repeat_every_days", "runs"]);
     suite.assert_invariants().await;
 }

@@ -160,6 +160,7 @@ async fn downstream_systems_rebuild_programs_coupons_discounts_and_jobs_from_the
             points: 10,
             selection: Some(Selection::AllMembers(true)),
             reference: "spring".into(),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -99,6 +99,7 @@ async fn a_storm_of_concurrent_postings_on_a_few_members_leaves_a_sound_ledger()
                     points: 7,
                     selection: Some(Selection::AllMembers(true)),
                     reference: "storm".into(),
+                    ..Default::default()
                 })
                 .await
                 .map(|_| ())

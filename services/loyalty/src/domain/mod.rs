@@ -84,6 +84,7 @@ crm_kit::text_enum! {
     /// A bulk accrual runs until every selected member is credited or counted as failed, or until
     /// it is cancelled.
     pub enum BulkStatus: proto::BulkAccrualStatus {
+        Scheduled = "scheduled",
         Running = "running",
         Completed = "completed",
         Cancelled = "cancelled",

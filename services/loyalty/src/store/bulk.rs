@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use crm_kit::store::Tx;
-use sqlx::PgConnection;
+use serde::{Deserialize, Serialize};
+use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 use crate::domain::BulkStatus;
@@ -22,13 +23,30 @@ pub struct JobRow {
     pub created_by: String,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+    pub start_at: DateTime<Utc>,
+    pub repeat_every_days: i32,
+    pub runs: i32,
+    pub run: i32,
+    pub series: String,
+    pub selection: Option<Json<Chosen>>,
 }
 
 pub(super) const JOB_COLUMNS: &str =
     "id, client_id, program_id, operation_type, points, reference, status, total, done,
-    failed, created_by, created_at, completed_at";
+    failed, created_by, created_at, completed_at, start_at, repeat_every_days, runs, run, series,
+    selection";
 
-/// Who a new job credits, among the program's memberships.
+/// Whom a job credits, as asked: resolved to memberships when a run starts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chosen {
+    Memberships(Vec<Uuid>),
+    /// The memberships of the parties in a base of the parties service.
+    Base(String),
+    All,
+}
+
+/// Who a run credits, among the program's memberships.
 pub enum Selection {
     Memberships(Vec<Uuid>),
     /// The memberships of these parties.
@@ -85,7 +103,7 @@ pub async fn cancel_job(tx: &mut Tx, job: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// A job as it starts.
+/// A job (one run of its series) as it is recorded.
 pub struct NewJob<'a> {
     pub id: Uuid,
     pub client_id: &'a str,
@@ -94,12 +112,22 @@ pub struct NewJob<'a> {
     pub points: i64,
     pub reference: &'a str,
     pub created_by: &'a str,
+    pub status: BulkStatus,
+    pub start_at: DateTime<Utc>,
+    pub repeat_every_days: i32,
+    pub runs: i32,
+    pub run: i32,
+    pub series: &'a str,
+    pub selection: &'a Chosen,
 }
 
-pub async fn insert_job(tx: &mut Tx, job: &NewJob<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO bulk_accruals (id, client_id, program_id, operation_type, points, reference, total, created_by)
-         VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+/// Inserts the job; false when its client id is taken (a later run scheduled twice).
+pub async fn insert_job(tx: &mut Tx, job: &NewJob<'_>) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO bulk_accruals (id, client_id, program_id, operation_type, points, reference,
+             total, created_by, status, start_at, repeat_every_days, runs, run, series, selection)
+         VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8, $9, $10, $11, $12, $13, $14)
+         ON CONFLICT (client_id) DO NOTHING",
     )
     .bind(job.id)
     .bind(job.client_id)
@@ -108,9 +136,58 @@ pub async fn insert_job(tx: &mut Tx, job: &NewJob<'_>) -> sqlx::Result<()> {
     .bind(job.points)
     .bind(job.reference)
     .bind(job.created_by)
+    .bind(job.status)
+    .bind(job.start_at)
+    .bind(job.repeat_every_days)
+    .bind(job.runs)
+    .bind(job.run)
+    .bind(job.series)
+    .bind(Json(job.selection))
     .execute(&mut **tx)
     .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The earliest scheduled job whose start has come, read without a lock.
+pub async fn due_job(conn: &mut PgConnection) -> sqlx::Result<Option<JobRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {JOB_COLUMNS} FROM bulk_accruals WHERE status = 'scheduled' AND start_at <= now()
+         ORDER BY start_at LIMIT 1"
+    )))
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn set_job_running(tx: &mut Tx, job: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE bulk_accruals SET status = 'running' WHERE id = $1")
+        .bind(job)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// Cancels the series' scheduled runs; returns their client ids.
+pub async fn cancel_scheduled_runs(tx: &mut Tx, series: &str) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "UPDATE bulk_accruals SET status = 'cancelled', completed_at = now()
+         WHERE series = $1 AND status = 'scheduled' RETURNING client_id",
+    )
+    .bind(series)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// How many of `ids` are memberships of the program.
+pub async fn count_program_memberships(
+    conn: &mut PgConnection,
+    program: Uuid,
+    ids: &[Uuid],
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM memberships WHERE program_id = $1 AND id = ANY($2)")
+        .bind(program)
+        .bind(ids)
+        .fetch_one(conn)
+        .await
 }
 
 /// Adds the selected memberships of the program as the job's items; returns how many.
