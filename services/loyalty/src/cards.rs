@@ -37,9 +37,8 @@ pub(crate) async fn present(
         );
         return Err(v.into());
     }
-    let card = store::lock_card_by_number(tx, &number).await?;
-    let card = card
-        .filter(|card| card.membership_id == membership)
+    let card = store::lock_members_card(tx, &number, membership)
+        .await?
         .ok_or(Refusal::CardNotOfMember)?;
     match card.status {
         domain::CardStatus::Issued if accrual => Ok(Some(card.id)),

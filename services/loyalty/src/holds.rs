@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
-    request::uuid,
+    request::{optional_uuid, uuid},
     shutdown::Shutdown,
     store::{self as kit_store, Page},
 };
@@ -42,7 +42,13 @@ impl Loyalty {
             "timeout_seconds",
             "must be between 1 and 2592000 (30 days); 0 means 900",
         );
+        let account = req.account.clone().unwrap_or_default();
+        let membership = uuid(&account.membership_id, "account.membership_id", &mut v);
+        let person = optional_uuid(&account.person_id, "account.person_id", &mut v);
         v.finish()?;
+        if let Some(person) = person {
+            self.require_employee_of(membership, person).await?;
+        }
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let target = self
             .write_target(&mut tx, req.account.as_ref(), None)
@@ -241,9 +247,7 @@ impl Loyalty {
             if due.is_empty() {
                 return Ok(());
             }
-            for hold in &due {
-                expire(&mut tx, hold).await?;
-            }
+            expire(&mut tx, &due).await?;
             tx.commit().await?;
         }
     }
@@ -261,7 +265,7 @@ impl Loyalty {
             return Ok(HoldState::Settled(hold));
         }
         if hold.expires_at <= Utc::now() {
-            expire(tx, &hold).await?;
+            expire(tx, std::slice::from_ref(&hold)).await?;
             let expired = HoldRow {
                 status: domain::HoldStatus::Expired,
                 ..hold
@@ -302,24 +306,28 @@ fn hold_account(hold: &HoldRow) -> AccountKey {
     }
 }
 
-pub(crate) async fn expire(tx: &mut kit_store::Tx, hold: &HoldRow) -> Result<()> {
-    posting::apply_one(tx, release(hold)).await?;
-    store::settle_hold(tx, hold.id, domain::HoldStatus::Expired, 0, None).await?;
-    let account = Some(account_ref(
-        hold.membership_id,
-        hold.person_id,
-        &hold.point_type,
-    ));
-    events::POINTS
-        .enqueue(
-            tx,
+/// Releases lapsed holds (locked by the caller), all through one posting batch so that their
+/// memberships are locked in the engine's order.
+pub(crate) async fn expire(tx: &mut kit_store::Tx, holds: &[HoldRow]) -> Result<()> {
+    let releases: Vec<Posting> = holds.iter().map(release).collect();
+    for outcome in posting::apply(tx, &releases).await? {
+        outcome?;
+    }
+    for hold in holds {
+        store::settle_hold(tx, hold.id, domain::HoldStatus::Expired, 0, None).await?;
+        let account = Some(account_ref(
             hold.membership_id,
-            &HoldExpired {
-                hold_id: hold.id.to_string(),
-                account,
-            },
-        )
-        .await?;
+            hold.person_id,
+            &hold.point_type,
+        ));
+        let event = HoldExpired {
+            hold_id: hold.id.to_string(),
+            account,
+        };
+        events::POINTS
+            .enqueue(tx, hold.membership_id, &event)
+            .await?;
+    }
     Ok(())
 }
 

@@ -192,7 +192,7 @@ impl Loyalty {
 
     /// A B2B person account is for someone the member organization employs (unless the
     /// membership pools persons' points): asked of the parties service before any transaction.
-    async fn require_employee_of(&self, membership: Uuid, person: Uuid) -> Result<()> {
+    pub(crate) async fn require_employee_of(&self, membership: Uuid, person: Uuid) -> Result<()> {
         let mut conn = self.pool.acquire().await?;
         let membership = store::get_membership(&mut conn, membership)
             .await?
@@ -208,7 +208,8 @@ impl Loyalty {
     }
 
     /// Resolves an account for a write, its membership locked: a point type of the program (or
-    /// `default_point_type`), and for B2B a person employed by the member (unless pooled). Whether
+    /// `default_point_type`), and for B2B a person's account (unless pooled; the caller asked
+    /// whether the person works for the member with [`Self::require_employee_of`]). Whether
     /// the membership and program are active is the posting engine's to check.
     pub(crate) async fn write_target(
         &self,
@@ -241,11 +242,8 @@ impl Loyalty {
             }
             // Pooled: persons' points go to the organization's account.
             Some(_) if membership.pool_to_organization => None,
-            Some(person) => {
-                self.require_employee(person, membership.party_id).await?;
-                Some(person)
-            }
-            None => None,
+            // Employment was asked of the parties service before the transaction opened.
+            person => person,
         };
         Ok(Target {
             program,

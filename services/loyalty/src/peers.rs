@@ -1,7 +1,6 @@
 //! The services loyalty asks, and what their answers mean here: parties (is the member there and
 //! active, is the person employed, who is in a base) and consent (may the party join). Peers are
-//! asked before a transaction opens, except the employment check of a B2B person account, which
-//! `ledger::write_target` still makes inside its transaction.
+//! asked before a transaction opens: no lock is held across a call to another service.
 
 use crm_kit::{
     client::peer_error,

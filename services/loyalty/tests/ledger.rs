@@ -874,3 +874,81 @@ async fn a_membership_suspended_by_hand_is_reactivated_by_hand_and_one_that_left
     assert_eq!(reason(&twice), "ALREADY_ENROLLED");
     suite.assert_invariants().await;
 }
+
+/// Calls that arrive together are posted together (group commit); each still gets its own answer.
+#[tokio::test]
+async fn calls_posted_together_each_get_their_own_answer_and_effect() {
+    let suite = Suite::start().await;
+    let client = suite.client.clone();
+    let program = suite.program().await;
+    let rich = suite.member(&program, "Rich").await;
+    let poor = suite.member(&program, "Poor").await;
+    let away = suite.member(&program, "Away").await;
+    let mut admin = client.clone();
+    admin
+        .suspend_membership(SuspendMembershipRequest {
+            id: away.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let card = admin
+        .issue_card(IssueCardRequest {
+            membership_id: rich.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let with_card = |id: &str| RecordOperationRequest {
+        card_number: card.number.clone(),
+        ..operation(id, &rich, "purchase", 10)
+    };
+    let requests = vec![
+        operation("together-1", &rich, "purchase", 100),
+        operation("together-1", &rich, "purchase", 100),
+        operation("together-2", &poor, "reward_redemption", 5),
+        operation("together-3", &away, "purchase", 5),
+        with_card("together-4"),
+        with_card("together-5"),
+    ];
+    let calls = requests.into_iter().map(|request| {
+        let mut client = client.clone();
+        async move { client.record_operation(request).await }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let first = answers[0].as_ref().unwrap().get_ref();
+    assert_eq!(
+        answers[1].as_ref().unwrap().get_ref(),
+        first,
+        "a repeat is answered as the first"
+    );
+    assert_eq!(reason(answers[2].as_ref().unwrap_err()), "INSUFFICIENT_POINTS");
+    assert_eq!(reason(answers[3].as_ref().unwrap_err()), "MEMBERSHIP_NOT_ACTIVE");
+    assert!(answers[4].is_ok() && answers[5].is_ok(), "{answers:?}");
+    assert_eq!(balance(&mut admin, &rich).await.balance, 120);
+
+    // A refused call leaves nothing behind: no account for the members it named.
+    for refused in [&poor, &away] {
+        let balances = admin
+            .list_balances(ListBalancesRequest {
+                membership_id: refused.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .balances;
+        assert!(balances.is_empty(), "{balances:?}");
+    }
+    // The card presented twice in one go is activated once.
+    let mut db = suite.loyalty.db().await;
+    let activations: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM crm_outbox WHERE event_type = 'crm.loyalty.v1.CardActivated'",
+    )
+    .fetch_one(&mut db)
+    .await
+    .unwrap();
+    assert_eq!(activations, 1);
+    suite.assert_invariants().await;
+}

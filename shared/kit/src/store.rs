@@ -285,16 +285,26 @@ pub async fn claim_all<R: prost::Message + Default, Q: Idempotent + prost::Messa
         .iter()
         .map(|(_, request)| Sha256::digest(request.encode_to_vec()).to_vec())
         .collect();
-    let keyed: Vec<usize> = (0..requests.len())
+    // Claimed in key order, so that two batches claiming the same ids cannot deadlock.
+    let mut keyed: Vec<usize> = (0..requests.len())
         .filter(|&i| !requests[i].1.request_id().is_empty())
         .collect();
+    keyed.sort_by_key(|&i| (requests[i].0, requests[i].1.request_id()));
+    debug_assert!(
+        keyed
+            .windows(2)
+            .all(|w| (requests[w[0]].0, requests[w[0]].1.request_id())
+                != (requests[w[1]].0, requests[w[1]].1.request_id())),
+        "claim_all takes each caller's request id once"
+    );
     let callers: Vec<&str> = keyed.iter().map(|&i| requests[i].0).collect();
     let ids: Vec<&str> = keyed.iter().map(|&i| requests[i].1.request_id()).collect();
     let key_hashes: Vec<&[u8]> = keyed.iter().map(|&i| hashes[i].as_slice()).collect();
     let inserted: Vec<(String, String)> = sqlx::query_as(
         "INSERT INTO crm_idempotency (caller, method, request_id, request_hash)
-         SELECT caller, $1, request_id, hash FROM unnest($2::text[], $3::text[], $4::bytea[])
-             AS r(caller, request_id, hash)
+         SELECT caller, $1, request_id, hash
+         FROM unnest($2::text[], $3::text[], $4::bytea[]) WITH ORDINALITY AS r(caller, request_id, hash, n)
+         ORDER BY n
          ON CONFLICT (caller, method, request_id) DO NOTHING RETURNING caller, request_id",
     )
     .bind(Q::METHOD)

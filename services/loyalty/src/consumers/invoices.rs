@@ -73,6 +73,7 @@ fn invoice_lines(invoice: &Invoice) -> Result<(Uuid, Vec<Line<'_>>, Decimal)> {
         "invoice.invoice_id",
         "must be non-empty and without ':'",
     );
+    let mut seen = std::collections::HashSet::new();
     let lines: Vec<Line<'_>> = invoice
         .lines
         .iter()
@@ -82,6 +83,11 @@ fn invoice_lines(invoice: &Invoice) -> Result<(Uuid, Vec<Line<'_>>, Decimal)> {
                 plain_id(&line.line_id),
                 format!("invoice.lines[{i}].line_id"),
                 "must be non-empty and without ':'",
+            );
+            v.check(
+                seen.insert(line.line_id.as_str()),
+                format!("invoice.lines[{i}].line_id"),
+                "repeats the id of an earlier line",
             );
             let net = line.net_amount.trim().parse::<Decimal>();
             v.check(

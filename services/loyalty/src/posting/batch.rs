@@ -4,9 +4,10 @@
 //! it and whatever arrives within [`LINGER`] (up to [`MAX_BATCH`]), so under light load a call
 //! waits a millisecond at most, and under heavy load batches grow while the previous ones commit. Each call keeps its own
 //! idempotency claim and its own answer: a refusal (points not there, a suspended membership, a
-//! card not usable) answers that call alone. If the batch's transaction fails as a whole (a
-//! conflict with another replica, say), each call is posted again alone, so an error reaches only
-//! the call it belongs to.
+//! card not usable) answers that call alone. If the batch's transaction fails on something a call
+//! caused (an id another replica took meanwhile, a conflict), each call is posted again alone, so
+//! that the error reaches only the call it belongs to; if the database itself fails, every call of
+//! the batch hears so at once. A caller that gave up before its batch formed is not posted for.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -109,11 +110,12 @@ async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
                 _ => break,
             }
         }
-        // An operation id appears once per batch: a repeat waits for the next one, where it
-        // finds the first call's answer (or its id taken).
+        // An operation id appears once per batch: a repeat waits for a later one, where it finds
+        // the first call's answer, or waits for its claim (or finds the id taken).
         let mut ids = HashSet::new();
         let (mut batch, mut later) = (Vec::new(), Vec::new());
-        for job in waiting.drain(..) {
+        // A caller that gave up (timed out, disconnected) is not posted for.
+        for job in waiting.drain(..).filter(|job| !job.reply.is_closed()) {
             if batch.len() < MAX_BATCH && ids.insert(job.request.operation_id.clone()) {
                 batch.push(job);
             } else {
@@ -121,6 +123,9 @@ async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
             }
         }
         waiting = later;
+        if batch.is_empty() {
+            continue;
+        }
         let (pool, setups) = (pool.clone(), setups.clone());
         tokio::spawn(async move {
             post_batch(&pool, &setups, batch).await;
@@ -143,7 +148,9 @@ async fn post_batch(pool: &Pool, setups: &Setups, jobs: Vec<Job>) {
             let job = jobs.into_iter().next().expect("one job");
             let _ = job.reply.send(Err(error));
         }
-        Err(error) => {
+        // Only a call can make the transaction fail this way (an id another replica just took,
+        // a conflict): each alone, so that the error reaches the call it belongs to.
+        Err(error) if caused_by_a_call(&error) => {
             tracing::info!(%error, "a batch of operations failed; posting each alone");
             for job in jobs {
                 let answer = try_batch(pool, setups, std::slice::from_ref(&job))
@@ -153,10 +160,37 @@ async fn post_batch(pool: &Pool, setups: &Setups, jobs: Vec<Job>) {
                 let _ = job.reply.send(answer);
             }
         }
+        // The database is unreachable or failing: every call of the batch hears so, at once.
+        Err(error) => {
+            let unavailable = matches!(
+                error,
+                ServiceError::Unavailable(_)
+                    | ServiceError::Database(
+                        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+                    )
+            );
+            for job in jobs {
+                let answer = if unavailable {
+                    ServiceError::Unavailable("the database is unavailable; retry later".into())
+                } else {
+                    ServiceError::Internal(anyhow::anyhow!("a batch of operations failed: {error}"))
+                };
+                let _ = job.reply.send(Err(answer));
+            }
+        }
     }
 }
 
-/// A program's types, read once per batch.
+/// Integrity violations (23xxx) and transaction conflicts (40xxx) come from what calls asked.
+fn caused_by_a_call(error: &ServiceError) -> bool {
+    let ServiceError::Database(sqlx::Error::Database(db)) = error else {
+        return false;
+    };
+    db.code()
+        .is_some_and(|code| code.starts_with("23") || code.starts_with("40"))
+}
+
+/// A program's types, read again only when the program's version changes.
 struct Setup {
     program: ProgramRow,
     operation_types: Vec<OperationTypeRow>,
@@ -226,11 +260,13 @@ async fn try_batch(pool: &Pool, setups: &Setups, jobs: &[Job]) -> Result<Vec<Res
     let postings: Vec<Posting> = resolved.iter().map(|r| r.posting.clone()).collect();
     let outcomes = apply(&mut tx, &postings).await?;
     let mut answered: Vec<(Claimed, Vec<u8>)> = Vec::new();
+    let mut activated = HashSet::new();
     for (r, outcome) in resolved.into_iter().zip(outcomes) {
         let job = &jobs[r.job];
         match outcome {
             Ok(posted) => {
-                if let Some(card) = r.card {
+                // Two accruals of one batch may present the same new card: it activates once.
+                if let Some(card) = r.card.filter(|card| activated.insert(*card)) {
                     cards::activate(&mut tx, card, job.membership, &job.subject).await?;
                 }
                 let row = OperationRow {

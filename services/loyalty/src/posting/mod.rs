@@ -13,8 +13,9 @@
 //!    written, one statement each.
 //!
 //! **Lock order** of every path that posts: memberships, then member accounts, then lots, each in
-//! id order. A path that first locks a row of its own (the hold it captures, the operation it
-//! reverses, a bulk job's items) locks rows no posting takes, so the order holds.
+//! id order, all taken by one `apply` per transaction (a path that posts several things, like the
+//! hold sweep, makes them one batch). A path may first lock rows of its own that no posting takes
+//! (the holds it settles, the operation it reverses, a bulk job's items).
 //!
 //! Lots: every credit opens a lot with its expiry; debits take from open lots oldest-expiring
 //! first (a reversal first from the lots of what it reverses); the expiry sweep empties a due lot
@@ -171,6 +172,8 @@ pub(crate) async fn lock_memberships(
 /// An account as the batch moves it.
 struct Running {
     id: Uuid,
+    /// Not in the database yet: created if a posting goes through.
+    new: bool,
     balance: i64,
     held: i64,
     touched: bool,
@@ -282,12 +285,12 @@ pub(crate) async fn apply(tx: &mut Tx, postings: &[Posting]) -> Result<Vec<Outco
     for row in sql::lock_accounts(tx, &keys).await? {
         accounts.insert(row.key(), row.running());
     }
-    let missing: Vec<&AccountKey> = keys
-        .into_iter()
-        .filter(|k| !accounts.contains_key(*k))
-        .collect();
-    for (key, id) in sql::create_accounts(tx, &missing).await? {
-        accounts.insert(key, Running::empty(id));
+    // Accounts never used are made only for postings that go through (below): a refusal
+    // leaves nothing behind.
+    for key in keys {
+        accounts
+            .entry(key.clone())
+            .or_insert_with(|| Running::new(Uuid::now_v7()));
     }
     let debited: Vec<Uuid> = postings
         .iter()
@@ -476,6 +479,12 @@ async fn write(
     if touched.is_empty() {
         return Ok(());
     }
+    let created: Vec<(&AccountKey, Uuid)> = accounts
+        .iter()
+        .filter(|(_, a)| a.touched && a.new)
+        .map(|(key, a)| (key, a.id))
+        .collect();
+    sql::create_accounts(tx, &created).await?;
     let mut rows = sql::NewOperations::default();
     for w in written {
         let posting = &postings[w.index];
@@ -505,9 +514,11 @@ async fn write(
             outgoing.push(event);
         }
     }
+    // Points events first: a TierChanged they cause follows them.
+    crm_kit::outbox::enqueue_all(tx, &outgoing).await?;
     if !counted.is_empty() {
         let (ids, points): (Vec<Uuid>, Vec<i64>) = counted.iter().copied().unzip();
-        crate::store::count_qualifying(tx, &ids, &points).await?;
+        crate::store::count_qualifying(tx, now, &ids, &points).await?;
         let tiered: BTreeSet<Uuid> = ids
             .into_iter()
             .filter(|id| memberships.get(id).is_some_and(|m| m.tiered))
@@ -516,7 +527,6 @@ async fn write(
             tiers::evaluate(tx, membership).await?;
         }
     }
-    crm_kit::outbox::enqueue_all(tx, &outgoing).await?;
     Ok(())
 }
 

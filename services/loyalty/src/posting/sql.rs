@@ -68,6 +68,7 @@ impl AccountState {
     pub(super) fn running(&self) -> Running {
         Running {
             id: self.id,
+            new: false,
             balance: self.balance,
             held: self.held,
             touched: false,
@@ -77,9 +78,10 @@ impl AccountState {
 }
 
 impl Running {
-    pub(super) fn empty(id: Uuid) -> Self {
+    pub(super) fn new(id: Uuid) -> Self {
         Running {
             id,
+            new: true,
             balance: 0,
             held: 0,
             touched: false,
@@ -108,30 +110,34 @@ pub(super) async fn lock_accounts(
         "SELECT a.id, a.program_id, a.membership_id, a.person_id, a.point_type, a.balance, a.held
          FROM accounts a JOIN unnest($1::uuid[], $2::uuid[], $3::text[]) AS k(m, p, t)
            ON a.kind = 'member' AND a.membership_id = k.m
-          AND coalesce(a.person_id, '00000000-0000-0000-0000-000000000000'::uuid) = k.p
+          AND coalesce(a.person_id, $4) = k.p
           AND a.point_type = k.t
          ORDER BY a.id FOR NO KEY UPDATE OF a",
     )
     .bind(&memberships)
     .bind(&persons)
     .bind(&types)
+    .bind(NO_PERSON)
     .fetch_all(&mut **tx)
     .await
 }
 
-/// Creates the member accounts of `keys` (none of which exists: their membership is locked).
+/// Creates member accounts under the ids given (none exists: their memberships are locked).
 pub(super) async fn create_accounts(
     tx: &mut Tx,
-    keys: &[&AccountKey],
-) -> sqlx::Result<Vec<(AccountKey, Uuid)>> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
+    accounts: &[(&AccountKey, Uuid)],
+) -> sqlx::Result<()> {
+    if accounts.is_empty() {
+        return Ok(());
     }
-    let ids: Vec<Uuid> = keys.iter().map(|_| Uuid::now_v7()).collect();
-    let programs: Vec<Uuid> = keys.iter().map(|k| k.program).collect();
-    let memberships: Vec<Uuid> = keys.iter().map(|k| k.membership).collect();
-    let persons: Vec<Option<Uuid>> = keys.iter().map(|k| k.person).collect();
-    let types: Vec<&str> = keys.iter().map(|k| k.point_type.as_str()).collect();
+    let ids: Vec<Uuid> = accounts.iter().map(|(_, id)| *id).collect();
+    let programs: Vec<Uuid> = accounts.iter().map(|(k, _)| k.program).collect();
+    let memberships: Vec<Uuid> = accounts.iter().map(|(k, _)| k.membership).collect();
+    let persons: Vec<Option<Uuid>> = accounts.iter().map(|(k, _)| k.person).collect();
+    let types: Vec<&str> = accounts
+        .iter()
+        .map(|(k, _)| k.point_type.as_str())
+        .collect();
     sqlx::query(
         "INSERT INTO accounts (id, program_id, point_type, kind, membership_id, person_id)
          SELECT id, program, point_type, 'member', membership, person
@@ -145,7 +151,7 @@ pub(super) async fn create_accounts(
     .bind(&persons)
     .execute(&mut **tx)
     .await?;
-    Ok(keys.iter().map(|k| (*k).clone()).zip(ids).collect())
+    Ok(())
 }
 
 #[derive(sqlx::FromRow)]

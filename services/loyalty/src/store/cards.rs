@@ -94,11 +94,18 @@ pub async fn get_card_by_number(
     .await
 }
 
-pub async fn lock_card_by_number(tx: &mut Tx, number: &str) -> sqlx::Result<Option<CardRow>> {
+/// The membership's card with this number, locked; another member's card is neither found nor
+/// locked.
+pub async fn lock_members_card(
+    tx: &mut Tx,
+    number: &str,
+    membership: Uuid,
+) -> sqlx::Result<Option<CardRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{CARD_SELECT} WHERE c.number = $1 FOR UPDATE OF c"
+        "{CARD_SELECT} WHERE c.number = $1 AND c.membership_id = $2 FOR UPDATE OF c"
     )))
     .bind(number)
+    .bind(membership)
     .fetch_optional(&mut **tx)
     .await
 }

@@ -31,14 +31,10 @@ pub fn expiry_of(
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct DueLot {
     pub id: i64,
-    pub account_id: Uuid,
-    pub remaining: i64,
     pub program_id: Uuid,
     pub membership_id: Uuid,
     pub person_id: Option<Uuid>,
     pub point_type: String,
-    pub balance: i64,
-    pub held: i64,
 }
 
 /// Lots past their expiry with points left, on accounts with points not held (a due lot of an
@@ -46,8 +42,7 @@ pub struct DueLot {
 /// locks: the posting engine locks them in its order and decides on what it finds then.
 pub async fn due_lots(conn: &mut PgConnection, limit: i64) -> sqlx::Result<Vec<DueLot>> {
     sqlx::query_as(
-        "SELECT l.id, l.account_id, l.remaining, a.program_id, a.membership_id, a.person_id, a.point_type,
-                a.balance, a.held
+        "SELECT l.id, a.program_id, a.membership_id, a.person_id, a.point_type
          FROM point_lots l JOIN accounts a ON a.id = l.account_id
          WHERE l.remaining > 0 AND l.expires_at <= now() AND a.balance > a.held
          ORDER BY l.expires_at LIMIT $1",

@@ -1,5 +1,6 @@
 //! Tiers of programs.
 
+use chrono::{DateTime, Utc};
 use crm_kit::store::Tx;
 use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
@@ -49,22 +50,24 @@ pub async fn qualifying_points(
     .await
 }
 
-/// Counts `points` (negative for a reversal) towards each membership's tiers on the day of the
-/// transaction (UTC), the day its entries carry. Memberships in id order: no deadlock between two
+/// Counts `points` (negative for a reversal) towards each membership's tiers on the day (UTC) of
+/// `at`, the time its entries carry. Memberships in id order: no deadlock between two
 /// batches.
 pub async fn count_qualifying(
     tx: &mut Tx,
+    at: DateTime<Utc>,
     memberships: &[Uuid],
     points: &[i64],
 ) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO qualifying_days AS q (membership_id, day, points)
-         SELECT m, (now() AT TIME ZONE 'UTC')::date, sum(p)
+         SELECT m, $3, sum(p)
          FROM unnest($1::uuid[], $2::bigint[]) AS u(m, p) GROUP BY m ORDER BY m
          ON CONFLICT (membership_id, day) DO UPDATE SET points = q.points + excluded.points",
     )
     .bind(memberships)
     .bind(points)
+    .bind(at.date_naive())
     .execute(&mut **tx)
     .await?;
     Ok(())
