@@ -1,6 +1,6 @@
-//! The ledger under a storm: for a while (20 s, or `CRM_SOAK_SECONDS`), concurrent accruals,
-//! redemptions, holds with captures and voids, reversals and a bulk accrual on the same few members,
-//! with tiers re-evaluated by each. Afterwards no caller saw anything but a success or a business
+//! The ledger under a storm: for a while (60 s, or `CRM_SOAK_SECONDS`), concurrent accruals,
+//! redemptions (group-committed), holds with captures, voids and lapses (released by the hold
+//! sweep), reversals and a bulk accrual on the same few members, with tiers re-evaluated by each. Afterwards no caller saw anything but a success or a business
 //! refusal (no deadlock, conflict or internal error), every invariant holds, and every accepted
 //! operation took effect exactly once while no refused one did.
 
@@ -50,7 +50,7 @@ async fn a_storm_of_concurrent_postings_on_a_few_members_leaves_a_sound_ledger()
     let seconds: u64 = std::env::var("CRM_SOAK_SECONDS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(60);
     let suite = Suite::start().await;
     let mut client = suite.client.clone();
     let program = suite.program().await;
@@ -167,14 +167,18 @@ async fn storm(
                 (Some(id), client.record_operation(request).await.map(|_| ()))
             }
             3 => {
+                // A third of the holds are left to lapse: the sweep releases them meanwhile.
+                let lapse = dice.roll(3) == 0;
                 let request = HoldPointsRequest {
                     hold_id: id.clone(),
                     account: account(member),
                     points: 1 + dice.roll(30) as i64,
+                    timeout_seconds: if lapse { 1 } else { 0 },
                     ..Default::default()
                 };
                 let held = client.hold_points(request).await;
                 let settled = match held {
+                    Ok(_) if lapse => Ok(()),
                     Ok(_) if dice.roll(2) == 0 => client
                         .capture_hold(CaptureHoldRequest {
                             hold_id: id.clone(),
