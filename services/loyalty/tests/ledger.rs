@@ -923,8 +923,14 @@ async fn calls_posted_together_each_get_their_own_answer_and_effect() {
         first,
         "a repeat is answered as the first"
     );
-    assert_eq!(reason(answers[2].as_ref().unwrap_err()), "INSUFFICIENT_POINTS");
-    assert_eq!(reason(answers[3].as_ref().unwrap_err()), "MEMBERSHIP_NOT_ACTIVE");
+    assert_eq!(
+        reason(answers[2].as_ref().unwrap_err()),
+        "INSUFFICIENT_POINTS"
+    );
+    assert_eq!(
+        reason(answers[3].as_ref().unwrap_err()),
+        "MEMBERSHIP_NOT_ACTIVE"
+    );
     assert!(answers[4].is_ok() && answers[5].is_ok(), "{answers:?}");
     assert_eq!(balance(&mut admin, &rich).await.balance, 120);
 
