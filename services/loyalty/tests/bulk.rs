@@ -11,7 +11,6 @@ use crm_proto::crm::{
     parties::v1::{AddPartyToBaseRequest, Base, CreateBaseRequest, PartyKind},
 };
 use crm_testkit::eventually;
-use tonic_types::StatusExt;
 
 async fn finished(client: &Loyalty, job_id: &str) -> BulkAccrual {
     eventually(Duration::from_secs(60), || {
@@ -413,13 +412,6 @@ async fn a_scheduled_campaign_starts_at_its_time_and_repeats_with_the_members_of
         })
         .await
         .unwrap_err();
-    let fields: Vec<String> = status
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
-    assert_eq!(fields, ["job_id", "repeat_every_days", "runs"]);
+    assert_eq!(bad_fields(&status), ["job_id", "repeat_every_days", "runs"]);
     suite.assert_invariants().await;
 }

@@ -28,7 +28,8 @@ use super::{AccountKey, Announce, Change, LockedMembership, Posting, System, app
 use crate::{
     cards,
     convert::operation_to_proto,
-    domain::{self, ProgramKind},
+    domain,
+    ledger::{person_account, pick_point_type},
     store::{self, OperationRow, OperationTypeRow, PointTypeRow, ProgramRow},
 };
 
@@ -346,30 +347,16 @@ async fn resolve(
         return Err(v.into());
     };
     let account = req.account.clone().unwrap_or_default();
-    let wanted = Some(account.point_type.trim())
-        .filter(|t| !t.is_empty())
-        .unwrap_or(&operation_type.default_point_type);
-    let Some(point_type) = setup.point_types.iter().find(|t| t.code == wanted) else {
-        let mut v = FieldViolations::new();
-        v.add(
-            "account.point_type",
-            format!("the program has no point type {wanted:?}"),
-        );
-        return Err(v.into());
-    };
-    let person = match job.person {
-        Some(_) if setup.program.kind != ProgramKind::B2b => {
-            let mut v = FieldViolations::new();
-            v.add(
-                "account.person_id",
-                "only B2B programs have person accounts",
-            );
-            return Err(v.into());
-        }
-        // Pooled: persons' points go to the organization's account.
-        Some(_) if membership.pool_to_organization => None,
-        person => person,
-    };
+    let point_type = pick_point_type(
+        &setup.point_types,
+        &account.point_type,
+        Some(&operation_type.default_point_type),
+    )?;
+    let person = person_account(
+        job.person,
+        setup.program.kind,
+        membership.pool_to_organization,
+    )?;
     let accrue = operation_type.direction == domain::Direction::Accrue;
     let card = match req.card_number.trim() {
         "" => None,

@@ -11,6 +11,7 @@ pub async fn end_memberships_of(
     pseudonym: Uuid,
     by: &str,
 ) -> sqlx::Result<Vec<(Uuid, bool)>> {
+    super::lock_memberships_of(tx, subject).await?;
     sqlx::query_as(
         "UPDATE memberships m SET party_id = $2, status = 'left', updated_at = now(),
              updated_by = $3, version = m.version + 1
@@ -30,6 +31,18 @@ pub async fn pseudonymise_accounts(
     person: Uuid,
     pseudonym: Uuid,
 ) -> sqlx::Result<u64> {
+    // In the postings' order: the accounts' memberships, then the accounts, each in id order.
+    sqlx::query(
+        "SELECT 1 FROM memberships m WHERE m.id IN (SELECT membership_id FROM accounts WHERE person_id = $1)
+         ORDER BY m.id FOR NO KEY UPDATE",
+    )
+    .bind(person)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("SELECT 1 FROM accounts WHERE person_id = $1 ORDER BY id FOR UPDATE")
+        .bind(person)
+        .execute(&mut **tx)
+        .await?;
     Ok(
         sqlx::query("UPDATE accounts SET person_id = $2 WHERE person_id = $1")
             .bind(person)

@@ -321,6 +321,15 @@ pub async fn balance(client: &mut Loyalty, membership: &Membership) -> Balance {
         .into_inner()
 }
 
+/// The fields an INVALID_ARGUMENT names, in order.
+pub fn bad_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|bad| bad.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
 pub fn reason(status: &tonic::Status) -> String {
     status
         .get_details_error_info()
