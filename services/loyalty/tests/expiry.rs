@@ -24,9 +24,9 @@ fn grant(id: &str, member: &Membership, kind: &str, points: i64) -> RecordOperat
     }
 }
 
-#[tokio::test]
-async fn points_are_spent_oldest_expiring_first_and_expire_when_due() {
-    let suite = Suite::start().await;
+/// A program with "bonus" points that expire three months after earning, granted and spent by
+/// "bonus_grant" and "bonus_spend".
+async fn bonus_program(suite: &Suite) -> Program {
     let mut client = suite.client.clone();
     let program = suite.program().await;
     client
@@ -61,6 +61,14 @@ async fn points_are_spent_oldest_expiring_first_and_expire_when_due() {
             .await
             .unwrap();
     }
+    program
+}
+
+#[tokio::test]
+async fn points_are_spent_oldest_expiring_first_and_expire_when_due() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = bonus_program(&suite).await;
     let member = suite.member(&program, "Acme").await;
     let first = client
         .record_operation(grant("g-1", &member, "bonus_grant", 100))
@@ -223,5 +231,71 @@ async fn points_are_spent_oldest_expiring_first_and_expire_when_due() {
         .expect("the formerly held points expire");
     assert_eq!((after.held, after.available), (0, 0));
     assert_eq!(expiries(&mut client).await, [-20, -10]);
+    suite.assert_invariants().await;
+}
+
+#[tokio::test]
+async fn a_returned_redemption_gives_its_points_back_with_their_expiry() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = bonus_program(&suite).await;
+    let member = suite.member(&program, "Acme").await;
+    let grant_op = client
+        .record_operation(grant("g-1", &member, "bonus_grant", 100))
+        .await
+        .unwrap()
+        .into_inner();
+    // The grant's points expire in ten days, not in three months.
+    let mut db = suite.loyalty.db().await;
+    sqlx::query(
+        "UPDATE point_lots SET expires_at = date_trunc('day', now()) + interval '10 days'
+         WHERE operation_id = $1::uuid",
+    )
+    .bind(&grant_op.id)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    client
+        .record_operation(grant("s-1", &member, "bonus_spend", 60))
+        .await
+        .unwrap();
+    let forecast = |client: &Loyalty| {
+        let (mut client, account) = (client.clone(), bonus(&member));
+        async move {
+            client
+                .get_expiry_forecast(GetExpiryForecastRequest { account })
+                .await
+                .unwrap()
+                .into_inner()
+                .expiring
+                .into_iter()
+                .map(|e| (e.date.unwrap().day, e.points))
+                .collect::<Vec<_>>()
+        }
+    };
+    let before = forecast(&client).await;
+    assert_eq!(before.iter().map(|(_, p)| p).sum::<i64>(), 40);
+
+    // Returned: the points go back to the lot they came from, to expire with it.
+    let returned = client
+        .reverse_operation(ReverseOperationRequest {
+            operation_id: "r-1".into(),
+            original_operation_id: "s-1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(returned.balance_after, 100);
+    let after = forecast(&client).await;
+    assert_eq!(after.len(), 1, "one expiry date, the grant's: {after:?}");
+    assert_eq!(after[0], (before[0].0, 100));
+    let fresh: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM point_lots WHERE operation_id = $1::uuid")
+            .bind(&returned.id)
+            .fetch_one(&mut db)
+            .await
+            .unwrap();
+    assert_eq!(fresh, 0, "no fresh lot for the returned points");
     suite.assert_invariants().await;
 }

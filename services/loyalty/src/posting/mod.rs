@@ -72,6 +72,14 @@ pub(crate) enum Change {
         floor: Option<i64>,
         prefer: Option<Uuid>,
     },
+    /// A spend given back (its reversal, whole or in part): the points return to the lots the
+    /// spend took them from, with those lots' expiry (one already due expires at the next sweep);
+    /// what the lots cannot take back opens a lot expiring at `expires_at`.
+    Return {
+        points: i64,
+        spend: Uuid,
+        expires_at: Option<DateTime<Utc>>,
+    },
     /// Reserves points for a hold; refused when they are not available.
     Hold { points: i64 },
     /// Gives a hold's points back (voided or lapsed).
@@ -198,7 +206,9 @@ impl Running {
 
     /// Takes `points` from the open lots, those of `prefer` first; a debit into a negative
     /// balance takes what the lots hold.
-    fn take(&mut self, mut points: i64, prefer: Option<Uuid>) {
+    /// Returns what it took from each lot, by the lot's operation.
+    fn take(&mut self, mut points: i64, prefer: Option<Uuid>) -> Vec<(Uuid, i64)> {
+        let mut taken = Vec::new();
         let preferred = self
             .lots
             .iter()
@@ -222,8 +232,30 @@ impl Running {
                 lot.remaining -= take;
                 lot.changed = true;
                 points -= take;
+                taken.push((lot.operation, take));
             }
         }
+        taken
+    }
+
+    /// Gives `points` back to the lots of `taken` (what a spend took, by lot operation) as far as
+    /// they and the balance have room; returns what each lot got back.
+    fn give_back(&mut self, mut points: i64, taken: &mut [(Uuid, i64)]) -> Vec<(Uuid, i64)> {
+        let mut given = Vec::new();
+        for (lot_operation, left) in taken.iter_mut() {
+            let Some(lot) = self.lots.iter_mut().find(|l| l.operation == *lot_operation) else {
+                continue;
+            };
+            let give = points.min(*left).min(lot.amount - lot.remaining);
+            if give > 0 {
+                lot.remaining += give;
+                lot.changed = true;
+                *left -= give;
+                points -= give;
+                given.push((*lot_operation, give));
+            }
+        }
+        given
     }
 
     /// Opens a lot for a credit already added to the balance: of only what the credit takes the
@@ -306,7 +338,22 @@ pub(crate) async fn apply(tx: &mut Tx, postings: &[Posting]) -> Result<Vec<Outco
         .collect();
     let by_id: HashMap<Uuid, AccountKey> =
         accounts.iter().map(|(k, a)| (a.id, k.clone())).collect();
-    for lot in sql::lock_open_lots(tx, &debited).await? {
+    let spends: Vec<Uuid> = postings
+        .iter()
+        .filter_map(|p| match p.change {
+            Change::Return { spend, .. } => Some(spend),
+            _ => None,
+        })
+        .collect();
+    let mut returnable: HashMap<Uuid, Vec<(Uuid, i64)>> = HashMap::new();
+    for (spend, lot_operation, points) in sql::returnable(tx, &spends).await? {
+        returnable
+            .entry(spend)
+            .or_default()
+            .push((lot_operation, points));
+    }
+    let lot_operations: Vec<Uuid> = returnable.values().flatten().map(|(op, _)| *op).collect();
+    for lot in sql::lock_lots(tx, &debited, &lot_operations).await? {
         if let Some(account) = by_id.get(&lot.account_id).and_then(|k| accounts.get_mut(k)) {
             account.lots.push(lot.into());
         }
@@ -314,25 +361,33 @@ pub(crate) async fn apply(tx: &mut Tx, postings: &[Posting]) -> Result<Vec<Outco
 
     let mut outcomes = Vec::with_capacity(postings.len());
     let mut written = Vec::new();
+    let mut takes = sql::Takes::default();
     for (index, posting) in postings.iter().enumerate() {
-        let outcome =
-            decide(posting, &memberships, &mut accounts, now).map(|(posted, delta, client_id)| {
-                if let (Some(id), Some(_)) = (posted.operation, &posting.operation) {
-                    written.push(Written {
-                        index,
-                        client_id,
-                        id,
-                        account: posted.account,
-                        delta,
-                        points: posted.points,
-                        balance_after: posted.balance_after,
-                    });
-                }
-                posted
-            });
+        let outcome = decide(
+            posting,
+            &memberships,
+            &mut accounts,
+            &mut returnable,
+            &mut takes,
+            now,
+        )
+        .map(|(posted, delta, client_id)| {
+            if let (Some(id), Some(_)) = (posted.operation, &posting.operation) {
+                written.push(Written {
+                    index,
+                    client_id,
+                    id,
+                    account: posted.account,
+                    delta,
+                    points: posted.points,
+                    balance_after: posted.balance_after,
+                });
+            }
+            posted
+        });
         outcomes.push(outcome);
     }
-    write(tx, postings, &memberships, &accounts, &written, now)
+    write(tx, postings, &memberships, &accounts, &written, &takes, now)
         .await
         .map_err(|error| id_reused(error, postings, &written))?;
     Ok(outcomes)
@@ -349,6 +404,8 @@ fn decide(
     posting: &Posting,
     memberships: &HashMap<Uuid, LockedMembership>,
     accounts: &mut HashMap<AccountKey, Running>,
+    returnable: &mut HashMap<Uuid, Vec<(Uuid, i64)>>,
+    takes: &mut sql::Takes,
     now: DateTime<Utc>,
 ) -> std::result::Result<(Posted, i64, Option<String>), ServiceError> {
     let membership = memberships
@@ -395,8 +452,30 @@ fn decide(
                 .into());
             }
             account.balance -= points;
-            account.take(points, prefer);
+            let taken = account.take(points, prefer);
+            if let Some(id) = operation {
+                takes.record(id, &taken);
+            }
             (-points, points)
+        }
+        Change::Return {
+            points,
+            spend,
+            expires_at,
+        } => {
+            // Open lots hold the balance when it is positive: that is all the room there is.
+            let before = account.balance.max(0);
+            account.balance += points;
+            let room = account.balance.max(0) - before;
+            let taken = returnable.entry(spend).or_default();
+            let given = account.give_back(room, taken);
+            // Recorded against the spend: what it took, less what came back, is what may still.
+            takes.record_returned(spend, &given);
+            let returned: i64 = given.iter().map(|(_, n)| n).sum();
+            if let Some(id) = operation {
+                account.open_lot(id, (room - returned).max(0), expires_at);
+            }
+            (points, points)
         }
         Change::Hold { points } => {
             if account.available() < points {
@@ -417,7 +496,10 @@ fn decide(
         Change::Capture { held, points } => {
             account.held -= held;
             account.balance -= points;
-            account.take(points, None);
+            let taken = account.take(points, None);
+            if let Some(id) = operation {
+                takes.record(id, &taken);
+            }
             (-points, points)
         }
         Change::Expire { lot } => {
@@ -473,6 +555,7 @@ async fn write(
     memberships: &HashMap<Uuid, LockedMembership>,
     accounts: &HashMap<AccountKey, Running>,
     written: &[Written],
+    takes: &sql::Takes,
     now: DateTime<Utc>,
 ) -> Result<()> {
     let touched: Vec<&Running> = accounts.values().filter(|a| a.touched).collect();
@@ -500,7 +583,7 @@ async fn write(
         rows.push(w, operation, system, now);
     }
     let lots = sql::LotChanges::of(&touched);
-    sql::write_all(tx, &touched, &rows, &lots).await?;
+    sql::write_all(tx, &touched, &rows, &lots, takes).await?;
 
     let mut counted: Vec<(Uuid, i64)> = Vec::new();
     let mut outgoing: Vec<Outgoing> = Vec::new();

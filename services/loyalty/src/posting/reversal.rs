@@ -58,8 +58,9 @@ pub(crate) async fn reverse(
             prefer: Some(original.id),
         }
     } else {
-        Change::Credit {
+        Change::Return {
             points,
+            spend: original.id,
             expires_at: store::expiry_of(&point_type, &program, Utc::now()),
         }
     };

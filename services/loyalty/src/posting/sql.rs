@@ -177,20 +177,71 @@ impl From<OpenLot> for Lot {
     }
 }
 
-/// The accounts' open lots, locked in id order and returned in the order debits take them.
-pub(super) async fn lock_open_lots(tx: &mut Tx, accounts: &[Uuid]) -> sqlx::Result<Vec<OpenLot>> {
-    if accounts.is_empty() {
+/// The open lots of `accounts`, and the lots (open or not) opened by `operations`, locked in id
+/// order and returned in the order debits take them.
+pub(super) async fn lock_lots(
+    tx: &mut Tx,
+    accounts: &[Uuid],
+    operations: &[Uuid],
+) -> sqlx::Result<Vec<OpenLot>> {
+    if accounts.is_empty() && operations.is_empty() {
         return Ok(Vec::new());
     }
     sqlx::query_as(
         "SELECT * FROM (
              SELECT id, account_id, operation_id, amount, remaining, expires_at FROM point_lots
-             WHERE account_id = ANY($1) AND remaining > 0 ORDER BY id FOR UPDATE
+             WHERE (account_id = ANY($1) AND remaining > 0) OR operation_id = ANY($2)
+             ORDER BY id FOR UPDATE
          ) l ORDER BY account_id, expires_at NULLS LAST, id",
     )
     .bind(accounts)
+    .bind(operations)
     .fetch_all(&mut **tx)
     .await
+}
+
+/// What each of `spends` took from lots and has not given back yet: (spend, lot operation, points).
+pub(super) async fn returnable(
+    tx: &mut Tx,
+    spends: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, Uuid, i64)>> {
+    if spends.is_empty() {
+        return Ok(Vec::new());
+    }
+    sqlx::query_as(
+        "SELECT operation_id, lot_operation, sum(points)::bigint FROM lot_takes
+         WHERE operation_id = ANY($1) GROUP BY 1, 2 HAVING sum(points) > 0 ORDER BY 1, 2",
+    )
+    .bind(spends)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// What debits took from lots (positive) and what returns gave back (negative), by operation and
+/// lot operation.
+#[derive(Default)]
+pub(super) struct Takes {
+    operations: Vec<Uuid>,
+    lot_operations: Vec<Uuid>,
+    points: Vec<i64>,
+}
+
+impl Takes {
+    pub(super) fn record(&mut self, operation: Uuid, taken: &[(Uuid, i64)]) {
+        for (lot_operation, points) in taken {
+            self.operations.push(operation);
+            self.lot_operations.push(*lot_operation);
+            self.points.push(*points);
+        }
+    }
+
+    pub(super) fn record_returned(&mut self, spend: Uuid, given: &[(Uuid, i64)]) {
+        for (lot_operation, points) in given {
+            self.operations.push(spend);
+            self.lot_operations.push(*lot_operation);
+            self.points.push(-points);
+        }
+    }
 }
 
 /// A system account: (program, point type, kind).
@@ -312,6 +363,7 @@ pub(super) async fn write_all(
     accounts: &[&Running],
     ops: &NewOperations,
     lots: &LotChanges,
+    takes: &Takes,
 ) -> sqlx::Result<()> {
     let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
     let balances: Vec<i64> = accounts.iter().map(|a| a.balance).collect();
@@ -342,6 +394,9 @@ pub(super) async fn write_all(
              INSERT INTO point_lots (account_id, operation_id, amount, remaining, expires_at)
              SELECT * FROM unnest($19::uuid[], $20::uuid[], $21::bigint[], $22::bigint[],
                  $23::timestamptz[])
+         ), takes AS (
+             INSERT INTO lot_takes (operation_id, lot_operation, points)
+             SELECT * FROM unnest($24::uuid[], $25::uuid[], $26::bigint[])
          )
          SELECT 1",
     )
@@ -368,6 +423,9 @@ pub(super) async fn write_all(
     .bind(&lots.new_amounts)
     .bind(&lots.new_remaining)
     .bind(&lots.new_expiry)
+    .bind(&takes.operations)
+    .bind(&takes.lot_operations)
+    .bind(&takes.points)
     .execute(&mut **tx)
     .await?;
     Ok(())
