@@ -169,10 +169,22 @@ impl Loyalty {
             Err(error) => return Err(error),
         };
         let mut tx = self.pool.begin().await?;
+        // The series' first run first: a cancellation takes it too, so it cannot miss the run
+        // this one schedules.
+        store::lock_job(&mut tx, &due.series).await?;
         let job = store::lock_job(&mut tx, &due.client_id).await?;
         if let Some(job) = job.filter(|j| j.status == domain::BulkStatus::Scheduled) {
-            start_run(&mut tx, &job, &selection).await?;
-            announce(&mut tx, &job.client_id, "started").await?;
+            let open = store::share_program(&mut tx, job.program_id)
+                .await?
+                .is_some_and(|p| p.status == domain::ProgramStatus::Active);
+            if open {
+                start_run(&mut tx, &job, &selection).await?;
+                announce(&mut tx, &job.client_id, "started").await?;
+            } else {
+                // A program that closed ends its series: nobody could be credited any more.
+                store::cancel_scheduled_runs(&mut tx, &job.series).await?;
+                announce(&mut tx, &job.client_id, "cancelled").await?;
+            }
         }
         tx.commit().await?;
         Ok(true)
@@ -212,6 +224,12 @@ impl Loyalty {
         v.check(!req.job_id.trim().is_empty(), "job_id", "is required");
         v.finish()?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
+        let series = store::get_job(&mut tx, &req.job_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?
+            .series;
+        // The series' first run first, as a run starting takes it: the runs it schedules are seen.
+        store::lock_job(&mut tx, &series).await?;
         let job = store::lock_job(&mut tx, &req.job_id)
             .await?
             .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
@@ -371,7 +389,8 @@ async fn start_run(tx: &mut Tx, job: &store::JobRow, selection: &store::Selectio
             reference: &job.reference,
             created_by: &job.created_by,
             status: domain::BulkStatus::Scheduled,
-            start_at: job.start_at + chrono::Duration::days(job.repeat_every_days.into()),
+            // After downtime, the missed periods are skipped rather than run back to back.
+            start_at: next_start(job.start_at, job.repeat_every_days, Utc::now()),
             repeat_every_days: job.repeat_every_days,
             runs: job.runs,
             run: job.run + 1,
@@ -383,6 +402,21 @@ async fn start_run(tx: &mut Tx, job: &store::JobRow, selection: &store::Selectio
         }
     }
     Ok(())
+}
+
+/// The first start `every_days` apart from `start` that is not in the past.
+fn next_start(
+    start: chrono::DateTime<Utc>,
+    every_days: i32,
+    now: chrono::DateTime<Utc>,
+) -> chrono::DateTime<Utc> {
+    let period = chrono::Duration::days(every_days.into());
+    let mut next = start + period;
+    if next < now {
+        let missed = (now - next).num_seconds() / period.num_seconds().max(1);
+        next += period * (missed as i32 + 1);
+    }
+    next
 }
 
 /// Tells downstream systems where the job now is.
@@ -435,5 +469,27 @@ fn parse_selection(selection: Option<&Selection>, v: &mut FieldViolations) -> st
             v.add("selection", "give memberships, all_members or base_id");
             store::Chosen::All
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+
+    use super::*;
+
+    #[test]
+    fn a_series_resumes_at_its_next_period_not_its_missed_ones() {
+        let start = Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 0).unwrap();
+        let on_time = Utc.with_ymd_and_hms(2026, 11, 1, 9, 0, 1).unwrap();
+        assert_eq!(
+            next_start(start, 1, on_time),
+            start + chrono::Duration::days(1)
+        );
+        let days_later = Utc.with_ymd_and_hms(2026, 11, 5, 12, 0, 0).unwrap();
+        assert_eq!(
+            next_start(start, 1, days_later),
+            Utc.with_ymd_and_hms(2026, 11, 6, 9, 0, 0).unwrap()
+        );
     }
 }

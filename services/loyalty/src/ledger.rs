@@ -46,48 +46,6 @@ impl Target {
     }
 }
 
-/// The point type an account names (or `default`, or the program's first), among the program's.
-pub(crate) fn pick_point_type<'a>(
-    types: &'a [PointTypeRow],
-    requested: &str,
-    default: Option<&str>,
-) -> Result<&'a PointTypeRow> {
-    let wanted = Some(requested.trim()).filter(|t| !t.is_empty()).or(default);
-    let found = match wanted {
-        Some(code) => types.iter().find(|t| t.code == code),
-        None => types.first(),
-    };
-    found.ok_or_else(|| {
-        let mut v = FieldViolations::new();
-        v.add(
-            "account.point_type",
-            format!("the program has no point type {:?}", wanted.unwrap_or("")),
-        );
-        v.into()
-    })
-}
-
-/// The person whose account a write goes to: only B2B programs have person accounts, and a
-/// membership that pools its persons' points has them go to the organization's own account.
-pub(crate) fn person_account(
-    person: Option<Uuid>,
-    kind: domain::ProgramKind,
-    pooled: bool,
-) -> Result<Option<Uuid>> {
-    match person {
-        Some(_) if kind != domain::ProgramKind::B2b => {
-            let mut v = FieldViolations::new();
-            v.add(
-                "account.person_id",
-                "only B2B programs have person accounts",
-            );
-            Err(v.into())
-        }
-        Some(_) if pooled => Ok(None),
-        person => Ok(person),
-    }
-}
-
 impl Loyalty {
     pub async fn get_balance(&self, req: GetBalanceRequest) -> Result<Balance> {
         let mut conn = self.pool.acquire().await?;
@@ -274,7 +232,11 @@ impl Loyalty {
             .point_type(tx, &program, &account.point_type, default_point_type)
             .await?;
         // Employment was asked of the parties service before the transaction opened.
-        let person_id = person_account(person_id, program.kind, membership.pool_to_organization)?;
+        let person_id = crate::lookups::person_account(
+            person_id,
+            program.kind,
+            membership.pool_to_organization,
+        )?;
         Ok(Target {
             program,
             membership,
@@ -315,6 +277,6 @@ impl Loyalty {
         default: Option<&str>,
     ) -> Result<PointTypeRow> {
         let types = store::point_types(conn, program.id).await?;
-        pick_point_type(&types, requested, default).cloned()
+        crate::lookups::pick_point_type(&types, requested, default).cloned()
     }
 }

@@ -15,7 +15,7 @@ use crate::domain;
 use crate::{
     convert::{hold_to_proto, membership_to_proto, operation_to_proto},
     error::Refusal,
-    store::{self, ProgramRow},
+    store::{self, PointTypeRow, ProgramRow},
 };
 
 /// Refuses, naming `field`, an operation type that is not one of the program's ACCRUE types.
@@ -189,5 +189,47 @@ pub(crate) fn benefits_to_proto(tier: &store::TierRow) -> TierBenefits {
                 value: value.clone(),
             })
             .collect(),
+    }
+}
+
+/// The point type an account names (or `default`, or the program's first), among the program's.
+pub(crate) fn pick_point_type<'a>(
+    types: &'a [PointTypeRow],
+    requested: &str,
+    default: Option<&str>,
+) -> Result<&'a PointTypeRow> {
+    let wanted = Some(requested.trim()).filter(|t| !t.is_empty()).or(default);
+    let found = match wanted {
+        Some(code) => types.iter().find(|t| t.code == code),
+        None => types.first(),
+    };
+    found.ok_or_else(|| {
+        let mut v = FieldViolations::new();
+        v.add(
+            "account.point_type",
+            format!("the program has no point type {:?}", wanted.unwrap_or("")),
+        );
+        v.into()
+    })
+}
+
+/// The person whose account a write goes to: only B2B programs have person accounts, and a
+/// membership that pools its persons' points has them go to the organization's own account.
+pub(crate) fn person_account(
+    person: Option<Uuid>,
+    kind: domain::ProgramKind,
+    pooled: bool,
+) -> Result<Option<Uuid>> {
+    match person {
+        Some(_) if kind != domain::ProgramKind::B2b => {
+            let mut v = FieldViolations::new();
+            v.add(
+                "account.person_id",
+                "only B2B programs have person accounts",
+            );
+            Err(v.into())
+        }
+        Some(_) if pooled => Ok(None),
+        person => Ok(person),
     }
 }

@@ -223,9 +223,23 @@ async fn invoices_accrue_once_per_line_and_credit_notes_reverse_them() {
         }],
     };
     let quarter = partial("cn-p1", "25.25", "");
-    deliver(&brokers, "inv-1", "evt-p1", Document::CreditNote(quarter)).await;
+    deliver(
+        &brokers,
+        "inv-1",
+        "evt-p1",
+        Document::CreditNote(quarter.clone()),
+    )
+    .await;
     // floor(100 × 25.25 / 100.99)
     wait_for_balance(&suite, &member, 85).await;
+    // The same note re-sent under a new event id returns nothing more.
+    deliver(
+        &brokers,
+        "inv-1",
+        "evt-p1-again",
+        Document::CreditNote(quarter),
+    )
+    .await;
     let half = partial("cn-p2", "", "0.5");
     deliver(&brokers, "inv-1", "evt-p2", Document::CreditNote(half)).await;
     // Half of the line is back in all: 50 points, of which 25 were taken back already.

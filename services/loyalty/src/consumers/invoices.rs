@@ -339,7 +339,8 @@ async fn reverse_lines(tx: &mut Tx, note: &CreditNote) -> Result<()> {
     v.finish()?;
     let whole_invoice = note.line_ids.is_empty() && note.lines.is_empty();
     store::credit_invoice_lines(tx, &note.invoice_id, &note.line_ids, whole_invoice).await?;
-    let shares = store::return_invoice_lines(tx, &note.invoice_id, &returned).await?;
+    let shares =
+        store::return_invoice_lines(tx, &note.invoice_id, &note.credit_note_id, &returned).await?;
     let prefix = format!("invoice:{}:", note.invoice_id);
     for posted in store::lock_operations_by_prefix(tx, &prefix).await? {
         let Some((line, program)) = posted.client_id[prefix.len()..].split_once(':') else {

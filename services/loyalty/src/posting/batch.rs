@@ -29,7 +29,7 @@ use crate::{
     cards,
     convert::operation_to_proto,
     domain,
-    ledger::{person_account, pick_point_type},
+    lookups::{person_account, pick_point_type},
     store::{self, OperationRow, OperationTypeRow, PointTypeRow, ProgramRow},
 };
 

@@ -511,13 +511,10 @@ fn decide(
             if points == 0 {
                 return Ok((nothing(account, now), 0, None));
             }
-            // A lot may expire in parts (what a hold spared expires when it ends): each part is
-            // named by what the lot held before it, which only falls.
-            client_id = Some(format!(
-                "expiry:{}:{}",
-                lot.id.unwrap_or_default(),
-                lot.remaining
-            ));
+            // A lot may expire in parts (what a hold spared expires when it ends, what a return
+            // put back into a due lot expires at the next sweep): each part is named by its own
+            // operation; the lot's row lock keeps two sweeps from expiring the same points.
+            client_id = operation.map(|id| format!("expiry:{}:{id}", lot.id.unwrap_or_default()));
             lot.remaining -= points;
             lot.changed = true;
             account.balance -= points;

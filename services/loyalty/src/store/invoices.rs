@@ -59,11 +59,13 @@ pub struct ReturnedLine {
     pub quantity: Decimal,
 }
 
-/// Adds what a credit note returns to its lines; returns, per line, the share of it returned so
-/// far (by net amount, or by quantity where the line has one; the larger).
+/// Adds what a credit note returns to its lines, once per note and line (never past the line's
+/// amount or quantity); returns, per line the note newly returns, the share of it returned so far
+/// (by net amount, or by quantity where the line has one; the larger, at most 1).
 pub async fn return_invoice_lines(
     tx: &mut Tx,
     invoice: &str,
+    credit_note: &str,
     lines: &[ReturnedLine],
 ) -> sqlx::Result<HashMap<String, Decimal>> {
     if lines.is_empty() {
@@ -73,21 +75,28 @@ pub async fn return_invoice_lines(
     let amounts: Vec<Decimal> = lines.iter().map(|l| l.amount).collect();
     let quantities: Vec<Decimal> = lines.iter().map(|l| l.quantity).collect();
     let rows: Vec<(String, Decimal)> = sqlx::query_as(
-        "UPDATE invoice_lines l
-         SET returned_amount = l.returned_amount + r.amount,
-             returned_quantity = l.returned_quantity + r.quantity
-         FROM (SELECT line_id, sum(amount) AS amount, sum(quantity) AS quantity
-               FROM unnest($2::text[], $3::numeric[], $4::numeric[]) AS r(line_id, amount, quantity)
-               GROUP BY line_id) r
-         WHERE l.invoice_id = $1 AND l.line_id = r.line_id
-         RETURNING l.line_id, greatest(
+        "WITH fresh AS (
+             INSERT INTO invoice_line_returns (invoice_id, credit_note_id, line_id, amount, quantity)
+             SELECT $1, $5, line_id, sum(amount), sum(quantity)
+             FROM unnest($2::text[], $3::numeric[], $4::numeric[]) AS r(line_id, amount, quantity)
+             GROUP BY line_id
+             ON CONFLICT DO NOTHING
+             RETURNING line_id, amount, quantity
+         )
+         UPDATE invoice_lines l
+         SET returned_amount = least(l.net_amount, l.returned_amount + f.amount),
+             returned_quantity = least(coalesce(l.quantity, 0), l.returned_quantity + f.quantity)
+         FROM fresh f
+         WHERE l.invoice_id = $1 AND l.line_id = f.line_id
+         RETURNING l.line_id, round(least(1, greatest(
              CASE WHEN l.net_amount > 0 THEN l.returned_amount / l.net_amount ELSE 0 END,
-             CASE WHEN l.quantity > 0 THEN l.returned_quantity / l.quantity ELSE 0 END)",
+             CASE WHEN l.quantity > 0 THEN l.returned_quantity / l.quantity ELSE 0 END)), 12)",
     )
     .bind(invoice)
     .bind(&ids)
     .bind(&amounts)
     .bind(&quantities)
+    .bind(credit_note)
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.into_iter().collect())
