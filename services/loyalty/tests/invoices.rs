@@ -209,7 +209,8 @@ async fn invoices_accrue_once_per_line_and_credit_notes_reverse_them() {
     .await;
     wait_for_balance(&suite, &member, 110).await;
 
-    // Line 1 (100 points) comes back in parts: a quarter of its amount, then half its quantity.
+    // Line 1 (100 points) comes back in parts: a quarter of its amount, then another quarter of
+    // its amount (half its quantity).
     let partial = |id: &str, net_amount: &str, quantity: &str| CreditNote {
         credit_note_id: id.into(),
         invoice_id: "inv-1".into(),
@@ -240,7 +241,7 @@ async fn invoices_accrue_once_per_line_and_credit_notes_reverse_them() {
         Document::CreditNote(quarter),
     )
     .await;
-    let half = partial("cn-p2", "", "0.5");
+    let half = partial("cn-p2", "25.25", "0.5");
     deliver(&brokers, "inv-1", "evt-p2", Document::CreditNote(half)).await;
     // Half of the line is back in all: 50 points, of which 25 were taken back already.
     wait_for_balance(&suite, &member, 60).await;
