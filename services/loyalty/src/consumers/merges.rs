@@ -47,6 +47,10 @@ async fn move_party(tx: &mut Tx, from: Uuid, to: Uuid) -> crm_kit::error::Result
     // The survivor's consent row first (the lock order of the consent consumer): the memberships
     // that move follow the survivor's consent, not the merged party's.
     let consent = store::consent_known(tx, to).await?;
+    // Invoice lines before memberships, as credit notes take them; then both parties'
+    // memberships at once, in id order, before any of them changes.
+    store::move_party_records(tx, from, to).await?;
+    store::lock_memberships_of(tx, &[from, to]).await?;
     for membership in store::move_memberships(tx, from, to, CONSUMER).await? {
         let event = MembershipMoved {
             membership_id: membership.to_string(),
@@ -62,7 +66,6 @@ async fn move_party(tx: &mut Tx, from: Uuid, to: Uuid) -> crm_kit::error::Result
             "memberships of a merged party stay with it: the survivor is a member of the same programs"
         );
     }
-    store::move_party_records(tx, from, to).await?;
     if let Some(granted) = consent {
         super::consents::follow_consent(tx, to, granted).await?;
     }

@@ -204,7 +204,7 @@ pub async fn add_job_items(
     };
     let added = sqlx::query(sqlx::AssertSqlSafe(format!(
         "INSERT INTO bulk_accrual_items (job_id, membership_id)
-         SELECT $1, id FROM memberships WHERE program_id = $2 {filter}
+         SELECT $1, id FROM memberships WHERE program_id = $2 {filter} ORDER BY id
          ON CONFLICT DO NOTHING"
     )))
     .bind(job)

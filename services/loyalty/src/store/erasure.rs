@@ -11,7 +11,7 @@ pub async fn end_memberships_of(
     pseudonym: Uuid,
     by: &str,
 ) -> sqlx::Result<Vec<(Uuid, bool)>> {
-    super::lock_memberships_of(tx, subject).await?;
+    super::lock_memberships_of(tx, &[subject]).await?;
     sqlx::query_as(
         "UPDATE memberships m SET party_id = $2, status = 'left', updated_at = now(),
              updated_by = $3, version = m.version + 1

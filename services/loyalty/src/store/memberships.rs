@@ -123,11 +123,11 @@ pub async fn list_memberships(
     .await
 }
 
-/// Locks the party's memberships in id order, the lock order of every posting, before a statement
-/// that changes several of them (which would lock them in whatever order it finds them).
-pub async fn lock_memberships_of(tx: &mut Tx, party: Uuid) -> sqlx::Result<()> {
-    sqlx::query("SELECT 1 FROM memberships WHERE party_id = $1 ORDER BY id FOR UPDATE")
-        .bind(party)
+/// Locks the parties' memberships in id order, the lock order of every posting, before statements
+/// that change several of them (which would lock them in whatever order they find them).
+pub async fn lock_memberships_of(tx: &mut Tx, parties: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query("SELECT 1 FROM memberships WHERE party_id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(parties)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -135,7 +135,7 @@ pub async fn lock_memberships_of(tx: &mut Tx, party: Uuid) -> sqlx::Result<()> {
 
 /// Suspends the party's active memberships for a withdrawn consent; returns them.
 pub async fn suspend_for_consent(tx: &mut Tx, party: Uuid, by: &str) -> sqlx::Result<Vec<Uuid>> {
-    lock_memberships_of(tx, party).await?;
+    lock_memberships_of(tx, &[party]).await?;
     sqlx::query_scalar(
         "UPDATE memberships SET status = 'suspended', suspended_for_consent = true,
              updated_by = $2, updated_at = now(), version = version + 1
@@ -153,7 +153,7 @@ pub async fn reactivate_after_consent(
     party: Uuid,
     by: &str,
 ) -> sqlx::Result<Vec<Uuid>> {
-    lock_memberships_of(tx, party).await?;
+    lock_memberships_of(tx, &[party]).await?;
     sqlx::query_scalar(
         "UPDATE memberships SET status = 'active', suspended_for_consent = false,
              updated_by = $2, updated_at = now(), version = version + 1
@@ -173,7 +173,7 @@ pub async fn move_memberships(
     to: Uuid,
     by: &str,
 ) -> sqlx::Result<Vec<Uuid>> {
-    lock_memberships_of(tx, from).await?;
+    lock_memberships_of(tx, &[from]).await?;
     sqlx::query_scalar(
         "UPDATE memberships m SET party_id = $2, updated_by = $3, updated_at = now(),
              version = version + 1
