@@ -77,19 +77,6 @@ impl AccountState {
     }
 }
 
-impl Running {
-    pub(super) fn new(id: Uuid) -> Self {
-        Running {
-            id,
-            new: true,
-            balance: 0,
-            held: 0,
-            touched: false,
-            lots: Vec::new(),
-        }
-    }
-}
-
 fn key_columns(keys: &[&AccountKey]) -> (Vec<Uuid>, Vec<Uuid>, Vec<String>) {
     let memberships = keys.iter().map(|k| k.membership).collect();
     let persons = keys.iter().map(|k| k.person.unwrap_or(NO_PERSON)).collect();
