@@ -58,6 +58,23 @@ const RULES: &[(&str, &str)] = &[
          HAVING sum(r.points) > o.points OR bool_or(r.account_id <> o.account_id)",
     ),
     (
+        "every entry, lot and lot take names an operation and an account that exist",
+        "SELECT format('entry %s: operation %s, account %s', e.id, e.operation_id, e.account_id)
+         FROM ledger_entries e
+         WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE o.id = e.operation_id)
+            OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = e.account_id)
+         UNION ALL
+         SELECT format('lot %s: operation %s, account %s', l.id, l.operation_id, l.account_id)
+         FROM point_lots l
+         WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE o.id = l.operation_id)
+            OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = l.account_id)
+         UNION ALL
+         SELECT format('lot take: operation %s, lot of operation %s', t.operation_id, t.lot_operation)
+         FROM lot_takes t
+         WHERE NOT EXISTS (SELECT 1 FROM operations o WHERE o.id = t.operation_id)
+            OR NOT EXISTS (SELECT 1 FROM point_lots l WHERE l.operation_id = t.lot_operation)",
+    ),
+    (
         "the whole ledger sums to zero",
         "SELECT format('all entries sum to %s', sum(amount)) FROM ledger_entries
          HAVING coalesce(sum(amount), 0) <> 0",

@@ -638,6 +638,31 @@ async fn the_verify_command_passes_a_sound_ledger_and_names_what_breaks_one() {
         .execute(&mut db)
         .await
         .unwrap();
+
+    // Lots carry no foreign keys (the engine writes them with their operation): the check does.
+    let orphan = uuid::Uuid::now_v7();
+    sqlx::query(
+        "INSERT INTO point_lots (account_id, operation_id, amount, remaining)
+         SELECT id, $2, 10, 0 FROM accounts WHERE membership_id = $1::uuid",
+    )
+    .bind(&member.id)
+    .bind(orphan)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let (ok, report) = verify(&suite).await;
+    assert!(!ok, "{report}");
+    assert!(
+        report.contains(
+            "BROKEN: every entry, lot and lot take names an operation and an account that exist"
+        ) && report.contains(&format!("operation {orphan}")),
+        "{report}"
+    );
+    sqlx::query("DELETE FROM point_lots WHERE operation_id = $1")
+        .bind(orphan)
+        .execute(&mut db)
+        .await
+        .unwrap();
 }
 
 /// The consent service said yes, but loyalty has since heard of a newer withdrawal (processed while

@@ -9,6 +9,7 @@
 use std::{
     collections::HashMap,
     marker::PhantomData,
+    sync::LazyLock,
     time::{Duration, Instant},
 };
 
@@ -148,32 +149,79 @@ pub async fn enqueue<M: prost::Name>(
 /// Adds events of any topics and types to the outbox in one statement, in the order given (the
 /// order the relay publishes them in).
 pub async fn enqueue_all(tx: &mut Tx, events: &[Outgoing]) -> Result<(), sqlx::Error> {
-    if events.is_empty() {
+    static INSERT: LazyLock<String> =
+        LazyLock::new(|| format!("WITH {} SELECT 1", OutboxRows::cte("events", 1)));
+    let rows = OutboxRows::new(tx, events);
+    if rows.is_empty() {
         return Ok(());
     }
-    let ids: Vec<Uuid> = events.iter().map(|_| Uuid::now_v7()).collect();
-    let topics: Vec<&str> = events.iter().map(|e| e.topic).collect();
-    let keys: Vec<&str> = events.iter().map(|e| e.key.as_str()).collect();
-    let types: Vec<&str> = events.iter().map(|e| e.event_type.as_str()).collect();
-    let payloads: Vec<&[u8]> = events.iter().map(|e| e.payload.as_slice()).collect();
-    let headers: Vec<&serde_json::Value> = events.iter().map(|e| &e.headers).collect();
-    sqlx::query(
-        "INSERT INTO crm_outbox (event_id, topic, key, event_type, payload, trace_headers)
-         SELECT id, topic, key, event_type, payload, headers
-         FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::jsonb[])
-             WITH ORDINALITY AS e(id, topic, key, event_type, payload, headers, n)
-         ORDER BY n",
-    )
-    .bind(&ids)
-    .bind(&topics)
-    .bind(&keys)
-    .bind(&types)
-    .bind(&payloads)
-    .bind(&headers)
-    .execute(&mut **tx)
-    .await?;
-    tx.signal_commit();
+    rows.bind(sqlx::query(sqlx::AssertSqlSafe(INSERT.as_str())))
+        .execute(&mut **tx)
+        .await?;
     Ok(())
+}
+
+/// Events as the parameters of one `INSERT INTO crm_outbox`, for a statement that writes them
+/// with the change they describe (a batch in one round trip): the statement names
+/// [`OutboxRows::cte`] among its CTEs and binds [`OutboxRows::bind`] at that CTE's parameters.
+pub struct OutboxRows<'a> {
+    ids: Vec<Uuid>,
+    topics: Vec<&'static str>,
+    keys: Vec<&'a str>,
+    types: Vec<&'a str>,
+    payloads: Vec<&'a [u8]>,
+    headers: Vec<&'a serde_json::Value>,
+}
+
+impl<'a> OutboxRows<'a> {
+    /// The rows of `events`, to be written in `tx` (which then tells the relay at its commit).
+    pub fn new(tx: &mut Tx, events: &'a [Outgoing]) -> Self {
+        if !events.is_empty() {
+            tx.signal_commit();
+        }
+        Self {
+            ids: events.iter().map(|_| Uuid::now_v7()).collect(),
+            topics: events.iter().map(|e| e.topic).collect(),
+            keys: events.iter().map(|e| e.key.as_str()).collect(),
+            types: events.iter().map(|e| e.event_type.as_str()).collect(),
+            payloads: events.iter().map(|e| e.payload.as_slice()).collect(),
+            headers: events.iter().map(|e| &e.headers).collect(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+
+    /// The CTE `name AS (INSERT ...)`, its six parameters numbered from `$first`; inserts
+    /// nothing for no events.
+    pub fn cte(name: &str, first: usize) -> String {
+        let p: Vec<String> = (first..first + 6).map(|n| format!("${n}")).collect();
+        format!(
+            "{name} AS (
+                 INSERT INTO crm_outbox (event_id, topic, key, event_type, payload, trace_headers)
+                 SELECT id, topic, key, event_type, payload, headers
+                 FROM unnest({}::uuid[], {}::text[], {}::text[], {}::text[], {}::bytea[], {}::jsonb[])
+                     WITH ORDINALITY AS e(id, topic, key, event_type, payload, headers, n)
+                 ORDER BY n
+             )",
+            p[0], p[1], p[2], p[3], p[4], p[5]
+        )
+    }
+
+    /// Binds the CTE's parameters, in order, after those bound so far.
+    pub fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.topics)
+            .bind(&self.keys)
+            .bind(&self.types)
+            .bind(&self.payloads)
+            .bind(&self.headers)
+    }
 }
 
 #[derive(sqlx::FromRow)]

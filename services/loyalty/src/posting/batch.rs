@@ -1,8 +1,8 @@
 //! Group commit of `RecordOperation`: calls arriving together are posted in one transaction.
 //!
 //! A call waits in a queue; as soon as one of [`BATCHES_IN_FLIGHT`] slots is free, a batch takes
-//! it and whatever arrives within [`LINGER`] (up to [`MAX_BATCH`]), so under light load a call
-//! waits a millisecond at most, and under heavy load batches grow while the previous ones commit. Each call keeps its own
+//! it with whatever else is queued (up to [`MAX_BATCH`]): a lone call does not wait for company,
+//! and under load batches grow by themselves while the previous ones commit. Each call keeps its own
 //! idempotency claim and its own answer: a refusal (points not there, a suspended membership, a
 //! card not usable) answers that call alone. If the batch's transaction fails on something a call
 //! caused (an id another replica took meanwhile, a conflict), each call is posted again alone, so
@@ -24,7 +24,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
-use super::{AccountKey, Announce, Change, LockedMembership, Posting, System, apply};
+use super::{AccountKey, Announce, Change, LockedMembership, Posting, System, apply_locked};
 use crate::{
     cards,
     convert::operation_to_proto,
@@ -37,8 +37,6 @@ use crate::{
 pub const MAX_BATCH: usize = 64;
 /// Batches committing at once; more calls wait and join the next batch.
 pub const BATCHES_IN_FLIGHT: usize = 2;
-/// How long a batch waits for more calls after its first.
-const LINGER: std::time::Duration = std::time::Duration::from_millis(1);
 
 struct Job {
     subject: String,
@@ -103,12 +101,10 @@ async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
                 None => return,
             }
         }
-        // Calls arriving within LINGER of the first join its batch.
-        let deadline = tokio::time::Instant::now() + LINGER;
         while waiting.len() < MAX_BATCH {
-            match tokio::time::timeout_at(deadline, queue.recv()).await {
-                Ok(Some(job)) => waiting.push(job),
-                _ => break,
+            match queue.try_recv() {
+                Ok(job) => waiting.push(job),
+                Err(_) => break,
             }
         }
         // An operation id appears once per batch: a repeat waits for a later one, where it finds
@@ -223,27 +219,12 @@ async fn try_batch(pool: &Pool, setups: &Setups, jobs: &[Job]) -> Result<Vec<Res
             Claim::Refused(error) => answers[i] = Some(Err(error.into())),
         }
     }
-    let ids: Vec<&str> = fresh
-        .iter()
-        .map(|(i, _)| jobs[*i].request.operation_id.as_str())
-        .collect();
-    let taken: HashSet<String> = store::taken_client_ids(&mut tx, &ids)
-        .await?
-        .into_iter()
-        .collect();
     let memberships =
         super::lock_memberships(&mut tx, fresh.iter().map(|(i, _)| jobs[*i].membership)).await?;
     let mut resolved: Vec<Resolved> = Vec::new();
     let mut failed: Vec<Claimed> = Vec::new();
     for (i, claim) in fresh {
-        let job = &jobs[i];
-        let outcome = if taken.contains(&job.request.operation_id) {
-            let id = job.request.operation_id.clone();
-            Err(crate::error::Refusal::IdReused { id }.into())
-        } else {
-            resolve(&mut tx, job, &memberships, setups).await
-        };
-        match outcome {
+        match resolve(&mut tx, &jobs[i], &memberships, setups).await {
             Ok((posting, operation_type, card)) => resolved.push(Resolved {
                 job: i,
                 claim,
@@ -259,7 +240,7 @@ async fn try_batch(pool: &Pool, setups: &Setups, jobs: &[Job]) -> Result<Vec<Res
     }
 
     let postings: Vec<Posting> = resolved.iter().map(|r| r.posting.clone()).collect();
-    let outcomes = apply(&mut tx, &postings).await?;
+    let outcomes = apply_locked(&mut tx, &memberships, &postings).await?;
     let mut answered: Vec<(Claimed, Vec<u8>)> = Vec::new();
     let mut activated = HashSet::new();
     for (r, outcome) in resolved.into_iter().zip(outcomes) {

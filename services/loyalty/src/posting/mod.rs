@@ -29,12 +29,12 @@ mod sql;
 pub(crate) use reversal::reverse;
 use running::{Lot, Running};
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{DateTime, SubsecRound, Utc};
 use crm_kit::{
     error::{Result, ServiceError},
-    outbox::Outgoing,
+    outbox::{OutboxRows, Outgoing},
     store::{Tx, unique_violation},
 };
 use crm_proto::crm::loyalty::v1::{PointsAccrued, PointsExpired, PointsRedeemed, PointsReversed};
@@ -194,9 +194,19 @@ struct Written {
 /// Applies `postings` in the caller's transaction, in order; each gets its own outcome. An `Err`
 /// from this function means the transaction itself failed and must be rolled back.
 pub(crate) async fn apply(tx: &mut Tx, postings: &[Posting]) -> Result<Vec<Outcome>> {
+    let memberships = lock_memberships(tx, postings.iter().map(|p| p.account.membership)).await?;
+    apply_locked(tx, &memberships, postings).await
+}
+
+/// [`apply`] where the caller has locked the postings' memberships ([`lock_memberships`], in this
+/// transaction); a posting whose membership is not among them is refused as not found.
+pub(crate) async fn apply_locked(
+    tx: &mut Tx,
+    memberships: &HashMap<Uuid, LockedMembership>,
+    postings: &[Posting],
+) -> Result<Vec<Outcome>> {
     // What PostgreSQL stores (microseconds), so that answers match later reads.
     let now = Utc::now().trunc_subsecs(6);
-    let memberships = lock_memberships(tx, postings.iter().map(|p| p.account.membership)).await?;
     let mut keys: Vec<&AccountKey> = postings
         .iter()
         .filter(|p| memberships.contains_key(&p.account.membership))
@@ -256,7 +266,7 @@ pub(crate) async fn apply(tx: &mut Tx, postings: &[Posting]) -> Result<Vec<Outco
     for (index, posting) in postings.iter().enumerate() {
         let outcome = decide(
             posting,
-            &memberships,
+            memberships,
             &mut accounts,
             &mut returnable,
             &mut takes,
@@ -278,7 +288,7 @@ pub(crate) async fn apply(tx: &mut Tx, postings: &[Posting]) -> Result<Vec<Outco
         });
         outcomes.push(outcome);
     }
-    write(tx, postings, &memberships, &accounts, &written, &takes, now)
+    write(tx, postings, memberships, &accounts, &written, &takes, now)
         .await
         .map_err(|error| id_reused(error, postings, &written))?;
     Ok(outcomes)
@@ -446,17 +456,14 @@ async fn write(
     takes: &sql::Takes,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let touched: Vec<&Running> = accounts.values().filter(|a| a.touched).collect();
+    let touched: Vec<(&AccountKey, &Running)> =
+        accounts.iter().filter(|(_, a)| a.touched).collect();
     if touched.is_empty() {
         return Ok(());
     }
-    let created: Vec<(&AccountKey, Uuid)> = accounts
-        .iter()
-        .filter(|(_, a)| a.touched && a.new)
-        .map(|(key, a)| (key, a.id))
-        .collect();
-    sql::create_accounts(tx, &created).await?;
     let mut rows = sql::NewOperations::default();
+    let mut qualifying: BTreeMap<Uuid, i64> = BTreeMap::new();
+    let mut outgoing: Vec<Outgoing> = Vec::new();
     for w in written {
         let posting = &postings[w.index];
         let operation = posting.operation.as_ref().expect("written postings record");
@@ -469,34 +476,31 @@ async fn write(
             .await?
             .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("no {key:?} system account")))?;
         rows.push(w, operation, system, now);
-    }
-    let lots = sql::LotChanges::of(&touched);
-    sql::write_all(tx, &touched, &rows, &lots, takes).await?;
-
-    let mut counted: Vec<(Uuid, i64)> = Vec::new();
-    let mut outgoing: Vec<Outgoing> = Vec::new();
-    for w in written {
-        let posting = &postings[w.index];
-        let operation = posting.operation.as_ref().expect("written postings record");
         if operation.qualifying {
-            counted.push((posting.account.membership, w.delta));
+            *qualifying.entry(posting.account.membership).or_default() += w.delta;
         }
+        // Points events first: a TierChanged they cause follows them.
         if let Some(event) = announce(posting, operation, w) {
             outgoing.push(event);
         }
     }
-    // Points events first: a TierChanged they cause follows them.
-    crm_kit::outbox::enqueue_all(tx, &outgoing).await?;
-    if !counted.is_empty() {
-        let (ids, points): (Vec<Uuid>, Vec<i64>) = counted.iter().copied().unzip();
-        crate::store::count_qualifying(tx, now, &ids, &points).await?;
-        let tiered: BTreeSet<Uuid> = ids
-            .into_iter()
-            .filter(|id| memberships.get(id).is_some_and(|m| m.tiered))
-            .collect();
-        for membership in tiered {
-            tiers::evaluate(tx, membership).await?;
-        }
+    let lots = sql::LotChanges::of(&touched);
+    let outbox = OutboxRows::new(tx, &outgoing);
+    let writes = sql::Writes {
+        accounts: &touched,
+        operations: &rows,
+        lots: &lots,
+        takes,
+        qualifying: &qualifying,
+        day: now.date_naive(),
+        outbox: &outbox,
+    };
+    sql::write_all(tx, &writes).await?;
+    let tiered = qualifying
+        .keys()
+        .filter(|id| memberships.get(id).is_some_and(|m| m.tiered));
+    for membership in tiered {
+        tiers::evaluate(tx, *membership).await?;
     }
     Ok(())
 }

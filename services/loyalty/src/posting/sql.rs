@@ -1,12 +1,12 @@
 //! The engine's statements: the only SQL that changes balances or writes entries and lots.
 
 use std::{
-    collections::HashMap,
+    collections::{BTreeMap, HashMap},
     sync::{LazyLock, Mutex},
 };
 
-use chrono::{DateTime, Utc};
-use crm_kit::store::Tx;
+use chrono::{DateTime, NaiveDate, Utc};
+use crm_kit::{outbox::OutboxRows, store::Tx};
 use uuid::Uuid;
 
 use super::{AccountKey, Lot, Operation, Running, Written};
@@ -107,38 +107,6 @@ pub(super) async fn lock_accounts(
     .bind(NO_PERSON)
     .fetch_all(&mut **tx)
     .await
-}
-
-/// Creates member accounts under the ids given (none exists: their memberships are locked).
-pub(super) async fn create_accounts(
-    tx: &mut Tx,
-    accounts: &[(&AccountKey, Uuid)],
-) -> sqlx::Result<()> {
-    if accounts.is_empty() {
-        return Ok(());
-    }
-    let ids: Vec<Uuid> = accounts.iter().map(|(_, id)| *id).collect();
-    let programs: Vec<Uuid> = accounts.iter().map(|(k, _)| k.program).collect();
-    let memberships: Vec<Uuid> = accounts.iter().map(|(k, _)| k.membership).collect();
-    let persons: Vec<Option<Uuid>> = accounts.iter().map(|(k, _)| k.person).collect();
-    let types: Vec<&str> = accounts
-        .iter()
-        .map(|(k, _)| k.point_type.as_str())
-        .collect();
-    sqlx::query(
-        "INSERT INTO accounts (id, program_id, point_type, kind, membership_id, person_id)
-         SELECT id, program, point_type, 'member', membership, person
-         FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::uuid[], $5::uuid[])
-             AS a(id, program, point_type, membership, person)",
-    )
-    .bind(&ids)
-    .bind(&programs)
-    .bind(&types)
-    .bind(&memberships)
-    .bind(&persons)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 #[derive(sqlx::FromRow)]
@@ -320,9 +288,9 @@ pub(super) struct LotChanges {
 }
 
 impl LotChanges {
-    pub(super) fn of(accounts: &[&Running]) -> Self {
+    pub(super) fn of(accounts: &[(&AccountKey, &Running)]) -> Self {
         let mut changes = Self::default();
-        for account in accounts {
+        for (_, account) in accounts {
             for lot in account.lots.iter().filter(|l| l.changed) {
                 match lot.id {
                     Some(id) => {
@@ -343,23 +311,33 @@ impl LotChanges {
     }
 }
 
-/// Everything the batch decided, in one statement: balances, operations with both sides of their
-/// entries (which sum to zero per operation), and lots.
-pub(super) async fn write_all(
-    tx: &mut Tx,
-    accounts: &[&Running],
-    ops: &NewOperations,
-    lots: &LotChanges,
-    takes: &Takes,
-) -> sqlx::Result<()> {
-    let ids: Vec<Uuid> = accounts.iter().map(|a| a.id).collect();
-    let balances: Vec<i64> = accounts.iter().map(|a| a.balance).collect();
-    let held: Vec<i64> = accounts.iter().map(|a| a.held).collect();
-    sqlx::query(
+/// Everything a batch decided, written by [`write_all`].
+pub(super) struct Writes<'a> {
+    /// The accounts that changed: new ones are created with their balance.
+    pub accounts: &'a [(&'a AccountKey, &'a Running)],
+    pub operations: &'a NewOperations,
+    pub lots: &'a LotChanges,
+    pub takes: &'a Takes,
+    /// Qualifying points gained (or lost) by membership on `day`.
+    pub qualifying: &'a BTreeMap<Uuid, i64>,
+    pub day: NaiveDate,
+    pub outbox: &'a OutboxRows<'a>,
+}
+
+/// The statement of [`write_all`]: its own parameters are $1 to $36, the outbox's follow.
+static WRITE_ALL: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "WITH balances AS (
              UPDATE accounts a SET balance = u.balance, held = u.held, updated_at = now()
              FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) AS u(id, balance, held)
              WHERE a.id = u.id
+         ), created AS (
+             INSERT INTO accounts (id, program_id, point_type, kind, membership_id, person_id,
+                 balance, held)
+             SELECT id, program, point_type, 'member', membership, person, balance, held
+             FROM unnest($27::uuid[], $28::uuid[], $29::text[], $30::uuid[], $31::uuid[],
+                 $32::bigint[], $33::bigint[])
+                 AS a(id, program, point_type, membership, person, balance, held)
          ), operations AS (
              INSERT INTO operations (id, client_id, account_id, operation_type, direction, points,
                  balance_after, reference, reverses, created_by, created_at)
@@ -384,36 +362,72 @@ pub(super) async fn write_all(
          ), takes AS (
              INSERT INTO lot_takes (operation_id, lot_operation, points)
              SELECT * FROM unnest($24::uuid[], $25::uuid[], $26::bigint[])
-         )
+         ), qualifying AS (
+             INSERT INTO qualifying_days AS q (membership_id, day, points)
+             SELECT m, $36::date, p FROM unnest($34::uuid[], $35::bigint[]) AS u(m, p)
+             ON CONFLICT (membership_id, day) DO UPDATE SET points = q.points + excluded.points
+         ), {}
          SELECT 1",
+        OutboxRows::cte("events", 37)
     )
-    .bind(&ids)
-    .bind(&balances)
-    .bind(&held)
-    .bind(&ops.ids)
-    .bind(&ops.client_ids)
-    .bind(&ops.accounts)
-    .bind(&ops.types)
-    .bind(&ops.directions)
-    .bind(&ops.points)
-    .bind(&ops.balances)
-    .bind(&ops.references)
-    .bind(&ops.reverses)
-    .bind(&ops.subjects)
-    .bind(&ops.created_at)
-    .bind(&ops.deltas)
-    .bind(&ops.systems)
-    .bind(&lots.ids)
-    .bind(&lots.remaining)
-    .bind(&lots.new_accounts)
-    .bind(&lots.new_operations)
-    .bind(&lots.new_amounts)
-    .bind(&lots.new_remaining)
-    .bind(&lots.new_expiry)
-    .bind(&takes.operations)
-    .bind(&takes.lot_operations)
-    .bind(&takes.points)
-    .execute(&mut **tx)
-    .await?;
+});
+
+/// Everything the batch decided, in one statement: balances (and accounts created), operations
+/// with both sides of their entries (which sum to zero per operation), lots, qualifying points and
+/// events.
+pub(super) async fn write_all(tx: &mut Tx, w: &Writes<'_>) -> sqlx::Result<()> {
+    let (created, existing): (Vec<_>, Vec<_>) = w.accounts.iter().partition(|(_, a)| a.new);
+    let ids: Vec<Uuid> = existing.iter().map(|(_, a)| a.id).collect();
+    let balances: Vec<i64> = existing.iter().map(|(_, a)| a.balance).collect();
+    let held: Vec<i64> = existing.iter().map(|(_, a)| a.held).collect();
+    let new_ids: Vec<Uuid> = created.iter().map(|(_, a)| a.id).collect();
+    let new_programs: Vec<Uuid> = created.iter().map(|(k, _)| k.program).collect();
+    let new_types: Vec<&str> = created.iter().map(|(k, _)| k.point_type.as_str()).collect();
+    let new_memberships: Vec<Uuid> = created.iter().map(|(k, _)| k.membership).collect();
+    let new_persons: Vec<Option<Uuid>> = created.iter().map(|(k, _)| k.person).collect();
+    let new_balances: Vec<i64> = created.iter().map(|(_, a)| a.balance).collect();
+    let new_held: Vec<i64> = created.iter().map(|(_, a)| a.held).collect();
+    // Sorted by membership: two batches add to their memberships' days in the same order.
+    let qualified: Vec<Uuid> = w.qualifying.keys().copied().collect();
+    let points: Vec<i64> = w.qualifying.values().copied().collect();
+    let (ops, lots, takes) = (w.operations, w.lots, w.takes);
+    let query = sqlx::query(sqlx::AssertSqlSafe(WRITE_ALL.as_str()))
+        .bind(&ids)
+        .bind(&balances)
+        .bind(&held)
+        .bind(&ops.ids)
+        .bind(&ops.client_ids)
+        .bind(&ops.accounts)
+        .bind(&ops.types)
+        .bind(&ops.directions)
+        .bind(&ops.points)
+        .bind(&ops.balances)
+        .bind(&ops.references)
+        .bind(&ops.reverses)
+        .bind(&ops.subjects)
+        .bind(&ops.created_at)
+        .bind(&ops.deltas)
+        .bind(&ops.systems)
+        .bind(&lots.ids)
+        .bind(&lots.remaining)
+        .bind(&lots.new_accounts)
+        .bind(&lots.new_operations)
+        .bind(&lots.new_amounts)
+        .bind(&lots.new_remaining)
+        .bind(&lots.new_expiry)
+        .bind(&takes.operations)
+        .bind(&takes.lot_operations)
+        .bind(&takes.points)
+        .bind(&new_ids)
+        .bind(&new_programs)
+        .bind(&new_types)
+        .bind(&new_memberships)
+        .bind(&new_persons)
+        .bind(&new_balances)
+        .bind(&new_held)
+        .bind(&qualified)
+        .bind(&points)
+        .bind(w.day);
+    w.outbox.bind(query).execute(&mut **tx).await?;
     Ok(())
 }

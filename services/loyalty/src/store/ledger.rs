@@ -186,11 +186,3 @@ pub async fn list_membership_accounts(
     .fetch_all(conn)
     .await
 }
-
-/// Those of `client_ids` that name an operation already.
-pub async fn taken_client_ids(tx: &mut Tx, client_ids: &[&str]) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar("SELECT client_id FROM operations WHERE client_id = ANY($1)")
-        .bind(client_ids)
-        .fetch_all(&mut **tx)
-        .await
-}

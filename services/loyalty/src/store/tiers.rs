@@ -1,6 +1,5 @@
 //! Tiers of programs.
 
-use chrono::{DateTime, Utc};
 use crm_kit::store::Tx;
 use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
@@ -48,29 +47,6 @@ pub async fn qualifying_points(
     .bind(window_months)
     .fetch_one(conn)
     .await
-}
-
-/// Counts `points` (negative for a reversal) towards each membership's tiers on the day (UTC) of
-/// `at`, the time its entries carry. Memberships in id order: no deadlock between two
-/// batches.
-pub async fn count_qualifying(
-    tx: &mut Tx,
-    at: DateTime<Utc>,
-    memberships: &[Uuid],
-    points: &[i64],
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO qualifying_days AS q (membership_id, day, points)
-         SELECT m, $3, sum(p)
-         FROM unnest($1::uuid[], $2::bigint[]) AS u(m, p) GROUP BY m ORDER BY m
-         ON CONFLICT (membership_id, day) DO UPDATE SET points = q.points + excluded.points",
-    )
-    .bind(memberships)
-    .bind(points)
-    .bind(at.date_naive())
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
 }
 
 pub async fn define_tier(tx: &mut Tx, program: Uuid, tier: &TierRow) -> sqlx::Result<()> {
