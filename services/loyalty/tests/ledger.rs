@@ -10,7 +10,7 @@ use crm_proto::crm::{
     loyalty::v1::*,
     parties::v1::{CreatePersonRequest, Employment, PartyKind, Person, PersonName},
 };
-use crm_testkit::{eventually, read_topic};
+use crm_testkit::{eventually, read_topic, token};
 use prost::Message;
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -131,6 +131,63 @@ async fn an_operation_id_posts_once() {
         (changed.code(), reason(&changed)),
         (Code::AlreadyExists, "REQUEST_ID_REUSED".into())
     );
+    suite.assert_invariants().await;
+}
+
+/// Another caller reusing an operation id, sent together with calls that replay, fail their rule
+/// and post: each hears its own answer (the reuse ALREADY_EXISTS, never INTERNAL for all).
+#[tokio::test]
+async fn an_operation_id_reused_by_another_caller_is_refused_alone_within_a_batch() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+    let first = client
+        .record_operation(operation("till-1", &member, "purchase", 40))
+        .await
+        .unwrap()
+        .into_inner();
+    let other = Loyalty::new(
+        suite
+            .loyalty
+            .channel(&token("other-till", &["loyalty.read", "loyalty.write"])),
+    );
+    for round in 0..5 {
+        let (mut a, mut b, mut c, mut d) = (
+            other.clone(),
+            client.clone(),
+            client.clone(),
+            client.clone(),
+        );
+        let reuse = a.record_operation(operation("till-1", &member, "purchase", 40));
+        let replay = b.record_operation(operation("till-1", &member, "purchase", 40));
+        let spend = format!("spend-{round}");
+        let too_much = c.record_operation(operation(&spend, &member, "reward_redemption", 1_000));
+        let earn = format!("earn-{round}");
+        // Without it, the reused id is the only posting the batch writes.
+        let fresh = async {
+            match round % 2 {
+                0 => Some(
+                    d.record_operation(operation(&earn, &member, "purchase", 1))
+                        .await,
+                ),
+                _ => None,
+            }
+        };
+        let (reuse, replay, too_much, fresh) = tokio::join!(reuse, replay, too_much, fresh);
+        let reuse = reuse.unwrap_err();
+        assert_eq!(
+            (reuse.code(), reason(&reuse)),
+            (Code::AlreadyExists, "REQUEST_ID_REUSED".into()),
+            "{reuse:?}"
+        );
+        assert_eq!(replay.unwrap().into_inner(), first);
+        assert_eq!(too_much.unwrap_err().code(), Code::FailedPrecondition);
+        if let Some(fresh) = fresh {
+            assert_eq!(fresh.unwrap().into_inner().points, 1);
+        }
+    }
+    assert_eq!(balance(&mut client, &member).await.balance, 43);
     suite.assert_invariants().await;
 }
 

@@ -5,8 +5,9 @@
 //! and under load batches grow by themselves while the previous ones commit. Each call keeps its own
 //! idempotency claim and its own answer: a refusal (points not there, a suspended membership, a
 //! card not usable) answers that call alone. If the batch's transaction fails on something a call
-//! caused (an id another replica took meanwhile, a conflict), each call is posted again alone, so
-//! that the error reaches only the call it belongs to; if the database itself fails, every call of
+//! caused (an operation id used before, a conflict), the batch is posted again with the reused ids
+//! refused, and if it fails again each call alone, so that the error reaches only the call it
+//! belongs to; if the database itself fails, every call of
 //! the batch hears so at once. A caller that gave up before its batch formed is not posted for.
 
 use std::{
@@ -134,57 +135,89 @@ async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
 /// Posts the batch, or on a failure of the whole transaction each call alone.
 async fn post_batch(pool: &Pool, setups: &Setups, jobs: Vec<Job>) {
     let span = tracing::info_span!("record_operations", batch = jobs.len());
-    let answers = try_batch(pool, setups, &jobs).instrument(span).await;
-    match answers {
-        Ok(answers) => {
-            for (job, answer) in jobs.into_iter().zip(answers) {
-                let _ = job.reply.send(answer);
-            }
-        }
+    let none_taken = HashSet::new();
+    let answers = try_batch(pool, setups, &jobs, &none_taken)
+        .instrument(span.clone())
+        .await;
+    let error = match answers {
+        Ok(answers) => return answer(jobs, answers),
         Err(error) if jobs.len() == 1 => {
             let job = jobs.into_iter().next().expect("one job");
             let _ = job.reply.send(Err(error));
+            return;
         }
-        // Only a call can make the transaction fail this way (an id another replica just took,
-        // a conflict): each alone, so that the error reaches the call it belongs to.
-        Err(error) if caused_by_a_call(&error) => {
-            tracing::info!(%error, "a batch of operations failed; posting each alone");
-            for job in jobs {
-                let answer = try_batch(pool, setups, std::slice::from_ref(&job))
-                    .instrument(job.span.clone())
-                    .await
-                    .and_then(|mut answers| answers.pop().expect("one answer"));
-                let _ = job.reply.send(answer);
-            }
-        }
-        // The database is unreachable or failing: every call of the batch hears so, at once.
-        Err(error) => {
-            let unavailable = matches!(
-                error,
-                ServiceError::Unavailable(_)
-                    | ServiceError::Database(
-                        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-                    )
-            );
-            for job in jobs {
-                let answer = if unavailable {
-                    ServiceError::Unavailable("the database is unavailable; retry later".into())
-                } else {
-                    ServiceError::Internal(anyhow::anyhow!("a batch of operations failed: {error}"))
-                };
-                let _ = job.reply.send(Err(answer));
-            }
-        }
+        Err(error) => error,
+    };
+    if !caused_by_a_call(&error) {
+        return fail(jobs, &error);
+    }
+    // Most often an operation id used before (by another caller, or by this one before its
+    // request id was forgotten): with those ids known, the calls that reuse them are refused and
+    // the batch posted again; if it still fails, each call alone, so that the error reaches only
+    // the call it belongs to.
+    tracing::info!(%error, "a batch of operations failed; posting it again");
+    let ids: Vec<&str> = jobs
+        .iter()
+        .map(|j| j.request.operation_id.as_str())
+        .collect();
+    let taken = match pool.acquire().await {
+        Ok(mut conn) => store::taken_client_ids(&mut conn, &ids).await,
+        Err(error) => Err(error),
+    };
+    let taken = match taken {
+        Ok(taken) => taken,
+        Err(error) => return fail(jobs, &error.into()),
+    };
+    if let Ok(answers) = try_batch(pool, setups, &jobs, &taken)
+        .instrument(span)
+        .await
+    {
+        return answer(jobs, answers);
+    }
+    for job in jobs {
+        let answer = try_batch(pool, setups, std::slice::from_ref(&job), &taken)
+            .instrument(job.span.clone())
+            .await
+            .and_then(|mut answers| answers.pop().expect("one answer"));
+        let _ = job.reply.send(answer);
     }
 }
 
-/// Integrity violations (23xxx) and transaction conflicts (40xxx) come from what calls asked.
+fn answer(jobs: Vec<Job>, answers: Vec<Result<Operation>>) {
+    for (job, answer) in jobs.into_iter().zip(answers) {
+        let _ = job.reply.send(answer);
+    }
+}
+
+/// The database is unreachable or failing: every call of the batch hears so, at once.
+fn fail(jobs: Vec<Job>, error: &ServiceError) {
+    let unavailable = matches!(
+        error,
+        ServiceError::Unavailable(_)
+            | ServiceError::Database(
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
+            )
+    );
+    for job in jobs {
+        let answer = if unavailable {
+            ServiceError::Unavailable("the database is unavailable; retry later".into())
+        } else {
+            ServiceError::Internal(anyhow::anyhow!("a batch of operations failed: {error}"))
+        };
+        let _ = job.reply.send(Err(answer));
+    }
+}
+
+/// Integrity violations (23xxx, or an operation id found reused when one posting was written)
+/// and transaction conflicts (40xxx) come from what calls asked.
 fn caused_by_a_call(error: &ServiceError) -> bool {
-    let ServiceError::Database(sqlx::Error::Database(db)) = error else {
-        return false;
-    };
-    db.code()
-        .is_some_and(|code| code.starts_with("23") || code.starts_with("40"))
+    match error {
+        ServiceError::AlreadyExists(..) => true,
+        ServiceError::Database(sqlx::Error::Database(db)) => db
+            .code()
+            .is_some_and(|code| code.starts_with("23") || code.starts_with("40")),
+        _ => false,
+    }
 }
 
 /// A program's types, read again only when the program's version changes.
@@ -203,7 +236,13 @@ struct Resolved {
     card: Option<Uuid>,
 }
 
-async fn try_batch(pool: &Pool, setups: &Setups, jobs: &[Job]) -> Result<Vec<Result<Operation>>> {
+/// Posts `jobs` in one transaction; a fresh call whose operation id is in `taken` is refused.
+async fn try_batch(
+    pool: &Pool,
+    setups: &Setups,
+    jobs: &[Job],
+    taken: &HashSet<String>,
+) -> Result<Vec<Result<Operation>>> {
     let mut tx = pool.begin().await?;
     let requests: Vec<(&str, &RecordOperationRequest)> = jobs
         .iter()
@@ -224,7 +263,14 @@ async fn try_batch(pool: &Pool, setups: &Setups, jobs: &[Job]) -> Result<Vec<Res
     let mut resolved: Vec<Resolved> = Vec::new();
     let mut failed: Vec<Claimed> = Vec::new();
     for (i, claim) in fresh {
-        match resolve(&mut tx, &jobs[i], &memberships, setups).await {
+        let job = &jobs[i];
+        let outcome = if taken.contains(&job.request.operation_id) {
+            let id = job.request.operation_id.clone();
+            Err(crate::error::Refusal::IdReused { id }.into())
+        } else {
+            resolve(&mut tx, job, &memberships, setups).await
+        };
+        match outcome {
             Ok((posting, operation_type, card)) => resolved.push(Resolved {
                 job: i,
                 claim,

@@ -4,17 +4,18 @@
 //! transaction as a handful of multi-row statements:
 //!
 //! 1. the memberships are locked in id order, with their status and their program's;
-//! 2. the member accounts are locked in id order (created where missing);
+//! 2. the member accounts are locked in id order (those never used are created by the write);
 //! 3. the open lots of accounts that lose points are locked;
 //! 4. each posting is decided in memory, in the order given, against the running balances: a
 //!    refusal (points not there, a membership not active, the reversal floor) answers that posting
 //!    alone and leaves the others standing;
 //! 5. balances, operations, both sides of their entries, lots, qualifying days and events are
-//!    written, one statement each.
+//!    written in one statement.
 //!
 //! **Lock order** of every path that posts: memberships, then member accounts, then lots, each in
 //! id order, all taken by one `apply` per transaction (a path that posts several things, like the
-//! hold sweep, makes them one batch). A path may first lock rows of its own that no posting takes
+//! hold sweep, makes them one batch; group commit locks the memberships itself, to read their
+//! programs, and goes on with [`apply_locked`]). A path may first lock rows of its own that no posting takes
 //! (the holds it settles, the operation it reverses, a bulk job's items).
 //!
 //! Lots: every credit opens a lot with its expiry; debits take from open lots oldest-expiring
@@ -446,7 +447,7 @@ fn nothing(account: &Running, now: DateTime<Utc>) -> Posted {
     }
 }
 
-/// Writes what the batch decided, one statement per table.
+/// Writes what the batch decided in one statement, then lets tiers follow qualifying points.
 async fn write(
     tx: &mut Tx,
     postings: &[Posting],

@@ -1,5 +1,7 @@
 //! Accounts, operations and ledger entries (entries and operations are append-only).
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use crm_kit::store::Tx;
 use sqlx::PgConnection;
@@ -185,4 +187,17 @@ pub async fn list_membership_accounts(
     .bind(limit)
     .fetch_all(conn)
     .await
+}
+
+/// Those of `client_ids` that name an operation already.
+pub async fn taken_client_ids(
+    conn: &mut PgConnection,
+    client_ids: &[&str],
+) -> sqlx::Result<HashSet<String>> {
+    let taken: Vec<String> =
+        sqlx::query_scalar("SELECT client_id FROM operations WHERE client_id = ANY($1)")
+            .bind(client_ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(taken.into_iter().collect())
 }
