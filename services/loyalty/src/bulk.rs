@@ -287,7 +287,9 @@ impl Loyalty {
         let job = store::lock_running_job(&mut tx).await?;
         let Some(job) = job else { return Ok(false) };
         // Locked before the memberships, so that the program cannot close under the batch.
-        store::share_program(&mut tx, job.program_id).await?;
+        let program = store::share_program(&mut tx, job.program_id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", job.program_id))?;
         let items = store::lock_pending_items(&mut tx, job.id, BATCH).await?;
         if items.is_empty() {
             store::complete_job(&mut tx, job.id).await?;
@@ -296,7 +298,7 @@ impl Loyalty {
             return Ok(true);
         }
         let all = items;
-        let credited = credit(&mut tx, &job, &all).await?;
+        let credited = credit(&mut tx, &job, &program, &all).await?;
         let failed = (all.len() - credited.len()) as i64;
         store::record_items(
             &mut tx,
@@ -315,7 +317,12 @@ impl Loyalty {
 
 /// Credits `job.points` to each membership's own account through the posting engine, in one
 /// batch; returns the memberships credited (the others are not active, or their program is not).
-async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Result<Vec<Uuid>> {
+async fn credit(
+    tx: &mut Tx,
+    job: &store::JobRow,
+    program: &store::ProgramRow,
+    memberships: &[Uuid],
+) -> Result<Vec<Uuid>> {
     let operation_type = store::operation_types(tx, job.program_id)
         .await?
         .into_iter()
@@ -328,10 +335,7 @@ async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Resul
         .into_iter()
         .find(|t| t.code == operation_type.default_point_type)
         .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("the job's point type vanished")))?;
-    let program = store::get_program(tx, job.program_id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("Program", job.program_id))?;
-    let expires_at = store::expiry_of(&point_type, &program, Utc::now());
+    let expires_at = store::expiry_of(&point_type, program, Utc::now());
     let postings: Vec<Posting> = memberships
         .iter()
         .map(|&membership| Posting {
@@ -359,7 +363,8 @@ async fn credit(tx: &mut Tx, job: &store::JobRow, memberships: &[Uuid]) -> Resul
             span: Span::current(),
         })
         .collect();
-    let outcomes = posting::apply(tx, &postings).await?;
+    let locked = posting::lock_memberships(tx, memberships.iter().copied()).await?;
+    let outcomes = posting::apply_locked(tx, &locked, &postings).await?;
     Ok(memberships
         .iter()
         .zip(outcomes)

@@ -47,13 +47,25 @@ impl Target {
 }
 
 impl Loyalty {
+    /// One statement: a till asks this on every sale.
     pub async fn get_balance(&self, req: GetBalanceRequest) -> Result<Balance> {
+        let mut v = FieldViolations::new();
+        let account = req.account.unwrap_or_default();
+        let membership = uuid(&account.membership_id, "account.membership_id", &mut v);
+        let person = optional_uuid(&account.person_id, "account.person_id", &mut v);
+        v.finish()?;
         let mut conn = self.pool.acquire().await?;
-        let (membership, person, point_type) =
-            self.read_target(&mut conn, req.account.as_ref()).await?;
-        let account = store::find_account(&mut conn, membership, person, &point_type).await?;
+        let rows = store::accounts_by_point_type(&mut conn, membership, person).await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| ServiceError::not_found("Membership", membership))?;
+        let person = person.filter(|_| !first.pooled);
+        let codes: Vec<&str> = rows.iter().filter_map(|r| r.code.as_deref()).collect();
+        let code = crate::lookups::pick_code(&codes, &account.point_type, None)?;
+        let row = rows.iter().find(|r| r.code.as_deref() == Some(code));
+        let account = row.and_then(|r| r.account(membership));
         Ok(balance_to_proto(
-            account_ref(membership, person, &point_type),
+            account_ref(membership, person, code),
             account.as_ref(),
         ))
     }

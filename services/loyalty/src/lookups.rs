@@ -198,10 +198,25 @@ pub(crate) fn pick_point_type<'a>(
     requested: &str,
     default: Option<&str>,
 ) -> Result<&'a PointTypeRow> {
+    let codes: Vec<&str> = types.iter().map(|t| t.code.as_str()).collect();
+    let code = pick_code(&codes, requested, default)?;
+    Ok(types
+        .iter()
+        .find(|t| t.code == code)
+        .expect("a code picked among them"))
+}
+
+/// The point type code a request names (`requested`, else `default`, else the program's first),
+/// among the program's `codes` in program order.
+pub(crate) fn pick_code<'a>(
+    codes: &[&'a str],
+    requested: &str,
+    default: Option<&str>,
+) -> Result<&'a str> {
     let wanted = Some(requested.trim()).filter(|t| !t.is_empty()).or(default);
     let found = match wanted {
-        Some(code) => types.iter().find(|t| t.code == code),
-        None => types.first(),
+        Some(code) => codes.iter().find(|c| **c == code).copied(),
+        None => codes.first().copied(),
     };
     found.ok_or_else(|| {
         let mut v = FieldViolations::new();

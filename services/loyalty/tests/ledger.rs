@@ -485,6 +485,62 @@ async fn enrolment_is_checked_with_the_parties_service_and_b2b_persons_have_acco
         .map(|b| (b.account.clone().unwrap().person_id, b.balance))
         .collect();
     assert_eq!(owners, [(anna.id.clone(), 25)]);
+    // GetBalance resolves the same accounts: the person's, and the organization's own (unused).
+    let annas_balance = client
+        .get_balance(GetBalanceRequest {
+            account: Some(annas.clone()),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (annas_balance.account.unwrap(), annas_balance.balance),
+        (
+            AccountRef {
+                point_type: "basic".into(),
+                ..annas.clone()
+            },
+            25
+        )
+    );
+    assert_eq!(balance(&mut client, &member).await.balance, 0);
+    for (account, code, field) in [
+        (
+            AccountRef {
+                point_type: "gold".into(),
+                ..annas.clone()
+            },
+            Code::InvalidArgument,
+            "account.point_type",
+        ),
+        (
+            AccountRef {
+                membership_id: "not-a-uuid".into(),
+                ..annas.clone()
+            },
+            Code::InvalidArgument,
+            "account.membership_id",
+        ),
+        (
+            AccountRef {
+                membership_id: uuid::Uuid::now_v7().to_string(),
+                ..annas.clone()
+            },
+            Code::NotFound,
+            "",
+        ),
+    ] {
+        let refused = client
+            .get_balance(GetBalanceRequest {
+                account: Some(account),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), code, "{refused:?}");
+        if !field.is_empty() {
+            assert_eq!(bad_fields(&refused), [field]);
+        }
+    }
 
     let stranger = suite.party(PartyKind::Person, "Stranger").await;
     let refused = client

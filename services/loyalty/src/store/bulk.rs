@@ -239,8 +239,8 @@ pub async fn lock_running_job(tx: &mut Tx) -> sqlx::Result<Option<JobRow>> {
 /// lock order of every posting).
 pub async fn lock_pending_items(tx: &mut Tx, job: Uuid, limit: i64) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
-        "SELECT i.membership_id FROM bulk_accrual_items i JOIN memberships m ON m.id = i.membership_id
-         WHERE i.job_id = $1 AND i.status = 'pending' ORDER BY i.membership_id LIMIT $2 FOR NO KEY UPDATE OF i, m",
+        "SELECT membership_id FROM bulk_accrual_items
+         WHERE job_id = $1 AND status = 'pending' ORDER BY membership_id LIMIT $2 FOR NO KEY UPDATE",
     )
     .bind(job)
     .bind(limit)

@@ -41,6 +41,59 @@ pub async fn find_account(
     .await
 }
 
+/// A membership's point types in program order, each with the account of `person` (the
+/// membership's own where `person` is None or the membership pools its persons' points), for
+/// reads that resolve an account in one statement. No rows: no such membership.
+pub async fn accounts_by_point_type(
+    conn: &mut PgConnection,
+    membership: Uuid,
+    person: Option<Uuid>,
+) -> sqlx::Result<Vec<PointTypeAccount>> {
+    sqlx::query_as(
+        "SELECT m.pool_to_organization AS pooled, t.code, a.id, a.person_id, a.balance, a.held,
+                a.updated_at
+         FROM memberships m
+         LEFT JOIN point_types t ON t.program_id = m.program_id
+         LEFT JOIN accounts a ON a.kind = 'member' AND a.membership_id = m.id
+              AND a.point_type = t.code
+              AND a.person_id IS NOT DISTINCT FROM
+                  (CASE WHEN m.pool_to_organization THEN NULL ELSE $2::uuid END)
+         WHERE m.id = $1
+         ORDER BY t.position",
+    )
+    .bind(membership)
+    .bind(person)
+    .fetch_all(conn)
+    .await
+}
+
+/// A row of [`accounts_by_point_type`]: `code` is None when the program has no point type, the
+/// account's columns when the account was never used.
+#[derive(Debug, sqlx::FromRow)]
+pub struct PointTypeAccount {
+    pub pooled: bool,
+    pub code: Option<String>,
+    id: Option<Uuid>,
+    person_id: Option<Uuid>,
+    balance: Option<i64>,
+    held: Option<i64>,
+    updated_at: Option<DateTime<Utc>>,
+}
+
+impl PointTypeAccount {
+    pub fn account(&self, membership: Uuid) -> Option<AccountRow> {
+        Some(AccountRow {
+            id: self.id?,
+            membership_id: Some(membership),
+            person_id: self.person_id,
+            point_type: self.code.clone()?,
+            balance: self.balance?,
+            held: self.held?,
+            updated_at: self.updated_at?,
+        })
+    }
+}
+
 pub async fn membership_accounts(
     conn: &mut PgConnection,
     membership: Uuid,
