@@ -12,12 +12,12 @@ ALTER TABLE point_lots
     DROP CONSTRAINT point_lots_operation_id_fkey;
 ALTER TABLE lot_takes DROP CONSTRAINT lot_takes_operation_id_fkey;
 
--- Served tier evaluation over time, which now reads qualifying_days. Entries are listed newest
--- first by (account_id, id), which ledger_entries_account keeps; a time filter walks that index.
+-- Served tier evaluation over time, which now reads qualifying_days; entries are listed by
+-- (account_id, id), which ledger_entries_account keeps.
 DROP INDEX ledger_entries_account_time;
 
 -- Operation ids are identifiers: compared byte by byte ("C") rather than by the database's locale,
 -- the unique index serves prefix searches (`LIKE 'invoice:%'`) itself, so the second index on the
 -- same column goes.
-DROP INDEX operations_client_id_pattern;
 ALTER TABLE operations ALTER COLUMN client_id TYPE text COLLATE "C";
+DROP INDEX operations_client_id_pattern;

@@ -168,13 +168,16 @@ async fn post_batch(pool: &Pool, setups: &Setups, jobs: Vec<Job>) {
         Ok(taken) => taken,
         Err(error) => return fail(jobs, &error.into()),
     };
-    if let Ok(answers) = try_batch(pool, setups, &jobs, &taken)
+    match try_batch(pool, setups, &jobs, &taken)
         .instrument(span)
         .await
     {
-        return answer(jobs, answers);
+        Ok(answers) => return answer(jobs, answers),
+        Err(error) if !caused_by_a_call(&error) => return fail(jobs, &error),
+        Err(error) => tracing::info!(%error, "the batch failed again; posting each call alone"),
     }
-    for job in jobs {
+    // Nothing of a caller that gave up meanwhile was committed: it is not posted for.
+    for job in jobs.into_iter().filter(|job| !job.reply.is_closed()) {
         let answer = try_batch(pool, setups, std::slice::from_ref(&job), &taken)
             .instrument(job.span.clone())
             .await

@@ -235,8 +235,8 @@ pub async fn lock_running_job(tx: &mut Tx) -> sqlx::Result<Option<JobRow>> {
     .await
 }
 
-/// Up to `limit` pending items of the job, locked with their memberships (in membership order, the
-/// lock order of every posting).
+/// Up to `limit` pending items of the job, locked in membership order (the caller then locks
+/// their memberships through the posting engine).
 pub async fn lock_pending_items(tx: &mut Tx, job: Uuid, limit: i64) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "SELECT membership_id FROM bulk_accrual_items

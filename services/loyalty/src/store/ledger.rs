@@ -56,13 +56,15 @@ pub async fn accounts_by_point_type(
          LEFT JOIN point_types t ON t.program_id = m.program_id
          LEFT JOIN accounts a ON a.kind = 'member' AND a.membership_id = m.id
               AND a.point_type = t.code
-              AND a.person_id IS NOT DISTINCT FROM
-                  (CASE WHEN m.pool_to_organization THEN NULL ELSE $2::uuid END)
+              AND coalesce(a.person_id, $3) =
+                  coalesce(CASE WHEN m.pool_to_organization THEN NULL ELSE $2::uuid END, $3)
          WHERE m.id = $1
          ORDER BY t.position",
     )
     .bind(membership)
     .bind(person)
+    // The member-account index's stand-in for "no person".
+    .bind(Uuid::nil())
     .fetch_all(conn)
     .await
 }
