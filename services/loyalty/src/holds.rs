@@ -10,8 +10,8 @@ use crm_kit::{
     store::{self as kit_store, Page},
 };
 use crm_proto::crm::loyalty::v1::{
-    CaptureHoldRequest, GetHoldRequest, Hold, HoldCaptured, HoldExpired, HoldPlaced,
-    HoldPointsRequest, HoldVoided, ListHoldsRequest, ListHoldsResponse, VoidHoldRequest,
+    CaptureHoldRequest, GetHoldRequest, Hold, HoldCaptured, HoldExpired, HoldPointsRequest,
+    HoldVoided, ListHoldsRequest, ListHoldsResponse, VoidHoldRequest,
 };
 use tracing::Span;
 use uuid::Uuid;
@@ -20,7 +20,7 @@ use crate::{
     Loyalty,
     convert::{account_ref, hold_to_proto},
     domain::{self, DEFAULT_CAPTURE_TYPE, DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS, check_points},
-    error::{Refusal, id_used},
+    error::Refusal,
     events,
     lookups::hold_in,
     posting::{self, AccountKey, Announce, Change, Posting, System},
@@ -49,42 +49,9 @@ impl Loyalty {
         if let Some(person) = person {
             self.require_employee_of(membership, person).await?;
         }
-        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
-        let target = self
-            .write_target(&mut tx, req.account.as_ref(), None)
-            .await?;
-        let posting = Posting {
-            account: target.key(),
-            change: Change::Hold { points: req.points },
-            operation: None,
-            requires_active: true,
-            span: Span::current(),
-        };
-        let account = posting::apply_one(&mut tx, posting).await?.account;
-        let id = Uuid::now_v7();
-        let expires_at = Utc::now() + chrono::Duration::seconds(timeout);
-        store::insert_hold(
-            &mut tx,
-            id,
-            &req.hold_id,
-            account,
-            req.points,
-            expires_at,
-            req.reference.trim(),
-        )
-        .await
-        .map_err(|e| id_used(e, &req.hold_id))?;
-        let event = HoldPlaced {
-            hold_id: id.to_string(),
-            account: Some(target.reference()),
-            points: req.points,
-        };
-        events::POINTS
-            .enqueue(&mut tx, target.membership.id, &event)
-            .await?;
-        let hold = hold_in(&mut tx, id).await?;
-        claim.commit(tx, &hold).await?;
-        Ok(hold)
+        self.holder
+            .call(subject, req, (membership, person, timeout))
+            .await
     }
 
     pub async fn get_hold(&self, req: GetHoldRequest) -> Result<Hold> {

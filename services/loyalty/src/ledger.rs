@@ -4,7 +4,7 @@
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     request::{optional_time, optional_uuid, uuid},
-    store::{self as kit_store, Page},
+    store::Page,
 };
 use crm_proto::crm::loyalty::v1::{
     AccountRef, Balance, GetBalanceRequest, GetOperationRequest, ListBalancesRequest,
@@ -23,7 +23,7 @@ use crate::{
     store::{self, PointTypeRow, ProgramRow},
 };
 
-/// A member account a hold or an invoice accrual applies to, resolved from an [`AccountRef`].
+/// A member account an invoice accrual applies to.
 pub(crate) struct Target {
     pub program: ProgramRow,
     pub membership: store::MembershipRow,
@@ -32,10 +32,6 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    pub(crate) fn reference(&self) -> AccountRef {
-        account_ref(self.membership.id, self.person_id, &self.point_type.code)
-    }
-
     pub(crate) fn key(&self) -> crate::posting::AccountKey {
         crate::posting::AccountKey {
             program: self.program.id,
@@ -148,7 +144,7 @@ impl Loyalty {
         if let Some(person) = person {
             self.require_employee_of(membership, person).await?;
         }
-        self.recorder.record(subject, req, membership, person).await
+        self.recorder.call(subject, req, (membership, person)).await
     }
 
     pub async fn reverse_operation(
@@ -217,44 +213,6 @@ impl Loyalty {
             self.require_employee(person, membership.party_id).await?;
         }
         Ok(())
-    }
-
-    /// Resolves an account for a write, its membership locked: a point type of the program (or
-    /// `default_point_type`), and for B2B a person's account (unless pooled; the caller asked
-    /// whether the person works for the member with [`Self::require_employee_of`]). Whether
-    /// the membership and program are active is the posting engine's to check.
-    pub(crate) async fn write_target(
-        &self,
-        tx: &mut kit_store::Tx,
-        account: Option<&AccountRef>,
-        default_point_type: Option<&str>,
-    ) -> Result<Target> {
-        let mut v = FieldViolations::new();
-        let account = account.cloned().unwrap_or_default();
-        let membership_id = uuid(&account.membership_id, "account.membership_id", &mut v);
-        let person_id = optional_uuid(&account.person_id, "account.person_id", &mut v);
-        v.finish()?;
-        let membership = store::lock_membership(tx, membership_id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("Membership", membership_id))?;
-        let program = store::get_program(tx, membership.program_id)
-            .await?
-            .ok_or_else(|| ServiceError::not_found("Program", membership.program_id))?;
-        let point_type = self
-            .point_type(tx, &program, &account.point_type, default_point_type)
-            .await?;
-        // Employment was asked of the parties service before the transaction opened.
-        let person_id = crate::lookups::person_account(
-            person_id,
-            program.kind,
-            membership.pool_to_organization,
-        )?;
-        Ok(Target {
-            program,
-            membership,
-            person_id,
-            point_type,
-        })
     }
 
     /// Resolves an account for a read: no checks beyond existence.

@@ -83,7 +83,9 @@ pub struct Loyalty {
     pub(crate) parties: PartiesServiceClient<TracedChannel>,
     pub(crate) consent: ConsentServiceClient<TracedChannel>,
     /// Where RecordOperation calls wait to be posted together (group commit).
-    pub(crate) recorder: posting::batch::Recorder,
+    pub(crate) recorder: posting::batch::Batcher<posting::record::Records>,
+    /// Where HoldPoints calls wait to be posted together.
+    pub(crate) holder: posting::batch::Batcher<posting::hold::Holds>,
 }
 
 impl Loyalty {
@@ -93,7 +95,8 @@ impl Loyalty {
         consent: ConsentServiceClient<TracedChannel>,
     ) -> Self {
         Self {
-            recorder: posting::batch::Recorder::start(pool.clone()),
+            recorder: posting::batch::Batcher::start(pool.clone(), Default::default()),
+            holder: posting::batch::Batcher::start(pool.clone(), Default::default()),
             pool,
             parties,
             consent,

@@ -193,6 +193,81 @@ async fn an_operation_id_reused_by_another_caller_is_refused_alone_within_a_batc
     suite.assert_invariants().await;
 }
 
+/// Holds placed at once are posted together: exactly what the points allow goes through, each
+/// answer is what GetHold reads later, a replay answers the same, and another caller's reuse of a
+/// hold id is refused alone.
+#[tokio::test]
+async fn holds_placed_at_once_reserve_exactly_what_is_there() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+    client
+        .record_operation(operation("top-up", &member, "purchase", 100))
+        .await
+        .unwrap();
+    let hold = |id: String| HoldPointsRequest {
+        hold_id: id,
+        account: account(&member),
+        points: 10,
+        ..Default::default()
+    };
+    let placed = (0..30).map(|i| {
+        let mut client = client.clone();
+        let request = hold(format!("order-{i}"));
+        async move { client.hold_points(request).await }
+    });
+    let placed = futures::future::join_all(placed).await;
+    let held: Vec<Hold> = placed
+        .iter()
+        .filter_map(|r| r.as_ref().ok().map(|h| h.get_ref().clone()))
+        .collect();
+    assert_eq!(held.len(), 10, "100 points hold ten holds of 10");
+    for refused in placed.iter().filter_map(|r| r.as_ref().err()) {
+        assert_eq!(reason(refused), "INSUFFICIENT_POINTS", "{refused:?}");
+    }
+    let first = &held[0];
+    let read = client
+        .get_hold(GetHoldRequest {
+            hold_id: first.hold_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(&read, first);
+    let replay = client
+        .hold_points(hold(first.hold_id.clone()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(&replay, first);
+    // Room for one more hold, so that the reuse is what refuses it.
+    client
+        .void_hold(VoidHoldRequest {
+            hold_id: held[1].hold_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut other = Loyalty::new(
+        suite
+            .loyalty
+            .channel(&token("other-till", &["loyalty.read", "loyalty.write"])),
+    );
+    let reused = other
+        .hold_points(hold(first.hold_id.clone()))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (reused.code(), reason(&reused)),
+        (Code::AlreadyExists, "REQUEST_ID_REUSED".into()),
+        "{reused:?}"
+    );
+    let balance = balance(&mut client, &member).await;
+    assert_eq!((balance.balance, balance.held), (100, 90));
+    suite.assert_invariants().await;
+}
+
 #[tokio::test]
 async fn a_hundred_concurrent_debits_against_ten_debits_worth_leave_exactly_ten() {
     let suite = Suite::start().await;

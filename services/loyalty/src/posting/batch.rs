@@ -1,14 +1,17 @@
-//! Group commit of `RecordOperation`: calls arriving together are posted in one transaction.
+//! Group commit: calls of one kind arriving together are posted in one transaction.
 //!
 //! A call waits in a queue; as soon as one of [`BATCHES_IN_FLIGHT`] slots is free, a batch takes
 //! it with whatever else is queued (up to [`MAX_BATCH`]): a lone call does not wait for company,
-//! and under load batches grow by themselves while the previous ones commit. Each call keeps its own
-//! idempotency claim and its own answer: a refusal (points not there, a suspended membership, a
-//! card not usable) answers that call alone. If the batch's transaction fails on something a call
-//! caused (an operation id used before, a conflict), the batch is posted again with the reused ids
+//! and under load batches grow by themselves while the previous ones commit. Each call keeps its
+//! own idempotency claim and its own answer: a refusal (points not there, a suspended membership,
+//! a card not usable) answers that call alone. If the batch's transaction fails on something a
+//! call caused (an id used before, a conflict), the batch is posted again with the reused ids
 //! refused, and if it fails again each call alone, so that the error reaches only the call it
-//! belongs to; if the database itself fails, every call of
-//! the batch hears so at once. A caller that gave up before its batch formed is not posted for.
+//! belongs to; if the database itself fails, every call of the batch hears so at once. A caller
+//! that gave up before its batch formed is not posted for.
+//!
+//! What a kind of call does inside the batch's transaction is its [`Batched`] implementation:
+//! `RecordOperation` ([`super::record`]) and `HoldPoints` ([`super::hold`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -16,184 +19,261 @@ use std::{
 };
 
 use crm_kit::{
-    error::{FieldViolations, Result, ServiceError},
-    store::{self as kit_store, Claim, Claimed, Pool, Tx},
+    error::{Result, ServiceError},
+    store::{self as kit_store, Claim, Claimed, Idempotent, Pool, Tx},
 };
-use crm_proto::crm::loyalty::v1::{Operation, RecordOperationRequest};
 use prost::Message;
+use sqlx::PgConnection;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::{Instrument, Span};
 use uuid::Uuid;
 
-use super::{AccountKey, Announce, Change, LockedMembership, Posting, System, apply_locked};
+use super::LockedMembership;
 use crate::{
-    cards,
-    convert::operation_to_proto,
-    domain,
-    lookups::{person_account, pick_point_type},
-    store::{self, OperationRow, OperationTypeRow, PointTypeRow, ProgramRow},
+    error::Refusal,
+    store::{self, OperationTypeRow, PointTypeRow, ProgramRow},
 };
 
 /// Calls posted in one transaction at most.
 pub const MAX_BATCH: usize = 64;
-/// Batches committing at once; more calls wait and join the next batch.
+/// Batches of one kind committing at once; more calls wait and join the next batch.
 pub const BATCHES_IN_FLIGHT: usize = 2;
 
-struct Job {
-    subject: String,
-    request: RecordOperationRequest,
-    membership: Uuid,
-    person: Option<Uuid>,
-    span: Span,
-    reply: oneshot::Sender<Result<Operation>>,
+/// A kind of call posted in batches.
+pub(crate) trait Batched: Send + Sync + 'static {
+    type Request: Idempotent + Message + Send + Sync + 'static;
+    type Answer: Message + Default + Send + 'static;
+    /// What the handler parsed of the request (ids), ready for the batch.
+    type Parsed: Send + Sync + 'static;
+
+    /// The id the call creates, unique among its kind: once per batch.
+    fn id(request: &Self::Request) -> &str;
+
+    /// The membership whose points the call moves (locked before [`Batched::post`]).
+    fn membership(parsed: &Self::Parsed) -> Uuid;
+
+    /// Posts fresh calls in `tx`, their memberships locked; each gets its own outcome (a
+    /// refusal). `Err`: the transaction failed (any database error: it aborts the transaction).
+    fn post(
+        &self,
+        tx: &mut Tx,
+        calls: &[&Call<Self>],
+        memberships: &HashMap<Uuid, LockedMembership>,
+    ) -> impl Future<Output = Result<Vec<Result<Self::Answer>>>> + Send;
+
+    /// Those of `ids` already used.
+    fn taken(
+        conn: &mut PgConnection,
+        ids: &[&str],
+    ) -> impl Future<Output = sqlx::Result<HashSet<String>>> + Send;
 }
 
-/// The queue `RecordOperation` calls wait in.
-#[derive(Clone)]
-pub struct Recorder {
-    queue: mpsc::UnboundedSender<Job>,
+/// A call waiting for its batch.
+pub(crate) struct Call<B: Batched + ?Sized> {
+    pub subject: String,
+    pub request: B::Request,
+    pub parsed: B::Parsed,
+    /// The request's span: the call's events carry its trace.
+    pub span: Span,
+    reply: oneshot::Sender<Result<B::Answer>>,
 }
 
-/// Programs' types as last read, by program id: used while the program's version is the same.
-type Setups = Arc<Mutex<HashMap<Uuid, Arc<Setup>>>>;
+/// The queue calls of one kind wait in.
+pub(crate) struct Batcher<B: Batched> {
+    queue: mpsc::UnboundedSender<Call<B>>,
+}
 
-impl Recorder {
-    /// Starts the batcher; it stops when the last `Recorder` is dropped.
-    pub fn start(pool: Pool) -> Self {
-        let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(run(pool, jobs));
+impl<B: Batched> Clone for Batcher<B> {
+    fn clone(&self) -> Self {
+        Self {
+            queue: self.queue.clone(),
+        }
+    }
+}
+
+impl<B: Batched> Batcher<B> {
+    /// Starts the batcher; it stops when the last `Batcher` is dropped.
+    pub fn start(pool: Pool, kind: B) -> Self {
+        let (queue, calls) = mpsc::unbounded_channel();
+        tokio::spawn(run(pool, Arc::new(kind), calls));
         Self { queue }
     }
 
-    /// Posts a validated call (membership and person parsed) and waits for its answer.
-    pub(crate) async fn record(
+    /// Posts a validated call and waits for its answer.
+    pub async fn call(
         &self,
         subject: &str,
-        request: RecordOperationRequest,
-        membership: Uuid,
-        person: Option<Uuid>,
-    ) -> Result<Operation> {
+        request: B::Request,
+        parsed: B::Parsed,
+    ) -> Result<B::Answer> {
         let (reply, answer) = oneshot::channel();
-        let job = Job {
+        let call = Call {
             subject: subject.to_owned(),
             request,
-            membership,
-            person,
+            parsed,
             span: Span::current(),
             reply,
         };
         let stopped = || ServiceError::Unavailable("the service is shutting down".into());
-        self.queue.send(job).map_err(|_| stopped())?;
+        self.queue.send(call).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }
 
-async fn run(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn run<B: Batched>(pool: Pool, kind: Arc<B>, mut queue: mpsc::UnboundedReceiver<Call<B>>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    let setups = Setups::default();
-    let mut waiting: Vec<Job> = Vec::new();
+    let mut waiting: Vec<Call<B>> = Vec::new();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
         };
         if waiting.is_empty() {
             match queue.recv().await {
-                Some(job) => waiting.push(job),
+                Some(call) => waiting.push(call),
                 None => return,
             }
         }
         while waiting.len() < MAX_BATCH {
             match queue.try_recv() {
-                Ok(job) => waiting.push(job),
+                Ok(call) => waiting.push(call),
                 Err(_) => break,
             }
         }
-        // An operation id appears once per batch: a repeat waits for a later one, where it finds
-        // the first call's answer, or waits for its claim (or finds the id taken).
+        // An id appears once per batch: a repeat waits for a later one, where it finds the
+        // first call's answer, or waits for its claim (or finds the id taken).
         let mut ids = HashSet::new();
         let (mut batch, mut later) = (Vec::new(), Vec::new());
         // A caller that gave up (timed out, disconnected) is not posted for.
-        for job in waiting.drain(..).filter(|job| !job.reply.is_closed()) {
-            if batch.len() < MAX_BATCH && ids.insert(job.request.operation_id.clone()) {
-                batch.push(job);
+        for call in waiting.drain(..).filter(|call| !call.reply.is_closed()) {
+            if batch.len() < MAX_BATCH && ids.insert(B::id(&call.request).to_owned()) {
+                batch.push(call);
             } else {
-                later.push(job);
+                later.push(call);
             }
         }
         waiting = later;
         if batch.is_empty() {
             continue;
         }
-        let (pool, setups) = (pool.clone(), setups.clone());
+        let (pool, kind) = (pool.clone(), kind.clone());
         tokio::spawn(async move {
-            post_batch(&pool, &setups, batch).await;
+            post_batch(&pool, &*kind, batch).await;
             drop(slot);
         });
     }
 }
 
-/// Posts the batch, or on a failure of the whole transaction each call alone.
-async fn post_batch(pool: &Pool, setups: &Setups, jobs: Vec<Job>) {
-    let span = tracing::info_span!("record_operations", batch = jobs.len());
+/// Posts the batch, or on a failure of the whole transaction again as described above.
+async fn post_batch<B: Batched>(pool: &Pool, kind: &B, calls: Vec<Call<B>>) {
+    let kind_name = std::any::type_name::<B>()
+        .rsplit("::")
+        .next()
+        .unwrap_or_default();
+    let span = tracing::info_span!("post_batch", kind = kind_name, batch = calls.len());
     let none_taken = HashSet::new();
-    let answers = try_batch(pool, setups, &jobs, &none_taken)
+    let answers = try_batch(pool, kind, &calls, &none_taken)
         .instrument(span.clone())
         .await;
     let error = match answers {
-        Ok(answers) => return answer(jobs, answers),
-        Err(error) if jobs.len() == 1 => {
-            let job = jobs.into_iter().next().expect("one job");
-            let _ = job.reply.send(Err(error));
-            return;
-        }
+        Ok(answers) => return answer(calls, answers),
         Err(error) => error,
     };
     if !caused_by_a_call(&error) {
-        return fail(jobs, &error);
+        return fail(calls, &error);
     }
-    // Most often an operation id used before (by another caller, or by this one before its
-    // request id was forgotten): with those ids known, the calls that reuse them are refused and
-    // the batch posted again; if it still fails, each call alone, so that the error reaches only
-    // the call it belongs to.
-    tracing::info!(%error, "a batch of operations failed; posting it again");
-    let ids: Vec<&str> = jobs
-        .iter()
-        .map(|j| j.request.operation_id.as_str())
-        .collect();
+    // Most often an id used before (by another caller, or by this one before its request id
+    // was forgotten): with those ids known, the calls that reuse them are refused and the batch
+    // posted again; if it still fails, each call alone.
+    tracing::info!(%error, "a batch failed; posting it again");
+    let ids: Vec<&str> = calls.iter().map(|c| B::id(&c.request)).collect();
     let taken = match pool.acquire().await {
-        Ok(mut conn) => store::taken_client_ids(&mut conn, &ids).await,
+        Ok(mut conn) => B::taken(&mut conn, &ids).await,
         Err(error) => Err(error),
     };
     let taken = match taken {
         Ok(taken) => taken,
-        Err(error) => return fail(jobs, &error.into()),
+        Err(error) => return fail(calls, &error.into()),
     };
-    match try_batch(pool, setups, &jobs, &taken)
-        .instrument(span)
-        .await
-    {
-        Ok(answers) => return answer(jobs, answers),
-        Err(error) if !caused_by_a_call(&error) => return fail(jobs, &error),
+    match try_batch(pool, kind, &calls, &taken).instrument(span).await {
+        Ok(answers) => return answer(calls, answers),
+        Err(error) if !caused_by_a_call(&error) => return fail(calls, &error),
+        Err(error) if calls.len() == 1 => {
+            let call = calls.into_iter().next().expect("one call");
+            let _ = call.reply.send(Err(error));
+            return;
+        }
         Err(error) => tracing::info!(%error, "the batch failed again; posting each call alone"),
     }
     // Nothing of a caller that gave up meanwhile was committed: it is not posted for.
-    for job in jobs.into_iter().filter(|job| !job.reply.is_closed()) {
-        let answer = try_batch(pool, setups, std::slice::from_ref(&job), &taken)
-            .instrument(job.span.clone())
+    for call in calls.into_iter().filter(|call| !call.reply.is_closed()) {
+        let answer = try_batch(pool, kind, std::slice::from_ref(&call), &taken)
+            .instrument(call.span.clone())
             .await
             .and_then(|mut answers| answers.pop().expect("one answer"));
-        let _ = job.reply.send(answer);
+        let _ = call.reply.send(answer);
     }
 }
 
-fn answer(jobs: Vec<Job>, answers: Vec<Result<Operation>>) {
-    for (job, answer) in jobs.into_iter().zip(answers) {
-        let _ = job.reply.send(answer);
+/// Claims every call's request id, posts the fresh ones whose id is not in `taken`, stores their
+/// answers and commits.
+async fn try_batch<B: Batched>(
+    pool: &Pool,
+    kind: &B,
+    calls: &[Call<B>],
+    taken: &HashSet<String>,
+) -> Result<Vec<Result<B::Answer>>> {
+    let mut tx = pool.begin().await?;
+    let requests: Vec<(&str, &B::Request)> = calls
+        .iter()
+        .map(|call| (call.subject.as_str(), &call.request))
+        .collect();
+    let claims = kit_store::claim_all::<B::Answer, _>(&mut tx, &requests).await?;
+    let mut answers: Vec<Option<Result<B::Answer>>> = calls.iter().map(|_| None).collect();
+    let mut fresh: Vec<(usize, Claimed)> = Vec::new();
+    let mut failed: Vec<Claimed> = Vec::new();
+    for (i, claim) in claims.into_iter().enumerate() {
+        match claim {
+            Claim::Fresh(claim) if taken.contains(B::id(&calls[i].request)) => {
+                let id = B::id(&calls[i].request).to_owned();
+                answers[i] = Some(Err(Refusal::IdReused { id }.into()));
+                failed.push(claim);
+            }
+            Claim::Fresh(claim) => fresh.push((i, claim)),
+            Claim::Replay(answer) => answers[i] = Some(Ok(answer)),
+            Claim::Refused(error) => answers[i] = Some(Err(error.into())),
+        }
+    }
+    let memberships = super::lock_memberships(
+        &mut tx,
+        fresh.iter().map(|(i, _)| B::membership(&calls[*i].parsed)),
+    )
+    .await?;
+    let posted: Vec<&Call<B>> = fresh.iter().map(|(i, _)| &calls[*i]).collect();
+    let outcomes = kind.post(&mut tx, &posted, &memberships).await?;
+    let mut answered: Vec<(Claimed, Vec<u8>)> = Vec::new();
+    for ((i, claim), outcome) in fresh.into_iter().zip(outcomes) {
+        match &outcome {
+            Ok(answer) => answered.push((claim, answer.encode_to_vec())),
+            Err(_) => failed.push(claim),
+        }
+        answers[i] = Some(outcome);
+    }
+    kit_store::settle_all(&mut tx, answered, failed).await?;
+    tx.commit().await?;
+    Ok(answers
+        .into_iter()
+        .map(|a| a.expect("every call is answered"))
+        .collect())
+}
+
+fn answer<B: Batched>(calls: Vec<Call<B>>, answers: Vec<Result<B::Answer>>) {
+    for (call, answer) in calls.into_iter().zip(answers) {
+        let _ = call.reply.send(answer);
     }
 }
 
 /// The database is unreachable or failing: every call of the batch hears so, at once.
-fn fail(jobs: Vec<Job>, error: &ServiceError) {
+fn fail<B: Batched>(calls: Vec<Call<B>>, error: &ServiceError) {
     let unavailable = matches!(
         error,
         ServiceError::Unavailable(_)
@@ -201,18 +281,18 @@ fn fail(jobs: Vec<Job>, error: &ServiceError) {
                 sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
             )
     );
-    for job in jobs {
+    for call in calls {
         let answer = if unavailable {
             ServiceError::Unavailable("the database is unavailable; retry later".into())
         } else {
-            ServiceError::Internal(anyhow::anyhow!("a batch of operations failed: {error}"))
+            ServiceError::Internal(anyhow::anyhow!("a batch failed: {error}"))
         };
-        let _ = job.reply.send(Err(answer));
+        let _ = call.reply.send(Err(answer));
     }
 }
 
-/// Integrity violations (23xxx, or an operation id found reused when one posting was written)
-/// and transaction conflicts (40xxx) come from what calls asked.
+/// Integrity violations (23xxx, or an id found reused when one posting was written) and
+/// transaction conflicts (40xxx) come from what calls asked.
 fn caused_by_a_call(error: &ServiceError) -> bool {
     match error {
         ServiceError::AlreadyExists(..) => true,
@@ -224,226 +304,42 @@ fn caused_by_a_call(error: &ServiceError) -> bool {
 }
 
 /// A program's types, read again only when the program's version changes.
-struct Setup {
-    program: ProgramRow,
-    operation_types: Vec<OperationTypeRow>,
-    point_types: Vec<PointTypeRow>,
+pub(super) struct Setup {
+    pub program: ProgramRow,
+    pub operation_types: Vec<OperationTypeRow>,
+    pub point_types: Vec<PointTypeRow>,
 }
 
-/// What a fresh call resolved to, before it is posted.
-struct Resolved {
-    job: usize,
-    claim: Claimed,
-    posting: Posting,
-    operation_type: OperationTypeRow,
-    card: Option<Uuid>,
-}
+/// Programs' setups as last read, by program id.
+#[derive(Default)]
+pub(super) struct Setups(Mutex<HashMap<Uuid, Arc<Setup>>>);
 
-/// Posts `jobs` in one transaction; a fresh call whose operation id is in `taken` is refused.
-async fn try_batch(
-    pool: &Pool,
-    setups: &Setups,
-    jobs: &[Job],
-    taken: &HashSet<String>,
-) -> Result<Vec<Result<Operation>>> {
-    let mut tx = pool.begin().await?;
-    let requests: Vec<(&str, &RecordOperationRequest)> = jobs
-        .iter()
-        .map(|job| (job.subject.as_str(), &job.request))
-        .collect();
-    let claims = kit_store::claim_all::<Operation, _>(&mut tx, &requests).await?;
-    let mut answers: Vec<Option<Result<Operation>>> = jobs.iter().map(|_| None).collect();
-    let mut fresh: Vec<(usize, Claimed)> = Vec::new();
-    for (i, claim) in claims.into_iter().enumerate() {
-        match claim {
-            Claim::Fresh(claim) => fresh.push((i, claim)),
-            Claim::Replay(answer) => answers[i] = Some(Ok(answer)),
-            Claim::Refused(error) => answers[i] = Some(Err(error.into())),
+impl Setups {
+    /// The setup of the membership's program, read only when its version moved on.
+    pub async fn of(&self, tx: &mut Tx, membership: &LockedMembership) -> Result<Arc<Setup>> {
+        let program = membership.program_id;
+        let known = self
+            .0
+            .lock()
+            .expect("setups lock")
+            .get(&program)
+            .filter(|s| s.program.version == membership.program_version)
+            .cloned();
+        if let Some(setup) = known {
+            return Ok(setup);
         }
+        let row = store::get_program(tx, program)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Program", program))?;
+        let setup = Arc::new(Setup {
+            operation_types: store::operation_types(tx, program).await?,
+            point_types: store::point_types(tx, program).await?,
+            program: row,
+        });
+        self.0
+            .lock()
+            .expect("setups lock")
+            .insert(program, setup.clone());
+        Ok(setup)
     }
-    let memberships =
-        super::lock_memberships(&mut tx, fresh.iter().map(|(i, _)| jobs[*i].membership)).await?;
-    let mut resolved: Vec<Resolved> = Vec::new();
-    let mut failed: Vec<Claimed> = Vec::new();
-    for (i, claim) in fresh {
-        let job = &jobs[i];
-        let outcome = if taken.contains(&job.request.operation_id) {
-            let id = job.request.operation_id.clone();
-            Err(crate::error::Refusal::IdReused { id }.into())
-        } else {
-            resolve(&mut tx, job, &memberships, setups).await
-        };
-        match outcome {
-            Ok((posting, operation_type, card)) => resolved.push(Resolved {
-                job: i,
-                claim,
-                posting,
-                operation_type,
-                card,
-            }),
-            Err(error) => {
-                answers[i] = Some(Err(error));
-                failed.push(claim);
-            }
-        }
-    }
-
-    let postings: Vec<Posting> = resolved.iter().map(|r| r.posting.clone()).collect();
-    let outcomes = apply_locked(&mut tx, &memberships, &postings).await?;
-    let mut answered: Vec<(Claimed, Vec<u8>)> = Vec::new();
-    let mut activated = HashSet::new();
-    for (r, outcome) in resolved.into_iter().zip(outcomes) {
-        let job = &jobs[r.job];
-        match outcome {
-            Ok(posted) => {
-                // Two accruals of one batch may present the same new card: it activates once.
-                if let Some(card) = r.card.filter(|card| activated.insert(*card)) {
-                    cards::activate(&mut tx, card, job.membership, &job.subject).await?;
-                }
-                let row = OperationRow {
-                    id: posted.operation.expect("an operation posts"),
-                    client_id: job.request.operation_id.clone(),
-                    account_id: posted.account,
-                    membership_id: r.posting.account.membership,
-                    person_id: r.posting.account.person,
-                    point_type: r.posting.account.point_type.clone(),
-                    operation_type: r.operation_type.code.clone(),
-                    direction: r.operation_type.direction,
-                    points: posted.points,
-                    balance_after: posted.balance_after,
-                    reference: job.request.reference.trim().to_owned(),
-                    reverses: None,
-                    reversed_by: None,
-                    reversed_points: 0,
-                    created_at: posted.created_at,
-                };
-                let operation = operation_to_proto(&row);
-                answered.push((r.claim, operation.encode_to_vec()));
-                answers[r.job] = Some(Ok(operation));
-            }
-            Err(error) => {
-                answers[r.job] = Some(Err(error));
-                failed.push(r.claim);
-            }
-        }
-    }
-    kit_store::settle_all(&mut tx, answered, failed).await?;
-    tx.commit().await?;
-    Ok(answers
-        .into_iter()
-        .map(|a| a.expect("every call is answered"))
-        .collect())
-}
-
-/// The call's posting: its operation type and point type in the membership's program, its
-/// account (a B2B person's only where the program has them and does not pool), and the card.
-async fn resolve(
-    tx: &mut Tx,
-    job: &Job,
-    memberships: &HashMap<Uuid, LockedMembership>,
-    setups: &Setups,
-) -> Result<(Posting, OperationTypeRow, Option<Uuid>)> {
-    let req = &job.request;
-    let membership = memberships
-        .get(&job.membership)
-        .ok_or_else(|| ServiceError::not_found("Membership", job.membership))?;
-    let known = setups
-        .lock()
-        .expect("setups lock")
-        .get(&membership.program_id)
-        .filter(|s| s.program.version == membership.program_version)
-        .cloned();
-    let setup = match known {
-        Some(setup) => setup,
-        None => {
-            let setup = Arc::new(read_setup(tx, membership.program_id).await?);
-            let mut cache = setups.lock().expect("setups lock");
-            cache.insert(membership.program_id, setup.clone());
-            setup
-        }
-    };
-    let code = req.operation_type.trim();
-    let Some(operation_type) = setup
-        .operation_types
-        .iter()
-        .find(|t| t.code == code)
-        .cloned()
-    else {
-        let mut v = FieldViolations::new();
-        v.add(
-            "operation_type",
-            format!("{code:?} is not an operation type of the program"),
-        );
-        return Err(v.into());
-    };
-    let account = req.account.clone().unwrap_or_default();
-    let point_type = pick_point_type(
-        &setup.point_types,
-        &account.point_type,
-        Some(&operation_type.default_point_type),
-    )?;
-    let person = person_account(
-        job.person,
-        setup.program.kind,
-        membership.pool_to_organization,
-    )?;
-    let accrue = operation_type.direction == domain::Direction::Accrue;
-    let card = match req.card_number.trim() {
-        "" => None,
-        number => cards::present(tx, number, membership.id, accrue).await?,
-    };
-    let change = if accrue {
-        let expires_at = store::expiry_of(point_type, &setup.program, chrono::Utc::now());
-        Change::Credit {
-            points: req.points,
-            expires_at,
-        }
-    } else {
-        Change::Debit {
-            points: req.points,
-            floor: (!point_type.allow_negative).then_some(0),
-            prefer: None,
-        }
-    };
-    let posting = Posting {
-        account: AccountKey {
-            program: membership.program_id,
-            membership: membership.id,
-            person,
-            point_type: point_type.code.clone(),
-        },
-        change,
-        operation: Some(super::Operation {
-            client_id: req.operation_id.clone(),
-            operation_type: operation_type.code.clone(),
-            reference: req.reference.trim().to_owned(),
-            subject: job.subject.clone(),
-            reverses: None,
-            system: if accrue {
-                System::Issuance
-            } else {
-                System::Redemption
-            },
-            announce: if accrue {
-                Announce::Accrued
-            } else {
-                Announce::Redeemed
-            },
-            qualifying: accrue && point_type.qualifying,
-        }),
-        requires_active: true,
-        span: job.span.clone(),
-    };
-    Ok((posting, operation_type, card))
-}
-
-async fn read_setup(tx: &mut Tx, program: Uuid) -> Result<Setup> {
-    let row = store::get_program(tx, program)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("Program", program))?;
-    Ok(Setup {
-        operation_types: store::operation_types(tx, program).await?,
-        point_types: store::point_types(tx, program).await?,
-        program: row,
-    })
 }

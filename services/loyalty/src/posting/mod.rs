@@ -23,6 +23,8 @@
 //! as far as the points not held allow. Open lots always add up to a non-negative balance.
 
 pub(crate) mod batch;
+pub(crate) mod hold;
+pub(crate) mod record;
 mod reversal;
 mod running;
 mod sql;

@@ -1,5 +1,7 @@
 //! Holds on member accounts.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use crm_kit::store::Tx;
 use sqlx::PgConnection;
@@ -82,28 +84,46 @@ pub async fn lock_hold_by_client_id(tx: &mut Tx, client_id: &str) -> sqlx::Resul
     .await
 }
 
-pub async fn insert_hold(
-    tx: &mut Tx,
-    id: Uuid,
-    client_id: &str,
-    account: Uuid,
-    points: i64,
-    expires_at: DateTime<Utc>,
-    reference: &str,
-) -> sqlx::Result<()> {
+/// Inserts pending holds in one statement.
+pub async fn insert_holds(tx: &mut Tx, holds: &[HoldRow]) -> sqlx::Result<()> {
+    if holds.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = holds.iter().map(|h| h.id).collect();
+    let client_ids: Vec<&str> = holds.iter().map(|h| h.client_id.as_str()).collect();
+    let accounts: Vec<Uuid> = holds.iter().map(|h| h.account_id).collect();
+    let points: Vec<i64> = holds.iter().map(|h| h.points).collect();
+    let expiry: Vec<DateTime<Utc>> = holds.iter().map(|h| h.expires_at).collect();
+    let references: Vec<&str> = holds.iter().map(|h| h.reference.as_str()).collect();
+    let created: Vec<DateTime<Utc>> = holds.iter().map(|h| h.created_at).collect();
     sqlx::query(
-        "INSERT INTO holds (id, client_id, account_id, points, expires_at, reference)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO holds (id, client_id, account_id, points, expires_at, reference, created_at)
+         SELECT * FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::bigint[], $5::timestamptz[],
+             $6::text[], $7::timestamptz[])",
     )
-    .bind(id)
-    .bind(client_id)
-    .bind(account)
-    .bind(points)
-    .bind(expires_at)
-    .bind(reference)
+    .bind(&ids)
+    .bind(&client_ids)
+    .bind(&accounts)
+    .bind(&points)
+    .bind(&expiry)
+    .bind(&references)
+    .bind(&created)
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Those of `client_ids` that name a hold already.
+pub async fn taken_hold_ids(
+    conn: &mut PgConnection,
+    client_ids: &[&str],
+) -> sqlx::Result<HashSet<String>> {
+    let taken: Vec<String> =
+        sqlx::query_scalar("SELECT client_id FROM holds WHERE client_id = ANY($1)")
+            .bind(client_ids)
+            .fetch_all(conn)
+            .await?;
+    Ok(taken.into_iter().collect())
 }
 
 pub async fn settle_hold(
