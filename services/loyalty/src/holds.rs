@@ -10,8 +10,8 @@ use crm_kit::{
     store::{self as kit_store, Page},
 };
 use crm_proto::crm::loyalty::v1::{
-    CaptureHoldRequest, GetHoldRequest, Hold, HoldCaptured, HoldExpired, HoldPointsRequest,
-    HoldVoided, ListHoldsRequest, ListHoldsResponse, VoidHoldRequest,
+    CaptureHoldRequest, GetHoldRequest, Hold, HoldExpired, HoldPointsRequest, HoldVoided,
+    ListHoldsRequest, ListHoldsResponse, VoidHoldRequest,
 };
 use tracing::Span;
 use uuid::Uuid;
@@ -19,11 +19,11 @@ use uuid::Uuid;
 use crate::{
     Loyalty,
     convert::{account_ref, hold_to_proto},
-    domain::{self, DEFAULT_CAPTURE_TYPE, DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS, check_points},
+    domain::{self, DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS, check_points},
     error::Refusal,
     events,
     lookups::hold_in,
-    posting::{self, AccountKey, Announce, Change, Posting, System},
+    posting::{self, AccountKey, Change, Posting},
     store::{self, HoldRow},
 };
 
@@ -93,71 +93,7 @@ impl Loyalty {
             "must not be negative; 0 captures the whole hold",
         );
         v.finish()?;
-        let type_code = Some(req.operation_type.trim())
-            .filter(|t| !t.is_empty())
-            .unwrap_or(DEFAULT_CAPTURE_TYPE);
-        let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
-        let hold = self.pending_hold(&mut tx, &req.hold_id).await?;
-        let hold = match hold {
-            HoldState::Pending(hold) => hold,
-            HoldState::Settled(hold) if hold.status == domain::HoldStatus::Captured => {
-                // Capturing again what was captured, as it was captured, answers the same;
-                // anything else (other points, another operation type) is refused.
-                let captured_with = match hold.capture_operation_id {
-                    Some(operation) => store::get_operation(&mut tx, operation)
-                        .await?
-                        .map(|o| o.operation_type),
-                    None => None,
-                };
-                let same = (req.points == 0 || req.points == hold.captured_points)
-                    && captured_with.as_deref() == Some(type_code);
-                return if same {
-                    Ok(hold_to_proto(&hold))
-                } else {
-                    Err(hold_not_pending(&hold))
-                };
-            }
-            HoldState::Settled(hold) => return Err(hold_not_pending(&hold)),
-            HoldState::Expired(hold) => {
-                claim.commit_failed(tx).await?;
-                return Err(hold_not_pending(&hold));
-            }
-        };
-        let points = if req.points == 0 {
-            hold.points
-        } else {
-            req.points
-        };
-        if points > hold.points {
-            let mut v = FieldViolations::new();
-            v.add("points", format!("the hold has {} points", hold.points));
-            return Err(v.into());
-        }
-        let op_type = store::operation_types(&mut tx, hold.program_id)
-            .await?
-            .into_iter()
-            .find(|t| t.code == type_code && t.direction == domain::Direction::Settle)
-            .ok_or_else(|| Refusal::NoSettleOperationType {
-                code: type_code.to_owned(),
-            })?;
-        let balance_after = capture(&mut tx, &hold, &op_type.code, points, subject).await?;
-        let account = Some(account_ref(
-            hold.membership_id,
-            hold.person_id,
-            &hold.point_type,
-        ));
-        let event = HoldCaptured {
-            hold_id: hold.id.to_string(),
-            account,
-            captured_points: points,
-            balance_after,
-        };
-        events::POINTS
-            .enqueue(&mut tx, hold.membership_id, &event)
-            .await?;
-        let hold = hold_in(&mut tx, hold.id).await?;
-        claim.commit(tx, &hold).await?;
-        Ok(hold)
+        self.capturer.call(subject, req, ()).await
     }
 
     pub async fn void_hold(&self, subject: &str, req: VoidHoldRequest) -> Result<Hold> {
@@ -309,45 +245,4 @@ pub(crate) fn hold_not_pending(hold: &HoldRow) -> ServiceError {
         },
     }
     .into()
-}
-
-/// Moves `points` of a pending hold out of the member's account into redemption, under a
-/// settle operation of `operation_type`, and releases the rest; returns the balance after.
-/// Spending needs an active membership of an active program, as earning does.
-async fn capture(
-    tx: &mut kit_store::Tx,
-    hold: &HoldRow,
-    operation_type: &str,
-    points: i64,
-    subject: &str,
-) -> Result<i64> {
-    let posting = Posting {
-        account: hold_account(hold),
-        change: Change::Capture {
-            held: hold.points,
-            points,
-        },
-        operation: Some(posting::Operation {
-            client_id: format!("hold:{}:capture", hold.client_id),
-            operation_type: operation_type.to_owned(),
-            reference: hold.reference.clone(),
-            subject: subject.to_owned(),
-            reverses: None,
-            system: System::Redemption,
-            announce: Announce::ByCaller,
-            qualifying: false,
-        }),
-        requires_active: true,
-        span: Span::current(),
-    };
-    let posted = posting::apply_one(tx, posting).await?;
-    store::settle_hold(
-        tx,
-        hold.id,
-        domain::HoldStatus::Captured,
-        points,
-        posted.operation,
-    )
-    .await?;
-    Ok(posted.balance_after)
 }

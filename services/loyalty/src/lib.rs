@@ -86,6 +86,8 @@ pub struct Loyalty {
     pub(crate) recorder: posting::batch::Batcher<posting::record::Records>,
     /// Where HoldPoints calls wait to be posted together.
     pub(crate) holder: posting::batch::Batcher<posting::hold::Holds>,
+    /// Where CaptureHold calls wait to be posted together.
+    pub(crate) capturer: posting::batch::Batcher<posting::capture::Captures>,
 }
 
 impl Loyalty {
@@ -97,6 +99,7 @@ impl Loyalty {
         Self {
             recorder: posting::batch::Batcher::start(pool.clone(), Default::default()),
             holder: posting::batch::Batcher::start(pool.clone(), Default::default()),
+            capturer: posting::batch::Batcher::start(pool.clone(), Default::default()),
             pool,
             parties,
             consent,

@@ -195,7 +195,7 @@ async fn an_operation_id_reused_by_another_caller_is_refused_alone_within_a_batc
 
 /// Holds placed at once are posted together: exactly what the points allow goes through, each
 /// answer is what GetHold reads later, a replay answers the same, and another caller's reuse of a
-/// hold id is refused alone.
+/// hold id is refused alone. Captured at once, each capture spends its own hold.
 #[tokio::test]
 async fn holds_placed_at_once_reserve_exactly_what_is_there() {
     let suite = Suite::start().await;
@@ -263,8 +263,46 @@ async fn holds_placed_at_once_reserve_exactly_what_is_there() {
         (Code::AlreadyExists, "REQUEST_ID_REUSED".into()),
         "{reused:?}"
     );
-    let balance = balance(&mut client, &member).await;
-    assert_eq!((balance.balance, balance.held), (100, 90));
+    let before = balance(&mut client, &member).await;
+    assert_eq!((before.balance, before.held), (100, 90));
+
+    // The nine holds left captured at once, each with its own answer; capturing one again as it
+    // was captured answers the same.
+    let pending: Vec<&Hold> = held
+        .iter()
+        .filter(|h| h.hold_id != held[1].hold_id)
+        .collect();
+    let captures = pending.iter().map(|h| {
+        let mut client = client.clone();
+        let request = CaptureHoldRequest {
+            hold_id: h.hold_id.clone(),
+            ..Default::default()
+        };
+        async move { client.capture_hold(request).await.map(|r| r.into_inner()) }
+    });
+    let captured = futures::future::join_all(captures).await;
+    for (hold, answer) in pending.iter().zip(&captured) {
+        let answer = answer.as_ref().unwrap();
+        assert_eq!(
+            (
+                answer.hold_id.as_str(),
+                answer.status(),
+                answer.captured_points
+            ),
+            (hold.hold_id.as_str(), HoldStatus::Captured, 10)
+        );
+    }
+    let again = client
+        .capture_hold(CaptureHoldRequest {
+            hold_id: pending[0].hold_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(&again, captured[0].as_ref().unwrap());
+    let after = balance(&mut client, &member).await;
+    assert_eq!((after.balance, after.held), (10, 0));
     suite.assert_invariants().await;
 }
 

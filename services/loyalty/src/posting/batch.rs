@@ -11,7 +11,8 @@
 //! that gave up before its batch formed is not posted for.
 //!
 //! What a kind of call does inside the batch's transaction is its [`Batched`] implementation:
-//! `RecordOperation` ([`super::record`]) and `HoldPoints` ([`super::hold`]).
+//! `RecordOperation` ([`super::record`]), `HoldPoints` ([`super::hold`]) and `CaptureHold`
+//! ([`super::capture`]).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -49,8 +50,9 @@ pub(crate) trait Batched: Send + Sync + 'static {
     /// The id the call creates, unique among its kind: once per batch.
     fn id(request: &Self::Request) -> &str;
 
-    /// The membership whose points the call moves (locked before [`Batched::post`]).
-    fn membership(parsed: &Self::Parsed) -> Uuid;
+    /// The membership whose points the call moves, locked before [`Batched::post`] (None: the
+    /// call locks rows of its own first, and then its membership, in `post`).
+    fn membership(parsed: &Self::Parsed) -> Option<Uuid>;
 
     /// Posts fresh calls in `tx`, their memberships locked; each gets its own outcome (a
     /// refusal). `Err`: the transaction failed (any database error: it aborts the transaction).
@@ -245,7 +247,9 @@ async fn try_batch<B: Batched>(
     }
     let memberships = super::lock_memberships(
         &mut tx,
-        fresh.iter().map(|(i, _)| B::membership(&calls[*i].parsed)),
+        fresh
+            .iter()
+            .filter_map(|(i, _)| B::membership(&calls[*i].parsed)),
     )
     .await?;
     let posted: Vec<&Call<B>> = fresh.iter().map(|(i, _)| &calls[*i]).collect();

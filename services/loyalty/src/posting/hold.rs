@@ -43,8 +43,8 @@ impl Batched for Holds {
         &request.hold_id
     }
 
-    fn membership(parsed: &Placement) -> Uuid {
-        parsed.0
+    fn membership(parsed: &Placement) -> Option<Uuid> {
+        Some(parsed.0)
     }
 
     async fn post(

@@ -23,6 +23,7 @@
 //! as far as the points not held allow. Open lots always add up to a non-negative balance.
 
 pub(crate) mod batch;
+pub(crate) mod capture;
 pub(crate) mod hold;
 pub(crate) mod record;
 mod reversal;

@@ -41,8 +41,8 @@ impl Batched for Records {
         &request.operation_id
     }
 
-    fn membership(parsed: &Target) -> Uuid {
-        parsed.0
+    fn membership(parsed: &Target) -> Option<Uuid> {
+        Some(parsed.0)
     }
 
     async fn post(

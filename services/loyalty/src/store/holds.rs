@@ -84,6 +84,43 @@ pub async fn lock_hold_by_client_id(tx: &mut Tx, client_id: &str) -> sqlx::Resul
     .await
 }
 
+/// The holds of `client_ids` that exist, locked in id order.
+pub async fn lock_holds_by_client_ids(
+    tx: &mut Tx,
+    client_ids: &[&str],
+) -> sqlx::Result<Vec<HoldRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{HOLD_SELECT} WHERE h.client_id = ANY($1) ORDER BY h.id FOR UPDATE OF h"
+    )))
+    .bind(client_ids)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Marks holds captured: each with the points captured and the operation that spent them.
+pub async fn settle_captured(
+    tx: &mut Tx,
+    ids: &[Uuid],
+    points: &[i64],
+    operations: &[Uuid],
+) -> sqlx::Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE holds h SET status = 'captured', captured_points = u.points,
+             capture_operation_id = u.operation, updated_at = now()
+         FROM unnest($1::uuid[], $2::bigint[], $3::uuid[]) AS u(id, points, operation)
+         WHERE h.id = u.id",
+    )
+    .bind(ids)
+    .bind(points)
+    .bind(operations)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Inserts pending holds in one statement.
 pub async fn insert_holds(tx: &mut Tx, holds: &[HoldRow]) -> sqlx::Result<()> {
     if holds.is_empty() {
