@@ -10,20 +10,21 @@ use crm_kit::{
     store::{self as kit_store, Page},
 };
 use crm_proto::crm::loyalty::v1::{
-    CaptureHoldRequest, GetHoldRequest, Hold, HoldExpired, HoldPointsRequest, HoldVoided,
-    ListHoldsRequest, ListHoldsResponse, VoidHoldRequest,
+    CaptureHoldRequest, GetHoldRequest, Hold, HoldPointsRequest, HoldVoided, ListHoldsRequest,
+    ListHoldsResponse, VoidHoldRequest,
 };
-use tracing::Span;
 use uuid::Uuid;
 
 use crate::{
     Loyalty,
     convert::{account_ref, hold_to_proto},
     domain::{self, DEFAULT_HOLD_SECONDS, MAX_HOLD_SECONDS, check_points},
-    error::Refusal,
     events,
     lookups::hold_in,
-    posting::{self, AccountKey, Change, Posting},
+    posting::{
+        self,
+        hold::{expire, hold_not_pending, release},
+    },
     store::{self, HoldRow},
 };
 
@@ -185,64 +186,4 @@ pub(crate) enum HoldState {
     Settled(HoldRow),
     /// Expired by this call: its release must be committed.
     Expired(HoldRow),
-}
-
-/// The posting that gives a hold's points back.
-fn release(hold: &HoldRow) -> Posting {
-    Posting {
-        account: hold_account(hold),
-        change: Change::Release {
-            points: hold.points,
-        },
-        operation: None,
-        requires_active: false,
-        span: Span::current(),
-    }
-}
-
-fn hold_account(hold: &HoldRow) -> AccountKey {
-    AccountKey {
-        program: hold.program_id,
-        membership: hold.membership_id,
-        person: hold.person_id,
-        point_type: hold.point_type.clone(),
-    }
-}
-
-/// Releases lapsed holds (locked by the caller), all through one posting batch so that their
-/// memberships are locked in the engine's order.
-pub(crate) async fn expire(tx: &mut kit_store::Tx, holds: &[HoldRow]) -> Result<()> {
-    let releases: Vec<Posting> = holds.iter().map(release).collect();
-    for outcome in posting::apply(tx, &releases).await? {
-        outcome?;
-    }
-    for hold in holds {
-        store::settle_hold(tx, hold.id, domain::HoldStatus::Expired, 0, None).await?;
-        let account = Some(account_ref(
-            hold.membership_id,
-            hold.person_id,
-            &hold.point_type,
-        ));
-        let event = HoldExpired {
-            hold_id: hold.id.to_string(),
-            account,
-        };
-        events::POINTS
-            .enqueue(tx, hold.membership_id, &event)
-            .await?;
-    }
-    Ok(())
-}
-
-pub(crate) fn hold_not_pending(hold: &HoldRow) -> ServiceError {
-    let hold_id = hold.client_id.clone();
-    match hold.status {
-        domain::HoldStatus::Expired => Refusal::HoldExpired { hold: hold_id },
-        domain::HoldStatus::Captured => Refusal::HoldCaptured { hold: hold_id },
-        status => Refusal::HoldVoided {
-            hold: hold_id,
-            status,
-        },
-    }
-    .into()
 }

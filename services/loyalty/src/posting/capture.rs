@@ -18,6 +18,7 @@ use uuid::Uuid;
 use super::{
     AccountKey, Announce, Change, LockedMembership, Posting, System, apply_locked,
     batch::{Batched, Call, Setups},
+    hold::{expire, hold_not_pending},
     lock_memberships,
 };
 use crate::{
@@ -25,7 +26,6 @@ use crate::{
     domain::{DEFAULT_CAPTURE_TYPE, Direction, HoldStatus},
     error::Refusal,
     events,
-    holds::{expire, hold_not_pending},
     store::{self, HoldRow},
 };
 

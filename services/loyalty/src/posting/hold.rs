@@ -1,5 +1,5 @@
 //! `HoldPoints` in batches: each call reserves points on its account through the engine, and the
-//! batch writes the holds and their events together.
+//! batch writes the holds and their events together. And what gives a hold's points back.
 
 use std::collections::{HashMap, HashSet};
 
@@ -9,8 +9,9 @@ use crm_kit::{
     outbox::{Outgoing, enqueue_all},
     store::Tx,
 };
-use crm_proto::crm::loyalty::v1::{Hold, HoldPlaced, HoldPointsRequest};
+use crm_proto::crm::loyalty::v1::{Hold, HoldExpired, HoldPlaced, HoldPointsRequest};
 use sqlx::PgConnection;
+use tracing::Span;
 use uuid::Uuid;
 
 use super::{
@@ -20,6 +21,7 @@ use super::{
 use crate::{
     convert::{account_ref, hold_to_proto},
     domain::HoldStatus,
+    error::Refusal,
     events,
     lookups::{person_account, pick_point_type},
     store::{self, HoldRow},
@@ -166,4 +168,64 @@ impl Holds {
             span: call.span.clone(),
         })
     }
+}
+
+/// The posting that gives a hold's points back.
+pub(crate) fn release(hold: &HoldRow) -> Posting {
+    Posting {
+        account: hold_account(hold),
+        change: Change::Release {
+            points: hold.points,
+        },
+        operation: None,
+        requires_active: false,
+        span: Span::current(),
+    }
+}
+
+fn hold_account(hold: &HoldRow) -> AccountKey {
+    AccountKey {
+        program: hold.program_id,
+        membership: hold.membership_id,
+        person: hold.person_id,
+        point_type: hold.point_type.clone(),
+    }
+}
+
+/// Releases lapsed holds (locked by the caller), all through one posting batch so that their
+/// memberships are locked in the engine's order.
+pub(crate) async fn expire(tx: &mut Tx, holds: &[HoldRow]) -> Result<()> {
+    let releases: Vec<Posting> = holds.iter().map(release).collect();
+    for outcome in super::apply(tx, &releases).await? {
+        outcome?;
+    }
+    for hold in holds {
+        store::settle_hold(tx, hold.id, HoldStatus::Expired, 0, None).await?;
+        let account = Some(account_ref(
+            hold.membership_id,
+            hold.person_id,
+            &hold.point_type,
+        ));
+        let event = HoldExpired {
+            hold_id: hold.id.to_string(),
+            account,
+        };
+        events::POINTS
+            .enqueue(tx, hold.membership_id, &event)
+            .await?;
+    }
+    Ok(())
+}
+
+pub(crate) fn hold_not_pending(hold: &HoldRow) -> ServiceError {
+    let hold_id = hold.client_id.clone();
+    match hold.status {
+        HoldStatus::Expired => Refusal::HoldExpired { hold: hold_id },
+        HoldStatus::Captured => Refusal::HoldCaptured { hold: hold_id },
+        status => Refusal::HoldVoided {
+            hold: hold_id,
+            status,
+        },
+    }
+    .into()
 }
