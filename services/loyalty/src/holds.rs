@@ -13,6 +13,7 @@ use crm_proto::crm::loyalty::v1::{
     CaptureHoldRequest, GetHoldRequest, Hold, HoldPointsRequest, HoldVoided, ListHoldsRequest,
     ListHoldsResponse, VoidHoldRequest,
 };
+use tracing::Span;
 use uuid::Uuid;
 
 use crate::{
@@ -151,6 +152,7 @@ impl Loyalty {
             if due.is_empty() {
                 return Ok(());
             }
+            let due: Vec<_> = due.into_iter().map(|h| (h, Span::current())).collect();
             expire(&mut tx, &due).await?;
             tx.commit().await?;
         }
@@ -169,7 +171,7 @@ impl Loyalty {
             return Ok(HoldState::Settled(hold));
         }
         if hold.expires_at <= Utc::now() {
-            expire(tx, std::slice::from_ref(&hold)).await?;
+            expire(tx, &[(hold.clone(), Span::current())]).await?;
             let expired = HoldRow {
                 status: domain::HoldStatus::Expired,
                 ..hold

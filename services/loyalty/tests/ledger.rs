@@ -306,6 +306,52 @@ async fn holds_placed_at_once_reserve_exactly_what_is_there() {
     suite.assert_invariants().await;
 }
 
+/// One request id sent with captures of two different holds at once: it names one request, so
+/// one hold is captured and the other call is refused as a reuse of the id.
+#[tokio::test]
+async fn a_request_id_sent_with_two_captures_at_once_captures_one_hold() {
+    let suite = Suite::start().await;
+    let mut client = suite.client.clone();
+    let program = suite.program().await;
+    let member = suite.member(&program, "Acme").await;
+    client
+        .record_operation(operation("top-up", &member, "purchase", 100))
+        .await
+        .unwrap();
+    for id in ["a", "b"] {
+        client
+            .hold_points(HoldPointsRequest {
+                hold_id: id.into(),
+                account: account(&member),
+                points: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+    let capture = |hold: &str| {
+        let mut client = client.clone();
+        let request = CaptureHoldRequest {
+            hold_id: hold.into(),
+            request_id: "till-7-capture".into(),
+            ..Default::default()
+        };
+        async move { client.capture_hold(request).await }
+    };
+    let (a, b) = tokio::join!(capture("a"), capture("b"));
+    let (done, refused): (Vec<_>, Vec<_>) = [a, b].into_iter().partition(|r| r.is_ok());
+    assert_eq!((done.len(), refused.len()), (1, 1));
+    let refused = refused.into_iter().next().unwrap().unwrap_err();
+    assert_eq!(
+        (refused.code(), reason(&refused)),
+        (Code::AlreadyExists, "REQUEST_ID_REUSED".into()),
+        "{refused:?}"
+    );
+    let after = balance(&mut client, &member).await;
+    assert_eq!((after.balance, after.held), (90, 10));
+    suite.assert_invariants().await;
+}
+
 #[tokio::test]
 async fn a_hundred_concurrent_debits_against_ten_debits_worth_leave_exactly_ten() {
     let suite = Suite::start().await;

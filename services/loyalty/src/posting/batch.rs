@@ -141,13 +141,21 @@ async fn run<B: Batched>(pool: Pool, kind: Arc<B>, mut queue: mpsc::UnboundedRec
                 Err(_) => break,
             }
         }
-        // An id appears once per batch: a repeat waits for a later one, where it finds the
-        // first call's answer, or waits for its claim (or finds the id taken).
-        let mut ids = HashSet::new();
+        // An id, and a caller's request id, appear once per batch: a repeat waits for a later
+        // one, where it finds the first call's answer, or waits for its claim (or finds the id
+        // taken, or the request id used for another request).
+        let (mut ids, mut request_ids) = (HashSet::new(), HashSet::new());
         let (mut batch, mut later) = (Vec::new(), Vec::new());
         // A caller that gave up (timed out, disconnected) is not posted for.
         for call in waiting.drain(..).filter(|call| !call.reply.is_closed()) {
-            if batch.len() < MAX_BATCH && ids.insert(B::id(&call.request).to_owned()) {
+            let request_id = call.request.request_id();
+            let keyed =
+                (!request_id.is_empty()).then(|| (call.subject.clone(), request_id.to_owned()));
+            let first = !ids.contains(B::id(&call.request))
+                && keyed.as_ref().is_none_or(|key| !request_ids.contains(key));
+            if batch.len() < MAX_BATCH && first {
+                ids.insert(B::id(&call.request).to_owned());
+                request_ids.extend(keyed);
                 batch.push(call);
             } else {
                 later.push(call);

@@ -65,7 +65,7 @@ impl Batched for Captures {
         let memberships = lock_memberships(tx, pending.map(|h| h.membership_id)).await?;
         let now = Utc::now();
         let mut outcomes: Vec<Option<Result<Hold>>> = calls.iter().map(|_| None).collect();
-        let mut lapsed: Vec<HoldRow> = Vec::new();
+        let mut lapsed: Vec<(HoldRow, tracing::Span)> = Vec::new();
         let mut captures: Vec<(usize, &HoldRow, Posting)> = Vec::new();
         for (i, call) in calls.iter().enumerate() {
             let req = &call.request;
@@ -78,7 +78,7 @@ impl Batched for Captures {
             };
             let outcome = match hold.status {
                 HoldStatus::Pending if hold.expires_at <= now => {
-                    lapsed.push(hold.clone());
+                    lapsed.push((hold.clone(), call.span.clone()));
                     let expired = HoldRow {
                         status: HoldStatus::Expired,
                         ..hold.clone()

@@ -193,27 +193,33 @@ fn hold_account(hold: &HoldRow) -> AccountKey {
 }
 
 /// Releases lapsed holds (locked by the caller), all through one posting batch so that their
-/// memberships are locked in the engine's order.
-pub(crate) async fn expire(tx: &mut Tx, holds: &[HoldRow]) -> Result<()> {
-    let releases: Vec<Posting> = holds.iter().map(release).collect();
+/// memberships are locked in the engine's order; each with the span of the request that found it
+/// lapsed (or the sweep's), which its event's trace follows.
+pub(crate) async fn expire(tx: &mut Tx, holds: &[(HoldRow, Span)]) -> Result<()> {
+    let releases: Vec<Posting> = holds
+        .iter()
+        .map(|(hold, span)| span.in_scope(|| release(hold)))
+        .collect();
     for outcome in super::apply(tx, &releases).await? {
         outcome?;
     }
-    for hold in holds {
-        store::settle_hold(tx, hold.id, HoldStatus::Expired, 0, None).await?;
-        let account = Some(account_ref(
-            hold.membership_id,
-            hold.person_id,
-            &hold.point_type,
-        ));
-        let event = HoldExpired {
-            hold_id: hold.id.to_string(),
-            account,
-        };
-        events::POINTS
-            .enqueue(tx, hold.membership_id, &event)
-            .await?;
-    }
+    let ids: Vec<Uuid> = holds.iter().map(|(hold, _)| hold.id).collect();
+    store::settle_expired(tx, &ids).await?;
+    let events: Vec<Outgoing> = holds
+        .iter()
+        .map(|(hold, span)| {
+            let event = HoldExpired {
+                hold_id: hold.id.to_string(),
+                account: Some(account_ref(
+                    hold.membership_id,
+                    hold.person_id,
+                    &hold.point_type,
+                )),
+            };
+            span.in_scope(|| events::POINTS.event(hold.membership_id, &event))
+        })
+        .collect();
+    enqueue_all(tx, &events).await?;
     Ok(())
 }
 

@@ -32,6 +32,9 @@ pub(super) async fn lock_memberships(
     tx: &mut Tx,
     ids: &[Uuid],
 ) -> sqlx::Result<Vec<LockedMembership>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     sqlx::query_as(
         "SELECT m.id, m.program_id, m.status, m.pool_to_organization, p.status AS program_status,
                 p.version AS program_version,

@@ -97,6 +97,19 @@ pub async fn lock_holds_by_client_ids(
     .await
 }
 
+/// Marks holds expired.
+pub async fn settle_expired(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE holds SET status = 'expired', captured_points = 0, capture_operation_id = NULL,
+             updated_at = now()
+         WHERE id = ANY($1)",
+    )
+    .bind(ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// Marks holds captured: each with the points captured and the operation that spent them.
 pub async fn settle_captured(
     tx: &mut Tx,
