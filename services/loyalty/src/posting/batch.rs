@@ -70,6 +70,36 @@ pub(crate) trait Batched: Send + Sync + 'static {
     ) -> impl Future<Output = sqlx::Result<HashSet<String>>> + Send;
 }
 
+/// The answers of a batch's fresh calls, filled in as their kind decides them.
+pub(super) struct Outcomes<A>(Vec<Option<Result<A>>>);
+
+impl<A> Outcomes<A> {
+    pub fn new(calls: usize) -> Self {
+        Self((0..calls).map(|_| None).collect())
+    }
+
+    pub fn answer(&mut self, call: usize, outcome: Result<A>) {
+        self.0[call] = Some(outcome);
+    }
+
+    /// A refusal answers its call; a database error fails the batch (it aborted the
+    /// transaction).
+    pub fn refuse(&mut self, call: usize, error: ServiceError) -> Result<()> {
+        if let ServiceError::Database(_) = error {
+            return Err(error);
+        }
+        self.answer(call, Err(error));
+        Ok(())
+    }
+
+    pub fn finish(self) -> Vec<Result<A>> {
+        let answers = self.0.into_iter();
+        answers
+            .map(|a| a.expect("every call has an outcome"))
+            .collect()
+    }
+}
+
 /// A call waiting for its batch.
 pub(crate) struct Call<B: Batched + ?Sized> {
     pub subject: String,

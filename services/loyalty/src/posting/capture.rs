@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use super::{
     AccountKey, Announce, Change, LockedMembership, Posting, System, apply_locked,
-    batch::{Batched, Call, Setups},
+    batch::{Batched, Call, Outcomes, Setups},
     hold::{expire, hold_not_pending},
     lock_memberships,
 };
@@ -64,7 +64,7 @@ impl Batched for Captures {
         let pending = holds.values().filter(|h| h.status == HoldStatus::Pending);
         let memberships = lock_memberships(tx, pending.map(|h| h.membership_id)).await?;
         let now = Utc::now();
-        let mut outcomes: Vec<Option<Result<Hold>>> = calls.iter().map(|_| None).collect();
+        let mut outcomes = Outcomes::new(calls.len());
         let mut lapsed: Vec<(HoldRow, tracing::Span)> = Vec::new();
         let mut captures: Vec<(usize, &HoldRow, Posting)> = Vec::new();
         for (i, call) in calls.iter().enumerate() {
@@ -73,7 +73,7 @@ impl Batched for Captures {
                 .filter(|t| !t.is_empty())
                 .unwrap_or(DEFAULT_CAPTURE_TYPE);
             let Some(hold) = holds.get(&req.hold_id) else {
-                outcomes[i] = Some(Err(ServiceError::not_found("Hold", &req.hold_id)));
+                outcomes.answer(i, Err(ServiceError::not_found("Hold", &req.hold_id)));
                 continue;
             };
             let outcome = match hold.status {
@@ -91,8 +91,10 @@ impl Batched for Captures {
                             captures.push((i, hold, posting));
                             continue;
                         }
-                        Err(error @ ServiceError::Database(_)) => return Err(error),
-                        Err(error) => Err(error),
+                        Err(error) => {
+                            outcomes.refuse(i, error)?;
+                            continue;
+                        }
                     }
                 }
                 HoldStatus::Captured => {
@@ -114,7 +116,7 @@ impl Batched for Captures {
                 }
                 _ => Err(hold_not_pending(hold)),
             };
-            outcomes[i] = Some(outcome);
+            outcomes.answer(i, outcome);
         }
         // Released whatever else happens: the capture is refused, the lapse stands.
         if !lapsed.is_empty() {
@@ -129,7 +131,7 @@ impl Batched for Captures {
             let posted = match outcome {
                 Ok(posted) => posted,
                 Err(error) => {
-                    outcomes[i] = Some(Err(error));
+                    outcomes.answer(i, Err(error));
                     continue;
                 }
             };
@@ -157,19 +159,19 @@ impl Batched for Captures {
                 };
                 events.push(events::POINTS.event(hold.membership_id, &event));
             }
-            outcomes[i] = Some(Ok(hold_to_proto(&HoldRow {
-                status: HoldStatus::Captured,
-                captured_points: captured,
-                capture_operation_id: Some(operation),
-                ..hold.clone()
-            })));
+            outcomes.answer(
+                i,
+                Ok(hold_to_proto(&HoldRow {
+                    status: HoldStatus::Captured,
+                    captured_points: captured,
+                    capture_operation_id: Some(operation),
+                    ..hold.clone()
+                })),
+            );
         }
         store::settle_captured(tx, &settled, &points, &operations).await?;
         enqueue_all(tx, &events).await?;
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.expect("every call has an outcome"))
-            .collect())
+        Ok(outcomes.finish())
     }
 
     /// A capture creates no id of its own.

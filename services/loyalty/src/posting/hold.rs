@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     AccountKey, Change, LockedMembership, Posting, apply_locked,
-    batch::{Batched, Call, Setups},
+    batch::{Batched, Call, Outcomes, Setups},
 };
 use crate::{
     convert::{account_ref, hold_to_proto},
@@ -55,14 +55,12 @@ impl Batched for Holds {
         calls: &[&Call<Self>],
         memberships: &HashMap<Uuid, LockedMembership>,
     ) -> Result<Vec<Result<Hold>>> {
-        let mut outcomes: Vec<Option<Result<Hold>>> = calls.iter().map(|_| None).collect();
+        let mut outcomes = Outcomes::new(calls.len());
         let mut resolved = Vec::new();
         for (i, call) in calls.iter().enumerate() {
             match self.resolve(tx, call, memberships).await {
                 Ok(posting) => resolved.push((i, posting)),
-                // A failed statement aborts the transaction: the batch fails, not the call.
-                Err(error @ ServiceError::Database(_)) => return Err(error),
-                Err(error) => outcomes[i] = Some(Err(error)),
+                Err(error) => outcomes.refuse(i, error)?,
             }
         }
         let postings: Vec<Posting> = resolved.iter().map(|(_, p)| p.clone()).collect();
@@ -92,7 +90,7 @@ impl Batched for Holds {
                         created_at: now,
                     },
                 )),
-                Err(error) => outcomes[i] = Some(Err(error)),
+                Err(error) => outcomes.answer(i, Err(error)),
             }
         }
         let mut rows: Vec<HoldRow> = holds.iter().map(|(_, h)| h.clone()).collect();
@@ -123,12 +121,9 @@ impl Batched for Holds {
             .collect();
         enqueue_all(tx, &events).await?;
         for (i, hold) in holds {
-            outcomes[i] = Some(Ok(hold_to_proto(&hold)));
+            outcomes.answer(i, Ok(hold_to_proto(&hold)));
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.expect("every call has an outcome"))
-            .collect())
+        Ok(outcomes.finish())
     }
 
     async fn taken(conn: &mut PgConnection, ids: &[&str]) -> sqlx::Result<HashSet<String>> {

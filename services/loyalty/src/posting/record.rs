@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::{
     AccountKey, Announce, Change, LockedMembership, Posting, System, apply_locked,
-    batch::{Batched, Call, Setups},
+    batch::{Batched, Call, Outcomes, Setups},
 };
 use crate::{
     cards,
@@ -51,14 +51,12 @@ impl Batched for Records {
         calls: &[&Call<Self>],
         memberships: &HashMap<Uuid, LockedMembership>,
     ) -> Result<Vec<Result<Operation>>> {
-        let mut outcomes: Vec<Option<Result<Operation>>> = calls.iter().map(|_| None).collect();
+        let mut outcomes = Outcomes::new(calls.len());
         let mut resolved = Vec::new();
         for (i, call) in calls.iter().enumerate() {
             match self.resolve(tx, call, memberships).await {
                 Ok(r) => resolved.push((i, r)),
-                // A failed statement aborts the transaction: the batch fails, not the call.
-                Err(error @ ServiceError::Database(_)) => return Err(error),
-                Err(error) => outcomes[i] = Some(Err(error)),
+                Err(error) => outcomes.refuse(i, error)?,
             }
         }
         let postings: Vec<Posting> = resolved.iter().map(|(_, r)| r.posting.clone()).collect();
@@ -66,38 +64,38 @@ impl Batched for Records {
         let mut activated = HashSet::new();
         for ((i, r), outcome) in resolved.into_iter().zip(posted) {
             let call = calls[i];
-            outcomes[i] = Some(match outcome {
-                Ok(posted) => {
-                    // Two accruals of one batch may present the same new card: it activates once.
-                    if let Some(card) = r.card.filter(|card| activated.insert(*card)) {
-                        cards::activate(tx, card, call.parsed.0, &call.subject).await?;
+            outcomes.answer(
+                i,
+                match outcome {
+                    Ok(posted) => {
+                        // Two accruals of one batch may present the same new card: it activates once.
+                        if let Some(card) = r.card.filter(|card| activated.insert(*card)) {
+                            cards::activate(tx, card, call.parsed.0, &call.subject).await?;
+                        }
+                        let row = OperationRow {
+                            id: posted.operation.expect("an operation posts"),
+                            client_id: call.request.operation_id.clone(),
+                            account_id: posted.account,
+                            membership_id: r.posting.account.membership,
+                            person_id: r.posting.account.person,
+                            point_type: r.posting.account.point_type.clone(),
+                            operation_type: r.operation_type.code.clone(),
+                            direction: r.operation_type.direction,
+                            points: posted.points,
+                            balance_after: posted.balance_after,
+                            reference: call.request.reference.trim().to_owned(),
+                            reverses: None,
+                            reversed_by: None,
+                            reversed_points: 0,
+                            created_at: posted.created_at,
+                        };
+                        Ok(operation_to_proto(&row))
                     }
-                    let row = OperationRow {
-                        id: posted.operation.expect("an operation posts"),
-                        client_id: call.request.operation_id.clone(),
-                        account_id: posted.account,
-                        membership_id: r.posting.account.membership,
-                        person_id: r.posting.account.person,
-                        point_type: r.posting.account.point_type.clone(),
-                        operation_type: r.operation_type.code.clone(),
-                        direction: r.operation_type.direction,
-                        points: posted.points,
-                        balance_after: posted.balance_after,
-                        reference: call.request.reference.trim().to_owned(),
-                        reverses: None,
-                        reversed_by: None,
-                        reversed_points: 0,
-                        created_at: posted.created_at,
-                    };
-                    Ok(operation_to_proto(&row))
-                }
-                Err(error) => Err(error),
-            });
+                    Err(error) => Err(error),
+                },
+            );
         }
-        Ok(outcomes
-            .into_iter()
-            .map(|o| o.expect("every call has an outcome"))
-            .collect())
+        Ok(outcomes.finish())
     }
 
     async fn taken(conn: &mut PgConnection, ids: &[&str]) -> sqlx::Result<HashSet<String>> {
