@@ -201,11 +201,7 @@ async fn holds_placed_at_once_reserve_exactly_what_is_there() {
     let suite = Suite::start().await;
     let mut client = suite.client.clone();
     let program = suite.program().await;
-    let member = suite.member(&program, "Acme").await;
-    client
-        .record_operation(operation("top-up", &member, "purchase", 100))
-        .await
-        .unwrap();
+    let member = suite.member_with_points(&program, "Acme", 100).await;
     let hold = |id: String| HoldPointsRequest {
         hold_id: id,
         account: account(&member),
@@ -313,11 +309,7 @@ async fn a_request_id_sent_with_two_captures_at_once_captures_one_hold() {
     let suite = Suite::start().await;
     let mut client = suite.client.clone();
     let program = suite.program().await;
-    let member = suite.member(&program, "Acme").await;
-    client
-        .record_operation(operation("top-up", &member, "purchase", 100))
-        .await
-        .unwrap();
+    let member = suite.member_with_points(&program, "Acme", 100).await;
     for id in ["a", "b"] {
         client
             .hold_points(HoldPointsRequest {
@@ -357,11 +349,7 @@ async fn a_hundred_concurrent_debits_against_ten_debits_worth_leave_exactly_ten(
     let suite = Suite::start().await;
     let mut client = suite.client.clone();
     let program = suite.program().await;
-    let member = suite.member(&program, "Acme").await;
-    client
-        .record_operation(operation("top-up", &member, "purchase", 100))
-        .await
-        .unwrap();
+    let member = suite.member_with_points(&program, "Acme", 100).await;
 
     let debits = (0..100).map(|i| {
         let mut client = client.clone();
@@ -450,11 +438,7 @@ async fn holds_reserve_then_capture_void_or_expire() {
     let suite = Suite::start().await;
     let mut client = suite.client.clone();
     let program = suite.program().await;
-    let member = suite.member(&program, "Acme").await;
-    client
-        .record_operation(operation("top-up", &member, "purchase", 100))
-        .await
-        .unwrap();
+    let member = suite.member_with_points(&program, "Acme", 100).await;
 
     let hold = |id: &str, points: i64, timeout_seconds: i64| HoldPointsRequest {
         hold_id: id.into(),

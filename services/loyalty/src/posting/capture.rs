@@ -16,9 +16,9 @@ use sqlx::PgConnection;
 use uuid::Uuid;
 
 use super::{
-    AccountKey, Announce, Change, LockedMembership, Posting, System, apply_locked,
+    Announce, Change, LockedMembership, Posting, System, apply_locked,
     batch::{Batched, Call, Outcomes, Setups},
-    hold::{expire, hold_not_pending},
+    hold::{expire, hold_account, hold_not_pending},
     lock_memberships,
 };
 use crate::{
@@ -215,12 +215,7 @@ impl Captures {
                 code: type_code.to_owned(),
             })?;
         Ok(Posting {
-            account: AccountKey {
-                program: hold.program_id,
-                membership: hold.membership_id,
-                person: hold.person_id,
-                point_type: hold.point_type.clone(),
-            },
+            account: hold_account(hold),
             change: Change::Capture {
                 held: hold.points,
                 points,

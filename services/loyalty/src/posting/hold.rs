@@ -178,7 +178,8 @@ pub(crate) fn release(hold: &HoldRow) -> Posting {
     }
 }
 
-fn hold_account(hold: &HoldRow) -> AccountKey {
+/// The member account a hold is on.
+pub(super) fn hold_account(hold: &HoldRow) -> AccountKey {
     AccountKey {
         program: hold.program_id,
         membership: hold.membership_id,

@@ -225,6 +225,22 @@ impl Suite {
         last
     }
 
+    /// A member with `points` accrued (operation id "top-up").
+    pub async fn member_with_points(
+        &self,
+        program: &Program,
+        name: &str,
+        points: i64,
+    ) -> Membership {
+        let member = self.member(program, name).await;
+        self.client
+            .clone()
+            .record_operation(operation("top-up", &member, "purchase", points))
+            .await
+            .unwrap();
+        member
+    }
+
     pub async fn member(&self, program: &Program, name: &str) -> Membership {
         let party = self.party(PartyKind::Organization, name).await;
         self.consent_to_loyalty(&party.id).await;
