@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use crm_proto::crm::loyalty::v1::{start_bulk_accrual_request::Selection, *};
-use crm_testkit::pgbench;
+use crm_testkit::{CpuTimes, pgbench};
 use futures::{StreamExt, stream};
 use sqlx::Connection;
 use uuid::Uuid;
@@ -33,19 +33,11 @@ async fn main() {
     let program = suite.program().await;
     let members = seed_members(&suite, &program, members_count).await;
     let client = suite.client.clone();
-    // This machine's PostgreSQL runs with autovacuum off; production's does not. Without
-    // statistics, plans cached while the tables were empty (sequential scans) would stay for good.
-    let analyze = tokio::spawn({
-        let url = suite.loyalty.database.url.clone();
-        async move {
-            let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
-            loop {
-                sqlx::query("ANALYZE").execute(&mut db).await.unwrap();
-                tokio::time::sleep(Duration::from_secs(3)).await;
-            }
-        }
-    });
     let mut db = suite.loyalty.db().await;
+    // Every table holds rows before the statistics are taken: plans cached while a table was
+    // empty (sequential scans) would stay for good.
+    accrue(&client, &members, "warm-up", 16).await;
+    analyze(&mut db).await;
     // Keys in insertion order, like the ledger's UUIDv7 ids: random keys would split index pages,
     // slow the baseline and flatter the ledger's ratio.
     sqlx::query(
@@ -59,7 +51,11 @@ async fn main() {
     // as many pgbench clients on the same database (durable, WAL-logged table).
     let mut accruals = Vec::new();
     for in_flight in [16, 64] {
+        phase(&format!("accruals, {in_flight} in flight"));
+        let before = CpuTimes::now();
         let rate = accrue(&client, &members, &format!("at{in_flight}"), in_flight).await;
+        let cost = CpuTimes::now().since(&before);
+        let before = CpuTimes::now();
         let raw = pgbench(
             &suite.loyalty.database.url,
             "INSERT INTO raw_insert (amount) VALUES (1);",
@@ -70,10 +66,13 @@ async fn main() {
         .await
         .unwrap()
         .tps;
-        accruals.push((in_flight, rate, raw));
+        let raw_cost = CpuTimes::now().since(&before);
+        accruals.push((in_flight, rate, raw, cost, raw_cost));
+        analyze(&mut db).await;
     }
 
     // 2. GetBalance latency, 16 calls in flight while 16 accruals are in flight.
+    phase("GetBalance under load");
     let load = tokio::spawn({
         let (client, members) = (client.clone(), members.clone());
         async move { accrue(&client, &members, "under-reads", 16).await }
@@ -98,8 +97,10 @@ async fn main() {
     let percentile =
         |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
     let under_load = load.await.unwrap();
+    analyze(&mut db).await;
 
     // 3. Bulk accrual: one job crediting every member, next to one multi-row INSERT of as many rows.
+    phase("bulk accrual");
     let started = Instant::now();
     let mut bulk_client = client.clone();
     bulk_client
@@ -138,21 +139,35 @@ async fn main() {
         .unwrap();
     let raw_multi = rate(members_count, started.elapsed());
     db.close().await.unwrap();
-    analyze.abort();
     suite.assert_invariants().await;
     suite.stop().await;
 
-    println!(
-        "loyalty ledger benchmark ({members_count} members, {} cores)",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    for (in_flight, rate, raw) in accruals {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!("loyalty ledger benchmark ({members_count} members, {cores} cores)");
+    for (in_flight, rate, raw, cost, raw_cost) in accruals {
         println!(
             "  RecordOperation accruals/s, {in_flight} in flight:      {rate:>8.0}  = {:.2} × baseline",
             rate / raw
         );
         println!(
             "    baseline: one-row INSERT transactions/s, {in_flight} pgbench clients: {raw:>8.0}"
+        );
+        let per_call = |used: Duration| used.as_secs_f64() * 1e6 / ACCRUALS as f64;
+        let (database, process, broker) = (
+            per_call(cost.of("postgres")),
+            per_call(cost.own),
+            per_call(cost.of("tansu")),
+        );
+        println!(
+            "    processor time per accrual: PostgreSQL {database:.0} µs, this process (services and \
+             client) {process:.0} µs, broker {broker:.0} µs"
+        );
+        println!(
+            "    processor time of the whole machine: {:.0} µs per accrual, {:.0} µs per baseline \
+             transaction; at the accrual's, {cores} cores allow {:.0}/s",
+            per_call(cost.machine),
+            per_call(raw_cost.machine),
+            cores as f64 * 1e6 / per_call(cost.machine),
         );
     }
     println!(
@@ -211,6 +226,20 @@ async fn seed_members(suite: &Suite, program: &Program, count: usize) -> Vec<Mem
             ..Default::default()
         })
         .collect()
+}
+
+/// Fresh statistics between timed runs, as autovacuum would take them (this machine's
+/// PostgreSQL runs without it); taken during a run, they would cost it 0.2–1 s each.
+async fn analyze(db: &mut sqlx::PgConnection) {
+    sqlx::query("ANALYZE").execute(db).await.unwrap();
+}
+
+/// When each phase starts, so that a profile taken alongside can be cut by phase.
+fn phase(name: &str) {
+    let since_epoch = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .unwrap_or_default();
+    eprintln!("[{:.3}] {name}", since_epoch.as_secs_f64());
 }
 
 fn rate(count: usize, elapsed: Duration) -> f64 {
