@@ -101,6 +101,7 @@ async fn main() {
 
     // 3. Bulk accrual: one job crediting every member, next to one multi-row INSERT of as many rows.
     phase("bulk accrual");
+    let before = CpuTimes::now();
     let started = Instant::now();
     let mut bulk_client = client.clone();
     bulk_client
@@ -130,6 +131,7 @@ async fn main() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let bulk_elapsed = started.elapsed();
+    let bulk_cost = CpuTimes::now().since(&before);
     let bulk = rate(members_count, bulk_elapsed);
     let started = Instant::now();
     sqlx::query("INSERT INTO raw_insert (amount) SELECT 1 FROM generate_series(1, $1)")
@@ -181,6 +183,15 @@ async fn main() {
         bulk / raw_multi
     );
     println!("    baseline: rows/s in one multi-row INSERT:    {raw_multi:>10.0}");
+    let per_member = |used: Duration| used.as_secs_f64() * 1e6 / members_count as f64;
+    println!(
+        "    processor time per member: PostgreSQL {:.0} µs, this process {:.0} µs, whole machine \
+         {:.0} µs; at that cost {cores} cores allow {:.0}/s",
+        per_member(bulk_cost.of("postgres")),
+        per_member(bulk_cost.own),
+        per_member(bulk_cost.machine),
+        cores as f64 * 1e6 / per_member(bulk_cost.machine),
+    );
 }
 
 /// ACCRUALS RecordOperation calls, `in_flight` at a time, spread over the members; their rate.
