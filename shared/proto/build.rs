@@ -202,6 +202,14 @@ fn checks_source(pool: &DescriptorPool) -> Result<String, Box<dyn std::error::Er
         )?;
     }
     src.push_str("        _ => None,\n    }\n}\n\n");
+    let scopes: std::collections::BTreeSet<&String> = methods.iter().map(|(_, s, _)| s).collect();
+    src.push_str(
+        "/// Every scope the suite's RPCs declare, sorted.\npub const SCOPES: &[&str] = &[\n",
+    );
+    for scope in scopes {
+        writeln!(src, "    {scope:?},")?;
+    }
+    src.push_str("];\n\n");
 
     // Every message reachable from a request, each once.
     let mut shapes = BTreeMap::new();

@@ -38,6 +38,7 @@ pub const SERVICE: Service = Service {
     },
     migrator: || sqlx::migrate!("./migrations"),
     topics: events::TOPICS,
+    privacy_participant: false,
     start,
     tasks: &[],
 };

@@ -47,6 +47,7 @@ pub const SERVICE: Service = Service {
     },
     migrator: || sqlx::migrate!("./migrations"),
     topics: events::TOPICS,
+    privacy_participant: true,
     start,
     tasks: &[verify::TASK],
 };

@@ -32,6 +32,7 @@ pub const SERVICE: Service = Service {
     },
     migrator: || sqlx::migrate!("./migrations"),
     topics: events::TOPICS,
+    privacy_participant: true,
     start,
     tasks: &[],
 };

@@ -13,7 +13,7 @@ use crate::{
     client::TracedChannel,
     config::{Cli, Command, Config, Secret, ServiceSpec},
     kafka::Kafka,
-    local::{LocalKafka, LocalPostgres},
+    local::{Local, LocalKafka, LocalPostgres},
     metrics,
     outbox::Relay,
     server::{ServeOptions, serve},
@@ -37,7 +37,8 @@ pub struct Runtime {
     authenticator: Authenticator,
     secret: Option<Secret>,
     jwks: Option<Arc<Jwks>>,
-    _local: (Option<LocalPostgres>, Option<LocalKafka>),
+    /// The private parts this runtime uses (none when configured): kept until it is dropped.
+    local: Local,
 }
 
 impl Runtime {
@@ -49,13 +50,29 @@ impl Runtime {
         migrator: Migrator,
         topics: &[&str],
     ) -> anyhow::Result<Self> {
-        let (local_pg, url) = match &config.database.url {
-            Some(url) => (None, url.expose().to_owned()),
-            None => {
-                let (pg, url) = LocalPostgres::start(&config.database.local_dir, spec.name)?;
-                (Some(pg), url)
+        Self::start_sharing(spec, config, migrator, topics, Local::default()).await
+    }
+
+    /// [`Runtime::start`] with the private parts of `local` where the configuration names no
+    /// database or broker: the services of one process share one cluster and one broker.
+    pub async fn start_sharing(
+        spec: ServiceSpec,
+        config: Config,
+        migrator: Migrator,
+        topics: &[&str],
+        mut local: Local,
+    ) -> anyhow::Result<Self> {
+        let (url, local_pg) = match (&config.database.url, local.postgres.take()) {
+            (Some(url), _) => (url.expose().to_owned(), None),
+            (None, shared) => {
+                let pg = match shared {
+                    Some(pg) => pg,
+                    None => Arc::new(LocalPostgres::start(&config.database.local_dir)?),
+                };
+                (pg.database(spec.name)?, Some(pg))
             }
         };
+        local.postgres = local_pg.clone();
         let secret = match (&config.auth.jwt_secret, &local_pg) {
             (Some(secret), _) => Some(secret.clone()),
             (None, Some(_)) => Some(Secret::new(DEV_SECRET)),
@@ -81,36 +98,34 @@ impl Runtime {
             store::migrate(&pool, migrator).await?;
         }
 
-        let (local_kafka, brokers) = match &config.kafka.brokers {
-            Some(brokers) => (None, brokers.clone()),
-            None => {
-                let topics = topics.iter().map(|t| t.to_string()).collect();
-                let (kafka, brokers) = LocalKafka::start(topics, config.kafka.topic_partitions)?;
-                (Some(kafka), brokers)
+        let kafka = match (&config.kafka.brokers, local.kafka.take()) {
+            (Some(brokers), _) => Kafka::new(brokers.clone(), &config.kafka),
+            (None, shared) => {
+                let mock = match shared {
+                    Some(mock) => mock,
+                    None => {
+                        let topics = topics.iter().map(|t| t.to_string()).collect();
+                        Arc::new(LocalKafka::start(topics, config.kafka.topic_partitions)?)
+                    }
+                };
+                let mut kafka = Kafka::new(mock.brokers().to_owned(), &config.kafka);
+                kafka.create_topics = false;
+                kafka.mock = true;
+                local.kafka = Some(mock);
+                kafka
             }
         };
-        let mut kafka = Kafka::new(brokers, &config.kafka);
-        if local_kafka.is_some() {
-            kafka.create_topics = false;
-            kafka.mock = true;
-        }
 
-        let listener = TcpListener::bind(config.grpc_listen()?).await?;
-        let admin = TcpListener::bind(config.admin_listen()?).await?;
-        if let (Some(secret), Some(_)) = (&secret, &local_pg) {
-            let token = TokenIssuer::new(secret.expose(), &config.auth).issue(
-                "local-developer",
-                &[
-                    &format!("{}.read", spec.name),
-                    &format!("{}.write", spec.name),
-                ],
-                Duration::from_secs(12 * 3600),
-            );
-            tracing::warn!(
-                token,
-                "local mode: a development bearer token valid for 12 hours"
-            );
-        }
+        let bind = |address: SocketAddr, what: &str| {
+            let what = what.to_owned();
+            async move {
+                TcpListener::bind(address).await.map_err(|e| {
+                    anyhow::anyhow!("{} cannot listen on {address} ({what}): {e}", spec.name)
+                })
+            }
+        };
+        let listener = bind(config.grpc_listen()?, "gRPC").await?;
+        let admin = bind(config.admin_listen()?, "metrics").await?;
         Ok(Self {
             spec,
             config,
@@ -121,8 +136,17 @@ impl Runtime {
             authenticator,
             secret,
             jwks,
-            _local: (local_pg, local_kafka),
+            local,
         })
+    }
+
+    /// A bearer token with `scopes`, valid for 12 hours, when this runtime runs on a private
+    /// cluster with the development secret (local mode); None otherwise.
+    pub fn dev_token(&self, subject: &str, scopes: &[&str]) -> Option<String> {
+        let secret = self.secret.as_ref()?;
+        self.local.postgres.as_ref()?;
+        let issuer = TokenIssuer::new(secret.expose(), &self.config.auth);
+        Some(issuer.issue(subject, scopes, Duration::from_secs(12 * 3600)))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -169,6 +193,21 @@ impl Runtime {
         topics: &[&str],
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
+        let stages = (shutdown.clone(), shutdown);
+        self.serve_in_stages(routes, service_names, topics, stages)
+            .await
+    }
+
+    /// [`Runtime::serve`] stopping in two stages: calls at the first shutdown, the relay (after
+    /// publishing everything committed) at the second, so that what the service's workers and
+    /// consumers write in between still reaches the broker.
+    pub async fn serve_in_stages(
+        self,
+        routes: Routes,
+        service_names: Vec<&'static str>,
+        topics: &[&str],
+        (calls, shutdown): (Shutdown, Shutdown),
+    ) -> anyhow::Result<()> {
         let relay = Relay::new(
             self.pool.clone(),
             self.kafka.clone(),
@@ -187,7 +226,7 @@ impl Runtime {
             concurrency_limit: self.config.grpc.concurrency_limit,
             request_timeout: self.config.request_timeout(),
         };
-        let served = serve(self.listener, routes, options, shutdown).await;
+        let served = serve(self.listener, routes, options, calls).await;
         relay.await?;
         self.pool.close().await;
         Ok(served?)
@@ -201,6 +240,9 @@ pub struct Service {
     pub spec: ServiceSpec,
     pub migrator: fn() -> Migrator,
     pub topics: &'static [&'static str],
+    /// It holds personal data and answers data-subject requests (`crm_kit::privacy::join`): a
+    /// request completes only once it has, so it belongs in the consent service's registry.
+    pub privacy_participant: bool,
     pub start: fn(&Runtime, &Shutdown) -> anyhow::Result<ServiceRoutes>,
     /// Commands an operator runs against the service's database besides serving (`crm-<service>
     /// <task>`).
@@ -220,14 +262,18 @@ pub type ServiceRoutes = (Routes, Vec<&'static str>);
 
 /// What a service's `main` delegates to: the command line, telemetry, signals, exit codes.
 pub async fn main(service: &Service) -> ExitCode {
-    let spec = service.spec;
-    let cli = match Cli::from_env() {
-        Ok(cli) => cli,
+    match Cli::from_env() {
+        Ok(cli) => run(service, cli).await,
         Err(message) => {
             eprintln!("{message}");
-            return ExitCode::from(2);
+            ExitCode::from(2)
         }
-    };
+    }
+}
+
+/// Runs one command of `service` (`crm serve <service>` and the service's own binary alike).
+pub async fn run(service: &Service, cli: Cli) -> ExitCode {
+    let spec = service.spec;
     let config = match Config::load(spec, cli.config_file.as_ref()) {
         Ok(config) => config,
         Err(error) => {
@@ -236,18 +282,8 @@ pub async fn main(service: &Service) -> ExitCode {
         }
     };
     if let Command::DevToken { subject, scopes } = &cli.command {
-        let secret = config
-            .auth
-            .jwt_secret
-            .clone()
-            .unwrap_or_else(|| Secret::new(DEV_SECRET));
         let scopes: Vec<&str> = scopes.iter().map(String::as_str).collect();
-        let token = TokenIssuer::new(secret.expose(), &config.auth).issue(
-            subject,
-            &scopes,
-            Duration::from_secs(12 * 3600),
-        );
-        println!("{token}");
+        println!("{}", dev_token(&config, subject, &scopes));
         return ExitCode::SUCCESS;
     }
     let telemetry = match Telemetry::init(spec.name, &config.telemetry) {
@@ -270,6 +306,21 @@ pub async fn main(service: &Service) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// A bearer token with `scopes` for 12 hours, signed with the configured secret or, without one,
+/// the development secret local runs accept.
+pub fn dev_token(config: &Config, subject: &str, scopes: &[&str]) -> String {
+    let secret = config
+        .auth
+        .jwt_secret
+        .clone()
+        .unwrap_or_else(|| Secret::new(DEV_SECRET));
+    TokenIssuer::new(secret.expose(), &config.auth).issue(
+        subject,
+        scopes,
+        Duration::from_secs(12 * 3600),
+    )
 }
 
 async fn migrate_only(config: &Config, migrator: Migrator) -> anyhow::Result<()> {
@@ -310,6 +361,14 @@ async fn configured_database(config: &Config, command: &str) -> anyhow::Result<s
 async fn serve_until_signal(service: &Service, config: Config) -> anyhow::Result<()> {
     let topics = service.topics;
     let runtime = Runtime::start(service.spec, config, (service.migrator)(), topics).await?;
+    let name = service.spec.name;
+    let scopes = [format!("{name}.read"), format!("{name}.write")];
+    if let Some(token) = runtime.dev_token("local-developer", &[&scopes[0], &scopes[1]]) {
+        tracing::warn!(
+            token,
+            "local mode: a development bearer token valid for 12 hours"
+        );
+    }
     let (trigger, shutdown) = shutdown::channel();
     let (routes, names) = (service.start)(&runtime, &shutdown)?;
     tokio::spawn(async move {

@@ -393,10 +393,13 @@ pub struct Cli {
 
 impl Cli {
     pub fn from_env() -> Result<Self, String> {
-        Self::parse(
-            std::env::args().skip(1),
-            std::env::var_os("CRM_CONFIG").map(PathBuf::from),
-        )
+        Self::from_args(std::env::args().skip(1))
+    }
+
+    /// The command line `args` (without the program's name), with `CRM_CONFIG` from the
+    /// environment.
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Self, String> {
+        Self::parse(args, std::env::var_os("CRM_CONFIG").map(PathBuf::from))
     }
 
     fn parse(

@@ -277,6 +277,7 @@ async fn process<H: Handler>(
         match apply(pool, &options.name, handler, event).await {
             Ok(outcome) => {
                 metrics().record_consumed(&options.name, &event.topic, outcome);
+                crate::shutdown::event_moved();
                 return true;
             }
             Err(HandleError::Retry(error)) if attempt < options.max_attempts => {

@@ -1,11 +1,12 @@
-//! Running a service with no configuration: a private PostgreSQL cluster started from the
-//! machine's PostgreSQL binaries, and librdkafka's in-process mock cluster as the broker. For
-//! evaluation and development only; the log says so loudly.
+//! Running with no configuration: a private PostgreSQL cluster started from the machine's
+//! PostgreSQL binaries, and librdkafka's in-process mock cluster as the broker, shared by every
+//! service of the process ([`Local`]). For evaluation and development only; the log says so
+//! loudly.
 
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    sync::mpsc,
+    sync::{Arc, mpsc},
     thread,
 };
 
@@ -13,18 +14,27 @@ use anyhow::{Context as _, bail};
 use rdkafka::mocking::MockCluster;
 
 /// The private cluster's port: away from a system PostgreSQL on 5432.
-const PORT: u16 = 54320;
+pub const POSTGRES_PORT: u16 = 54320;
 
-/// A PostgreSQL cluster under a data directory, stopped when dropped.
+/// The private parts of a run whose configuration names no database or no broker, shared by the
+/// services of one process (`crm up`): each stops when its last holder lets go of it.
+#[derive(Clone, Default)]
+pub struct Local {
+    pub postgres: Option<Arc<LocalPostgres>>,
+    pub kafka: Option<Arc<LocalKafka>>,
+}
+
+/// A PostgreSQL cluster under a data directory; stopped when dropped, if this process started it.
 pub struct LocalPostgres {
-    pg_ctl: PathBuf,
+    bin: PathBuf,
     data_dir: PathBuf,
+    /// False when the cluster was already running (another process's): it is left running.
+    started: bool,
 }
 
 impl LocalPostgres {
-    /// Starts (initialising it the first time) the cluster under `dir/postgres` and creates the
-    /// database `crm_<service>`; returns it with the database URL.
-    pub fn start(dir: &Path, service: &str) -> anyhow::Result<(Self, String)> {
+    /// Starts (initialising it the first time) the cluster under `dir/postgres`.
+    pub fn start(dir: &Path) -> anyhow::Result<Self> {
         let bin = postgres_bin_dir()?;
         let dir = std::path::absolute(dir)?;
         let data_dir = dir.join("postgres");
@@ -66,7 +76,7 @@ impl LocalPostgres {
             .success();
         if !running {
             let options = format!(
-                "-p {PORT} -k {} -c listen_addresses=127.0.0.1",
+                "-p {POSTGRES_PORT} -k {} -c listen_addresses=127.0.0.1",
                 data_dir.display()
             );
             run(postgres_cmd("pg_ctl")
@@ -76,13 +86,25 @@ impl LocalPostgres {
                 .arg(data_dir.join("server.log"))
                 .arg("start"))?;
         }
+        tracing::warn!(data_dir = %data_dir.display(),
+            "CRM__DATABASE__URL is not set: using a private PostgreSQL cluster for local use only");
+        Ok(Self {
+            bin,
+            data_dir,
+            started: !running,
+        })
+    }
+
+    /// The URL of the database `crm_<service>`, created the first time.
+    pub fn database(&self, service: &str) -> anyhow::Result<String> {
+        let bin = &self.bin;
         let database = format!("crm_{service}");
         let exists = Command::new(bin.join("psql"))
             .args([
                 "-h",
                 "127.0.0.1",
                 "-p",
-                &PORT.to_string(),
+                &POSTGRES_PORT.to_string(),
                 "-U",
                 "postgres",
                 "-tAc",
@@ -93,30 +115,38 @@ impl LocalPostgres {
             .output()?;
         if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
             run(Command::new(bin.join("createdb"))
-                .args(["-h", "127.0.0.1", "-p", &PORT.to_string(), "-U", "postgres"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &POSTGRES_PORT.to_string(),
+                    "-U",
+                    "postgres",
+                ])
                 .arg(&database))?;
         }
-        let url = format!("postgres://postgres@127.0.0.1:{PORT}/{database}");
-        tracing::warn!(%url, data_dir = %data_dir.display(),
-            "CRM__DATABASE__URL is not set: using a private PostgreSQL cluster for local use only");
-        Ok((
-            Self {
-                pg_ctl: bin.join("pg_ctl"),
-                data_dir,
-            },
-            url,
+        Ok(format!(
+            "postgres://postgres@127.0.0.1:{POSTGRES_PORT}/{database}"
         ))
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 }
 
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
+        if !self.started {
+            return;
+        }
+        let pg_ctl = self.bin.join("pg_ctl");
         let mut cmd = if is_root() {
             let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(&self.pg_ctl);
+            cmd.args(["-u", "postgres", "--"]).arg(&pg_ctl);
             cmd
         } else {
-            Command::new(&self.pg_ctl)
+            Command::new(&pg_ctl)
         };
         let _ = cmd
             .args(["-m", "fast", "-D"])
@@ -128,13 +158,14 @@ impl Drop for LocalPostgres {
 
 /// librdkafka's in-process mock broker, living on a thread of its own (it is not `Send`).
 pub struct LocalKafka {
+    brokers: String,
     stop: Option<mpsc::Sender<()>>,
     thread: Option<thread::JoinHandle<()>>,
 }
 
 impl LocalKafka {
-    /// Starts the mock cluster with `topics` created; returns it with its bootstrap servers.
-    pub fn start(topics: Vec<String>, partitions: i32) -> anyhow::Result<(Self, String)> {
+    /// Starts the mock cluster with `topics` created.
+    pub fn start(topics: Vec<String>, partitions: i32) -> anyhow::Result<Self> {
         let (ready_tx, ready_rx) = mpsc::channel();
         let (stop_tx, stop_rx) = mpsc::channel::<()>();
         let thread = thread::spawn(move || {
@@ -159,13 +190,16 @@ impl LocalKafka {
         let brokers = ready_rx.recv().context("the mock Kafka thread died")??;
         tracing::warn!(%brokers,
             "CRM__KAFKA__BROKERS is not set: using librdkafka's in-process mock cluster; events stay in this process");
-        Ok((
-            Self {
-                stop: Some(stop_tx),
-                thread: Some(thread),
-            },
+        Ok(Self {
             brokers,
-        ))
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    /// Its bootstrap servers: any Kafka client on this machine can attach.
+    pub fn brokers(&self) -> &str {
+        &self.brokers
     }
 }
 

@@ -330,6 +330,9 @@ impl Relay {
                 next_purge = Instant::now() + Duration::from_secs(600);
             }
             let published = self.publish_batch(&mut conn, &producer).await?;
+            if published > 0 {
+                crate::shutdown::event_moved();
+            }
             // Counted when caught up (few rows left, cheap) or every 5 s while catching up: a
             // count after every batch would rescan a large backlog 500 rows at a time.
             if (published as i64) < BATCH || Instant::now() >= next_backlog_count {

@@ -1,4 +1,14 @@
-//! One shutdown signal shared by the gRPC server, the outbox relay and consumers.
+//! One shutdown signal shared by the gRPC server, the outbox relay and consumers, and how long the
+//! process has moved no event (`crm up` stops its in-process broker, whose events die with it,
+//! only once every relay and consumer has been quiet for a while).
+
+use std::{
+    sync::{
+        OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use tokio::sync::watch;
 
@@ -54,4 +64,43 @@ pub async fn os_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// One more than the milliseconds after [`epoch`] at which an event was last published or
+/// consumed; 0 while none has been.
+static LAST_EVENT: AtomicU64 = AtomicU64::new(0);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+/// Notes that an event was published or consumed just now.
+pub fn event_moved() {
+    let now = epoch().elapsed().as_millis() as u64 + 1;
+    LAST_EVENT.fetch_max(now, Ordering::Relaxed);
+}
+
+/// How long since any relay or consumer of the process last moved an event.
+pub fn quiet_for() -> Duration {
+    match LAST_EVENT.load(Ordering::Relaxed) {
+        0 => Duration::MAX,
+        last => epoch()
+            .elapsed()
+            .saturating_sub(Duration::from_millis(last - 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_is_counted_from_the_last_event_moved() {
+        event_moved();
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(quiet_for() >= Duration::from_millis(200));
+        event_moved();
+        assert!(quiet_for() < Duration::from_millis(200));
+    }
 }

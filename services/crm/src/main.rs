@@ -1,0 +1,107 @@
+//! `crm`: the whole suite in one binary.
+//!
+//! ```text
+//! crm up [--config FILE]                 every service in one process, no configuration needed
+//! crm serve <service> [--config FILE]    one service (a container's command)
+//! crm migrate <service> [--config FILE]  apply its migrations and exit (the Helm hook)
+//! crm <task> <service> [--config FILE]   one of its operator commands, e.g. `crm verify loyalty`
+//! crm dev-token [--subject S] [SCOPE…]   a development bearer token (every scope when none is named)
+//! crm services                           the services this binary holds, with their ports
+//! ```
+
+mod up;
+
+use std::process::ExitCode;
+
+use crm_kit::{
+    app::{self, Service},
+    config::{Cli, Command, Config, ServiceSpec},
+};
+
+/// Every service of the suite, in the order `crm up` starts them.
+const SERVICES: &[&Service] = &[
+    &crm_parties::SERVICE,
+    &crm_consent::SERVICE,
+    &crm_loyalty::SERVICE,
+];
+
+/// The suite as a whole, for commands that concern no one service (`dev-token`).
+const SUITE: ServiceSpec = ServiceSpec {
+    name: "crm",
+    default_port: 50050,
+};
+
+const USAGE: &str = "usage:
+  crm up [--config FILE]                 every service in one process, no configuration needed
+  crm serve <service> [--config FILE]    one service (a container's command)
+  crm migrate <service> [--config FILE]  apply its migrations and exit
+  crm <task> <service> [--config FILE]   one of its operator commands, e.g. `crm verify loyalty`
+  crm dev-token [--subject S] [SCOPE...] a development bearer token (every scope when none is named)
+  crm services                           the services this binary holds, with their ports";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("up") => up::run(&args[1..]).await,
+        Some("dev-token") => dev_token(&args),
+        Some("services") => {
+            for service in SERVICES {
+                println!("{:<10} {}", service.spec.name, service.spec.default_port);
+            }
+            ExitCode::SUCCESS
+        }
+        Some("help" | "--help" | "-h") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(command) if !command.starts_with('-') => {
+            let Some(name) = args.get(1) else {
+                return usage_error(&format!("crm {command} needs a service"));
+            };
+            let Some(service) = SERVICES.iter().find(|s| s.spec.name == name) else {
+                return usage_error(&format!("no service {name:?} in this binary"));
+            };
+            let mut rest = vec![command.to_owned()];
+            rest.extend(args[2..].iter().cloned());
+            match Cli::from_args(rest) {
+                Ok(cli) => app::run(service, cli).await,
+                Err(message) => usage_error(&message),
+            }
+        }
+        _ => usage_error("a command is needed"),
+    }
+}
+
+fn dev_token(args: &[String]) -> ExitCode {
+    let cli = match Cli::from_args(args.iter().cloned()) {
+        Ok(cli) => cli,
+        Err(message) => return usage_error(&message),
+    };
+    let Command::DevToken { subject, scopes } = &cli.command else {
+        return usage_error("crm dev-token takes --subject and scopes only");
+    };
+    let config = match Config::load(SUITE, cli.config_file.as_ref()) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("crm: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    let scopes: Vec<&str> = match scopes.is_empty() {
+        true => crm_proto::checks::SCOPES.to_vec(),
+        false => scopes.iter().map(String::as_str).collect(),
+    };
+    println!("{}", app::dev_token(&config, subject, &scopes));
+    ExitCode::SUCCESS
+}
+
+fn usage_error(message: &str) -> ExitCode {
+    eprintln!("crm: {message}\n{USAGE}\nservices: {}", names());
+    ExitCode::from(2)
+}
+
+fn names() -> String {
+    let names: Vec<&str> = SERVICES.iter().map(|s| s.spec.name).collect();
+    names.join(", ")
+}

@@ -1,0 +1,428 @@
+//! `crm up` as a new user runs it: the built binary, no configuration, an empty directory. One
+//! cross-service flow over gRPC (consent → enrolment → accrual → an erasure every service answers),
+//! a second `crm up` refused, a stop by SIGTERM that leaves no process behind, and a restart that
+//! finds the data kept.
+//!
+//! It takes the suite's documented ports (50051, 50054, 50056, 9051, 9054, 9056 and 54320).
+
+use std::{
+    io::{BufRead, BufReader},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use crm_proto::crm::{
+    common::v1::PrivacyRequestType,
+    consent::v1::{
+        Channel as ConsentChannel, CreatePurposeRequest, Evidence, GetSubjectRequestRequest,
+        LegalBasis, OpenSubjectRequestRequest, Purpose, RecordConsentRequest, Subject, SubjectKind,
+        SubjectRequestStatus, VerifySubjectRequestRequest,
+        consent_service_client::ConsentServiceClient,
+    },
+    loyalty::v1::{
+        AccountRef, CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest,
+        Direction, EnrollRequest, GetBalanceRequest, OperationType, PointType, Program,
+        ProgramKind, ProgramStatus, RecordOperationRequest,
+        loyalty_service_client::LoyaltyServiceClient,
+    },
+    parties::v1::{
+        ContactPoint, ContactPointKind, CreatePartyRequest, GetPartyRequest, Party, PartyKind,
+        PersonName, parties_service_client::PartiesServiceClient,
+    },
+};
+use tonic::{
+    Request, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+
+const CRM: &str = env!("CARGO_BIN_EXE_crm");
+const STARTED: &str = "The CRM suite is up";
+/// The first start initialises a PostgreSQL cluster and migrates three databases.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+const WAIT: Duration = Duration::from_secs(60);
+
+/// A running `crm up` and everything it printed.
+struct Up {
+    child: Child,
+    output: Arc<Mutex<String>>,
+}
+
+impl Up {
+    fn start(dir: &Path) -> Self {
+        let mut child = crm(dir)
+            .arg("up")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting crm up");
+        let output = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let output = output.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    output.lock().unwrap().push_str(&format!("{line}\n"));
+                }
+            });
+        }
+        let mut up = Self { child, output };
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !up.output().contains(STARTED) {
+            if let Some(status) = up.child.try_wait().unwrap() {
+                panic!("crm up exited ({status}):\n{}", up.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "crm up did not start:\n{}",
+                up.output()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        up
+    }
+
+    fn output(&self) -> String {
+        self.output.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits for the process to exit; its exit code.
+    fn stop(mut self) -> (Option<i32>, String) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // Give the readers a moment to take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                return (status.code(), self.output());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "crm up did not stop on SIGTERM:\n{}",
+                self.output()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// The `crm` binary run in `dir` with none of the suite's settings in its environment.
+fn crm(dir: &Path) -> Command {
+    let mut command = Command::new(CRM);
+    command.current_dir(dir);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("CRM") {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+/// An empty directory the private cluster's owner (`postgres`, when run as root) can enter.
+fn fresh_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("crm-up-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Command::new("chmod").arg("755").arg(&dir).status().unwrap();
+    dir
+}
+
+#[derive(Clone)]
+struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
+}
+
+type Authed = InterceptedService<Channel, Bearer>;
+
+struct Clients {
+    parties: PartiesServiceClient<Authed>,
+    consent: ConsentServiceClient<Authed>,
+    loyalty: LoyaltyServiceClient<Authed>,
+}
+
+/// Clients of the three services at their documented ports, with the token `crm dev-token` prints.
+fn clients(dir: &Path) -> Clients {
+    let token = crm(dir).arg("dev-token").output().unwrap();
+    assert!(token.status.success());
+    let token = String::from_utf8(token.stdout).unwrap();
+    let bearer = Bearer(format!("Bearer {}", token.trim()).parse().unwrap());
+    let channel = |port: u16| {
+        Channel::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_lazy()
+    };
+    Clients {
+        parties: PartiesServiceClient::with_interceptor(channel(50051), bearer.clone()),
+        consent: ConsentServiceClient::with_interceptor(channel(50056), bearer.clone()),
+        loyalty: LoyaltyServiceClient::with_interceptor(channel(50054), bearer),
+    }
+}
+
+/// Processes whose command line names `dir`: the PostgreSQL cluster's, or a `crm` left behind.
+fn processes_in(dir: &Path) -> Vec<String> {
+    let needle = dir.to_string_lossy().into_owned();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(format!(
+                "{}: {cmdline}",
+                entry.file_name().to_string_lossy()
+            ));
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn crm_up_runs_the_whole_suite_with_no_configuration() {
+    let dir = fresh_dir();
+    let up = Up::start(&dir);
+    let mut c = clients(&dir);
+
+    // A second `crm up` on the same directory says so and leaves the first one running.
+    let second = crm(&dir).arg("up").output().unwrap();
+    assert!(!second.status.success());
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(said.contains("another `crm up` is running"), "{said}");
+
+    let person = c
+        .parties
+        .create_party(CreatePartyRequest {
+            party: Some(Party {
+                kind: PartyKind::Person as i32,
+                person_name: Some(PersonName {
+                    given_name: "Jadwiga".into(),
+                    family_name: "Nowakowska".into(),
+                }),
+                contact_points: vec![ContactPoint {
+                    kind: ContactPointKind::Email as i32,
+                    value: "jadwiga.nowakowska@example.org".into(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            request_id: "create-jadwiga".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("parties answers")
+        .into_inner();
+    let company = c
+        .parties
+        .create_party(CreatePartyRequest {
+            party: Some(Party {
+                kind: PartyKind::Organization as i32,
+                display_name: "Acme".into(),
+                tax_id: "PL5260250995".into(),
+                ..Default::default()
+            }),
+            request_id: "create-acme".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+
+    c.consent
+        .create_purpose(CreatePurposeRequest {
+            purpose: Some(Purpose {
+                code: "loyalty_program".into(),
+                description: "Membership of loyalty programs".into(),
+                legal_basis: LegalBasis::Consent as i32,
+                text: "I want to collect points".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("consent answers");
+    let subject = Subject {
+        kind: SubjectKind::Party as i32,
+        id: person.id.clone(),
+    };
+    c.consent
+        .record_consent(RecordConsentRequest {
+            subject: Some(subject.clone()),
+            purpose: "loyalty_program".into(),
+            evidence: Some(Evidence {
+                channel: ConsentChannel::InStore as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let program = c
+        .loyalty
+        .create_program(CreateProgramRequest {
+            program: Some(Program {
+                display_name: "Club".into(),
+                kind: ProgramKind::B2c as i32,
+                currency_code: "PLN".into(),
+                status: ProgramStatus::Active as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("loyalty answers")
+        .into_inner();
+    c.loyalty
+        .define_point_type(DefinePointTypeRequest {
+            program_id: program.id.clone(),
+            point_type: Some(PointType {
+                code: "basic".into(),
+                display_name: "Basic points".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    c.loyalty
+        .define_operation_type(DefineOperationTypeRequest {
+            program_id: program.id.clone(),
+            operation_type: Some(OperationType {
+                code: "purchase".into(),
+                display_name: "Purchase".into(),
+                direction: Direction::Accrue as i32,
+                default_point_type: "basic".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    // Loyalty asks parties and consent before it enrols: its peers are wired.
+    let membership = c
+        .loyalty
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: person.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("enrolment with consent on record")
+        .into_inner();
+    let account = AccountRef {
+        membership_id: membership.id.clone(),
+        ..Default::default()
+    };
+    c.loyalty
+        .record_operation(RecordOperationRequest {
+            operation_id: "receipt-7781".into(),
+            account: Some(account.clone()),
+            operation_type: "purchase".into(),
+            points: 120,
+            reference: "receipt 7781".into(),
+            card_number: String::new(),
+        })
+        .await
+        .unwrap();
+    let balance = c
+        .loyalty
+        .get_balance(GetBalanceRequest {
+            account: Some(account),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(balance.balance, 120);
+
+    // An erasure goes out over the in-process broker and every service that holds personal data
+    // answers it.
+    let opened = c
+        .consent
+        .open_subject_request(OpenSubjectRequestRequest {
+            r#type: PrivacyRequestType::Erasure as i32,
+            subject: Some(subject),
+            channel: ConsentChannel::Email as i32,
+            details: "Please forget me".into(),
+            request_id: "erase-jadwiga".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    c.consent
+        .verify_subject_request(VerifySubjectRequestRequest {
+            id: opened.id.clone(),
+            verified: true,
+            method: "ID card shown in store".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let deadline = Instant::now() + WAIT;
+    let done = loop {
+        let request = c
+            .consent
+            .get_subject_request(GetSubjectRequestRequest {
+                id: opened.id.clone(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        if request.status() == SubjectRequestStatus::Completed {
+            break request;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the erasure did not complete: {request:?}\n{}",
+            up.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let answered: Vec<(&str, bool)> = done
+        .answers
+        .iter()
+        .map(|a| (a.service.as_str(), a.subject_found))
+        .collect();
+    assert_eq!(answered, [("loyalty", true), ("parties", true)]);
+
+    let (code, output) = up.stop();
+    assert_eq!(code, Some(0), "crm up exits cleanly on SIGTERM:\n{output}");
+    assert!(output.contains("Stopped."), "{output}");
+    let left = processes_in(&dir);
+    assert!(left.is_empty(), "crm up left processes running: {left:?}");
+
+    // The data is kept across runs.
+    let again = Up::start(&dir);
+    let mut c = clients(&dir);
+    let kept = c
+        .parties
+        .get_party(GetPartyRequest {
+            id: company.id.clone(),
+        })
+        .await
+        .expect("the company is still there")
+        .into_inner();
+    assert_eq!(kept.display_name, "Acme");
+    let (code, output) = again.stop();
+    assert_eq!(code, Some(0), "{output}");
+    assert!(processes_in(&dir).is_empty());
+    let _ = std::fs::remove_dir_all(&dir);
+}
