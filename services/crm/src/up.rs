@@ -82,12 +82,15 @@ async fn up(mut configs: Vec<Config>) -> anyhow::Result<()> {
         ),
         Err(TryLockError::Error(error)) => return Err(error.into()),
     }
+    // One URL would put every service's tables and migrations in one database.
+    anyhow::ensure!(
+        configs[0].database.url.is_none(),
+        "crm up keeps each service's database on its private cluster; to use another PostgreSQL, \
+         run each service with `crm serve <service>` and its own CRM__DATABASE__URL"
+    );
     wire(&mut configs)?;
     let local = Local {
-        postgres: match configs[0].database.url {
-            Some(_) => None,
-            None => Some(Arc::new(LocalPostgres::start(&dir)?)),
-        },
+        postgres: Some(Arc::new(LocalPostgres::start(&dir)?)),
         kafka: match configs[0].kafka.brokers {
             Some(_) => None,
             None => {
