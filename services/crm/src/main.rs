@@ -6,7 +6,7 @@
 //! crm migrate <service> [--config FILE]  apply its migrations and exit (the Helm hook)
 //! crm <task> <service> [--config FILE]   one of its operator commands, e.g. `crm verify loyalty`
 //! crm dev-token [--subject S] [SCOPE…]   a development bearer token (every scope when none is named)
-//! crm services                           the services this binary holds, with their ports
+//! crm services                           the services it holds: ports, personal data, topics written
 //! ```
 
 mod up;
@@ -37,7 +37,7 @@ const USAGE: &str = "usage:
   crm migrate <service> [--config FILE]  apply its migrations and exit
   crm <task> <service> [--config FILE]   one of its operator commands, e.g. `crm verify loyalty`
   crm dev-token [--subject S] [SCOPE...] a development bearer token (every scope when none is named)
-  crm services                           the services this binary holds, with their ports";
+  crm services                           the services it holds: ports, personal data, topics written";
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -46,8 +46,13 @@ async fn main() -> ExitCode {
         Some("up") => up::run(&args[1..]).await,
         Some("dev-token") => dev_token(&args),
         Some("services") => {
+            println!("service\tgrpc\tmetrics\tpersonal_data\ttopics");
             for service in SERVICES {
-                println!("{:<10} {}", service.spec.name, service.spec.default_port);
+                let spec = service.spec;
+                let topics = service.topics.join(",");
+                let (grpc, admin) = (spec.default_port, spec.admin_port());
+                let personal = service.privacy_participant;
+                println!("{}\t{grpc}\t{admin}\t{personal}\t{topics}", spec.name);
             }
             ExitCode::SUCCESS
         }

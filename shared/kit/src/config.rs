@@ -15,6 +15,13 @@ pub struct ServiceSpec {
     pub default_port: u16,
 }
 
+impl ServiceSpec {
+    /// The default port of `/metrics`: 9 followed by the gRPC port's last three digits.
+    pub const fn admin_port(&self) -> u16 {
+        9000 + self.default_port % 1000
+    }
+}
+
 /// The settings every service shares.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -344,7 +351,7 @@ fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 17] {
     [
         (
             "admin.listen",
-            format!("0.0.0.0:9{:03}", spec.default_port % 1000).into(),
+            format!("0.0.0.0:{}", spec.admin_port()).into(),
         ),
         (
             "grpc.listen",
