@@ -37,9 +37,23 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace "+" "_" }}
 {{- end -}}
 
-{{/* A component's settings: its own entry over `default`. */}}
+{{/* A component's settings: its own entry over `default`, two levels deep (a component's
+`autoscaling.enabled` or `resources.limits` replaces the default's, and false or 0 count). */}}
 {{- define "crm.component" -}}
-{{- toYaml (merge (deepCopy .component) (deepCopy .root.Values.default)) -}}
+{{- $c := deepCopy .component -}}
+{{- range $key, $value := .root.Values.default -}}
+{{- if not (hasKey $c $key) -}}
+{{- $_ := set $c $key (deepCopy $value) -}}
+{{- else if and (kindIs "map" $value) (kindIs "map" (index $c $key)) -}}
+{{- $own := index $c $key -}}
+{{- range $k, $v := $value -}}
+{{- if not (hasKey $own $k) -}}
+{{- $_ := set $own $k (deepCopy $v) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- toYaml $c -}}
 {{- end -}}
 
 {{- define "crm.image" -}}
@@ -92,19 +106,19 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 - name: CRM__KAFKA__REPLICATION_FACTOR
   value: {{ $root.Values.kafka.replicationFactor | quote }}
 {{- with $root.Values.auth }}
-{{- if .existingSecret }}
+{{- if and .existingSecret .jwtSecretKey }}
 - name: CRM__AUTH__JWT_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ .existingSecret }}
       key: {{ .jwtSecretKey }}
-{{- if .serviceTokenKey }}
+{{- end }}
+{{- if and .existingSecret .serviceTokenKey }}
 - name: CRM__AUTH__SERVICE_TOKEN
   valueFrom:
     secretKeyRef:
       name: {{ .existingSecret }}
       key: {{ .serviceTokenKey }}
-{{- end }}
 {{- end }}
 {{- if .jwksUrl }}
 - name: CRM__AUTH__JWKS_URL
@@ -146,5 +160,27 @@ helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version | replace 
 {{- range $key, $value := $c.env }}
 - name: {{ $key }}
   value: {{ $value | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Egress rules to DNS and to `engines` (keys of networkPolicy.egress). */}}
+{{- define "crm.egressToEngines" -}}
+- ports:
+    - {port: 53, protocol: UDP}
+    - {port: 53, protocol: TCP}
+  to:
+    - namespaceSelector: {}
+      podSelector:
+        matchLabels: {k8s-app: kube-dns}
+{{- range $engine := .engines }}
+{{- $rule := index $.root.Values.networkPolicy.egress $engine }}
+- ports:
+    {{- range $port := $rule.ports }}
+    - {port: {{ $port }}, protocol: TCP}
+    {{- end }}
+  {{- with $rule.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
 {{- end }}
 {{- end -}}

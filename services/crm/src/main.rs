@@ -1,7 +1,7 @@
 //! `crm`: the whole suite in one binary.
 //!
 //! ```text
-//! crm up [--config FILE]                 every service in one process, no configuration needed
+//! crm up [--config FILE] [--host ADDR]   every service in one process, no configuration needed
 //! crm serve <service> [--config FILE]    one service (a container's command)
 //! crm migrate <service> [--config FILE]  apply its migrations and exit (the Helm hook)
 //! crm <task> <service> [--config FILE]   one of its operator commands, e.g. `crm verify loyalty`
@@ -32,7 +32,7 @@ const SUITE: ServiceSpec = ServiceSpec {
 };
 
 const USAGE: &str = "usage:
-  crm up [--config FILE]                 every service in one process, no configuration needed
+  crm up [--config FILE] [--host ADDR]   every service in one process, no configuration needed
   crm serve <service> [--config FILE]    one service (a container's command)
   crm migrate <service> [--config FILE]  apply its migrations and exit
   crm <task> <service> [--config FILE]   one of its operator commands, e.g. `crm verify loyalty`
@@ -60,28 +60,51 @@ async fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Some(command) if !command.starts_with('-') => {
-            let Some(name) = args.get(1) else {
-                return usage_error(&format!("crm {command} needs a service"));
-            };
-            let Some(service) = SERVICES.iter().find(|s| s.spec.name == name) else {
-                return usage_error(&format!("no service {name:?} in this binary"));
-            };
-            let mut rest = vec![command.to_owned()];
-            rest.extend(args[2..].iter().cloned());
-            match Cli::from_args(rest) {
-                Ok(cli) => app::run(service, cli).await,
-                Err(message) => usage_error(&message),
-            }
-        }
+        Some(command) if !command.starts_with('-') => service_command(command, &args[1..]).await,
         _ => usage_error("a command is needed"),
+    }
+}
+
+/// `crm <command> <service> [--config FILE]`: the service's name may come anywhere among the
+/// options; the command must be one the service has.
+async fn service_command(command: &str, args: &[String]) -> ExitCode {
+    let mut rest = vec![command.to_owned()];
+    let mut name = None;
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--config" => {
+                rest.push(arg.clone());
+                rest.extend(args.next().cloned());
+            }
+            other if !other.starts_with('-') && name.is_none() => name = Some(other),
+            _ => rest.push(arg.clone()),
+        }
+    }
+    let Some(name) = name else {
+        return usage_error(&format!("crm {command} needs a service"));
+    };
+    let Some(service) = SERVICES.iter().find(|s| s.spec.name == name) else {
+        return usage_error(&format!("no service {name:?} in this binary"));
+    };
+    let tasks = service.tasks.iter().map(|t| t.name);
+    let commands: Vec<&str> = ["serve", "migrate"].into_iter().chain(tasks).collect();
+    if !commands.contains(&command) {
+        return usage_error(&format!(
+            "{name} has no command {command:?}; it has {}",
+            commands.join(", ")
+        ));
+    }
+    match Cli::from_args(rest) {
+        Ok(cli) => app::run(service, cli).await,
+        Err(message) => usage_error(message.lines().next().unwrap_or_default()),
     }
 }
 
 fn dev_token(args: &[String]) -> ExitCode {
     let cli = match Cli::from_args(args.iter().cloned()) {
         Ok(cli) => cli,
-        Err(message) => return usage_error(&message),
+        Err(message) => return usage_error(message.lines().next().unwrap_or_default()),
     };
     let Command::DevToken { subject, scopes } = &cli.command else {
         return usage_error("crm dev-token takes --subject and scopes only");

@@ -1,17 +1,21 @@
 //! `crm up`: every service of the suite in one process, with nothing to configure. One private
 //! PostgreSQL cluster under `.crm-local/` (a database per service, kept across runs), one
 //! in-process Kafka-protocol broker that any Kafka client on the machine can attach to, each
-//! service on its documented port, peers wired to each other, the privacy registry set to the
-//! services that run, and a development token with every scope.
+//! service on its documented port of 127.0.0.1 (`--host` for another address), peers wired to
+//! each other, the privacy registry set to the services that run, and a development token with
+//! every scope.
 //!
 //! Stopping (SIGTERM or Ctrl-C) goes in stages, because the broker keeps its events only in this
-//! process: no new calls; then relays and consumers carry on until no event has moved for a while,
-//! so that what was committed is published and consumed; then the workers and relays stop (the
-//! relays publish what is left) and last the cluster.
+//! process: each service stops taking calls once the services that may call it have drained
+//! theirs; then relays and consumers carry on until no event has moved for a while, so that what
+//! was committed is published and consumed; then workers, consumers and relays stop (what a relay
+//! has not published stays in its outbox for the next run) and last the cluster. A second signal
+//! skips the waiting.
 
 use std::{
     collections::BTreeSet,
     fs::{File, TryLockError},
+    net::IpAddr,
     process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
@@ -19,13 +23,13 @@ use std::{
 
 use anyhow::Context as _;
 use crm_kit::{
-    app::Runtime,
+    app::{Runtime, Stages},
     config::{Cli, Command, Config},
     local::{Local, LocalKafka, LocalPostgres},
-    shutdown,
+    shutdown::{self, ShutdownTrigger},
     telemetry::Telemetry,
 };
-use tokio::task::JoinSet;
+use tokio::{sync::oneshot, task::JoinSet};
 
 use crate::SERVICES;
 
@@ -34,10 +38,13 @@ const QUIET: Duration = Duration::from_millis(1500);
 const MOST_QUIET_WAIT: Duration = Duration::from_secs(15);
 
 pub async fn run(args: &[String]) -> ExitCode {
-    let cli = match Cli::from_args(args.iter().cloned()) {
-        Ok(cli) if cli.command == Command::Serve => cli,
-        Ok(_) => return crate::usage_error("crm up takes --config FILE only"),
+    let (host, args) = match host(args) {
+        Ok(parsed) => parsed,
         Err(message) => return crate::usage_error(&message),
+    };
+    let cli = match Cli::from_args(args) {
+        Ok(cli) if cli.command == Command::Serve => cli,
+        _ => return crate::usage_error("crm up takes --config FILE and --host ADDRESS only"),
     };
     // Defaults, then the file, then CRM__* variables, for every service alike.
     let mut configs = Vec::new();
@@ -57,7 +64,7 @@ pub async fn run(args: &[String]) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = up(configs).await;
+    let result = up(configs, host).await;
     telemetry.shutdown();
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -68,7 +75,38 @@ pub async fn run(args: &[String]) -> ExitCode {
     }
 }
 
-async fn up(mut configs: Vec<Config>) -> anyhow::Result<()> {
+/// `--host ADDRESS` taken out of `args` (127.0.0.1 when absent): the suite answers anyone who
+/// reaches it with the development secret, so by default only this machine can.
+fn host(args: &[String]) -> Result<(IpAddr, Vec<String>), String> {
+    let mut host = IpAddr::from([127, 0, 0, 1]);
+    let mut rest = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg == "--host" {
+            let value = args.next().ok_or("--host needs an address")?;
+            host = value
+                .parse()
+                .map_err(|_| format!("--host {value:?} is not an IP address"))?;
+        } else {
+            rest.push(arg.clone());
+        }
+    }
+    Ok((host, rest))
+}
+
+/// A service being served, and how to stop its calls.
+struct Serving {
+    stop_calls: ShutdownTrigger,
+    drained: oneshot::Receiver<()>,
+}
+
+async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
+    // One URL would put every service's tables and migrations in one database.
+    anyhow::ensure!(
+        configs[0].database.url.is_none(),
+        "crm up keeps each service's database on its private cluster; to use another PostgreSQL, \
+         run each service with `crm serve <service>` and its own CRM__DATABASE__URL"
+    );
     let dir = configs[0].database.local_dir.clone();
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     // Held until the process ends: a second `crm up` on the same directory is told, and leaves
@@ -82,15 +120,10 @@ async fn up(mut configs: Vec<Config>) -> anyhow::Result<()> {
         ),
         Err(TryLockError::Error(error)) => return Err(error.into()),
     }
-    // One URL would put every service's tables and migrations in one database.
-    anyhow::ensure!(
-        configs[0].database.url.is_none(),
-        "crm up keeps each service's database on its private cluster; to use another PostgreSQL, \
-         run each service with `crm serve <service>` and its own CRM__DATABASE__URL"
-    );
-    wire(&mut configs)?;
+    wire(&mut configs, host)?;
     let local = Local {
-        postgres: Some(Arc::new(LocalPostgres::start(&dir)?)),
+        // With the lock held, a cluster found running was left by a run that died: ours now.
+        postgres: Some(Arc::new(LocalPostgres::start(&dir)?.owned())),
         kafka: match configs[0].kafka.brokers {
             Some(_) => None,
             None => {
@@ -106,9 +139,9 @@ async fn up(mut configs: Vec<Config>) -> anyhow::Result<()> {
         },
     };
 
-    let (stop_calls, calls) = shutdown::channel();
-    let (stop_work, work) = shutdown::channel();
-    let mut serving = JoinSet::new();
+    let (stop_rest, rest) = shutdown::channel();
+    let mut tasks = JoinSet::new();
+    let mut serving = Vec::new();
     let mut token = None;
     let mut lines = Vec::new();
     for (service, config) in SERVICES.iter().zip(configs) {
@@ -124,61 +157,93 @@ async fn up(mut configs: Vec<Config>) -> anyhow::Result<()> {
             runtime.local_addr(),
             runtime.admin_addr()
         ));
-        let (routes, names) = (service.start)(&runtime, &work)?;
-        let stages = (calls.clone(), work.clone());
-        serving.spawn(async move {
+        let (routes, names) = (service.start)(&runtime, &rest)?;
+        let (stop_calls, calls) = shutdown::channel();
+        let (drained_tx, drained) = oneshot::channel();
+        let stages = Stages {
+            calls,
+            rest: rest.clone(),
+            drained: Some(drained_tx),
+        };
+        tasks.spawn(async move {
             let served = runtime.serve_in_stages(routes, names, topics, stages).await;
-            served.with_context(|| format!("{} stopped", spec.name))
+            served.with_context(|| format!("{} failed", spec.name))
+        });
+        serving.push(Serving {
+            stop_calls,
+            drained,
         });
     }
-    println!("The CRM suite is up; Ctrl-C stops it.");
-    println!("{}", lines.join("\n"));
+    // On standard error: the log on standard output may be going to a JSON log shipper.
+    eprintln!("The CRM suite is up; Ctrl-C stops it.");
+    eprintln!("{}", lines.join("\n"));
     if let Some(postgres) = &local.postgres {
-        println!(
+        eprintln!(
             "  PostgreSQL postgres://postgres@127.0.0.1:{}/crm_<service> (data in {})",
             crm_kit::local::POSTGRES_PORT,
             postgres.data_dir().display()
         );
     }
     if let Some(kafka) = &local.kafka {
-        println!(
+        eprintln!(
             "  Kafka      {} (in this process: its events last while it runs)",
             kafka.brokers()
         );
     }
     if let Some(token) = token {
-        println!("  a bearer token with every scope, valid for 12 hours:\n{token}");
+        eprintln!("  a bearer token with every scope, valid for 12 hours:\n{token}");
     }
 
-    let early_end = tokio::select! {
-        _ = shutdown::os_signal() => None,
-        ended = serving.join_next() => ended,
+    let mut failed = tokio::select! {
+        _ = shutdown::os_signal() => false,
+        ended = tasks.join_next() => {
+            // A service stopped by itself: stop the others too.
+            report(ended);
+            true
+        }
     };
-    if let Some(ended) = early_end {
-        // A service stopped by itself: stop the others too, and say why.
-        tracing::error!(?ended, "a service stopped; stopping the suite");
+    tokio::select! {
+        clean = stop(serving, stop_rest, &mut tasks) => failed |= !clean,
+        _ = shutdown::os_signal() => {
+            eprintln!("Stopping at once: what is not yet published stays in the outboxes for the next run.");
+        }
     }
-    stop(stop_calls, stop_work, &mut serving).await;
+    // A service still running holds the private parts too: they stop once it is gone.
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
     drop(local);
     drop(lock);
+    eprintln!("Stopped.");
+    anyhow::ensure!(!failed, "a service failed (see the log above)");
     Ok(())
 }
 
-/// Every service calls the others at their addresses here (unless the configuration names a
-/// peer), and the consent service waits for the receipts of the services running that hold
-/// personal data.
-fn wire(configs: &mut [Config]) -> anyhow::Result<()> {
-    let mut peers = Vec::new();
-    for (service, config) in SERVICES.iter().zip(configs.iter()) {
-        let port = config.grpc_listen()?.port();
-        peers.push((service.spec.name, format!("http://127.0.0.1:{port}")));
-    }
+/// Every service listens on its documented ports of `host` and calls the others there (unless
+/// the configuration names a peer), and the consent service waits for the receipts of the
+/// services running that hold personal data.
+fn wire(configs: &mut [Config], host: IpAddr) -> anyhow::Result<()> {
+    let reach = match host.is_unspecified() {
+        true => IpAddr::from([127, 0, 0, 1]),
+        false => host,
+    };
+    let peers: Vec<(&str, String)> = SERVICES
+        .iter()
+        .map(|s| {
+            (
+                s.spec.name,
+                format!("http://{reach}:{}", s.spec.default_port),
+            )
+        })
+        .collect();
     let participants: Vec<&str> = SERVICES
         .iter()
         .filter(|s| s.privacy_participant)
         .map(|s| s.spec.name)
         .collect();
-    for config in configs {
+    for (service, config) in SERVICES.iter().zip(configs.iter_mut()) {
+        let spec = service.spec;
+        config.grpc.listen = format!("{host}:{}", spec.default_port);
+        config.admin.listen = format!("{host}:{}", spec.admin_port());
         for (name, url) in &peers {
             config
                 .peers
@@ -190,26 +255,43 @@ fn wire(configs: &mut [Config]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops calls, waits until no event has moved for [`QUIET`] (at most [`MOST_QUIET_WAIT`]), then
-/// stops the rest and waits for every service to finish.
+/// Stops calls service by service, the last started (which may call the others) first; waits
+/// until no event has moved for [`QUIET`] (at most [`MOST_QUIET_WAIT`]); then stops the rest and
+/// waits for every service to finish. False when one failed.
 async fn stop(
-    stop_calls: shutdown::ShutdownTrigger,
-    stop_work: shutdown::ShutdownTrigger,
-    serving: &mut JoinSet<anyhow::Result<()>>,
-) {
-    println!("Stopping: no new calls; publishing and consuming the events in flight.");
-    stop_calls.trigger();
+    serving: Vec<Serving>,
+    stop_rest: ShutdownTrigger,
+    tasks: &mut JoinSet<anyhow::Result<()>>,
+) -> bool {
+    eprintln!("Stopping: no new calls; publishing and consuming the events in flight.");
+    for service in serving.into_iter().rev() {
+        service.stop_calls.trigger();
+        // A service that failed has nothing left to drain.
+        let _ = service.drained.await;
+    }
     let started = Instant::now();
     while shutdown::quiet_for() < QUIET && started.elapsed() < MOST_QUIET_WAIT {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    stop_work.trigger();
-    while let Some(ended) = serving.join_next().await {
-        match ended {
-            Ok(Ok(())) => {}
-            Ok(Err(error)) => tracing::error!(error = format!("{error:#}"), "a service failed"),
-            Err(error) => tracing::error!(%error, "a service panicked"),
+    stop_rest.trigger();
+    let mut clean = true;
+    while let Some(ended) = tasks.join_next().await {
+        clean &= report(Some(ended));
+    }
+    clean
+}
+
+/// Logs how a service's task ended; true when it ended well.
+fn report(ended: Option<Result<anyhow::Result<()>, tokio::task::JoinError>>) -> bool {
+    match ended {
+        Some(Ok(Ok(()))) | None => true,
+        Some(Ok(Err(error))) => {
+            tracing::error!(error = format!("{error:#}"), "a service failed");
+            false
+        }
+        Some(Err(error)) => {
+            tracing::error!(%error, "a service panicked");
+            false
         }
     }
-    println!("Stopped.");
 }

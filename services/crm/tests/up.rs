@@ -1,5 +1,6 @@
 //! `crm up` as a new user runs it: the built binary, no configuration, an empty directory. One
-//! cross-service flow over gRPC (consent → enrolment → accrual → an erasure every service answers),
+//! cross-service flow over gRPC (a party, consent, enrolment, accrual, redemption, then an erasure
+//! every service answers),
 //! a second `crm up` refused, a stop by SIGTERM that leaves no process behind, and a restart that
 //! finds the data kept.
 //!
@@ -114,8 +115,20 @@ impl Up {
 }
 
 impl Drop for Up {
+    /// A failed test still stops the suite as a user would, so that its cluster stops too.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        if let Ok(None) = self.child.try_wait() {
+            let pid = self.child.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let deadline = Instant::now() + WAIT;
+            while let Ok(None) = self.child.try_wait() {
+                if Instant::now() > deadline {
+                    let _ = self.child.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
     }
 }
 
@@ -316,6 +329,19 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         })
         .await
         .unwrap();
+    c.loyalty
+        .define_operation_type(DefineOperationTypeRequest {
+            program_id: program.id.clone(),
+            operation_type: Some(OperationType {
+                code: "reward".into(),
+                display_name: "Reward redeemed".into(),
+                direction: Direction::Settle as i32,
+                default_point_type: "basic".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
     // Loyalty asks parties and consent before it enrols: its peers are wired.
     let membership = c
         .loyalty
@@ -342,6 +368,17 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         })
         .await
         .unwrap();
+    c.loyalty
+        .record_operation(RecordOperationRequest {
+            operation_id: "reward-cinema".into(),
+            account: Some(account.clone()),
+            operation_type: "reward".into(),
+            points: 50,
+            reference: "cinema ticket".into(),
+            card_number: String::new(),
+        })
+        .await
+        .expect("a redemption");
     let balance = c
         .loyalty
         .get_balance(GetBalanceRequest {
@@ -350,7 +387,7 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(balance.balance, 120);
+    assert_eq!(balance.balance, 70);
 
     // An erasure goes out over the in-process broker and every service that holds personal data
     // answers it.

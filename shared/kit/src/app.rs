@@ -140,8 +140,8 @@ impl Runtime {
         })
     }
 
-    /// A bearer token with `scopes`, valid for 12 hours, when this runtime runs on a private
-    /// cluster with the development secret (local mode); None otherwise.
+    /// A bearer token with `scopes`, valid for 12 hours and signed with this runtime's secret,
+    /// when it runs on a private cluster (local mode); None otherwise.
     pub fn dev_token(&self, subject: &str, scopes: &[&str]) -> Option<String> {
         let secret = self.secret.as_ref()?;
         self.local.postgres.as_ref()?;
@@ -193,21 +193,28 @@ impl Runtime {
         topics: &[&str],
         shutdown: Shutdown,
     ) -> anyhow::Result<()> {
-        let stages = (shutdown.clone(), shutdown);
+        let stages = Stages {
+            calls: shutdown.clone(),
+            rest: shutdown,
+            drained: None,
+        };
         self.serve_in_stages(routes, service_names, topics, stages)
             .await
     }
 
-    /// [`Runtime::serve`] stopping in two stages: calls at the first shutdown, the relay (after
-    /// publishing everything committed) at the second, so that what the service's workers and
-    /// consumers write in between still reaches the broker.
+    /// [`Runtime::serve`] stopping in two stages (see [`Stages`]).
     pub async fn serve_in_stages(
         self,
         routes: Routes,
         service_names: Vec<&'static str>,
         topics: &[&str],
-        (calls, shutdown): (Shutdown, Shutdown),
+        stages: Stages,
     ) -> anyhow::Result<()> {
+        let Stages {
+            calls,
+            rest: shutdown,
+            drained,
+        } = stages;
         let relay = Relay::new(
             self.pool.clone(),
             self.kafka.clone(),
@@ -227,10 +234,30 @@ impl Runtime {
             request_timeout: self.config.request_timeout(),
         };
         let served = serve(self.listener, routes, options, calls).await;
-        relay.await?;
+        if let Some(drained) = drained {
+            let _ = drained.send(());
+        }
+        if served.is_err() {
+            // The server failed by itself: nothing will stop the relay.
+            relay.abort();
+        }
+        match relay.await {
+            Err(error) if !error.is_cancelled() => return Err(error.into()),
+            _ => {}
+        }
         self.pool.close().await;
         Ok(served?)
     }
+}
+
+/// How a served runtime stops when its process runs several services (`crm up`): calls at
+/// `calls`, with `drained` told once the calls in flight have finished; the relay, the metrics
+/// server and the key refresh at `rest`, so that what the service's workers and consumers write
+/// in between still reaches the broker.
+pub struct Stages {
+    pub calls: Shutdown,
+    pub rest: Shutdown,
+    pub drained: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// One service of the suite, as `main` and the tests start it: its name and port, its

@@ -281,6 +281,8 @@ async fn process<H: Handler>(
                 return true;
             }
             Err(HandleError::Retry(error)) if attempt < options.max_attempts => {
+                // Still at work on an event: not quiet (see `shutdown::quiet_for`).
+                crate::shutdown::event_moved();
                 tracing::warn!(
                     error = format!("{error:#}"),
                     attempt,

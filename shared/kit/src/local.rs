@@ -29,7 +29,7 @@ pub struct LocalPostgres {
     bin: PathBuf,
     data_dir: PathBuf,
     /// False when the cluster was already running (another process's): it is left running.
-    started: bool,
+    stop_on_drop: bool,
 }
 
 impl LocalPostgres {
@@ -58,14 +58,25 @@ impl LocalPostgres {
         };
         if !data_dir.join("PG_VERSION").exists() {
             tracing::info!(dir = %data_dir.display(), "initialising a private PostgreSQL cluster");
-            run(postgres_cmd("initdb")
+            let initialised = run(postgres_cmd("initdb")
                 .args([
                     "--auth=trust",
                     "--username=postgres",
                     "--encoding=UTF8",
                     "-D",
                 ])
-                .arg(&data_dir))?;
+                .arg(&data_dir));
+            if as_root {
+                initialised.with_context(|| {
+                    format!(
+                        "the cluster belongs to the postgres user, which must be able to enter \
+                         every directory above {}",
+                        data_dir.display()
+                    )
+                })?;
+            } else {
+                initialised?;
+            }
         }
         let running = postgres_cmd("pg_ctl")
             .arg("status")
@@ -75,6 +86,13 @@ impl LocalPostgres {
             .status
             .success();
         if !running {
+            // Say plainly what a failed start would only hint at in its log.
+            if std::net::TcpListener::bind(("127.0.0.1", POSTGRES_PORT)).is_err() {
+                bail!(
+                    "port {POSTGRES_PORT} of the private PostgreSQL cluster is taken: is `crm up` \
+                     (or a service started on its own) running from another directory?"
+                );
+            }
             let options = format!(
                 "-p {POSTGRES_PORT} -k {} -c listen_addresses=127.0.0.1",
                 data_dir.display()
@@ -91,8 +109,16 @@ impl LocalPostgres {
         Ok(Self {
             bin,
             data_dir,
-            started: !running,
+            stop_on_drop: !running,
         })
+    }
+
+    /// Stops the cluster when dropped even if it was running already (a run that died left it
+    /// behind): for a caller that knows no other process uses it, as `crm up` does by holding
+    /// the directory's lock.
+    pub fn owned(mut self) -> Self {
+        self.stop_on_drop = true;
+        self
     }
 
     /// The URL of the database `crm_<service>`, created the first time.
@@ -137,7 +163,7 @@ impl LocalPostgres {
 
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
-        if !self.started {
+        if !self.stop_on_drop {
             return;
         }
         let pg_ctl = self.bin.join("pg_ctl");

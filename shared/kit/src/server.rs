@@ -36,7 +36,9 @@ pub struct ServeOptions {
 }
 
 /// Serves `routes` with health and reflection on `listener` until `shutdown` fires, then reports
-/// NOT_SERVING, stops accepting and drains the calls in flight.
+/// NOT_SERVING, stops accepting and drains the calls in flight: for at most the request timeout
+/// and a second, after which the connections still open (streams that never end by themselves,
+/// such as health watches) are closed.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
@@ -78,7 +80,9 @@ pub async fn serve(
         permits: Arc::new(Semaphore::new(options.concurrency_limit)),
     };
     let names = options.service_names;
-    tonic::transport::Server::builder()
+    let drain_limit = options.request_timeout + Duration::from_secs(1);
+    let draining = shutdown.clone();
+    let server = tonic::transport::Server::builder()
         // Also honours a shorter `grpc-timeout` sent by the client.
         .timeout(options.request_timeout)
         .layer(gate)
@@ -91,8 +95,17 @@ pub async fn serve(
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
-        })
-        .await
+        });
+    tokio::select! {
+        served = server => served,
+        _ = async {
+            draining.wait().await;
+            tokio::time::sleep(drain_limit).await;
+        } => {
+            tracing::warn!(?drain_limit, "connections still open after draining; closing them");
+            Ok(())
+        }
+    }
 }
 
 /// The accepted connections, with Nagle's algorithm off: a unary reply is a few small HTTP/2

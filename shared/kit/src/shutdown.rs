@@ -75,7 +75,7 @@ fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// Notes that an event was published or consumed just now.
+/// Notes that an event was published or consumed just now, or that a consumer is retrying one.
 pub fn event_moved() {
     let now = epoch().elapsed().as_millis() as u64 + 1;
     LAST_EVENT.fetch_max(now, Ordering::Relaxed);
