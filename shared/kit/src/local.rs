@@ -123,33 +123,21 @@ impl LocalPostgres {
 
     /// The URL of the database `crm_<service>`, created the first time.
     pub fn database(&self, service: &str) -> anyhow::Result<String> {
-        let bin = &self.bin;
         let database = format!("crm_{service}");
-        let exists = Command::new(bin.join("psql"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &POSTGRES_PORT.to_string(),
-                "-U",
-                "postgres",
-                "-tAc",
-            ])
+        let port = POSTGRES_PORT.to_string();
+        let client = |program: &str| {
+            let mut command = Command::new(self.bin.join(program));
+            command.args(["-h", "127.0.0.1", "-p", &port, "-U", "postgres"]);
+            command
+        };
+        let exists = client("psql")
+            .arg("-tAc")
             .arg(format!(
                 "SELECT 1 FROM pg_database WHERE datname = '{database}'"
             ))
             .output()?;
         if String::from_utf8_lossy(&exists.stdout).trim() != "1" {
-            run(Command::new(bin.join("createdb"))
-                .args([
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &POSTGRES_PORT.to_string(),
-                    "-U",
-                    "postgres",
-                ])
-                .arg(&database))?;
+            run(client("createdb").arg(&database))?;
         }
         Ok(format!(
             "postgres://postgres@127.0.0.1:{POSTGRES_PORT}/{database}"
