@@ -1,8 +1,9 @@
 //! Bulk accrual: a campaign credits many members as one job. Starting it records the job and
-//! one item per selected membership; a worker then credits pending items in batches of
-//! [`BATCH`], each batch a handful of multi-row statements in one transaction that also marks its
-//! items done. A crash rolls back the batch in flight and the next worker run resumes; an item's
-//! operation has the client id `bulk:<job>:<membership>`, so no member is ever credited twice.
+//! one item per selected membership; workers then credit pending items in batches of [`BATCH`],
+//! [`WORKERS`] batches at once per replica, each batch a handful of multi-row statements in one
+//! transaction that also marks its items done and counts them. A crash rolls back the batch in
+//! flight and the next worker run resumes; an item's operation has the client id
+//! `bulk:<job>:<membership>`, so no member is ever credited twice.
 
 use std::time::Duration;
 
@@ -32,6 +33,8 @@ use crate::{
 
 /// Members credited per transaction.
 pub const BATCH: i64 = 500;
+/// Batches a replica credits at once: while one batch waits on PostgreSQL, the other computes.
+const WORKERS: usize = 2;
 
 /// How far ahead a job may be scheduled, and how far apart its runs may be.
 const MAX_REPEAT_DAYS: i32 = 366;
@@ -73,13 +76,6 @@ impl Loyalty {
             "more than one run needs repeat_every_days",
         );
         v.finish()?;
-        let scheduled = start_at > now;
-        // Resolved before the transaction opens: a base is a call to the parties service.
-        let selection = if scheduled {
-            None
-        } else {
-            Some(self.resolve(&chosen).await?)
-        };
 
         // A replay (same caller, same job id, same request) answers as the first call did; the
         // same job id with any other request is refused, whoever sends it.
@@ -127,17 +123,9 @@ impl Loyalty {
             let job_id = req.job_id.clone();
             return Err(Refusal::JobIdReused { job_id }.into());
         }
-        let change = match &selection {
-            Some(selection) => {
-                let row = store::lock_job(&mut tx, &req.job_id)
-                    .await?
-                    .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))?;
-                start_run(&mut tx, &row, selection).await?;
-                "started"
-            }
-            None => "scheduled",
-        };
-        let answer = announce(&mut tx, &req.job_id, change).await?;
+        // A job to start now is started by a worker too, within a moment: listing a million
+        // members takes longer than a call may.
+        let answer = announce(&mut tx, &req.job_id, "scheduled").await?;
         claim.commit(tx, &answer).await?;
         Ok(answer)
     }
@@ -213,8 +201,9 @@ impl Loyalty {
         })
     }
 
-    /// Stops a running job. The worker holds the job's row while it credits a batch, so a
-    /// cancellation takes effect between batches: no batch is half credited.
+    /// Stops a running job. The workers hold the job's row while they credit a batch, so a
+    /// cancellation waits for the batches in flight and takes effect between batches: no batch is
+    /// half credited.
     pub async fn cancel_bulk_accrual(
         &self,
         subject: &str,
@@ -261,27 +250,40 @@ impl Loyalty {
             .ok_or_else(|| ServiceError::not_found("BulkAccrual", &req.job_id))
     }
 
-    /// Credits pending items of running jobs until `shutdown`.
+    /// Starts scheduled runs when they are due and credits pending items of running jobs, with
+    /// [`WORKERS`] batches at once, until `shutdown`.
     pub async fn run_bulk_accruals(self, shutdown: Shutdown) {
+        for _ in 1..WORKERS {
+            let (worker, shutdown) = (self.clone(), shutdown.clone());
+            tokio::spawn(async move {
+                while shutdown.sleep(Duration::from_millis(250)).await {
+                    worker.credit_while_pending(&shutdown).await;
+                }
+            });
+        }
         while shutdown.sleep(Duration::from_millis(250)).await {
             if let Err(error) = self.start_due_run().await {
                 tracing::warn!(%error, "starting a scheduled bulk accrual failed; it will be retried");
             }
-            loop {
-                match self.credit_batch().await {
-                    Ok(true) if !shutdown.is_triggered() => continue,
-                    Ok(_) => break,
-                    Err(error) => {
-                        tracing::warn!(%error, "a bulk accrual batch failed; it will be retried");
-                        break;
-                    }
+            self.credit_while_pending(&shutdown).await;
+        }
+    }
+
+    async fn credit_while_pending(&self, shutdown: &Shutdown) {
+        loop {
+            match self.credit_batch().await {
+                Ok(true) if !shutdown.is_triggered() => continue,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(%error, "a bulk accrual batch failed; it will be retried");
+                    break;
                 }
             }
         }
     }
 
-    /// Credits one batch of one running job (other replicas take other jobs). False when there
-    /// was nothing to do.
+    /// Credits one batch of the oldest running job (every worker of every replica takes a batch
+    /// of it). False when there was nothing to do.
     async fn credit_batch(&self) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let job = store::lock_running_job(&mut tx).await?;
@@ -292,8 +294,14 @@ impl Loyalty {
             .ok_or_else(|| ServiceError::not_found("Program", job.program_id))?;
         let items = store::lock_pending_items(&mut tx, job.id, BATCH).await?;
         if items.is_empty() {
-            store::complete_job(&mut tx, job.id).await?;
-            announce(&mut tx, &job.client_id, "completed").await?;
+            // The last items may be another worker's batch, which can still fail and leave them
+            // pending: the job completes once none is.
+            if store::any_pending(&mut tx, job.id).await? {
+                return Ok(false);
+            }
+            if store::complete_job(&mut tx, job.id).await? {
+                announce(&mut tx, &job.client_id, "completed").await?;
+            }
             tx.commit().await?;
             return Ok(true);
         }
@@ -424,9 +432,11 @@ fn next_start(
     next
 }
 
-/// Tells downstream systems where the job now is.
+/// Tells downstream systems where the job now is. Two batches of a job committing at once each
+/// count the other's only if it committed first: the counts of "progressed" events may arrive
+/// out of order; those of the last event are the job's.
 async fn announce(tx: &mut Tx, client_id: &str, change: &str) -> Result<BulkAccrual> {
-    let job = store::lock_job(tx, client_id)
+    let job = store::get_job(tx, client_id)
         .await?
         .ok_or_else(|| ServiceError::not_found("BulkAccrual", client_id))?;
     let job = job_to_proto(&job);

@@ -179,11 +179,11 @@ async fn downstream_systems_rebuild_programs_coupons_discounts_and_jobs_from_the
     })
     .await
     .expect("the job completes");
-    // Started, one batch, completed.
+    // Scheduled (a worker starts it), started, one batch, completed.
     let jobs = rebuild(
         &brokers,
         "crm.loyalty.bulk_accrual.v1",
-        3,
+        4,
         |event: BulkAccrualChanged| event.job.map(|j| (j.job_id.clone(), j)),
     )
     .await;

@@ -31,9 +31,14 @@ pub struct JobRow {
     pub selection: Option<Json<Chosen>>,
 }
 
+/// A job's columns; its counts are its own plus its batches'.
 pub(super) const JOB_COLUMNS: &str =
-    "id, client_id, program_id, operation_type, points, reference, status, total, done,
-    failed, created_by, created_at, completed_at, start_at, repeat_every_days, runs, run, series,
+    "id, client_id, program_id, operation_type, points, reference, status, total,
+    done + coalesce((SELECT sum(b.done) FROM bulk_accrual_batches b
+                     WHERE b.job_id = bulk_accruals.id), 0)::bigint AS done,
+    failed + coalesce((SELECT sum(b.failed) FROM bulk_accrual_batches b
+                       WHERE b.job_id = bulk_accruals.id), 0)::bigint AS failed,
+    created_by, created_at, completed_at, start_at, repeat_every_days, runs, run, series,
     selection";
 
 /// Whom a job credits, as asked: resolved to memberships when a run starts.
@@ -225,22 +230,25 @@ pub async fn set_job_total(tx: &mut Tx, job: Uuid, total: i64) -> sqlx::Result<(
     Ok(())
 }
 
-/// The oldest running job no other replica is working on, locked.
+/// The oldest running job, held with a key-share lock: every worker may credit a batch of it at
+/// once, and a cancellation (which locks it for update) waits for their batches. A job being
+/// cancelled is skipped.
 pub async fn lock_running_job(tx: &mut Tx) -> sqlx::Result<Option<JobRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {JOB_COLUMNS} FROM bulk_accruals WHERE status = 'running'
-         ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+         ORDER BY created_at LIMIT 1 FOR KEY SHARE SKIP LOCKED"
     )))
     .fetch_optional(&mut **tx)
     .await
 }
 
-/// Up to `limit` pending items of the job, locked in membership order (the caller then locks
-/// their memberships through the posting engine).
+/// Up to `limit` pending items of the job that no other worker holds, locked in membership order
+/// (the caller then locks their memberships through the posting engine).
 pub async fn lock_pending_items(tx: &mut Tx, job: Uuid, limit: i64) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "SELECT membership_id FROM bulk_accrual_items
-         WHERE job_id = $1 AND status = 'pending' ORDER BY membership_id LIMIT $2 FOR NO KEY UPDATE",
+         WHERE job_id = $1 AND status = 'pending' ORDER BY membership_id LIMIT $2
+         FOR NO KEY UPDATE SKIP LOCKED",
     )
     .bind(job)
     .bind(limit)
@@ -248,17 +256,29 @@ pub async fn lock_pending_items(tx: &mut Tx, job: Uuid, limit: i64) -> sqlx::Res
     .await
 }
 
-pub async fn complete_job(tx: &mut Tx, job: Uuid) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE bulk_accruals SET status = 'completed', completed_at = now() WHERE id = $1",
+/// Whether the job has items not credited yet, counting those another worker is crediting now.
+pub async fn any_pending(tx: &mut Tx, job: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM bulk_accrual_items WHERE job_id = $1 AND status = 'pending')",
+    )
+    .bind(job)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Completes the running job; false when another worker did first.
+pub async fn complete_job(tx: &mut Tx, job: Uuid) -> sqlx::Result<bool> {
+    let completed = sqlx::query(
+        "UPDATE bulk_accruals SET status = 'completed', completed_at = now()
+         WHERE id = $1 AND status = 'running'",
     )
     .bind(job)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(completed.rows_affected() == 1)
 }
 
-/// Marks the items of a batch done (credited) or failed, and counts them on the job.
+/// Marks the items of a batch done (credited) or failed, and counts them in a row of the batch's.
 pub async fn record_items(
     tx: &mut Tx,
     job: Uuid,
@@ -276,7 +296,7 @@ pub async fn record_items(
     .bind(credited)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE bulk_accruals SET done = done + $2, failed = failed + $3 WHERE id = $1")
+    sqlx::query("INSERT INTO bulk_accrual_batches (job_id, done, failed) VALUES ($1, $2, $3)")
         .bind(job)
         .bind(done)
         .bind(failed)
