@@ -14,8 +14,7 @@
 
 use std::{
     collections::BTreeSet,
-    fs::{File, TryLockError},
-    net::IpAddr,
+    net::{IpAddr, SocketAddr},
     process::ExitCode,
     sync::Arc,
     time::{Duration, Instant},
@@ -107,23 +106,12 @@ async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
         "crm up keeps each service's database on its private cluster; to use another PostgreSQL, \
          run each service with `crm serve <service>` and its own CRM__DATABASE__URL"
     );
-    let dir = configs[0].database.local_dir.clone();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    // Held until the process ends: a second `crm up` on the same directory is told, and leaves
-    // the first one's cluster alone.
-    let lock = File::create(dir.join("crm-up.lock"))?;
-    match lock.try_lock() {
-        Ok(()) => {}
-        Err(TryLockError::WouldBlock) => anyhow::bail!(
-            "another `crm up` is running on {}: stop it first (Ctrl-C in its terminal)",
-            dir.display()
-        ),
-        Err(TryLockError::Error(error)) => return Err(error.into()),
-    }
+    // First: a second `crm up` (or a service run on its own) on the directory is told so, and
+    // nothing of the running one is touched.
+    let postgres = LocalPostgres::start_alone(&configs[0].database.local_dir)?;
     wire(&mut configs, host)?;
     let local = Local {
-        // With the lock held, a cluster found running was left by a run that died: ours now.
-        postgres: Some(Arc::new(LocalPostgres::start(&dir)?.owned())),
+        postgres: Some(Arc::new(postgres)),
         kafka: match configs[0].kafka.brokers {
             Some(_) => None,
             None => {
@@ -212,7 +200,6 @@ async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
     drop(local);
-    drop(lock);
     eprintln!("Stopped.");
     anyhow::ensure!(!failed, "a service failed (see the log above)");
     Ok(())
@@ -229,10 +216,8 @@ fn wire(configs: &mut [Config], host: IpAddr) -> anyhow::Result<()> {
     let peers: Vec<(&str, String)> = SERVICES
         .iter()
         .map(|s| {
-            (
-                s.spec.name,
-                format!("http://{reach}:{}", s.spec.default_port),
-            )
+            let address = SocketAddr::new(reach, s.spec.default_port);
+            (s.spec.name, format!("http://{address}"))
         })
         .collect();
     let participants: Vec<&str> = SERVICES
@@ -242,8 +227,8 @@ fn wire(configs: &mut [Config], host: IpAddr) -> anyhow::Result<()> {
         .collect();
     for (service, config) in SERVICES.iter().zip(configs.iter_mut()) {
         let spec = service.spec;
-        config.grpc.listen = format!("{host}:{}", spec.default_port);
-        config.admin.listen = format!("{host}:{}", spec.admin_port());
+        config.grpc.listen = SocketAddr::new(host, spec.default_port).to_string();
+        config.admin.listen = SocketAddr::new(host, spec.admin_port()).to_string();
         for (name, url) in &peers {
             config
                 .peers

@@ -4,6 +4,7 @@
 //! loudly.
 
 use std::{
+    fs::{File, TryLockError},
     path::{Path, PathBuf},
     process::Command,
     sync::{Arc, mpsc},
@@ -24,21 +25,51 @@ pub struct Local {
     pub kafka: Option<Arc<LocalKafka>>,
 }
 
-/// A PostgreSQL cluster under a data directory; stopped when dropped, if this process started it.
+/// A PostgreSQL cluster under a data directory, shared by the processes that run on that
+/// directory: each holds a lock on it, and the last one to let go stops the cluster (also one
+/// that a killed process left running).
 pub struct LocalPostgres {
     bin: PathBuf,
     data_dir: PathBuf,
-    /// False when the cluster was already running (another process's): it is left running.
-    stop_on_drop: bool,
+    /// `dir/lock`: shared by services run on their own, held alone by `crm up`.
+    lock: File,
 }
 
 impl LocalPostgres {
-    /// Starts (initialising it the first time) the cluster under `dir/postgres`.
+    /// Starts (initialising it the first time) the cluster under `dir/postgres`, or joins it if
+    /// another service run on its own started it.
     pub fn start(dir: &Path) -> anyhow::Result<Self> {
+        Self::open(dir, false)
+    }
+
+    /// [`LocalPostgres::start`] for a process that runs every service (`crm up`): no other
+    /// process may use the cluster while it runs.
+    pub fn start_alone(dir: &Path) -> anyhow::Result<Self> {
+        Self::open(dir, true)
+    }
+
+    fn open(dir: &Path, alone: bool) -> anyhow::Result<Self> {
         let bin = postgres_bin_dir()?;
         let dir = std::path::absolute(dir)?;
         let data_dir = dir.join("postgres");
         std::fs::create_dir_all(&data_dir)?;
+        let lock = File::create(dir.join("lock"))?;
+        let locked = match alone {
+            true => lock.try_lock(),
+            false => lock.try_lock_shared(),
+        };
+        match locked {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) if alone => bail!(
+                "`crm up`, or a service run on its own, is running on {}: stop it first",
+                dir.display()
+            ),
+            Err(TryLockError::WouldBlock) => bail!(
+                "`crm up` is running on {}: this service is one of its own",
+                dir.display()
+            ),
+            Err(TryLockError::Error(error)) => return Err(error.into()),
+        }
         let as_root = is_root();
         if as_root {
             // initdb and postgres refuse to run as root: the cluster belongs to `postgres`.
@@ -109,16 +140,8 @@ impl LocalPostgres {
         Ok(Self {
             bin,
             data_dir,
-            stop_on_drop: !running,
+            lock,
         })
-    }
-
-    /// Stops the cluster when dropped even if it was running already (a run that died left it
-    /// behind): for a caller that knows no other process uses it, as `crm up` does by holding
-    /// the directory's lock.
-    pub fn owned(mut self) -> Self {
-        self.stop_on_drop = true;
-        self
     }
 
     /// The URL of the database `crm_<service>`, created the first time.
@@ -151,7 +174,8 @@ impl LocalPostgres {
 
 impl Drop for LocalPostgres {
     fn drop(&mut self) {
-        if !self.stop_on_drop {
+        // Held alone only when no other process uses the cluster any more.
+        if self.lock.try_lock().is_err() {
             return;
         }
         let pg_ctl = self.bin.join("pg_ctl");

@@ -36,9 +36,9 @@ pub struct ServeOptions {
 }
 
 /// Serves `routes` with health and reflection on `listener` until `shutdown` fires, then reports
-/// NOT_SERVING, stops accepting and drains the calls in flight: for at most the request timeout
-/// and a second, after which the connections still open (streams that never end by themselves,
-/// such as health watches) are closed.
+/// NOT_SERVING, stops accepting and drains the calls in flight: it waits for at most the request
+/// timeout and a second, and then returns, leaving connections still open (streams that never end
+/// by themselves, such as health watches) to end with the process.
 pub async fn serve(
     listener: TcpListener,
     routes: Routes,
@@ -102,7 +102,7 @@ pub async fn serve(
             draining.wait().await;
             tokio::time::sleep(drain_limit).await;
         } => {
-            tracing::warn!(?drain_limit, "connections still open after draining; closing them");
+            tracing::warn!(?drain_limit, "connections still open after draining; no longer waiting for them");
             Ok(())
         }
     }
