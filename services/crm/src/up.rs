@@ -7,10 +7,10 @@
 //!
 //! Stopping (SIGTERM or Ctrl-C) goes in stages, because the broker keeps its events only in this
 //! process: each service stops taking calls once the services that may call it have drained
-//! theirs; then relays and consumers carry on until no event has moved for a while, so that what
-//! was committed is published and consumed; then workers, consumers and relays stop (what a relay
-//! has not published stays in its outbox for the next run) and last the cluster. A second signal
-//! skips the waiting.
+//! theirs; relays and consumers carry on until every consumer group has consumed what was
+//! published; the relays stop (what they have not published stays in their outbox for the next
+//! run) and the consumers take what they published last; then workers and consumers stop and
+//! last the cluster. A second signal skips the waiting.
 
 use std::{
     collections::BTreeSet,
@@ -24,6 +24,7 @@ use anyhow::Context as _;
 use crm_kit::{
     app::{Runtime, Stages},
     config::{Cli, Command, Config},
+    consumer,
     local::{Local, LocalKafka, LocalPostgres},
     shutdown::{self, ShutdownTrigger},
     telemetry::Telemetry,
@@ -33,7 +34,7 @@ use tokio::{sync::oneshot, task::JoinSet};
 use crate::SERVICES;
 
 /// How long no event may have moved before the broker is stopped, and the longest wait for it.
-const QUIET: Duration = Duration::from_millis(1500);
+const QUIET: Duration = Duration::from_millis(500);
 const MOST_QUIET_WAIT: Duration = Duration::from_secs(15);
 
 pub async fn run(args: &[String]) -> ExitCode {
@@ -97,6 +98,7 @@ fn host(args: &[String]) -> Result<(IpAddr, Vec<String>), String> {
 struct Serving {
     stop_calls: ShutdownTrigger,
     drained: oneshot::Receiver<()>,
+    relayed: oneshot::Receiver<()>,
 }
 
 async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
@@ -127,6 +129,7 @@ async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
         },
     };
 
+    let (stop_relays, relays) = shutdown::channel();
     let (stop_rest, rest) = shutdown::channel();
     let mut tasks = JoinSet::new();
     let mut serving = Vec::new();
@@ -148,10 +151,13 @@ async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
         let (routes, names) = (service.start)(&runtime, &rest)?;
         let (stop_calls, calls) = shutdown::channel();
         let (drained_tx, drained) = oneshot::channel();
+        let (relayed_tx, relayed) = oneshot::channel();
         let stages = Stages {
             calls,
-            rest: rest.clone(),
             drained: Some(drained_tx),
+            relay: relays.clone(),
+            relayed: Some(relayed_tx),
+            rest: rest.clone(),
         };
         tasks.spawn(async move {
             let served = runtime.serve_in_stages(routes, names, topics, stages).await;
@@ -160,6 +166,7 @@ async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
         serving.push(Serving {
             stop_calls,
             drained,
+            relayed,
         });
     }
     // On standard error: the log on standard output may be going to a JSON log shipper.
@@ -191,7 +198,7 @@ async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
         }
     };
     tokio::select! {
-        clean = stop(serving, stop_rest, &mut tasks) => failed |= !clean,
+        clean = stop(serving, stop_relays, stop_rest, &mut tasks) => failed |= !clean,
         _ = shutdown::os_signal() => {
             eprintln!("Stopping at once: what is not yet published stays in the outboxes for the next run.");
         }
@@ -241,29 +248,49 @@ fn wire(configs: &mut [Config], host: IpAddr) -> anyhow::Result<()> {
 }
 
 /// Stops calls service by service, the last started (which may call the others) first; waits
-/// until no event has moved for [`QUIET`] (at most [`MOST_QUIET_WAIT`]); then stops the rest and
-/// waits for every service to finish. False when one failed.
+/// until what was committed is published and consumed; stops the relays (what they have not
+/// published stays in the outboxes for the next run) and waits until the consumers have taken
+/// what the relays published last; then stops the rest and waits for every service to finish.
+/// False when one failed.
 async fn stop(
     serving: Vec<Serving>,
+    stop_relays: ShutdownTrigger,
     stop_rest: ShutdownTrigger,
     tasks: &mut JoinSet<anyhow::Result<()>>,
 ) -> bool {
     eprintln!("Stopping: no new calls; publishing and consuming the events in flight.");
+    let mut relayed = Vec::new();
     for service in serving.into_iter().rev() {
         service.stop_calls.trigger();
         // A service that failed has nothing left to drain.
         let _ = service.drained.await;
+        relayed.push(service.relayed);
     }
-    let started = Instant::now();
-    while shutdown::quiet_for() < QUIET && started.elapsed() < MOST_QUIET_WAIT {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    settle().await;
+    stop_relays.trigger();
+    for relay in relayed {
+        let _ = relay.await;
     }
+    settle().await;
     stop_rest.trigger();
     let mut clean = true;
     while let Some(ended) = tasks.join_next().await {
         clean &= report(Some(ended));
     }
     clean
+}
+
+/// Waits until no event has moved for [`QUIET`] and every consumer group has consumed to the end
+/// of its topics, or [`MOST_QUIET_WAIT`] passed.
+async fn settle() {
+    let started = Instant::now();
+    while started.elapsed() < MOST_QUIET_WAIT {
+        if shutdown::quiet_for() >= QUIET && consumer::caught_up().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tracing::warn!("events still moving after {MOST_QUIET_WAIT:?}; stopping anyway");
 }
 
 /// Logs how a service's task ended; true when it ended well.

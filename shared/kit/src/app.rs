@@ -195,8 +195,10 @@ impl Runtime {
     ) -> anyhow::Result<()> {
         let stages = Stages {
             calls: shutdown.clone(),
-            rest: shutdown,
             drained: None,
+            relay: shutdown.clone(),
+            relayed: None,
+            rest: shutdown,
         };
         self.serve_in_stages(routes, service_names, topics, stages)
             .await
@@ -212,8 +214,10 @@ impl Runtime {
     ) -> anyhow::Result<()> {
         let Stages {
             calls,
-            rest: shutdown,
             drained,
+            relay: stop_relay,
+            relayed,
+            rest: shutdown,
         } = stages;
         let relay = Relay::new(
             self.pool.clone(),
@@ -221,7 +225,7 @@ impl Runtime {
             self.spec.name,
             topics,
         );
-        let relay = tokio::spawn(relay.run(shutdown.clone()));
+        let relay = tokio::spawn(relay.run(stop_relay));
         tracing::info!(address = %self.local_addr(), metrics = %self.admin_addr(), service = self.spec.name, "serving gRPC");
         tokio::spawn(metrics::serve(self.admin, shutdown.clone()));
         if let Some(jwks) = self.jwks {
@@ -245,19 +249,28 @@ impl Runtime {
             Err(error) if !error.is_cancelled() => return Err(error.into()),
             _ => {}
         }
+        if let Some(relayed) = relayed {
+            let _ = relayed.send(());
+        }
+        // Workers and consumers use the pool until they stop.
+        if served.is_ok() {
+            shutdown.wait().await;
+        }
         self.pool.close().await;
         Ok(served?)
     }
 }
 
-/// How a served runtime stops when its process runs several services (`crm up`): calls at
-/// `calls`, with `drained` told once the calls in flight have finished; the relay, the metrics
-/// server and the key refresh at `rest`, so that what the service's workers and consumers write
-/// in between still reaches the broker.
+/// How a served runtime stops when its process runs several services (`crm up`), each stage
+/// told apart: calls at `calls` (`drained` is told once the calls in flight have finished); the
+/// outbox relay at `relay` (`relayed` told once it has stopped); the metrics server, the key
+/// refresh and the pool at `rest`, when the service's workers and consumers stop too.
 pub struct Stages {
     pub calls: Shutdown,
-    pub rest: Shutdown,
     pub drained: Option<tokio::sync::oneshot::Sender<()>>,
+    pub relay: Shutdown,
+    pub relayed: Option<tokio::sync::oneshot::Sender<()>>,
+    pub rest: Shutdown,
 }
 
 /// One service of the suite, as `main` and the tests start it: its name and port, its

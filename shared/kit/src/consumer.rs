@@ -3,13 +3,13 @@
 //! topic `<topic>.dlq` when it cannot be applied, so one bad message never blocks its partition.
 //! Offsets are committed only after the effect has committed.
 
-use std::{future::Future, time::Duration};
+use std::{future::Future, sync::Mutex, time::Duration};
 
 use crate::store::Pool;
 use rdkafka::{
-    Message,
-    consumer::{CommitMode, Consumer, StreamConsumer},
-    error::{KafkaError, RDKafkaErrorCode},
+    Message, Offset, TopicPartitionList,
+    consumer::{BaseConsumer, CommitMode, Consumer, StreamConsumer},
+    error::{KafkaError, KafkaResult, RDKafkaErrorCode},
     message::{BorrowedMessage, Header, Headers},
     producer::{FutureProducer, FutureRecord},
 };
@@ -87,6 +87,11 @@ pub fn spawn<H: Handler>(
     handler: H,
     shutdown: &Shutdown,
 ) {
+    GROUPS.lock().expect("consumer groups lock").push((
+        options.name.clone(),
+        options.topics.clone(),
+        runtime.kafka.clone(),
+    ));
     let (pool, kafka, shutdown) = (
         runtime.pool.clone(),
         runtime.kafka.clone(),
@@ -98,6 +103,53 @@ pub fn spawn<H: Handler>(
             tracing::error!(error = format!("{error:#}"), consumer = %name, "the consumer stopped");
         }
     });
+}
+
+/// The consumer groups this process started, with their topics and broker.
+static GROUPS: Mutex<Vec<(String, Vec<String>, Kafka)>> = Mutex::new(Vec::new());
+
+/// Whether every consumer group this process started has committed an offset at the end of every
+/// partition of its topics: `crm up` asks before it stops its in-process broker, whose events
+/// are gone with it. False when the broker cannot say.
+pub async fn caught_up() -> bool {
+    let groups = GROUPS.lock().expect("consumer groups lock").clone();
+    let checked = tokio::task::spawn_blocking(move || {
+        groups
+            .iter()
+            .all(|(group, topics, kafka)| group_caught_up(group, topics, kafka).unwrap_or(false))
+    });
+    checked.await.unwrap_or(false)
+}
+
+fn group_caught_up(group: &str, topics: &[String], kafka: &Kafka) -> KafkaResult<bool> {
+    let timeout = Duration::from_secs(2);
+    // Not subscribed: it reads the group's committed offsets without joining the group.
+    let consumer: BaseConsumer = kafka
+        .client_config()
+        .set("group.id", group)
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut partitions = TopicPartitionList::new();
+    for topic in topics {
+        let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+        for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+            partitions.add_partition(topic, partition.id());
+        }
+    }
+    let committed = consumer.committed_offsets(partitions, timeout)?;
+    for element in committed.elements() {
+        let (low, high) =
+            consumer.fetch_watermarks(element.topic(), element.partition(), timeout)?;
+        let consumed = match element.offset() {
+            Offset::Offset(offset) => offset >= high,
+            // Nothing committed: caught up only if there was nothing to read.
+            _ => low >= high,
+        };
+        if !consumed {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 pub fn dead_letter_topic(topic: &str) -> String {
