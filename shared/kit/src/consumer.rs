@@ -87,11 +87,6 @@ pub fn spawn<H: Handler>(
     handler: H,
     shutdown: &Shutdown,
 ) {
-    GROUPS.lock().expect("consumer groups lock").push((
-        options.name.clone(),
-        options.topics.clone(),
-        runtime.kafka.clone(),
-    ));
     let (pool, kafka, shutdown) = (
         runtime.pool.clone(),
         runtime.kafka.clone(),
@@ -105,10 +100,10 @@ pub fn spawn<H: Handler>(
     });
 }
 
-/// The consumer groups this process started, with their topics and broker.
+/// The consumer groups this process runs or ran, with their topics and broker.
 static GROUPS: Mutex<Vec<(String, Vec<String>, Kafka)>> = Mutex::new(Vec::new());
 
-/// Whether every consumer group this process started has committed an offset at the end of every
+/// Whether every consumer group this process has run has committed an offset at the end of every
 /// partition of its topics: `crm up` asks before it stops its in-process broker, whose events
 /// are gone with it. False when the broker cannot say.
 pub async fn caught_up() -> bool {
@@ -164,6 +159,11 @@ pub async fn run<H: Handler>(
     handler: H,
     shutdown: Shutdown,
 ) -> anyhow::Result<()> {
+    GROUPS.lock().expect("consumer groups lock").push((
+        options.name.clone(),
+        options.topics.clone(),
+        kafka.clone(),
+    ));
     let mut provision: Vec<String> = options.topics.clone();
     provision.extend(options.topics.iter().map(|t| dead_letter_topic(t)));
     loop {
