@@ -23,7 +23,7 @@ use std::{
 use anyhow::Context as _;
 use crm_kit::{
     app::{Runtime, Stages},
-    config::{Cli, Command, Config},
+    config::{Cli, Command, Config, LogFormat},
     consumer,
     local::{Local, LocalKafka, LocalPostgres},
     shutdown::{self, ShutdownTrigger},
@@ -56,6 +56,11 @@ pub async fn run(args: &[String]) -> ExitCode {
                 return ExitCode::from(2);
             }
         }
+    }
+    // On a terminal, lines for people: JSON only when asked for.
+    let format_chosen = std::env::var_os("CRM__TELEMETRY__LOG_FORMAT").is_some();
+    if !format_chosen && cli.config_file.is_none() {
+        configs[0].telemetry.log_format = LogFormat::Pretty;
     }
     let telemetry = match Telemetry::init("crm", &configs[0].telemetry) {
         Ok(telemetry) => telemetry,

@@ -109,8 +109,8 @@ impl Runtime {
                     }
                 };
                 let mut kafka = Kafka::new(mock.brokers().to_owned(), &config.kafka);
-                kafka.create_topics = false;
-                kafka.mock = true;
+                kafka.create_topics = true;
+                kafka.mock = Some(mock.topics());
                 local.kafka = Some(mock);
                 kafka
             }

@@ -10,16 +10,16 @@ use rdkafka::{
     producer::FutureProducer,
 };
 
-use crate::config::KafkaConfig;
+use crate::{config::KafkaConfig, local::MockTopics};
 
 /// Brokers plus how to provision topics.
 #[derive(Debug, Clone)]
 pub struct Kafka {
     pub brokers: String,
     pub create_topics: bool,
-    /// The in-process mock cluster of local mode: its admin API never answers, so topics a
-    /// consumer subscribes to are created by asking for them.
-    pub mock: bool,
+    /// The in-process mock cluster of local mode, whose admin API never answers: topics are
+    /// created on it directly.
+    pub mock: Option<MockTopics>,
     pub topic_partitions: i32,
     pub replication_factor: i32,
     pub message_timeout: Duration,
@@ -30,7 +30,7 @@ impl Kafka {
         Self {
             brokers,
             create_topics: config.create_topics,
-            mock: false,
+            mock: None,
             topic_partitions: config.topic_partitions,
             replication_factor: config.replication_factor,
             message_timeout: Duration::from_millis(config.message_timeout_ms),
@@ -40,7 +40,7 @@ impl Kafka {
     pub fn client_config(&self) -> ClientConfig {
         let mut config = ClientConfig::new();
         config.set("bootstrap.servers", &self.brokers);
-        if self.mock {
+        if self.mock.is_some() {
             config.set("allow.auto.create.topics", "true");
         }
         config
@@ -63,6 +63,11 @@ impl Kafka {
     pub async fn ensure_topics(&self, topics: &[String]) -> anyhow::Result<()> {
         if !self.create_topics || topics.is_empty() {
             return Ok(());
+        }
+        if let Some(mock) = &self.mock {
+            let (mock, topics) = (mock.clone(), topics.to_vec());
+            let partitions = self.topic_partitions;
+            return tokio::task::spawn_blocking(move || mock.create(&topics, partitions)).await?;
         }
         let admin: AdminClient<DefaultClientContext> = self.client_config().create()?;
         let new_topics: Vec<NewTopic<'_>> = topics

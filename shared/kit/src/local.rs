@@ -12,7 +12,7 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use rdkafka::mocking::MockCluster;
+use rdkafka::{error::RDKafkaErrorCode, mocking::MockCluster};
 
 /// The private cluster's port: away from a system PostgreSQL on 5432.
 pub const POSTGRES_PORT: u16 = 54320;
@@ -197,15 +197,44 @@ impl Drop for LocalPostgres {
 /// librdkafka's in-process mock broker, living on a thread of its own (it is not `Send`).
 pub struct LocalKafka {
     brokers: String,
-    stop: Option<mpsc::Sender<()>>,
+    commands: mpsc::Sender<MockCommand>,
     thread: Option<thread::JoinHandle<()>>,
+}
+
+enum MockCommand {
+    Create(Vec<String>, i32, mpsc::Sender<anyhow::Result<()>>),
+    Stop,
+}
+
+/// Creates topics on the mock broker, whose admin API never answers: what
+/// `Kafka::ensure_topics` does there.
+#[derive(Debug, Clone)]
+pub struct MockTopics(mpsc::Sender<MockCommand>);
+
+impl std::fmt::Debug for MockCommand {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MockCommand")
+    }
+}
+
+impl MockTopics {
+    /// Creates those of `topics` that do not exist yet, with `partitions` each.
+    pub fn create(&self, topics: &[String], partitions: i32) -> anyhow::Result<()> {
+        let (done, answer) = mpsc::channel();
+        self.0
+            .send(MockCommand::Create(topics.to_vec(), partitions, done))
+            .map_err(|_| anyhow::anyhow!("the mock Kafka cluster has stopped"))?;
+        answer
+            .recv()
+            .map_err(|_| anyhow::anyhow!("the mock Kafka cluster has stopped"))?
+    }
 }
 
 impl LocalKafka {
     /// Starts the mock cluster with `topics` created.
     pub fn start(topics: Vec<String>, partitions: i32) -> anyhow::Result<Self> {
         let (ready_tx, ready_rx) = mpsc::channel();
-        let (stop_tx, stop_rx) = mpsc::channel::<()>();
+        let (commands, received) = mpsc::channel::<MockCommand>();
         let thread = thread::spawn(move || {
             let cluster = match MockCluster::new(1) {
                 Ok(cluster) => cluster,
@@ -215,22 +244,33 @@ impl LocalKafka {
                     return;
                 }
             };
-            // The mock cluster's admin API never answers create_topics: create them directly.
-            for topic in &topics {
-                if let Err(e) = cluster.create_topic(topic, partitions, 1) {
-                    let _ = ready_tx.send(Err(anyhow::anyhow!("creating mock topic {topic}: {e}")));
-                    return;
+            let create = |topics: &[String], partitions: i32| -> anyhow::Result<()> {
+                for topic in topics {
+                    match cluster.create_topic(topic, partitions, 1) {
+                        Ok(()) => {}
+                        Err(e)
+                            if e.rdkafka_error_code()
+                                == Some(RDKafkaErrorCode::TopicAlreadyExists) => {}
+                        Err(e) => anyhow::bail!("creating mock topic {topic}: {e}"),
+                    }
                 }
+                Ok(())
+            };
+            if let Err(error) = create(&topics, partitions) {
+                let _ = ready_tx.send(Err(error));
+                return;
             }
             let _ = ready_tx.send(Ok(cluster.bootstrap_servers()));
-            let _ = stop_rx.recv();
+            while let Ok(MockCommand::Create(topics, partitions, done)) = received.recv() {
+                let _ = done.send(create(&topics, partitions));
+            }
         });
         let brokers = ready_rx.recv().context("the mock Kafka thread died")??;
         tracing::warn!(%brokers,
             "CRM__KAFKA__BROKERS is not set: using librdkafka's in-process mock cluster; events stay in this process");
         Ok(Self {
             brokers,
-            stop: Some(stop_tx),
+            commands,
             thread: Some(thread),
         })
     }
@@ -239,11 +279,16 @@ impl LocalKafka {
     pub fn brokers(&self) -> &str {
         &self.brokers
     }
+
+    /// What creates topics on it.
+    pub fn topics(&self) -> MockTopics {
+        MockTopics(self.commands.clone())
+    }
 }
 
 impl Drop for LocalKafka {
     fn drop(&mut self) {
-        self.stop.take();
+        let _ = self.commands.send(MockCommand::Stop);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
