@@ -316,32 +316,25 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         })
         .await
         .unwrap();
-    c.loyalty
-        .define_operation_type(DefineOperationTypeRequest {
-            program_id: program.id.clone(),
-            operation_type: Some(OperationType {
-                code: "purchase".into(),
-                display_name: "Purchase".into(),
-                direction: Direction::Accrue as i32,
-                default_point_type: "basic".into(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    c.loyalty
-        .define_operation_type(DefineOperationTypeRequest {
-            program_id: program.id.clone(),
-            operation_type: Some(OperationType {
-                code: "reward".into(),
-                display_name: "Reward redeemed".into(),
-                direction: Direction::Settle as i32,
-                default_point_type: "basic".into(),
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    let types = [
+        ("purchase", "Purchase", Direction::Accrue),
+        ("reward", "Reward redeemed", Direction::Settle),
+    ];
+    for (code, display_name, direction) in types {
+        c.loyalty
+            .define_operation_type(DefineOperationTypeRequest {
+                program_id: program.id.clone(),
+                operation_type: Some(OperationType {
+                    code: code.into(),
+                    display_name: display_name.into(),
+                    direction: direction as i32,
+                    default_point_type: "basic".into(),
+                }),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
     // Loyalty asks parties and consent before it enrols: its peers are wired.
     let membership = c
         .loyalty

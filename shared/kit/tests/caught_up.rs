@@ -5,11 +5,9 @@
 use std::{sync::Arc, time::Duration};
 
 use crm_kit::{
-    config::KafkaConfig,
     consumer::{self, ConsumerOptions, Event, HandleError, Handler},
-    kafka::Kafka,
     shutdown,
-    store::{self, Tx},
+    store::Tx,
 };
 use crm_testkit::{Broker, TestDatabase, eventually};
 use rdkafka::producer::FutureRecord;
@@ -35,20 +33,8 @@ impl Handler for Gated {
 async fn a_group_is_caught_up_once_it_has_taken_every_event() {
     let database = TestDatabase::create().await.unwrap();
     let broker = Broker::start().await.unwrap();
-    let pool = store::connect(&database.url, 5).await.unwrap();
-    store::migrate(&pool, sqlx::migrate::Migrator::DEFAULT)
-        .await
-        .unwrap();
-    let kafka = Kafka::new(
-        broker.brokers(),
-        &KafkaConfig {
-            brokers: None,
-            create_topics: true,
-            topic_partitions: 2,
-            replication_factor: 1,
-            message_timeout_ms: 5000,
-        },
-    );
+    let pool = database.kit_pool().await.unwrap();
+    let kafka = broker.kafka(2);
     kafka.ensure_topics(&[TOPIC.into()]).await.unwrap();
     let producer = kafka.producer().unwrap();
     for i in 0..4 {

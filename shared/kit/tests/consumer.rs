@@ -11,11 +11,9 @@ use std::{
 };
 
 use crm_kit::{
-    config::KafkaConfig,
     consumer::{self, ConsumerOptions, Event, HandleError, Handler},
-    kafka::Kafka,
     shutdown,
-    store::{self, Tx},
+    store::Tx,
 };
 use crm_testkit::{Broker, TestDatabase, eventually, read_topic};
 use rdkafka::{
@@ -82,25 +80,13 @@ async fn send(producer: &FutureProducer, id: &str, body: &str) {
 async fn events_apply_once_retry_then_dead_letter() {
     let database = TestDatabase::create().await.unwrap();
     let broker = Broker::start().await.unwrap();
-    let pool = store::connect(&database.url, 5).await.unwrap();
-    store::migrate(&pool, sqlx::migrate::Migrator::DEFAULT)
-        .await
-        .unwrap();
+    let pool = database.kit_pool().await.unwrap();
     sqlx::query("CREATE TABLE effects (event_id text NOT NULL, body text NOT NULL)")
         .execute(&mut *pool.acquire().await.unwrap())
         .await
         .unwrap();
 
-    let kafka = Kafka::new(
-        broker.brokers(),
-        &KafkaConfig {
-            brokers: None,
-            create_topics: true,
-            topic_partitions: 1,
-            replication_factor: 1,
-            message_timeout_ms: 5000,
-        },
-    );
+    let kafka = broker.kafka(1);
     let (trigger, shutdown) = shutdown::channel();
     let flaky_attempts = Arc::new(AtomicU32::new(0));
     let options = ConsumerOptions {
@@ -185,24 +171,12 @@ async fn events_apply_once_retry_then_dead_letter() {
 async fn consuming_goes_on_after_the_broker_loses_everything() {
     let database = TestDatabase::create().await.unwrap();
     let mut broker = Broker::start().await.unwrap();
-    let pool = store::connect(&database.url, 5).await.unwrap();
-    store::migrate(&pool, sqlx::migrate::Migrator::DEFAULT)
-        .await
-        .unwrap();
+    let pool = database.kit_pool().await.unwrap();
     sqlx::query("CREATE TABLE effects (event_id text NOT NULL, body text NOT NULL)")
         .execute(&mut *pool.acquire().await.unwrap())
         .await
         .unwrap();
-    let kafka = Kafka::new(
-        broker.brokers(),
-        &KafkaConfig {
-            brokers: None,
-            create_topics: true,
-            topic_partitions: 1,
-            replication_factor: 1,
-            message_timeout_ms: 5000,
-        },
-    );
+    let kafka = broker.kafka(1);
     let (trigger, shutdown) = shutdown::channel();
     let options = ConsumerOptions {
         name: "test-survivor".into(),

@@ -13,10 +13,7 @@ use sqlx::{Connection, PgConnection, postgres::PgConnectOptions};
 #[tokio::test]
 async fn a_request_id_is_answered_once_and_expires_after_the_replay_window() {
     let database = TestDatabase::create().await.unwrap();
-    let pool = store::connect(&database.url, 3).await.unwrap();
-    store::migrate(&pool, sqlx::migrate::Migrator::DEFAULT)
-        .await
-        .unwrap();
+    let pool = database.kit_pool().await.unwrap();
     let request = |id: &str, name: &str| CreateBaseRequest {
         base: Some(Base {
             display_name: name.into(),

@@ -75,6 +75,14 @@ impl TestDatabase {
             .expect("connecting to the test database")
     }
 
+    /// A pool on it holding only the kit's own tables (outbox, inbox, request ids): for tests of
+    /// the kit itself.
+    pub async fn kit_pool(&self) -> anyhow::Result<crm_kit::store::Pool> {
+        let pool = crm_kit::store::connect(&self.url, 5).await?;
+        crm_kit::store::migrate(&pool, sqlx::migrate::Migrator::DEFAULT).await?;
+        Ok(pool)
+    }
+
     pub async fn create() -> anyhow::Result<Self> {
         let admin = admin_url();
         let name = format!("crm_test_{}", Uuid::now_v7().simple());
@@ -130,6 +138,19 @@ impl Broker {
 
     pub fn brokers(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The kit's view of this broker, creating topics of `partitions` each, as a service under
+    /// test has it.
+    pub fn kafka(&self, partitions: i32) -> crm_kit::kafka::Kafka {
+        let config = KafkaConfig {
+            brokers: None,
+            create_topics: true,
+            topic_partitions: partitions,
+            replication_factor: 1,
+            message_timeout_ms: 5_000,
+        };
+        crm_kit::kafka::Kafka::new(self.brokers(), &config)
     }
 
     /// Another handle on this broker for a second service under test; it does not own the process
