@@ -260,7 +260,7 @@ const GET_BALANCE_SQL: &str = r"
 SELECT id, program_id, party_id, status, pool_to_organization, tier, assigned_tier, created_at,
     updated_at, created_by, updated_by, version
     FROM memberships WHERE id = ('00000000-0000-4000-8000-' || lpad(:n::text, 12, '0'))::uuid;
-SELECT id, display_name, kind, currency_code, status, valid_from, valid_to, reward_ids,
+SELECT id, display_name, kind, currency_code, status, valid_from, valid_to,
     accrual_rules, created_at, updated_at, created_by, updated_by, version
     FROM programs WHERE id = :program;
 SELECT code, display_name, qualifying, expiry_policy, expiry_months, allow_negative, reversal_floor

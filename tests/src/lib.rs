@@ -1,8 +1,9 @@
-//! The suite under test: parties, loyalty and consent on one broker, each on its own database,
-//! started through the same `Runtime` as their binaries and restartable on the same storage.
+//! The suite under test: parties, consent, loyalty and rewards on one broker, each on its own
+//! database, started through the same `Runtime` as their binaries; loyalty and rewards restartable
+//! on the same storage.
 
 use crm_kit::app::Service;
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
@@ -16,6 +17,7 @@ use crm_proto::crm::{
         loyalty_service_client::LoyaltyServiceClient,
     },
     parties::v1::parties_service_client::PartiesServiceClient,
+    rewards::v1::rewards_service_client::RewardsServiceClient,
 };
 use crm_testkit::{Broker, TestDatabase, TestService, token};
 use sqlx::PgConnection;
@@ -25,6 +27,8 @@ pub const PARTIES: Service = crm_parties::SERVICE;
 pub const LOYALTY: Service = crm_loyalty::SERVICE;
 
 pub const CONSENT: Service = crm_consent::SERVICE;
+
+pub const REWARDS: Service = crm_rewards::SERVICE;
 
 /// The consent purpose loyalty membership depends on.
 pub const LOYALTY_PROGRAM: &str = "loyalty_program";
@@ -36,10 +40,83 @@ pub struct Suite {
     pub broker: Broker,
     pub parties: TestService,
     pub consent: TestService,
+    loyalty: Restartable,
+    rewards: Restartable,
+}
+
+/// A service the tests stop and start again on the same database and port, as a deployment keeps
+/// its address: its peers reach it again once it is back.
+struct Restartable {
+    name: &'static str,
+    addr: Option<SocketAddr>,
     /// None while stopped.
-    loyalty: Option<TestService>,
-    /// Loyalty's storage while it is stopped.
+    running: Option<TestService>,
+    /// Its storage while it is stopped.
     stopped: Option<TestDatabase>,
+}
+
+impl Restartable {
+    async fn new(name: &'static str) -> anyhow::Result<Self> {
+        Ok(Self {
+            name,
+            addr: None,
+            running: None,
+            stopped: Some(TestDatabase::create().await?),
+        })
+    }
+
+    async fn start(
+        &mut self,
+        service: &Service,
+        broker: &Broker,
+        peers: Vec<(&str, String)>,
+    ) -> anyhow::Result<()> {
+        let database = self
+            .stopped
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("{} is running", self.name))?;
+        let addr = self.addr;
+        let started = TestService::start_with(service, database, broker.shared(), |config| {
+            for (name, url) in peers {
+                config.peers.insert(name.into(), url);
+            }
+            if let Some(addr) = addr {
+                config.grpc.listen = addr.to_string();
+            }
+        })
+        .await?;
+        self.addr = Some(started.addr);
+        self.running = Some(started);
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> anyhow::Result<()> {
+        let running = self
+            .running
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("{} is stopped", self.name))?;
+        let (database, _) = running.stop_keeping_storage().await?;
+        self.stopped = Some(database);
+        Ok(())
+    }
+
+    fn get(&self) -> &TestService {
+        self.running
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} is stopped", self.name))
+    }
+
+    async fn db(&self) -> PgConnection {
+        let database = match &self.running {
+            Some(running) => &running.database,
+            None => self.stopped.as_ref().expect("a database, running or not"),
+        };
+        database.connect().await
+    }
+}
+
+fn url(service: &TestService) -> String {
+    format!("http://{}", service.addr)
 }
 
 impl Suite {
@@ -63,45 +140,60 @@ impl Suite {
             broker,
             parties,
             consent,
-            loyalty: None,
-            stopped: Some(TestDatabase::create().await?),
+            loyalty: Restartable::new("loyalty").await?,
+            rewards: Restartable::new("rewards").await?,
         };
         suite.start_loyalty().await?;
+        suite.start_rewards().await?;
         Ok(suite)
     }
 
     /// Starts loyalty (again) on its database; it consumes from where its consumers stopped.
     pub async fn start_loyalty(&mut self) -> anyhow::Result<()> {
-        let database = self
-            .stopped
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("loyalty is running"))?;
-        let (parties, consent) = (
-            format!("http://{}", self.parties.addr),
-            format!("http://{}", self.consent.addr),
-        );
-        let loyalty = TestService::start_with(&LOYALTY, database, self.broker.shared(), |config| {
-            config.peers.insert("parties".into(), parties);
-            config.peers.insert("consent".into(), consent);
-        })
-        .await?;
-        self.loyalty = Some(loyalty);
-        Ok(())
+        let peers = vec![
+            ("parties", url(&self.parties)),
+            ("consent", url(&self.consent)),
+        ];
+        self.loyalty.start(&LOYALTY, &self.broker, peers).await
     }
 
     /// Stops loyalty gracefully, keeping its database (a deployment, an outage).
     pub async fn stop_loyalty(&mut self) -> anyhow::Result<()> {
-        let loyalty = self
-            .loyalty
-            .take()
-            .ok_or_else(|| anyhow::anyhow!("loyalty is stopped"))?;
-        let (database, _) = loyalty.stop_keeping_storage().await?;
-        self.stopped = Some(database);
-        Ok(())
+        self.loyalty.stop().await
     }
 
     pub fn loyalty(&self) -> &TestService {
-        self.loyalty.as_ref().expect("loyalty is running")
+        self.loyalty.get()
+    }
+
+    /// Starts rewards (again) on its database.
+    pub async fn start_rewards(&mut self) -> anyhow::Result<()> {
+        let loyalty = format!(
+            "http://{}",
+            self.loyalty.addr.expect("loyalty started once")
+        );
+        let peers = vec![("loyalty", loyalty), ("parties", url(&self.parties))];
+        self.rewards.start(&REWARDS, &self.broker, peers).await
+    }
+
+    /// Stops rewards gracefully, keeping its database.
+    pub async fn stop_rewards(&mut self) -> anyhow::Result<()> {
+        self.rewards.stop().await
+    }
+
+    pub fn rewards(&self) -> &TestService {
+        self.rewards.get()
+    }
+
+    pub fn rewards_client(&self) -> RewardsServiceClient<TracedChannel> {
+        RewardsServiceClient::new(self.rewards().channel(&token(
+            "storekeeper",
+            &["rewards.read", "rewards.write", "rewards.stock"],
+        )))
+    }
+
+    pub async fn rewards_db(&self) -> PgConnection {
+        self.rewards.db().await
     }
 
     pub fn parties_client(&self) -> PartiesServiceClient<TracedChannel> {
@@ -225,19 +317,14 @@ impl Suite {
     }
 
     pub async fn loyalty_db(&self) -> PgConnection {
-        let database = match &self.loyalty {
-            Some(loyalty) => &loyalty.database,
-            None => self
-                .stopped
-                .as_ref()
-                .expect("loyalty has a database, running or not"),
-        };
-        database.connect().await
+        self.loyalty.db().await
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        if let Some(loyalty) = self.loyalty.take() {
-            loyalty.stop().await?;
+        for service in [&mut self.rewards, &mut self.loyalty] {
+            if let Some(running) = service.running.take() {
+                running.stop().await?;
+            }
         }
         self.consent.stop().await?;
         self.parties.stop().await

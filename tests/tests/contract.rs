@@ -36,12 +36,13 @@ fn served<'a>(
                 "crm.parties.v1" => &suite.parties,
                 "crm.loyalty.v1" => suite.loyalty(),
                 "crm.consent.v1" => &suite.consent,
+                "crm.rewards.v1" => suite.rewards(),
                 other => panic!("{other}: a service the test suite does not start"),
             };
             (service, server)
         })
         .collect();
-    assert_eq!(services.len(), 3, "parties, loyalty and consent");
+    assert_eq!(services.len(), 4, "parties, loyalty, rewards and consent");
     services
 }
 

@@ -23,6 +23,7 @@ const SERVICES: &[&Service] = &[
     &crm_parties::SERVICE,
     &crm_consent::SERVICE,
     &crm_loyalty::SERVICE,
+    &crm_rewards::SERVICE,
 ];
 
 /// The suite as a whole, for commands that concern no one service (`dev-token`).

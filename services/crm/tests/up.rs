@@ -4,7 +4,7 @@
 //! a second `crm up` refused, a stop by SIGTERM that leaves no process behind, and a restart that
 //! finds the data kept.
 //!
-//! It takes the suite's documented ports (50051, 50054, 50056, 9051, 9054, 9056 and 54320).
+//! It takes the suite's documented ports (50051, 50054, 50055, 50056, 9051, 9054, 9055, 9056 and 54320).
 
 use std::{
     io::{BufRead, BufReader},
@@ -32,6 +32,10 @@ use crm_proto::crm::{
         ContactPoint, ContactPointKind, CreatePartyRequest, GetPartyRequest, Party, PartyKind,
         PersonName, parties_service_client::PartiesServiceClient,
     },
+    rewards::v1::{
+        CreateRewardRequest, ListRewardsRequest, Reward, RewardKind, RewardStatus,
+        rewards_service_client::RewardsServiceClient,
+    },
 };
 use tonic::{
     Request, Status,
@@ -42,7 +46,7 @@ use tonic::{
 
 const CRM: &str = env!("CARGO_BIN_EXE_crm");
 const STARTED: &str = "The CRM suite is up";
-/// The first start initialises a PostgreSQL cluster and migrates three databases.
+/// The first start initialises a PostgreSQL cluster and migrates a database per service.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -170,9 +174,10 @@ struct Clients {
     parties: PartiesServiceClient<Authed>,
     consent: ConsentServiceClient<Authed>,
     loyalty: LoyaltyServiceClient<Authed>,
+    rewards: RewardsServiceClient<Authed>,
 }
 
-/// Clients of the three services at their documented ports, with the token `crm dev-token` prints.
+/// Clients of the four services at their documented ports, with the token `crm dev-token` prints.
 fn clients(dir: &Path) -> Clients {
     let token = crm(dir).arg("dev-token").output().unwrap();
     assert!(token.status.success());
@@ -186,7 +191,8 @@ fn clients(dir: &Path) -> Clients {
     Clients {
         parties: PartiesServiceClient::with_interceptor(channel(50051), bearer.clone()),
         consent: ConsentServiceClient::with_interceptor(channel(50056), bearer.clone()),
-        loyalty: LoyaltyServiceClient::with_interceptor(channel(50054), bearer),
+        loyalty: LoyaltyServiceClient::with_interceptor(channel(50054), bearer.clone()),
+        rewards: RewardsServiceClient::with_interceptor(channel(50055), bearer),
     }
 }
 
@@ -381,6 +387,39 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         .unwrap()
         .into_inner();
     assert_eq!(balance.balance, 70);
+
+    // Rewards asks loyalty for the program and for the member's points: its peers are wired.
+    let kettle = c
+        .rewards
+        .create_reward(CreateRewardRequest {
+            reward: Some(Reward {
+                program_id: program.id.clone(),
+                kind: RewardKind::Material as i32,
+                status: RewardStatus::Active as i32,
+                display_name: "Kettle".into(),
+                price_points: 60,
+                ..Default::default()
+            }),
+            request_id: "create-kettle".into(),
+        })
+        .await
+        .expect("rewards answers")
+        .into_inner();
+    assert_eq!(kettle.point_type, "basic", "the program's first point type");
+    let affordable = c
+        .rewards
+        .list_rewards(ListRewardsRequest {
+            affordable_for_membership_id: membership.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        affordable.rewards.len(),
+        1,
+        "70 points buy a 60-point kettle"
+    );
 
     // An erasure goes out over the in-process broker and every service that holds personal data
     // answers it.

@@ -99,7 +99,6 @@ pub(crate) async fn program_to_proto(conn: &mut PgConnection, row: &ProgramRow) 
                 default_point_type: t.default_point_type.clone(),
             })
             .collect(),
-        reward_ids: row.reward_ids.clone(),
         audit: Some(audit(
             row.created_at,
             row.updated_at,

@@ -3,7 +3,7 @@
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
-    request::{self, date, mask_paths, optional_time, uuid},
+    request::{self, currency, date, mask_paths, optional_time, uuid},
     store::Page,
 };
 use crm_proto::crm::loyalty::v1::{
@@ -41,12 +41,7 @@ impl Loyalty {
             "program.status",
             "a new program is DRAFT or ACTIVE",
         );
-        let currency = input.currency_code.trim().to_uppercase();
-        v.check(
-            currency.len() == 3 && currency.chars().all(|c| c.is_ascii_uppercase()),
-            "program.currency_code",
-            "must be an ISO 4217 code such as PLN",
-        );
+        let currency = currency(&input.currency_code, "program.currency_code", &mut v);
         let program = ProgramRow {
             id: Uuid::now_v7(),
             display_name: display_name(&input.display_name, "program.display_name", &mut v),
@@ -55,7 +50,6 @@ impl Loyalty {
             status,
             valid_from: date(input.valid_from.as_ref(), "program.valid_from", &mut v),
             valid_to: date(input.valid_to.as_ref(), "program.valid_to", &mut v),
-            reward_ids: input.reward_ids.clone(),
             accrual_rules: None,
             created_at: Utc::now(),
             updated_at: Utc::now(),
@@ -89,13 +83,7 @@ impl Loyalty {
         let id = uuid(&input.id, "program.id", &mut v);
         let paths = mask_paths(
             req.update_mask.as_ref(),
-            &[
-                "display_name",
-                "status",
-                "valid_from",
-                "valid_to",
-                "reward_ids",
-            ],
+            &["display_name", "status", "valid_from", "valid_to"],
             &mut v,
         );
         v.finish()?;
@@ -119,10 +107,7 @@ impl Loyalty {
                     program.valid_from =
                         date(input.valid_from.as_ref(), "program.valid_from", &mut v)
                 }
-                "valid_to" => {
-                    program.valid_to = date(input.valid_to.as_ref(), "program.valid_to", &mut v)
-                }
-                _ => program.reward_ids = input.reward_ids.clone(),
+                _ => program.valid_to = date(input.valid_to.as_ref(), "program.valid_to", &mut v),
             }
         }
         check_validity(&program, &mut v);

@@ -17,6 +17,7 @@
 //! - [`metrics`]: Prometheus metrics on the admin port;
 //! - [`local`]: an embedded PostgreSQL and Kafka for running a service with no configuration.
 
+pub mod address;
 pub mod app;
 pub mod auth;
 pub mod client;

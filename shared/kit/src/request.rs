@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use crm_proto::crm::common::v1::{AuditInfo, Date};
+use crm_proto::crm::common::v1::{AuditInfo, Date, Money};
+use rust_decimal::Decimal;
 use tonic::{Response, Status};
 use uuid::Uuid;
 
@@ -84,6 +85,51 @@ pub fn code(value: &str, field: &str, violations: &mut FieldViolations) -> Strin
         "must be lower snake case of at most 63 characters, e.g. marketing_email",
     );
     value.to_owned()
+}
+
+/// An ISO 4217 currency code, upper-cased: three letters, e.g. `PLN`.
+pub fn currency(value: &str, field: &str, violations: &mut FieldViolations) -> String {
+    let value = value.trim().to_ascii_uppercase();
+    violations.check(
+        value.len() == 3 && value.bytes().all(|b| b.is_ascii_uppercase()),
+        field,
+        "must be an ISO 4217 code such as PLN",
+    );
+    value
+}
+
+/// An optional amount of money: `None` when unset; otherwise a decimal of at most 15 integer
+/// digits and 4 decimal places (what a `numeric(19,4)` holds) and its currency, each
+/// violation naming its field (`<field>.amount`, `<field>.currency_code`).
+pub fn money(
+    value: Option<&Money>,
+    field: &str,
+    violations: &mut FieldViolations,
+) -> Option<(Decimal, String)> {
+    let value = value?;
+    let amount = Decimal::from_str_exact(value.amount.trim())
+        .ok()
+        .filter(|a| a.scale() <= 4 && a.abs() < Decimal::from(10_i64.pow(15)));
+    if amount.is_none() {
+        violations.add(
+            format!("{field}.amount"),
+            "must be a decimal such as \"12.50\" with at most 15 digits before the point and 4 after",
+        );
+    }
+    let currency = currency(
+        &value.currency_code,
+        &format!("{field}.currency_code"),
+        violations,
+    );
+    Some((amount.unwrap_or_default(), currency))
+}
+
+/// Money in proto form, the amount written as stored (`12.50` stays `12.50`).
+pub fn money_to_proto(amount: Decimal, currency_code: &str) -> Money {
+    Money {
+        amount: amount.to_string(),
+        currency_code: currency_code.to_owned(),
+    }
 }
 
 /// Parses an optional UUID field: empty means `None`.

@@ -28,6 +28,11 @@ pub mod crm {
             tonic::include_proto!("crm.sales.v1");
         }
     }
+    pub mod rewards {
+        pub mod v1 {
+            tonic::include_proto!("crm.rewards.v1");
+        }
+    }
     pub mod parties {
         pub mod v1 {
             tonic::include_proto!("crm.parties.v1");

@@ -20,7 +20,6 @@ pub struct ProgramRow {
     pub status: ProgramStatus,
     pub valid_from: Option<NaiveDate>,
     pub valid_to: Option<NaiveDate>,
-    pub reward_ids: Vec<String>,
     pub accrual_rules: Option<Json<AccrualRulesJson>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
@@ -76,7 +75,7 @@ pub struct OperationTypeRow {
 }
 
 pub(super) const PROGRAM_COLUMNS: &str =
-    "id, display_name, kind, currency_code, status, valid_from, valid_to, reward_ids,
+    "id, display_name, kind, currency_code, status, valid_from, valid_to,
     accrual_rules, created_at, updated_at, created_by, updated_by, version";
 
 pub async fn get_program(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ProgramRow>> {
@@ -141,8 +140,8 @@ pub async fn list_programs(
 pub async fn insert_program(tx: &mut Tx, p: &ProgramRow) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO programs (id, display_name, kind, currency_code, status, valid_from, valid_to,
-             reward_ids, created_by, updated_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+             created_by, updated_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
     )
     .bind(p.id)
     .bind(&p.display_name)
@@ -151,7 +150,6 @@ pub async fn insert_program(tx: &mut Tx, p: &ProgramRow) -> sqlx::Result<()> {
     .bind(p.status)
     .bind(p.valid_from)
     .bind(p.valid_to)
-    .bind(&p.reward_ids)
     .bind(&p.created_by)
     .execute(&mut **tx)
     .await?;
@@ -161,7 +159,7 @@ pub async fn insert_program(tx: &mut Tx, p: &ProgramRow) -> sqlx::Result<()> {
 pub async fn update_program(tx: &mut Tx, p: &ProgramRow, subject: &str) -> sqlx::Result<()> {
     sqlx::query(
         "UPDATE programs SET display_name = $2, status = $3, valid_from = $4, valid_to = $5,
-             reward_ids = $6, updated_by = $7, updated_at = now(), version = version + 1
+             updated_by = $6, updated_at = now(), version = version + 1
          WHERE id = $1",
     )
     .bind(p.id)
@@ -169,7 +167,6 @@ pub async fn update_program(tx: &mut Tx, p: &ProgramRow, subject: &str) -> sqlx:
     .bind(p.status)
     .bind(p.valid_from)
     .bind(p.valid_to)
-    .bind(&p.reward_ids)
     .bind(subject)
     .execute(&mut **tx)
     .await?;

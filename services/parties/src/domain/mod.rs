@@ -48,14 +48,7 @@ pub struct Contact {
     pub preferred: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Address {
-    pub lines: Vec<String>,
-    pub postal_code: String,
-    pub city: String,
-    pub region: String,
-    pub country_code: String,
-}
+pub use crm_kit::address::Address;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Registration {
@@ -235,45 +228,12 @@ pub fn contacts_to_proto(contacts: &[Contact]) -> Vec<ContactPoint> {
 pub fn addresses(list: &[PostalAddress], field: &str, v: &mut FieldViolations) -> Vec<Address> {
     list.iter()
         .enumerate()
-        .map(|(i, a)| {
-            let country = a.country_code.trim().to_uppercase();
-            v.check(
-                country.len() == 2 && country.chars().all(|c| c.is_ascii_uppercase()),
-                format!("{field}[{i}].country_code"),
-                "must be an ISO 3166-1 alpha-2 code such as PL",
-            );
-            let lines: Vec<String> = a
-                .lines
-                .iter()
-                .map(|l| l.trim().to_owned())
-                .filter(|l| !l.is_empty())
-                .collect();
-            v.check(
-                !lines.is_empty() || !a.city.trim().is_empty(),
-                format!("{field}[{i}].lines"),
-                "an address needs at least a street line or a city",
-            );
-            Address {
-                lines,
-                postal_code: a.postal_code.trim().to_owned(),
-                city: a.city.trim().to_owned(),
-                region: a.region.trim().to_owned(),
-                country_code: country,
-            }
-        })
+        .map(|(i, a)| Address::parse(a, &format!("{field}[{i}]"), v))
         .collect()
 }
 
 pub fn addresses_to_proto(list: &[Address]) -> Vec<PostalAddress> {
-    list.iter()
-        .map(|a| PostalAddress {
-            lines: a.lines.clone(),
-            postal_code: a.postal_code.clone(),
-            city: a.city.clone(),
-            region: a.region.clone(),
-            country_code: a.country_code.clone(),
-        })
-        .collect()
+    list.iter().map(Address::to_proto).collect()
 }
 
 pub fn registrations(

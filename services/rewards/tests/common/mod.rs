@@ -1,0 +1,180 @@
+//! The rewards service under test beside the services it asks (loyalty, parties, consent), each
+//! on its own database and one broker: `crm_e2e::Suite`. What a shop sets up before selling.
+
+// Each test binary includes this module and uses only part of it.
+#![allow(dead_code)]
+
+use crm_e2e::{LOYALTY_PROGRAM, Suite};
+use crm_kit::client::TracedChannel;
+use crm_proto::crm::{
+    loyalty::v1::{
+        AccountRef, DefineTierRequest, EnrollRequest, Membership, Program, RecordOperationRequest,
+        Tier,
+    },
+    parties::v1::{CreatePartyRequest, Party, PartyKind, PersonName},
+    rewards::v1::{rewards_service_client::RewardsServiceClient, *},
+};
+use tonic::Status;
+use tonic_types::StatusExt;
+
+pub type Client = RewardsServiceClient<TracedChannel>;
+
+/// The suite with the enrolment purpose and a program of `basic` points with a `gold` tier.
+pub async fn start() -> (Suite, Program) {
+    let suite = Suite::start().await.expect("the suite starts");
+    suite.loyalty_purpose().await;
+    let program = suite.loyalty_program().await;
+    let program = suite
+        .loyalty_client()
+        .define_tier(DefineTierRequest {
+            program_id: program.id.clone(),
+            tier: Some(Tier {
+                code: "gold".into(),
+                display_name: "Gold".into(),
+                threshold: 10_000,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("defining the gold tier")
+        .into_inner();
+    (suite, program)
+}
+
+/// A person enrolled in `program` with `points` accrued.
+pub async fn member_with_points(
+    suite: &Suite,
+    program: &Program,
+    name: &str,
+    points: i64,
+) -> Membership {
+    let party = suite
+        .parties_client()
+        .create_party(CreatePartyRequest {
+            party: Some(Party {
+                kind: PartyKind::Person as i32,
+                person_name: Some(PersonName {
+                    given_name: name.into(),
+                    family_name: "Kowalska".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    suite.consent_to(&party.id, LOYALTY_PROGRAM, true).await;
+    let mut loyalty = suite.loyalty_client();
+    let member = loyalty
+        .enroll(EnrollRequest {
+            program_id: program.id.clone(),
+            party_id: party.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    if points > 0 {
+        loyalty
+            .record_operation(RecordOperationRequest {
+                operation_id: format!("top-up-{}", member.id),
+                account: Some(AccountRef {
+                    membership_id: member.id.clone(),
+                    ..Default::default()
+                }),
+                operation_type: "purchase".into(),
+                points,
+                reference: "receipt".into(),
+                card_number: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    member
+}
+
+/// An active material reward of `program` at `price` points.
+pub fn material(program: &Program, name: &str, price: i64) -> Reward {
+    Reward {
+        program_id: program.id.clone(),
+        kind: RewardKind::Material as i32,
+        status: RewardStatus::Active as i32,
+        display_name: name.into(),
+        price_points: price,
+        ..Default::default()
+    }
+}
+
+/// An active voucher reward of `program` at `price` points, its codes from `source`.
+pub fn voucher(program: &Program, name: &str, price: i64, source: VoucherSource) -> Reward {
+    Reward {
+        kind: RewardKind::Voucher as i32,
+        voucher_source: source as i32,
+        ..material(program, name, price)
+    }
+}
+
+pub async fn create(client: &mut Client, reward: Reward) -> Reward {
+    client
+        .create_reward(CreateRewardRequest {
+            reward: Some(reward),
+            ..Default::default()
+        })
+        .await
+        .expect("creating a reward")
+        .into_inner()
+}
+
+pub async fn warehouse(client: &mut Client, code: &str) -> Warehouse {
+    client
+        .create_warehouse(CreateWarehouseRequest {
+            warehouse: Some(Warehouse {
+                code: code.into(),
+                display_name: code.replace('_', " "),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("creating a warehouse")
+        .into_inner()
+}
+
+/// Records `quantity` units of `reward` arriving at `warehouse`.
+pub async fn receive(client: &mut Client, reward: &Reward, warehouse: &Warehouse, quantity: i64) {
+    client
+        .record_stock_movement(RecordStockMovementRequest {
+            reward_id: reward.id.clone(),
+            warehouse_id: warehouse.id.clone(),
+            kind: MovementKind::Receipt as i32,
+            quantity,
+            reference: "delivery note".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("a receipt");
+}
+
+/// The fields an INVALID_ARGUMENT names, sorted.
+pub fn fields(status: &Status) -> Vec<String> {
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let mut fields: Vec<String> = status
+        .get_details_bad_request()
+        .expect("field violations")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// The `ErrorInfo.reason` of a refusal.
+pub fn reason(status: &Status) -> String {
+    status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("a reason in {status:?}"))
+        .reason
+}
