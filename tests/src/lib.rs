@@ -2,7 +2,7 @@
 //! database, started through the same `Runtime` as their binaries; loyalty and rewards restartable
 //! on the same storage.
 
-use crm_kit::app::Service;
+use crm_kit::{app::Service, config::Config};
 use std::{net::SocketAddr, time::Duration};
 
 use crm_kit::client::TracedChannel;
@@ -70,6 +70,7 @@ impl Restartable {
         service: &Service,
         broker: &Broker,
         peers: Vec<(&str, String)>,
+        adjust: impl FnOnce(&mut Config),
     ) -> anyhow::Result<()> {
         let database = self
             .stopped
@@ -83,6 +84,7 @@ impl Restartable {
             if let Some(addr) = addr {
                 config.grpc.listen = addr.to_string();
             }
+            adjust(config);
         })
         .await?;
         self.addr = Some(started.addr);
@@ -133,7 +135,10 @@ impl Suite {
             &CONSENT,
             TestDatabase::create().await?,
             broker.shared(),
-            |config| config.privacy.retry_after_secs = RETRY_AFTER.as_secs(),
+            |config| {
+                config.privacy.retry_after_secs = RETRY_AFTER.as_secs();
+                config.privacy.services = "parties,loyalty,rewards".into();
+            },
         )
         .await?;
         let mut suite = Self {
@@ -154,7 +159,9 @@ impl Suite {
             ("parties", url(&self.parties)),
             ("consent", url(&self.consent)),
         ];
-        self.loyalty.start(&LOYALTY, &self.broker, peers).await
+        self.loyalty
+            .start(&LOYALTY, &self.broker, peers, |_| {})
+            .await
     }
 
     /// Stops loyalty gracefully, keeping its database (a deployment, an outage).
@@ -168,12 +175,33 @@ impl Suite {
 
     /// Starts rewards (again) on its database.
     pub async fn start_rewards(&mut self) -> anyhow::Result<()> {
-        let loyalty = format!(
+        self.start_rewards_with(|_| {}).await
+    }
+
+    /// Starts rewards (again) on its database, with `adjust` applied to its settings.
+    pub async fn start_rewards_with(
+        &mut self,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<()> {
+        let peers = vec![
+            ("loyalty", self.loyalty_url()),
+            ("parties", self.parties_url()),
+        ];
+        self.rewards
+            .start(&REWARDS, &self.broker, peers, adjust)
+            .await
+    }
+
+    /// Where loyalty serves, running or not: it comes back on the same address.
+    pub fn loyalty_url(&self) -> String {
+        format!(
             "http://{}",
             self.loyalty.addr.expect("loyalty started once")
-        );
-        let peers = vec![("loyalty", loyalty), ("parties", url(&self.parties))];
-        self.rewards.start(&REWARDS, &self.broker, peers).await
+        )
+    }
+
+    pub fn parties_url(&self) -> String {
+        url(&self.parties)
     }
 
     /// Stops rewards gracefully, keeping its database.
@@ -188,7 +216,12 @@ impl Suite {
     pub fn rewards_client(&self) -> RewardsServiceClient<TracedChannel> {
         RewardsServiceClient::new(self.rewards().channel(&token(
             "storekeeper",
-            &["rewards.read", "rewards.write", "rewards.stock"],
+            &[
+                "rewards.read",
+                "rewards.write",
+                "rewards.stock",
+                "rewards.order",
+            ],
         )))
     }
 
@@ -267,7 +300,8 @@ impl Suite {
         recorded.expect("recording the consent");
     }
 
-    /// An active B2C program with `basic` points and a `purchase` operation that accrues them.
+    /// An active B2C program with `basic` points, a `purchase` operation that accrues them and a
+    /// `reward_redemption` that settles them (reward orders redeem with it).
     pub async fn loyalty_program(&self) -> Program {
         let mut loyalty = self.loyalty_client();
         let program = loyalty
@@ -296,20 +330,27 @@ impl Suite {
             })
             .await
             .expect("defining points");
-        loyalty
-            .define_operation_type(DefineOperationTypeRequest {
-                program_id: program.id.clone(),
-                operation_type: Some(OperationType {
-                    code: "purchase".into(),
-                    display_name: "Purchase".into(),
-                    direction: Direction::Accrue as i32,
-                    default_point_type: "basic".into(),
-                }),
-                ..Default::default()
-            })
-            .await
-            .expect("defining purchases")
-            .into_inner()
+        let mut last = program;
+        for (code, direction) in [
+            ("purchase", Direction::Accrue),
+            ("reward_redemption", Direction::Settle),
+        ] {
+            last = loyalty
+                .define_operation_type(DefineOperationTypeRequest {
+                    program_id: last.id.clone(),
+                    operation_type: Some(OperationType {
+                        code: code.into(),
+                        display_name: code.replace('_', " "),
+                        direction: direction as i32,
+                        default_point_type: "basic".into(),
+                    }),
+                    ..Default::default()
+                })
+                .await
+                .expect("defining an operation type")
+                .into_inner();
+        }
+        last
     }
 
     pub async fn parties_db(&self) -> PgConnection {

@@ -1,4 +1,4 @@
-//! Data-subject requests carried out across parties and loyalty over the privacy topics.
+//! Data-subject requests carried out across parties, loyalty and rewards over the privacy topics.
 
 use std::time::Duration;
 
@@ -16,6 +16,11 @@ use crm_proto::crm::{
         ContactPoint, ContactPointKind, CreatePartyRequest, GetPartyRequest, Party, PartyKind,
         PersonName, UpdatePersonRequest,
     },
+    rewards::v1::{
+        CreateRewardRequest, CreateWarehouseRequest, Delivery, MovementKind, OrderItem,
+        PlaceRewardOrderRequest, RecordStockMovementRequest, Reward, RewardKind, RewardStatus,
+        Warehouse,
+    },
 };
 use crm_testkit::{eventually, read_topic};
 use prost::Message;
@@ -32,7 +37,8 @@ const PHONE: &str = "+48601234567";
 const STREET: &str = "ul. Jaśminowa 17/4";
 const BIRTHDAY: &str = "1984-07-19";
 
-/// A consumer with contacts, an address and a birthday, enrolled in a loyalty program with points.
+/// A consumer with contacts, an address and a birthday, enrolled in a loyalty program with points,
+/// who ordered a reward to be sent home.
 struct Member {
     party: Party,
     membership_id: String,
@@ -102,7 +108,7 @@ async fn member(suite: &Suite) -> Member {
     let mut loyalty = suite.loyalty_client();
     let membership = loyalty
         .enroll(EnrollRequest {
-            program_id: program.id,
+            program_id: program.id.clone(),
             party_id: party.id.clone(),
             ..Default::default()
         })
@@ -120,11 +126,77 @@ async fn member(suite: &Suite) -> Member {
         })
         .await
         .unwrap();
+    order_a_kettle(suite, &program.id, &membership.id).await;
     Member {
         create,
         party,
         membership_id: membership.id,
     }
+}
+
+/// A kettle for 100 points, sent to the member's home.
+async fn order_a_kettle(suite: &Suite, program_id: &str, membership_id: &str) {
+    let mut rewards = suite.rewards_client();
+    let kettle = rewards
+        .create_reward(CreateRewardRequest {
+            reward: Some(Reward {
+                program_id: program_id.into(),
+                kind: RewardKind::Material as i32,
+                status: RewardStatus::Active as i32,
+                display_name: "Kettle".into(),
+                price_points: 100,
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let store = rewards
+        .create_warehouse(CreateWarehouseRequest {
+            warehouse: Some(Warehouse {
+                code: "central".into(),
+                display_name: "Central".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    rewards
+        .record_stock_movement(RecordStockMovementRequest {
+            reward_id: kettle.id.clone(),
+            warehouse_id: store.id,
+            kind: MovementKind::Receipt as i32,
+            quantity: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    rewards
+        .place_reward_order(PlaceRewardOrderRequest {
+            membership_id: membership_id.into(),
+            items: vec![OrderItem {
+                reward_id: kettle.id,
+                quantity: 1,
+            }],
+            delivery: Some(Delivery {
+                recipient_name: format!("{GIVEN} {FAMILY}"),
+                address: Some(PostalAddress {
+                    lines: vec![STREET.into()],
+                    postal_code: "00-950".into(),
+                    city: "Warszawa".into(),
+                    country_code: "PL".into(),
+                    ..Default::default()
+                }),
+                email: EMAIL.into(),
+                phone: PHONE.into(),
+            }),
+            request_id: format!("kettle-{membership_id}"),
+        })
+        .await
+        .expect("ordering a kettle");
 }
 
 fn subject(party: &Party) -> Subject {
@@ -221,7 +293,10 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
         .iter()
         .map(|a| (a.service.as_str(), a.answered))
         .collect();
-    assert_eq!(answers, [("loyalty", true), ("parties", true)]);
+    assert_eq!(
+        answers,
+        [("loyalty", true), ("parties", true), ("rewards", true)]
+    );
     for answer in &done.answers {
         assert!(answer.subject_found, "{} knew the subject", answer.service);
         assert!(
@@ -249,6 +324,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
         for (service, mut db) in [
             ("parties", suite.parties_db().await),
             ("loyalty", suite.loyalty_db().await),
+            ("rewards", suite.rewards_db().await),
             ("consent", suite.consent.db().await),
         ] {
             let found = find_in_database(&mut db, needle).await.unwrap();
@@ -393,6 +469,9 @@ async fn export_bundle_holds_every_services_part() {
     assert_eq!(loyalty["operations"][0]["points"], 120);
     let consent = &bundle["parts"]["consent"]["tables"];
     assert_eq!(consent["consent_records"][0]["purpose"], "loyalty_program");
+    let rewards = &bundle["parts"]["rewards"]["tables"];
+    assert_eq!(rewards["reward_orders"][0]["address"]["lines"][0], STREET);
+    assert_eq!(rewards["reward_order_items"][0]["display_name"], "Kettle");
 
     // Nothing was changed by the export.
     let party = suite

@@ -15,7 +15,7 @@ use std::{
 };
 
 use crm_proto::crm::{
-    common::v1::PrivacyRequestType,
+    common::v1::{PostalAddress, PrivacyRequestType},
     consent::v1::{
         Channel as ConsentChannel, CreatePurposeRequest, Evidence, GetSubjectRequestRequest,
         LegalBasis, OpenSubjectRequestRequest, Purpose, RecordConsentRequest, Subject, SubjectKind,
@@ -33,8 +33,9 @@ use crm_proto::crm::{
         PersonName, parties_service_client::PartiesServiceClient,
     },
     rewards::v1::{
-        CreateRewardRequest, ListRewardsRequest, Reward, RewardKind, RewardStatus,
-        rewards_service_client::RewardsServiceClient,
+        CreateRewardRequest, CreateWarehouseRequest, Delivery, ListRewardsRequest, MovementKind,
+        OrderItem, PlaceRewardOrderRequest, RecordStockMovementRequest, Reward, RewardKind,
+        RewardOrderStatus, RewardStatus, Warehouse, rewards_service_client::RewardsServiceClient,
     },
 };
 use tonic::{
@@ -324,7 +325,7 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         .unwrap();
     let types = [
         ("purchase", "Purchase", Direction::Accrue),
-        ("reward", "Reward redeemed", Direction::Settle),
+        ("reward_redemption", "Reward redeemed", Direction::Settle),
     ];
     for (code, display_name, direction) in types {
         c.loyalty
@@ -371,7 +372,7 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         .record_operation(RecordOperationRequest {
             operation_id: "reward-cinema".into(),
             account: Some(account.clone()),
-            operation_type: "reward".into(),
+            operation_type: "reward_redemption".into(),
             points: 50,
             reference: "cinema ticket".into(),
             card_number: String::new(),
@@ -420,6 +421,53 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         1,
         "70 points buy a 60-point kettle"
     );
+    let store = c
+        .rewards
+        .create_warehouse(CreateWarehouseRequest {
+            warehouse: Some(Warehouse {
+                code: "central".into(),
+                display_name: "Central".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    c.rewards
+        .record_stock_movement(RecordStockMovementRequest {
+            reward_id: kettle.id.clone(),
+            warehouse_id: store.id,
+            kind: MovementKind::Receipt as i32,
+            quantity: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let order = c
+        .rewards
+        .place_reward_order(PlaceRewardOrderRequest {
+            membership_id: membership.id.clone(),
+            items: vec![OrderItem {
+                reward_id: kettle.id,
+                quantity: 1,
+            }],
+            delivery: Some(Delivery {
+                recipient_name: "Jadwiga Nowakowska".into(),
+                address: Some(PostalAddress {
+                    lines: vec!["ul. Lipowa 3".into()],
+                    city: "Kraków".into(),
+                    country_code: "PL".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            request_id: "order-kettle".into(),
+        })
+        .await
+        .expect("rewards holds the points in loyalty")
+        .into_inner();
+    assert_eq!(order.status(), RewardOrderStatus::Confirmed);
 
     // An erasure goes out over the in-process broker and every service that holds personal data
     // answers it.
@@ -470,7 +518,10 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         .iter()
         .map(|a| (a.service.as_str(), a.subject_found))
         .collect();
-    assert_eq!(answered, [("loyalty", true), ("parties", true)]);
+    assert_eq!(
+        answered,
+        [("loyalty", true), ("parties", true), ("rewards", true)]
+    );
 
     let (code, output) = up.stop();
     assert_eq!(code, Some(0), "crm up exits cleanly on SIGTERM:\n{output}");

@@ -159,6 +159,11 @@ impl Loyalty {
             "original_operation_id",
             "is required",
         );
+        v.check(
+            req.points >= 0,
+            "points",
+            "must not be negative; 0 takes back all that is left",
+        );
         v.finish()?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, subject, &req);
         let original = store::lock_operation_by_client_id(&mut tx, &req.original_operation_id)
@@ -167,7 +172,7 @@ impl Loyalty {
         let id = reverse(
             &mut tx,
             &original,
-            None,
+            (req.points > 0).then_some(req.points),
             &req.operation_id,
             req.reference.trim(),
             subject,

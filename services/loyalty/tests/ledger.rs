@@ -388,6 +388,7 @@ async fn a_reversal_posts_the_opposite_once_down_to_the_floor() {
             operation_id: "credit-note-1".into(),
             original_operation_id: "invoice-1".into(),
             reference: "CN/1".into(),
+            ..Default::default()
         })
         .await
         .unwrap()

@@ -4,7 +4,12 @@ use crm_kit::request::{audit, money_to_proto, timestamp};
 use crm_proto::crm::rewards::v1 as proto;
 use uuid::Uuid;
 
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
 use crate::store::{
+    orders::Loaded,
     rewards::RewardRow,
     stock::{ItemRow, MovementRow},
     warehouses::WarehouseRow,
@@ -100,4 +105,110 @@ pub fn movement(row: &MovementRow) -> proto::StockMovement {
         recorded_by: row.recorded_by.clone(),
         create_time: Some(timestamp(row.created_at)),
     }
+}
+
+pub fn order(loaded: &Loaded) -> proto::RewardOrder {
+    let o = &loaded.order;
+    let mut co_payments: BTreeMap<&str, Decimal> = BTreeMap::new();
+    for item in &loaded.items {
+        if let (Some(amount), Some(currency)) = (item.co_payment_amount, &item.co_payment_currency)
+        {
+            *co_payments.entry(currency).or_default() += amount * Decimal::from(item.quantity);
+        }
+    }
+    let shipment = o.carrier.as_ref().map(|carrier| proto::Shipment {
+        carrier: carrier.clone(),
+        tracking_number: o.tracking_number.clone().unwrap_or_default(),
+        ship_time: o.shipped_at.map(timestamp),
+    });
+    let failure = o.failure_reason.as_ref().map(|reason| proto::OrderFailure {
+        reason: reason.clone(),
+        message: o.failure_message.clone().unwrap_or_default(),
+    });
+    proto::RewardOrder {
+        id: o.id.to_string(),
+        membership_id: o.membership_id.to_string(),
+        party_id: o.party_id.to_string(),
+        program_id: o.program_id.to_string(),
+        point_type: o.point_type.clone(),
+        status: o.status.to_proto() as i32,
+        items: loaded
+            .items
+            .iter()
+            .map(|item| proto::RewardOrderItem {
+                line: item.line,
+                reward_id: item.reward_id.to_string(),
+                display_name: item.display_name.clone(),
+                kind: o.kind.to_proto() as i32,
+                quantity: item.quantity,
+                unit_points: item.unit_points,
+                unit_co_payment: item
+                    .co_payment_amount
+                    .zip(item.co_payment_currency.as_deref())
+                    .map(|(amount, currency)| money_to_proto(amount, currency)),
+                returned_quantity: item.returned_quantity,
+                voucher_codes: loaded
+                    .codes
+                    .iter()
+                    .filter(|c| c.line == item.line)
+                    .map(|c| c.code.clone())
+                    .collect(),
+            })
+            .collect(),
+        points: o.points,
+        captured_points: o.captured_points,
+        returned_points: o.returned_points,
+        co_payments: co_payments
+            .into_iter()
+            .map(|(currency, amount)| money_to_proto(amount, currency))
+            .collect(),
+        delivery: Some(proto::Delivery {
+            recipient_name: o.recipient_name.clone().unwrap_or_default(),
+            address: o.address.as_ref().map(|a| a.0.to_proto()),
+            email: o.email.clone().unwrap_or_default(),
+            phone: o.phone.clone().unwrap_or_default(),
+        }),
+        hold_id: o.hold_id.clone(),
+        hold_expire_time: o.hold_expires_at.map(timestamp),
+        shipment,
+        confirm_time: o.confirmed_at.map(timestamp),
+        deliver_time: o.delivered_at.map(timestamp),
+        cancel_time: o.cancelled_at.map(timestamp),
+        cancel_reason: o.cancel_reason.clone().unwrap_or_default(),
+        failure,
+        returns: loaded
+            .returns
+            .iter()
+            .map(|(r, lines)| proto::OrderReturn {
+                id: r.id.to_string(),
+                items: lines
+                    .iter()
+                    .map(|l| proto::ReturnedItem {
+                        line: l.line,
+                        quantity: l.quantity,
+                    })
+                    .collect(),
+                points: r.points,
+                reason: r.reason.clone(),
+                points_returned: r.points_returned,
+                create_time: Some(timestamp(r.created_at)),
+            })
+            .collect(),
+        audit: Some(audit(
+            o.created_at,
+            o.updated_at,
+            &o.created_by,
+            &o.updated_by,
+        )),
+    }
+}
+
+/// The order as events carry it: without delivery details and voucher codes.
+pub fn order_event(loaded: &Loaded) -> proto::RewardOrder {
+    let mut order = order(loaded);
+    order.delivery = None;
+    for item in &mut order.items {
+        item.voucher_codes.clear();
+    }
+    order
 }

@@ -2,7 +2,7 @@
 
 use uuid::Uuid;
 
-use crate::domain::RewardKind;
+use crate::domain::{RewardKind, RewardStatus, orders::OrderStatus};
 
 crm_kit::refusals! {
     pub enum Refusal {
@@ -30,5 +30,59 @@ crm_kit::refusals! {
         /// Warehouse codes are unique.
         WarehouseExists { code: String } =
             AlreadyExists("WAREHOUSE_EXISTS", "warehouse {code:?} already exists"),
+        /// Only active members order.
+        MembershipNotActive { id: Uuid, status: String } =
+            Precondition("MEMBERSHIP_NOT_ACTIVE", "membership {id} is {status}"),
+        /// Drafts and archived rewards are not for sale.
+        RewardNotOrderable { id: Uuid, status: RewardStatus } =
+            Precondition("REWARD_NOT_ORDERABLE", "reward {id} is {status}"),
+        /// Outside its availability window.
+        RewardNotAvailable { id: Uuid } =
+            Precondition("REWARD_NOT_AVAILABLE", "reward {id} cannot be ordered at this time"),
+        /// Restricted to tiers or bases the member is not in.
+        RewardRestricted { id: Uuid, to: String } = Precondition(
+            "REWARD_RESTRICTED",
+            "reward {id} is for members of {to} only"
+        ),
+        MemberLimitReached { id: Uuid, limit: i32, had: i64 } = Precondition(
+            "MEMBER_LIMIT_REACHED",
+            "reward {id} allows {limit} units per member; the member has {had} in orders"
+        ),
+        TotalLimitReached { id: Uuid, limit: i32 } = Precondition(
+            "TOTAL_LIMIT_REACHED",
+            "reward {id} allows {limit} units in all, and too few are left"
+        ),
+        /// Not enough stock in all warehouses together, or not enough codes.
+        OutOfStock { id: Uuid, wanted: i64, available: i64 } = Precondition(
+            "OUT_OF_STOCK",
+            "reward {id}: {wanted} wanted, {available} available"
+        ),
+        /// Loyalty refused the hold: the member cannot pay.
+        InsufficientPoints { why: String } =
+            Precondition("INSUFFICIENT_POINTS", "the points cannot be held: {why}"),
+        /// Loyalty refused the hold for another reason (membership or program state).
+        PointsNotHeld { why: String } =
+            Precondition("POINTS_NOT_HELD", "the points cannot be held: {why}"),
+        /// The points hold lapsed before the shipment, so the order was cancelled.
+        HoldExpired { id: Uuid } = Precondition(
+            "HOLD_EXPIRED",
+            "the points hold of order {id} expired before shipment; the order is cancelled"
+        ),
+        NotShippable { id: Uuid, status: OrderStatus } = Precondition(
+            "ORDER_NOT_SHIPPABLE",
+            "order {id} is {status}; only a confirmed order of goods ships"
+        ),
+        NotDeliverable { id: Uuid, status: OrderStatus } = Precondition(
+            "ORDER_NOT_DELIVERABLE",
+            "order {id} is {status}; only a shipped order is delivered"
+        ),
+        NotCancellable { id: Uuid, status: OrderStatus } = Precondition(
+            "ORDER_NOT_CANCELLABLE",
+            "order {id} is {status}; only a confirmed order not yet shipped is cancelled"
+        ),
+        NotReturnable { id: Uuid, status: OrderStatus } = Precondition(
+            "ORDER_NOT_RETURNABLE",
+            "order {id} is {status}; only delivered goods come back"
+        ),
     }
 }

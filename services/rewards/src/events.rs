@@ -1,10 +1,12 @@
 //! The topics rewards writes, with messages of `crm/rewards/v1/events.proto`. The latest
 //! RewardChanged or WarehouseChanged of a key is the resource as it now is.
 
-use crm_kit::{error::Result, store::Tx};
+use crm_kit::{error::Result, privacy, store::Tx};
 use crm_proto::crm::rewards::v1::{
-    Reward, RewardChanged, StockLow, StockMoved, Warehouse, WarehouseChanged,
+    Reward, RewardChanged, RewardOrderChanged, StockLow, StockMoved, Warehouse, WarehouseChanged,
 };
+
+use crate::{convert, store::orders::Loaded};
 
 crm_kit::topic!(
     /// Key: reward id.
@@ -21,8 +23,28 @@ crm_kit::topic!(
     pub STOCK = "crm.rewards.stock.v1", StockTopic: StockMoved, StockLow
 );
 
+crm_kit::topic!(
+    /// Key: order id.
+    pub ORDER = "crm.rewards.order.v1", OrderTopic: RewardOrderChanged
+);
+
 /// The topics rewards writes.
-pub const TOPICS: &[&str] = &[REWARD.name, WAREHOUSE.name, STOCK.name];
+pub const TOPICS: &[&str] = &[
+    REWARD.name,
+    WAREHOUSE.name,
+    STOCK.name,
+    ORDER.name,
+    privacy::RECEIPTS.name,
+];
+
+/// A step of an order a member would be told of.
+pub async fn order_changed(tx: &mut Tx, order: &Loaded, change: &str) -> Result<()> {
+    let event = RewardOrderChanged {
+        order: Some(convert::order_event(order)),
+        change: change.to_owned(),
+    };
+    Ok(ORDER.enqueue(tx, order.order.id, &event).await?)
+}
 
 pub async fn reward_changed(tx: &mut Tx, reward: &Reward, change: &str) -> Result<()> {
     let event = RewardChanged {

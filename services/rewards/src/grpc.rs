@@ -73,4 +73,58 @@ impl RewardsService for Rewards {
     ) -> Reply<ListStockMovementsResponse> {
         reply(Rewards::list_stock_movements(self, request.into_inner()).await)
     }
+
+    async fn place_reward_order(
+        &self,
+        request: Request<PlaceRewardOrderRequest>,
+    ) -> Reply<RewardOrder> {
+        let subject = subject(&request);
+        reply(Rewards::place_reward_order(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_reward_order(
+        &self,
+        request: Request<GetRewardOrderRequest>,
+    ) -> Reply<RewardOrder> {
+        reply(Rewards::get_reward_order(self, request.into_inner()).await)
+    }
+
+    async fn list_reward_orders(
+        &self,
+        request: Request<ListRewardOrdersRequest>,
+    ) -> Reply<ListRewardOrdersResponse> {
+        reply(Rewards::list_reward_orders(self, request.into_inner()).await)
+    }
+
+    async fn confirm_shipment(
+        &self,
+        request: Request<ConfirmShipmentRequest>,
+    ) -> Reply<RewardOrder> {
+        let subject = subject(&request);
+        reply(Rewards::confirm_shipment(self, &subject, request.into_inner()).await)
+    }
+
+    async fn confirm_delivery(
+        &self,
+        request: Request<ConfirmDeliveryRequest>,
+    ) -> Reply<RewardOrder> {
+        let subject = subject(&request);
+        reply(Rewards::confirm_delivery(self, &subject, request.into_inner()).await)
+    }
+
+    async fn cancel_reward_order(
+        &self,
+        request: Request<CancelRewardOrderRequest>,
+    ) -> Reply<RewardOrder> {
+        let subject = subject(&request);
+        reply(Rewards::cancel_reward_order(self, &subject, request.into_inner()).await)
+    }
+
+    async fn return_reward_order(
+        &self,
+        request: Request<ReturnRewardOrderRequest>,
+    ) -> Reply<RewardOrder> {
+        let subject = subject(&request);
+        reply(Rewards::return_reward_order(self, &subject, request.into_inner()).await)
+    }
 }

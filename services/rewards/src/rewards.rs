@@ -7,7 +7,7 @@ use crm_kit::{
     store::Page,
 };
 use crm_proto::crm::{
-    loyalty::v1::{Program, ProgramStatus},
+    loyalty::v1::{Direction, Program, ProgramStatus},
     rewards::v1::*,
 };
 use sqlx::PgConnection;
@@ -18,6 +18,7 @@ use crate::{
     domain::{self, RewardKind, RewardStatus, VoucherSource},
     error::Refusal,
     events,
+    peers::REDEMPTION,
     store::rewards::{self as store, Filter, RewardRow},
 };
 
@@ -344,9 +345,18 @@ fn set_field(row: &mut RewardRow, input: &Reward, path: &str, v: &mut FieldViola
     }
 }
 
-/// The point type must be the program's (its first when none is named), and every tier one of
-/// its tiers.
+/// The point type must be the program's (its first when none is named), every tier one of its
+/// tiers, and the program must have the operation type that orders' captures redeem with.
 fn check_against_program(program: &Program, row: &mut RewardRow, v: &mut FieldViolations) {
+    let redeems = program
+        .operation_types
+        .iter()
+        .any(|t| t.code == REDEMPTION && t.direction() == Direction::Settle);
+    v.check(
+        redeems,
+        "reward.program_id",
+        format!("the program defines no {REDEMPTION:?} operation type (SETTLE), which reward orders redeem points with"),
+    );
     if row.point_type.is_empty() {
         match program.point_types.first() {
             Some(first) => row.point_type = first.code.clone(),

@@ -38,6 +38,22 @@ pub struct Config {
     pub peers: std::collections::HashMap<String, String>,
     /// Data-subject requests (used by the consent service).
     pub privacy: PrivacyConfig,
+    /// Reward orders (used by the rewards service).
+    pub rewards: RewardsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RewardsConfig {
+    /// `CRM__REWARDS__HOLD_TIMEOUT_SECS`: how long a reward order's points stay held in loyalty: an
+    /// order not shipped by then is cancelled and its stock released. Default 1209600 (14 days);
+    /// at most 30 days, loyalty's longest hold.
+    pub hold_timeout_secs: u64,
+}
+
+impl RewardsConfig {
+    pub fn hold_timeout(&self) -> Duration {
+        Duration::from_secs(self.hold_timeout_secs)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -308,6 +324,12 @@ impl Config {
                 "must be 1 to 365",
             ));
         }
+        if !(1..=2_592_000).contains(&self.rewards.hold_timeout_secs) {
+            return Err(ConfigError::key(
+                "rewards.hold_timeout_secs",
+                "must be 1 to 2592000 (30 days, loyalty's longest hold)",
+            ));
+        }
         if self.privacy.retry_after_secs == 0 {
             return Err(ConfigError::key(
                 "privacy.retry_after_secs",
@@ -347,7 +369,7 @@ impl Config {
     }
 }
 
-fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 17] {
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 18] {
     [
         (
             "admin.listen",
@@ -372,6 +394,7 @@ fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 17] {
         ("privacy.services", "parties,loyalty".into()),
         ("privacy.retry_after_secs", 300.into()),
         ("privacy.bundle_retention_days", 30.into()),
+        ("rewards.hold_timeout_secs", 1_209_600.into()),
     ]
 }
 

@@ -261,6 +261,25 @@ pub async fn begin<R: prost::Message + Default, Q: Idempotent + prost::Message>(
     }
 }
 
+/// Forgets `caller`'s claim of `request_id` for the request type `Q`, in `tx`: a call whose claim
+/// committed with its first step (a saga's) failed at a later one and undid its work, so a retry
+/// with the same id runs it again, as it would after any refusal.
+pub async fn unclaim<Q: Idempotent>(
+    tx: &mut Tx,
+    caller: &str,
+    request_id: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM crm_idempotency WHERE caller = $1 AND method = $2 AND request_id = $3",
+    )
+    .bind(caller)
+    .bind(Q::METHOD)
+    .bind(request_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 /// How [`claim_all`] found one request.
 pub enum Claim<R> {
     /// Not seen before: do it, then settle the claim with [`settle_all`].

@@ -21,7 +21,7 @@ use crm_kit::{
     client::TracedChannel,
     config::{
         AdminConfig, AuthConfig, Config, DatabaseConfig, GrpcConfig, KafkaConfig, LogFormat,
-        PrivacyConfig, Secret, TelemetryConfig,
+        PrivacyConfig, RewardsConfig, Secret, TelemetryConfig,
     },
     shutdown::{self, ShutdownTrigger},
     telemetry::Telemetry,
@@ -250,6 +250,9 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
             services: "parties,loyalty".into(),
             retry_after_secs: 300,
             bundle_retention_days: 30,
+        },
+        rewards: RewardsConfig {
+            hold_timeout_secs: 1_209_600,
         },
     }
 }

@@ -1,6 +1,7 @@
 //! The rewards service's rules, free of I/O: its vocabularies (each stored as text and named by a
 //! proto enum, declared once), a reward's life, stock arithmetic, and voucher code files.
 
+pub mod orders;
 pub mod stock;
 pub mod vouchers;
 

@@ -69,6 +69,17 @@ pub async fn lock_items(
     .await
 }
 
+/// Every warehouse's item of the reward, locked in warehouse order.
+pub async fn lock_all_items(tx: &mut Tx, reward: Uuid) -> sqlx::Result<Vec<ItemRow>> {
+    sqlx::query_as(
+        "SELECT warehouse_id, on_hand, reserved, low, updated_at FROM stock_items
+          WHERE reward_id = $1 ORDER BY warehouse_id FOR UPDATE",
+    )
+    .bind(reward)
+    .fetch_all(&mut **tx)
+    .await
+}
+
 /// Writes an item's new level and low flag.
 pub async fn set_level(
     tx: &mut Tx,

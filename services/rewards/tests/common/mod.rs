@@ -7,9 +7,10 @@
 use crm_e2e::{LOYALTY_PROGRAM, Suite};
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
+    common::v1::PostalAddress,
     loyalty::v1::{
-        AccountRef, DefineTierRequest, EnrollRequest, Membership, Program, RecordOperationRequest,
-        Tier,
+        AccountRef, Balance, DefineTierRequest, EnrollRequest, GetBalanceRequest, Hold, HoldStatus,
+        ListHoldsRequest, Membership, Program, RecordOperationRequest, Tier,
     },
     parties::v1::{CreatePartyRequest, Party, PartyKind, PersonName},
     rewards::v1::{rewards_service_client::RewardsServiceClient, *},
@@ -177,4 +178,117 @@ pub fn reason(status: &Status) -> String {
         .get_details_error_info()
         .unwrap_or_else(|| panic!("a reason in {status:?}"))
         .reason
+}
+
+/// Where goods go: a recipient at a postal address.
+pub fn home() -> Delivery {
+    Delivery {
+        recipient_name: "Ola Kowalska".into(),
+        address: Some(PostalAddress {
+            lines: vec!["ul. Lipowa 3/5".into()],
+            postal_code: "30-001".into(),
+            city: "Kraków".into(),
+            country_code: "PL".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Where vouchers go.
+pub fn inbox() -> Delivery {
+    Delivery {
+        email: "ola@example.pl".into(),
+        ..Default::default()
+    }
+}
+
+pub fn order(
+    member: &Membership,
+    items: &[(&Reward, i32)],
+    delivery: Delivery,
+    request_id: &str,
+) -> PlaceRewardOrderRequest {
+    PlaceRewardOrderRequest {
+        membership_id: member.id.clone(),
+        items: items
+            .iter()
+            .map(|(reward, quantity)| OrderItem {
+                reward_id: reward.id.clone(),
+                quantity: *quantity,
+            })
+            .collect(),
+        delivery: Some(delivery),
+        request_id: request_id.into(),
+    }
+}
+
+pub async fn balance(suite: &Suite, member: &Membership) -> Balance {
+    suite
+        .loyalty_client()
+        .get_balance(GetBalanceRequest {
+            account: Some(AccountRef {
+                membership_id: member.id.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The member's holds still pending in loyalty.
+pub async fn pending_holds(suite: &Suite, member: &Membership) -> Vec<Hold> {
+    suite
+        .loyalty_client()
+        .list_holds(ListHoldsRequest {
+            membership_id: member.id.clone(),
+            status: HoldStatus::Pending as i32,
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .holds
+}
+
+pub async fn stock_of(client: &mut Client, reward: &Reward) -> Stock {
+    client
+        .get_stock(GetStockRequest {
+            reward_id: reward.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+pub async fn get_order(client: &mut Client, id: &str) -> RewardOrder {
+    client
+        .get_reward_order(GetRewardOrderRequest { id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Every rule of `crm-loyalty verify` holds: each operation sums to zero, every balance is the sum
+/// of its entries, every account's held points the sum of its pending holds.
+pub async fn assert_ledger_balanced(suite: &Suite) {
+    let findings = crm_loyalty::verify::check(&mut suite.loyalty_db().await)
+        .await
+        .unwrap();
+    assert!(
+        findings.is_empty(),
+        "ledger invariants broken:\n{}",
+        findings.iter().map(ToString::to_string).collect::<String>()
+    );
+}
+
+/// Polls `check` until it gives a value, for at most `seconds`.
+pub async fn within<T, F, Fut>(seconds: u64, check: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    crm_testkit::eventually(std::time::Duration::from_secs(seconds), check).await
 }

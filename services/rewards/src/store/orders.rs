@@ -1,0 +1,648 @@
+//! Reward orders, their items, returns, and the stock and codes they hold.
+
+use chrono::{DateTime, Utc};
+use crm_kit::{address::Address, store::Tx};
+use rust_decimal::Decimal;
+use sqlx::{PgConnection, types::Json};
+use uuid::Uuid;
+
+use crate::domain::{MovementKind, RewardKind, orders::OrderStatus};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OrderRow {
+    pub id: Uuid,
+    pub membership_id: Uuid,
+    pub party_id: Uuid,
+    pub program_id: Uuid,
+    pub point_type: String,
+    pub kind: RewardKind,
+    pub status: OrderStatus,
+    pub points: i64,
+    pub captured_points: i64,
+    pub returned_points: i64,
+    pub hold_id: String,
+    pub hold_expires_at: Option<DateTime<Utc>>,
+    pub recipient_name: Option<String>,
+    pub address: Option<Json<Address>>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub carrier: Option<String>,
+    pub tracking_number: Option<String>,
+    pub cancel_reason: Option<String>,
+    pub failure_reason: Option<String>,
+    pub failure_message: Option<String>,
+    pub void_due: bool,
+    pub request_id: String,
+    pub created_by: String,
+    pub updated_by: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub shipped_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ItemRow {
+    pub order_id: Uuid,
+    pub line: i32,
+    pub reward_id: Uuid,
+    pub display_name: String,
+    pub quantity: i32,
+    pub unit_points: i64,
+    pub co_payment_amount: Option<Decimal>,
+    pub co_payment_currency: Option<String>,
+    pub returned_quantity: i32,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReturnRow {
+    pub id: Uuid,
+    pub order_id: Uuid,
+    pub points: i64,
+    pub reason: String,
+    pub points_returned: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ReturnedRow {
+    pub return_id: Uuid,
+    pub line: i32,
+    pub quantity: i32,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct CodeRow {
+    pub order_id: Uuid,
+    pub line: i32,
+    pub code: String,
+}
+
+/// An order and everything the API shows of it.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub order: OrderRow,
+    pub items: Vec<ItemRow>,
+    pub returns: Vec<(ReturnRow, Vec<ReturnedRow>)>,
+    /// Issued codes only.
+    pub codes: Vec<CodeRow>,
+}
+
+const COLUMNS: &str = "id, membership_id, party_id, program_id, point_type, kind, status, points,
+    captured_points, returned_points, hold_id, hold_expires_at, recipient_name, address, email,
+    phone, carrier, tracking_number, cancel_reason, failure_reason, failure_message, void_due,
+    request_id, created_by, updated_by, created_at, updated_at, confirmed_at, shipped_at, delivered_at,
+    cancelled_at";
+
+/// Serialises the per-member limit checks of one membership's orders.
+pub async fn lock_member(tx: &mut Tx, membership: Uuid) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
+        .bind(membership)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Units of each reward the membership has in live orders.
+pub async fn units_of_member(
+    tx: &mut Tx,
+    membership: Uuid,
+    rewards: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, i64)>> {
+    sqlx::query_as(
+        "SELECT i.reward_id, sum(i.quantity - i.returned_quantity)::bigint
+           FROM reward_order_items i JOIN reward_orders o ON o.id = i.order_id
+          WHERE o.membership_id = $1 AND i.reward_id = ANY($2)
+            AND o.status NOT IN ('failed', 'cancelled')
+          GROUP BY i.reward_id",
+    )
+    .bind(membership)
+    .bind(rewards)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Counts `quantity` more units as ordered, unless that passes the reward's total limit; false
+/// when it would.
+pub async fn take_units(tx: &mut Tx, reward: Uuid, quantity: i64) -> sqlx::Result<bool> {
+    let taken = sqlx::query(
+        "UPDATE rewards SET ordered_units = ordered_units + $2
+          WHERE id = $1 AND (total_limit = 0 OR ordered_units + $2 <= total_limit)",
+    )
+    .bind(reward)
+    .bind(quantity)
+    .execute(&mut **tx)
+    .await?;
+    Ok(taken.rows_affected() == 1)
+}
+
+pub async fn give_back_units(tx: &mut Tx, reward: Uuid, quantity: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE rewards SET ordered_units = ordered_units - $2 WHERE id = $1")
+        .bind(reward)
+        .bind(quantity)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// The delivery details an order keeps until an erasure.
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryRow {
+    pub recipient_name: Option<String>,
+    pub address: Option<Address>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+/// A new PLACING order.
+pub struct NewOrder<'a> {
+    pub id: Uuid,
+    pub membership_id: Uuid,
+    pub party_id: Uuid,
+    pub program_id: Uuid,
+    pub point_type: &'a str,
+    pub kind: RewardKind,
+    pub points: i64,
+    pub hold_id: &'a str,
+    pub delivery: &'a DeliveryRow,
+    pub request_id: &'a str,
+    pub by: &'a str,
+}
+
+pub async fn insert(tx: &mut Tx, o: &NewOrder<'_>, items: &[ItemRow]) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO reward_orders (id, membership_id, party_id, program_id, point_type, kind,
+             status, points, hold_id, recipient_name, address, email, phone, request_id, created_by,
+             updated_by)
+         VALUES ($1, $2, $3, $4, $5, $6, 'placing', $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+    )
+    .bind(o.id)
+    .bind(o.membership_id)
+    .bind(o.party_id)
+    .bind(o.program_id)
+    .bind(o.point_type)
+    .bind(o.kind)
+    .bind(o.points)
+    .bind(o.hold_id)
+    .bind(&o.delivery.recipient_name)
+    .bind(o.delivery.address.clone().map(Json))
+    .bind(&o.delivery.email)
+    .bind(&o.delivery.phone)
+    .bind(o.request_id)
+    .bind(o.by)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO reward_order_items (order_id, line, reward_id, display_name, quantity,
+             unit_points, co_payment_amount, co_payment_currency)
+         SELECT $1, * FROM unnest($2::int[], $3::uuid[], $4::text[], $5::int[], $6::bigint[],
+             $7::numeric[], $8::text[])",
+    )
+    .bind(o.id)
+    .bind(items.iter().map(|i| i.line).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.reward_id).collect::<Vec<_>>())
+    .bind(
+        items
+            .iter()
+            .map(|i| i.display_name.clone())
+            .collect::<Vec<_>>(),
+    )
+    .bind(items.iter().map(|i| i.quantity).collect::<Vec<_>>())
+    .bind(items.iter().map(|i| i.unit_points).collect::<Vec<_>>())
+    .bind(
+        items
+            .iter()
+            .map(|i| i.co_payment_amount)
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        items
+            .iter()
+            .map(|i| i.co_payment_currency.clone())
+            .collect::<Vec<_>>(),
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM reward_orders WHERE id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The order, locked for a step (orders are locked before rewards, stock and codes).
+pub async fn lock(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM reward_orders WHERE id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+pub async fn items(conn: &mut PgConnection, orders: &[Uuid]) -> sqlx::Result<Vec<ItemRow>> {
+    sqlx::query_as(
+        "SELECT order_id, line, reward_id, display_name, quantity, unit_points, co_payment_amount,
+                co_payment_currency, returned_quantity
+           FROM reward_order_items WHERE order_id = ANY($1) ORDER BY order_id, line",
+    )
+    .bind(orders)
+    .fetch_all(conn)
+    .await
+}
+
+/// Orders with their items, returns and issued codes, in the order of `rows`.
+pub async fn load(conn: &mut PgConnection, rows: Vec<OrderRow>) -> sqlx::Result<Vec<Loaded>> {
+    let ids: Vec<Uuid> = rows.iter().map(|o| o.id).collect();
+    let items = items(conn, &ids).await?;
+    let returns: Vec<ReturnRow> = sqlx::query_as(
+        "SELECT id, order_id, points, reason, points_returned, created_at
+           FROM reward_order_returns WHERE order_id = ANY($1) ORDER BY id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let return_ids: Vec<Uuid> = returns.iter().map(|r| r.id).collect();
+    let returned: Vec<ReturnedRow> = sqlx::query_as(
+        "SELECT return_id, line, quantity FROM reward_order_returned_items
+          WHERE return_id = ANY($1) ORDER BY return_id, line",
+    )
+    .bind(&return_ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    let codes: Vec<CodeRow> = sqlx::query_as(
+        "SELECT order_id, line, code FROM voucher_codes
+          WHERE order_id = ANY($1) AND issued_at IS NOT NULL ORDER BY order_id, line, code",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|order| Loaded {
+            items: items
+                .iter()
+                .filter(|i| i.order_id == order.id)
+                .cloned()
+                .collect(),
+            returns: returns
+                .iter()
+                .filter(|r| r.order_id == order.id)
+                .map(|r| {
+                    let lines = returned.iter().filter(|l| l.return_id == r.id).cloned();
+                    (r.clone(), lines.collect())
+                })
+                .collect(),
+            codes: codes
+                .iter()
+                .filter(|c| c.order_id == order.id)
+                .cloned()
+                .collect(),
+            order,
+        })
+        .collect())
+}
+
+/// What ListRewardOrders filters by.
+#[derive(Debug, Default)]
+pub struct Filter {
+    pub membership_id: Option<Uuid>,
+    pub status: Option<OrderStatus>,
+    pub placed_after: Option<DateTime<Utc>>,
+    pub placed_before: Option<DateTime<Utc>>,
+}
+
+/// One page of orders before `before`, newest first.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &Filter,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<OrderRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM reward_orders
+          WHERE ($1::uuid IS NULL OR id < $1)
+            AND ($2::uuid IS NULL OR membership_id = $2)
+            AND ($3::text IS NULL OR status = $3)
+            AND ($4::timestamptz IS NULL OR created_at >= $4)
+            AND ($5::timestamptz IS NULL OR created_at < $5)
+          ORDER BY id DESC LIMIT $6"
+    )))
+    .bind(before)
+    .bind(filter.membership_id)
+    .bind(filter.status)
+    .bind(filter.placed_after)
+    .bind(filter.placed_before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+/// Moves the order to `status`, stamping the time that status records.
+pub async fn set_status(tx: &mut Tx, id: Uuid, status: OrderStatus, by: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE reward_orders SET status = $2, updated_by = $3, updated_at = now(),
+             confirmed_at = CASE WHEN $2 = 'confirmed' THEN now() ELSE confirmed_at END,
+             shipped_at = CASE WHEN $2 = 'shipped' THEN now() ELSE shipped_at END,
+             delivered_at = CASE WHEN $2 = 'delivered' THEN now() ELSE delivered_at END,
+             cancelled_at = CASE WHEN $2 = 'cancelled' THEN now() ELSE cancelled_at END
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn set_hold_expiry(tx: &mut Tx, id: Uuid, expires: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE reward_orders SET hold_expires_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(expires)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_captured(tx: &mut Tx, id: Uuid, points: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE reward_orders SET captured_points = $2 WHERE id = $1")
+        .bind(id)
+        .bind(points)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_shipment(
+    tx: &mut Tx,
+    id: Uuid,
+    carrier: &str,
+    tracking: &str,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE reward_orders SET carrier = $2, tracking_number = $3 WHERE id = $1")
+        .bind(id)
+        .bind(carrier)
+        .bind(tracking)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+pub async fn set_cancel_reason(tx: &mut Tx, id: Uuid, reason: &str) -> sqlx::Result<()> {
+    sqlx::query("UPDATE reward_orders SET cancel_reason = $2 WHERE id = $1")
+        .bind(id)
+        .bind(reason)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Records why the order was not placed, and whether a hold may exist that must be voided.
+pub async fn set_failure(
+    tx: &mut Tx,
+    id: Uuid,
+    reason: &str,
+    message: &str,
+    void_due: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE reward_orders SET failure_reason = $2, failure_message = $3, void_due = $4
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(message)
+    .bind(void_due)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn clear_void_due(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
+    sqlx::query("UPDATE reward_orders SET void_due = false WHERE id = $1")
+        .bind(id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// The stock the order holds in each (reward, warehouse): what its movements reserved and did not
+/// release or issue since; `kind` Issue instead: what it issued and got back since.
+pub async fn held_stock(
+    tx: &mut Tx,
+    order: Uuid,
+    kind: MovementKind,
+) -> sqlx::Result<Vec<(Uuid, Uuid, i64)>> {
+    let (plus, minus) = match kind {
+        MovementKind::Issue => ("'issue'", "'return'"),
+        _ => ("'reservation'", "'release', 'issue'"),
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT reward_id, warehouse_id, held FROM (
+             SELECT reward_id, warehouse_id,
+                    (sum(quantity) FILTER (WHERE kind IN ({plus}))
+                     - coalesce(sum(quantity) FILTER (WHERE kind IN ({minus})), 0))::bigint AS held
+               FROM stock_movements WHERE order_id = $1
+              GROUP BY reward_id, warehouse_id) h
+          WHERE held > 0 ORDER BY reward_id, warehouse_id"
+    )))
+    .bind(order)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Takes up to `quantity` unissued codes of the reward for the order's line (codes other orders
+/// are taking are skipped, not waited for); returns how many it took.
+pub async fn take_codes(
+    tx: &mut Tx,
+    reward: Uuid,
+    order: Uuid,
+    line: i32,
+    quantity: i64,
+) -> sqlx::Result<i64> {
+    let taken = sqlx::query(
+        "UPDATE voucher_codes SET order_id = $2, line = $3
+          WHERE (reward_id, code) IN (
+              SELECT reward_id, code FROM voucher_codes
+               WHERE reward_id = $1 AND order_id IS NULL
+                 AND (valid_until IS NULL OR valid_until >= current_date)
+               ORDER BY imported_at, code LIMIT $4 FOR UPDATE SKIP LOCKED)",
+    )
+    .bind(reward)
+    .bind(order)
+    .bind(line)
+    .bind(quantity)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected() as i64;
+    sqlx::query("UPDATE rewards SET codes_available = codes_available - $2 WHERE id = $1")
+        .bind(reward)
+        .bind(taken)
+        .execute(&mut **tx)
+        .await?;
+    Ok(taken)
+}
+
+/// Gives back the codes an order took and was not issued.
+pub async fn give_back_codes(tx: &mut Tx, order: Uuid) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH freed AS (
+             UPDATE voucher_codes SET order_id = NULL, line = NULL
+              WHERE order_id = $1 AND issued_at IS NULL
+              RETURNING reward_id)
+         UPDATE rewards r SET codes_available = codes_available + f.n
+           FROM (SELECT reward_id, count(*) AS n FROM freed GROUP BY reward_id) f
+          WHERE r.id = f.reward_id",
+    )
+    .bind(order)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Issues the codes the order took, and adds `generated` (reward, line, code) ones.
+pub async fn issue_codes(
+    tx: &mut Tx,
+    order: Uuid,
+    generated: &[(Uuid, i32, String)],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE voucher_codes SET issued_at = now() WHERE order_id = $1 AND issued_at IS NULL",
+    )
+    .bind(order)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "INSERT INTO voucher_codes (reward_id, code, order_id, line, issued_at)
+         SELECT r, c, $1, l, now() FROM unnest($2::uuid[], $3::int[], $4::text[]) g (r, l, c)",
+    )
+    .bind(order)
+    .bind(generated.iter().map(|g| g.0).collect::<Vec<_>>())
+    .bind(generated.iter().map(|g| g.1).collect::<Vec<_>>())
+    .bind(generated.iter().map(|g| g.2.clone()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A return of some of the order's units, its points not yet given back.
+pub async fn insert_return(
+    tx: &mut Tx,
+    id: Uuid,
+    order: Uuid,
+    units: &[(i32, i32)],
+    points: i64,
+    reason: &str,
+    by: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO reward_order_returns (id, order_id, points, reason, created_by)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id)
+    .bind(order)
+    .bind(points)
+    .bind(reason)
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
+    let (lines, quantities): (Vec<i32>, Vec<i32>) = units.iter().copied().unzip();
+    sqlx::query(
+        "INSERT INTO reward_order_returned_items (return_id, line, quantity)
+         SELECT $1, * FROM unnest($2::int[], $3::int[])",
+    )
+    .bind(id)
+    .bind(&lines)
+    .bind(&quantities)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE reward_order_items i SET returned_quantity = returned_quantity + r.quantity
+           FROM unnest($2::int[], $3::int[]) r (line, quantity)
+          WHERE i.order_id = $1 AND i.line = r.line",
+    )
+    .bind(order)
+    .bind(&lines)
+    .bind(&quantities)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get_return(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ReturnRow>> {
+    sqlx::query_as(
+        "SELECT id, order_id, points, reason, points_returned, created_at
+           FROM reward_order_returns WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The return, locked, if its points are still to be given back.
+pub async fn lock_pending_return(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<ReturnRow>> {
+    sqlx::query_as(
+        "SELECT id, order_id, points, reason, points_returned, created_at
+           FROM reward_order_returns WHERE id = $1 AND NOT points_returned FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// The return's points went back: counted on the order.
+pub async fn points_returned(tx: &mut Tx, ret: &ReturnRow) -> sqlx::Result<()> {
+    sqlx::query("UPDATE reward_order_returns SET points_returned = true WHERE id = $1")
+        .bind(ret.id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("UPDATE reward_orders SET returned_points = returned_points + $2 WHERE id = $1")
+        .bind(ret.order_id)
+        .bind(ret.points)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Returns of the order whose points are still to be given back.
+pub async fn pending_returns_of(conn: &mut PgConnection, order: Uuid) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM reward_order_returns WHERE order_id = $1 AND NOT points_returned ORDER BY id",
+    )
+    .bind(order)
+    .fetch_all(conn)
+    .await
+}
+
+/// What the sweep finds to tend: orders whose step a crash or an outage interrupted (placing for
+/// longer than `stale`, shipping, cancelling, a hold to void, a return to finish) and confirmed
+/// orders whose hold expired.
+pub async fn to_tend(
+    conn: &mut PgConnection,
+    stale: DateTime<Utc>,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    sqlx::query_scalar(
+        "(SELECT id FROM reward_orders
+           WHERE (status = 'placing' AND updated_at < $1)
+              OR status IN ('shipping', 'cancelling')
+              OR (status = 'confirmed' AND hold_expires_at <= now())
+           LIMIT $2)
+         UNION
+         (SELECT id FROM reward_orders WHERE void_due LIMIT $2)
+         UNION
+         (SELECT order_id FROM reward_order_returns WHERE NOT points_returned LIMIT $2)",
+    )
+    .bind(stale)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
