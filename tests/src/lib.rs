@@ -155,12 +155,20 @@ impl Suite {
 
     /// Starts loyalty (again) on its database; it consumes from where its consumers stopped.
     pub async fn start_loyalty(&mut self) -> anyhow::Result<()> {
+        self.start_loyalty_with(|_| {}).await
+    }
+
+    /// Starts loyalty (again) on its database, with `adjust` applied to its settings.
+    pub async fn start_loyalty_with(
+        &mut self,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<()> {
         let peers = vec![
             ("parties", url(&self.parties)),
             ("consent", url(&self.consent)),
         ];
         self.loyalty
-            .start(&LOYALTY, &self.broker, peers, |_| {})
+            .start(&LOYALTY, &self.broker, peers, adjust)
             .await
     }
 
