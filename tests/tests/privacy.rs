@@ -17,9 +17,9 @@ use crm_proto::crm::{
         PersonName, UpdatePersonRequest,
     },
     rewards::v1::{
-        CreateRewardRequest, CreateWarehouseRequest, Delivery, MovementKind, OrderItem,
-        PlaceRewardOrderRequest, RecordStockMovementRequest, Reward, RewardKind, RewardStatus,
-        Warehouse,
+        CreateRewardRequest, CreateWarehouseRequest, Delivery, ListRewardOrdersRequest,
+        MovementKind, OrderItem, PlaceRewardOrderRequest, RecordStockMovementRequest, Reward,
+        RewardKind, RewardOrderStatus, RewardStatus, Warehouse,
     },
 };
 use crm_testkit::{eventually, read_topic};
@@ -361,6 +361,30 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
         .into_inner();
     assert_eq!(balance.balance, 120);
 
+    // The kettle cannot be delivered to no one: its order is cancelled and its points let go.
+    let rewards = suite.rewards_client();
+    let cancelled = eventually(WAIT, || {
+        let mut rewards = rewards.clone();
+        let membership_id = member.membership_id.clone();
+        async move {
+            let orders = rewards
+                .list_reward_orders(ListRewardOrdersRequest {
+                    membership_id,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner()
+                .orders;
+            (orders[0].status() == RewardOrderStatus::Cancelled).then(|| orders[0].clone())
+        }
+    })
+    .await
+    .expect("the order is cancelled");
+    assert!(cancelled.delivery.unwrap().address.is_none());
+    assert_eq!(cancelled.party_id.len(), 36, "a pseudonym");
+    assert_ne!(cancelled.party_id, member.party.id);
+
     // The party's id still resolves, to an anonymous record.
     let party = suite
         .parties_client()
@@ -426,7 +450,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
     );
     assert_eq!(
         actions.iter().filter(|a| *a == "request.answered").count(),
-        2
+        3
     );
     suite.stop().await.unwrap();
 }

@@ -69,7 +69,9 @@ async fn main() {
     let orders_cost = CpuTimes::now().since(&before);
 
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("reward orders benchmark ({MEMBERS} members, 8 rewards, {cores} cores, {IN_FLIGHT} in flight)");
+    println!(
+        "reward orders benchmark ({MEMBERS} members, 8 rewards, {cores} cores, {IN_FLIGHT} in flight)"
+    );
     println!(
         "  PlaceRewardOrder (reserve, hold, confirm):  {:>8.0}/s  {:>6.2} ms of processor time each",
         orders,
@@ -101,12 +103,22 @@ async fn place(
                 home(),
                 &format!("{run}-{i}"),
             );
-            async move { client.place_reward_order(request).await.unwrap().into_inner() }
+            async move {
+                client
+                    .place_reward_order(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+            }
         })
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
-    assert!(placed.iter().all(|o| o.status() == RewardOrderStatus::Confirmed));
+    assert!(
+        placed
+            .iter()
+            .all(|o| o.status() == RewardOrderStatus::Confirmed)
+    );
     rate(count, started.elapsed())
 }
 

@@ -25,8 +25,6 @@ CREATE TABLE rewards (
     low_stock_threshold integer     NOT NULL DEFAULT 0 CHECK (low_stock_threshold >= 0),
     -- Units in orders not cancelled or returned, kept with every order's change.
     ordered_units       bigint      NOT NULL DEFAULT 0 CHECK (ordered_units >= 0),
-    -- Imported codes not yet issued, kept with every import and issue.
-    codes_available     bigint      NOT NULL DEFAULT 0 CHECK (codes_available >= 0),
     created_at          timestamptz NOT NULL DEFAULT now(),
     updated_at          timestamptz NOT NULL DEFAULT now(),
     created_by          text        NOT NULL,
@@ -70,7 +68,8 @@ CREATE TABLE warehouses (
 CREATE TABLE stock_items (
     reward_id    uuid        NOT NULL REFERENCES rewards,
     warehouse_id uuid        NOT NULL REFERENCES warehouses,
-    on_hand      bigint      NOT NULL DEFAULT 0 CHECK (on_hand >= 0),
+    -- At most a trillion units, so that sums over warehouses never overflow.
+    on_hand      bigint      NOT NULL DEFAULT 0 CHECK (on_hand BETWEEN 0 AND 1000000000000),
     reserved     bigint      NOT NULL DEFAULT 0 CHECK (reserved >= 0),
     -- Available stock is below the reward's threshold (so the event is sent once per crossing).
     low          boolean     NOT NULL DEFAULT false,

@@ -16,8 +16,10 @@ CREATE TABLE reward_orders (
     points          bigint      NOT NULL CHECK (points > 0),
     captured_points bigint      NOT NULL DEFAULT 0,
     returned_points bigint      NOT NULL DEFAULT 0 CHECK (returned_points <= captured_points),
-    -- The loyalty hold's client id.
+    -- The loyalty hold's client id, and how long it was asked for (a repeated HoldPoints must ask
+    -- the same).
     hold_id         text        NOT NULL UNIQUE,
+    hold_seconds    bigint      NOT NULL,
     hold_expires_at timestamptz,
     -- Delivery: personal data, anonymised by an erasure.
     recipient_name  text,
@@ -44,9 +46,12 @@ CREATE TABLE reward_orders (
     cancelled_at    timestamptz
 );
 CREATE INDEX reward_orders_by_member ON reward_orders (membership_id, id);
+-- An order is placed once per request id, even after the request id's stored answer is purged.
+CREATE UNIQUE INDEX reward_orders_by_request ON reward_orders (created_by, request_id)
+    WHERE status <> 'failed';
 CREATE INDEX reward_orders_by_party ON reward_orders (party_id);
 -- What the sweep tends: steps in flight, holds to void, confirmed orders whose hold expires.
-CREATE INDEX reward_orders_in_flight ON reward_orders (status, hold_expires_at)
+CREATE INDEX reward_orders_in_flight ON reward_orders (status, updated_at)
     WHERE status IN ('placing', 'confirmed', 'shipping', 'cancelling');
 CREATE INDEX reward_orders_void_due ON reward_orders (id) WHERE void_due;
 
@@ -85,9 +90,9 @@ CREATE TABLE reward_order_returned_items (
     PRIMARY KEY (return_id, line)
 );
 
--- A code is taken by an order when it is placed (order_id) and issued when the order is confirmed
--- (issued_at); an order that fails or is cancelled before that gives it back. Generated codes are
--- written here when issued.
+-- A code is taken by an order when it is placed (order_id) and issued when the order's points are
+-- taken (issued_at, and valid_until cut to the reward's validity); an order that fails or is
+-- cancelled before that gives it back. Generated codes are written here when issued.
 ALTER TABLE voucher_codes DROP CONSTRAINT voucher_codes_check;
 ALTER TABLE voucher_codes ADD CHECK (issued_at IS NULL OR order_id IS NOT NULL);
 ALTER TABLE voucher_codes ADD COLUMN line integer;

@@ -1,6 +1,6 @@
 //! Rows as the API answers them, one function per resource.
 
-use crm_kit::request::{audit, money_to_proto, timestamp};
+use crm_kit::request::{audit, date_to_proto, money_to_proto, timestamp};
 use crm_proto::crm::rewards::v1 as proto;
 use uuid::Uuid;
 
@@ -147,11 +147,14 @@ pub fn order(loaded: &Loaded) -> proto::RewardOrder {
                     .zip(item.co_payment_currency.as_deref())
                     .map(|(amount, currency)| money_to_proto(amount, currency)),
                 returned_quantity: item.returned_quantity,
-                voucher_codes: loaded
+                vouchers: loaded
                     .codes
                     .iter()
                     .filter(|c| c.line == item.line)
-                    .map(|c| c.code.clone())
+                    .map(|c| proto::IssuedVoucher {
+                        code: c.code.clone(),
+                        valid_until: c.valid_until.map(date_to_proto),
+                    })
                     .collect(),
             })
             .collect(),
@@ -208,7 +211,7 @@ pub fn order_event(loaded: &Loaded) -> proto::RewardOrder {
     let mut order = order(loaded);
     order.delivery = None;
     for item in &mut order.items {
-        item.voucher_codes.clear();
+        item.vouchers.clear();
     }
     order
 }

@@ -27,6 +27,17 @@ crm_kit::refusals! {
             "INSUFFICIENT_STOCK",
             "warehouse {warehouse} has {available} unreserved units of reward {reward}; the movement needs {needed}"
         ),
+        /// A warehouse holds at most a trillion units of a reward.
+        StockCeiling { warehouse: Uuid, max: i64 } = Precondition(
+            "STOCK_CEILING",
+            "warehouse {warehouse} would hold more than {max} units of the reward"
+        ),
+        /// Loyalty would not take the points for a shipment (the hold lapsed, the membership is
+        /// no longer active): the order is cancelled and its stock released.
+        PointsNotTaken { id: Uuid, why: String } = Precondition(
+            "POINTS_NOT_TAKEN",
+            "the points of order {id} cannot be taken ({why}); the order is cancelled: do not ship it"
+        ),
         /// Warehouse codes are unique.
         WarehouseExists { code: String } =
             AlreadyExists("WAREHOUSE_EXISTS", "warehouse {code:?} already exists"),
@@ -63,11 +74,6 @@ crm_kit::refusals! {
         /// Loyalty refused the hold for another reason (membership or program state).
         PointsNotHeld { why: String } =
             Precondition("POINTS_NOT_HELD", "the points cannot be held: {why}"),
-        /// The points hold lapsed before the shipment, so the order was cancelled.
-        HoldExpired { id: Uuid } = Precondition(
-            "HOLD_EXPIRED",
-            "the points hold of order {id} expired before shipment; the order is cancelled"
-        ),
         NotShippable { id: Uuid, status: OrderStatus } = Precondition(
             "ORDER_NOT_SHIPPABLE",
             "order {id} is {status}; only a confirmed order of goods ships"

@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 
+use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError},
     request::{optional_uuid, text, uuid},
@@ -22,6 +23,7 @@ use crate::{
     error::Refusal,
     events,
     orders::order_row,
+    saga::HOLD_LAPSED,
     stock::{Leg, Note, move_stock},
     store::{
         orders::{self as store, ItemRow, OrderRow},
@@ -55,11 +57,20 @@ impl Rewards {
             }
             .into());
         }
+        if order.hold_expires_at.is_some_and(|t| t <= Utc::now()) {
+            drop(tx);
+            let from = [OrderStatus::Confirmed];
+            self.start_cancel(id, HOLD_LAPSED, caller, &from).await?;
+            let cancelled = self.advance(id).await;
+            self.after_step(id, cancelled).await?;
+            let why = "the points hold expired".to_owned();
+            return Err(Refusal::PointsNotTaken { id, why }.into());
+        }
         store::set_shipment(&mut tx, id, &carrier, &tracking).await?;
         store::set_status(&mut tx, id, OrderStatus::Shipping, caller).await?;
         claim.commit(tx, &marker(id)).await?;
-        self.advance(id).await?;
-        self.answer(id).await
+        let advanced = self.advance(id).await;
+        self.after_step(id, advanced).await
     }
 
     pub async fn confirm_delivery(
@@ -68,7 +79,10 @@ impl Rewards {
         req: ConfirmDeliveryRequest,
     ) -> Result<RewardOrder> {
         let id = crm_kit::request::id(&req.id, "id")?;
-        let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
+        let (mut tx, claim) = match begin::<RewardOrder, _>(&self.pool, caller, &req).await? {
+            Begun::Replay(order) => return self.replayed(&order.id).await,
+            Begun::Fresh(tx, claim) => (tx, claim),
+        };
         let order = lock(&mut tx, id).await?;
         match order.status {
             OrderStatus::Shipped => {
@@ -80,12 +94,8 @@ impl Rewards {
             OrderStatus::Delivered if order.kind == RewardKind::Material => {}
             status => return Err(Refusal::NotDeliverable { id, status }.into()),
         }
-        let answer = {
-            let row = order_row(&mut tx, id).await?;
-            crate::convert::order(&store::load(&mut tx, vec![row]).await?[0])
-        };
-        claim.commit(tx, &answer).await?;
-        Ok(answer)
+        claim.commit(tx, &marker(id)).await?;
+        self.answer(id).await
     }
 
     pub async fn cancel_reward_order(
@@ -112,8 +122,8 @@ impl Rewards {
             status => return Err(Refusal::NotCancellable { id, status }.into()),
         }
         claim.commit(tx, &marker(id)).await?;
-        self.advance(id).await?;
-        self.answer(id).await
+        let advanced = self.advance(id).await;
+        self.after_step(id, advanced).await
     }
 
     pub async fn return_reward_order(
@@ -155,17 +165,11 @@ impl Rewards {
                 .await?
                 .ok_or_else(|| ServiceError::not_found("Warehouse", warehouse))?;
         }
+        let return_id = Uuid::now_v7();
         restock(
-            &mut tx,
-            &order,
-            &items,
-            &units,
-            warehouse,
-            req.reason.trim(),
-            caller,
+            &mut tx, &order, &items, &units, warehouse, return_id, caller,
         )
         .await?;
-        let return_id = Uuid::now_v7();
         store::insert_return(
             &mut tx,
             return_id,
@@ -177,8 +181,8 @@ impl Rewards {
         )
         .await?;
         claim.commit(tx, &marker(id)).await?;
-        self.advance(id).await?;
-        self.answer(id).await
+        let advanced = self.advance(id).await;
+        self.after_step(id, advanced).await
     }
 }
 
@@ -204,7 +208,7 @@ async fn restock(
     items: &[ItemRow],
     units: &[(i32, i32)],
     warehouse: Option<Uuid>,
-    reason: &str,
+    return_id: Uuid,
     by: &str,
 ) -> Result<()> {
     let issued = store::held_stock(tx, order.id, MovementKind::Issue).await?;
@@ -239,8 +243,10 @@ async fn restock(
             kind: MovementKind::Return,
             quantity,
         };
+        // The member's words stay on the return: a stock movement only says which it was.
+        let reference = format!("return {return_id}");
         let note = Note {
-            reason,
+            reference: &reference,
             order_id: Some(order.id),
             ..Default::default()
         };

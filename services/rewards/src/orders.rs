@@ -1,14 +1,14 @@
 //! Reward orders: placing them, and reading them. The steps after placing are in `saga.rs` (what
 //! asks loyalty) and `fulfilment.rs` (shipment, delivery, cancellation, returns).
 
-use std::collections::HashSet;
+use std::{collections::HashSet, time::Duration};
 
 use chrono::Utc;
 use crm_kit::{
     address::Address,
     error::{FieldViolations, Result, ServiceError},
     request::{self, optional_time, optional_uuid, text, uuid},
-    store::{Begun, Page, Tx, begin},
+    store::{Begun, Page, Tx, answered, begin},
 };
 use crm_proto::crm::{loyalty::v1::MembershipStatus, rewards::v1::*};
 use sqlx::PgConnection;
@@ -50,20 +50,32 @@ impl Rewards {
         caller: &str,
         req: PlaceRewardOrderRequest,
     ) -> Result<RewardOrder> {
+        // A replay is answered without asking loyalty again.
+        let mut conn = self.pool.acquire().await?;
+        let stored = answered::<RewardOrder, _>(&mut conn, caller, &req).await?;
+        drop(conn);
+        if let Some(placed) = stored {
+            return self.replayed(&placed.id).await;
+        }
         let plan = self.plan(&req).await?;
         let (mut tx, claim) = match begin::<RewardOrder, _>(&self.pool, caller, &req).await? {
             Begun::Replay(placed) => return self.replayed(&placed.id).await,
             Begun::Fresh(tx, claim) => (tx, claim),
         };
-        let order = reserve(&mut tx, &plan, caller, &req.request_id).await?;
+        // Its stored answer purged after a week, the request id still finds the order.
+        if let Some(placed) = store::placed_by(&mut tx, caller, &req.request_id).await? {
+            drop(tx);
+            return self.replayed(&placed.to_string()).await;
+        }
+        let order = reserve(&mut tx, &plan, caller, &req.request_id, self.hold_timeout).await?;
         // A replay finds the order by its id and answers it as it then is.
         let placed = RewardOrder {
             id: order.id.to_string(),
             ..Default::default()
         };
         claim.commit(tx, &placed).await?;
-        self.advance(order.id).await?;
-        self.answer(order.id).await
+        let advanced = self.advance(order.id).await;
+        self.after_step(order.id, advanced).await
     }
 
     pub async fn get_reward_order(&self, req: GetRewardOrderRequest) -> Result<RewardOrder> {
@@ -104,8 +116,31 @@ impl Rewards {
     /// any of its calls answers.
     pub(crate) async fn replayed(&self, id: &str) -> Result<RewardOrder> {
         let id = request::id(id, "id")?;
-        self.advance(id).await?;
-        self.answer(id).await
+        let advanced = self.advance(id).await;
+        self.after_step(id, advanced).await
+    }
+
+    /// The answer to a call whose step committed: the order as it now is. Loyalty not answering
+    /// after that is not the caller's failure: the order shows the step in flight and the sweep
+    /// finishes it. Only an order that was not placed answers with what stopped it.
+    pub(crate) async fn after_step(&self, id: Uuid, step: Result<()>) -> Result<RewardOrder> {
+        let unanswered = match step {
+            Ok(()) => None,
+            Err(ServiceError::Unavailable(why)) => Some(why),
+            Err(error) => return Err(error),
+        };
+        let order = self.answer(id).await?;
+        if order.status() != RewardOrderStatus::Failed {
+            return Ok(order);
+        }
+        let failure = order.failure.unwrap_or_default();
+        let why = failure.message;
+        Err(match (unanswered, failure.reason.as_str()) {
+            (Some(unanswered), _) => ServiceError::Unavailable(unanswered),
+            (None, "LOYALTY_UNAVAILABLE") => ServiceError::Unavailable(why),
+            (None, "INSUFFICIENT_POINTS") => Refusal::InsufficientPoints { why }.into(),
+            (None, _) => Refusal::PointsNotHeld { why }.into(),
+        })
     }
 
     pub(crate) async fn answer(&self, id: Uuid) -> Result<RewardOrder> {
@@ -253,13 +288,20 @@ fn delivery_of(kind: RewardKind, delivery: &Delivery, v: &mut FieldViolations) -
     }
 }
 
-/// Takes what the plan orders, in one transaction: each reward locked in id order and checked
-/// again (status, window, restrictions, limits), its units counted, its stock reserved in the
-/// warehouses with the most available or its codes taken, and the PLACING order written.
-async fn reserve(tx: &mut Tx, plan: &Plan, caller: &str, request_id: &str) -> Result<OrderRow> {
+/// Takes what the plan orders, in one transaction: the member's orders serialised (for the
+/// per-member limits), each reward locked in id order and checked again (status, window,
+/// restrictions, limits), its units counted, its stock reserved in the warehouses with the most
+/// available or its codes taken, and the PLACING order written.
+async fn reserve(
+    tx: &mut Tx,
+    plan: &Plan,
+    caller: &str,
+    request_id: &str,
+    hold_timeout: Duration,
+) -> Result<OrderRow> {
     let id = Uuid::now_v7();
     let mut items = Vec::with_capacity(plan.lines.len());
-    let mut member_locked = false;
+    store::lock_member(tx, plan.membership).await?;
     let now = Utc::now();
     for &(line, reward_id, quantity) in &plan.lines {
         let reward = reward_store::lock(tx, reward_id)
@@ -267,10 +309,6 @@ async fn reserve(tx: &mut Tx, plan: &Plan, caller: &str, request_id: &str) -> Re
             .ok_or_else(|| ServiceError::not_found("Reward", reward_id))?;
         orderable(&reward, plan, now)?;
         if reward.per_member_limit > 0 {
-            if !member_locked {
-                store::lock_member(tx, plan.membership).await?;
-                member_locked = true;
-            }
             let had = store::units_of_member(tx, plan.membership, &[reward_id])
                 .await?
                 .first()
@@ -321,6 +359,7 @@ async fn reserve(tx: &mut Tx, plan: &Plan, caller: &str, request_id: &str) -> Re
         kind: plan.kind,
         points,
         hold_id: &hold_id,
+        hold_seconds: hold_timeout.as_secs() as i64,
         delivery: &plan.delivery,
         request_id,
         by: caller,

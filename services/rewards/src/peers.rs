@@ -134,7 +134,7 @@ impl Rewards {
                 point_type: order.point_type.clone(),
             }),
             points: order.points,
-            timeout_seconds: self.hold_timeout.as_secs() as i64,
+            timeout_seconds: order.hold_seconds,
             reference: format!("reward order {}", order.id),
         };
         Ok(self
@@ -161,32 +161,34 @@ impl Rewards {
             .into_inner())
     }
 
-    /// Lets the hold go. A hold that is gone already (voided, expired, never made) is as good.
-    pub(crate) async fn void_hold(&self, order: &OrderRow) -> Result<(), Status> {
+    /// Lets the hold go. A hold that is gone already (voided or expired) is as good; false when
+    /// loyalty has no such hold (yet).
+    pub(crate) async fn void_hold(&self, order: &OrderRow) -> Result<bool, Status> {
         let request = VoidHoldRequest {
             hold_id: order.hold_id.clone(),
             request_id: format!("{}-void", order.hold_id),
         };
         match self.loyalty.clone().void_hold(request).await {
-            Ok(_) => Ok(()),
-            Err(status) if status.code() == Code::NotFound => Ok(()),
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::NotFound => Ok(false),
             Err(status) if matches!(reason(&status).as_str(), "HOLD_EXPIRED" | "HOLD_VOIDED") => {
-                Ok(())
+                Ok(true)
             }
             Err(status) => Err(status),
         }
     }
 
-    /// Gives a return's points back by reversing that much of the order's redemption, once.
-    pub(crate) async fn give_back(&self, order: &OrderRow, ret: &ReturnRow) -> Result<(), Status> {
+    /// Gives a return's points back by reversing that much of the order's redemption, once;
+    /// the points loyalty gave back.
+    pub(crate) async fn give_back(&self, order: &OrderRow, ret: &ReturnRow) -> Result<i64, Status> {
         let request = ReverseOperationRequest {
             operation_id: format!("reward-return-{}", ret.id),
             original_operation_id: format!("hold:{}:capture", order.hold_id),
             reference: format!("return {} of reward order {}", ret.id, order.id),
             points: ret.points,
         };
-        self.loyalty.clone().reverse_operation(request).await?;
-        Ok(())
+        let reversal = self.loyalty.clone().reverse_operation(request).await?;
+        Ok(reversal.into_inner().points)
     }
 
     /// Every id must be a base in the parties service; each one that is not is named.

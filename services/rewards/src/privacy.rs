@@ -1,8 +1,10 @@
 //! The rewards service's side of data-subject requests. Export: the subject's reward orders with
 //! their delivery details, items, returns and codes. Erasure: orders, their items and the stock
 //! movements are accounting records and stay, but the delivery details (recipient, address,
-//! e-mail, phone) are erased, and the order no longer names the party: a random pseudonym that is
-//! stored nowhere else takes its place.
+//! e-mail, phone), the tracking number and the words of cancellations and returns are erased, and
+//! the order no longer names the party: a random pseudonym that is stored nowhere else takes its
+//! place. Orders not yet shipped cannot be delivered any more: they are cancelled (the sweep voids
+//! their holds and releases their stock).
 
 use crm_kit::{
     privacy::{Erasure, Export, Participant, Subject, retained},
@@ -11,6 +13,9 @@ use crm_kit::{
 use uuid::Uuid;
 
 pub struct RewardsPrivacy;
+
+/// Why an order the subject had not received yet is cancelled.
+const ERASED: &str = "the member's personal data was erased";
 
 const ORDERS: &str = "SELECT * FROM reward_orders WHERE party_id = $1 ORDER BY id";
 
@@ -51,20 +56,27 @@ impl Participant for RewardsPrivacy {
     async fn erase(&self, tx: &mut Tx, subject: Subject, _: Uuid) -> anyhow::Result<Erasure> {
         let orders: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE reward_orders SET party_id = $2, recipient_name = NULL, address = NULL,
-                 email = NULL, phone = NULL, updated_at = now()
+                 email = NULL, phone = NULL, tracking_number = NULL, updated_at = now(),
+                 status = CASE WHEN status = 'confirmed' THEN 'cancelling' ELSE status END,
+                 cancel_reason = CASE WHEN status = 'confirmed' THEN $3 ELSE NULL END
               WHERE party_id = $1 RETURNING id",
         )
         .bind(subject.id())
         .bind(Uuid::new_v4())
+        .bind(ERASED)
         .fetch_all(&mut **tx)
         .await?;
+        sqlx::query("UPDATE reward_order_returns SET reason = '' WHERE order_id = ANY($1)")
+            .bind(&orders)
+            .execute(&mut **tx)
+            .await?;
         if orders.is_empty() {
             return Ok(Erasure::default());
         }
         Ok(Erasure {
             found: true,
             erased: vec![format!(
-                "the recipient, postal address, e-mail and phone of {} reward orders, and their link to the party",
+                "the recipient, postal address, e-mail, phone and tracking number of {} reward orders, the words of their cancellations and returns, and their link to the party; orders not yet shipped are cancelled",
                 orders.len()
             )],
             retained: vec![retained(

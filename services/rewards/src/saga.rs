@@ -9,7 +9,10 @@
 //! changes nothing twice. Whatever cannot go on is compensated: stock released, codes given back,
 //! the hold voided.
 
-use std::time::Duration;
+use std::{
+    collections::HashMap,
+    time::{Duration, Instant},
+};
 
 use chrono::Utc;
 use crm_kit::{
@@ -20,7 +23,7 @@ use crm_kit::{
     store::{Tx, unclaim},
 };
 use crm_proto::crm::{loyalty::v1::Hold, rewards::v1::PlaceRewardOrderRequest};
-use tonic::Status;
+use tonic::{Code, Status};
 use uuid::Uuid;
 
 use crate::{
@@ -49,6 +52,10 @@ pub(crate) const HOLD_LAPSED: &str = "the points hold expired before shipment";
 /// A PLACING order younger than this belongs to the call placing it; the sweep leaves it alone.
 const PLACING_GRACE: Duration = Duration::from_secs(5);
 
+/// Longer than any call to loyalty can still be at work (its client gives up after 10 s, its
+/// server after its own request timeout, 10 s by default).
+const IN_FLIGHT_AT_MOST: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
 impl Rewards {
     /// Takes the order as far as it goes without a person: through any step in flight, to the
     /// next status that waits (CONFIRMED for goods, DELIVERED for vouchers, or an end), and gives
@@ -65,7 +72,8 @@ impl Rewards {
                 OrderStatus::Confirmed
                     if order.hold_expires_at.is_some_and(|t| t <= Utc::now()) =>
                 {
-                    self.start_cancel(id, HOLD_LAPSED, SWEEP).await?
+                    let from = [OrderStatus::Confirmed];
+                    self.start_cancel(id, HOLD_LAPSED, SWEEP, &from).await?
                 }
                 OrderStatus::Shipping => self.capture(&order).await?,
                 OrderStatus::Cancelling => self.void(&order).await?,
@@ -89,7 +97,10 @@ impl Rewards {
             Err(status) if refused(&status) => {
                 let refusal = hold_refusal(&status);
                 let message = refusal.to_string();
-                self.fail(order.id, refusal.reason(), &message, false)
+                // A hold of this id with another body exists (asked for with another timeout by
+                // an earlier version): it is not this order's, so it goes.
+                let void_due = status.code() == Code::AlreadyExists;
+                self.fail(order.id, refusal.reason(), &message, void_due)
                     .await?;
                 Err(refusal.into())
             }
@@ -150,15 +161,23 @@ impl Rewards {
     }
 
     /// SHIPPING (goods) or CONFIRMED (vouchers): captures the hold, then issues the stock or the
-    /// codes. A hold that lapsed cancels the order.
+    /// codes. A capture loyalty refuses (the hold lapsed, the membership was suspended or erased)
+    /// cancels the order instead.
     async fn capture(&self, order: &OrderRow) -> Result<bool> {
         match self.capture_hold(order).await {
             Ok(hold) => self.captured(order.id, &hold).await,
             Err(status) if refused(&status) => {
-                tracing::info!(order = %order.id, reason = reason(&status), "the hold cannot be captured; cancelling");
-                self.start_cancel(order.id, HOLD_LAPSED, SWEEP).await?;
+                let why = status.message().to_owned();
+                tracing::info!(order = %order.id, reason = reason(&status), why, "the points cannot be taken; cancelling");
+                let cancel_reason = match reason(&status).as_str() {
+                    "HOLD_EXPIRED" => HOLD_LAPSED.to_owned(),
+                    _ => format!("loyalty would not take the points: {why}"),
+                };
+                let from = [OrderStatus::Shipping, OrderStatus::Confirmed];
+                self.start_cancel(order.id, &cancel_reason, SWEEP, &from)
+                    .await?;
                 self.advance_cancel(order.id).await?;
-                Err(Refusal::HoldExpired { id: order.id }.into())
+                Err(Refusal::PointsNotTaken { id: order.id, why }.into())
             }
             Err(status) => Err(peer_error("loyalty", status)),
         }
@@ -185,11 +204,18 @@ impl Rewards {
         Ok(true)
     }
 
-    /// CONFIRMED → CANCELLING, with the reason. False when the order is past that.
-    pub(crate) async fn start_cancel(&self, id: Uuid, reason: &str, by: &str) -> Result<bool> {
+    /// `from` one of those statuses → CANCELLING, with the reason. False when the order is
+    /// elsewhere.
+    pub(crate) async fn start_cancel(
+        &self,
+        id: Uuid,
+        reason: &str,
+        by: &str,
+        from: &[OrderStatus],
+    ) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
         let order = lock(&mut tx, id).await?;
-        if order.status != OrderStatus::Confirmed {
+        if !from.contains(&order.status) {
             return Ok(false);
         }
         store::set_cancel_reason(&mut tx, id, reason).await?;
@@ -223,12 +249,17 @@ impl Rewards {
         Ok(true)
     }
 
-    /// FAILED with a hold that may exist: voids it.
+    /// FAILED with a hold that may exist: voids it. Loyalty may still be making a hold it was
+    /// asked for before the order failed (its work outlives the call that timed out), so "no such
+    /// hold" is believed only once that call is surely over.
     async fn void_unwanted(&self, order: &OrderRow) -> Result<()> {
-        self.void_hold(order)
+        let found = self
+            .void_hold(order)
             .await
             .map_err(|status| unvoided(order, status))?;
-        store::clear_void_due(&mut *self.pool.acquire().await?, order.id).await?;
+        if found || order.updated_at + IN_FLIGHT_AT_MOST <= Utc::now() {
+            store::clear_void_due(&mut *self.pool.acquire().await?, order.id).await?;
+        }
         Ok(())
     }
 
@@ -242,7 +273,8 @@ impl Rewards {
                 continue;
             };
             // Keyed by the return: asked twice (a replay and the sweep), loyalty reverses once.
-            self.give_back(&order, &ret)
+            let points = self
+                .give_back(&order, &ret)
                 .await
                 .map_err(|status| peer_error("loyalty", status))?;
             let mut tx = self.pool.begin().await?;
@@ -250,7 +282,7 @@ impl Rewards {
             let Some(ret) = store::lock_pending_return(&mut tx, return_id).await? else {
                 continue;
             };
-            store::points_returned(&mut tx, &ret).await?;
+            store::points_returned(&mut tx, &ret, points).await?;
             let items = store::items(&mut tx, &[id]).await?;
             let all_back = items.iter().all(|i| i.returned_quantity == i.quantity);
             let status = if all_back {
@@ -266,12 +298,14 @@ impl Rewards {
     }
 
     /// Finishes, every second until `shutdown`, the steps a crash or an outage interrupted, and
-    /// cancels confirmed orders whose hold lapsed.
+    /// cancels confirmed orders whose hold lapsed. An order whose step keeps failing is tried
+    /// again less and less often (up to every 5 minutes), so it cannot crowd out the others.
     pub async fn tend_orders(self, shutdown: Shutdown) {
+        let mut backoff: HashMap<Uuid, (u32, Instant)> = HashMap::new();
         while shutdown.sleep(Duration::from_secs(1)).await {
             let stale = Utc::now() - PLACING_GRACE;
             let due = match self.pool.acquire().await {
-                Ok(mut conn) => store::to_tend(&mut conn, stale, 100).await,
+                Ok(mut conn) => store::to_tend(&mut conn, stale, 500).await,
                 Err(error) => Err(error),
             };
             let due = match due {
@@ -281,11 +315,24 @@ impl Rewards {
                     continue;
                 }
             };
-            for id in due {
+            let now = Instant::now();
+            // Orders no longer due were finished (or cancelled): they start afresh if they return.
+            backoff.retain(|id, _| due.contains(id));
+            let ready: Vec<Uuid> = due
+                .into_iter()
+                .filter(|id| backoff.get(id).is_none_or(|(_, next)| *next <= now))
+                .take(100)
+                .collect();
+            for id in ready {
                 match self.advance(id).await {
-                    Ok(()) | Err(ServiceError::Precondition(..)) => {}
+                    Ok(()) | Err(ServiceError::Precondition(..)) => {
+                        backoff.remove(&id);
+                    }
                     Err(error) => {
-                        tracing::warn!(order = %id, %error, "a reward order step failed; retrying")
+                        let failures = backoff.get(&id).map_or(1, |(n, _)| n + 1);
+                        let wait = Duration::from_secs(2u64.pow(failures.min(9)).min(300));
+                        backoff.insert(id, (failures, Instant::now() + wait));
+                        tracing::warn!(order = %id, %error, failures, "a reward order step failed; retrying");
                     }
                 }
             }

@@ -12,7 +12,10 @@ use uuid::Uuid;
 
 use crate::{
     Rewards, convert,
-    domain::{MovementKind, RewardKind, stock::is_low},
+    domain::{
+        MovementKind, RewardKind,
+        stock::{MAX_MOVEMENT, MAX_ON_HAND, is_low},
+    },
     error::Refusal,
     events,
     store::{
@@ -52,6 +55,11 @@ impl Rewards {
         let kind = MovementKind::require(req.kind, "kind", &mut v);
         let to = optional_uuid(&req.to_warehouse_id, "to_warehouse_id", &mut v);
         let reason = req.reason.trim();
+        v.check(
+            req.quantity.unsigned_abs() <= MAX_MOVEMENT as u64,
+            "quantity",
+            format!("must be at most {MAX_MOVEMENT} units either way"),
+        );
         match kind {
             MovementKind::Adjustment => {
                 v.check(req.quantity != 0, "quantity", "must not be 0");
@@ -73,7 +81,7 @@ impl Rewards {
                 let out = Leg {
                     warehouse,
                     kind,
-                    quantity: -req.quantity,
+                    quantity: req.quantity.saturating_neg(),
                 };
                 vec![
                     out,
@@ -195,11 +203,25 @@ pub(crate) async fn move_stock(
         let after = item
             .level()
             .apply(leg.kind, leg.quantity)
-            .map_err(|short| Refusal::InsufficientStock {
-                reward: reward.id,
-                warehouse: leg.warehouse,
-                needed: short.needed,
-                available: short.there,
+            .map_err(|short| match leg.kind {
+                // Units coming in can only be too many.
+                MovementKind::Receipt
+                | MovementKind::Return
+                | MovementKind::Adjustment
+                | MovementKind::Transfer
+                    if leg.quantity > 0 =>
+                {
+                    Refusal::StockCeiling {
+                        warehouse: leg.warehouse,
+                        max: MAX_ON_HAND,
+                    }
+                }
+                _ => Refusal::InsufficientStock {
+                    reward: reward.id,
+                    warehouse: leg.warehouse,
+                    needed: short.needed,
+                    available: short.there,
+                },
             })?;
         let low = is_low(after, reward.low_stock_threshold);
         if low && !item.low {

@@ -12,7 +12,7 @@ use std::{
 use common::*;
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
-    loyalty::v1::{GetHoldRequest, HoldStatus},
+    loyalty::v1::{GetHoldRequest, HoldStatus, SuspendMembershipRequest},
     rewards::v1::{rewards_service_client::RewardsServiceClient, *},
 };
 use crm_testkit::{JWT_SECRET, TestDatabase, token};
@@ -64,7 +64,11 @@ async fn loyalty_unreachable_while_placing_fails_the_order_cleanly() {
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
 
     let stock = stock_of(&mut client, &kettle).await;
-    assert_eq!((stock.on_hand, stock.reserved), (3, 0), "the reservation was released");
+    assert_eq!(
+        (stock.on_hand, stock.reserved),
+        (3, 0),
+        "the reservation was released"
+    );
     let orders = client
         .list_reward_orders(ListRewardOrdersRequest {
             membership_id: member.id.clone(),
@@ -77,7 +81,10 @@ async fn loyalty_unreachable_while_placing_fails_the_order_cleanly() {
     assert_eq!(orders.len(), 1);
     let failed = &orders[0];
     assert_eq!(failed.status(), RewardOrderStatus::Failed);
-    assert_eq!(failed.failure.as_ref().unwrap().reason, "LOYALTY_UNAVAILABLE");
+    assert_eq!(
+        failed.failure.as_ref().unwrap().reason,
+        "LOYALTY_UNAVAILABLE"
+    );
 
     // With loyalty down from the start, nothing is even reserved.
     let early = client
@@ -86,24 +93,14 @@ async fn loyalty_unreachable_while_placing_fails_the_order_cleanly() {
         .unwrap_err();
     assert_eq!(early.code(), Code::Unavailable);
 
-    // Loyalty is back: the hold that may have been made is voided, and the same request places
-    // the order.
+    // Loyalty is back: the same request places the order, and the hold that may have been made
+    // for the failed one is voided.
     suite.start_loyalty().await.unwrap();
-    let void_settled = within(15, || {
-        let rewards = &suite;
-        let id = failed.id.clone();
-        async move {
-            let due: bool = sqlx::query_scalar("SELECT void_due FROM reward_orders WHERE id = $1::uuid")
-                .bind(id)
-                .fetch_one(&mut rewards.rewards_db().await)
-                .await
-                .unwrap();
-            (!due).then_some(())
-        }
-    })
-    .await;
-    assert!(void_settled.is_some(), "the sweep voids the unwanted hold once loyalty answers");
-    let placed = client.place_reward_order(request).await.unwrap().into_inner();
+    let placed = client
+        .place_reward_order(request)
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(placed.status(), RewardOrderStatus::Confirmed);
     assert_ne!(placed.id, failed.id, "a new order for the retried request");
     let holds = pending_holds(&suite, &member).await;
@@ -111,6 +108,26 @@ async fn loyalty_unreachable_while_placing_fails_the_order_cleanly() {
     assert_eq!(holds[0].hold_id, placed.hold_id);
     assert_eq!(stock_of(&mut client, &kettle).await.reserved, 2);
     assert_ledger_balanced(&suite).await;
+    // Loyalty might still have been making the hold it was asked for: "no such hold" is believed
+    // once that call is surely over.
+    let void_settled = within(45, || {
+        let rewards = &suite;
+        let id = failed.id.clone();
+        async move {
+            let due: bool =
+                sqlx::query_scalar("SELECT void_due FROM reward_orders WHERE id = $1::uuid")
+                    .bind(id)
+                    .fetch_one(&mut rewards.rewards_db().await)
+                    .await
+                    .unwrap();
+            (!due).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        void_settled.is_some(),
+        "the sweep voids the unwanted hold once loyalty answers"
+    );
     suite.stop().await.unwrap();
 }
 
@@ -141,7 +158,15 @@ impl Process {
     }
 
     async fn client(&self) -> RewardsServiceClient<TracedChannel> {
-        let bearer = token("storekeeper", &["rewards.read", "rewards.write", "rewards.stock", "rewards.order"]);
+        let bearer = token(
+            "storekeeper",
+            &[
+                "rewards.read",
+                "rewards.write",
+                "rewards.stock",
+                "rewards.order",
+            ],
+        );
         let channel = TracedChannel::lazy(&format!("http://{}", self.addr))
             .unwrap()
             .with_bearer(&bearer);
@@ -173,7 +198,11 @@ impl Drop for Process {
 async fn killed_between_the_hold_and_the_confirmation_the_order_completes_after_restart() {
     let (suite, program) = start().await;
     let database = TestDatabase::create().await.unwrap();
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let first = Process::start(&suite, &database, port);
     let mut client = first.client().await;
     let store = warehouse(&mut client, "central").await;
@@ -212,8 +241,14 @@ async fn killed_between_the_hold_and_the_confirmation_the_order_completes_after_
     let mut first = first;
     first.child.kill().unwrap();
     first.child.wait().unwrap();
-    assert!(placing.await.unwrap().is_err(), "the caller lost its answer");
-    sqlx::query("DELETE FROM test_gate").execute(&mut db).await.unwrap();
+    assert!(
+        placing.await.unwrap().is_err(),
+        "the caller lost its answer"
+    );
+    sqlx::query("DELETE FROM test_gate")
+        .execute(&mut db)
+        .await
+        .unwrap();
     let order_id: String = sqlx::query_scalar("SELECT id::text FROM reward_orders")
         .fetch_one(&mut db)
         .await
@@ -222,7 +257,10 @@ async fn killed_between_the_hold_and_the_confirmation_the_order_completes_after_
         .fetch_one(&mut db)
         .await
         .unwrap();
-    assert_eq!(status, "placing", "killed before the confirmation committed");
+    assert_eq!(
+        status, "placing",
+        "killed before the confirmation committed"
+    );
 
     // Restarted on the same database, the sweep finishes the order with the hold already made.
     let second = Process::start(&suite, &database, port);
@@ -237,7 +275,10 @@ async fn killed_between_the_hold_and_the_confirmation_the_order_completes_after_
     })
     .await
     .expect("the order completes after the restart");
-    assert_eq!(confirmed.hold_id, held.hold_id, "the hold made before the crash, no other");
+    assert_eq!(
+        confirmed.hold_id, held.hold_id,
+        "the hold made before the crash, no other"
+    );
     let holds = pending_holds(&suite, &member).await;
     assert_eq!(holds.len(), 1, "no orphan hold");
     let stock = stock_of(&mut client, &kettle).await;
@@ -289,7 +330,10 @@ async fn a_hold_that_lapses_cancels_the_order_and_releases_its_stock() {
     })
     .await
     .expect("the sweep cancels the order");
-    assert_eq!(cancelled.cancel_reason, "the points hold expired before shipment");
+    assert_eq!(
+        cancelled.cancel_reason,
+        "the points hold expired before shipment"
+    );
     let hold = suite
         .loyalty_client()
         .get_hold(GetHoldRequest {
@@ -313,6 +357,62 @@ async fn a_hold_that_lapses_cancels_the_order_and_releases_its_stock() {
         .await
         .unwrap_err();
     assert_eq!(reason(&late), "ORDER_NOT_SHIPPABLE");
+    assert_ledger_balanced(&suite).await;
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shipment_whose_points_cannot_be_taken_cancels_the_order() {
+    let (suite, program) = start().await;
+    let mut client = suite.rewards_client();
+    let store = warehouse(&mut client, "central").await;
+    let kettle = create(&mut client, material(&program, "Kettle", 100)).await;
+    receive(&mut client, &kettle, &store, 1).await;
+    let member = member_with_points(&suite, &program, "Ola", 300).await;
+    let placed = client
+        .place_reward_order(order(&member, &[(&kettle, 1)], home(), "order-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    suite
+        .loyalty_client()
+        .suspend_membership(SuspendMembershipRequest {
+            id: member.id.clone(),
+            reason: "card fraud".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let refused = client
+        .confirm_shipment(ConfirmShipmentRequest {
+            id: placed.id.clone(),
+            carrier: "InPost".into(),
+            tracking_number: "1".into(),
+            request_id: "ship".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(reason(&refused), "POINTS_NOT_TAKEN", "{refused:?}");
+    assert!(refused.message().contains("do not ship"));
+    let cancelled = get_order(&mut client, &placed.id).await;
+    assert_eq!(cancelled.status(), RewardOrderStatus::Cancelled);
+    assert!(
+        cancelled
+            .cancel_reason
+            .contains("loyalty would not take the points")
+    );
+    let stock = stock_of(&mut client, &kettle).await;
+    assert_eq!(
+        (stock.on_hand, stock.reserved),
+        (1, 0),
+        "nothing left the shelf"
+    );
+    assert!(
+        pending_holds(&suite, &member).await.is_empty(),
+        "the hold was voided"
+    );
+    assert_eq!(balance(&suite, &member).await.balance, 300, "nothing taken");
     assert_ledger_balanced(&suite).await;
     suite.stop().await.unwrap();
 }

@@ -490,9 +490,13 @@ async fn each_voucher_code_goes_to_exactly_one_order() {
             "vouchers are taken at once"
         );
         assert_eq!(order.captured_points, 40);
-        let codes = &order.items[0].voucher_codes;
+        let codes = &order.items[0].vouchers;
         assert_eq!(codes.len(), 1);
-        assert!(issued.insert(codes[0].clone()), "{} issued twice", codes[0]);
+        assert!(
+            issued.insert(codes[0].code.clone()),
+            "{} issued twice",
+            codes[0].code
+        );
     }
     assert_eq!(issued.len(), 5);
     assert_eq!(balance(&suite, &member).await.balance, 10_000 - 5 * 40);
@@ -508,7 +512,10 @@ async fn each_voucher_code_goes_to_exactly_one_order() {
     // Generated codes: one per unit, each new.
     let spa = create(
         &mut client,
-        voucher(&program, "Spa", 100, VoucherSource::Generated),
+        Reward {
+            voucher_valid_days: 30,
+            ..voucher(&program, "Spa", 100, VoucherSource::Generated)
+        },
     )
     .await;
     let spa_order = client
@@ -516,8 +523,19 @@ async fn each_voucher_code_goes_to_exactly_one_order() {
         .await
         .unwrap()
         .into_inner();
-    let generated: HashSet<&String> = spa_order.items[0].voucher_codes.iter().collect();
+    let generated: HashSet<&String> = spa_order.items[0]
+        .vouchers
+        .iter()
+        .map(|v| &v.code)
+        .collect();
     assert_eq!(generated.len(), 3);
+    assert!(
+        spa_order.items[0]
+            .vouchers
+            .iter()
+            .all(|v| v.valid_until.is_some()),
+        "valid for the reward's 30 days"
+    );
     let refused = client
         .place_reward_order(order(&member, &[(&spa, 1)], home(), "spa-by-post"))
         .await

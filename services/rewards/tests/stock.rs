@@ -217,6 +217,17 @@ async fn stock_moves_between_warehouses_and_never_below_what_is_there() {
         .await
         .unwrap_err();
     assert_eq!(fields(&unexplained), ["reason"]);
+    let mut huge = movement(&kettle, &north, MovementKind::Receipt, 1_000_000_001);
+    let too_big = client
+        .record_stock_movement(huge.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(fields(&too_big), ["quantity"]);
+    huge.kind = MovementKind::Adjustment as i32;
+    huge.quantity = i64::MIN;
+    huge.reason = "overflow".into();
+    let too_small = client.record_stock_movement(huge).await.unwrap_err();
+    assert_eq!(fields(&too_small), ["quantity"]);
     let by_hand = client
         .record_stock_movement(movement(&kettle, &north, MovementKind::Reservation, 1))
         .await

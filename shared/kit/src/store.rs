@@ -261,6 +261,38 @@ pub async fn begin<R: prost::Message + Default, Q: Idempotent + prost::Message>(
     }
 }
 
+/// The stored answer to `request` from `caller`, read without claiming anything: for a call that
+/// must ask other services before its transaction, and should not when it is a replay. `None`
+/// when the id is new (or has no answer yet); an error when it was used for another request.
+pub async fn answered<R: prost::Message + Default, Q: Idempotent + prost::Message>(
+    conn: &mut sqlx::PgConnection,
+    caller: &str,
+    request: &Q,
+) -> Result<Option<R>, IdempotencyError> {
+    let request_id = request.request_id();
+    if request_id.is_empty() {
+        return Ok(None);
+    }
+    let stored: Option<(Vec<u8>, Option<Vec<u8>>)> = sqlx::query_as(
+        "SELECT request_hash, response FROM crm_idempotency
+         WHERE caller = $1 AND method = $2 AND request_id = $3",
+    )
+    .bind(caller)
+    .bind(Q::METHOD)
+    .bind(request_id)
+    .fetch_optional(conn)
+    .await?;
+    match stored {
+        None | Some((_, None)) => Ok(None),
+        Some((hash, _)) if hash != Sha256::digest(request.encode_to_vec()).to_vec() => {
+            Err(IdempotencyError::Conflict(request_id.to_owned()))
+        }
+        Some((_, Some(bytes))) => R::decode(bytes.as_slice())
+            .map(Some)
+            .map_err(|e| IdempotencyError::Corrupt(request_id.to_owned(), e)),
+    }
+}
+
 /// Forgets `caller`'s claim of `request_id` for the request type `Q`, in `tx`: a call whose claim
 /// committed with its first step (a saga's) failed at a later one and undid its work, so a retry
 /// with the same id runs it again, as it would after any refusal.

@@ -3,6 +3,13 @@
 
 use super::MovementKind;
 
+/// Most units one movement moves.
+pub const MAX_MOVEMENT: i64 = 1_000_000_000;
+
+/// Most units a warehouse holds of one reward (the table refuses more): sums over warehouses never
+/// overflow.
+pub const MAX_ON_HAND: i64 = 1_000_000_000_000;
+
 /// A warehouse's stock of one reward.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Level {
@@ -25,10 +32,11 @@ impl Level {
         self.on_hand - self.reserved
     }
 
-    /// The level after `kind` of `quantity` units. Receipts, returns, adjustments and transfers
-    /// change on hand by the signed quantity (a transfer's leg out is negative), keeping it at
-    /// least what is reserved; reservations take available units; releases give reserved ones
-    /// back; issues take reserved units off the shelf.
+    /// The level after `kind` of `quantity` units (at most [`MAX_MOVEMENT`] either way).
+    /// Receipts, returns, adjustments and transfers change on hand by the signed quantity (a
+    /// transfer's leg out is negative), keeping it at least what is reserved and at most
+    /// [`MAX_ON_HAND`]; reservations take available units; releases give reserved ones back;
+    /// issues take reserved units off the shelf.
     pub fn apply(self, kind: MovementKind, quantity: i64) -> Result<Level, Shortfall> {
         let mut after = self;
         match kind {
@@ -36,13 +44,16 @@ impl Level {
             | MovementKind::Return
             | MovementKind::Adjustment
             | MovementKind::Transfer => {
-                after.on_hand = self.on_hand.checked_add(quantity).ok_or(Shortfall {
-                    needed: quantity,
-                    there: self.on_hand,
-                })?;
+                after.on_hand = self.on_hand.saturating_add(quantity);
+                if after.on_hand > MAX_ON_HAND {
+                    return Err(Shortfall {
+                        needed: quantity,
+                        there: MAX_ON_HAND - self.on_hand,
+                    });
+                }
                 if after.on_hand < self.reserved {
                     return Err(Shortfall {
-                        needed: -quantity,
+                        needed: quantity.saturating_neg(),
                         there: self.available(),
                     });
                 }
@@ -115,7 +126,9 @@ mod tests {
         assert_eq!(TEN_TWO.apply(Reservation, 9), short(9, 8));
         assert_eq!(TEN_TWO.apply(Release, 3), short(3, 2));
         assert_eq!(TEN_TWO.apply(Issue, 3), short(3, 2));
+        assert!(TEN_TWO.apply(Receipt, MAX_ON_HAND).is_err());
         assert!(TEN_TWO.apply(Receipt, i64::MAX).is_err());
+        assert!(TEN_TWO.apply(Adjustment, i64::MIN).is_err());
     }
 
     #[test]

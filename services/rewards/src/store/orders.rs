@@ -21,6 +21,7 @@ pub struct OrderRow {
     pub captured_points: i64,
     pub returned_points: i64,
     pub hold_id: String,
+    pub hold_seconds: i64,
     pub hold_expires_at: Option<DateTime<Utc>>,
     pub recipient_name: Option<String>,
     pub address: Option<Json<Address>>,
@@ -78,6 +79,7 @@ pub struct CodeRow {
     pub order_id: Uuid,
     pub line: i32,
     pub code: String,
+    pub valid_until: Option<chrono::NaiveDate>,
 }
 
 /// An order and everything the API shows of it.
@@ -91,7 +93,7 @@ pub struct Loaded {
 }
 
 const COLUMNS: &str = "id, membership_id, party_id, program_id, point_type, kind, status, points,
-    captured_points, returned_points, hold_id, hold_expires_at, recipient_name, address, email,
+    captured_points, returned_points, hold_id, hold_seconds, hold_expires_at, recipient_name, address, email,
     phone, carrier, tracking_number, cancel_reason, failure_reason, failure_message, void_due,
     request_id, created_by, updated_by, created_at, updated_at, confirmed_at, shipped_at, delivered_at,
     cancelled_at";
@@ -166,6 +168,7 @@ pub struct NewOrder<'a> {
     pub kind: RewardKind,
     pub points: i64,
     pub hold_id: &'a str,
+    pub hold_seconds: i64,
     pub delivery: &'a DeliveryRow,
     pub request_id: &'a str,
     pub by: &'a str,
@@ -174,9 +177,10 @@ pub struct NewOrder<'a> {
 pub async fn insert(tx: &mut Tx, o: &NewOrder<'_>, items: &[ItemRow]) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO reward_orders (id, membership_id, party_id, program_id, point_type, kind,
-             status, points, hold_id, recipient_name, address, email, phone, request_id, created_by,
-             updated_by)
-         VALUES ($1, $2, $3, $4, $5, $6, 'placing', $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+             status, points, hold_id, hold_seconds, recipient_name, address, email, phone,
+             request_id, created_by, updated_by)
+         VALUES ($1, $2, $3, $4, $5, $6, 'placing', $7, $8, $9, $10, $11, $12, $13, $14, $15,
+             $15)",
     )
     .bind(o.id)
     .bind(o.membership_id)
@@ -186,6 +190,7 @@ pub async fn insert(tx: &mut Tx, o: &NewOrder<'_>, items: &[ItemRow]) -> sqlx::R
     .bind(o.kind)
     .bind(o.points)
     .bind(o.hold_id)
+    .bind(o.hold_seconds)
     .bind(&o.delivery.recipient_name)
     .bind(o.delivery.address.clone().map(Json))
     .bind(&o.delivery.email)
@@ -278,7 +283,7 @@ pub async fn load(conn: &mut PgConnection, rows: Vec<OrderRow>) -> sqlx::Result<
     .fetch_all(&mut *conn)
     .await?;
     let codes: Vec<CodeRow> = sqlx::query_as(
-        "SELECT order_id, line, code FROM voucher_codes
+        "SELECT order_id, line, code, valid_until FROM voucher_codes
           WHERE order_id = ANY($1) AND issued_at IS NOT NULL ORDER BY order_id, line, code",
     )
     .bind(&ids)
@@ -483,24 +488,14 @@ pub async fn take_codes(
     .execute(&mut **tx)
     .await?
     .rows_affected() as i64;
-    sqlx::query("UPDATE rewards SET codes_available = codes_available - $2 WHERE id = $1")
-        .bind(reward)
-        .bind(taken)
-        .execute(&mut **tx)
-        .await?;
     Ok(taken)
 }
 
 /// Gives back the codes an order took and was not issued.
 pub async fn give_back_codes(tx: &mut Tx, order: Uuid) -> sqlx::Result<()> {
     sqlx::query(
-        "WITH freed AS (
-             UPDATE voucher_codes SET order_id = NULL, line = NULL
-              WHERE order_id = $1 AND issued_at IS NULL
-              RETURNING reward_id)
-         UPDATE rewards r SET codes_available = codes_available + f.n
-           FROM (SELECT reward_id, count(*) AS n FROM freed GROUP BY reward_id) f
-          WHERE r.id = f.reward_id",
+        "UPDATE voucher_codes SET order_id = NULL, line = NULL
+          WHERE order_id = $1 AND issued_at IS NULL",
     )
     .bind(order)
     .execute(&mut **tx)
@@ -508,26 +503,31 @@ pub async fn give_back_codes(tx: &mut Tx, order: Uuid) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// Issues the codes the order took, and adds `generated` (reward, line, code) ones.
+/// Issues the codes the order took, and adds `generated` (reward, line, code) ones; each is valid
+/// until the partner's last day or the reward's validity from today, whichever comes first.
 pub async fn issue_codes(
     tx: &mut Tx,
     order: Uuid,
     generated: &[(Uuid, i32, String)],
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE voucher_codes SET issued_at = now() WHERE order_id = $1 AND issued_at IS NULL",
-    )
-    .bind(order)
-    .execute(&mut **tx)
-    .await?;
-    sqlx::query(
-        "INSERT INTO voucher_codes (reward_id, code, order_id, line, issued_at)
-         SELECT r, c, $1, l, now() FROM unnest($2::uuid[], $3::int[], $4::text[]) g (r, l, c)",
+        "INSERT INTO voucher_codes (reward_id, code, order_id, line)
+         SELECT r, c, $1, l FROM unnest($2::uuid[], $3::int[], $4::text[]) g (r, l, c)",
     )
     .bind(order)
     .bind(generated.iter().map(|g| g.0).collect::<Vec<_>>())
     .bind(generated.iter().map(|g| g.1).collect::<Vec<_>>())
     .bind(generated.iter().map(|g| g.2.clone()).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE voucher_codes c SET issued_at = now(),
+             valid_until = CASE WHEN r.voucher_valid_days = 0 THEN c.valid_until
+                 ELSE least(c.valid_until, current_date + r.voucher_valid_days) END
+           FROM rewards r
+          WHERE c.order_id = $1 AND c.issued_at IS NULL AND r.id = c.reward_id",
+    )
+    .bind(order)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -598,18 +598,33 @@ pub async fn lock_pending_return(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<R
     .await
 }
 
-/// The return's points went back: counted on the order.
-pub async fn points_returned(tx: &mut Tx, ret: &ReturnRow) -> sqlx::Result<()> {
-    sqlx::query("UPDATE reward_order_returns SET points_returned = true WHERE id = $1")
-        .bind(ret.id)
-        .execute(&mut **tx)
-        .await?;
+/// The return's points went back (`points`, as loyalty gave them): counted on the order.
+pub async fn points_returned(tx: &mut Tx, ret: &ReturnRow, points: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE reward_order_returns SET points_returned = true, points = $2 WHERE id = $1",
+    )
+    .bind(ret.id)
+    .bind(points)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query("UPDATE reward_orders SET returned_points = returned_points + $2 WHERE id = $1")
         .bind(ret.order_id)
-        .bind(ret.points)
+        .bind(points)
         .execute(&mut **tx)
         .await?;
     Ok(())
+}
+
+/// The order a caller placed with this request id, unless it failed.
+pub async fn placed_by(tx: &mut Tx, caller: &str, request_id: &str) -> sqlx::Result<Option<Uuid>> {
+    sqlx::query_scalar(
+        "SELECT id FROM reward_orders
+          WHERE created_by = $1 AND request_id = $2 AND status <> 'failed'",
+    )
+    .bind(caller)
+    .bind(request_id)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Returns of the order whose points are still to be given back.
@@ -622,24 +637,29 @@ pub async fn pending_returns_of(conn: &mut PgConnection, order: Uuid) -> sqlx::R
     .await
 }
 
-/// What the sweep finds to tend: orders whose step a crash or an outage interrupted (placing for
-/// longer than `stale`, shipping, cancelling, a hold to void, a return to finish) and confirmed
-/// orders whose hold expired.
+/// What the sweep finds to tend, longest waiting first: orders whose step a crash or an outage
+/// interrupted (placing, or a voucher order confirmed but not captured, for longer than `stale`;
+/// shipping; cancelling; a hold to void; a return whose points are not back) and confirmed orders
+/// whose hold expired.
 pub async fn to_tend(
     conn: &mut PgConnection,
     stale: DateTime<Utc>,
     limit: i64,
 ) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
-        "(SELECT id FROM reward_orders
-           WHERE (status = 'placing' AND updated_at < $1)
-              OR status IN ('shipping', 'cancelling')
-              OR (status = 'confirmed' AND hold_expires_at <= now())
-           LIMIT $2)
-         UNION
-         (SELECT id FROM reward_orders WHERE void_due LIMIT $2)
-         UNION
-         (SELECT order_id FROM reward_order_returns WHERE NOT points_returned LIMIT $2)",
+        "SELECT id FROM (
+             (SELECT id, updated_at AS since FROM reward_orders
+               WHERE (status = 'placing' AND updated_at < $1)
+                  OR (status = 'confirmed' AND kind = 'voucher' AND updated_at < $1)
+                  OR status IN ('shipping', 'cancelling')
+                  OR (status = 'confirmed' AND hold_expires_at <= now())
+               ORDER BY updated_at LIMIT $2)
+             UNION ALL
+             (SELECT id, updated_at FROM reward_orders WHERE void_due ORDER BY updated_at LIMIT $2)
+             UNION ALL
+             (SELECT order_id, created_at FROM reward_order_returns WHERE NOT points_returned
+               ORDER BY id LIMIT $2)) due
+         GROUP BY id ORDER BY min(since) LIMIT $2",
     )
     .bind(stale)
     .bind(limit)

@@ -42,8 +42,8 @@ pub struct RewardRow {
     pub version: i64,
 }
 
-/// What can be ordered now: the stock, codes or limit left, the least of those that apply; -1 for
-/// generated vouchers without a total limit.
+/// What can be ordered now: the stock, the codes not taken and still valid, or the limit left, the
+/// least of those that apply; -1 for generated vouchers without a total limit.
 const AVAILABLE_UNITS: &str = "CASE
     WHEN r.voucher_source = 'generated' AND r.total_limit = 0 THEN -1
     ELSE least(
@@ -51,8 +51,11 @@ const AVAILABLE_UNITS: &str = "CASE
             WHEN 'material' THEN coalesce(
                 (SELECT sum(s.on_hand - s.reserved) FROM stock_items s WHERE s.reward_id = r.id),
                 0)::bigint
-            ELSE CASE r.voucher_source WHEN 'imported' THEN r.codes_available
-                                       ELSE 9223372036854775807 END
+            ELSE CASE r.voucher_source
+                WHEN 'imported' THEN (SELECT count(*) FROM voucher_codes c
+                    WHERE c.reward_id = r.id AND c.order_id IS NULL
+                      AND (c.valid_until IS NULL OR c.valid_until >= current_date))
+                ELSE 9223372036854775807 END
         END,
         CASE WHEN r.total_limit > 0 THEN greatest(r.total_limit - r.ordered_units, 0)
              ELSE 9223372036854775807 END)

@@ -4,8 +4,8 @@ use chrono::NaiveDate;
 use crm_kit::store::Tx;
 use uuid::Uuid;
 
-/// Adds the codes the reward does not hold yet and counts them as available; returns how many
-/// were added. The reward is locked by the caller.
+/// Adds the codes the reward does not hold yet; returns how many were added. The reward is locked
+/// by the caller.
 pub async fn import(
     tx: &mut Tx,
     reward: Uuid,
@@ -25,10 +25,5 @@ pub async fn import(
     .bind(valid_until)
     .fetch_one(&mut **tx)
     .await?;
-    sqlx::query("UPDATE rewards SET codes_available = codes_available + $2 WHERE id = $1")
-        .bind(reward)
-        .bind(added)
-        .execute(&mut **tx)
-        .await?;
     Ok(added)
 }
