@@ -61,9 +61,11 @@ async fn main() {
     analyze(&mut db).await;
     analyze(&mut suite.loyalty_db().await).await;
 
+    phase("holds");
     let before = CpuTimes::now();
     let holds = hold(&suite, &members, ORDERS).await;
     let holds_cost = CpuTimes::now().since(&before);
+    phase("orders");
     let before = CpuTimes::now();
     let orders = place(&client, &members, &rewards, "bench", ORDERS).await;
     let orders_cost = CpuTimes::now().since(&before);
@@ -82,6 +84,17 @@ async fn main() {
         holds,
         per_call(&holds_cost, ORDERS)
     );
+    for (name, cost) in [
+        ("PlaceRewardOrder", &orders_cost),
+        ("HoldPoints", &holds_cost),
+    ] {
+        println!(
+            "  {name} processor time per call, ms: services and client {:.2}, PostgreSQL {:.2}, broker {:.2}",
+            ms_per_call(cost.own, ORDERS),
+            ms_per_call(cost.of("postgres"), ORDERS),
+            ms_per_call(cost.of("tansu"), ORDERS),
+        );
+    }
     suite.stop().await.unwrap();
 }
 
@@ -147,6 +160,14 @@ async fn hold(suite: &crm_e2e::Suite, members: &[Membership], count: usize) -> f
     rate(count, started.elapsed())
 }
 
+/// When each phase starts, so that a profile taken alongside can be cut by phase.
+fn phase(name: &str) {
+    let since_epoch = std::time::SystemTime::UNIX_EPOCH
+        .elapsed()
+        .unwrap_or_default();
+    eprintln!("[{:.3}] {name}", since_epoch.as_secs_f64());
+}
+
 async fn analyze(db: &mut sqlx::PgConnection) {
     sqlx::query("ANALYZE").execute(db).await.unwrap();
 }
@@ -157,5 +178,9 @@ fn rate(count: usize, elapsed: Duration) -> f64 {
 
 /// Processor time of the whole machine (this process, PostgreSQL, the broker) per call, in ms.
 fn per_call(cost: &CpuTimes, calls: usize) -> f64 {
-    cost.machine.as_secs_f64() * 1_000.0 / calls as f64
+    ms_per_call(cost.machine, calls)
+}
+
+fn ms_per_call(time: Duration, calls: usize) -> f64 {
+    time.as_secs_f64() * 1_000.0 / calls as f64
 }

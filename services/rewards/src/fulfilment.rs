@@ -22,7 +22,7 @@ use crate::{
     },
     error::Refusal,
     events,
-    orders::order_row,
+    orders::{lock, order_row},
     saga::HOLD_LAPSED,
     stock::{Leg, Note, move_stock},
     store::{
@@ -192,12 +192,6 @@ fn marker(id: Uuid) -> RewardOrder {
         id: id.to_string(),
         ..Default::default()
     }
-}
-
-async fn lock(tx: &mut Tx, id: Uuid) -> Result<OrderRow> {
-    store::lock(tx, id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("RewardOrder", id))
 }
 
 /// Puts the returned units back on a shelf (the one named, or the one each reward left most of

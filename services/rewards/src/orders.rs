@@ -21,7 +21,7 @@ use crate::{
         orders::{MAX_QUANTITY, allocate, valid_email},
     },
     error::Refusal,
-    stock::{Leg, Note, move_stock},
+    stock::{Leg, Note, apply_legs},
     store::{
         orders::{self as store, DeliveryRow, ItemRow, NewOrder, OrderRow},
         rewards::{self as reward_store, RewardRow},
@@ -62,12 +62,17 @@ impl Rewards {
             Begun::Replay(placed) => return self.replayed(&placed.id).await,
             Begun::Fresh(tx, claim) => (tx, claim),
         };
-        // Its stored answer purged after a week, the request id still finds the order.
-        if let Some(placed) = store::placed_by(&mut tx, caller, &req.request_id).await? {
+        let hold_timeout = self.hold_timeout;
+        let Some(order) = reserve(&mut tx, &plan, caller, &req.request_id, hold_timeout).await?
+        else {
+            // Its stored answer purged after a week, the request id still finds the order.
             drop(tx);
+            let mut conn = self.pool.acquire().await?;
+            let placed = store::placed_by(&mut conn, caller, &req.request_id).await?;
+            let placed =
+                placed.ok_or_else(|| ServiceError::not_found("RewardOrder", &req.request_id))?;
             return self.replayed(&placed.to_string()).await;
-        }
-        let order = reserve(&mut tx, &plan, caller, &req.request_id, self.hold_timeout).await?;
+        };
         // A replay finds the order by its id and answers it as it then is.
         let placed = RewardOrder {
             id: order.id.to_string(),
@@ -291,23 +296,32 @@ fn delivery_of(kind: RewardKind, delivery: &Delivery, v: &mut FieldViolations) -
 /// Takes what the plan orders, in one transaction: the member's orders serialised (for the
 /// per-member limits), each reward locked in id order and checked again (status, window,
 /// restrictions, limits), its units counted, its stock reserved in the warehouses with the most
-/// available or its codes taken, and the PLACING order written.
+/// available or its codes taken, and the PLACING order written. `None` when the caller placed an
+/// order with this request id before.
 async fn reserve(
     tx: &mut Tx,
     plan: &Plan,
     caller: &str,
     request_id: &str,
     hold_timeout: Duration,
-) -> Result<OrderRow> {
+) -> Result<Option<OrderRow>> {
     let id = Uuid::now_v7();
     let mut items = Vec::with_capacity(plan.lines.len());
     store::lock_member(tx, plan.membership).await?;
     let now = Utc::now();
     for &(line, reward_id, quantity) in &plan.lines {
-        let reward = reward_store::lock(tx, reward_id)
+        let reward = reward_store::take_units(tx, reward_id, i64::from(quantity))
             .await?
             .ok_or_else(|| ServiceError::not_found("Reward", reward_id))?;
         orderable(&reward, plan, now)?;
+        if reward.total_limit > 0 && reward.ordered_units > i64::from(reward.total_limit) {
+            let limit = reward.total_limit;
+            return Err(Refusal::TotalLimitReached {
+                id: reward_id,
+                limit,
+            }
+            .into());
+        }
         if reward.per_member_limit > 0 {
             let had = store::units_of_member(tx, plan.membership, &[reward_id])
                 .await?
@@ -322,14 +336,6 @@ async fn reserve(
                 }
                 .into());
             }
-        }
-        if !store::take_units(tx, reward_id, i64::from(quantity)).await? {
-            let limit = reward.total_limit;
-            return Err(Refusal::TotalLimitReached {
-                id: reward_id,
-                limit,
-            }
-            .into());
         }
         take_stock(tx, &reward, id, line, i64::from(quantity), caller).await?;
         items.push(ItemRow {
@@ -364,8 +370,7 @@ async fn reserve(
         request_id,
         by: caller,
     };
-    store::insert(tx, &order, &items).await?;
-    order_row(tx, id).await
+    Ok(store::insert(tx, &order, &items).await?)
 }
 
 /// The reward is for sale now, to this member.
@@ -411,7 +416,7 @@ async fn take_stock(
     };
     match (reward.kind, reward.voucher_source) {
         (RewardKind::Material, _) => {
-            let items = stock_store::lock_all_items(tx, reward.id).await?;
+            let mut items = stock_store::lock_all_items(tx, reward.id).await?;
             let levels: Vec<_> = items.iter().map(|i| (i.warehouse_id, i.level())).collect();
             let available = levels.iter().map(|(_, l)| l.available().max(0)).sum();
             let taken = allocate(&levels, quantity).ok_or_else(|| out_of_stock(available))?;
@@ -427,7 +432,7 @@ async fn take_stock(
                 order_id: Some(order),
                 ..Default::default()
             };
-            move_stock(tx, reward, &legs, &note, by).await?;
+            apply_legs(tx, reward, &mut items, &legs, &note, by).await?;
         }
         (RewardKind::Voucher, Some(VoucherSource::Imported)) => {
             let taken = store::take_codes(tx, reward.id, order, line, quantity).await?;
@@ -438,6 +443,13 @@ async fn take_stock(
         (RewardKind::Voucher, _) => {}
     }
     Ok(())
+}
+
+/// The order, locked for a step.
+pub(crate) async fn lock(tx: &mut Tx, id: Uuid) -> Result<OrderRow> {
+    store::lock(tx, id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("RewardOrder", id))
 }
 
 pub(crate) async fn order_row(conn: &mut PgConnection, id: Uuid) -> Result<OrderRow> {

@@ -34,7 +34,7 @@ use crate::{
     },
     error::Refusal,
     events,
-    orders::order_row,
+    orders::{lock, order_row},
     peers::{reason, refused},
     stock::{Leg, Note, move_stock},
     store::{
@@ -84,10 +84,13 @@ impl Rewards {
                 _ => false,
             };
             if !moved {
-                break;
+                // Returns are recorded only on delivered goods.
+                if order.status.was_delivered() {
+                    self.give_back_returns(id).await?;
+                }
+                return Ok(());
             }
         }
-        self.give_back_returns(id).await
     }
 
     /// PLACING: holds the points, then confirms; a refusal fails the order.
@@ -138,8 +141,7 @@ impl Rewards {
             .as_ref()
             .and_then(request::time)
             .unwrap_or_else(|| Utc::now() + self.hold_timeout);
-        store::set_hold_expiry(&mut tx, id, expires).await?;
-        store::set_status(&mut tx, id, OrderStatus::Confirmed, &order.updated_by).await?;
+        store::confirm(&mut tx, id, expires).await?;
         changed(&mut tx, id, "placed").await?;
         tx.commit().await?;
         Ok(true)
@@ -284,7 +286,8 @@ impl Rewards {
             };
             store::points_returned(&mut tx, &ret, points).await?;
             let items = store::items(&mut tx, &[id]).await?;
-            let all_back = items.iter().all(|i| i.returned_quantity == i.quantity);
+            let all_back = items.iter().all(|i| i.returned_quantity == i.quantity)
+                && store::pending_returns_of(&mut tx, id).await?.is_empty();
             let status = if all_back {
                 OrderStatus::Returned
             } else {
@@ -338,12 +341,6 @@ impl Rewards {
             }
         }
     }
-}
-
-async fn lock(tx: &mut Tx, id: Uuid) -> Result<OrderRow> {
-    store::lock(tx, id)
-        .await?
-        .ok_or_else(|| ServiceError::not_found("RewardOrder", id))
 }
 
 async fn changed(tx: &mut Tx, id: Uuid, change: &str) -> Result<()> {

@@ -187,6 +187,18 @@ pub(crate) async fn move_stock(
     warehouses.sort();
     warehouses.dedup();
     let mut items = store::lock_items(tx, reward.id, &warehouses).await?;
+    apply_legs(tx, reward, &mut items, legs, note, by).await
+}
+
+/// [`move_stock`] on items the caller locked already, one per leg's warehouse.
+pub(crate) async fn apply_legs(
+    tx: &mut Tx,
+    reward: &RewardRow,
+    items: &mut [ItemRow],
+    legs: &[Leg],
+    note: &Note<'_>,
+    by: &str,
+) -> Result<Vec<MovementRow>> {
     let mut movements = Vec::with_capacity(legs.len());
     let mut lows = Vec::new();
     let now = Utc::now();
@@ -251,7 +263,7 @@ pub(crate) async fn move_stock(
         store::insert_movement(tx, &movement).await?;
         movements.push(movement);
     }
-    stock_moved(tx, reward.id, &movements, &items, lows).await?;
+    stock_moved(tx, reward.id, &movements, items, lows).await?;
     Ok(movements)
 }
 
@@ -265,7 +277,11 @@ async fn stock_moved(
     let moved = StockMoved {
         reward_id: reward.to_string(),
         movements: movements.iter().map(convert::movement).collect(),
-        items: items.iter().map(convert::stock_item).collect(),
+        items: items
+            .iter()
+            .filter(|i| movements.iter().any(|m| m.warehouse_id == i.warehouse_id))
+            .map(convert::stock_item)
+            .collect(),
     };
     events::STOCK.enqueue(tx, reward, &moved).await?;
     for low in &lows {

@@ -35,6 +35,14 @@ impl OrderStatus {
     pub fn is_returnable(self) -> bool {
         matches!(self, Self::Delivered | Self::PartiallyReturned)
     }
+
+    /// Delivered once: returns may have been recorded.
+    pub fn was_delivered(self) -> bool {
+        matches!(
+            self,
+            Self::Delivered | Self::PartiallyReturned | Self::Returned
+        )
+    }
 }
 
 /// Most units of one reward one order may hold.

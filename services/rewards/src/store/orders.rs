@@ -126,20 +126,6 @@ pub async fn units_of_member(
     .await
 }
 
-/// Counts `quantity` more units as ordered, unless that passes the reward's total limit; false
-/// when it would.
-pub async fn take_units(tx: &mut Tx, reward: Uuid, quantity: i64) -> sqlx::Result<bool> {
-    let taken = sqlx::query(
-        "UPDATE rewards SET ordered_units = ordered_units + $2
-          WHERE id = $1 AND (total_limit = 0 OR ordered_units + $2 <= total_limit)",
-    )
-    .bind(reward)
-    .bind(quantity)
-    .execute(&mut **tx)
-    .await?;
-    Ok(taken.rows_affected() == 1)
-}
-
 pub async fn give_back_units(tx: &mut Tx, reward: Uuid, quantity: i64) -> sqlx::Result<()> {
     sqlx::query("UPDATE rewards SET ordered_units = ordered_units - $2 WHERE id = $1")
         .bind(reward)
@@ -174,14 +160,22 @@ pub struct NewOrder<'a> {
     pub by: &'a str,
 }
 
-pub async fn insert(tx: &mut Tx, o: &NewOrder<'_>, items: &[ItemRow]) -> sqlx::Result<()> {
-    sqlx::query(
+/// Writes the order and its items; `None` when the caller placed an order with this request id
+/// before (its stored answer purged since).
+pub async fn insert(
+    tx: &mut Tx,
+    o: &NewOrder<'_>,
+    items: &[ItemRow],
+) -> sqlx::Result<Option<OrderRow>> {
+    let inserted: Option<OrderRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO reward_orders (id, membership_id, party_id, program_id, point_type, kind,
              status, points, hold_id, hold_seconds, recipient_name, address, email, phone,
              request_id, created_by, updated_by)
          VALUES ($1, $2, $3, $4, $5, $6, 'placing', $7, $8, $9, $10, $11, $12, $13, $14, $15,
-             $15)",
-    )
+             $15)
+         ON CONFLICT (created_by, request_id) WHERE status <> 'failed' DO NOTHING
+         RETURNING {COLUMNS}"
+    )))
     .bind(o.id)
     .bind(o.membership_id)
     .bind(o.party_id)
@@ -197,8 +191,11 @@ pub async fn insert(tx: &mut Tx, o: &NewOrder<'_>, items: &[ItemRow]) -> sqlx::R
     .bind(&o.delivery.phone)
     .bind(o.request_id)
     .bind(o.by)
-    .execute(&mut **tx)
+    .fetch_optional(&mut **tx)
     .await?;
+    let Some(order) = inserted else {
+        return Ok(None);
+    };
     sqlx::query(
         "INSERT INTO reward_order_items (order_id, line, reward_id, display_name, quantity,
              unit_points, co_payment_amount, co_payment_currency)
@@ -230,7 +227,7 @@ pub async fn insert(tx: &mut Tx, o: &NewOrder<'_>, items: &[ItemRow]) -> sqlx::R
     )
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    Ok(Some(order))
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<OrderRow>> {
@@ -267,28 +264,46 @@ pub async fn items(conn: &mut PgConnection, orders: &[Uuid]) -> sqlx::Result<Vec
 pub async fn load(conn: &mut PgConnection, rows: Vec<OrderRow>) -> sqlx::Result<Vec<Loaded>> {
     let ids: Vec<Uuid> = rows.iter().map(|o| o.id).collect();
     let items = items(conn, &ids).await?;
-    let returns: Vec<ReturnRow> = sqlx::query_as(
-        "SELECT id, order_id, points, reason, points_returned, created_at
-           FROM reward_order_returns WHERE order_id = ANY($1) ORDER BY id",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let return_ids: Vec<Uuid> = returns.iter().map(|r| r.id).collect();
-    let returned: Vec<ReturnedRow> = sqlx::query_as(
-        "SELECT return_id, line, quantity FROM reward_order_returned_items
-          WHERE return_id = ANY($1) ORDER BY return_id, line",
-    )
-    .bind(&return_ids)
-    .fetch_all(&mut *conn)
-    .await?;
-    let codes: Vec<CodeRow> = sqlx::query_as(
-        "SELECT order_id, line, code, valid_until FROM voucher_codes
-          WHERE order_id = ANY($1) AND issued_at IS NOT NULL ORDER BY order_id, line, code",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *conn)
-    .await?;
+    // Only delivered goods have returns, only vouchers codes: the rest need no query.
+    let returnable: Vec<Uuid> = rows
+        .iter()
+        .filter(|o| o.status.was_delivered() && o.kind == RewardKind::Material)
+        .map(|o| o.id)
+        .collect();
+    let vouchers: Vec<Uuid> = rows
+        .iter()
+        .filter(|o| o.kind == RewardKind::Voucher)
+        .map(|o| o.id)
+        .collect();
+    let (mut returns, mut returned, mut codes) = (Vec::new(), Vec::new(), Vec::new());
+    if !returnable.is_empty() {
+        returns = sqlx::query_as::<_, ReturnRow>(
+            "SELECT id, order_id, points, reason, points_returned, created_at
+               FROM reward_order_returns WHERE order_id = ANY($1) ORDER BY id",
+        )
+        .bind(&returnable)
+        .fetch_all(&mut *conn)
+        .await?;
+    }
+    if !returns.is_empty() {
+        let return_ids: Vec<Uuid> = returns.iter().map(|r| r.id).collect();
+        returned = sqlx::query_as::<_, ReturnedRow>(
+            "SELECT return_id, line, quantity FROM reward_order_returned_items
+              WHERE return_id = ANY($1) ORDER BY return_id, line",
+        )
+        .bind(&return_ids)
+        .fetch_all(&mut *conn)
+        .await?;
+    }
+    if !vouchers.is_empty() {
+        codes = sqlx::query_as::<_, CodeRow>(
+            "SELECT order_id, line, code, valid_until FROM voucher_codes
+              WHERE order_id = ANY($1) AND issued_at IS NOT NULL ORDER BY order_id, line, code",
+        )
+        .bind(&vouchers)
+        .fetch_all(&mut *conn)
+        .await?;
+    }
     Ok(rows
         .into_iter()
         .map(|order| Loaded {
@@ -368,12 +383,17 @@ pub async fn set_status(tx: &mut Tx, id: Uuid, status: OrderStatus, by: &str) ->
     Ok(())
 }
 
-pub async fn set_hold_expiry(tx: &mut Tx, id: Uuid, expires: DateTime<Utc>) -> sqlx::Result<()> {
-    sqlx::query("UPDATE reward_orders SET hold_expires_at = $2 WHERE id = $1")
-        .bind(id)
-        .bind(expires)
-        .execute(&mut **tx)
-        .await?;
+/// PLACING → CONFIRMED, with the time the hold releases itself.
+pub async fn confirm(tx: &mut Tx, id: Uuid, expires: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE reward_orders SET status = 'confirmed', hold_expires_at = $2,
+             confirmed_at = now(), updated_at = now()
+          WHERE id = $1",
+    )
+    .bind(id)
+    .bind(expires)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -616,14 +636,18 @@ pub async fn points_returned(tx: &mut Tx, ret: &ReturnRow, points: i64) -> sqlx:
 }
 
 /// The order a caller placed with this request id, unless it failed.
-pub async fn placed_by(tx: &mut Tx, caller: &str, request_id: &str) -> sqlx::Result<Option<Uuid>> {
+pub async fn placed_by(
+    conn: &mut PgConnection,
+    caller: &str,
+    request_id: &str,
+) -> sqlx::Result<Option<Uuid>> {
     sqlx::query_scalar(
         "SELECT id FROM reward_orders
           WHERE created_by = $1 AND request_id = $2 AND status <> 'failed'",
     )
     .bind(caller)
     .bind(request_id)
-    .fetch_optional(&mut **tx)
+    .fetch_optional(conn)
     .await
 }
 

@@ -90,6 +90,24 @@ pub async fn lock(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<RewardRow>> {
     .await
 }
 
+/// Counts `quantity` more units as ordered and answers the reward, locked (with the units counted:
+/// the caller refuses the order when they pass the total limit, and its transaction undoes this).
+/// `available_units` is not computed (0).
+pub async fn take_units(tx: &mut Tx, id: Uuid, quantity: i64) -> sqlx::Result<Option<RewardRow>> {
+    sqlx::query_as(
+        "UPDATE rewards SET ordered_units = ordered_units + $2 WHERE id = $1
+         RETURNING id, program_id, point_type, kind, status, display_name, description, category,
+             image_uri, price_points, co_payment_amount, co_payment_currency, available_from,
+             available_until, per_member_limit, total_limit, tier_codes, base_ids, voucher_source,
+             voucher_valid_days, low_stock_threshold, ordered_units, 0::bigint AS available_units,
+             created_at, updated_at, created_by, updated_by, version",
+    )
+    .bind(id)
+    .bind(quantity)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
 pub async fn insert(tx: &mut Tx, r: &RewardRow) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO rewards (id, program_id, point_type, kind, status, display_name, description,
