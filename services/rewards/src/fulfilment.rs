@@ -27,7 +27,7 @@ use crate::{
     stock::{Leg, Note, move_stock},
     store::{
         orders::{self as store, ItemRow, OrderRow},
-        rewards as reward_store, warehouses,
+        returns, rewards as reward_store, warehouses,
     },
 };
 
@@ -170,7 +170,7 @@ impl Rewards {
             &mut tx, &order, &items, &units, warehouse, return_id, caller,
         )
         .await?;
-        store::insert_return(
+        returns::insert_return(
             &mut tx,
             return_id,
             id,

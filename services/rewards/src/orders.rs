@@ -25,7 +25,7 @@ use crate::{
     store::{
         orders::{self as store, DeliveryRow, ItemRow, NewOrder, OrderRow},
         rewards::{self as reward_store, RewardRow},
-        stock as stock_store,
+        stock as stock_store, vouchers as vouchers_store,
     },
 };
 
@@ -435,7 +435,7 @@ async fn take_stock(
             apply_legs(tx, reward, &mut items, &legs, &note, by).await?;
         }
         (RewardKind::Voucher, Some(VoucherSource::Imported)) => {
-            let taken = store::take_codes(tx, reward.id, order, line, quantity).await?;
+            let taken = vouchers_store::take_codes(tx, reward.id, order, line, quantity).await?;
             if taken < quantity {
                 return Err(out_of_stock(taken).into());
             }

@@ -39,7 +39,7 @@ use crate::{
     stock::{Leg, Note, move_stock},
     store::{
         orders::{self as store, OrderRow},
-        rewards as reward_store,
+        returns, rewards as reward_store, vouchers as vouchers_store,
     },
 };
 
@@ -267,10 +267,11 @@ impl Rewards {
 
     /// Gives back the points of the order's recorded returns, each once.
     async fn give_back_returns(&self, id: Uuid) -> Result<()> {
-        let pending = store::pending_returns_of(&mut *self.pool.acquire().await?, id).await?;
+        let pending = returns::pending_returns_of(&mut *self.pool.acquire().await?, id).await?;
         for return_id in pending {
             let order = order_row(&mut *self.pool.acquire().await?, id).await?;
-            let Some(ret) = store::get_return(&mut *self.pool.acquire().await?, return_id).await?
+            let Some(ret) =
+                returns::get_return(&mut *self.pool.acquire().await?, return_id).await?
             else {
                 continue;
             };
@@ -281,13 +282,13 @@ impl Rewards {
                 .map_err(|status| peer_error("loyalty", status))?;
             let mut tx = self.pool.begin().await?;
             lock(&mut tx, id).await?;
-            let Some(ret) = store::lock_pending_return(&mut tx, return_id).await? else {
+            let Some(ret) = returns::lock_pending_return(&mut tx, return_id).await? else {
                 continue;
             };
-            store::points_returned(&mut tx, &ret, points).await?;
+            returns::points_returned(&mut tx, &ret, points).await?;
             let items = store::items(&mut tx, &[id]).await?;
             let all_back = items.iter().all(|i| i.returned_quantity == i.quantity)
-                && store::pending_returns_of(&mut tx, id).await?.is_empty();
+                && returns::pending_returns_of(&mut tx, id).await?.is_empty();
             let status = if all_back {
                 OrderStatus::Returned
             } else {
@@ -383,7 +384,7 @@ async fn release(tx: &mut Tx, order: &OrderRow, by: &str) -> Result<()> {
     }
     let held = store::held_stock(tx, order.id, MovementKind::Reservation).await?;
     move_back(tx, order.id, &held, MovementKind::Release, by).await?;
-    store::give_back_codes(tx, order.id).await?;
+    vouchers_store::give_back_codes(tx, order.id).await?;
     Ok(())
 }
 
@@ -439,6 +440,6 @@ async fn issue_codes(tx: &mut Tx, order: &OrderRow) -> Result<()> {
             }
         }
     }
-    store::issue_codes(tx, order.id, &generated).await?;
+    vouchers_store::issue_codes(tx, order.id, &generated).await?;
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! use cases pass transactions in and decide what the rows mean.
 
 pub mod orders;
+pub mod returns;
 pub mod rewards;
 pub mod stock;
 pub mod vouchers;
