@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 
 use crate::store::{
-    orders::Loaded,
+    orders::{ItemRow as OrderItemRow, Loaded, ReturnRow, ReturnedRow},
     rewards::RewardRow,
     stock::{ItemRow, MovementRow},
     warehouses::WarehouseRow,
@@ -132,32 +132,7 @@ pub fn order(loaded: &Loaded) -> proto::RewardOrder {
         program_id: o.program_id.to_string(),
         point_type: o.point_type.clone(),
         status: o.status.to_proto() as i32,
-        items: loaded
-            .items
-            .iter()
-            .map(|item| proto::RewardOrderItem {
-                line: item.line,
-                reward_id: item.reward_id.to_string(),
-                display_name: item.display_name.clone(),
-                kind: o.kind.to_proto() as i32,
-                quantity: item.quantity,
-                unit_points: item.unit_points,
-                unit_co_payment: item
-                    .co_payment_amount
-                    .zip(item.co_payment_currency.as_deref())
-                    .map(|(amount, currency)| money_to_proto(amount, currency)),
-                returned_quantity: item.returned_quantity,
-                vouchers: loaded
-                    .codes
-                    .iter()
-                    .filter(|c| c.line == item.line)
-                    .map(|c| proto::IssuedVoucher {
-                        code: c.code.clone(),
-                        valid_until: c.valid_until.map(date_to_proto),
-                    })
-                    .collect(),
-            })
-            .collect(),
+        items: loaded.items.iter().map(|i| order_item(loaded, i)).collect(),
         points: o.points,
         captured_points: o.captured_points,
         returned_points: o.returned_points,
@@ -182,20 +157,7 @@ pub fn order(loaded: &Loaded) -> proto::RewardOrder {
         returns: loaded
             .returns
             .iter()
-            .map(|(r, lines)| proto::OrderReturn {
-                id: r.id.to_string(),
-                items: lines
-                    .iter()
-                    .map(|l| proto::ReturnedItem {
-                        line: l.line,
-                        quantity: l.quantity,
-                    })
-                    .collect(),
-                points: r.points,
-                reason: r.reason.clone(),
-                points_returned: r.points_returned,
-                create_time: Some(timestamp(r.created_at)),
-            })
+            .map(|(r, lines)| order_return(r, lines))
             .collect(),
         audit: Some(audit(
             o.created_at,
@@ -203,6 +165,48 @@ pub fn order(loaded: &Loaded) -> proto::RewardOrder {
             &o.created_by,
             &o.updated_by,
         )),
+    }
+}
+
+fn order_item(loaded: &Loaded, item: &OrderItemRow) -> proto::RewardOrderItem {
+    proto::RewardOrderItem {
+        line: item.line,
+        reward_id: item.reward_id.to_string(),
+        display_name: item.display_name.clone(),
+        kind: loaded.order.kind.to_proto() as i32,
+        quantity: item.quantity,
+        unit_points: item.unit_points,
+        unit_co_payment: item
+            .co_payment_amount
+            .zip(item.co_payment_currency.as_deref())
+            .map(|(amount, currency)| money_to_proto(amount, currency)),
+        returned_quantity: item.returned_quantity,
+        vouchers: loaded
+            .codes
+            .iter()
+            .filter(|c| c.line == item.line)
+            .map(|c| proto::IssuedVoucher {
+                code: c.code.clone(),
+                valid_until: c.valid_until.map(date_to_proto),
+            })
+            .collect(),
+    }
+}
+
+fn order_return(r: &ReturnRow, lines: &[ReturnedRow]) -> proto::OrderReturn {
+    proto::OrderReturn {
+        id: r.id.to_string(),
+        items: lines
+            .iter()
+            .map(|l| proto::ReturnedItem {
+                line: l.line,
+                quantity: l.quantity,
+            })
+            .collect(),
+        points: r.points,
+        reason: r.reason.clone(),
+        points_returned: r.points_returned,
+        create_time: Some(timestamp(r.created_at)),
     }
 }
 

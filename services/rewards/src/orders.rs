@@ -169,23 +169,7 @@ impl Rewards {
             "request_id",
             "is required: an order is placed once however often it is sent",
         );
-        let mut seen = HashSet::new();
-        let mut wanted = Vec::new();
-        for (i, item) in req.items.iter().enumerate() {
-            let reward = uuid(&item.reward_id, &format!("items[{i}].reward_id"), &mut v);
-            v.check(
-                (1..=MAX_QUANTITY).contains(&item.quantity),
-                format!("items[{i}].quantity"),
-                format!("must be 1 to {MAX_QUANTITY}"),
-            );
-            if !reward.is_nil() && !seen.insert(reward) {
-                v.add(
-                    format!("items[{i}].reward_id"),
-                    "appears twice; order more of it instead",
-                );
-            }
-            wanted.push((i, reward, item.quantity));
-        }
+        let wanted = wanted_items(&req.items, &mut v);
         let delivery = request::required(req.delivery.clone(), "delivery", &mut v);
         v.finish()?;
 
@@ -210,30 +194,7 @@ impl Rewards {
                 }
             }
         }
-        let first = rewards.first().map(|(_, r)| (r.kind, r.point_type.clone()));
-        for (i, reward) in &rewards {
-            let field = format!("items[{i}].reward_id");
-            if reward.program_id != program {
-                v.add(
-                    &field,
-                    "is a reward of another loyalty program than the membership's",
-                );
-            } else if first.as_ref().is_some_and(|(kind, _)| *kind != reward.kind) {
-                v.add(
-                    &field,
-                    "an order holds rewards of one kind: order goods and vouchers apart",
-                );
-            } else if first
-                .as_ref()
-                .is_some_and(|(_, points)| *points != reward.point_type)
-            {
-                v.add(
-                    &field,
-                    "is priced in other points than the order's first item",
-                );
-            }
-        }
-        let (kind, point_type) = first.unwrap_or((RewardKind::Material, String::new()));
+        let (kind, point_type) = one_kind(&rewards, program, &mut v);
         let delivery = delivery_of(kind, &delivery, &mut v);
         v.finish()?;
         let bases = if rewards.iter().any(|(_, r)| !r.base_ids.is_empty()) {
@@ -258,6 +219,61 @@ impl Rewards {
             delivery,
         })
     }
+}
+
+/// The items' rewards and quantities, each reward once; violations name `items[i]`.
+fn wanted_items(items: &[OrderItem], v: &mut FieldViolations) -> Vec<(usize, Uuid, i32)> {
+    let mut seen = HashSet::new();
+    let mut wanted = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let reward = uuid(&item.reward_id, &format!("items[{i}].reward_id"), v);
+        v.check(
+            (1..=MAX_QUANTITY).contains(&item.quantity),
+            format!("items[{i}].quantity"),
+            format!("must be 1 to {MAX_QUANTITY}"),
+        );
+        if !reward.is_nil() && !seen.insert(reward) {
+            v.add(
+                format!("items[{i}].reward_id"),
+                "appears twice; order more of it instead",
+            );
+        }
+        wanted.push((i, reward, item.quantity));
+    }
+    wanted
+}
+
+/// The order's kind and point type: every reward of the membership's program, all of one kind,
+/// all priced in the first one's points.
+fn one_kind(
+    rewards: &[(usize, RewardRow)],
+    program: Uuid,
+    v: &mut FieldViolations,
+) -> (RewardKind, String) {
+    let first = rewards.first().map(|(_, r)| (r.kind, r.point_type.clone()));
+    for (i, reward) in rewards {
+        let field = format!("items[{i}].reward_id");
+        if reward.program_id != program {
+            v.add(
+                &field,
+                "is a reward of another loyalty program than the membership's",
+            );
+        } else if first.as_ref().is_some_and(|(kind, _)| *kind != reward.kind) {
+            v.add(
+                &field,
+                "an order holds rewards of one kind: order goods and vouchers apart",
+            );
+        } else if first
+            .as_ref()
+            .is_some_and(|(_, points)| *points != reward.point_type)
+        {
+            v.add(
+                &field,
+                "is priced in other points than the order's first item",
+            );
+        }
+    }
+    first.unwrap_or((RewardKind::Material, String::new()))
 }
 
 /// Goods need a recipient and a postal address; vouchers an e-mail address.

@@ -247,7 +247,8 @@ impl Rewards {
     }
 }
 
-/// Sets one editable field of `row` from `input`, checked; violations name `reward.<path>`.
+/// Sets one editable field of `row` from `input`, checked; violations name `reward.<path>`. One
+/// arm per path of [`EDITABLE`], so it is as long as the list.
 fn set_field(row: &mut RewardRow, input: &Reward, path: &str, v: &mut FieldViolations) {
     let field = format!("reward.{path}");
     let field = field.as_str();

@@ -71,41 +71,7 @@ impl Rewards {
             ),
             _ => v.check(req.quantity > 0, "quantity", "must be positive"),
         }
-        let legs = match (kind, to) {
-            (MovementKind::Transfer, Some(to)) => {
-                v.check(
-                    to != warehouse,
-                    "to_warehouse_id",
-                    "must be another warehouse",
-                );
-                let out = Leg {
-                    warehouse,
-                    kind,
-                    quantity: req.quantity.saturating_neg(),
-                };
-                vec![
-                    out,
-                    Leg {
-                        warehouse: to,
-                        kind,
-                        quantity: req.quantity,
-                    },
-                ]
-            }
-            (MovementKind::Transfer, None) => {
-                v.add("to_warehouse_id", "a transfer names where the goods go");
-                Vec::new()
-            }
-            (_, Some(_)) => {
-                v.add("to_warehouse_id", "only transfers name a second warehouse");
-                Vec::new()
-            }
-            (_, None) => vec![Leg {
-                warehouse,
-                kind,
-                quantity: req.quantity,
-            }],
-        };
+        let legs = legs_of(kind, warehouse, to, req.quantity, &mut v);
         v.finish()?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
         let reward = reward_store::get(&mut tx, reward_id)
@@ -169,6 +135,51 @@ impl Rewards {
             movements: rows.iter().map(convert::movement).collect(),
             next_page_token,
         })
+    }
+}
+
+/// A movement's legs: one, or two for a transfer (out of `warehouse`, into `to`).
+fn legs_of(
+    kind: MovementKind,
+    warehouse: Uuid,
+    to: Option<Uuid>,
+    quantity: i64,
+    v: &mut FieldViolations,
+) -> Vec<Leg> {
+    match (kind, to) {
+        (MovementKind::Transfer, Some(to)) => {
+            v.check(
+                to != warehouse,
+                "to_warehouse_id",
+                "must be another warehouse",
+            );
+            let out = Leg {
+                warehouse,
+                kind,
+                quantity: quantity.saturating_neg(),
+            };
+            vec![
+                out,
+                Leg {
+                    warehouse: to,
+                    kind,
+                    quantity,
+                },
+            ]
+        }
+        (MovementKind::Transfer, None) => {
+            v.add("to_warehouse_id", "a transfer names where the goods go");
+            Vec::new()
+        }
+        (_, Some(_)) => {
+            v.add("to_warehouse_id", "only transfers name a second warehouse");
+            Vec::new()
+        }
+        (_, None) => vec![Leg {
+            warehouse,
+            kind,
+            quantity,
+        }],
     }
 }
 
