@@ -53,6 +53,8 @@ CREATE INDEX reward_orders_by_party ON reward_orders (party_id);
 -- What the sweep tends: steps in flight, holds to void, confirmed orders whose hold expires.
 CREATE INDEX reward_orders_in_flight ON reward_orders (status, updated_at)
     WHERE status IN ('placing', 'confirmed', 'shipping', 'cancelling');
+CREATE INDEX reward_orders_hold_expiry ON reward_orders (hold_expires_at)
+    WHERE status = 'confirmed';
 CREATE INDEX reward_orders_void_due ON reward_orders (id) WHERE void_due;
 
 CREATE TABLE reward_order_items (
@@ -74,9 +76,12 @@ CREATE INDEX reward_order_items_by_reward ON reward_order_items (reward_id);
 CREATE TABLE reward_order_returns (
     id              uuid        PRIMARY KEY,
     order_id        uuid        NOT NULL REFERENCES reward_orders,
-    points          bigint      NOT NULL CHECK (points > 0),
+    -- Asked for; once given back, what loyalty gave (0 when it refused).
+    points          bigint      NOT NULL CHECK (points >= 0),
     reason          text        NOT NULL DEFAULT '',
     points_returned boolean     NOT NULL DEFAULT false,
+    -- Loyalty's words when it refused the points for good.
+    refused         text,
     created_by      text        NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now()
 );

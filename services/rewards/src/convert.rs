@@ -207,15 +207,21 @@ fn order_return(r: &ReturnRow, lines: &[ReturnedRow]) -> proto::OrderReturn {
         reason: r.reason.clone(),
         points_returned: r.points_returned,
         create_time: Some(timestamp(r.created_at)),
+        points_refused: r.refused.clone().unwrap_or_default(),
     }
 }
 
-/// The order as events carry it: without delivery details and voucher codes.
+/// The order as events carry it: without delivery details, voucher codes and free text (the
+/// reasons of cancellations and returns).
 pub fn order_event(loaded: &Loaded) -> proto::RewardOrder {
     let mut order = order(loaded);
     order.delivery = None;
+    order.cancel_reason.clear();
     for item in &mut order.items {
         item.vouchers.clear();
+    }
+    for ret in &mut order.returns {
+        ret.reason.clear();
     }
     order
 }

@@ -46,7 +46,7 @@ impl Rewards {
         let tracking = text(&req.tracking_number, "tracking_number", &mut v);
         v.finish()?;
         let (mut tx, claim) = match begin::<RewardOrder, _>(&self.pool, caller, &req).await? {
-            Begun::Replay(order) => return self.replayed(&order.id).await,
+            Begun::Replay(_) => return self.shipment_answer(id).await,
             Begun::Fresh(tx, claim) => (tx, claim),
         };
         let order = lock(&mut tx, id).await?;
@@ -69,8 +69,32 @@ impl Rewards {
         store::set_shipment(&mut tx, id, &carrier, &tracking).await?;
         store::set_status(&mut tx, id, OrderStatus::Shipping, caller).await?;
         claim.commit(tx, &marker(id)).await?;
+        self.shipment_answer(id).await
+    }
+
+    /// A shipment is answered OK only once its points are taken: while loyalty does not answer
+    /// the warehouse must wait (and send the call again), and a cancelled order must not leave.
+    async fn shipment_answer(&self, id: Uuid) -> Result<RewardOrder> {
         let advanced = self.advance(id).await;
-        self.after_step(id, advanced).await
+        let order = self.answer(id).await?;
+        let cancelled = matches!(
+            order.status(),
+            RewardOrderStatus::Cancelling | RewardOrderStatus::Cancelled
+        );
+        match advanced {
+            _ if cancelled => {
+                let why = order.cancel_reason;
+                Err(Refusal::PointsNotTaken { id, why }.into())
+            }
+            Err(error) => Err(error),
+            Ok(()) if order.status() == RewardOrderStatus::Shipping => {
+                Err(ServiceError::Unavailable(
+                    "the loyalty service did not take the points yet; send the shipment again"
+                        .into(),
+                ))
+            }
+            Ok(()) => Ok(order),
+        }
     }
 
     pub async fn confirm_delivery(

@@ -191,6 +191,19 @@ impl Rewards {
         Ok(reversal.into_inner().points)
     }
 
+    /// Gives back every point a capture took, once: for an order cancelled after its hold was
+    /// captured.
+    pub(crate) async fn refund(&self, order: &OrderRow) -> Result<(), Status> {
+        let request = ReverseOperationRequest {
+            operation_id: format!("{}-refund", order.hold_id),
+            original_operation_id: format!("hold:{}:capture", order.hold_id),
+            reference: format!("cancelled reward order {}", order.id),
+            points: 0,
+        };
+        self.loyalty.clone().reverse_operation(request).await?;
+        Ok(())
+    }
+
     /// Every id must be a base in the parties service; each one that is not is named.
     pub(crate) async fn require_bases(&self, bases: &[Uuid], field: &str) -> Result<()> {
         let mut v = FieldViolations::new();

@@ -57,8 +57,10 @@ impl Participant for RewardsPrivacy {
         let orders: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE reward_orders SET party_id = $2, recipient_name = NULL, address = NULL,
                  email = NULL, phone = NULL, tracking_number = NULL, updated_at = now(),
-                 status = CASE WHEN status = 'confirmed' THEN 'cancelling' ELSE status END,
-                 cancel_reason = CASE WHEN status = 'confirmed' THEN $3 ELSE NULL END
+                 status = CASE WHEN status = 'confirmed' AND kind = 'material' THEN 'cancelling'
+                     ELSE status END,
+                 cancel_reason = CASE WHEN status = 'confirmed' AND kind = 'material' THEN $3
+                     ELSE NULL END
               WHERE party_id = $1 RETURNING id",
         )
         .bind(subject.id())

@@ -178,7 +178,11 @@ impl Rewards {
                 let from = [OrderStatus::Shipping, OrderStatus::Confirmed];
                 self.start_cancel(order.id, &cancel_reason, SWEEP, &from)
                     .await?;
-                self.advance_cancel(order.id).await?;
+                // The refusal stands whatever the void does: the sweep finishes a void loyalty
+                // did not answer.
+                if let Err(error) = self.advance_cancel(order.id).await {
+                    tracing::warn!(order = %order.id, %error, "voiding after a refused capture failed; the sweep retries");
+                }
                 Err(Refusal::PointsNotTaken { id: order.id, why }.into())
             }
             Err(status) => Err(peer_error("loyalty", status)),
@@ -234,11 +238,19 @@ impl Rewards {
         Ok(())
     }
 
-    /// CANCELLING: voids the hold, then releases the stock and codes.
+    /// CANCELLING: voids the hold, then releases the stock and codes. A hold captured meanwhile
+    /// (a capture that won the race with the cancellation) is refunded instead.
     async fn void(&self, order: &OrderRow) -> Result<bool> {
-        self.void_hold(order)
-            .await
-            .map_err(|status| unvoided(order, status))?;
+        match self.void_hold(order).await {
+            Ok(_) => {}
+            Err(status) if reason(&status) == "HOLD_CAPTURED" => {
+                tracing::info!(order = %order.id, "the hold was captured before the cancellation; refunding");
+                self.refund(order)
+                    .await
+                    .map_err(|status| unvoided(order, status))?;
+            }
+            Err(status) => return Err(unvoided(order, status)),
+        }
         let mut tx = self.pool.begin().await?;
         let order = lock(&mut tx, order.id).await?;
         if order.status != OrderStatus::Cancelling {
@@ -253,19 +265,23 @@ impl Rewards {
 
     /// FAILED with a hold that may exist: voids it. Loyalty may still be making a hold it was
     /// asked for before the order failed (its work outlives the call that timed out), so "no such
-    /// hold" is believed only once that call is surely over.
+    /// hold" is believed only once that call is surely over (decided before asking).
     async fn void_unwanted(&self, order: &OrderRow) -> Result<()> {
+        let surely_over = order.updated_at + IN_FLIGHT_AT_MOST <= Utc::now();
         let found = self
             .void_hold(order)
             .await
             .map_err(|status| unvoided(order, status))?;
-        if found || order.updated_at + IN_FLIGHT_AT_MOST <= Utc::now() {
-            store::clear_void_due(&mut *self.pool.acquire().await?, order.id).await?;
+        if found || surely_over {
+            let mut conn = self.pool.acquire().await?;
+            store::clear_void_due(&mut conn, order.id, order.updated_at).await?;
         }
         Ok(())
     }
 
-    /// Gives back the points of the order's recorded returns, each once.
+    /// Gives back the points of the order's recorded returns, each once. A return loyalty refuses
+    /// for good (the redemption was reversed in loyalty directly, the membership is gone) is
+    /// settled with what loyalty said and no points.
     async fn give_back_returns(&self, id: Uuid) -> Result<()> {
         let pending = returns::pending_returns_of(&mut *self.pool.acquire().await?, id).await?;
         for return_id in pending {
@@ -275,17 +291,24 @@ impl Rewards {
             else {
                 continue;
             };
+            if ret.points_returned {
+                continue;
+            }
             // Keyed by the return: asked twice (a replay and the sweep), loyalty reverses once.
-            let points = self
-                .give_back(&order, &ret)
-                .await
-                .map_err(|status| peer_error("loyalty", status))?;
+            let (points, refused_why) = match self.give_back(&order, &ret).await {
+                Ok(points) => (points, None),
+                Err(status) if refused(&status) => {
+                    tracing::warn!(order = %id, r#return = %return_id, reason = reason(&status), "loyalty refused the return's points");
+                    (0, Some(status.message().to_owned()))
+                }
+                Err(status) => return Err(peer_error("loyalty", status)),
+            };
             let mut tx = self.pool.begin().await?;
             lock(&mut tx, id).await?;
             let Some(ret) = returns::lock_pending_return(&mut tx, return_id).await? else {
                 continue;
             };
-            returns::points_returned(&mut tx, &ret, points).await?;
+            returns::points_returned(&mut tx, &ret, points, refused_why.as_deref()).await?;
             let items = store::items(&mut tx, &[id]).await?;
             let all_back = items.iter().all(|i| i.returned_quantity == i.quantity)
                 && returns::pending_returns_of(&mut tx, id).await?.is_empty();
@@ -308,8 +331,14 @@ impl Rewards {
         let mut backoff: HashMap<Uuid, (u32, Instant)> = HashMap::new();
         while shutdown.sleep(Duration::from_secs(1)).await {
             let stale = Utc::now() - PLACING_GRACE;
+            let now = Instant::now();
+            let waiting: Vec<Uuid> = backoff
+                .iter()
+                .filter(|(_, (_, next))| *next > now)
+                .map(|(id, _)| *id)
+                .collect();
             let due = match self.pool.acquire().await {
-                Ok(mut conn) => store::to_tend(&mut conn, stale, 500).await,
+                Ok(mut conn) => store::to_tend(&mut conn, stale, &waiting, 100).await,
                 Err(error) => Err(error),
             };
             let due = match due {
@@ -319,15 +348,9 @@ impl Rewards {
                     continue;
                 }
             };
-            let now = Instant::now();
-            // Orders no longer due were finished (or cancelled): they start afresh if they return.
-            backoff.retain(|id, _| due.contains(id));
-            let ready: Vec<Uuid> = due
-                .into_iter()
-                .filter(|id| backoff.get(id).is_none_or(|(_, next)| *next <= now))
-                .take(100)
-                .collect();
-            for id in ready {
+            // Orders neither due nor waiting were finished: they start afresh if they return.
+            backoff.retain(|id, _| due.contains(id) || waiting.contains(id));
+            for id in due {
                 match self.advance(id).await {
                     Ok(()) | Err(ServiceError::Precondition(..)) => {
                         backoff.remove(&id);

@@ -12,7 +12,7 @@ use std::{
 use common::*;
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
-    loyalty::v1::{GetHoldRequest, HoldStatus, SuspendMembershipRequest},
+    loyalty::v1::{GetHoldRequest, HoldStatus, ReverseOperationRequest, SuspendMembershipRequest},
     rewards::v1::{rewards_service_client::RewardsServiceClient, *},
 };
 use crm_testkit::{JWT_SECRET, TestDatabase, token};
@@ -413,6 +413,79 @@ async fn a_shipment_whose_points_cannot_be_taken_cancels_the_order() {
         "the hold was voided"
     );
     assert_eq!(balance(&suite, &member).await.balance, 300, "nothing taken");
+    assert_ledger_balanced(&suite).await;
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_return_whose_points_went_back_in_loyalty_already_gives_none_twice() {
+    let (suite, program) = start().await;
+    let mut client = suite.rewards_client();
+    let store = warehouse(&mut client, "central").await;
+    let kettle = create(&mut client, material(&program, "Kettle", 100)).await;
+    receive(&mut client, &kettle, &store, 1).await;
+    let member = member_with_points(&suite, &program, "Ola", 300).await;
+    let placed = client
+        .place_reward_order(order(&member, &[(&kettle, 1)], home(), "order-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    client
+        .confirm_shipment(ConfirmShipmentRequest {
+            id: placed.id.clone(),
+            carrier: "InPost".into(),
+            tracking_number: "1".into(),
+            request_id: "ship".into(),
+        })
+        .await
+        .unwrap();
+    client
+        .confirm_delivery(ConfirmDeliveryRequest {
+            id: placed.id.clone(),
+            request_id: "deliver".into(),
+        })
+        .await
+        .unwrap();
+    // Customer service gave the points back in loyalty directly.
+    suite
+        .loyalty_client()
+        .reverse_operation(ReverseOperationRequest {
+            operation_id: "goodwill-1".into(),
+            original_operation_id: format!("hold:{}:capture", placed.hold_id),
+            reference: "goodwill".into(),
+            points: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(balance(&suite, &member).await.balance, 300);
+
+    let returned = client
+        .return_reward_order(ReturnRewardOrderRequest {
+            id: placed.id.clone(),
+            request_id: "return".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(returned.status(), RewardOrderStatus::Returned);
+    let settled = &returned.returns[0];
+    assert!(
+        settled.points_returned && settled.points == 0,
+        "{settled:?}"
+    );
+    assert!(!settled.points_refused.is_empty());
+    assert_eq!(returned.returned_points, 0);
+    assert_eq!(
+        balance(&suite, &member).await.balance,
+        300,
+        "no point given back twice"
+    );
+    assert_eq!(
+        stock_of(&mut client, &kettle).await.on_hand,
+        1,
+        "the kettle is back"
+    );
     assert_ledger_balanced(&suite).await;
     suite.stop().await.unwrap();
 }

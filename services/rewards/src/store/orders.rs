@@ -64,6 +64,8 @@ pub struct ReturnRow {
     pub points: i64,
     pub reason: String,
     pub points_returned: bool,
+    /// Loyalty's words when it refused the points for good.
+    pub refused: Option<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -278,7 +280,7 @@ pub async fn load(conn: &mut PgConnection, rows: Vec<OrderRow>) -> sqlx::Result<
     let (mut returns, mut returned, mut codes) = (Vec::new(), Vec::new(), Vec::new());
     if !returnable.is_empty() {
         returns = sqlx::query_as::<_, ReturnRow>(
-            "SELECT id, order_id, points, reason, points_returned, created_at
+            "SELECT id, order_id, points, reason, points_returned, refused, created_at
                FROM reward_order_returns WHERE order_id = ANY($1) ORDER BY id",
         )
         .bind(&returnable)
@@ -439,7 +441,8 @@ pub async fn set_failure(
     void_due: bool,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE reward_orders SET failure_reason = $2, failure_message = $3, void_due = $4
+        "UPDATE reward_orders SET failure_reason = $2, failure_message = $3, void_due = $4,
+             updated_at = now()
           WHERE id = $1",
     )
     .bind(id)
@@ -451,9 +454,16 @@ pub async fn set_failure(
     Ok(())
 }
 
-pub async fn clear_void_due(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<()> {
-    sqlx::query("UPDATE reward_orders SET void_due = false WHERE id = $1")
+/// No hold is left to void, unless the order changed since it was read at `read_at` (a hold that
+/// arrived meanwhile set the flag again).
+pub async fn clear_void_due(
+    conn: &mut PgConnection,
+    id: Uuid,
+    read_at: DateTime<Utc>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE reward_orders SET void_due = false WHERE id = $1 AND updated_at = $2")
         .bind(id)
+        .bind(read_at)
         .execute(conn)
         .await?;
     Ok(())
@@ -500,31 +510,42 @@ pub async fn placed_by(
     .await
 }
 
-/// What the sweep finds to tend, longest waiting first: orders whose step a crash or an outage
-/// interrupted (placing, or a voucher order confirmed but not captured, for longer than `stale`;
-/// shipping; cancelling; a hold to void; a return whose points are not back) and confirmed orders
-/// whose hold expired.
+/// What the sweep finds to tend, longest waiting first, but for `waiting` (backing off): orders
+/// whose step a crash or an outage interrupted (placing, shipping, cancelling, or a voucher order
+/// confirmed but not captured, untouched since `stale`; a hold to void; a return whose points are
+/// not back) and confirmed orders whose hold expired.
 pub async fn to_tend(
     conn: &mut PgConnection,
     stale: DateTime<Utc>,
+    waiting: &[Uuid],
     limit: i64,
 ) -> sqlx::Result<Vec<Uuid>> {
     sqlx::query_scalar(
         "SELECT id FROM (
              (SELECT id, updated_at AS since FROM reward_orders
-               WHERE (status = 'placing' AND updated_at < $1)
-                  OR (status = 'confirmed' AND kind = 'voucher' AND updated_at < $1)
-                  OR status IN ('shipping', 'cancelling')
-                  OR (status = 'confirmed' AND hold_expires_at <= now())
-               ORDER BY updated_at LIMIT $2)
+               WHERE status IN ('placing', 'shipping', 'cancelling') AND updated_at < $1
+                 AND id <> ALL($2)
+               ORDER BY updated_at LIMIT $3)
              UNION ALL
-             (SELECT id, updated_at FROM reward_orders WHERE void_due ORDER BY updated_at LIMIT $2)
+             (SELECT id, updated_at FROM reward_orders
+               WHERE status = 'confirmed' AND kind = 'voucher' AND updated_at < $1
+                 AND id <> ALL($2)
+               ORDER BY updated_at LIMIT $3)
              UNION ALL
-             (SELECT order_id, created_at FROM reward_order_returns WHERE NOT points_returned
-               ORDER BY id LIMIT $2)) due
-         GROUP BY id ORDER BY min(since) LIMIT $2",
+             (SELECT id, hold_expires_at FROM reward_orders
+               WHERE status = 'confirmed' AND hold_expires_at <= now() AND id <> ALL($2)
+               ORDER BY hold_expires_at LIMIT $3)
+             UNION ALL
+             (SELECT id, updated_at FROM reward_orders WHERE void_due AND id <> ALL($2)
+               ORDER BY updated_at LIMIT $3)
+             UNION ALL
+             (SELECT order_id, created_at FROM reward_order_returns
+               WHERE NOT points_returned AND order_id <> ALL($2)
+               ORDER BY id LIMIT $3)) due
+         GROUP BY id ORDER BY min(since) LIMIT $3",
     )
     .bind(stale)
+    .bind(waiting)
     .bind(limit)
     .fetch_all(conn)
     .await

@@ -53,7 +53,7 @@ pub async fn insert_return(
 
 pub async fn get_return(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<ReturnRow>> {
     sqlx::query_as(
-        "SELECT id, order_id, points, reason, points_returned, created_at
+        "SELECT id, order_id, points, reason, points_returned, refused, created_at
            FROM reward_order_returns WHERE id = $1",
     )
     .bind(id)
@@ -64,7 +64,7 @@ pub async fn get_return(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Optio
 /// The return, locked, if its points are still to be given back.
 pub async fn lock_pending_return(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<ReturnRow>> {
     sqlx::query_as(
-        "SELECT id, order_id, points, reason, points_returned, created_at
+        "SELECT id, order_id, points, reason, points_returned, refused, created_at
            FROM reward_order_returns WHERE id = $1 AND NOT points_returned FOR UPDATE",
     )
     .bind(id)
@@ -72,13 +72,21 @@ pub async fn lock_pending_return(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<R
     .await
 }
 
-/// The return's points went back (`points`, as loyalty gave them): counted on the order.
-pub async fn points_returned(tx: &mut Tx, ret: &ReturnRow, points: i64) -> sqlx::Result<()> {
+/// The return's points went back (`points`, as loyalty gave them), or loyalty refused them for
+/// good (`refused`, its words, and no points): counted on the order.
+pub async fn points_returned(
+    tx: &mut Tx,
+    ret: &ReturnRow,
+    points: i64,
+    refused: Option<&str>,
+) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE reward_order_returns SET points_returned = true, points = $2 WHERE id = $1",
+        "UPDATE reward_order_returns SET points_returned = true, points = $2, refused = $3
+          WHERE id = $1",
     )
     .bind(ret.id)
     .bind(points)
+    .bind(refused)
     .execute(&mut **tx)
     .await?;
     sqlx::query("UPDATE reward_orders SET returned_points = returned_points + $2 WHERE id = $1")
