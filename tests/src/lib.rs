@@ -1,6 +1,6 @@
-//! The suite under test: parties, consent, loyalty and rewards on one broker, each on its own
-//! database, started through the same `Runtime` as their binaries; loyalty and rewards restartable
-//! on the same storage.
+//! The suite under test: parties, interactions, consent, loyalty and rewards on one broker, each on
+//! its own database, started through the same `Runtime` as their binaries; loyalty and rewards
+//! restartable on the same storage.
 
 use crm_kit::{app::Service, config::Config};
 use std::{net::SocketAddr, time::Duration};
@@ -11,6 +11,7 @@ use crm_proto::crm::{
         Channel, CreatePurposeRequest, Evidence, LegalBasis, Purpose, RecordConsentRequest,
         Subject, SubjectKind, WithdrawConsentRequest, consent_service_client::ConsentServiceClient,
     },
+    interactions::v1::interactions_service_client::InteractionsServiceClient,
     loyalty::v1::{
         CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest, Direction,
         OperationType, PointType, Program, ProgramKind, ProgramStatus,
@@ -30,6 +31,8 @@ pub const CONSENT: Service = crm_consent::SERVICE;
 
 pub const REWARDS: Service = crm_rewards::SERVICE;
 
+pub const INTERACTIONS: Service = crm_interactions::SERVICE;
+
 /// The consent purpose loyalty membership depends on.
 pub const LOYALTY_PROGRAM: &str = "loyalty_program";
 
@@ -40,6 +43,7 @@ pub struct Suite {
     pub broker: Broker,
     pub parties: TestService,
     pub consent: TestService,
+    pub interactions: TestService,
     loyalty: Restartable,
     rewards: Restartable,
 }
@@ -137,7 +141,17 @@ impl Suite {
             broker.shared(),
             |config| {
                 config.privacy.retry_after_secs = RETRY_AFTER.as_secs();
-                config.privacy.services = "parties,loyalty,rewards".into();
+                config.privacy.services = "parties,interactions,loyalty,rewards".into();
+            },
+        )
+        .await?;
+        let parties_url = url(&parties);
+        let interactions = TestService::start_with(
+            &INTERACTIONS,
+            TestDatabase::create().await?,
+            broker.shared(),
+            |config| {
+                config.peers.insert("parties".into(), parties_url);
             },
         )
         .await?;
@@ -145,6 +159,7 @@ impl Suite {
             broker,
             parties,
             consent,
+            interactions,
             loyalty: Restartable::new("loyalty").await?,
             rewards: Restartable::new("rewards").await?,
         };
@@ -219,6 +234,13 @@ impl Suite {
 
     pub fn rewards(&self) -> &TestService {
         self.rewards.get()
+    }
+
+    pub fn interactions_client(&self) -> InteractionsServiceClient<TracedChannel> {
+        InteractionsServiceClient::new(self.interactions.channel(&token(
+            "agent",
+            &["interactions.read", "interactions.write"],
+        )))
     }
 
     pub fn rewards_client(&self) -> RewardsServiceClient<TracedChannel> {
@@ -375,6 +397,7 @@ impl Suite {
                 running.stop().await?;
             }
         }
+        self.interactions.stop().await?;
         self.consent.stop().await?;
         self.parties.stop().await
     }

@@ -37,12 +37,17 @@ fn served<'a>(
                 "crm.loyalty.v1" => suite.loyalty(),
                 "crm.consent.v1" => &suite.consent,
                 "crm.rewards.v1" => suite.rewards(),
+                "crm.interactions.v1" => &suite.interactions,
                 other => panic!("{other}: a service the test suite does not start"),
             };
             (service, server)
         })
         .collect();
-    assert_eq!(services.len(), 4, "parties, loyalty, rewards and consent");
+    assert_eq!(
+        services.len(),
+        5,
+        "parties, interactions, loyalty, rewards and consent"
+    );
     services
 }
 

@@ -1,4 +1,5 @@
-//! Data-subject requests carried out across parties, loyalty and rewards over the privacy topics.
+//! Data-subject requests carried out across parties, interactions, loyalty and rewards over the
+//! privacy topics.
 
 use std::time::Duration;
 
@@ -10,6 +11,11 @@ use crm_proto::crm::{
         Channel, GetExportBundleRequest, GetSubjectRequestRequest, ListAuditLogRequest,
         OpenSubjectRequestRequest, Subject, SubjectKind, SubjectRequest, SubjectRequestStatus,
         VerifySubjectRequestRequest,
+    },
+    interactions::v1::{
+        AddNoteRequest, Channel as InteractionChannel, Direction as InteractionDirection,
+        Interaction, Note, Participant as InteractionParticipant, ParticipantKind, ParticipantRole,
+        RecordInteractionRequest,
     },
     loyalty::v1::{AccountRef, EnrollRequest, GetBalanceRequest, RecordOperationRequest},
     parties::v1::{
@@ -127,11 +133,55 @@ async fn member(suite: &Suite) -> Member {
         .await
         .unwrap();
     order_a_kettle(suite, &program.id, &membership.id).await;
+    call_about_points(suite, &party.id).await;
     Member {
         create,
         party,
         membership_id: membership.id,
     }
+}
+
+/// The member called about their points; the agent noted something about them.
+async fn call_about_points(suite: &Suite, party_id: &str) {
+    let mut interactions = suite.interactions_client();
+    let call = interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(Interaction {
+                channel: InteractionChannel::PhoneCall as i32,
+                direction: InteractionDirection::Inbound as i32,
+                subject: format!("{GIVEN} asks about points"),
+                body: format!("Wants the statement sent to {EMAIL}"),
+                occur_time: Some(prost_types::Timestamp {
+                    seconds: 1_790_000_000,
+                    nanos: 0,
+                }),
+                participants: vec![InteractionParticipant {
+                    kind: ParticipantKind::Party as i32,
+                    id: party_id.into(),
+                    role: ParticipantRole::From as i32,
+                    address: PHONE.into(),
+                    display_name: format!("{GIVEN} {FAMILY}"),
+                }],
+                dialled_number: PHONE.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("recording a call")
+        .into_inner();
+    interactions
+        .add_note(AddNoteRequest {
+            note: Some(Note {
+                party_id: party_id.into(),
+                interaction_id: call.id,
+                text: format!("{GIVEN} has a dog; call after 5 pm"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("adding a note");
 }
 
 /// A kettle for 100 points, sent to the member's home.
@@ -295,7 +345,12 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
         .collect();
     assert_eq!(
         answers,
-        [("loyalty", true), ("parties", true), ("rewards", true)]
+        [
+            ("interactions", true),
+            ("loyalty", true),
+            ("parties", true),
+            ("rewards", true)
+        ]
     );
     for answer in &done.answers {
         assert!(answer.subject_found, "{} knew the subject", answer.service);
@@ -325,6 +380,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
             ("parties", suite.parties_db().await),
             ("loyalty", suite.loyalty_db().await),
             ("rewards", suite.rewards_db().await),
+            ("interactions", suite.interactions.db().await),
             ("consent", suite.consent.db().await),
         ] {
             let found = find_in_database(&mut db, needle).await.unwrap();
@@ -450,7 +506,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
     );
     assert_eq!(
         actions.iter().filter(|a| *a == "request.answered").count(),
-        3
+        4
     );
     suite.stop().await.unwrap();
 }
@@ -493,6 +549,19 @@ async fn export_bundle_holds_every_services_part() {
     assert_eq!(loyalty["operations"][0]["points"], 120);
     let consent = &bundle["parts"]["consent"]["tables"];
     assert_eq!(consent["consent_records"][0]["purpose"], "loyalty_program");
+    let interactions = &bundle["parts"]["interactions"]["tables"];
+    assert!(
+        interactions["interactions"][0]["subject"]
+            .as_str()
+            .unwrap()
+            .contains(GIVEN)
+    );
+    assert!(
+        interactions["notes"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("dog")
+    );
     let rewards = &bundle["parts"]["rewards"]["tables"];
     assert_eq!(rewards["reward_orders"][0]["address"]["lines"][0], STREET);
     assert_eq!(rewards["reward_order_items"][0]["display_name"], "Kettle");

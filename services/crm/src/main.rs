@@ -21,6 +21,7 @@ use crm_kit::{
 /// Every service of the suite, in the order `crm up` starts them.
 const SERVICES: &[&Service] = &[
     &crm_parties::SERVICE,
+    &crm_interactions::SERVICE,
     &crm_consent::SERVICE,
     &crm_loyalty::SERVICE,
     &crm_rewards::SERVICE,

@@ -4,7 +4,7 @@
 //! a second `crm up` refused, a stop by SIGTERM that leaves no process behind, and a restart that
 //! finds the data kept.
 //!
-//! It takes the suite's documented ports (50051, 50054, 50055, 50056, 9051, 9054, 9055, 9056 and 54320).
+//! It takes the suite's documented ports (50051, 50052, 50054, 50055, 50056, 9051, 9052, 9054, 9055, 9056 and 54320).
 
 use std::{
     io::{BufRead, BufReader},
@@ -21,6 +21,11 @@ use crm_proto::crm::{
         LegalBasis, OpenSubjectRequestRequest, Purpose, RecordConsentRequest, Subject, SubjectKind,
         SubjectRequestStatus, VerifySubjectRequestRequest,
         consent_service_client::ConsentServiceClient,
+    },
+    interactions::v1::{
+        Channel as InteractionChannel, Direction as InteractionDirection, Interaction, Participant,
+        ParticipantKind, ParticipantRole, RecordInteractionRequest,
+        interactions_service_client::InteractionsServiceClient,
     },
     loyalty::v1::{
         AccountRef, CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest,
@@ -176,9 +181,10 @@ struct Clients {
     consent: ConsentServiceClient<Authed>,
     loyalty: LoyaltyServiceClient<Authed>,
     rewards: RewardsServiceClient<Authed>,
+    interactions: InteractionsServiceClient<Authed>,
 }
 
-/// Clients of the four services at their documented ports, with the token `crm dev-token` prints.
+/// Clients of the five services at their documented ports, with the token `crm dev-token` prints.
 fn clients(dir: &Path) -> Clients {
     let token = crm(dir).arg("dev-token").output().unwrap();
     assert!(token.status.success());
@@ -193,7 +199,8 @@ fn clients(dir: &Path) -> Clients {
         parties: PartiesServiceClient::with_interceptor(channel(50051), bearer.clone()),
         consent: ConsentServiceClient::with_interceptor(channel(50056), bearer.clone()),
         loyalty: LoyaltyServiceClient::with_interceptor(channel(50054), bearer.clone()),
-        rewards: RewardsServiceClient::with_interceptor(channel(50055), bearer),
+        rewards: RewardsServiceClient::with_interceptor(channel(50055), bearer.clone()),
+        interactions: InteractionsServiceClient::with_interceptor(channel(50052), bearer),
     }
 }
 
@@ -469,6 +476,30 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         .into_inner();
     assert_eq!(order.status(), RewardOrderStatus::Confirmed);
 
+    // Interactions asks parties whether the client is there: its peer is wired.
+    c.interactions
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(Interaction {
+                channel: InteractionChannel::PhoneCall as i32,
+                direction: InteractionDirection::Inbound as i32,
+                subject: "Where is my kettle?".into(),
+                occur_time: Some(prost_types::Timestamp {
+                    seconds: 1_790_000_000,
+                    nanos: 0,
+                }),
+                participants: vec![Participant {
+                    kind: ParticipantKind::Party as i32,
+                    id: person.id.clone(),
+                    role: ParticipantRole::From as i32,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            request_id: "call-jadwiga".into(),
+        })
+        .await
+        .expect("interactions answers");
+
     // An erasure goes out over the in-process broker and every service that holds personal data
     // answers it.
     let opened = c
@@ -520,7 +551,12 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         .collect();
     assert_eq!(
         answered,
-        [("loyalty", true), ("parties", true), ("rewards", true)]
+        [
+            ("interactions", true),
+            ("loyalty", true),
+            ("parties", true),
+            ("rewards", true)
+        ]
     );
 
     let (code, output) = up.stop();

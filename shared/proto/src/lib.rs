@@ -18,6 +18,11 @@ pub mod crm {
             tonic::include_proto!("crm.consent.v1");
         }
     }
+    pub mod interactions {
+        pub mod v1 {
+            tonic::include_proto!("crm.interactions.v1");
+        }
+    }
     pub mod loyalty {
         pub mod v1 {
             tonic::include_proto!("crm.loyalty.v1");

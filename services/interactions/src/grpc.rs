@@ -1,0 +1,57 @@
+//! The `crm.interactions.v1.InteractionsService` gRPC adapter: who is calling, then the use case,
+//! then the one error mapping.
+
+use crm_kit::request::{Reply, reply, subject};
+use crm_proto::crm::interactions::v1::{interactions_service_server::InteractionsService, *};
+use tonic::Request;
+
+use crate::Interactions;
+
+#[tonic::async_trait]
+impl InteractionsService for Interactions {
+    async fn record_interaction(
+        &self,
+        request: Request<RecordInteractionRequest>,
+    ) -> Reply<Interaction> {
+        let subject = subject(&request);
+        reply(Interactions::record_interaction(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_interaction(&self, request: Request<GetInteractionRequest>) -> Reply<Interaction> {
+        reply(Interactions::get_interaction(self, request.into_inner()).await)
+    }
+
+    async fn update_interaction(
+        &self,
+        request: Request<UpdateInteractionRequest>,
+    ) -> Reply<Interaction> {
+        let subject = subject(&request);
+        reply(Interactions::update_interaction(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_interactions(
+        &self,
+        request: Request<ListInteractionsRequest>,
+    ) -> Reply<ListInteractionsResponse> {
+        reply(Interactions::list_interactions(self, request.into_inner()).await)
+    }
+
+    async fn add_note(&self, request: Request<AddNoteRequest>) -> Reply<Note> {
+        let subject = subject(&request);
+        reply(Interactions::add_note(self, &subject, request.into_inner()).await)
+    }
+
+    async fn update_note(&self, request: Request<UpdateNoteRequest>) -> Reply<Note> {
+        let subject = subject(&request);
+        reply(Interactions::update_note(self, &subject, request.into_inner()).await)
+    }
+
+    async fn delete_note(&self, request: Request<DeleteNoteRequest>) -> Reply<Note> {
+        let subject = subject(&request);
+        reply(Interactions::delete_note(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_notes(&self, request: Request<ListNotesRequest>) -> Reply<ListNotesResponse> {
+        reply(Interactions::list_notes(self, request.into_inner()).await)
+    }
+}

@@ -1,0 +1,61 @@
+//! The interactions service (`crm.interactions.v1`): the contact history of every client across
+//! every channel, and the notes operators keep about them.
+//!
+//! Laid out as `services/README.md` describes.
+
+pub mod convert;
+pub mod domain;
+pub mod error;
+pub mod events;
+pub mod grpc;
+pub mod interactions;
+pub mod notes;
+pub mod peers;
+pub mod privacy;
+pub mod store;
+
+use crm_kit::client::TracedChannel;
+use crm_kit::store::Pool;
+use crm_kit::{
+    app::{Runtime, Service, ServiceRoutes},
+    config::ServiceSpec,
+    shutdown::Shutdown,
+};
+use crm_proto::crm::{
+    interactions::v1::interactions_service_server::{InteractionsServiceServer, SERVICE_NAME},
+    parties::v1::parties_service_client::PartiesServiceClient,
+};
+use tonic::service::Routes;
+
+pub const SERVICE: Service = Service {
+    spec: ServiceSpec {
+        name: "interactions",
+        default_port: 50052,
+    },
+    migrator: || sqlx::migrate!("./migrations"),
+    topics: events::TOPICS,
+    privacy_participant: true,
+    start,
+    tasks: &[],
+};
+
+/// The use cases' shared state: the database and the parties service.
+#[derive(Clone)]
+pub struct Interactions {
+    pub(crate) pool: Pool,
+    pub(crate) parties: PartiesServiceClient<TracedChannel>,
+}
+
+/// The gRPC routes over the runtime's database and parties, and the privacy fan-out.
+fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
+    let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
+    let interactions = Interactions {
+        pool: runtime.pool.clone(),
+        parties,
+    };
+    crm_kit::privacy::join(runtime, shutdown, privacy::InteractionsPrivacy);
+    Ok((
+        Routes::new(InteractionsServiceServer::new(interactions)),
+        vec![SERVICE_NAME],
+    ))
+}

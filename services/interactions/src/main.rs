@@ -1,0 +1,6 @@
+//! `crm-interactions [--config FILE] [serve | migrate | dev-token [--subject S] [SCOPE...]]`
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    crm_kit::app::main(&crm_interactions::SERVICE).await
+}

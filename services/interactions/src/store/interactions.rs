@@ -1,0 +1,172 @@
+//! Interactions and whom each is about.
+
+use chrono::{DateTime, Utc};
+use crm_kit::store::Tx;
+use sqlx::{PgConnection, types::Json};
+use uuid::Uuid;
+
+use crate::domain::{Attachment, Channel, Direction, Link, Participant, ParticipantKind};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InteractionRow {
+    pub id: Uuid,
+    pub channel: Channel,
+    pub direction: Direction,
+    pub subject: String,
+    pub body: String,
+    pub occurred_at: DateTime<Utc>,
+    pub duration_seconds: i32,
+    pub outcome: String,
+    pub participants: Json<Vec<Participant>>,
+    pub links: Json<Vec<Link>>,
+    pub attachments: Json<Vec<Attachment>>,
+    pub dialled_number: String,
+    pub recording_reference: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub created_by: String,
+    pub updated_by: String,
+    pub version: i64,
+}
+
+const COLUMNS: &str = "i.id, i.channel, i.direction, i.subject, i.body, i.occurred_at,
+    i.duration_seconds, i.outcome, i.participants, i.links, i.attachments, i.dialled_number,
+    i.recording_reference, i.created_at, i.updated_at, i.created_by, i.updated_by, i.version";
+
+/// A new interaction, and its clients (the parties and persons among its participants).
+pub async fn insert(tx: &mut Tx, r: &InteractionRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO interactions (id, channel, direction, subject, body, occurred_at,
+             duration_seconds, outcome, participants, links, attachments, dialled_number,
+             recording_reference, created_by, updated_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+    )
+    .bind(r.id)
+    .bind(r.channel)
+    .bind(r.direction)
+    .bind(&r.subject)
+    .bind(&r.body)
+    .bind(r.occurred_at)
+    .bind(r.duration_seconds)
+    .bind(&r.outcome)
+    .bind(&r.participants)
+    .bind(&r.links)
+    .bind(&r.attachments)
+    .bind(&r.dialled_number)
+    .bind(&r.recording_reference)
+    .bind(&r.created_by)
+    .execute(&mut **tx)
+    .await?;
+    let mut clients: Vec<(Uuid, ParticipantKind)> = r
+        .participants
+        .iter()
+        .filter_map(|p| p.client().map(|(kind, id)| (id, kind)))
+        .collect();
+    clients.sort_by_key(|(id, _)| *id);
+    clients.dedup_by_key(|(id, _)| *id);
+    let (ids, kinds): (Vec<Uuid>, Vec<ParticipantKind>) = clients.into_iter().unzip();
+    sqlx::query(
+        "INSERT INTO interaction_clients (interaction_id, client_id, client_kind, occurred_at)
+         SELECT $1, c, k, $4 FROM unnest($2::uuid[], $3::text[]) x (c, k)",
+    )
+    .bind(r.id)
+    .bind(&ids)
+    .bind(&kinds)
+    .bind(r.occurred_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<InteractionRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM interactions i WHERE i.id = $1"
+    )))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+}
+
+pub async fn lock(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<InteractionRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM interactions i WHERE i.id = $1 FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Writes what may change after the fact.
+pub async fn update(tx: &mut Tx, r: &InteractionRow, by: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE interactions SET subject = $2, body = $3, outcome = $4, duration_seconds = $5,
+             links = $6, attachments = $7, recording_reference = $8, updated_by = $9,
+             updated_at = now(), version = version + 1
+          WHERE id = $1",
+    )
+    .bind(r.id)
+    .bind(&r.subject)
+    .bind(&r.body)
+    .bind(&r.outcome)
+    .bind(r.duration_seconds)
+    .bind(&r.links)
+    .bind(&r.attachments)
+    .bind(&r.recording_reference)
+    .bind(by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// What ListInteractions filters by.
+#[derive(Debug, Default)]
+pub struct Filter {
+    /// A party's or person's id.
+    pub client: Option<Uuid>,
+    pub channel: Option<Channel>,
+    pub after: Option<DateTime<Utc>>,
+    pub before: Option<DateTime<Utc>>,
+}
+
+/// One page, newest first, after the position (occurred_at, id) of the last one of the page
+/// before.
+pub async fn list(
+    conn: &mut PgConnection,
+    filter: &Filter,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<InteractionRow>> {
+    let (at, id) = after.unzip();
+    let from = match filter.client {
+        Some(_) => {
+            "interaction_clients c JOIN interactions i ON i.id = c.interaction_id
+              WHERE c.client_id = $1
+                AND ($2::timestamptz IS NULL OR (c.occurred_at, c.interaction_id) < ($2, $3))
+                AND ($5::timestamptz IS NULL OR c.occurred_at >= $5)
+                AND ($6::timestamptz IS NULL OR c.occurred_at < $6)
+                AND ($4::text IS NULL OR i.channel = $4)
+              ORDER BY c.occurred_at DESC, c.interaction_id DESC"
+        }
+        None => {
+            "interactions i
+              WHERE $1::uuid IS NULL
+                AND ($2::timestamptz IS NULL OR (i.occurred_at, i.id) < ($2, $3))
+                AND ($5::timestamptz IS NULL OR i.occurred_at >= $5)
+                AND ($6::timestamptz IS NULL OR i.occurred_at < $6)
+                AND ($4::text IS NULL OR i.channel = $4)
+              ORDER BY i.occurred_at DESC, i.id DESC"
+        }
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM {from} LIMIT $7"
+    )))
+    .bind(filter.client)
+    .bind(at)
+    .bind(id)
+    .bind(filter.channel)
+    .bind(filter.after)
+    .bind(filter.before)
+    .bind(limit)
+    .fetch_all(conn)
+    .await
+}
