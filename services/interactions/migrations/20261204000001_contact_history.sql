@@ -22,11 +22,16 @@ CREATE TABLE interactions (
     version             bigint      NOT NULL DEFAULT 1
 );
 
--- Whom each interaction is about, in the order a client's history is read: newest first.
+-- Whom each interaction is about, in the order a client's history is read: newest first. A consumer
+-- is both a party and its natural person: both ids are written, so the history is one whichever
+-- the contact named, and an erasure of either finds it. Organizations are kept apart: their
+-- history is the company's, not personal data.
 CREATE TABLE interaction_clients (
     interaction_id uuid        NOT NULL REFERENCES interactions ON DELETE CASCADE,
     client_id      uuid        NOT NULL,
-    client_kind    text        NOT NULL CHECK (client_kind IN ('party', 'person')),
+    client_kind    text        NOT NULL CHECK (client_kind IN ('person', 'organization')),
+    -- The client's other id (a consumer's natural person for its party, and back).
+    linked_id      uuid,
     occurred_at    timestamptz NOT NULL,
     PRIMARY KEY (client_id, interaction_id)
 );
@@ -42,6 +47,8 @@ CREATE TABLE notes (
     task_id        uuid,
     case_id        uuid,
     text           text        NOT NULL,
+    -- The party or person and its linked id (a consumer's party and natural person), for erasure.
+    client_ids     uuid[]      NOT NULL,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
     created_by     text        NOT NULL,
@@ -52,3 +59,4 @@ CREATE TABLE notes (
 CREATE INDEX notes_by_party ON notes (party_id, id DESC) WHERE party_id IS NOT NULL;
 CREATE INDEX notes_by_person ON notes (person_id, id DESC) WHERE person_id IS NOT NULL;
 CREATE INDEX notes_by_interaction ON notes (interaction_id, id DESC) WHERE interaction_id IS NOT NULL;
+CREATE INDEX notes_by_client ON notes USING gin (client_ids);

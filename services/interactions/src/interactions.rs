@@ -4,7 +4,7 @@ use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
     request::{self, mask_paths, optional_time, optional_uuid, required},
-    store::Page,
+    store::{Page, answered},
 };
 use crm_proto::crm::interactions::v1::*;
 use serde::Serialize;
@@ -35,6 +35,13 @@ impl Interactions {
         caller: &str,
         req: RecordInteractionRequest,
     ) -> Result<Interaction> {
+        // A replay is answered without asking parties again.
+        let mut conn = self.pool.acquire().await?;
+        let stored = answered::<Interaction, _>(&mut conn, caller, &req).await?;
+        drop(conn);
+        if let Some(interaction) = stored {
+            return Ok(interaction);
+        }
         let mut v = FieldViolations::new();
         let input = required(req.interaction.clone(), "interaction", &mut v);
         let channel = domain::Channel::require(input.channel, "interaction.channel", &mut v);
@@ -86,9 +93,9 @@ impl Interactions {
                 Some((format!("interaction.participants[{i}].id"), kind, id))
             })
             .collect();
-        self.require_clients(&clients).await?;
+        let clients = self.require_clients(&clients).await?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
-        store::insert(&mut tx, &row).await?;
+        store::insert(&mut tx, &row, &clients).await?;
         let interaction = answer(&mut tx, row.id).await?;
         events::interaction_recorded(&mut tx, &interaction).await?;
         claim.commit(tx, &interaction).await?;

@@ -4,8 +4,9 @@
 use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
+    privacy::forget_replies,
     request::{self, mask_paths, optional_uuid, required, text},
-    store::Page,
+    store::{Page, answered},
 };
 use crm_proto::crm::interactions::v1::*;
 use uuid::Uuid;
@@ -23,6 +24,13 @@ use crate::{
 
 impl Interactions {
     pub async fn add_note(&self, caller: &str, req: AddNoteRequest) -> Result<Note> {
+        // A replay is answered without asking parties again.
+        let mut conn = self.pool.acquire().await?;
+        let stored = answered::<Note, _>(&mut conn, caller, &req).await?;
+        drop(conn);
+        if let Some(note) = stored {
+            return Ok(note);
+        }
         let mut v = FieldViolations::new();
         let input = required(req.note.clone(), "note", &mut v);
         let party = optional_uuid(&input.party_id, "note.party_id", &mut v);
@@ -38,8 +46,9 @@ impl Interactions {
                 (ParticipantKind::Party, Uuid::nil(), "note.party_id")
             }
         };
-        let row = NoteRow {
+        let mut row = NoteRow {
             id: Uuid::now_v7(),
+            client_ids: Vec::new(),
             party_id: party,
             person_id: person,
             interaction_id: optional_uuid(&input.interaction_id, "note.interaction_id", &mut v),
@@ -53,8 +62,14 @@ impl Interactions {
             version: 1,
         };
         v.finish()?;
-        self.require_clients(&[(field.to_owned(), kind, client)])
+        let clients = self
+            .require_clients(&[(field.to_owned(), kind, client)])
             .await?;
+        row.client_ids = clients
+            .iter()
+            .flat_map(|c| [Some(c.id), c.linked])
+            .flatten()
+            .collect();
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
         if let Some(interaction) = row.interaction_id {
             let found = interaction_store::get(&mut tx, interaction)
@@ -102,6 +117,8 @@ impl Interactions {
             .ok_or_else(|| ServiceError::not_found("Note", id))?;
         check_etag("note", &req.etag, row.version)?;
         store::delete(&mut tx, id).await?;
+        // Earlier replies (AddNote, UpdateNote) hold the words the note no longer has.
+        forget_replies(&mut tx, &[id]).await?;
         let note = convert::note(&row);
         events::note_changed(&mut tx, &note, "deleted").await?;
         // The reply to a replay names the deleted note, without its words.

@@ -1,8 +1,11 @@
-//! The interactions service's side of data-subject requests. Export: every interaction the
-//! subject took part in and every note about them. Erasure: the fact that a contact happened stays
-//! (when, on which channel, which way, with whom by id, under a pseudonym for the subject), but its
-//! words (subject, body, outcome), every participant's address and name, the number dialled, the
-//! recording and the attachments go; notes about the subject are deleted.
+//! The interactions service's side of data-subject requests, for a consumer (its party and its
+//! natural person alike) or an organization's person. Export: every interaction the subject took
+//! part in and every note about them. Erasure: the fact that a contact happened stays (when, on
+//! which channel, which way, with whom by id, the subject under a pseudonym stored nowhere else),
+//! but its words (subject, body, outcome), every participant's address and name, link references,
+//! the number dialled, the recording and the attachments go, and the contact leaves the subject's
+//! history; notes about the subject, or on their contacts, are deleted. An organization's history
+//! is the company's, not personal data, and stays.
 
 use crm_kit::{
     privacy::{Erasure, Export, Participant, Subject, retained},
@@ -10,13 +13,23 @@ use crm_kit::{
 };
 use uuid::Uuid;
 
+use crate::{
+    convert, events,
+    store::{interactions as interaction_store, notes::NoteRow},
+};
+
 pub struct InteractionsPrivacy;
 
+/// Who erasures are recorded as (`updated_by`).
+const ERASER: &str = "crm-privacy";
+
 const INTERACTIONS: &str = "SELECT i.* FROM interactions i
-    WHERE i.id IN (SELECT interaction_id FROM interaction_clients WHERE client_id = $1)
+    WHERE i.id IN (SELECT interaction_id FROM interaction_clients
+                    WHERE client_id = $1 OR client_id IN (
+                        SELECT linked_id FROM interaction_clients WHERE client_id = $1))
     ORDER BY i.occurred_at, i.id";
 
-const NOTES: &str = "SELECT * FROM notes WHERE party_id = $1 OR person_id = $1 ORDER BY id";
+const NOTES: &str = "SELECT * FROM notes WHERE $1 = ANY(client_ids) ORDER BY id";
 
 impl Participant for InteractionsPrivacy {
     async fn export(&self, tx: &mut Tx, subject: Subject) -> anyhow::Result<Export> {
@@ -30,53 +43,106 @@ impl Participant for InteractionsPrivacy {
 
     async fn erase(&self, tx: &mut Tx, subject: Subject, _: Uuid) -> anyhow::Result<Erasure> {
         let id = subject.id();
-        let pseudonym = Uuid::new_v4();
-        // The subject's place in each participant list takes the pseudonym; every address and
-        // name goes, the subject's and the others' (they are what the contact said to whom).
-        let interactions: Vec<Uuid> = sqlx::query_scalar(
-            "UPDATE interactions i SET subject = '', body = '', outcome = '', dialled_number = '',
-                 recording_reference = '', attachments = '[]', updated_at = now(),
-                 participants = (
-                     SELECT coalesce(jsonb_agg(jsonb_build_object(
-                         'kind', p->>'kind',
-                         'id', CASE WHEN p->>'id' = $1::text THEN $2::text ELSE p->>'id' END,
-                         'role', p->>'role')), '[]'::jsonb)
-                     FROM jsonb_array_elements(i.participants) p)
-              WHERE i.id IN (SELECT interaction_id FROM interaction_clients WHERE client_id = $1)
-              RETURNING i.id",
-        )
-        .bind(id)
-        .bind(pseudonym)
-        .fetch_all(&mut **tx)
-        .await?;
-        sqlx::query("UPDATE interaction_clients SET client_id = $2 WHERE client_id = $1")
-            .bind(id)
-            .bind(pseudonym)
-            .execute(&mut **tx)
-            .await?;
-        let notes: Vec<Uuid> = sqlx::query_scalar(
-            "DELETE FROM notes WHERE party_id = $1 OR person_id = $1 RETURNING id",
+        // The subject's ids: this one, and the one linked to it (a consumer's party and person).
+        let ids: Vec<Uuid> = sqlx::query_scalar(
+            "SELECT $1::uuid
+             UNION SELECT linked_id FROM interaction_clients
+                    WHERE client_id = $1 AND linked_id IS NOT NULL
+             UNION SELECT unnest(client_ids) FROM notes WHERE $1 = ANY(client_ids)",
         )
         .bind(id)
         .fetch_all(&mut **tx)
         .await?;
-        if interactions.is_empty() && notes.is_empty() {
-            return Ok(Erasure::default());
+        let organization: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM interaction_clients
+                             WHERE client_id = $1 AND client_kind = 'organization')",
+        )
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+        let interactions = anonymise_interactions(tx, &ids).await?;
+        let notes: Vec<NoteRow> = sqlx::query_as(
+            "DELETE FROM notes WHERE client_ids && $1 OR interaction_id = ANY($2)
+             RETURNING id, client_ids, party_id, person_id, interaction_id, task_id, case_id,
+                 text, created_at, updated_at, created_by, updated_by, version",
+        )
+        .bind(&ids)
+        .bind(&interactions)
+        .fetch_all(&mut **tx)
+        .await?;
+        // Downstream systems learn what changed, without the subject's id.
+        for interaction in &interactions {
+            if let Some(row) = interaction_store::get(tx, *interaction).await? {
+                events::interaction_updated(tx, &convert::interaction(&row)).await?;
+            }
         }
-        Ok(Erasure {
-            found: true,
-            erased: vec![
-                format!(
-                    "the subjects, bodies, outcomes, participants' addresses and names, numbers dialled, recordings and attachments of {} interactions",
-                    interactions.len()
-                ),
-                format!("{} notes", notes.len()),
-            ],
-            retained: vec![retained(
-                "that each contact happened: when, on which channel, which way, with whom by pseudonymous id",
-                "the company's record of its dealings (legitimate interest); nothing in it identifies the subject",
-            )],
-            related_ids: interactions.into_iter().chain(notes).collect(),
-        })
+        for note in &notes {
+            events::note_changed(tx, &convert::note(note), "deleted").await?;
+        }
+        let mut erasure = Erasure::default();
+        if organization {
+            erasure.found = true;
+            erasure.retained.push(retained(
+                "the organization's contact history",
+                "an organization's dealings with the company are not personal data",
+            ));
+        }
+        if interactions.is_empty() && notes.is_empty() {
+            return Ok(erasure);
+        }
+        erasure.found = true;
+        erasure.erased = vec![
+            format!(
+                "the subjects, bodies, outcomes, participants' addresses and names, link references, numbers dialled, recordings and attachments of {} interactions, and their place in the subject's history",
+                interactions.len()
+            ),
+            format!("{} notes", notes.len()),
+        ];
+        erasure.retained.push(retained(
+            "that each contact happened: when, on which channel, which way, with whom by pseudonymous id",
+            "the company's record of its dealings (legitimate interest); nothing in it identifies the subject",
+        ));
+        erasure.related_ids = interactions
+            .into_iter()
+            .chain(notes.iter().map(|n| n.id))
+            .collect();
+        Ok(erasure)
     }
+}
+
+/// Strips the words and addresses of the subject's (non-organization) contacts, puts a pseudonym
+/// in the subject's place among the participants, and takes the contacts out of the subject's
+/// history; the contacts' ids.
+async fn anonymise_interactions(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+    let interactions: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE interactions i SET subject = '', body = '', outcome = '', dialled_number = '',
+             recording_reference = '', attachments = '[]', updated_at = now(), updated_by = $3,
+             version = version + 1,
+             links = (
+                 SELECT coalesce(jsonb_agg(jsonb_build_object('kind', l->>'kind', 'reference', '')
+                                           ORDER BY n), '[]'::jsonb)
+                 FROM jsonb_array_elements(i.links) WITH ORDINALITY x (l, n)),
+             participants = (
+                 SELECT coalesce(jsonb_agg(jsonb_build_object(
+                     'kind', p->>'kind',
+                     'id', CASE WHEN p->>'id' = ANY($1::uuid[]::text[]) THEN $2::text
+                                ELSE p->>'id' END,
+                     'role', p->>'role') ORDER BY n), '[]'::jsonb)
+                 FROM jsonb_array_elements(i.participants) WITH ORDINALITY x (p, n))
+          WHERE i.id IN (SELECT interaction_id FROM interaction_clients
+                          WHERE client_id = ANY($1) AND client_kind = 'person')
+          RETURNING i.id",
+    )
+    .bind(ids)
+    .bind(Uuid::new_v4())
+    .bind(ERASER)
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM interaction_clients WHERE client_id = ANY($1) AND client_kind = 'person'",
+    )
+    .bind(ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(interactions)
 }

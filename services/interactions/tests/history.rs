@@ -6,7 +6,7 @@ use std::time::Duration;
 use crm_e2e::Suite;
 use crm_proto::crm::{
     interactions::v1::*,
-    parties::v1::{CreatePartyRequest, Party, PartyKind},
+    parties::v1::{CreatePartyRequest, Party, PartyKind, PersonName},
 };
 use crm_testkit::read_topic;
 use prost::Message;
@@ -402,5 +402,74 @@ async fn notes_are_kept_about_a_client_and_its_contacts() {
         .unwrap()
         .into_inner();
     assert!(left.notes.is_empty());
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_consumer_has_one_history_whether_a_contact_named_its_party_or_its_person() {
+    let suite = Suite::start().await.unwrap();
+    let consumer = suite
+        .parties_client()
+        .create_party(CreatePartyRequest {
+            party: Some(Party {
+                kind: PartyKind::Person as i32,
+                person_name: Some(PersonName {
+                    given_name: "Ola".into(),
+                    family_name: "Nowak".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        !consumer.person_id.is_empty(),
+        "a consumer is a natural person too"
+    );
+    let mut client = suite.interactions_client();
+    let mut chat = call(&consumer, 1_780_000_000, "chat about points");
+    chat.channel = Channel::Chat as i32;
+    chat.participants[0] = Participant {
+        kind: ParticipantKind::Person as i32,
+        id: consumer.person_id.clone(),
+        role: ParticipantRole::From as i32,
+        ..Default::default()
+    };
+    client
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(chat),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    client
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(call(&consumer, 1_780_000_100, "call back")),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (party_id, person_id) in [
+        (consumer.id.clone(), String::new()),
+        (String::new(), consumer.person_id.clone()),
+    ] {
+        let history = client
+            .list_interactions(ListInteractionsRequest {
+                party_id,
+                person_id,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let subjects: Vec<&str> = history
+            .interactions
+            .iter()
+            .map(|i| i.subject.as_str())
+            .collect();
+        assert_eq!(subjects, ["call back", "chat about points"]);
+    }
     suite.stop().await.unwrap();
 }

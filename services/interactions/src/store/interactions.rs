@@ -5,7 +5,10 @@ use crm_kit::store::Tx;
 use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
-use crate::domain::{Attachment, Channel, Direction, Link, Participant, ParticipantKind};
+use crate::{
+    domain::{Attachment, Channel, Direction, Link, Participant},
+    peers::Client,
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct InteractionRow {
@@ -33,8 +36,9 @@ const COLUMNS: &str = "i.id, i.channel, i.direction, i.subject, i.body, i.occurr
     i.duration_seconds, i.outcome, i.participants, i.links, i.attachments, i.dialled_number,
     i.recording_reference, i.created_at, i.updated_at, i.created_by, i.updated_by, i.version";
 
-/// A new interaction, and its clients (the parties and persons among its participants).
-pub async fn insert(tx: &mut Tx, r: &InteractionRow) -> sqlx::Result<()> {
+/// A new interaction, and its clients (the parties and persons among its participants, each under
+/// its linked id too).
+pub async fn insert(tx: &mut Tx, r: &InteractionRow, clients: &[Client]) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO interactions (id, channel, direction, subject, body, occurred_at,
              duration_seconds, outcome, participants, links, attachments, dialled_number,
@@ -57,21 +61,29 @@ pub async fn insert(tx: &mut Tx, r: &InteractionRow) -> sqlx::Result<()> {
     .bind(&r.created_by)
     .execute(&mut **tx)
     .await?;
-    let mut clients: Vec<(Uuid, ParticipantKind)> = r
-        .participants
-        .iter()
-        .filter_map(|p| p.client().map(|(kind, id)| (id, kind)))
-        .collect();
-    clients.sort_by_key(|(id, _)| *id);
-    clients.dedup_by_key(|(id, _)| *id);
-    let (ids, kinds): (Vec<Uuid>, Vec<ParticipantKind>) = clients.into_iter().unzip();
+    let mut rows: Vec<(Uuid, Option<Uuid>, &str)> = Vec::new();
+    for client in clients {
+        let kind = if client.organization {
+            "organization"
+        } else {
+            "person"
+        };
+        rows.push((client.id, client.linked, kind));
+        if let Some(linked) = client.linked {
+            rows.push((linked, Some(client.id), kind));
+        }
+    }
+    rows.sort_by_key(|(id, _, _)| *id);
+    rows.dedup_by_key(|(id, _, _)| *id);
     sqlx::query(
-        "INSERT INTO interaction_clients (interaction_id, client_id, client_kind, occurred_at)
-         SELECT $1, c, k, $4 FROM unnest($2::uuid[], $3::text[]) x (c, k)",
+        "INSERT INTO interaction_clients (interaction_id, client_id, linked_id, client_kind,
+             occurred_at)
+         SELECT $1, c, l, k, $5 FROM unnest($2::uuid[], $3::uuid[], $4::text[]) x (c, l, k)",
     )
     .bind(r.id)
-    .bind(&ids)
-    .bind(&kinds)
+    .bind(rows.iter().map(|r| r.0).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.1).collect::<Vec<_>>())
+    .bind(rows.iter().map(|r| r.2).collect::<Vec<_>>())
     .bind(r.occurred_at)
     .execute(&mut **tx)
     .await?;

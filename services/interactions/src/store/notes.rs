@@ -8,6 +8,8 @@ use uuid::Uuid;
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NoteRow {
     pub id: Uuid,
+    /// The party or person and its linked id.
+    pub client_ids: Vec<Uuid>,
     pub party_id: Option<Uuid>,
     pub person_id: Option<Uuid>,
     pub interaction_id: Option<Uuid>,
@@ -21,14 +23,14 @@ pub struct NoteRow {
     pub version: i64,
 }
 
-const COLUMNS: &str = "id, party_id, person_id, interaction_id, task_id, case_id, text,
+const COLUMNS: &str = "id, client_ids, party_id, person_id, interaction_id, task_id, case_id, text,
     created_at, updated_at, created_by, updated_by, version";
 
 pub async fn insert(tx: &mut Tx, n: &NoteRow) -> sqlx::Result<NoteRow> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO notes (id, party_id, person_id, interaction_id, task_id, case_id, text,
-             created_by, updated_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)
+             client_ids, created_by, updated_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
          RETURNING {COLUMNS}"
     )))
     .bind(n.id)
@@ -38,6 +40,7 @@ pub async fn insert(tx: &mut Tx, n: &NoteRow) -> sqlx::Result<NoteRow> {
     .bind(n.task_id)
     .bind(n.case_id)
     .bind(&n.text)
+    .bind(&n.client_ids)
     .bind(&n.created_by)
     .fetch_one(&mut **tx)
     .await
