@@ -13,9 +13,10 @@ use crm_proto::crm::{
         VerifySubjectRequestRequest,
     },
     interactions::v1::{
-        AddNoteRequest, Channel as InteractionChannel, Direction as InteractionDirection,
-        Interaction, Note, Participant as InteractionParticipant, ParticipantKind, ParticipantRole,
-        RecordInteractionRequest,
+        AddNoteRequest, Channel as InteractionChannel, CreateTaskRequest,
+        Direction as InteractionDirection, Interaction, Note,
+        Participant as InteractionParticipant, ParticipantKind, ParticipantRole,
+        RecordInteractionRequest, Task,
     },
     loyalty::v1::{AccountRef, EnrollRequest, GetBalanceRequest, RecordOperationRequest},
     parties::v1::{
@@ -182,6 +183,18 @@ async fn call_about_points(suite: &Suite, party_id: &str) {
         })
         .await
         .expect("adding a note");
+    interactions
+        .create_task(CreateTaskRequest {
+            task: Some(Task {
+                title: format!("Send {GIVEN} the statement"),
+                assignee: "agent".into(),
+                party_id: party_id.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("creating a task");
 }
 
 /// A kettle for 100 points, sent to the member's home.

@@ -1,9 +1,16 @@
 //! The interactions service's refusals: each once, with its code and the reason callers branch on.
 
+use uuid::Uuid;
+
+use crate::domain::TaskStatus;
+
 crm_kit::refusals! {
     pub enum Refusal {
+        /// Done and cancelled tasks are final.
+        TaskClosed { id: Uuid, status: TaskStatus } =
+            Precondition("TASK_CLOSED", "task {id} is {status}"),
         /// A note about an interaction is about one of that interaction's clients.
-        NoteNotOfInteraction { interaction: uuid::Uuid } = Precondition(
+        NoteNotOfInteraction { interaction: Uuid } = Precondition(
             "NOTE_NOT_OF_INTERACTION",
             "interaction {interaction} was not with the note's party or person"
         ),

@@ -3,7 +3,8 @@
 
 use crm_kit::{error::Result, privacy, store::Tx};
 use crm_proto::crm::interactions::v1::{
-    Interaction, InteractionRecorded, InteractionUpdated, Note, NoteChanged, Participant,
+    Interaction, InteractionRecorded, InteractionUpdated, Note, NoteChanged, Participant, Task,
+    TaskChanged, TaskOverdue,
 };
 
 crm_kit::topic!(
@@ -16,8 +17,42 @@ crm_kit::topic!(
     pub NOTE = "crm.interactions.note.v1", NoteTopic: NoteChanged
 );
 
+crm_kit::topic!(
+    /// Key: task id.
+    pub TASK = "crm.interactions.task.v1", TaskTopic: TaskChanged, TaskOverdue
+);
+
 /// The topics interactions writes.
-pub const TOPICS: &[&str] = &[INTERACTION.name, NOTE.name, privacy::RECEIPTS.name];
+pub const TOPICS: &[&str] = &[
+    INTERACTION.name,
+    NOTE.name,
+    TASK.name,
+    privacy::RECEIPTS.name,
+];
+
+/// A task without its words (title and description): they may name the client.
+fn task_facts(task: &Task) -> Task {
+    Task {
+        title: String::new(),
+        description: String::new(),
+        ..task.clone()
+    }
+}
+
+pub async fn task_changed(tx: &mut Tx, task: &Task, change: &str) -> Result<()> {
+    let event = TaskChanged {
+        task: Some(task_facts(task)),
+        change: change.to_owned(),
+    };
+    Ok(TASK.enqueue(tx, &task.id, &event).await?)
+}
+
+pub async fn task_overdue(tx: &mut Tx, task: &Task) -> Result<()> {
+    let event = TaskOverdue {
+        task: Some(task_facts(task)),
+    };
+    Ok(TASK.enqueue(tx, &task.id, &event).await?)
+}
 
 /// The interaction without its words and addresses: what downstream systems need to know that a
 /// contact happened (when, how, with whom by id, about what by link).

@@ -54,4 +54,27 @@ impl InteractionsService for Interactions {
     async fn list_notes(&self, request: Request<ListNotesRequest>) -> Reply<ListNotesResponse> {
         reply(Interactions::list_notes(self, request.into_inner()).await)
     }
+
+    async fn create_task(&self, request: Request<CreateTaskRequest>) -> Reply<Task> {
+        let subject = subject(&request);
+        reply(Interactions::create_task(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_task(&self, request: Request<GetTaskRequest>) -> Reply<Task> {
+        reply(Interactions::get_task(self, request.into_inner()).await)
+    }
+
+    async fn update_task(&self, request: Request<UpdateTaskRequest>) -> Reply<Task> {
+        let subject = subject(&request);
+        reply(Interactions::update_task(self, &subject, request.into_inner()).await)
+    }
+
+    async fn complete_task(&self, request: Request<CompleteTaskRequest>) -> Reply<Task> {
+        let subject = subject(&request);
+        reply(Interactions::complete_task(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_tasks(&self, request: Request<ListTasksRequest>) -> Reply<ListTasksResponse> {
+        reply(Interactions::list_tasks(self, request.into_inner()).await)
+    }
 }

@@ -13,6 +13,7 @@ pub mod notes;
 pub mod peers;
 pub mod privacy;
 pub mod store;
+pub mod tasks;
 
 use crm_kit::client::TracedChannel;
 use crm_kit::store::Pool;
@@ -46,13 +47,19 @@ pub struct Interactions {
     pub(crate) parties: PartiesServiceClient<TracedChannel>,
 }
 
-/// The gRPC routes over the runtime's database and parties, and the privacy fan-out.
+/// The gRPC routes over the runtime's database and parties, the announcer of overdue tasks, and
+/// the privacy fan-out.
 fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
     let interactions = Interactions {
         pool: runtime.pool.clone(),
         parties,
     };
+    tokio::spawn(
+        interactions
+            .clone()
+            .announce_overdue_tasks(shutdown.clone()),
+    );
     crm_kit::privacy::join(runtime, shutdown, privacy::InteractionsPrivacy);
     Ok((
         Routes::new(InteractionsServiceServer::new(interactions)),

@@ -4,8 +4,9 @@
 //! which channel, which way, with whom by id, the subject under a pseudonym stored nowhere else),
 //! but its words (subject, body, outcome), every participant's address and name, link references,
 //! the number dialled, the recording and the attachments go, and the contact leaves the subject's
-//! history; notes about the subject, or on their contacts, are deleted. An organization's history
-//! is the company's, not personal data, and stays.
+//! history; notes about the subject, or on their contacts, are deleted; tasks about them lose their
+//! words and the link to them. An organization's history is the company's, not personal data, and
+//! stays.
 
 use crm_kit::{
     privacy::{Erasure, Export, Participant, Subject, retained},
@@ -15,7 +16,11 @@ use uuid::Uuid;
 
 use crate::{
     convert, events,
-    store::{interactions as interaction_store, notes::NoteRow},
+    store::{
+        interactions as interaction_store,
+        notes::NoteRow,
+        tasks::{COLUMNS, TaskRow},
+    },
 };
 
 pub struct InteractionsPrivacy;
@@ -31,6 +36,8 @@ const INTERACTIONS: &str = "SELECT i.* FROM interactions i
 
 const NOTES: &str = "SELECT * FROM notes WHERE $1 = ANY(client_ids) ORDER BY id";
 
+const TASKS: &str = "SELECT * FROM tasks WHERE $1 = ANY(client_ids) ORDER BY id";
+
 impl Participant for InteractionsPrivacy {
     async fn export(&self, tx: &mut Tx, subject: Subject) -> anyhow::Result<Export> {
         let id = subject.id();
@@ -38,6 +45,8 @@ impl Participant for InteractionsPrivacy {
             .table(tx, "interactions", INTERACTIONS, id)
             .await?
             .table(tx, "notes", NOTES, id)
+            .await?
+            .table(tx, "tasks", TASKS, id)
             .await?)
     }
 
@@ -70,6 +79,22 @@ impl Participant for InteractionsPrivacy {
         .bind(&interactions)
         .fetch_all(&mut **tx)
         .await?;
+        // Tasks about the subject stay as work done, without their words or the client.
+        let tasks: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "UPDATE tasks SET title = '(erased)', description = '', party_id = NULL,
+                 person_id = NULL, client_ids = '{{}}', updated_at = now(), updated_by = $2,
+                 version = version + 1
+              WHERE client_ids && $1 OR interaction_id = ANY($3)
+              RETURNING {COLUMNS}"
+        )))
+        .bind(&ids)
+        .bind(ERASER)
+        .bind(&interactions)
+        .fetch_all(&mut **tx)
+        .await?;
+        for task in &tasks {
+            events::task_changed(tx, &convert::task(task), "updated").await?;
+        }
         // Downstream systems learn what changed, without the subject's id.
         for interaction in &interactions {
             if let Some(row) = interaction_store::get(tx, *interaction).await? {
@@ -87,7 +112,7 @@ impl Participant for InteractionsPrivacy {
                 "an organization's dealings with the company are not personal data",
             ));
         }
-        if interactions.is_empty() && notes.is_empty() {
+        if interactions.is_empty() && notes.is_empty() && tasks.is_empty() {
             return Ok(erasure);
         }
         erasure.found = true;
@@ -97,6 +122,10 @@ impl Participant for InteractionsPrivacy {
                 interactions.len()
             ),
             format!("{} notes", notes.len()),
+            format!(
+                "the titles, descriptions and client of {} tasks",
+                tasks.len()
+            ),
         ];
         erasure.retained.push(retained(
             "that each contact happened: when, on which channel, which way, with whom by pseudonymous id",
@@ -105,6 +134,7 @@ impl Participant for InteractionsPrivacy {
         erasure.related_ids = interactions
             .into_iter()
             .chain(notes.iter().map(|n| n.id))
+            .chain(tasks.iter().map(|t| t.id))
             .collect();
         Ok(erasure)
     }

@@ -59,6 +59,31 @@ crm_kit::text_enum! {
     }
 }
 
+crm_kit::text_enum! {
+    pub enum TaskPriority: proto::TaskPriority {
+        Low = "low",
+        Normal = "normal",
+        High = "high",
+        Urgent = "urgent",
+    }
+}
+
+crm_kit::text_enum! {
+    /// Open → in progress → done, or cancelled; done and cancelled are final.
+    pub enum TaskStatus: proto::TaskStatus {
+        Open = "open",
+        InProgress = "in_progress",
+        Done = "done",
+        Cancelled = "cancelled",
+    }
+}
+
+impl TaskStatus {
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Done | Self::Cancelled)
+    }
+}
+
 /// A participant as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Participant {

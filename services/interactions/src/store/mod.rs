@@ -3,3 +3,4 @@
 
 pub mod interactions;
 pub mod notes;
+pub mod tasks;
