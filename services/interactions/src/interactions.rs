@@ -156,6 +156,12 @@ impl Interactions {
         );
         let page: Page<(chrono::DateTime<Utc>, Uuid)> =
             Page::new(req.page_size, &req.page_token, &filters, &mut v);
+        // A token is only as honest as its sender: its time must be one the database holds.
+        v.check(
+            page.after.is_none_or(|(at, _)| request::in_range(at)),
+            "page_token",
+            "is not a token from this list with these filters",
+        );
         let party = optional_uuid(&req.party_id, "party_id", &mut v);
         let person = optional_uuid(&req.person_id, "person_id", &mut v);
         v.check(

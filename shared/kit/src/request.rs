@@ -192,6 +192,12 @@ pub fn time(timestamp: &prost_types::Timestamp) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp(timestamp.seconds, u32::try_from(timestamp.nanos).ok()?)
 }
 
+/// Whether a time read from elsewhere (a page token, say) is one PostgreSQL and protobuf hold:
+/// years 1 to 9999.
+pub fn in_range(at: DateTime<Utc>) -> bool {
+    time(&timestamp(at)).is_some()
+}
+
 pub fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: time.timestamp(),
