@@ -4,7 +4,7 @@ use chrono::Utc;
 use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
     request::{self, mask_paths, optional_time, optional_uuid, required},
-    store::{Page, answered},
+    store::Page,
 };
 use crm_proto::crm::interactions::v1::*;
 use serde::Serialize;
@@ -36,12 +36,7 @@ impl Interactions {
         req: RecordInteractionRequest,
     ) -> Result<Interaction> {
         // A replay is answered without asking parties again.
-        let mut conn = self.pool.acquire().await?;
-        let stored = answered::<Interaction, _>(&mut conn, caller, &req).await?;
-        drop(conn);
-        if let Some(interaction) = stored {
-            return Ok(interaction);
-        }
+        crm_kit::replay_first!(&self.pool, caller, &req);
         let mut v = FieldViolations::new();
         let input = required(req.interaction.clone(), "interaction", &mut v);
         let channel = domain::Channel::require(input.channel, "interaction.channel", &mut v);

@@ -6,7 +6,7 @@ use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
     privacy::forget_replies,
     request::{self, mask_paths, optional_uuid, required, text},
-    store::{Page, answered},
+    store::Page,
 };
 use crm_proto::crm::interactions::v1::*;
 use uuid::Uuid;
@@ -25,12 +25,7 @@ use crate::{
 impl Interactions {
     pub async fn add_note(&self, caller: &str, req: AddNoteRequest) -> Result<Note> {
         // A replay is answered without asking parties again.
-        let mut conn = self.pool.acquire().await?;
-        let stored = answered::<Note, _>(&mut conn, caller, &req).await?;
-        drop(conn);
-        if let Some(note) = stored {
-            return Ok(note);
-        }
+        crm_kit::replay_first!(&self.pool, caller, &req);
         let mut v = FieldViolations::new();
         let input = required(req.note.clone(), "note", &mut v);
         let party = optional_uuid(&input.party_id, "note.party_id", &mut v);

@@ -8,7 +8,7 @@ use crm_kit::{
     error::{FieldViolations, Result, ServiceError, check_etag},
     request::{self, mask_paths, optional_time, optional_uuid, required, text},
     shutdown::Shutdown,
-    store::{Page, answered},
+    store::Page,
 };
 use crm_proto::crm::interactions::v1::*;
 use serde::Serialize;
@@ -35,12 +35,8 @@ const EDITABLE: &[&str] = &[
 
 impl Interactions {
     pub async fn create_task(&self, caller: &str, req: CreateTaskRequest) -> Result<Task> {
-        let mut conn = self.pool.acquire().await?;
-        let stored = answered::<Task, _>(&mut conn, caller, &req).await?;
-        drop(conn);
-        if let Some(task) = stored {
-            return Ok(task);
-        }
+        // A replay is answered without asking parties again.
+        crm_kit::replay_first!(&self.pool, caller, &req);
         let mut v = FieldViolations::new();
         let input = required(req.task.clone(), "task", &mut v);
         let party = optional_uuid(&input.party_id, "task.party_id", &mut v);

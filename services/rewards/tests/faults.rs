@@ -364,16 +364,12 @@ async fn a_hold_that_lapses_cancels_the_order_and_releases_its_stock() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_shipment_whose_points_cannot_be_taken_cancels_the_order() {
     let (suite, program) = start().await;
-    let mut client = suite.rewards_client();
-    let store = warehouse(&mut client, "central").await;
-    let kettle = create(&mut client, material(&program, "Kettle", 100)).await;
-    receive(&mut client, &kettle, &store, 1).await;
-    let member = member_with_points(&suite, &program, "Ola", 300).await;
-    let placed = client
-        .place_reward_order(order(&member, &[(&kettle, 1)], home(), "order-1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let Kettle {
+        mut client,
+        reward: kettle,
+        member,
+        order: placed,
+    } = ordered_kettle(&suite, &program, 100, 1, 300).await;
     suite
         .loyalty_client()
         .suspend_membership(SuspendMembershipRequest {
@@ -420,32 +416,14 @@ async fn a_shipment_whose_points_cannot_be_taken_cancels_the_order() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_return_whose_points_went_back_in_loyalty_already_gives_none_twice() {
     let (suite, program) = start().await;
-    let mut client = suite.rewards_client();
-    let store = warehouse(&mut client, "central").await;
-    let kettle = create(&mut client, material(&program, "Kettle", 100)).await;
-    receive(&mut client, &kettle, &store, 1).await;
-    let member = member_with_points(&suite, &program, "Ola", 300).await;
-    let placed = client
-        .place_reward_order(order(&member, &[(&kettle, 1)], home(), "order-1"))
-        .await
-        .unwrap()
-        .into_inner();
-    client
-        .confirm_shipment(ConfirmShipmentRequest {
-            id: placed.id.clone(),
-            carrier: "InPost".into(),
-            tracking_number: "1".into(),
-            request_id: "ship".into(),
-        })
-        .await
-        .unwrap();
-    client
-        .confirm_delivery(ConfirmDeliveryRequest {
-            id: placed.id.clone(),
-            request_id: "deliver".into(),
-        })
-        .await
-        .unwrap();
+    let Kettle {
+        mut client,
+        reward: kettle,
+        member,
+        order: placed,
+    } = ordered_kettle(&suite, &program, 100, 1, 300).await;
+    ship(&mut client, &placed).await;
+    deliver(&mut client, &placed).await;
     // Customer service gave the points back in loyalty directly.
     suite
         .loyalty_client()

@@ -17,30 +17,6 @@ use futures::future::join_all;
 use prost::Message;
 use tonic::Code;
 
-async fn ship(client: &mut Client, order: &RewardOrder) -> RewardOrder {
-    client
-        .confirm_shipment(ConfirmShipmentRequest {
-            id: order.id.clone(),
-            carrier: "InPost".into(),
-            tracking_number: "620111222333444".into(),
-            request_id: format!("ship-{}", order.id),
-        })
-        .await
-        .expect("shipping")
-        .into_inner()
-}
-
-async fn deliver(client: &mut Client, order: &RewardOrder) -> RewardOrder {
-    client
-        .confirm_delivery(ConfirmDeliveryRequest {
-            id: order.id.clone(),
-            request_id: format!("deliver-{}", order.id),
-        })
-        .await
-        .expect("delivering")
-        .into_inner()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn an_order_is_placed_shipped_with_its_points_taken_and_delivered() {
     let (suite, program) = start().await;
@@ -165,17 +141,12 @@ async fn an_order_is_placed_shipped_with_its_points_taken_and_delivered() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_cancelled_order_voids_its_hold_and_releases_its_stock() {
     let (suite, program) = start().await;
-    let mut client = suite.rewards_client();
-    let store = warehouse(&mut client, "central").await;
-    let kettle = create(&mut client, material(&program, "Kettle", 300)).await;
-    receive(&mut client, &kettle, &store, 2).await;
-    let member = member_with_points(&suite, &program, "Ola", 500).await;
-
-    let placed = client
-        .place_reward_order(order(&member, &[(&kettle, 1)], home(), "order-1"))
-        .await
-        .unwrap()
-        .into_inner();
+    let Kettle {
+        mut client,
+        reward: kettle,
+        member,
+        order: placed,
+    } = ordered_kettle(&suite, &program, 300, 2, 500).await;
     let cancel = CancelRewardOrderRequest {
         id: placed.id.clone(),
         reason: "changed my mind".into(),

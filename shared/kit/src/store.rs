@@ -124,6 +124,21 @@ macro_rules! begin {
     };
 }
 
+/// A replay answered before a call asks other services: `replay_first!(&pool, caller, &request);`
+/// returns the stored answer from the enclosing function when the request id was answered before
+/// (see [`answered`]); otherwise the call goes on to its checks and [`begin!`].
+#[macro_export]
+macro_rules! replay_first {
+    ($pool:expr, $caller:expr, $request:expr) => {
+        let mut conn = $pool.acquire().await?;
+        let stored = $crate::store::answered(&mut conn, $caller, $request).await?;
+        drop(conn);
+        if let Some(answer) = stored {
+            return Ok(answer);
+        }
+    };
+}
+
 /// Unpacks [`begin`]'s answer: returns the stored reply from the enclosing function on a replay,
 /// or yields `(tx, claim)` to do the work with. Used through [`begin!`].
 #[doc(hidden)]

@@ -292,3 +292,61 @@ where
 {
     crm_testkit::eventually(std::time::Duration::from_secs(seconds), check).await
 }
+
+/// A kettle of `price` points, `stock` of them on a warehouse's shelf, a member with `points`, and
+/// the member's order of one (CONFIRMED): where most order stories start.
+pub struct Kettle {
+    pub client: Client,
+    pub reward: Reward,
+    pub member: Membership,
+    pub order: RewardOrder,
+}
+
+pub async fn ordered_kettle(
+    suite: &Suite,
+    program: &Program,
+    price: i64,
+    stock: i64,
+    points: i64,
+) -> Kettle {
+    let mut client = suite.rewards_client();
+    let store = warehouse(&mut client, "central").await;
+    let reward = create(&mut client, material(program, "Kettle", price)).await;
+    receive(&mut client, &reward, &store, stock).await;
+    let member = member_with_points(suite, program, "Ola", points).await;
+    let order = client
+        .place_reward_order(order(&member, &[(&reward, 1)], home(), "order-1"))
+        .await
+        .expect("placing the order")
+        .into_inner();
+    Kettle {
+        client,
+        reward,
+        member,
+        order,
+    }
+}
+
+pub async fn ship(client: &mut Client, order: &RewardOrder) -> RewardOrder {
+    client
+        .confirm_shipment(ConfirmShipmentRequest {
+            id: order.id.clone(),
+            carrier: "InPost".into(),
+            tracking_number: "620111222333444".into(),
+            request_id: format!("ship-{}", order.id),
+        })
+        .await
+        .expect("shipping")
+        .into_inner()
+}
+
+pub async fn deliver(client: &mut Client, order: &RewardOrder) -> RewardOrder {
+    client
+        .confirm_delivery(ConfirmDeliveryRequest {
+            id: order.id.clone(),
+            request_id: format!("deliver-{}", order.id),
+        })
+        .await
+        .expect("delivering")
+        .into_inner()
+}
