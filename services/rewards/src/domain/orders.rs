@@ -26,11 +26,6 @@ crm_kit::text_enum! {
 }
 
 impl OrderStatus {
-    /// Still counts against stock, codes and limits.
-    pub fn is_live(self) -> bool {
-        !matches!(self, Self::Failed | Self::Cancelled)
-    }
-
     /// Goods out of the door that may come back.
     pub fn is_returnable(self) -> bool {
         matches!(self, Self::Delivered | Self::PartiallyReturned)
