@@ -14,7 +14,7 @@ use crm_proto::crm::{
     },
     interactions::v1::{
         AddNoteRequest, Channel as InteractionChannel, CreateTaskRequest,
-        Direction as InteractionDirection, Interaction, Note,
+        Direction as InteractionDirection, ImportEmailRequest, Interaction, Note,
         Participant as InteractionParticipant, ParticipantKind, ParticipantRole,
         RecordInteractionRequest, Task,
     },
@@ -43,6 +43,8 @@ const EMAIL: &str = "bozydar.przybyszewski@example.org";
 const PHONE: &str = "+48601234567";
 const STREET: &str = "ul. Jaśminowa 17/4";
 const BIRTHDAY: &str = "1984-07-19";
+/// In an attachment of the member's e-mail, kept by interactions.
+const PASSPORT: &str = "passport ZX9876543";
 
 /// A consumer with contacts, an address and a birthday, enrolled in a loyalty program with points,
 /// who ordered a reward to be sent home.
@@ -135,11 +137,39 @@ async fn member(suite: &Suite) -> Member {
         .unwrap();
     order_a_kettle(suite, &program.id, &membership.id).await;
     call_about_points(suite, &party.id).await;
+    write_about_points(suite).await;
     Member {
         create,
         party,
         membership_id: membership.id,
     }
+}
+
+/// The member wrote too, with a scan attached; the message was imported with a request id (its
+/// reply, which names the member, is stored for replays).
+async fn write_about_points(suite: &Suite) {
+    let raw = format!(
+        "From: {GIVEN} {FAMILY} <{EMAIL}>\r\nTo: points@ourco.example\r\n\
+         Subject: {GIVEN}'s points\r\nDate: Tue, 03 Nov 2026 10:00:00 +0100\r\n\
+         Message-ID: <points-{GIVEN}@example.org>\r\n\
+         Content-Type: multipart/mixed; boundary=b\r\n\r\n\
+         --b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nI live at {STREET}.\r\n\
+         --b\r\nContent-Type: text/plain; name=scan.txt\r\n\
+         Content-Disposition: attachment; filename=scan.txt\r\n\r\n{PASSPORT}\r\n--b--\r\n"
+    );
+    let imported = suite
+        .interactions_client()
+        .import_email(ImportEmailRequest {
+            raw_message: raw.into_bytes(),
+            own_addresses: vec!["points@ourco.example".into()],
+            request_id: "import-points-mail".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("importing the member's e-mail")
+        .into_inner();
+    let attachments = imported.interaction.unwrap().attachments;
+    assert!(attachments[0].content_stored, "{attachments:?}");
 }
 
 /// The member called about their points; the agent noted something about them.
@@ -388,7 +418,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
     );
 
     // Nothing that identifies the person is left in any database, stored replies included.
-    for needle in [GIVEN, FAMILY, EMAIL, PHONE, STREET, BIRTHDAY, "has a dog"] {
+    for needle in [GIVEN, FAMILY, EMAIL, PHONE, STREET, BIRTHDAY, "has a dog", PASSPORT] {
         for (service, mut db) in [
             ("parties", suite.parties_db().await),
             ("loyalty", suite.loyalty_db().await),

@@ -31,6 +31,8 @@ pub fn interaction(row: &InteractionRow) -> proto::Interaction {
             &row.updated_by,
         )),
         etag: row.version.to_string(),
+        message_id: row.message_id.clone().unwrap_or_default(),
+        thread_id: row.thread_id.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 

@@ -14,5 +14,15 @@ crm_kit::refusals! {
             "NOTE_NOT_OF_INTERACTION",
             "interaction {interaction} was not with the note's party or person"
         ),
+        /// The history is the clients': an e-mail none of whose addresses is one of theirs stays out.
+        NoKnownClient = Precondition(
+            "NO_KNOWN_CLIENT",
+            "no address of the message is one of a single known party or person"
+        ),
+        /// Only imported e-mails' attachments within the size limit keep their content.
+        ContentNotKept { interaction: Uuid, index: i32 } = Precondition(
+            "CONTENT_NOT_KEPT",
+            "the content of attachment {index} of interaction {interaction} is not kept here"
+        ),
     }
 }

@@ -73,6 +73,7 @@ fn facts(interaction: &Interaction) -> Interaction {
         attachments: Vec::new(),
         dialled_number: String::new(),
         recording_reference: String::new(),
+        message_id: String::new(),
         ..interaction.clone()
     }
 }

@@ -36,6 +36,21 @@ impl InteractionsService for Interactions {
         reply(Interactions::list_interactions(self, request.into_inner()).await)
     }
 
+    async fn import_email(
+        &self,
+        request: Request<ImportEmailRequest>,
+    ) -> Reply<ImportEmailResponse> {
+        let subject = subject(&request);
+        reply(Interactions::import_email(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_attachment_content(
+        &self,
+        request: Request<GetAttachmentContentRequest>,
+    ) -> Reply<AttachmentContent> {
+        reply(Interactions::get_attachment_content(self, request.into_inner()).await)
+    }
+
     async fn add_note(&self, request: Request<AddNoteRequest>) -> Reply<Note> {
         let subject = subject(&request);
         reply(Interactions::add_note(self, &subject, request.into_inner()).await)

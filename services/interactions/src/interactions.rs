@@ -74,6 +74,8 @@ impl Interactions {
             created_by: caller.to_owned(),
             updated_by: caller.to_owned(),
             version: 1,
+            message_id: None,
+            thread_id: None,
         };
         for path in EDITABLE {
             set_field(&mut row, &input, path, &mut v);
@@ -140,6 +142,7 @@ impl Interactions {
             i32,
             Option<(i64, i32)>,
             Option<(i64, i32)>,
+            &'a str,
         );
         let mut v = FieldViolations::new();
         let filters = Filters(
@@ -148,6 +151,7 @@ impl Interactions {
             req.channel,
             req.occurred_after.map(|t| (t.seconds, t.nanos)),
             req.occurred_before.map(|t| (t.seconds, t.nanos)),
+            &req.thread_id,
         );
         let page: Page<(chrono::DateTime<Utc>, Uuid)> =
             Page::new(req.page_size, &req.page_token, &filters, &mut v);
@@ -169,6 +173,7 @@ impl Interactions {
             channel: domain::Channel::optional(req.channel, "channel", &mut v),
             after: optional_time(req.occurred_after.as_ref(), "occurred_after", &mut v),
             before: optional_time(req.occurred_before.as_ref(), "occurred_before", &mut v),
+            thread: optional_uuid(&req.thread_id, "thread_id", &mut v),
         };
         v.finish()?;
         let mut conn = self.pool.acquire().await?;

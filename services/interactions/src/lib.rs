@@ -5,6 +5,7 @@
 
 pub mod convert;
 pub mod domain;
+pub mod email;
 pub mod error;
 pub mod events;
 pub mod grpc;
@@ -16,6 +17,7 @@ pub mod store;
 pub mod tasks;
 
 use crm_kit::client::TracedChannel;
+use crm_kit::config::InteractionsConfig;
 use crm_kit::store::Pool;
 use crm_kit::{
     app::{Runtime, Service, ServiceRoutes},
@@ -45,6 +47,7 @@ pub const SERVICE: Service = Service {
 pub struct Interactions {
     pub(crate) pool: Pool,
     pub(crate) parties: PartiesServiceClient<TracedChannel>,
+    pub(crate) limits: InteractionsConfig,
 }
 
 /// The gRPC routes over the runtime's database and parties, the announcer of overdue tasks, and
@@ -54,7 +57,10 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
     let interactions = Interactions {
         pool: runtime.pool.clone(),
         parties,
+        limits: runtime.config.interactions.clone(),
     };
+    // An e-mail travels whole in ImportEmail: the service takes messages as large as it imports.
+    let max_message = interactions.limits.max_email_bytes + (64 << 10);
     tokio::spawn(
         interactions
             .clone()
@@ -62,7 +68,9 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
     );
     crm_kit::privacy::join(runtime, shutdown, privacy::InteractionsPrivacy);
     Ok((
-        Routes::new(InteractionsServiceServer::new(interactions)),
+        Routes::new(
+            InteractionsServiceServer::new(interactions).max_decoding_message_size(max_message),
+        ),
         vec![SERVICE_NAME],
     ))
 }

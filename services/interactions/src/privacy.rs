@@ -3,7 +3,8 @@
 //! part in and every note about them. Erasure: the fact that a contact happened stays (when, on
 //! which channel, which way, with whom by id, the subject under a pseudonym stored nowhere else),
 //! but its words (subject, body, outcome), every participant's address and name, link references,
-//! the number dialled, the recording and the attachments go, and the contact leaves the subject's
+//! the number dialled, the recording, an e-mail's Message-ID and the attachments (and any content
+//! kept) go, and the contact leaves the subject's
 //! history; notes about the subject, or on their contacts, are deleted; tasks about them lose their
 //! words and the link to them. An organization's history is the company's, not personal data, and
 //! stays.
@@ -146,7 +147,8 @@ impl Participant for InteractionsPrivacy {
 async fn anonymise_interactions(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
     let interactions: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE interactions i SET subject = '', body = '', outcome = '', dialled_number = '',
-             recording_reference = '', attachments = '[]', updated_at = now(), updated_by = $3,
+             recording_reference = '', attachments = '[]', message_id = NULL, updated_at = now(),
+             updated_by = $3,
              version = version + 1,
              links = (
                  SELECT coalesce(jsonb_agg(jsonb_build_object('kind', l->>'kind', 'reference', '')
@@ -168,6 +170,12 @@ async fn anonymise_interactions(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<Vec<U
     .bind(ERASER)
     .fetch_all(&mut **tx)
     .await?;
+    // An e-mail's keys stay (hashes: they hold nothing of the subject) so that it is not imported
+    // again; its attachments' content goes.
+    sqlx::query("DELETE FROM attachment_contents WHERE interaction_id = ANY($1)")
+        .bind(&interactions)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query(
         "DELETE FROM interaction_clients WHERE client_id = ANY($1) AND client_kind = 'person'",
     )

@@ -40,6 +40,28 @@ pub struct Config {
     pub privacy: PrivacyConfig,
     /// Reward orders (used by the rewards service).
     pub rewards: RewardsConfig,
+    /// E-mail import and mailbox sync (used by the interactions service).
+    pub interactions: InteractionsConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct InteractionsConfig {
+    /// `CRM__INTERACTIONS__MAX_EMAIL_BYTES`: the largest raw e-mail imported. Default 26214400
+    /// (25 MiB, what common mail servers accept); 1 KiB to 100 MiB.
+    pub max_email_bytes: usize,
+    /// `CRM__INTERACTIONS__MAX_STORED_ATTACHMENT_BYTES`: attachments of imported e-mails up to this
+    /// size keep their content in the database; larger ones keep only their description. Default
+    /// 1048576 (1 MiB); 0 keeps none.
+    pub max_stored_attachment_bytes: usize,
+    /// `CRM__INTERACTIONS__MAILBOX_POLL_SECS`: how often each connected mailbox is read for new
+    /// messages. Default 60.
+    pub mailbox_poll_secs: u64,
+}
+
+impl InteractionsConfig {
+    pub fn mailbox_poll(&self) -> Duration {
+        Duration::from_secs(self.mailbox_poll_secs)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -330,6 +352,24 @@ impl Config {
                 "must be 1 to 2592000 (30 days, loyalty's longest hold)",
             ));
         }
+        if !(1024..=100 << 20).contains(&self.interactions.max_email_bytes) {
+            return Err(ConfigError::key(
+                "interactions.max_email_bytes",
+                "must be 1024 to 104857600 (100 MiB)",
+            ));
+        }
+        if self.interactions.max_stored_attachment_bytes > self.interactions.max_email_bytes {
+            return Err(ConfigError::key(
+                "interactions.max_stored_attachment_bytes",
+                "must not exceed interactions.max_email_bytes",
+            ));
+        }
+        if !(1..=86_400).contains(&self.interactions.mailbox_poll_secs) {
+            return Err(ConfigError::key(
+                "interactions.mailbox_poll_secs",
+                "must be 1 to 86400",
+            ));
+        }
         if self.privacy.retry_after_secs == 0 {
             return Err(ConfigError::key(
                 "privacy.retry_after_secs",
@@ -369,7 +409,7 @@ impl Config {
     }
 }
 
-fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 18] {
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 21] {
     [
         (
             "admin.listen",
@@ -395,6 +435,12 @@ fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 18] {
         ("privacy.retry_after_secs", 300.into()),
         ("privacy.bundle_retention_days", 30.into()),
         ("rewards.hold_timeout_secs", 1_209_600.into()),
+        ("interactions.max_email_bytes", (25_i64 << 20).into()),
+        (
+            "interactions.max_stored_attachment_bytes",
+            (1_i64 << 20).into(),
+        ),
+        ("interactions.mailbox_poll_secs", 60.into()),
     ]
 }
 

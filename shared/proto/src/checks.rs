@@ -100,6 +100,13 @@ impl FieldViolations {
         Self::default()
     }
 
+    /// One violation: for checks that stop at their first.
+    pub fn single(field: impl Into<String>, description: impl Into<String>) -> Self {
+        let mut v = Self::new();
+        v.add(field, description);
+        v
+    }
+
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
         let field = truncate(field.into(), MAX_DESCRIPTION);
         let description = truncate(description.into(), MAX_DESCRIPTION);

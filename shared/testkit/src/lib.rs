@@ -20,8 +20,8 @@ use crm_kit::{
     auth::TokenIssuer,
     client::TracedChannel,
     config::{
-        AdminConfig, AuthConfig, Config, DatabaseConfig, GrpcConfig, KafkaConfig, LogFormat,
-        PrivacyConfig, RewardsConfig, Secret, TelemetryConfig,
+        AdminConfig, AuthConfig, Config, DatabaseConfig, GrpcConfig, InteractionsConfig,
+        KafkaConfig, LogFormat, PrivacyConfig, RewardsConfig, Secret, TelemetryConfig,
     },
     shutdown::{self, ShutdownTrigger},
     telemetry::Telemetry,
@@ -253,6 +253,12 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
         },
         rewards: RewardsConfig {
             hold_timeout_secs: 1_209_600,
+        },
+        interactions: InteractionsConfig {
+            max_email_bytes: 25 << 20,
+            max_stored_attachment_bytes: 1 << 20,
+            // Tests deliver and expect mail within seconds.
+            mailbox_poll_secs: 1,
         },
     }
 }

@@ -2,6 +2,8 @@
 //! by a proto enum, declared once), and what a contact's participants, links and attachments must
 //! be, in the form they are stored (jsonb).
 
+pub mod email;
+
 use crm_kit::{error::FieldViolations, request::uuid};
 use crm_proto::crm::interactions::v1 as proto;
 use serde::{Deserialize, Serialize};
@@ -123,6 +125,9 @@ pub struct Attachment {
     pub sha256: String,
     #[serde(default)]
     pub reference: String,
+    /// The service keeps the content (in `attachment_contents`, by position).
+    #[serde(default)]
+    pub stored: bool,
 }
 
 /// The participants, checked: parties and persons by UUID, operators by subject, external ones by
@@ -243,6 +248,7 @@ pub fn attachments(list: &[proto::Attachment], v: &mut FieldViolations) -> Vec<A
                 size_bytes: a.size_bytes,
                 sha256: hash,
                 reference: a.reference.trim().to_owned(),
+                stored: false,
             }
         })
         .collect()
@@ -256,6 +262,7 @@ pub fn attachments_to_proto(list: &[Attachment]) -> Vec<proto::Attachment> {
             size_bytes: a.size_bytes,
             sha256: a.sha256.clone(),
             reference: a.reference.clone(),
+            content_stored: a.stored,
         })
         .collect()
 }

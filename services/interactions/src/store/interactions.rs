@@ -30,11 +30,14 @@ pub struct InteractionRow {
     pub created_by: String,
     pub updated_by: String,
     pub version: i64,
+    pub message_id: Option<String>,
+    pub thread_id: Option<Uuid>,
 }
 
 const COLUMNS: &str = "i.id, i.channel, i.direction, i.subject, i.body, i.occurred_at,
     i.duration_seconds, i.outcome, i.participants, i.links, i.attachments, i.dialled_number,
-    i.recording_reference, i.created_at, i.updated_at, i.created_by, i.updated_by, i.version";
+    i.recording_reference, i.created_at, i.updated_at, i.created_by, i.updated_by, i.version,
+    i.message_id, i.thread_id";
 
 /// A new interaction, and its clients (the parties and persons among its participants, each under
 /// its linked id too).
@@ -42,8 +45,8 @@ pub async fn insert(tx: &mut Tx, r: &InteractionRow, clients: &[Client]) -> sqlx
     sqlx::query(
         "INSERT INTO interactions (id, channel, direction, subject, body, occurred_at,
              duration_seconds, outcome, participants, links, attachments, dialled_number,
-             recording_reference, created_by, updated_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+             recording_reference, created_by, updated_by, message_id, thread_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16)",
     )
     .bind(r.id)
     .bind(r.channel)
@@ -59,6 +62,8 @@ pub async fn insert(tx: &mut Tx, r: &InteractionRow, clients: &[Client]) -> sqlx
     .bind(&r.dialled_number)
     .bind(&r.recording_reference)
     .bind(&r.created_by)
+    .bind(&r.message_id)
+    .bind(r.thread_id)
     .execute(&mut **tx)
     .await?;
     let mut rows: Vec<(Uuid, Option<Uuid>, &str)> = Vec::new();
@@ -71,6 +76,9 @@ pub async fn insert(tx: &mut Tx, r: &InteractionRow, clients: &[Client]) -> sqlx
         rows.push((client.id, client.linked, kind));
         if let Some(linked) = client.linked {
             rows.push((linked, Some(client.id), kind));
+        }
+        if let Some(employer) = client.employer {
+            rows.push((employer, None, "organization"));
         }
     }
     rows.sort_by_key(|(id, _, _)| *id);
@@ -138,6 +146,8 @@ pub struct Filter {
     pub channel: Option<Channel>,
     pub after: Option<DateTime<Utc>>,
     pub before: Option<DateTime<Utc>>,
+    /// An e-mail conversation.
+    pub thread: Option<Uuid>,
 }
 
 /// One page, newest first, after the position (occurred_at, id) of the last one of the page
@@ -157,6 +167,7 @@ pub async fn list(
                 AND ($5::timestamptz IS NULL OR c.occurred_at >= $5)
                 AND ($6::timestamptz IS NULL OR c.occurred_at < $6)
                 AND ($4::text IS NULL OR i.channel = $4)
+                AND ($8::uuid IS NULL OR i.thread_id = $8)
               ORDER BY c.occurred_at DESC, c.interaction_id DESC"
         }
         None => {
@@ -166,6 +177,7 @@ pub async fn list(
                 AND ($5::timestamptz IS NULL OR i.occurred_at >= $5)
                 AND ($6::timestamptz IS NULL OR i.occurred_at < $6)
                 AND ($4::text IS NULL OR i.channel = $4)
+                AND ($8::uuid IS NULL OR i.thread_id = $8)
               ORDER BY i.occurred_at DESC, i.id DESC"
         }
     };
@@ -179,6 +191,7 @@ pub async fn list(
     .bind(filter.after)
     .bind(filter.before)
     .bind(limit)
+    .bind(filter.thread)
     .fetch_all(conn)
     .await
 }

@@ -1,6 +1,7 @@
 //! Every SQL statement of the interactions service, one file per aggregate. Rows hold domain
 //! types; the use cases pass transactions in and decide what the rows mean.
 
+pub mod emails;
 pub mod interactions;
 pub mod notes;
 pub mod tasks;
