@@ -418,7 +418,16 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
     );
 
     // Nothing that identifies the person is left in any database, stored replies included.
-    for needle in [GIVEN, FAMILY, EMAIL, PHONE, STREET, BIRTHDAY, "has a dog", PASSPORT] {
+    for needle in [
+        GIVEN,
+        FAMILY,
+        EMAIL,
+        PHONE,
+        STREET,
+        BIRTHDAY,
+        "has a dog",
+        PASSPORT,
+    ] {
         for (service, mut db) in [
             ("parties", suite.parties_db().await),
             ("loyalty", suite.loyalty_db().await),

@@ -49,7 +49,7 @@ impl Interactions {
                 self.limits.max_email_bytes
             ),
         );
-        let own = own_addresses(&req.own_addresses, &mut v);
+        let own = own_addresses(&req.own_addresses, "own_addresses", &mut v);
         let received = optional_time(req.received_time.as_ref(), "received_time", &mut v);
         v.finish()?;
         let raw = req.raw_message.clone();
@@ -255,8 +255,8 @@ impl Interactions {
     }
 }
 
-/// The caller's own addresses, in the form e-mail addresses are compared in (lower case).
-fn own_addresses(list: &[String], v: &mut FieldViolations) -> Vec<String> {
+/// The caller's own addresses (`field`), in the form e-mail addresses are compared in (lower case).
+pub(crate) fn own_addresses(list: &[String], field: &str, v: &mut FieldViolations) -> Vec<String> {
     list.iter()
         .enumerate()
         .map(|(i, raw)| {
@@ -266,7 +266,7 @@ fn own_addresses(list: &[String], v: &mut FieldViolations) -> Vec<String> {
                     && address
                         .split_once('@')
                         .is_some_and(|(l, d)| !l.is_empty() && !d.is_empty()),
-                format!("own_addresses[{i}]"),
+                format!("{field}[{i}]"),
                 "is not an e-mail address",
             );
             address

@@ -19,6 +19,11 @@ crm_kit::refusals! {
             "NO_KNOWN_CLIENT",
             "no address of the message is one of a single known party or person"
         ),
+        /// One connection per folder of an account.
+        MailboxConnected { username: String, folder: String, host: String } = AlreadyExists(
+            "MAILBOX_CONNECTED",
+            "folder {folder:?} of {username} at {host} is connected already"
+        ),
         /// Only imported e-mails' attachments within the size limit keep their content.
         ContentNotKept { interaction: Uuid, index: i32 } = Precondition(
             "CONTENT_NOT_KEPT",

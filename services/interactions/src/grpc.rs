@@ -51,6 +51,30 @@ impl InteractionsService for Interactions {
         reply(Interactions::get_attachment_content(self, request.into_inner()).await)
     }
 
+    async fn connect_mailbox(&self, request: Request<ConnectMailboxRequest>) -> Reply<Mailbox> {
+        let subject = subject(&request);
+        reply(Interactions::connect_mailbox(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_mailbox(&self, request: Request<GetMailboxRequest>) -> Reply<Mailbox> {
+        reply(Interactions::get_mailbox(self, request.into_inner()).await)
+    }
+
+    async fn list_mailboxes(
+        &self,
+        request: Request<ListMailboxesRequest>,
+    ) -> Reply<ListMailboxesResponse> {
+        reply(Interactions::list_mailboxes(self, request.into_inner()).await)
+    }
+
+    async fn disconnect_mailbox(
+        &self,
+        request: Request<DisconnectMailboxRequest>,
+    ) -> Reply<Mailbox> {
+        let subject = subject(&request);
+        reply(Interactions::disconnect_mailbox(self, &subject, request.into_inner()).await)
+    }
+
     async fn add_note(&self, request: Request<AddNoteRequest>) -> Reply<Note> {
         let subject = subject(&request);
         reply(Interactions::add_note(self, &subject, request.into_inner()).await)

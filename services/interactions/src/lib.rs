@@ -9,7 +9,9 @@ pub mod email;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod imap;
 pub mod interactions;
+pub mod mailboxes;
 pub mod notes;
 pub mod peers;
 pub mod privacy;
@@ -48,6 +50,8 @@ pub struct Interactions {
     pub(crate) pool: Pool,
     pub(crate) parties: PartiesServiceClient<TracedChannel>,
     pub(crate) limits: InteractionsConfig,
+    /// TLS for mailbox connections.
+    pub(crate) tls: tokio_rustls::TlsConnector,
 }
 
 /// The gRPC routes over the runtime's database and parties, the announcer of overdue tasks, and
@@ -58,6 +62,7 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
         pool: runtime.pool.clone(),
         parties,
         limits: runtime.config.interactions.clone(),
+        tls: imap::tls(&runtime.config.interactions.mailbox_ca_file)?,
     };
     // An e-mail travels whole in ImportEmail: the service takes messages as large as it imports.
     let max_message = interactions.limits.max_email_bytes + (64 << 10);
@@ -66,6 +71,7 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
             .clone()
             .announce_overdue_tasks(shutdown.clone()),
     );
+    tokio::spawn(interactions.clone().read_mailboxes(shutdown.clone()));
     crm_kit::privacy::join(runtime, shutdown, privacy::InteractionsPrivacy);
     Ok((
         Routes::new(

@@ -56,6 +56,14 @@ pub struct InteractionsConfig {
     /// `CRM__INTERACTIONS__MAILBOX_POLL_SECS`: how often each connected mailbox is read for new
     /// messages. Default 60.
     pub mailbox_poll_secs: u64,
+    /// `CRM__INTERACTIONS__MAILBOX_SECRETS_DIR`: where mailbox passwords are, one file per
+    /// `Mailbox.password_ref` (a mounted Kubernetes Secret). Default
+    /// `/var/run/secrets/crm/mailboxes`.
+    pub mailbox_secrets_dir: String,
+    /// `CRM__INTERACTIONS__MAILBOX_CA_FILE`: PEM certificates trusted for mailbox TLS besides the
+    /// system's (a company CA). Default none.
+    #[serde(default)]
+    pub mailbox_ca_file: String,
 }
 
 impl InteractionsConfig {
@@ -409,7 +417,7 @@ impl Config {
     }
 }
 
-fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 21] {
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 22] {
     [
         (
             "admin.listen",
@@ -441,6 +449,10 @@ fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 21] {
             (1_i64 << 20).into(),
         ),
         ("interactions.mailbox_poll_secs", 60.into()),
+        (
+            "interactions.mailbox_secrets_dir",
+            "/var/run/secrets/crm/mailboxes".into(),
+        ),
     ]
 }
 

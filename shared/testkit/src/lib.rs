@@ -4,7 +4,9 @@
 //!
 //! Environment: `CRM_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
 //! names the server to create databases on; `CRM_TANSU` the broker binary (default: `tansu` on
-//! the PATH, then `~/.cargo/bin/tansu`).
+//! the PATH, then `~/.cargo/bin/tansu`). [`imap::Dovecot`] is an IMAP server for mailbox tests.
+
+pub mod imap;
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -259,6 +261,8 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
             max_stored_attachment_bytes: 1 << 20,
             // Tests deliver and expect mail within seconds.
             mailbox_poll_secs: 1,
+            mailbox_secrets_dir: String::new(),
+            mailbox_ca_file: String::new(),
         },
     }
 }

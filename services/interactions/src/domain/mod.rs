@@ -80,6 +80,23 @@ crm_kit::text_enum! {
     }
 }
 
+crm_kit::text_enum! {
+    /// How a mailbox connection is protected.
+    pub enum MailboxSecurity: proto::MailboxSecurity {
+        Tls = "tls",
+        Starttls = "starttls",
+        None = "none",
+    }
+}
+
+crm_kit::text_enum! {
+    pub enum MailboxStatus: proto::MailboxStatus {
+        Active = "active",
+        Failing = "failing",
+        Disconnected = "disconnected",
+    }
+}
+
 impl TaskStatus {
     pub fn is_final(self) -> bool {
         matches!(self, Self::Done | Self::Cancelled)

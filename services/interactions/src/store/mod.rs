@@ -3,5 +3,6 @@
 
 pub mod emails;
 pub mod interactions;
+pub mod mailboxes;
 pub mod notes;
 pub mod tasks;
