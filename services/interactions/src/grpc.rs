@@ -36,6 +36,20 @@ impl InteractionsService for Interactions {
         reply(Interactions::list_interactions(self, request.into_inner()).await)
     }
 
+    async fn search_interactions(
+        &self,
+        request: Request<SearchInteractionsRequest>,
+    ) -> Reply<SearchInteractionsResponse> {
+        reply(Interactions::search_interactions(self, request.into_inner()).await)
+    }
+
+    async fn get_timeline(
+        &self,
+        request: Request<GetTimelineRequest>,
+    ) -> Reply<GetTimelineResponse> {
+        reply(Interactions::get_timeline(self, request.into_inner()).await)
+    }
+
     async fn import_email(
         &self,
         request: Request<ImportEmailRequest>,

@@ -8,6 +8,7 @@ pub mod domain;
 pub mod email;
 pub mod error;
 pub mod events;
+pub mod facts;
 pub mod grpc;
 pub mod imap;
 pub mod interactions;
@@ -17,9 +18,11 @@ pub mod peers;
 pub mod privacy;
 pub mod store;
 pub mod tasks;
+pub mod timeline;
 
 use crm_kit::client::TracedChannel;
 use crm_kit::config::InteractionsConfig;
+use crm_kit::consumer::{self, ConsumerOptions};
 use crm_kit::store::Pool;
 use crm_kit::{
     app::{Runtime, Service, ServiceRoutes},
@@ -72,6 +75,8 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
             .announce_overdue_tasks(shutdown.clone()),
     );
     tokio::spawn(interactions.clone().read_mailboxes(shutdown.clone()));
+    let timeline = ConsumerOptions::new(facts::CONSUMER, facts::TOPICS);
+    consumer::spawn(runtime, timeline, facts::Timeline, shutdown);
     crm_kit::privacy::join(runtime, shutdown, privacy::InteractionsPrivacy);
     Ok((
         Routes::new(

@@ -39,6 +39,10 @@ const NOTES: &str = "SELECT * FROM notes WHERE $1 = ANY(client_ids) ORDER BY id"
 
 const TASKS: &str = "SELECT * FROM tasks WHERE $1 = ANY(client_ids) ORDER BY id";
 
+/// What other services published about the subject, as their timeline shows it.
+const FACTS: &str = "SELECT kind, occurred_at, source, event_type, reference, summary, attributes
+    FROM timeline WHERE owner_id = $1 AND source IS NOT NULL ORDER BY occurred_at, item_id";
+
 impl Participant for InteractionsPrivacy {
     async fn export(&self, tx: &mut Tx, subject: Subject) -> anyhow::Result<Export> {
         let id = subject.id();
@@ -48,6 +52,8 @@ impl Participant for InteractionsPrivacy {
             .table(tx, "notes", NOTES, id)
             .await?
             .table(tx, "tasks", TASKS, id)
+            .await?
+            .table(tx, "timeline facts", FACTS, id)
             .await?)
     }
 
@@ -58,7 +64,9 @@ impl Participant for InteractionsPrivacy {
             "SELECT $1::uuid
              UNION SELECT linked_id FROM interaction_clients
                     WHERE client_id = $1 AND linked_id IS NOT NULL
-             UNION SELECT unnest(client_ids) FROM notes WHERE $1 = ANY(client_ids)",
+             UNION SELECT unnest(client_ids) FROM notes WHERE $1 = ANY(client_ids)
+             UNION SELECT person_id FROM natural_persons WHERE party_id = $1
+             UNION SELECT party_id FROM natural_persons WHERE person_id = $1",
         )
         .bind(id)
         .fetch_all(&mut **tx)
@@ -80,6 +88,10 @@ impl Participant for InteractionsPrivacy {
         .bind(&interactions)
         .fetch_all(&mut **tx)
         .await?;
+        sqlx::query("DELETE FROM timeline WHERE item_id = ANY($1)")
+            .bind(notes.iter().map(|n| n.id).collect::<Vec<_>>())
+            .execute(&mut **tx)
+            .await?;
         // Tasks about the subject stay as work done, without their words or the client.
         let tasks: Vec<TaskRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "UPDATE tasks SET title = '(erased)', description = '', party_id = NULL,
@@ -93,6 +105,9 @@ impl Participant for InteractionsPrivacy {
         .bind(&interactions)
         .fetch_all(&mut **tx)
         .await?;
+        if !organization {
+            forget_timelines(tx, &ids).await?;
+        }
         for task in &tasks {
             events::task_changed(tx, &convert::task(task), "updated").await?;
         }
@@ -139,6 +154,20 @@ impl Participant for InteractionsPrivacy {
             .collect();
         Ok(erasure)
     }
+}
+
+/// The subject's timelines go: what stays of their contacts and tasks is no one's history now,
+/// their notes are gone, and the facts about them are the other services' to keep or erase. So
+/// do the links from their loyalty memberships and between their party and person.
+async fn forget_timelines(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
+    for statement in [
+        "DELETE FROM timeline WHERE owner_id = ANY($1)",
+        "DELETE FROM memberships WHERE party_id = ANY($1)",
+        "DELETE FROM natural_persons WHERE party_id = ANY($1) OR person_id = ANY($1)",
+    ] {
+        sqlx::query(statement).bind(ids).execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Strips the words and addresses of the subject's (non-organization) contacts, puts a pseudonym

@@ -37,6 +37,8 @@ pub struct Event {
     pub topic: String,
     pub key: Option<String>,
     pub payload: Vec<u8>,
+    /// When it happened: CloudEvents `ce_time`, else the record's timestamp.
+    pub time: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -451,6 +453,15 @@ fn to_event(message: &BorrowedMessage<'_>) -> Event {
             .and_then(|k| std::str::from_utf8(k).ok())
             .map(str::to_owned),
         payload: message.payload().unwrap_or_default().to_vec(),
+        time: header("ce_time")
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(&t).ok())
+            .map(|t| t.to_utc())
+            .or_else(|| {
+                message
+                    .timestamp()
+                    .to_millis()
+                    .and_then(chrono::DateTime::from_timestamp_millis)
+            }),
     }
 }
 

@@ -81,6 +81,23 @@ crm_kit::text_enum! {
 }
 
 crm_kit::text_enum! {
+    /// What a timeline item is: the suite's own, or a fact another service published.
+    pub enum TimelineKind: proto::TimelineKind {
+        Interaction = "interaction",
+        Note = "note",
+        Task = "task",
+        Points = "points",
+        Tier = "tier",
+        Membership = "membership",
+        Consent = "consent",
+        RewardOrder = "reward_order",
+        Offer = "offer",
+        Case = "case",
+        Ticket = "ticket",
+    }
+}
+
+crm_kit::text_enum! {
     /// How a mailbox connection is protected.
     pub enum MailboxSecurity: proto::MailboxSecurity {
         Tls = "tls",

@@ -6,8 +6,9 @@ use sqlx::{PgConnection, types::Json};
 use uuid::Uuid;
 
 use crate::{
-    domain::{Attachment, Channel, Direction, Link, Participant},
+    domain::{Attachment, Channel, Direction, Link, LinkKind, Participant, TimelineKind},
     peers::Client,
+    store::timeline,
 };
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -95,7 +96,33 @@ pub async fn insert(tx: &mut Tx, r: &InteractionRow, clients: &[Client]) -> sqlx
     .bind(r.occurred_at)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    place_in_timelines(tx, r).await
+}
+
+/// Puts the interaction in the timelines of its clients (as `interaction_clients` has them) and
+/// of the cases it links to, and takes it out of any other.
+pub async fn place_in_timelines(tx: &mut Tx, r: &InteractionRow) -> sqlx::Result<()> {
+    let mut owners: Vec<Uuid> =
+        sqlx::query_scalar("SELECT client_id FROM interaction_clients WHERE interaction_id = $1")
+            .bind(r.id)
+            .fetch_all(&mut **tx)
+            .await?;
+    owners.extend(
+        r.links
+            .iter()
+            .filter(|l| l.kind == LinkKind::Case.as_str())
+            .filter_map(|l| l.reference.parse::<Uuid>().ok()),
+    );
+    timeline::remove(tx, r.id, &owners).await?;
+    timeline::place(
+        tx,
+        r.id,
+        TimelineKind::Interaction,
+        r.occurred_at,
+        Some(r.channel),
+        &owners,
+    )
+    .await
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<InteractionRow>> {
@@ -135,7 +162,8 @@ pub async fn update(tx: &mut Tx, r: &InteractionRow, by: &str) -> sqlx::Result<(
     .bind(by)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    // Its links may name other cases now.
+    place_in_timelines(tx, r).await
 }
 
 /// What ListInteractions filters by.
@@ -192,6 +220,47 @@ pub async fn list(
     .bind(filter.before)
     .bind(limit)
     .bind(filter.thread)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<InteractionRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM interactions i WHERE i.id = ANY($1)"
+    )))
+    .bind(ids)
+    .fetch_all(conn)
+    .await
+}
+
+/// One page of the interactions whose subject or body matches `query` (web-search syntax, the
+/// `crm_search` configuration), newest first, after the position of the page before's last.
+pub async fn search(
+    conn: &mut PgConnection,
+    query: &str,
+    client: Option<Uuid>,
+    channel: Option<Channel>,
+    after: Option<(DateTime<Utc>, Uuid)>,
+    limit: i64,
+) -> sqlx::Result<Vec<InteractionRow>> {
+    let (at, id) = after.unzip();
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM interactions i
+          WHERE to_tsvector('crm_search', i.subject || ' ' || i.body)
+                @@ websearch_to_tsquery('crm_search', $1)
+            AND ($2::uuid IS NULL OR i.id IN (SELECT interaction_id FROM interaction_clients
+                                               WHERE client_id = $2))
+            AND ($3::text IS NULL OR i.channel = $3)
+            AND ($4::timestamptz IS NULL OR (i.occurred_at, i.id) < ($4, $5))
+          ORDER BY i.occurred_at DESC, i.id DESC
+          LIMIT $6"
+    )))
+    .bind(query)
+    .bind(client)
+    .bind(channel)
+    .bind(at)
+    .bind(id)
+    .bind(limit)
     .fetch_all(conn)
     .await
 }

@@ -6,3 +6,4 @@ pub mod interactions;
 pub mod mailboxes;
 pub mod notes;
 pub mod tasks;
+pub mod timeline;

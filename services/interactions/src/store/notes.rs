@@ -5,6 +5,8 @@ use crm_kit::store::Tx;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
+use crate::{domain::TimelineKind, store::timeline};
+
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct NoteRow {
     pub id: Uuid,
@@ -27,7 +29,7 @@ const COLUMNS: &str = "id, client_ids, party_id, person_id, interaction_id, task
     created_at, updated_at, created_by, updated_by, version";
 
 pub async fn insert(tx: &mut Tx, n: &NoteRow) -> sqlx::Result<NoteRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: NoteRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO notes (id, party_id, person_id, interaction_id, task_id, case_id, text,
              client_ids, created_by, updated_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)
@@ -43,7 +45,19 @@ pub async fn insert(tx: &mut Tx, n: &NoteRow) -> sqlx::Result<NoteRow> {
     .bind(&n.client_ids)
     .bind(&n.created_by)
     .fetch_one(&mut **tx)
-    .await
+    .await?;
+    // In the timelines of its client (both ids of a consumer) and its case.
+    let owners: Vec<Uuid> = row.client_ids.iter().copied().chain(row.case_id).collect();
+    timeline::place(
+        tx,
+        row.id,
+        TimelineKind::Note,
+        row.created_at,
+        None,
+        &owners,
+    )
+    .await?;
+    Ok(row)
 }
 
 pub async fn lock(tx: &mut Tx, id: Uuid) -> sqlx::Result<Option<NoteRow>> {
@@ -72,7 +86,7 @@ pub async fn delete(tx: &mut Tx, id: Uuid) -> sqlx::Result<()> {
         .bind(id)
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    timeline::remove(tx, id, &[]).await
 }
 
 /// Whose notes a list shows: one of them.
@@ -102,6 +116,15 @@ pub async fn list(
     .bind(id)
     .bind(before)
     .bind(limit)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<NoteRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM notes WHERE id = ANY($1)"
+    )))
+    .bind(ids)
     .fetch_all(conn)
     .await
 }

@@ -5,7 +5,10 @@ use crm_kit::store::Tx;
 use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::domain::{TaskPriority, TaskStatus};
+use crate::{
+    domain::{TaskPriority, TaskStatus, TimelineKind},
+    store::timeline,
+};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct TaskRow {
@@ -35,7 +38,7 @@ pub const COLUMNS: &str = "id, title, description, assignee, due_at, priority, s
     created_at, updated_at, created_by, updated_by, version";
 
 pub async fn insert(tx: &mut Tx, t: &TaskRow) -> sqlx::Result<TaskRow> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let row: TaskRow = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "INSERT INTO tasks (id, title, description, assignee, due_at, priority, status,
              reminder_times, party_id, person_id, client_ids, interaction_id, case_id,
              created_by, updated_by)
@@ -57,7 +60,19 @@ pub async fn insert(tx: &mut Tx, t: &TaskRow) -> sqlx::Result<TaskRow> {
     .bind(t.case_id)
     .bind(&t.created_by)
     .fetch_one(&mut **tx)
-    .await
+    .await?;
+    // In the timelines of its client (both ids of a consumer) and its case, as of its creation.
+    let owners: Vec<Uuid> = row.client_ids.iter().copied().chain(row.case_id).collect();
+    timeline::place(
+        tx,
+        row.id,
+        TimelineKind::Task,
+        row.created_at,
+        None,
+        &owners,
+    )
+    .await?;
+    Ok(row)
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<TaskRow>> {
@@ -153,5 +168,14 @@ pub async fn take_overdue(tx: &mut Tx, limit: i64) -> sqlx::Result<Vec<TaskRow>>
     )))
     .bind(limit)
     .fetch_all(&mut **tx)
+    .await
+}
+
+pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<TaskRow>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {COLUMNS} FROM tasks WHERE id = ANY($1)"
+    )))
+    .bind(ids)
+    .fetch_all(conn)
     .await
 }
