@@ -15,7 +15,7 @@ use crm_proto::crm::{
         MembershipSuspended, PointsAccrued, PointsExpired, PointsRedeemed, PointsReversed,
         TierChanged,
     },
-    parties::v1::{PartiesMerged, PersonCreated},
+    parties::v1::{PartiesMerged, PartyUpdated, PersonCreated, PersonErased, PersonUpdated},
     rewards::v1::RewardOrderChanged,
 };
 use prost::{Message, Name};
@@ -25,8 +25,14 @@ use uuid::Uuid;
 
 use crate::{
     domain::TimelineKind,
-    store::timeline::{self as store, Fact},
+    store::{
+        occasions,
+        timeline::{self as store, Fact},
+    },
 };
+
+/// Person fields whose change changes the person's reminders.
+const OCCASION_FIELDS: &[&str] = &["name", "birthday", "name_day", "anniversaries", "owner"];
 
 /// The consumer group, and the inbox's consumer name.
 pub const CONSUMER: &str = "interactions-timeline";
@@ -99,12 +105,41 @@ async fn apply(tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
     }
     if t == PersonCreated::full_name() {
         let created: PersonCreated = decode(event)?;
+        let person = id(&created.person_id, "person")?;
+        occasions::ask_refresh(tx, person).await.map_err(retry)?;
         if created.natural_party_id.is_empty() {
             return Ok(());
         }
         let party = id(&created.natural_party_id, "natural party")?;
-        let person = id(&created.person_id, "person")?;
         return natural_person(tx, party, person).await.map_err(retry);
+    }
+    if t == PersonUpdated::full_name() {
+        let updated: PersonUpdated = decode(event)?;
+        let person = id(&updated.person_id, "person")?;
+        if updated
+            .changed_fields
+            .iter()
+            .any(|f| OCCASION_FIELDS.contains(&f.as_str()))
+        {
+            occasions::ask_refresh(tx, person).await.map_err(retry)?;
+        }
+        return Ok(());
+    }
+    if t == PartyUpdated::full_name() {
+        // A consumer's name is on its party.
+        let updated: PartyUpdated = decode(event)?;
+        let party = id(&updated.party_id, "party")?;
+        if updated.changed_fields.iter().any(|f| f == "person_name")
+            && let Some(person) = store::linked(tx, party).await.map_err(retry)?
+        {
+            occasions::ask_refresh(tx, person).await.map_err(retry)?;
+        }
+        return Ok(());
+    }
+    if t == PersonErased::full_name() {
+        let erased: PersonErased = decode(event)?;
+        let person = id(&erased.person_id, "person")?;
+        return occasions::forget(tx, &[person]).await.map_err(retry);
     }
     if t == MembershipEnrolled::full_name() {
         let enrolled: MembershipEnrolled = decode(event)?;

@@ -14,6 +14,7 @@ pub mod imap;
 pub mod interactions;
 pub mod mailboxes;
 pub mod notes;
+pub mod occasions;
 pub mod peers;
 pub mod privacy;
 pub mod store;
@@ -75,6 +76,7 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
             .announce_overdue_tasks(shutdown.clone()),
     );
     tokio::spawn(interactions.clone().read_mailboxes(shutdown.clone()));
+    tokio::spawn(interactions.clone().remind_of_occasions(shutdown.clone()));
     let timeline = ConsumerOptions::new(facts::CONSUMER, facts::TOPICS);
     consumer::spawn(runtime, timeline, facts::Timeline, shutdown);
     crm_kit::privacy::join(runtime, shutdown, privacy::InteractionsPrivacy);

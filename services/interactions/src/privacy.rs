@@ -158,12 +158,16 @@ impl Participant for InteractionsPrivacy {
 
 /// The subject's timelines go: what stays of their contacts and tasks is no one's history now,
 /// their notes are gone, and the facts about them are the other services' to keep or erase. So
-/// do the links from their loyalty memberships and between their party and person.
+/// do the links from their loyalty memberships and between their party and person, and their
+/// birthdays, name days and anniversaries.
 async fn forget_timelines(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
     for statement in [
         "DELETE FROM timeline WHERE owner_id = ANY($1)",
         "DELETE FROM memberships WHERE party_id = ANY($1)",
         "DELETE FROM natural_persons WHERE party_id = ANY($1) OR person_id = ANY($1)",
+        "DELETE FROM occasions WHERE person_id = ANY($1)",
+        "DELETE FROM occasion_refresh WHERE person_id = ANY($1)",
+        "DELETE FROM occasion_reminders WHERE person_id = ANY($1)",
     ] {
         sqlx::query(statement).bind(ids).execute(&mut **tx).await?;
     }

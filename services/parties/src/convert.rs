@@ -125,6 +125,7 @@ pub fn person_to_proto(row: &PersonRow, employments: &[EmploymentRow]) -> Person
         hobbies: row.hobbies.clone(),
         interests: row.interests.clone(),
         remarks: row.remarks.clone(),
+        owner: row.owner.clone(),
         custom_fields: domain::custom_values_to_proto(&row.custom_fields.0),
         audit: Some(audit(
             row.created_at,

@@ -64,6 +64,9 @@ pub struct InteractionsConfig {
     /// system's (a company CA). Default none.
     #[serde(default)]
     pub mailbox_ca_file: String,
+    /// `CRM__INTERACTIONS__OCCASION_LEAD_DAYS`: how many days before a person's birthday, name
+    /// day or anniversary its owner gets the reminder task. Default 7; 0 to 90.
+    pub occasion_lead_days: u16,
 }
 
 impl InteractionsConfig {
@@ -372,6 +375,12 @@ impl Config {
                 "must not exceed interactions.max_email_bytes",
             ));
         }
+        if self.interactions.occasion_lead_days > 90 {
+            return Err(ConfigError::key(
+                "interactions.occasion_lead_days",
+                "must be 0 to 90",
+            ));
+        }
         if !(1..=86_400).contains(&self.interactions.mailbox_poll_secs) {
             return Err(ConfigError::key(
                 "interactions.mailbox_poll_secs",
@@ -417,7 +426,7 @@ impl Config {
     }
 }
 
-fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 22] {
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 23] {
     [
         (
             "admin.listen",
@@ -449,6 +458,7 @@ fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 22] {
             (1_i64 << 20).into(),
         ),
         ("interactions.mailbox_poll_secs", 60.into()),
+        ("interactions.occasion_lead_days", 7.into()),
         (
             "interactions.mailbox_secrets_dir",
             "/var/run/secrets/crm/mailboxes".into(),

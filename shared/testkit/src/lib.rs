@@ -263,6 +263,7 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
             mailbox_poll_secs: 1,
             mailbox_secrets_dir: String::new(),
             mailbox_ca_file: String::new(),
+            occasion_lead_days: 7,
         },
     }
 }

@@ -3,6 +3,7 @@
 //! be, in the form they are stored (jsonb).
 
 pub mod email;
+pub mod occasions;
 
 use crm_kit::{error::FieldViolations, request::uuid};
 use crm_proto::crm::interactions::v1 as proto;

@@ -5,5 +5,6 @@ pub mod emails;
 pub mod interactions;
 pub mod mailboxes;
 pub mod notes;
+pub mod occasions;
 pub mod tasks;
 pub mod timeline;

@@ -19,7 +19,7 @@ pub const PARTY_PATHS: [&str; 9] = [
     "addresses",
 ];
 
-pub const PERSON_PATHS: [&str; 14] = [
+pub const PERSON_PATHS: [&str; 15] = [
     "name",
     "gender",
     "profession",
@@ -34,6 +34,7 @@ pub const PERSON_PATHS: [&str; 14] = [
     "interests",
     "remarks",
     "custom_fields",
+    "owner",
 ];
 
 pub const EMPLOYMENT_PATHS: [&str; 4] = [
@@ -307,6 +308,7 @@ pub fn apply_person_field(
             data.custom_fields =
                 super::custom_values(&input.custom_fields, definitions, "person.custom_fields", v)
         }
+        "owner" => data.owner = short(&input.owner, "person.owner", v),
         other => v.add("update_mask", format!("{other:?} cannot be updated")),
     }
 }
@@ -336,6 +338,7 @@ pub fn changed_person_fields(before: &PersonData, after: &PersonData) -> Vec<Str
         ("interests", before.interests != after.interests),
         ("remarks", before.remarks != after.remarks),
         ("custom_fields", before.custom_fields != after.custom_fields),
+        ("owner", before.owner != after.owner),
     ];
     checks
         .iter()

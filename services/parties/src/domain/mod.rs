@@ -335,6 +335,8 @@ pub struct PersonData {
     pub interests: Vec<String>,
     pub remarks: String,
     pub custom_fields: CustomValues,
+    /// The operator who looks after the person.
+    pub owner: String,
 }
 
 #[cfg(test)]

@@ -27,6 +27,7 @@ pub struct PersonRow {
     pub interests: Vec<String>,
     pub remarks: String,
     pub custom_fields: Json<CustomValues>,
+    pub owner: String,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub created_by: String,
@@ -52,6 +53,7 @@ impl PersonRow {
             interests: self.interests.clone(),
             remarks: self.remarks.clone(),
             custom_fields: self.custom_fields.0.clone(),
+            owner: self.owner.clone(),
         }
     }
 }
@@ -63,7 +65,7 @@ const PERSON_SELECT: &str = "SELECT pe.id, pe.natural_party_id,
         COALESCE(np.contact_points, pe.private_contact_points) AS private_contact_points,
         COALESCE(np.addresses, pe.home_addresses) AS home_addresses,
         pe.gender, pe.profession, pe.education, pe.birthday, pe.name_day, pe.anniversaries,
-        pe.family, pe.hobbies, pe.interests, pe.remarks, pe.custom_fields, pe.created_at,
+        pe.family, pe.hobbies, pe.interests, pe.remarks, pe.custom_fields, pe.owner, pe.created_at,
         pe.updated_at, pe.created_by, pe.updated_by, pe.version
     FROM persons pe LEFT JOIN parties np ON np.id = pe.natural_party_id";
 
@@ -118,7 +120,7 @@ pub async fn write_person(
              home_addresses = $5, gender = $6, profession = $7, education = $8, birthday = $9,
              name_day = $10, anniversaries = $11, family = $12, hobbies = $13, interests = $14,
              remarks = $15, custom_fields = $16, updated_by = $17, updated_at = now(),
-             version = version + $18
+             version = version + $18, owner = $19
          WHERE id = $1",
     )
     .bind(id)
@@ -139,6 +141,7 @@ pub async fn write_person(
     .bind(Json(&data.custom_fields))
     .bind(subject)
     .bind(i64::from(bump))
+    .bind(&data.owner)
     .execute(&mut **tx)
     .await?;
     Ok(())
