@@ -1,6 +1,6 @@
 //! The suite under test: parties, interactions, consent, loyalty and rewards on one broker, each on
-//! its own database, started through the same `Runtime` as their binaries; loyalty and rewards
-//! restartable on the same storage.
+//! its own database, started through the same `Runtime` as their binaries; interactions, loyalty
+//! and rewards restartable on the same storage.
 
 use crm_kit::{app::Service, config::Config};
 use std::{net::SocketAddr, time::Duration};
@@ -43,7 +43,7 @@ pub struct Suite {
     pub broker: Broker,
     pub parties: TestService,
     pub consent: TestService,
-    pub interactions: TestService,
+    interactions: Restartable,
     loyalty: Restartable,
     rewards: Restartable,
 }
@@ -145,27 +145,47 @@ impl Suite {
             },
         )
         .await?;
-        let parties_url = url(&parties);
-        let interactions = TestService::start_with(
-            &INTERACTIONS,
-            TestDatabase::create().await?,
-            broker.shared(),
-            |config| {
-                config.peers.insert("parties".into(), parties_url);
-            },
-        )
-        .await?;
         let mut suite = Self {
             broker,
             parties,
             consent,
-            interactions,
+            interactions: Restartable::new("interactions").await?,
             loyalty: Restartable::new("loyalty").await?,
             rewards: Restartable::new("rewards").await?,
         };
+        suite.start_interactions().await?;
         suite.start_loyalty().await?;
         suite.start_rewards().await?;
         Ok(suite)
+    }
+
+    /// Starts interactions (again) on its database.
+    pub async fn start_interactions(&mut self) -> anyhow::Result<()> {
+        self.start_interactions_with(|_| {}).await
+    }
+
+    /// Starts interactions (again) on its database, with `adjust` applied to its settings.
+    pub async fn start_interactions_with(
+        &mut self,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<()> {
+        let peers = vec![("parties", self.parties_url())];
+        self.interactions
+            .start(&INTERACTIONS, &self.broker, peers, adjust)
+            .await
+    }
+
+    /// Stops interactions gracefully, keeping its database.
+    pub async fn stop_interactions(&mut self) -> anyhow::Result<()> {
+        self.interactions.stop().await
+    }
+
+    pub fn interactions(&self) -> &TestService {
+        self.interactions.get()
+    }
+
+    pub async fn interactions_db(&self) -> PgConnection {
+        self.interactions.db().await
     }
 
     /// Starts loyalty (again) on its database; it consumes from where its consumers stopped.
@@ -237,7 +257,7 @@ impl Suite {
     }
 
     pub fn interactions_client(&self) -> InteractionsServiceClient<TracedChannel> {
-        InteractionsServiceClient::new(self.interactions.channel(&token(
+        InteractionsServiceClient::new(self.interactions().channel(&token(
             "agent",
             &["interactions.read", "interactions.write"],
         )))
@@ -392,12 +412,11 @@ impl Suite {
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        for service in [&mut self.rewards, &mut self.loyalty] {
+        for service in [&mut self.rewards, &mut self.loyalty, &mut self.interactions] {
             if let Some(running) = service.running.take() {
                 running.stop().await?;
             }
         }
-        self.interactions.stop().await?;
         self.consent.stop().await?;
         self.parties.stop().await
     }

@@ -37,7 +37,7 @@ fn served<'a>(
                 "crm.loyalty.v1" => suite.loyalty(),
                 "crm.consent.v1" => &suite.consent,
                 "crm.rewards.v1" => suite.rewards(),
-                "crm.interactions.v1" => &suite.interactions,
+                "crm.interactions.v1" => suite.interactions(),
                 other => panic!("{other}: a service the test suite does not start"),
             };
             (service, server)

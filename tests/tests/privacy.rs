@@ -432,7 +432,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
             ("parties", suite.parties_db().await),
             ("loyalty", suite.loyalty_db().await),
             ("rewards", suite.rewards_db().await),
-            ("interactions", suite.interactions.db().await),
+            ("interactions", suite.interactions_db().await),
             ("consent", suite.consent.db().await),
         ] {
             let found = find_in_database(&mut db, needle).await.unwrap();

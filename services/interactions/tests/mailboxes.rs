@@ -4,16 +4,15 @@
 
 use std::time::Duration;
 
+use crm_e2e::Suite;
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
     interactions::v1::{interactions_service_client::InteractionsServiceClient, *},
     parties::v1::{
         ContactPoint, ContactPointKind, CreatePartyRequest, Party, PartyKind, PersonName,
-        parties_service_client::PartiesServiceClient,
     },
 };
 use crm_testkit::{
-    Broker, TestDatabase, TestService,
     imap::{self, Dovecot},
     token,
 };
@@ -31,63 +30,38 @@ const STRANGER: &[u8] = b"From: Someone <someone@elsewhere.example>\r\n\
 To: sales@ourco.example\r\nSubject: Offer you cannot refuse\r\n\
 Date: Mon, 02 Nov 2026 12:00:00 +0000\r\nMessage-ID: <spam-1@elsewhere.example>\r\n\r\nBuy now.\r\n";
 
-/// Parties and interactions on one broker; interactions reads its mailbox passwords from a
-/// directory of its own and mailboxes every second.
+/// The suite, with interactions reading its mailbox passwords from a directory of its own.
 struct Setup {
-    broker: Broker,
-    parties: TestService,
-    interactions: Option<TestService>,
+    suite: Suite,
     secrets: std::path::PathBuf,
 }
 
 impl Setup {
     async fn start() -> Self {
-        let broker = Broker::start().await.unwrap();
-        let parties = TestService::start_with(
-            &crm_e2e::PARTIES,
-            TestDatabase::create().await.unwrap(),
-            broker.shared(),
-            |_| {},
-        )
-        .await
-        .unwrap();
         let secrets = std::env::temp_dir().join(format!("crm-secrets-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&secrets).unwrap();
         std::fs::write(secrets.join("sales"), format!("{}\n", imap::PASSWORD)).unwrap();
         std::fs::write(secrets.join("wrong"), "not-the-password").unwrap();
         let mut setup = Self {
-            broker,
-            parties,
-            interactions: None,
+            suite: Suite::start().await.unwrap(),
             secrets,
         };
-        setup
-            .start_interactions(TestDatabase::create().await.unwrap())
-            .await;
+        setup.suite.stop_interactions().await.unwrap();
+        setup.start_interactions().await;
         setup
     }
 
-    async fn start_interactions(&mut self, database: TestDatabase) {
-        let parties = format!("http://{}", self.parties.addr);
+    async fn start_interactions(&mut self) {
         let secrets = self.secrets.display().to_string();
-        let started = TestService::start_with(
-            &crm_e2e::INTERACTIONS,
-            database,
-            self.broker.shared(),
-            |config| {
-                config.peers.insert("parties".into(), parties);
-                config.interactions.mailbox_secrets_dir = secrets;
-            },
-        )
-        .await
-        .unwrap();
-        self.interactions = Some(started);
+        self.suite
+            .start_interactions_with(|config| config.interactions.mailbox_secrets_dir = secrets)
+            .await
+            .unwrap();
     }
 
     async fn restart_interactions(&mut self) {
-        let running = self.interactions.take().unwrap();
-        let (database, _) = running.stop_keeping_storage().await.unwrap();
-        self.start_interactions(database).await;
+        self.suite.stop_interactions().await.unwrap();
+        self.start_interactions().await;
     }
 
     fn client(&self) -> InteractionsServiceClient<TracedChannel> {
@@ -96,38 +70,31 @@ impl Setup {
             "interactions.write",
             "interactions.mailboxes",
         ];
-        InteractionsServiceClient::new(
-            self.interactions
-                .as_ref()
-                .unwrap()
-                .channel(&token("admin", &scopes)),
-        )
+        InteractionsServiceClient::new(self.suite.interactions().channel(&token("admin", &scopes)))
     }
 
     async fn consumer(&self, email: &str) -> Party {
-        PartiesServiceClient::new(
-            self.parties
-                .channel(&token("agent", &["parties.read", "parties.write"])),
-        )
-        .create_party(CreatePartyRequest {
-            party: Some(Party {
-                kind: PartyKind::Person as i32,
-                person_name: Some(PersonName {
-                    given_name: "Anna".into(),
-                    family_name: "Kowalska".into(),
-                }),
-                contact_points: vec![ContactPoint {
-                    kind: ContactPointKind::Email as i32,
-                    value: email.into(),
+        self.suite
+            .parties_client()
+            .create_party(CreatePartyRequest {
+                party: Some(Party {
+                    kind: PartyKind::Person as i32,
+                    person_name: Some(PersonName {
+                        given_name: "Anna".into(),
+                        family_name: "Kowalska".into(),
+                    }),
+                    contact_points: vec![ContactPoint {
+                        kind: ContactPointKind::Email as i32,
+                        value: email.into(),
+                        ..Default::default()
+                    }],
                     ..Default::default()
-                }],
+                }),
                 ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
+            })
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     async fn connect(&self, dovecot: &Dovecot, password_ref: &str) -> Mailbox {
@@ -228,10 +195,9 @@ async fn a_mailbox_is_read_once_resumed_after_a_restart_and_reread_when_renumber
 
     // Mail that arrives while the service is down is read after it comes back, from the cursor:
     // nothing read before is read again.
-    let running = setup.interactions.take().unwrap();
-    let (database, _) = running.stop_keeping_storage().await.unwrap();
+    setup.suite.stop_interactions().await.unwrap();
     dovecot.deliver(&eml("thread-3")).unwrap();
-    setup.start_interactions(database).await;
+    setup.start_interactions().await;
     let read = setup.mailbox_when(&mailbox.id, |m| m.last_uid == 5).await;
     assert_eq!(counts(&read), (4, 0, 1), "resumed from UID 4");
     assert_eq!(read.uid_validity, first_validity);

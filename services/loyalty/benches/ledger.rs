@@ -14,7 +14,11 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use crm_proto::crm::loyalty::v1::{start_bulk_accrual_request::Selection, *};
-use crm_testkit::{CpuTimes, pgbench};
+use crm_testkit::{
+    CpuTimes,
+    bench::{analyze, ms, phase, rate},
+    pgbench,
+};
 use futures::{StreamExt, stream};
 use sqlx::Connection;
 use uuid::Uuid;
@@ -237,26 +241,4 @@ async fn seed_members(suite: &Suite, program: &Program, count: usize) -> Vec<Mem
             ..Default::default()
         })
         .collect()
-}
-
-/// Fresh statistics between timed runs, as autovacuum would take them (this machine's
-/// PostgreSQL runs without it); taken during a run, they would cost it 0.2–1 s each.
-async fn analyze(db: &mut sqlx::PgConnection) {
-    sqlx::query("ANALYZE").execute(db).await.unwrap();
-}
-
-/// When each phase starts, so that a profile taken alongside can be cut by phase.
-fn phase(name: &str) {
-    let since_epoch = std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .unwrap_or_default();
-    eprintln!("[{:.3}] {name}", since_epoch.as_secs_f64());
-}
-
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
-
-fn ms(duration: Duration) -> f64 {
-    duration.as_secs_f64() * 1000.0
 }

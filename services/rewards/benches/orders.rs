@@ -11,14 +11,17 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use common::*;
 use crm_proto::crm::{
     loyalty::v1::{AccountRef, HoldPointsRequest, Membership},
     rewards::v1::*,
 };
-use crm_testkit::CpuTimes;
+use crm_testkit::{
+    CpuTimes,
+    bench::{analyze, ms_per_call, phase, rate},
+};
 use futures::{StreamExt, stream};
 
 const IN_FLIGHT: usize = 16;
@@ -160,27 +163,7 @@ async fn hold(suite: &crm_e2e::Suite, members: &[Membership], count: usize) -> f
     rate(count, started.elapsed())
 }
 
-/// When each phase starts, so that a profile taken alongside can be cut by phase.
-fn phase(name: &str) {
-    let since_epoch = std::time::SystemTime::UNIX_EPOCH
-        .elapsed()
-        .unwrap_or_default();
-    eprintln!("[{:.3}] {name}", since_epoch.as_secs_f64());
-}
-
-async fn analyze(db: &mut sqlx::PgConnection) {
-    sqlx::query("ANALYZE").execute(db).await.unwrap();
-}
-
-fn rate(count: usize, elapsed: Duration) -> f64 {
-    count as f64 / elapsed.as_secs_f64()
-}
-
 /// Processor time of the whole machine (this process, PostgreSQL, the broker) per call, in ms.
 fn per_call(cost: &CpuTimes, calls: usize) -> f64 {
     ms_per_call(cost.machine, calls)
-}
-
-fn ms_per_call(time: Duration, calls: usize) -> f64 {
-    time.as_secs_f64() * 1_000.0 / calls as f64
 }
