@@ -43,6 +43,8 @@ const EMAIL: &str = "bozydar.przybyszewski@example.org";
 const PHONE: &str = "+48601234567";
 const STREET: &str = "ul. Jaśminowa 17/4";
 const BIRTHDAY: &str = "1984-07-19";
+/// Someone else on the member's call: theirs, not the member's, in an export.
+const WITNESS: &str = "witold.swiadek@example.net";
 /// In an attachment of the member's e-mail, kept by interactions.
 const PASSPORT: &str = "passport ZX9876543";
 
@@ -186,13 +188,22 @@ async fn call_about_points(suite: &Suite, party_id: &str) {
                     seconds: 1_790_000_000,
                     nanos: 0,
                 }),
-                participants: vec![InteractionParticipant {
-                    kind: ParticipantKind::Party as i32,
-                    id: party_id.into(),
-                    role: ParticipantRole::From as i32,
-                    address: PHONE.into(),
-                    display_name: format!("{GIVEN} {FAMILY}"),
-                }],
+                participants: vec![
+                    InteractionParticipant {
+                        kind: ParticipantKind::Party as i32,
+                        id: party_id.into(),
+                        role: ParticipantRole::From as i32,
+                        address: PHONE.into(),
+                        display_name: format!("{GIVEN} {FAMILY}"),
+                    },
+                    InteractionParticipant {
+                        kind: ParticipantKind::External as i32,
+                        role: ParticipantRole::Attendee as i32,
+                        address: WITNESS.into(),
+                        display_name: "Witold Świadek".into(),
+                        ..Default::default()
+                    },
+                ],
                 dialled_number: PHONE.into(),
                 ..Default::default()
             }),
@@ -427,6 +438,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
         BIRTHDAY,
         "has a dog",
         PASSPORT,
+        WITNESS,
     ] {
         for (service, mut db) in [
             ("parties", suite.parties_db().await),
@@ -439,6 +451,36 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
             assert!(found.is_empty(), "{needle} still in {service}: {found:?}");
         }
     }
+    // Nothing more is recorded about the subject, whatever parties still answers about them.
+    let after = suite
+        .interactions_client()
+        .record_interaction(RecordInteractionRequest {
+            interaction: Some(Interaction {
+                channel: InteractionChannel::PhoneCall as i32,
+                direction: InteractionDirection::Inbound as i32,
+                occur_time: Some(prost_types::Timestamp {
+                    seconds: 1_790_000_000,
+                    nanos: 0,
+                }),
+                participants: vec![InteractionParticipant {
+                    kind: ParticipantKind::Party as i32,
+                    id: member.party.id.clone(),
+                    role: ParticipantRole::From as i32,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            after.code(),
+            Code::FailedPrecondition | Code::InvalidArgument
+        ),
+        "{after:?}"
+    );
     // Replaying the request that opened the erasure cannot bring the subject's words back.
     let replay = suite
         .consent_client()
@@ -602,6 +644,20 @@ async fn export_bundle_holds_every_services_part() {
     let consent = &bundle["parts"]["consent"]["tables"];
     assert_eq!(consent["consent_records"][0]["purpose"], "loyalty_program");
     let interactions = &bundle["parts"]["interactions"]["tables"];
+    let call = interactions["interactions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["channel"] == "phone_call")
+        .unwrap();
+    assert_eq!(
+        call["participants"][0]["address"], PHONE,
+        "the member's own"
+    );
+    assert!(
+        !interactions.to_string().contains(WITNESS),
+        "another person's address is theirs: {call}"
+    );
     assert!(
         interactions["interactions"][0]["subject"]
             .as_str()

@@ -18,7 +18,10 @@ CREATE TABLE emails (
     -- References, oldest first.
     reference_keys bytea[] NOT NULL,
     -- The subject without reply and forward prefixes.
-    subject_key    bytea   NOT NULL
+    subject_key    bytea   NOT NULL,
+    -- Its date, subject and text: a message that reuses another's Message-ID (a broken or
+    -- hostile mailer) is told apart by it.
+    fingerprint    bytea   NOT NULL
 );
 CREATE INDEX emails_replies ON emails USING gin (reply_keys);
 

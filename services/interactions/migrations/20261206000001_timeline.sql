@@ -50,6 +50,8 @@ CREATE TABLE natural_persons (
 CREATE EXTENSION IF NOT EXISTS unaccent;
 CREATE TEXT SEARCH CONFIGURATION crm_search (COPY = simple);
 ALTER TEXT SEARCH CONFIGURATION crm_search
-    ALTER MAPPING FOR hword, hword_part, word WITH unaccent, simple;
-CREATE INDEX interactions_search ON interactions
-    USING gin (to_tsvector('crm_search', subject || ' ' || body));
+    ALTER MAPPING FOR word, hword, hword_part, numword, numhword, hword_numpart WITH unaccent, simple;
+-- Stored, so a search's recheck reads the vector instead of parsing a body again.
+ALTER TABLE interactions ADD COLUMN search tsvector
+    GENERATED ALWAYS AS (to_tsvector('crm_search', subject || ' ' || body)) STORED;
+CREATE INDEX interactions_search ON interactions USING gin (search);

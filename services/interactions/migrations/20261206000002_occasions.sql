@@ -15,7 +15,7 @@ CREATE TABLE occasions (
     client_ids  uuid[]   NOT NULL,
     -- The next day it falls on that has had no reminder yet.
     next_on     date     NOT NULL,
-    PRIMARY KEY (person_id, kind, label)
+    PRIMARY KEY (person_id, kind, label, month, day)
 );
 CREATE INDEX occasions_due ON occasions (next_on);
 

@@ -20,11 +20,18 @@ use crate::{
     error::Refusal,
     events,
     interactions::answer,
+    peers, privacy,
     store::{
         emails::{self as store, EmailKeys},
         interactions::{self as interactions_store, InteractionRow},
     },
 };
+
+/// How much raw e-mail the service imports at once, in KiB (128 MiB); more waits its turn.
+pub const IMPORT_BUDGET_KIB: usize = 128 << 10;
+
+/// The most addresses of one message matched to clients.
+const MAX_MATCHED: usize = 50;
 
 /// The most attachments' contents one import keeps, whatever each one's size: a message of many
 /// small files should not fill the database.
@@ -52,28 +59,45 @@ impl Interactions {
         let own = own_addresses(&req.own_addresses, "own_addresses", &mut v);
         let received = optional_time(req.received_time.as_ref(), "received_time", &mut v);
         v.finish()?;
+        let kib = (req.raw_message.len() >> 10).clamp(1, IMPORT_BUDGET_KIB);
+        let _turn = self
+            .importing
+            .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
+            .await
+            .map_err(|error| ServiceError::Internal(error.into()))?;
         let raw = req.raw_message.clone();
         // Parsing a large message takes milliseconds of CPU: off the request threads.
         let email = tokio::task::spawn_blocking(move || mail::parse(&raw))
             .await
             .map_err(|error| ServiceError::Internal(error.into()))?
             .map_err(|reason| FieldViolations::single("raw_message", reason))?;
-        let sent_at = email.sent_at.or(received).ok_or_else(|| {
-            FieldViolations::single(
-                "raw_message",
-                "has no usable Date header; give received_time",
-            )
-        })?;
-        if !request::in_range(sent_at) || sent_at > Utc::now() + chrono::TimeDelta::days(1) {
-            return Err(FieldViolations::single(
-                "raw_message",
-                "is dated in the future or beyond what can be kept",
-            )
-            .into());
-        }
-        let keys = keys(&email);
+        // A Date that cannot be right (ahead by more than a day, or beyond what can be kept)
+        // gives way to when the message arrived.
+        let plausible = |at: &chrono::DateTime<Utc>| {
+            request::in_range(*at) && *at <= Utc::now() + chrono::TimeDelta::days(1)
+        };
+        let sent_at = match (email.sent_at.filter(plausible), received) {
+            (Some(at), _) => at,
+            (None, Some(at)) if plausible(&at) => at,
+            (None, Some(_)) => {
+                return Err(FieldViolations::single(
+                    "received_time",
+                    "is in the future or beyond what can be kept",
+                )
+                .into());
+            }
+            (None, None) => {
+                return Err(FieldViolations::single(
+                    "raw_message",
+                    "has no usable Date header (missing, or dated in the future); give \
+                     received_time",
+                )
+                .into());
+            }
+        };
         // A message seen before is answered without asking parties again.
-        if let Some(id) = store::imported(&mut *self.pool.acquire().await?, &keys.message).await? {
+        let mut keys = keys(&email);
+        if let Some(id) = store::imported(&mut *self.pool.acquire().await?, &mut keys).await? {
             return self.duplicate(caller, id, &req).await;
         }
         let row = self.interaction_of(caller, &email, &own, sent_at).await?;
@@ -86,8 +110,9 @@ impl Interactions {
         let clients = self.require_clients(&clients).await?;
 
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
+        privacy::guard(&mut tx, &peers::client_ids(&clients)).await?;
         store::lock(&mut tx, &keys).await?;
-        if let Some(id) = store::imported(&mut tx, &keys.message).await? {
+        if let Some(id) = store::imported(&mut tx, &mut keys).await? {
             drop((tx, claim));
             return self.duplicate(caller, id, &req).await;
         }
@@ -149,6 +174,8 @@ impl Interactions {
                 }
                 unique
             });
+        // Each address costs parties two lookups: a message to a crowd is matched by its first.
+        let outside: Vec<String> = outside.into_iter().take(MAX_MATCHED).collect();
         let matched = self.match_addresses(&outside).await?;
         let participants: Vec<domain::Participant> = email
             .addresses
@@ -275,7 +302,10 @@ pub(crate) fn own_addresses(list: &[String], field: &str, v: &mut FieldViolation
 }
 
 fn keys(email: &Email) -> EmailKeys {
+    let sent = email.sent_at.map(|at| at.timestamp()).unwrap_or_default();
+    let fingerprint = format!("{sent}\n{}\n{}", email.subject, email.body);
     EmailKeys {
+        fingerprint: Sha256::digest(fingerprint.as_bytes()).to_vec(),
         message: mail::key(&email.message_id),
         replies: email.in_reply_to.iter().map(|id| mail::key(id)).collect(),
         references: email.references.iter().map(|id| mail::key(id)).collect(),

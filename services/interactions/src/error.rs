@@ -19,6 +19,11 @@ crm_kit::refusals! {
             "NO_KNOWN_CLIENT",
             "no address of the message is one of a single known party or person"
         ),
+        /// A client erased since the write was checked with parties.
+        SubjectErased { id: Uuid } = Precondition(
+            "SUBJECT_ERASED",
+            "{id} was erased; nothing more is recorded about them"
+        ),
         /// One connection per folder of an account.
         MailboxConnected { username: String, folder: String, host: String } = AlreadyExists(
             "MAILBOX_CONNECTED",

@@ -15,7 +15,9 @@ use crm_proto::crm::{
         MembershipSuspended, PointsAccrued, PointsExpired, PointsRedeemed, PointsReversed,
         TierChanged,
     },
-    parties::v1::{PartiesMerged, PartyUpdated, PersonCreated, PersonErased, PersonUpdated},
+    parties::v1::{
+        PartiesMerged, PartyErased, PartyUpdated, PersonCreated, PersonErased, PersonUpdated,
+    },
     rewards::v1::RewardOrderChanged,
 };
 use prost::{Message, Name};
@@ -25,6 +27,7 @@ use uuid::Uuid;
 
 use crate::{
     domain::TimelineKind,
+    privacy,
     store::{
         occasions,
         timeline::{self as store, Fact},
@@ -78,7 +81,11 @@ fn fact(event: &Event, kind: TimelineKind, source: &'static str, reference: &str
             .parse()
             .unwrap_or_else(|_| Uuid::from_slice(&digest[..16]).expect("16 bytes")),
         kind,
-        at: event.time.unwrap_or_else(Utc::now),
+        // A time the timeline cannot page by is not taken as said.
+        at: event
+            .time
+            .filter(|at| crm_kit::request::in_range(*at))
+            .unwrap_or_else(Utc::now),
         source,
         event_type: event.event_type.clone(),
         reference: reference.to_owned(),
@@ -140,6 +147,15 @@ async fn apply(tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
         let erased: PersonErased = decode(event)?;
         let person = id(&erased.person_id, "person")?;
         return occasions::forget(tx, &[person]).await.map_err(retry);
+    }
+    if t == PartyErased::full_name() {
+        // A consumer's person goes with its party.
+        let erased: PartyErased = decode(event)?;
+        let ids: Vec<Uuid> = [erased.party_id, erased.person_id]
+            .iter()
+            .filter_map(|id| id.parse().ok())
+            .collect();
+        return occasions::forget(tx, &ids).await.map_err(retry);
     }
     if t == MembershipEnrolled::full_name() {
         let enrolled: MembershipEnrolled = decode(event)?;
@@ -281,17 +297,24 @@ async fn apply(tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
     }
 }
 
-/// `fact` in the timeline of `owner` and of its linked id (a consumer's party and person).
+/// `fact` in the timeline of `owner` and of its linked id (a consumer's party and person),
+/// unless they were erased: what arrives about them afterwards is not kept.
 async fn about(tx: &mut Tx, owner: Uuid, fact: &Fact) -> sqlx::Result<()> {
     store::lock_owner(tx, owner).await?;
     let mut owners = vec![owner];
     owners.extend(store::linked(tx, owner).await?);
+    if privacy::erased(tx, &owners).await? {
+        return Ok(());
+    }
     store::record_fact(tx, fact, &owners).await
 }
 
 /// The membership is `party`'s: its facts so far go to the party's timeline.
 async fn enrol(tx: &mut Tx, membership: Uuid, party: Uuid, fact: &Fact) -> sqlx::Result<()> {
     store::lock_owner(tx, membership).await?;
+    if privacy::erased(tx, &[party]).await? {
+        return Ok(());
+    }
     store::set_membership_party(tx, membership, party).await?;
     store::lock_owner(tx, party).await?;
     if let Some(person) = store::linked(tx, party).await? {
@@ -301,11 +324,16 @@ async fn enrol(tx: &mut Tx, membership: Uuid, party: Uuid, fact: &Fact) -> sqlx:
     about(tx, party, fact).await
 }
 
-/// A consumer's party and natural person share one timeline: the person gets the party's.
+/// A consumer's party and natural person share one timeline: each gets the other's.
 async fn natural_person(tx: &mut Tx, party: Uuid, person: Uuid) -> sqlx::Result<()> {
     store::lock_owner(tx, party).await?;
+    store::lock_owner(tx, person).await?;
+    if privacy::erased(tx, &[party, person]).await? {
+        return Ok(());
+    }
     store::set_natural_person(tx, party, person).await?;
-    store::copy(tx, party, person, false).await
+    store::copy(tx, party, person, false).await?;
+    store::copy(tx, person, party, false).await
 }
 
 /// The merged party's history becomes the survivor's: its timeline, its contacts, notes and
@@ -313,6 +341,9 @@ async fn natural_person(tx: &mut Tx, party: Uuid, person: Uuid) -> sqlx::Result<
 /// among their participants: that is who the contact was with.
 async fn merge(tx: &mut Tx, from: Uuid, to: Uuid) -> sqlx::Result<()> {
     store::lock_owner(tx, to).await?;
+    if privacy::erased(tx, &[to]).await? {
+        return Ok(());
+    }
     if let Some(person) = store::linked(tx, to).await? {
         store::copy(tx, from, person, false).await?;
     }

@@ -1,6 +1,6 @@
 //! Reading one folder of a mailbox over IMAP (RFC 3501): connect (TLS, STARTTLS or plain), log in,
-//! select the folder, list the messages after a UID with their sizes, fetch one at a time without
-//! marking it read, log out. Every step is bounded in time.
+//! examine the folder (read-only), list the messages after a UID with their sizes, fetch one at a
+//! time without marking it read, log out. Every step is bounded in time.
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
 
@@ -69,6 +69,9 @@ pub fn tls(ca_file: &str) -> anyhow::Result<TlsConnector> {
 pub struct Folder {
     session: Session<Box<dyn Io>>,
     pub uid_validity: u32,
+    /// How many messages it held, and the UID the next one will get, when selected.
+    exists: u32,
+    uid_next: Option<u32>,
 }
 
 async fn step<T, E: Into<anyhow::Error>>(
@@ -117,9 +120,10 @@ impl Folder {
                 Ok(Err((error, _))) => bail!("logging in as {}: {error}", account.username),
                 Err(_) => bail!("logging in: no answer within {} s", STEP.as_secs()),
             };
+        // Read-only: reading changes nothing in the mailbox (no Recent or Seen flags).
         let selected = step(
             &format!("selecting folder {:?}", account.folder),
-            session.select(account.folder),
+            session.examine(account.folder),
         )
         .await?;
         let uid_validity = selected
@@ -128,42 +132,67 @@ impl Folder {
         Ok(Self {
             session,
             uid_validity,
+            exists: selected.exists,
+            uid_next: selected.uid_next.filter(|next| *next > 0),
         })
     }
 
-    /// The messages after `last_uid`, oldest first, with their sizes in bytes.
+    /// The messages after `last_uid`, oldest first, with their sizes in bytes, listed a thousand
+    /// UIDs at a time so that a large folder is listed in bounded steps.
     pub async fn after(&mut self, last_uid: u32) -> anyhow::Result<Vec<(u32, u32)>> {
+        const CHUNK: u32 = 1_000;
         let Some(first) = last_uid.checked_add(1) else {
             return Ok(Vec::new());
         };
-        let fetches = step(
-            "listing new messages",
-            self.session
-                .uid_fetch(format!("{first}:*"), "(UID RFC822.SIZE)"),
-        )
-        .await?;
-        let fetches: Vec<_> = step("listing new messages", fetches.try_collect()).await?;
-        // `n:*` names the last message even when its UID is below n.
-        let mut found: Vec<(u32, u32)> = fetches
-            .iter()
-            .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
-            .filter(|(uid, _)| *uid > last_uid)
-            .collect();
+        if self.exists == 0 || self.uid_next.is_some_and(|next| next <= first) {
+            return Ok(Vec::new());
+        }
+        let mut found: Vec<(u32, u32)> = Vec::new();
+        let mut from = first;
+        loop {
+            // Without UIDNEXT, one open range: `n:*` names the last message even below n.
+            let (set, last) = match self.uid_next {
+                Some(next) => {
+                    let to = from.saturating_add(CHUNK - 1).min(next - 1);
+                    (format!("{from}:{to}"), to >= next - 1)
+                }
+                None => (format!("{from}:*"), true),
+            };
+            let fetches = step(
+                "listing new messages",
+                self.session.uid_fetch(&set, "(UID RFC822.SIZE)"),
+            )
+            .await?;
+            let fetches: Vec<_> = step("listing new messages", fetches.try_collect()).await?;
+            found.extend(
+                fetches
+                    .iter()
+                    .filter_map(|f| Some((f.uid?, f.size.unwrap_or(u32::MAX))))
+                    .filter(|(uid, _)| *uid > last_uid),
+            );
+            if last {
+                break;
+            }
+            from = from.saturating_add(CHUNK);
+        }
         found.sort_unstable();
-        found.dedup();
+        found.dedup_by_key(|(uid, _)| *uid);
         Ok(found)
     }
 
-    /// Message `uid` as sent, and when the server received it; `None` when it has gone since it
-    /// was listed.
+    /// Message `uid` as sent, at most `limit + 1` bytes of it (more tells it is too large), and
+    /// when the server received it; `None` when it has gone since it was listed.
     pub async fn fetch(
         &mut self,
         uid: u32,
+        limit: usize,
     ) -> anyhow::Result<Option<(Vec<u8>, Option<DateTime<Utc>>)>> {
         let fetches = step(
             &format!("fetching message {uid}"),
-            self.session
-                .uid_fetch(uid.to_string(), "(UID INTERNALDATE BODY.PEEK[])"),
+            self.session.uid_fetch(
+                uid.to_string(),
+                format!("(UID INTERNALDATE BODY.PEEK[]<0.{}>)", limit + 1),
+            ),
         )
         .await?;
         let fetches: Vec<_> =

@@ -14,7 +14,7 @@ use uuid::Uuid;
 use crate::{
     Interactions, convert,
     domain::{self, ParticipantKind},
-    events,
+    events, peers, privacy,
     store::interactions::{self as store, Filter, InteractionRow},
 };
 
@@ -92,6 +92,7 @@ impl Interactions {
             .collect();
         let clients = self.require_clients(&clients).await?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
+        privacy::guard(&mut tx, &peers::client_ids(&clients)).await?;
         store::insert(&mut tx, &row, &clients).await?;
         let interaction = answer(&mut tx, row.id).await?;
         events::interaction_recorded(&mut tx, &interaction).await?;
@@ -115,6 +116,16 @@ impl Interactions {
         let paths = mask_paths(req.update_mask.as_ref(), EDITABLE, &mut v);
         v.finish()?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
+        // Who it was with never changes: their erasure lock comes before the row's, as an
+        // erasure takes them, and an erased contact takes no new words.
+        let with: Vec<Uuid> = store::get(&mut tx, id)
+            .await?
+            .ok_or_else(|| ServiceError::not_found("Interaction", id))?
+            .participants
+            .iter()
+            .filter_map(|p| p.id.parse().ok())
+            .collect();
+        privacy::guard(&mut tx, &with).await?;
         let mut row = store::lock(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Interaction", id))?;
@@ -202,7 +213,17 @@ fn set_field(row: &mut InteractionRow, input: &Interaction, path: &str, v: &mut 
             row.duration_seconds = input.duration_seconds;
         }
         "links" => row.links = Json(domain::links(&input.links, v)),
-        "attachments" => row.attachments = Json(domain::attachments(&input.attachments, v)),
+        "attachments" => {
+            // Content kept for an attachment stays with it while it stays where it was.
+            let before = std::mem::take(&mut row.attachments.0);
+            let mut after = domain::attachments(&input.attachments, v);
+            for (i, attachment) in after.iter_mut().enumerate() {
+                attachment.stored = before.get(i).is_some_and(|b| {
+                    b.stored && !b.sha256.is_empty() && b.sha256 == attachment.sha256
+                });
+            }
+            row.attachments = Json(after);
+        }
         _ => row.recording_reference = input.recording_reference.trim().to_owned(),
     }
 }

@@ -56,6 +56,9 @@ pub struct Interactions {
     pub(crate) limits: InteractionsConfig,
     /// TLS for mailbox connections.
     pub(crate) tls: tokio_rustls::TlsConnector,
+    /// Raw e-mail being imported at once, in KiB: each message is held several times over
+    /// while it is parsed and stored.
+    pub(crate) importing: std::sync::Arc<tokio::sync::Semaphore>,
 }
 
 /// The gRPC routes over the runtime's database and parties, the announcer of overdue tasks, and
@@ -67,6 +70,7 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
         parties,
         limits: runtime.config.interactions.clone(),
         tls: imap::tls(&runtime.config.interactions.mailbox_ca_file)?,
+        importing: std::sync::Arc::new(tokio::sync::Semaphore::new(email::IMPORT_BUDGET_KIB)),
     };
     // An e-mail travels whole in ImportEmail: the service takes messages as large as it imports.
     let max_message = interactions.limits.max_email_bytes + (64 << 10);

@@ -37,13 +37,20 @@ impl Interactions {
         let mut v = FieldViolations::new();
         let input = required(req.mailbox.clone(), "mailbox", &mut v);
         let host = text(&input.host, "mailbox.host", &mut v).to_lowercase();
+        let well_formed = host.len() <= 253
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c));
         v.check(
-            host.len() <= 253
-                && host
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || ".-:[]".contains(c)),
+            well_formed,
             "mailbox.host",
             "is a host name or an IP address",
+        );
+        v.check(
+            host.is_empty() || !well_formed || self.limits.mailbox_host_allowed(&host),
+            "mailbox.host",
+            "is not among the mail servers the service may connect to \
+             (interactions.mailbox_hosts)",
         );
         let security = MailboxSecurity::optional(input.security, "mailbox.security", &mut v)
             .unwrap_or(MailboxSecurity::Tls);
@@ -77,9 +84,14 @@ impl Interactions {
             folder => folder.to_owned(),
         };
         v.check(
-            folder.len() <= 1000 && !folder.contains(['\r', '\n', '\0', '"', '\\']),
+            folder.len() <= 1000
+                && folder.is_ascii()
+                && !folder
+                    .chars()
+                    .any(|c| c.is_ascii_control() || c == '"' || c == '\\'),
             "mailbox.folder",
-            "is a folder name on one line, without quotes or backslashes",
+            "is a folder name in ASCII, without quotes or backslashes (names in other scripts \
+             are not supported yet)",
         );
         let mut own =
             crate::email::own_addresses(&input.own_addresses, "mailbox.own_addresses", &mut v);
@@ -205,7 +217,7 @@ impl Interactions {
             match &result {
                 Ok(()) => store::synced(&mut conn, row.id, holder, poll).await,
                 Err(error) => {
-                    let reason = format!("{error:#}");
+                    let reason = one_line(&format!("{error:#}"), 500);
                     tracing::warn!(mailbox = %row.id, error = %reason, "reading a mailbox failed");
                     store::failed(&mut conn, row.id, holder, &reason, poll).await
                 }
@@ -217,6 +229,12 @@ impl Interactions {
     }
 
     async fn sync(&self, row: &MailboxRow, holder: Uuid) -> anyhow::Result<()> {
+        // The allowed servers may have changed since it was connected.
+        anyhow::ensure!(
+            self.limits.mailbox_host_allowed(&row.host),
+            "{} is no longer among interactions.mailbox_hosts",
+            row.host
+        );
         let password = self.password(&row.password_ref)?;
         let account = Account {
             host: &row.host,
@@ -230,44 +248,41 @@ impl Interactions {
         let mut last_uid = row.last_uid;
         if row.uid_validity != Some(i64::from(folder.uid_validity)) {
             // Renumbered (or never read): from the start; what was imported is recognised.
-            store::restart(
-                &mut *self.pool.acquire().await?,
-                row.id,
-                folder.uid_validity.into(),
-            )
-            .await?;
+            let mut conn = self.pool.acquire().await?;
+            if !store::restart(&mut conn, row.id, holder, folder.uid_validity.into()).await? {
+                return Ok(());
+            }
             last_uid = 0;
         }
         let caller = format!("mailbox:{}", row.id);
-        let new = folder.after(u32::try_from(last_uid)?).await?;
-        for (uid, size) in new {
-            let outcome = if size as usize > self.limits.max_email_bytes {
-                tracing::warn!(mailbox = %row.id, uid, size, "a message over interactions.max_email_bytes is skipped");
-                Outcome::Skipped
-            } else {
-                match folder.fetch(uid).await? {
-                    Some((raw, received)) => {
-                        let request = ImportEmailRequest {
-                            raw_message: raw,
-                            own_addresses: row.own_addresses.clone(),
-                            received_time: received.map(timestamp),
-                            request_id: String::new(),
-                        };
-                        match self.import_email(&caller, request).await {
-                            Ok(answer) if answer.duplicate => Outcome::Duplicate,
-                            Ok(_) => Outcome::Imported,
-                            Err(ServiceError::Invalid(_) | ServiceError::Precondition(..)) => {
-                                Outcome::Skipped
-                            }
-                            Err(error) => {
-                                anyhow::bail!("importing message {uid}: {error}")
-                            }
+        let limit = self.limits.max_email_bytes;
+        for (uid, size) in folder.after(u32::try_from(last_uid)?).await? {
+            let outcome = match folder.fetch(uid, limit).await? {
+                _ if size as usize > limit => Outcome::Skipped,
+                // Larger than the server said: cut at the limit, and left out.
+                Some((raw, _)) if raw.len() > limit => Outcome::Skipped,
+                Some((raw, received)) => {
+                    let request = ImportEmailRequest {
+                        raw_message: raw,
+                        own_addresses: row.own_addresses.clone(),
+                        received_time: received.map(timestamp),
+                        request_id: String::new(),
+                    };
+                    match self.import_email(&caller, request).await {
+                        Ok(answer) if answer.duplicate => Outcome::Duplicate,
+                        Ok(_) => Outcome::Imported,
+                        Err(ServiceError::Invalid(_) | ServiceError::Precondition(..)) => {
+                            Outcome::Skipped
                         }
+                        Err(error) => anyhow::bail!("importing message {uid}: {error}"),
                     }
-                    // Expunged since it was listed.
-                    None => Outcome::Skipped,
                 }
+                // Expunged since it was listed.
+                None => Outcome::Skipped,
             };
+            if outcome == Outcome::Skipped {
+                tracing::info!(mailbox = %row.id, uid, "a message is left out");
+            }
             let mut conn = self.pool.acquire().await?;
             if !store::advance(&mut conn, row.id, holder, uid.into(), outcome, LEASE).await? {
                 break;
@@ -295,6 +310,15 @@ impl Interactions {
             )
         })
     }
+}
+
+/// `text` as one line of at most `max` characters, without control characters: what a server
+/// answers is kept and shown, whatever it sent.
+fn one_line(text: &str, max: usize) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(max)
+        .collect()
 }
 
 fn mailbox(row: &MailboxRow) -> proto::Mailbox {

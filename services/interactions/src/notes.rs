@@ -15,7 +15,7 @@ use crate::{
     Interactions, convert,
     domain::ParticipantKind,
     error::Refusal,
-    events,
+    events, peers, privacy,
     store::{
         interactions as interaction_store,
         notes::{self as store, About, NoteRow},
@@ -60,12 +60,9 @@ impl Interactions {
         let clients = self
             .require_clients(&[(field.to_owned(), kind, client)])
             .await?;
-        row.client_ids = clients
-            .iter()
-            .flat_map(|c| [Some(c.id), c.linked])
-            .flatten()
-            .collect();
+        row.client_ids = peers::client_ids(&clients);
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
+        privacy::guard(&mut tx, &row.client_ids).await?;
         if let Some(interaction) = row.interaction_id {
             let found = interaction_store::get(&mut tx, interaction)
                 .await?

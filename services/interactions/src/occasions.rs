@@ -1,5 +1,5 @@
 //! Reminders of persons' birthdays, name days and anniversaries: a task for the person's owner
-//! (`Person.owner` in parties), `interactions.occasion_lead_days` before the day, due on it. The
+//! (`Person.owner` in parties), `interactions.occasion_lead_days` before the day, due by its end. The
 //! days are read from parties when a person is created or its days, name or owner change.
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ use crate::{
         TaskPriority, TaskStatus,
         occasions::{Occasion, OccasionKind},
     },
-    events,
+    events, privacy,
     store::{
         occasions::{self as store, OccasionRow},
         tasks::{self, TaskRow},
@@ -59,37 +59,50 @@ impl Interactions {
                 }
             };
             let mut tx = self.pool.begin().await?;
-            store::replace(&mut tx, person, asked_at, &rows).await?;
+            // Read before an erasure, written after it: not written.
+            if privacy::erased(&mut tx, &[person]).await? {
+                store::forget(&mut tx, &[person]).await?;
+            } else {
+                store::replace(&mut tx, person, asked_at, &rows).await?;
+            }
             tx.commit().await?;
         }
         Ok(())
     }
 
+    /// One transaction per reminder, each taking its person's erasure lock before its occasion's
+    /// row (the order an erasure takes them in).
     async fn remind_due(&self) -> Result<()> {
         let today = Utc::now().date_naive();
         let until = today + TimeDelta::days(self.limits.occasion_lead_days.into());
         loop {
-            let mut tx = self.pool.begin().await?;
-            let due = store::take_due(&mut tx, until, 100).await?;
-            if due.is_empty() {
-                return Ok(());
-            }
+            let due = store::due(&mut *self.pool.acquire().await?, until, 100).await?;
             for row in &due {
-                let Some(occasion) = occasion(row) else {
+                let mut tx = self.pool.begin().await?;
+                if privacy::erased(&mut tx, &row.client_ids).await? {
+                    continue;
+                }
+                let Some(row) = store::lock_due(&mut tx, row, until).await? else {
+                    continue;
+                };
+                let Some(occasion) = occasion(&row) else {
                     continue;
                 };
                 // A day that passed while no reminder could be made is not reminded of late.
                 if row.next_on >= today {
-                    let task = reminder(row, &occasion);
-                    if store::remember_reminder(&mut tx, row, task.id).await? {
+                    let task = reminder(&row, &occasion);
+                    if store::remember_reminder(&mut tx, &row, task.id).await? {
                         let task = tasks::insert(&mut tx, &task).await?;
                         events::task_changed(&mut tx, &convert::task(&task), "created").await?;
                     }
                 }
                 let next = occasion.next_on(row.next_on + TimeDelta::days(1));
-                store::move_on(&mut tx, row, next).await?;
+                store::move_on(&mut tx, &row, next).await?;
+                tx.commit().await?;
             }
-            tx.commit().await?;
+            if due.len() < 100 {
+                return Ok(());
+            }
         }
     }
 }
@@ -111,7 +124,13 @@ fn reminder(row: &OccasionRow, occasion: &Occasion) -> TaskRow {
         title: occasion.title(&row.person_name, row.next_on),
         description: String::new(),
         assignee: row.owner.clone(),
-        due_at: Some(row.next_on.and_time(chrono::NaiveTime::MIN).and_utc()),
+        // Due by the end of the day (UTC): overdue once the day has passed.
+        due_at: Some(
+            row.next_on
+                .and_hms_opt(23, 59, 59)
+                .expect("a time of day")
+                .and_utc(),
+        ),
         priority: TaskPriority::Normal,
         status: TaskStatus::Open,
         reminder_times: Vec::new(),

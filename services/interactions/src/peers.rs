@@ -25,6 +25,15 @@ pub struct Client {
     pub employer: Option<Uuid>,
 }
 
+/// The ids the clients are known by: each one's, and its linked one's.
+pub fn client_ids(clients: &[Client]) -> Vec<Uuid> {
+    clients
+        .iter()
+        .flat_map(|c| [Some(c.id), c.linked])
+        .flatten()
+        .collect()
+}
+
 impl Interactions {
     /// Every party and person must be one of the parties service; each that is not is named by
     /// its `field`. Each is asked once, however often it is named.

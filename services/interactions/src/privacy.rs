@@ -10,16 +10,20 @@
 //! stays.
 
 use crm_kit::{
+    error::Result,
     privacy::{Erasure, Export, Participant, Subject, retained},
     store::Tx,
 };
 use uuid::Uuid;
 
 use crate::{
-    convert, events,
+    convert,
+    error::Refusal,
+    events,
     store::{
         interactions as interaction_store,
         notes::NoteRow,
+        occasions,
         tasks::{COLUMNS, TaskRow},
     },
 };
@@ -29,7 +33,19 @@ pub struct InteractionsPrivacy;
 /// Who erasures are recorded as (`updated_by`).
 const ERASER: &str = "crm-privacy";
 
-const INTERACTIONS: &str = "SELECT i.* FROM interactions i
+/// The subject's contacts; the other participants' addresses and names are theirs, not the
+/// subject's, and stay out (the right of access does not reach other people's data).
+const INTERACTIONS: &str = "SELECT i.id, i.channel, i.direction, i.subject, i.body,
+        i.occurred_at, i.duration_seconds, i.outcome, i.links, i.attachments, i.dialled_number,
+        i.recording_reference, i.message_id, i.thread_id, i.created_at, i.updated_at,
+        (SELECT coalesce(jsonb_agg(CASE WHEN p->>'id' IN (
+                                            SELECT $1::text
+                                            UNION SELECT linked_id::text FROM interaction_clients
+                                                   WHERE client_id = $1)
+                                        THEN p ELSE p - 'address' - 'display_name' END
+                                   ORDER BY n), '[]'::jsonb)
+           FROM jsonb_array_elements(i.participants) WITH ORDINALITY x (p, n)) AS participants
+    FROM interactions i
     WHERE i.id IN (SELECT interaction_id FROM interaction_clients
                     WHERE client_id = $1 OR client_id IN (
                         SELECT linked_id FROM interaction_clients WHERE client_id = $1))
@@ -43,6 +59,10 @@ const TASKS: &str = "SELECT * FROM tasks WHERE $1 = ANY(client_ids) ORDER BY id"
 const FACTS: &str = "SELECT kind, occurred_at, source, event_type, reference, summary, attributes
     FROM timeline WHERE owner_id = $1 AND source IS NOT NULL ORDER BY occurred_at, item_id";
 
+/// The subject's birthday, name day and anniversaries, and whom they remind.
+const OCCASIONS: &str = "SELECT kind, label, month, day, person_name, owner, next_on
+    FROM occasions WHERE $1 = ANY(client_ids) ORDER BY kind, month, day";
+
 impl Participant for InteractionsPrivacy {
     async fn export(&self, tx: &mut Tx, subject: Subject) -> anyhow::Result<Export> {
         let id = subject.id();
@@ -54,6 +74,8 @@ impl Participant for InteractionsPrivacy {
             .table(tx, "tasks", TASKS, id)
             .await?
             .table(tx, "timeline facts", FACTS, id)
+            .await?
+            .table(tx, "occasions", OCCASIONS, id)
             .await?)
     }
 
@@ -65,20 +87,34 @@ impl Participant for InteractionsPrivacy {
              UNION SELECT linked_id FROM interaction_clients
                     WHERE client_id = $1 AND linked_id IS NOT NULL
              UNION SELECT unnest(client_ids) FROM notes WHERE $1 = ANY(client_ids)
+             UNION SELECT unnest(client_ids) FROM tasks WHERE $1 = ANY(client_ids)
+             UNION SELECT unnest(client_ids) FROM occasions WHERE $1 = ANY(client_ids)
              UNION SELECT person_id FROM natural_persons WHERE party_id = $1
              UNION SELECT party_id FROM natural_persons WHERE person_id = $1",
         )
         .bind(id)
         .fetch_all(&mut **tx)
         .await?;
-        let organization: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM interaction_clients
-                             WHERE client_id = $1 AND client_kind = 'organization')",
-        )
-        .bind(id)
-        .fetch_one(&mut **tx)
-        .await?;
-        let interactions = anonymise_interactions(tx, &ids).await?;
+        // Writes about the subject already under way finish first (and are erased here too);
+        // later ones are refused.
+        lock_subjects(tx, &ids).await?;
+        let organization = subject_is_organization(tx, id).await?;
+        if !organization {
+            sqlx::query(
+                "INSERT INTO erased_subjects (id) SELECT unnest($1::uuid[]) ON CONFLICT DO NOTHING",
+            )
+            .bind(&ids)
+            .execute(&mut **tx)
+            .await?;
+        }
+        // Reminders go before the tasks they make are erased, so none is made in between.
+        occasions::forget(tx, &ids).await?;
+        let (interactions, pseudonym) = anonymise_interactions(tx, &ids).await?;
+        // Nothing more is written into what stays of the contacts either.
+        sqlx::query("INSERT INTO erased_subjects (id) VALUES ($1)")
+            .bind(pseudonym)
+            .execute(&mut **tx)
+            .await?;
         let notes: Vec<NoteRow> = sqlx::query_as(
             "DELETE FROM notes WHERE client_ids && $1 OR interaction_id = ANY($2)
              RETURNING id, client_ids, party_id, person_id, interaction_id, task_id, case_id,
@@ -156,6 +192,58 @@ impl Participant for InteractionsPrivacy {
     }
 }
 
+/// Writes about `ids` and their erasure take turns: each holds these locks until it commits.
+async fn lock_subjects(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
+    let mut keys: Vec<i64> = ids
+        .iter()
+        .map(|id| {
+            let (high, low) = id.as_u64_pair();
+            (high ^ low) as i64 ^ 0x6572_6173_6564_0000
+        })
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(key)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn subject_is_organization(tx: &mut Tx, id: Uuid) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM interaction_clients
+                         WHERE client_id = $1 AND client_kind = 'organization')",
+    )
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+/// Refuses a write about `clients` when one of them was erased here: the write was checked with
+/// parties before the erasure and arrived after it. Holds off their erasure until it commits.
+pub(crate) async fn guard(tx: &mut Tx, clients: &[Uuid]) -> Result<()> {
+    match first_erased(tx, clients).await? {
+        Some(id) => Err(Refusal::SubjectErased { id }.into()),
+        None => Ok(()),
+    }
+}
+
+/// Whether one of `ids` was erased here; holds off their erasure until the transaction ends.
+pub(crate) async fn erased(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<bool> {
+    Ok(first_erased(tx, ids).await?.is_some())
+}
+
+async fn first_erased(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<Option<Uuid>> {
+    lock_subjects(tx, ids).await?;
+    sqlx::query_scalar("SELECT id FROM erased_subjects WHERE id = ANY($1) LIMIT 1")
+        .bind(ids)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
 /// The subject's timelines go: what stays of their contacts and tasks is no one's history now,
 /// their notes are gone, and the facts about them are the other services' to keep or erase. So
 /// do the links from their loyalty memberships and between their party and person, and their
@@ -165,8 +253,6 @@ async fn forget_timelines(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
         "DELETE FROM timeline WHERE owner_id = ANY($1)",
         "DELETE FROM memberships WHERE party_id = ANY($1)",
         "DELETE FROM natural_persons WHERE party_id = ANY($1) OR person_id = ANY($1)",
-        "DELETE FROM occasions WHERE person_id = ANY($1)",
-        "DELETE FROM occasion_refresh WHERE person_id = ANY($1)",
         "DELETE FROM occasion_reminders WHERE person_id = ANY($1)",
     ] {
         sqlx::query(statement).bind(ids).execute(&mut **tx).await?;
@@ -176,8 +262,9 @@ async fn forget_timelines(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
 
 /// Strips the words and addresses of the subject's (non-organization) contacts, puts a pseudonym
 /// in the subject's place among the participants, and takes the contacts out of the subject's
-/// history; the contacts' ids.
-async fn anonymise_interactions(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<Vec<Uuid>> {
+/// history; the contacts' ids, and the pseudonym.
+async fn anonymise_interactions(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<(Vec<Uuid>, Uuid)> {
+    let pseudonym = Uuid::new_v4();
     let interactions: Vec<Uuid> = sqlx::query_scalar(
         "UPDATE interactions i SET subject = '', body = '', outcome = '', dialled_number = '',
              recording_reference = '', attachments = '[]', message_id = NULL, updated_at = now(),
@@ -199,7 +286,7 @@ async fn anonymise_interactions(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<Vec<U
           RETURNING i.id",
     )
     .bind(ids)
-    .bind(Uuid::new_v4())
+    .bind(pseudonym)
     .bind(ERASER)
     .fetch_all(&mut **tx)
     .await?;
@@ -209,11 +296,19 @@ async fn anonymise_interactions(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<Vec<U
         .bind(&interactions)
         .execute(&mut **tx)
         .await?;
+    // Only the message's own key stays: what it replied to and its subject go.
+    sqlx::query(
+        "UPDATE emails SET reply_keys = '{}', reference_keys = '{}', subject_key = ''
+          WHERE interaction_id = ANY($1)",
+    )
+    .bind(&interactions)
+    .execute(&mut **tx)
+    .await?;
     sqlx::query(
         "DELETE FROM interaction_clients WHERE client_id = ANY($1) AND client_kind = 'person'",
     )
     .bind(ids)
     .execute(&mut **tx)
     .await?;
-    Ok(interactions)
+    Ok((interactions, pseudonym))
 }

@@ -18,7 +18,7 @@ use crate::{
     Interactions, convert,
     domain::{ParticipantKind, TaskPriority, TaskStatus},
     error::Refusal,
-    events,
+    events, peers, privacy,
     store::tasks::{self as store, Filter, TaskRow},
 };
 
@@ -90,13 +90,10 @@ impl Interactions {
             let clients = self
                 .require_clients(&[(field.to_owned(), kind, id)])
                 .await?;
-            row.client_ids = clients
-                .iter()
-                .flat_map(|c| [Some(c.id), c.linked])
-                .flatten()
-                .collect();
+            row.client_ids = peers::client_ids(&clients);
         }
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
+        privacy::guard(&mut tx, &row.client_ids).await?;
         let row = store::insert(&mut tx, &row).await?;
         let task = convert::task(&row);
         events::task_changed(&mut tx, &task, "created").await?;

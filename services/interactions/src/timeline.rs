@@ -61,12 +61,14 @@ impl Interactions {
             "party_id",
             "give exactly one of party_id, person_id and case_id",
         );
-        let kinds = req
+        let mut kinds: Vec<TimelineKind> = req
             .kinds
             .iter()
             .enumerate()
             .map(|(i, kind)| TimelineKind::require(*kind, &format!("kinds[{i}]"), &mut v))
             .collect();
+        kinds.sort_by_key(|k| k.as_str());
+        kinds.dedup();
         let filter = store::Filter {
             owner: owner.unwrap_or_default(),
             kinds,
@@ -158,6 +160,13 @@ impl Interactions {
         let channel = domain::Channel::optional(req.channel, "channel", &mut v);
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
+        if !interactions::searchable(&mut conn, query).await? {
+            return Err(FieldViolations::single(
+                "query",
+                "has no word to look for (only exclusions or stop characters)",
+            )
+            .into());
+        }
         let mut rows = interactions::search(
             &mut conn,
             query,

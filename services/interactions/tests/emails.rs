@@ -248,6 +248,39 @@ async fn a_message_imported_twice_is_one_interaction() {
     assert!(rewritten.duplicate);
     assert_eq!(rewritten.interaction.unwrap().id, first.id);
 
+    // Another message under the same Message-ID (a broken or hostile mailer) is not lost.
+    let reused = String::from_utf8(eml("thread-1"))
+        .unwrap()
+        .replace("When will order 12 arrive?", "Please cancel order 12.");
+    let reused = client
+        .import_email(import(reused.into_bytes()))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!reused.duplicate);
+    assert_ne!(reused.interaction.unwrap().id, first.id);
+
+    // A Date that cannot be right gives way to when the message arrived.
+    let future = String::from_utf8(eml("plain"))
+        .unwrap()
+        .replace("Mon, 02 Nov 2026", "Mon, 02 Nov 2099")
+        .replace("plain-1@", "future-1@");
+    let arrived = client
+        .import_email(ImportEmailRequest {
+            received_time: Some(prost_types::Timestamp {
+                seconds: 1_793_607_300,
+                nanos: 0,
+            }),
+            ..import(future.into_bytes())
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        arrived.interaction.unwrap().occur_time.unwrap().seconds,
+        1_793_607_300
+    );
+
     // Ten at once: one interaction.
     let tries = (0..10).map(|_| {
         let mut client = client.clone();

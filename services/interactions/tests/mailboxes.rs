@@ -327,6 +327,29 @@ async fn what_goes_wrong_is_in_the_mailboxs_status_and_bad_settings_are_refused(
             "mailbox.username"
         ]
     );
+    // Only the mail servers the operator allows (interactions.mailbox_hosts).
+    let elsewhere = client
+        .connect_mailbox(ConnectMailboxRequest {
+            mailbox: Some(Mailbox {
+                host: "169.254.169.254".into(),
+                port: 80,
+                username: imap::USER.into(),
+                password_ref: "sales".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    let violation = &elsewhere
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations[0];
+    assert_eq!(violation.field, "mailbox.host");
+    assert!(
+        violation.description.contains("mailbox_hosts"),
+        "{violation:?}"
+    );
     let listed = client
         .list_mailboxes(ListMailboxesRequest {
             status: MailboxStatus::Failing as i32,

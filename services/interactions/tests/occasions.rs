@@ -105,9 +105,10 @@ async fn a_persons_owner_is_reminded_of_their_days_once_each() {
         .map(|t| (t.title.clone(), t.due_time.unwrap().seconds))
         .collect();
     found.sort_by_key(|(_, due)| *due);
-    let midnight = |n: i64| {
+    // Due by the end of the day (UTC).
+    let end_of = |n: i64| {
         in_days(n)
-            .and_hms_opt(0, 0, 0)
+            .and_hms_opt(23, 59, 59)
             .unwrap()
             .and_utc()
             .timestamp()
@@ -116,17 +117,11 @@ async fn a_persons_owner_is_reminded_of_their_days_once_each() {
     assert_eq!(
         found,
         [
-            (
-                format!("Name day of Anna Kowalska on {}", on(1)),
-                midnight(1)
-            ),
-            (
-                format!("Birthday of Anna Kowalska on {}", on(3)),
-                midnight(3)
-            ),
+            (format!("Name day of Anna Kowalska on {}", on(1)), end_of(1)),
+            (format!("Birthday of Anna Kowalska on {}", on(3)), end_of(3)),
             (
                 format!("Anniversary (wedding) of Anna Kowalska on {}", on(5)),
-                midnight(5)
+                end_of(5)
             ),
         ]
     );

@@ -64,6 +64,11 @@ pub struct InteractionsConfig {
     /// system's (a company CA). Default none.
     #[serde(default)]
     pub mailbox_ca_file: String,
+    /// `CRM__INTERACTIONS__MAILBOX_HOSTS`: comma-separated mail servers mailboxes may be
+    /// connected to (`imap.example.com`, or `*.example.com` for its subdomains). Default none:
+    /// the service connects only where the operator allows, never to an address a caller names.
+    #[serde(default)]
+    pub mailbox_hosts: String,
     /// `CRM__INTERACTIONS__OCCASION_LEAD_DAYS`: how many days before a person's birthday, name
     /// day or anniversary its owner gets the reminder task. Default 7; 0 to 90.
     pub occasion_lead_days: u16,
@@ -72,6 +77,21 @@ pub struct InteractionsConfig {
 impl InteractionsConfig {
     pub fn mailbox_poll(&self) -> Duration {
         Duration::from_secs(self.mailbox_poll_secs)
+    }
+
+    /// Whether mailboxes may be read on `host` (compared without case).
+    pub fn mailbox_host_allowed(&self, host: &str) -> bool {
+        let host = host.to_ascii_lowercase();
+        self.mailbox_hosts
+            .split(',')
+            .map(|allowed| allowed.trim().to_ascii_lowercase())
+            .filter(|allowed| !allowed.is_empty())
+            .any(|allowed| match allowed.strip_prefix("*.") {
+                Some(domain) => host
+                    .strip_suffix(domain)
+                    .is_some_and(|sub| sub.len() > 1 && sub.ends_with('.')),
+                None => host == allowed,
+            })
     }
 }
 

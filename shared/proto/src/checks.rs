@@ -269,7 +269,13 @@ impl Walk {
                     self.path.pop();
                     walked?;
                 }
-                // A packed list of numbers: its size is bounded by the message size.
+                // A packed list of numbers (enums, integers) counts each of its varints, so a
+                // list's limit holds however it is encoded.
+                (Kind::Scalar, Some(packed)) if field.repeated => {
+                    let numbers = packed.iter().filter(|b| *b & 0x80 == 0).count();
+                    let numbers = u32::try_from(numbers).unwrap_or(u32::MAX);
+                    counts[i] = counts[i].saturating_add(numbers.saturating_sub(1));
+                }
                 (Kind::Scalar, _) => {}
             }
         }
@@ -439,6 +445,19 @@ mod tests {
 
     fn check_request(request: &CreatePartyRequest) -> Result<(), Status> {
         check(CreatePartyRequest::SHAPE, &request.encode_to_vec())
+    }
+
+    #[test]
+    fn a_packed_list_of_numbers_counts_each_number() {
+        use crate::crm::interactions::v1::GetTimelineRequest;
+        let request = |n: usize| GetTimelineRequest {
+            kinds: vec![4; n],
+            ..Default::default()
+        };
+        let shape = GetTimelineRequest::SHAPE;
+        assert!(check(shape, &request(20).encode_to_vec()).is_ok());
+        let status = check(shape, &request(1_000_000).encode_to_vec()).unwrap_err();
+        assert_eq!(violations(&status)[0].0, "kinds");
     }
 
     #[test]

@@ -266,6 +266,8 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
             mailbox_poll_secs: 1,
             mailbox_secrets_dir: String::new(),
             mailbox_ca_file: String::new(),
+            // Mail servers under test run on loopback.
+            mailbox_hosts: "127.0.0.1,localhost".into(),
             occasion_lead_days: 7,
         },
     }

@@ -2,6 +2,8 @@
 //! (fuzzed upstream; RFC 2047/2231 and the charsets mail arrives in), then made safe to store
 //! whatever the sender put in it, and the keys that thread and deduplicate it.
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use mail_parser::{Address, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
@@ -13,13 +15,15 @@ use super::ParticipantRole;
 const MAX_SUBJECT_CHARS: usize = 1000;
 const MAX_BODY_CHARS: usize = 100_000;
 const MAX_NAME_CHARS: usize = 200;
-const MAX_ADDRESS_CHARS: usize = 320;
+/// The API's own limit for an address, so an imported contact can be sent back as it is.
+const MAX_ADDRESS_CHARS: usize = 300;
 /// The most addresses kept from From, To and Cc together (an interaction's participant limit).
 pub const MAX_ADDRESSES: usize = 200;
 /// The most attachments described.
 const MAX_ATTACHMENTS: usize = 100;
-/// The most References followed when threading.
+/// The most References followed when threading (the latest ones), and the most In-Reply-To ids.
 const MAX_REFERENCES: usize = 100;
+const MAX_REPLIES: usize = 5;
 
 /// A message read and cleaned, ready to become an interaction.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,16 +66,17 @@ pub fn parse(raw: &[u8]) -> Result<Email, &'static str> {
         .parse(raw)
         .ok_or("is not an RFC 5322 message")?;
     let mut addresses: Vec<Mailbox> = Vec::new();
+    let mut kept: HashSet<(String, ParticipantRole)> = HashSet::new();
     for (role, list) in [
         (ParticipantRole::From, message.from()),
         (ParticipantRole::To, message.to()),
         (ParticipantRole::Cc, message.cc()),
     ] {
         for mailbox in mailboxes(list, role) {
-            let known = addresses
-                .iter()
-                .any(|m| m.address == mailbox.address && m.role == mailbox.role);
-            if !known && addresses.len() < MAX_ADDRESSES {
+            if addresses.len() == MAX_ADDRESSES {
+                break;
+            }
+            if kept.insert((mailbox.address.clone(), role)) {
                 addresses.push(mailbox);
             }
         }
@@ -81,17 +86,16 @@ pub fn parse(raw: &[u8]) -> Result<Email, &'static str> {
     }
     let message_id = message
         .header_raw("Message-ID")
-        .and_then(|raw| message_ids(raw).into_iter().next())
+        .and_then(|raw| message_ids(raw, 1).into_iter().next())
         .unwrap_or_else(|| format!("sha256:{}", hex(&Sha256::digest(raw))));
     let in_reply_to = message
         .header_raw("In-Reply-To")
-        .map(message_ids)
+        .map(|raw| message_ids(raw, MAX_REPLIES))
         .unwrap_or_default();
-    let mut references = message
+    let references = message
         .header_raw("References")
-        .map(message_ids)
+        .map(|raw| latest_message_ids(raw, MAX_REFERENCES))
         .unwrap_or_default();
-    references.truncate(MAX_REFERENCES);
     let sent_at = message
         .date()
         .filter(|date| date.is_valid())
@@ -104,7 +108,7 @@ pub fn parse(raw: &[u8]) -> Result<Email, &'static str> {
         .attachments()
         .take(MAX_ATTACHMENTS)
         .map(|part| EmailAttachment {
-            name: clean(part.attachment_name().unwrap_or("attachment"), 255, false),
+            name: file_name(part.attachment_name().unwrap_or("")),
             content_type: part
                 .content_type()
                 .map(|ct| match ct.subtype() {
@@ -130,7 +134,9 @@ pub fn parse(raw: &[u8]) -> Result<Email, &'static str> {
 
 fn mailboxes(list: Option<&Address<'_>>, role: ParticipantRole) -> Vec<Mailbox> {
     let Some(list) = list else { return Vec::new() };
+    // More than could be kept is not worth cleaning.
     list.iter()
+        .take(MAX_ADDRESSES)
         .filter_map(|addr| {
             let address = clean(addr.address()?, MAX_ADDRESS_CHARS, false).to_lowercase();
             let (local, domain) = address.split_once('@')?;
@@ -145,36 +151,73 @@ fn mailboxes(list: Option<&Address<'_>>, role: ParticipantRole) -> Vec<Mailbox> 
         .collect()
 }
 
-/// The message ids in a Message-ID, In-Reply-To or References header, normalised once for every
-/// use: without angle brackets, surrounding space or case (`<A.B@X.PL>` and `a.b@x.pl` are one
-/// id). Bracketed ids are taken when there are any; otherwise every word with an `@`, as some
-/// mailers write them bare.
-pub fn message_ids(header: &str) -> Vec<String> {
-    let bracketed: Vec<&str> = header
+/// The first `max` message ids in a Message-ID, In-Reply-To or References header, normalised
+/// once for every use: without angle brackets, surrounding space or case (`<A.B@X.PL>` and
+/// `a.b@x.pl` are one id). Bracketed ids are taken when there are any; otherwise every word with
+/// an `@`, as some mailers write them bare. A header of a million ids costs no more than `max`.
+pub fn message_ids(header: &str, max: usize) -> Vec<String> {
+    let bracketed = header
         .split('<')
         .skip(1)
-        .filter_map(|rest| rest.split_once('>').map(|(id, _)| id))
-        .collect();
-    let ids: Vec<&str> = if bracketed.is_empty() {
-        header
-            .split_whitespace()
-            .filter(|w| w.contains('@'))
-            .collect()
+        .filter_map(|rest| rest.split_once('>').map(|(id, _)| id));
+    let bare = header.split_whitespace().filter(|w| w.contains('@'));
+    let ids: Box<dyn Iterator<Item = &str>> = if header.contains('<') {
+        Box::new(bracketed)
     } else {
-        bracketed
+        Box::new(bare)
     };
-    let mut normalised: Vec<String> = Vec::new();
-    for id in ids {
+    let mut seen = HashSet::new();
+    ids.filter_map(|id| {
         let id: String = id
             .chars()
             .filter(|c| !c.is_whitespace() && !c.is_control())
             .collect::<String>()
             .to_lowercase();
-        if !id.is_empty() && id.len() <= 995 && !normalised.contains(&id) {
-            normalised.push(id);
-        }
+        (!id.is_empty() && id.len() <= 995 && seen.insert(id.clone())).then_some(id)
+    })
+    .take(max)
+    .collect()
+}
+
+/// The last `max` message ids of a References header (the latest messages of the thread), oldest
+/// first.
+fn latest_message_ids(header: &str, max: usize) -> Vec<String> {
+    // An id is at most 995 characters: the tail that holds the last `max` is bounded.
+    let tail_start = header.len().saturating_sub(max * 1000);
+    let tail = match header.char_indices().find(|(i, _)| *i >= tail_start) {
+        Some((i, _)) => &header[i..],
+        None => "",
+    };
+    // A cut id at the start of the tail is dropped with everything before its '<'.
+    let tail = match (tail_start > 0, tail.find('<')) {
+        (true, Some(i)) => &tail[i..],
+        _ => tail,
+    };
+    let mut ids = message_ids(tail, usize::MAX);
+    let excess = ids.len().saturating_sub(max);
+    ids.drain(..excess);
+    ids
+}
+
+/// An attachment's name as a file name: its last path component, without control, format or
+/// bidirectional characters (`invoice\u{202E}fdp.exe` shows as what it is).
+fn file_name(raw: &str) -> String {
+    let base = raw.rsplit(['/', '\\']).next().unwrap_or("");
+    let name: String = base
+        .chars()
+        .filter(|&c| !c.is_control() && !is_format(c))
+        .take(255)
+        .collect();
+    match name.trim() {
+        "" | "." | ".." => "attachment".to_owned(),
+        name => name.to_owned(),
     }
-    normalised
+}
+
+/// Unicode format characters that change how text is shown, not what it says: bidirectional
+/// embeddings, overrides and isolates, marks, zero-width characters.
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
 }
 
 /// The subject a thread is recognised by: without the reply and forward prefixes mailers add in
@@ -251,14 +294,33 @@ mod tests {
 
     #[test]
     fn message_ids_lose_brackets_space_and_case_once() {
-        assert_eq!(message_ids(" <A.B@X.PL> "), ["a.b@x.pl"]);
-        assert_eq!(message_ids("a.b@X.pl"), ["a.b@x.pl"]);
+        assert_eq!(message_ids(" <A.B@X.PL> ", 9), ["a.b@x.pl"]);
+        assert_eq!(message_ids("a.b@X.pl", 9), ["a.b@x.pl"]);
         assert_eq!(
-            message_ids("<one@x>\r\n <TWO@x>\t<one@x> (comment)"),
+            message_ids("<one@x>\r\n <TWO@x>\t<one@x> (comment)", 9),
             ["one@x", "two@x"]
         );
-        assert!(message_ids("no id here").is_empty());
-        assert!(message_ids("<>").is_empty());
+        assert!(message_ids("no id here", 9).is_empty());
+        assert!(message_ids("<>", 9).is_empty());
+    }
+
+    #[test]
+    fn a_header_of_a_million_ids_costs_what_is_kept() {
+        let header: String = (0..1_000_000).map(|i| format!("<{i}@x> ")).collect();
+        assert_eq!(message_ids(&header, 5).len(), 5);
+        let latest = latest_message_ids(&header, 100);
+        assert_eq!(latest.len(), 100);
+        assert_eq!(latest[0], "999900@x");
+        assert_eq!(latest[99], "999999@x");
+    }
+
+    #[test]
+    fn attachment_names_are_file_names_that_show_what_they_are() {
+        assert_eq!(file_name("../../etc/passwd"), "passwd");
+        assert_eq!(file_name("C:\\Users\\x\\report.pdf"), "report.pdf");
+        assert_eq!(file_name("invoice\u{202E}fdp.exe"), "invoicefdp.exe");
+        assert_eq!(file_name(".."), "attachment");
+        assert_eq!(file_name(""), "attachment");
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Imported e-mails: the keys that recognise and thread them, and the attachment content kept.
 
 use crm_kit::store::Tx;
+use sha2::{Digest, Sha256};
 use sqlx::PgConnection;
 use uuid::Uuid;
 
@@ -11,6 +12,7 @@ pub struct EmailKeys {
     pub replies: Vec<Vec<u8>>,
     pub references: Vec<Vec<u8>>,
     pub subject: Vec<u8>,
+    pub fingerprint: Vec<u8>,
 }
 
 /// Serialises imports of the same message until the transaction ends, so that two at once make
@@ -24,12 +26,27 @@ pub async fn lock(tx: &mut Tx, keys: &EmailKeys) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The interaction a message became, if it was imported before.
-pub async fn imported(conn: &mut PgConnection, message_key: &[u8]) -> sqlx::Result<Option<Uuid>> {
-    sqlx::query_scalar("SELECT interaction_id FROM emails WHERE message_key = $1")
-        .bind(message_key)
-        .fetch_optional(conn)
-        .await
+/// The interaction a message became, if it was imported before: the one under its key with its
+/// fingerprint. Another message under the same Message-ID (reused by a broken or hostile mailer)
+/// is recognised instead by a key of both, which `keys.message` becomes.
+pub async fn imported(conn: &mut PgConnection, keys: &mut EmailKeys) -> sqlx::Result<Option<Uuid>> {
+    let found: Option<(Uuid, Vec<u8>)> =
+        sqlx::query_as("SELECT interaction_id, fingerprint FROM emails WHERE message_key = $1")
+            .bind(&keys.message)
+            .fetch_optional(&mut *conn)
+            .await?;
+    match found {
+        None => Ok(None),
+        Some((id, fingerprint)) if fingerprint == keys.fingerprint => Ok(Some(id)),
+        Some(_) => {
+            keys.message =
+                Sha256::digest([&keys.message[..], &keys.fingerprint[..]].concat()).to_vec();
+            sqlx::query_scalar("SELECT interaction_id FROM emails WHERE message_key = $1")
+                .bind(&keys.message)
+                .fetch_optional(conn)
+                .await
+        }
+    }
 }
 
 /// The thread a new message joins: that of the message it replies to, else that of the latest
@@ -63,14 +80,16 @@ pub async fn thread_of(tx: &mut Tx, keys: &EmailKeys) -> sqlx::Result<Option<Uui
 /// conversations begun by replies to it that arrived before it did.
 pub async fn insert(tx: &mut Tx, id: Uuid, thread: Uuid, keys: &EmailKeys) -> sqlx::Result<()> {
     sqlx::query(
-        "INSERT INTO emails (interaction_id, message_key, reply_keys, reference_keys, subject_key)
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO emails (interaction_id, message_key, reply_keys, reference_keys, subject_key,
+             fingerprint)
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(id)
     .bind(&keys.message)
     .bind(&keys.replies)
     .bind(&keys.references)
     .bind(&keys.subject)
+    .bind(&keys.fingerprint)
     .execute(&mut **tx)
     .await?;
     sqlx::query(

@@ -162,6 +162,18 @@ pub async fn update(tx: &mut Tx, r: &InteractionRow, by: &str) -> sqlx::Result<(
     .bind(by)
     .execute(&mut **tx)
     .await?;
+    let kept: Vec<i32> = (0..)
+        .zip(r.attachments.iter())
+        .filter(|(_, a)| a.stored)
+        .map(|(i, _)| i)
+        .collect();
+    sqlx::query(
+        "DELETE FROM attachment_contents WHERE interaction_id = $1 AND position <> ALL($2)",
+    )
+    .bind(r.id)
+    .bind(&kept)
+    .execute(&mut **tx)
+    .await?;
     // Its links may name other cases now.
     place_in_timelines(tx, r).await
 }
@@ -224,6 +236,16 @@ pub async fn list(
     .await
 }
 
+/// Whether `query` has a word to look for (an index can find); `-word` alone has none.
+pub async fn searchable(conn: &mut PgConnection, query: &str) -> sqlx::Result<bool> {
+    let tree: String =
+        sqlx::query_scalar("SELECT querytree(websearch_to_tsquery('crm_search', $1))")
+            .bind(query)
+            .fetch_one(conn)
+            .await?;
+    Ok(!matches!(tree.as_str(), "" | "T"))
+}
+
 pub async fn get_many(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<InteractionRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM interactions i WHERE i.id = ANY($1)"
@@ -246,8 +268,7 @@ pub async fn search(
     let (at, id) = after.unzip();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM interactions i
-          WHERE to_tsvector('crm_search', i.subject || ' ' || i.body)
-                @@ websearch_to_tsquery('crm_search', $1)
+          WHERE i.search @@ websearch_to_tsquery('crm_search', $1)
             AND ($2::uuid IS NULL OR i.id IN (SELECT interaction_id FROM interaction_clients
                                                WHERE client_id = $2))
             AND ($3::text IS NULL OR i.channel = $3)

@@ -74,10 +74,14 @@ pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<Mailb
 /// Stops reading the mailbox; a reader holding it stops at its next message.
 pub async fn disconnect(tx: &mut Tx, id: Uuid, by: &str) -> sqlx::Result<Option<MailboxRow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE mailboxes SET status = 'disconnected', updated_by = $2, updated_at = now(),
-             version = version + 1
-          WHERE id = $1
-          RETURNING {COLUMNS}"
+        "WITH changed AS (
+             UPDATE mailboxes SET status = 'disconnected', updated_by = $2, updated_at = now(),
+                 version = version + 1
+              WHERE id = $1 AND status <> 'disconnected'
+              RETURNING {COLUMNS})
+         SELECT {COLUMNS} FROM changed
+         UNION ALL SELECT {COLUMNS} FROM mailboxes
+          WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM changed)"
     )))
     .bind(id)
     .bind(by)
@@ -126,14 +130,22 @@ pub async fn lease_due(
 }
 
 /// The folder was renumbered (or is read for the first time): reading starts over under
-/// `uid_validity`.
-pub async fn restart(conn: &mut PgConnection, id: Uuid, uid_validity: i64) -> sqlx::Result<()> {
-    sqlx::query("UPDATE mailboxes SET uid_validity = $2, last_uid = 0 WHERE id = $1")
-        .bind(id)
-        .bind(uid_validity)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// `uid_validity`. False when `holder` no longer holds the mailbox.
+pub async fn restart(
+    conn: &mut PgConnection,
+    id: Uuid,
+    holder: Uuid,
+    uid_validity: i64,
+) -> sqlx::Result<bool> {
+    let restarted = sqlx::query(
+        "UPDATE mailboxes SET uid_validity = $2, last_uid = 0 WHERE id = $1 AND leased_by = $3",
+    )
+    .bind(id)
+    .bind(uid_validity)
+    .bind(holder)
+    .execute(conn)
+    .await?;
+    Ok(restarted.rows_affected() == 1)
 }
 
 /// What became of one message.

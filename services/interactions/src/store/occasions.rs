@@ -82,25 +82,58 @@ pub async fn replace(
     Ok(())
 }
 
-/// Forgets the occasions of `persons` (gone from parties, or erased).
+/// Forgets the occasions of `persons` (gone from parties, or erased), and that they were to be
+/// read again.
 pub async fn forget(tx: &mut Tx, persons: &[Uuid]) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM occasions WHERE person_id = ANY($1)")
-        .bind(persons)
-        .execute(&mut **tx)
-        .await?;
+    for statement in [
+        "DELETE FROM occasions WHERE person_id = ANY($1) OR client_ids && $1",
+        "DELETE FROM occasion_refresh WHERE person_id = ANY($1)",
+    ] {
+        sqlx::query(statement)
+            .bind(persons)
+            .execute(&mut **tx)
+            .await?;
+    }
     Ok(())
 }
 
-/// Occasions falling on or before `until`, locked for reminding.
-pub async fn take_due(tx: &mut Tx, until: NaiveDate, limit: i64) -> sqlx::Result<Vec<OccasionRow>> {
+/// Occasions falling on or before `until`, soonest first.
+pub async fn due(
+    conn: &mut PgConnection,
+    until: NaiveDate,
+    limit: i64,
+) -> sqlx::Result<Vec<OccasionRow>> {
     sqlx::query_as(
         "SELECT person_id, kind, label, month, day, person_name, owner, client_ids, next_on
            FROM occasions WHERE next_on <= $1
-          ORDER BY next_on LIMIT $2 FOR UPDATE SKIP LOCKED",
+          ORDER BY next_on LIMIT $2",
     )
     .bind(until)
     .bind(limit)
-    .fetch_all(&mut **tx)
+    .fetch_all(conn)
+    .await
+}
+
+/// `row` as it is now, locked, if it is still due by `until`.
+pub async fn lock_due(
+    tx: &mut Tx,
+    row: &OccasionRow,
+    until: NaiveDate,
+) -> sqlx::Result<Option<OccasionRow>> {
+    sqlx::query_as(
+        "SELECT person_id, kind, label, month, day, person_name, owner, client_ids, next_on
+           FROM occasions
+          WHERE person_id = $1 AND kind = $2 AND label = $3 AND month = $4 AND day = $5
+            AND next_on <= $6
+          FOR UPDATE SKIP LOCKED",
+    )
+    .bind(row.person_id)
+    .bind(&row.kind)
+    .bind(&row.label)
+    .bind(row.month)
+    .bind(row.day)
+    .bind(until)
+    .fetch_optional(&mut **tx)
     .await
 }
 
@@ -122,11 +155,14 @@ pub async fn remember_reminder(tx: &mut Tx, row: &OccasionRow, task: Uuid) -> sq
 
 pub async fn move_on(tx: &mut Tx, row: &OccasionRow, next_on: NaiveDate) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE occasions SET next_on = $4 WHERE person_id = $1 AND kind = $2 AND label = $3",
+        "UPDATE occasions SET next_on = $6
+          WHERE person_id = $1 AND kind = $2 AND label = $3 AND month = $4 AND day = $5",
     )
     .bind(row.person_id)
     .bind(&row.kind)
     .bind(&row.label)
+    .bind(row.month)
+    .bind(row.day)
     .bind(next_on)
     .execute(&mut **tx)
     .await?;
