@@ -23,9 +23,9 @@ use crm_proto::crm::{
         consent_service_client::ConsentServiceClient,
     },
     interactions::v1::{
-        Channel as InteractionChannel, Direction as InteractionDirection, Interaction, Participant,
-        ParticipantKind, ParticipantRole, RecordInteractionRequest,
-        interactions_service_client::InteractionsServiceClient,
+        Channel as InteractionChannel, Direction as InteractionDirection, GetTimelineRequest,
+        Interaction, Participant, ParticipantKind, ParticipantRole, RecordInteractionRequest,
+        TimelineKind, interactions_service_client::InteractionsServiceClient,
     },
     loyalty::v1::{
         AccountRef, CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest,
@@ -499,6 +499,39 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         })
         .await
         .expect("interactions answers");
+
+    // Interactions reads the other services' topics over the in-process broker: the member's
+    // timeline shows the call beside the reward order and the points.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let kinds: Vec<TimelineKind> = c
+            .interactions
+            .get_timeline(GetTimelineRequest {
+                party_id: person.id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("interactions answers")
+            .into_inner()
+            .items
+            .iter()
+            .map(|item| item.kind())
+            .collect();
+        let wanted = [
+            TimelineKind::Interaction,
+            TimelineKind::RewardOrder,
+            TimelineKind::Points,
+        ];
+        if wanted.iter().all(|k| kinds.contains(k)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the timeline never showed the order and the points: {kinds:?}\n{}",
+            up.output()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     // An erasure goes out over the in-process broker and every service that holds personal data
     // answers it.

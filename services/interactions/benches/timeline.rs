@@ -120,6 +120,17 @@ async fn main() {
         "      baseline: RecordInteraction:        {recorded:>8.0}/s  {:>6.2} ms of processor time each",
         per_call(&record_cost, EMAILS)
     );
+    for (name, cost) in [
+        ("ImportEmail", &import_cost),
+        ("RecordInteraction", &record_cost),
+    ] {
+        println!(
+            "    {name} processor time per call, ms: services and client {:.2}, PostgreSQL {:.2}, broker {:.2}",
+            ms_per_call(cost.own, EMAILS),
+            ms_per_call(cost.of("postgres"), EMAILS),
+            ms_per_call(cost.of("tansu"), EMAILS),
+        );
+    }
     suite.stop().await.unwrap();
 }
 

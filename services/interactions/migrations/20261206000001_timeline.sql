@@ -22,6 +22,8 @@ CREATE TABLE timeline (
 );
 CREATE INDEX timeline_page ON timeline (owner_id, occurred_at DESC, item_id DESC);
 CREATE INDEX timeline_items ON timeline (item_id);
+-- An interaction's clients, read each time it is placed in the timelines (and by erasures).
+CREATE INDEX interaction_clients_by_interaction ON interaction_clients (interaction_id);
 
 -- What has been recorded so far, placed in its owners' timelines.
 INSERT INTO timeline (owner_id, item_id, kind, occurred_at, channel)
