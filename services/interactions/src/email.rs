@@ -60,17 +60,19 @@ impl Interactions {
         let received = optional_time(req.received_time.as_ref(), "received_time", &mut v);
         v.finish()?;
         let kib = (req.raw_message.len() >> 10).clamp(1, IMPORT_BUDGET_KIB);
-        let _turn = self
+        let turn = self
             .importing
-            .acquire_many(u32::try_from(kib).unwrap_or(u32::MAX))
+            .clone()
+            .acquire_many_owned(u32::try_from(kib).unwrap_or(u32::MAX))
             .await
             .map_err(|error| ServiceError::Internal(error.into()))?;
         let raw = req.raw_message.clone();
-        // Parsing a large message takes milliseconds of CPU: off the request threads.
-        let email = tokio::task::spawn_blocking(move || mail::parse(&raw))
+        // Parsing a large message takes milliseconds of CPU: off the request threads. The turn
+        // goes with the parse, which runs on even if the caller goes away, and comes back.
+        let (parsed, _turn) = tokio::task::spawn_blocking(move || (mail::parse(&raw), turn))
             .await
-            .map_err(|error| ServiceError::Internal(error.into()))?
-            .map_err(|reason| FieldViolations::single("raw_message", reason))?;
+            .map_err(|error| ServiceError::Internal(error.into()))?;
+        let email = parsed.map_err(|reason| FieldViolations::single("raw_message", reason))?;
         // A Date that cannot be right (ahead by more than a day, or beyond what can be kept)
         // gives way to when the message arrived.
         let plausible = |at: &chrono::DateTime<Utc>| {
@@ -302,11 +304,20 @@ pub(crate) fn own_addresses(list: &[String], field: &str, v: &mut FieldViolation
 }
 
 fn keys(email: &Email) -> EmailKeys {
+    // What relays, lists and gateways leave as it was: when, and from whom.
     let sent = email.sent_at.map(|at| at.timestamp()).unwrap_or_default();
-    let fingerprint = format!("{sent}\n{}\n{}", email.subject, email.body);
+    let from = email
+        .addresses
+        .iter()
+        .find(|m| m.role == ParticipantRole::From)
+        .map(|m| m.address.as_str())
+        .unwrap_or_default();
+    let fingerprint = format!("{sent}\n{from}");
+    let message = mail::key(&email.message_id);
     EmailKeys {
         fingerprint: Sha256::digest(fingerprint.as_bytes()).to_vec(),
-        message: mail::key(&email.message_id),
+        lock: message.clone(),
+        message,
         replies: email.in_reply_to.iter().map(|id| mail::key(id)).collect(),
         references: email.references.iter().map(|id| mail::key(id)).collect(),
         subject: mail::key(&mail::thread_subject(&email.subject)),

@@ -309,19 +309,22 @@ async fn about(tx: &mut Tx, owner: Uuid, fact: &Fact) -> sqlx::Result<()> {
     store::record_fact(tx, fact, &owners).await
 }
 
-/// The membership is `party`'s: its facts so far go to the party's timeline.
+/// The membership is `party`'s: its facts so far go to the party's timeline (or nowhere, when the
+/// party was erased). Timeline locks first, then the erasure locks, as every path takes them.
 async fn enrol(tx: &mut Tx, membership: Uuid, party: Uuid, fact: &Fact) -> sqlx::Result<()> {
     store::lock_owner(tx, membership).await?;
-    if privacy::erased(tx, &[party]).await? {
-        return Ok(());
-    }
-    store::set_membership_party(tx, membership, party).await?;
     store::lock_owner(tx, party).await?;
-    if let Some(person) = store::linked(tx, party).await? {
-        store::copy(tx, membership, person, false).await?;
+    store::set_membership_party(tx, membership, party).await?;
+    let mut owners = vec![party];
+    owners.extend(store::linked(tx, party).await?);
+    if privacy::erased(tx, &owners).await? {
+        return store::forget_owner(tx, membership).await;
+    }
+    for owner in &owners[1..] {
+        store::copy(tx, membership, *owner, false).await?;
     }
     store::copy(tx, membership, party, true).await?;
-    about(tx, party, fact).await
+    store::record_fact(tx, fact, &owners).await
 }
 
 /// A consumer's party and natural person share one timeline: each gets the other's.

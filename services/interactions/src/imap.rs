@@ -1,5 +1,5 @@
 //! Reading one folder of a mailbox over IMAP (RFC 3501): connect (TLS, STARTTLS or plain), log in,
-//! examine the folder (read-only), list the messages after a UID with their sizes, fetch one at a
+//! examine the folder (read-only), find the messages after a UID and their sizes, fetch one at a
 //! time without marking it read, log out. Every step is bounded in time.
 
 use std::{fmt::Debug, sync::Arc, time::Duration};
@@ -137,47 +137,48 @@ impl Folder {
         })
     }
 
-    /// The messages after `last_uid`, oldest first, with their sizes in bytes, listed a thousand
-    /// UIDs at a time so that a large folder is listed in bounded steps.
+    /// The messages after `last_uid`, oldest first, with their sizes in bytes (0 when the server
+    /// does not say): their UIDs found by a search, their sizes asked a thousand at a time.
     pub async fn after(&mut self, last_uid: u32) -> anyhow::Result<Vec<(u32, u32)>> {
-        const CHUNK: u32 = 1_000;
+        const CHUNK: usize = 1_000;
         let Some(first) = last_uid.checked_add(1) else {
             return Ok(Vec::new());
         };
         if self.exists == 0 || self.uid_next.is_some_and(|next| next <= first) {
             return Ok(Vec::new());
         }
-        let mut found: Vec<(u32, u32)> = Vec::new();
-        let mut from = first;
-        loop {
-            // Without UIDNEXT, one open range: `n:*` names the last message even below n.
-            let (set, last) = match self.uid_next {
-                Some(next) => {
-                    let to = from.saturating_add(CHUNK - 1).min(next - 1);
-                    (format!("{from}:{to}"), to >= next - 1)
-                }
-                None => (format!("{from}:*"), true),
-            };
+        // `n:*` names the last message even when its UID is below n.
+        let found = step(
+            "searching for new messages",
+            self.session.uid_search(format!("UID {first}:*")),
+        )
+        .await?;
+        let mut uids: Vec<u32> = found.into_iter().filter(|uid| *uid > last_uid).collect();
+        uids.sort_unstable();
+        let mut listed: Vec<(u32, u32)> = Vec::with_capacity(uids.len());
+        for chunk in uids.chunks(CHUNK) {
+            let set = chunk
+                .iter()
+                .map(u32::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
             let fetches = step(
                 "listing new messages",
                 self.session.uid_fetch(&set, "(UID RFC822.SIZE)"),
             )
             .await?;
             let fetches: Vec<_> = step("listing new messages", fetches.try_collect()).await?;
-            found.extend(
-                fetches
+            let sizes: std::collections::HashMap<u32, u32> = fetches
+                .iter()
+                .filter_map(|f| Some((f.uid?, f.size.unwrap_or(0))))
+                .collect();
+            listed.extend(
+                chunk
                     .iter()
-                    .filter_map(|f| Some((f.uid?, f.size.unwrap_or(u32::MAX))))
-                    .filter(|(uid, _)| *uid > last_uid),
+                    .map(|uid| (*uid, sizes.get(uid).copied().unwrap_or(0))),
             );
-            if last {
-                break;
-            }
-            from = from.saturating_add(CHUNK);
         }
-        found.sort_unstable();
-        found.dedup_by_key(|(uid, _)| *uid);
-        Ok(found)
+        Ok(listed)
     }
 
     /// Message `uid` as sent, at most `limit + 1` bytes of it (more tells it is too large), and

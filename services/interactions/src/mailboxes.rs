@@ -88,10 +88,10 @@ impl Interactions {
                 && folder.is_ascii()
                 && !folder
                     .chars()
-                    .any(|c| c.is_ascii_control() || c == '"' || c == '\\'),
+                    .any(|c| c.is_ascii_control() || "\"\\&".contains(c)),
             "mailbox.folder",
-            "is a folder name in ASCII, without quotes or backslashes (names in other scripts \
-             are not supported yet)",
+            "is a folder name in ASCII, without quotes, backslashes or & (names in other \
+             scripts are not supported yet)",
         );
         let mut own =
             crate::email::own_addresses(&input.own_addresses, "mailbox.own_addresses", &mut v);

@@ -60,7 +60,9 @@ impl Interactions {
             };
             let mut tx = self.pool.begin().await?;
             // Read before an erasure, written after it: not written.
-            if privacy::erased(&mut tx, &[person]).await? {
+            let mut ids = vec![person];
+            ids.extend(rows.iter().flat_map(|r| r.client_ids.iter().copied()));
+            if privacy::erased(&mut tx, &ids).await? {
                 store::forget(&mut tx, &[person]).await?;
             } else {
                 store::replace(&mut tx, person, asked_at, &rows).await?;
@@ -79,13 +81,13 @@ impl Interactions {
             let due = store::due(&mut *self.pool.acquire().await?, until, 100).await?;
             for row in &due {
                 let mut tx = self.pool.begin().await?;
-                if privacy::erased(&mut tx, &row.client_ids).await? {
-                    continue;
-                }
+                let erased = privacy::erased(&mut tx, &row.client_ids).await?;
                 let Some(row) = store::lock_due(&mut tx, row, until).await? else {
                     continue;
                 };
-                let Some(occasion) = occasion(&row) else {
+                let Some(occasion) = occasion(&row).filter(|_| !erased) else {
+                    store::drop_one(&mut tx, &row).await?;
+                    tx.commit().await?;
                     continue;
                 };
                 // A day that passed while no reminder could be made is not reminded of late.

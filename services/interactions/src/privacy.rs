@@ -296,9 +296,11 @@ async fn anonymise_interactions(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<(Vec<
         .bind(&interactions)
         .execute(&mut **tx)
         .await?;
-    // Only the message's own key stays: what it replied to and its subject go.
+    // Only the message's own key stays (so it is not imported again): what it replied to, its
+    // subject's key and its fingerprint (its date and sender) go.
     sqlx::query(
-        "UPDATE emails SET reply_keys = '{}', reference_keys = '{}', subject_key = ''
+        "UPDATE emails SET reply_keys = '{}', reference_keys = '{}', subject_key = '',
+             fingerprint = ''
           WHERE interaction_id = ANY($1)",
     )
     .bind(&interactions)

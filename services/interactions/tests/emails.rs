@@ -248,9 +248,11 @@ async fn a_message_imported_twice_is_one_interaction() {
     assert!(rewritten.duplicate);
     assert_eq!(rewritten.interaction.unwrap().id, first.id);
 
-    // Another message under the same Message-ID (a broken or hostile mailer) is not lost.
+    // Another message under the same Message-ID (a broken or hostile mailer: another sender,
+    // another time) is not lost.
     let reused = String::from_utf8(eml("thread-1"))
         .unwrap()
+        .replace("Mon, 09 Nov 2026 09:00:00", "Tue, 10 Nov 2026 12:00:00")
         .replace("When will order 12 arrive?", "Please cancel order 12.");
     let reused = client
         .import_email(import(reused.into_bytes()))

@@ -217,7 +217,18 @@ fn file_name(raw: &str) -> String {
 /// Unicode format characters that change how text is shown, not what it says: bidirectional
 /// embeddings, overrides and isolates, marks, zero-width characters.
 fn is_format(c: char) -> bool {
-    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2069}' | '\u{FEFF}')
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2069}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0001}'..='\u{E007F}'
+    )
 }
 
 /// The subject a thread is recognised by: without the reply and forward prefixes mailers add in

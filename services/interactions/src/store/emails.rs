@@ -8,6 +8,8 @@ use uuid::Uuid;
 /// How an imported message is recognised and threaded (SHA-256 keys, see the migration).
 #[derive(Debug, Clone)]
 pub struct EmailKeys {
+    /// The key of its Message-ID: every message under one id takes turns by it.
+    pub lock: Vec<u8>,
     pub message: Vec<u8>,
     pub replies: Vec<Vec<u8>>,
     pub references: Vec<Vec<u8>>,
@@ -18,7 +20,7 @@ pub struct EmailKeys {
 /// Serialises imports of the same message until the transaction ends, so that two at once make
 /// one interaction.
 pub async fn lock(tx: &mut Tx, keys: &EmailKeys) -> sqlx::Result<()> {
-    let lock = i64::from_be_bytes(keys.message[..8].try_into().expect("a SHA-256 key"));
+    let lock = i64::from_be_bytes(keys.lock[..8].try_into().expect("a SHA-256 key"));
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(lock)
         .execute(&mut **tx)
@@ -37,7 +39,10 @@ pub async fn imported(conn: &mut PgConnection, keys: &mut EmailKeys) -> sqlx::Re
             .await?;
     match found {
         None => Ok(None),
-        Some((id, fingerprint)) if fingerprint == keys.fingerprint => Ok(Some(id)),
+        // An erased message's fingerprint is gone: whatever comes under its id is taken for it.
+        Some((id, fingerprint)) if fingerprint == keys.fingerprint || fingerprint.is_empty() => {
+            Ok(Some(id))
+        }
         Some(_) => {
             keys.message =
                 Sha256::digest([&keys.message[..], &keys.fingerprint[..]].concat()).to_vec();

@@ -54,7 +54,10 @@ pub async fn replace(
     asked_at: DateTime<Utc>,
     rows: &[OccasionRow],
 ) -> sqlx::Result<()> {
-    forget(tx, &[person]).await?;
+    sqlx::query("DELETE FROM occasions WHERE person_id = $1")
+        .bind(person)
+        .execute(&mut **tx)
+        .await?;
     for r in rows {
         sqlx::query(
             "INSERT INTO occasions (person_id, kind, label, month, day, person_name, owner,
@@ -151,6 +154,22 @@ pub async fn remember_reminder(tx: &mut Tx, row: &OccasionRow, task: Uuid) -> sq
     .execute(&mut **tx)
     .await?;
     Ok(inserted.rows_affected() == 1)
+}
+
+/// Drops one occasion (its person erased, or its day not one of the year).
+pub async fn drop_one(tx: &mut Tx, row: &OccasionRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "DELETE FROM occasions
+          WHERE person_id = $1 AND kind = $2 AND label = $3 AND month = $4 AND day = $5",
+    )
+    .bind(row.person_id)
+    .bind(&row.kind)
+    .bind(&row.label)
+    .bind(row.month)
+    .bind(row.day)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 pub async fn move_on(tx: &mut Tx, row: &OccasionRow, next_on: NaiveDate) -> sqlx::Result<()> {

@@ -100,6 +100,15 @@ pub async fn copy(tx: &mut Tx, from: Uuid, to: Uuid, take: bool) -> sqlx::Result
     Ok(())
 }
 
+/// Drops `owner`'s timeline.
+pub async fn forget_owner(tx: &mut Tx, owner: Uuid) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM timeline WHERE owner_id = $1")
+        .bind(owner)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// Holds off every other writer of `id`'s timeline links (memberships, natural persons) until
 /// the transaction ends, so a fact and the link that says whose it is cannot miss each other.
 pub async fn lock_owner(tx: &mut Tx, id: Uuid) -> sqlx::Result<()> {
