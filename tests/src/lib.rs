@@ -17,7 +17,10 @@ use crm_proto::crm::{
         OperationType, PointType, Program, ProgramKind, ProgramStatus,
         loyalty_service_client::LoyaltyServiceClient,
     },
-    parties::v1::parties_service_client::PartiesServiceClient,
+    parties::v1::{
+        ContactPoint, ContactPointKind, CreatePartyRequest, Party, PartyKind, PersonName,
+        parties_service_client::PartiesServiceClient,
+    },
     rewards::v1::rewards_service_client::RewardsServiceClient,
 };
 use crm_testkit::{Broker, TestDatabase, TestService, token};
@@ -254,6 +257,30 @@ impl Suite {
 
     pub fn rewards(&self) -> &TestService {
         self.rewards.get()
+    }
+
+    /// A consumer: a person party (with its natural person) reachable at `email`.
+    pub async fn consumer(&self, given: &str, family: &str, email: &str) -> Party {
+        self.parties_client()
+            .create_party(CreatePartyRequest {
+                party: Some(Party {
+                    kind: PartyKind::Person as i32,
+                    person_name: Some(PersonName {
+                        given_name: given.into(),
+                        family_name: family.into(),
+                    }),
+                    contact_points: vec![ContactPoint {
+                        kind: ContactPointKind::Email as i32,
+                        value: email.into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+            .await
+            .expect("creating a consumer")
+            .into_inner()
     }
 
     pub fn interactions_client(&self) -> InteractionsServiceClient<TracedChannel> {

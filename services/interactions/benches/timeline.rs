@@ -20,12 +20,7 @@ use std::time::{Duration, Instant};
 use crm_e2e::Suite;
 use crm_interactions::store::timeline::{self as store, Filter};
 use crm_kit::client::TracedChannel;
-use crm_proto::crm::{
-    interactions::v1::*,
-    parties::v1::{
-        ContactPoint, ContactPointKind, CreatePartyRequest, Party, PartyKind, PersonName,
-    },
-};
+use crm_proto::crm::interactions::v1::*;
 use crm_testkit::{
     CpuTimes,
     bench::{analyze, ms, ms_per_call, percentiles, phase, rate},
@@ -51,27 +46,7 @@ async fn main() {
         })
         .await
         .unwrap();
-    let anna = suite
-        .parties_client()
-        .create_party(CreatePartyRequest {
-            party: Some(Party {
-                kind: PartyKind::Person as i32,
-                person_name: Some(PersonName {
-                    given_name: "Anna".into(),
-                    family_name: "Kowalska".into(),
-                }),
-                contact_points: vec![ContactPoint {
-                    kind: ContactPointKind::Email as i32,
-                    value: EMAIL.into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let anna = suite.consumer("Anna", "Kowalska", EMAIL).await;
     let party: Uuid = anna.id.parse().unwrap();
     let person: Uuid = anna.person_id.parse().unwrap();
 

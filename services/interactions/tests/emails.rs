@@ -5,12 +5,7 @@
 //! refusal.
 
 use crm_e2e::Suite;
-use crm_proto::crm::{
-    interactions::v1::*,
-    parties::v1::{
-        ContactPoint, ContactPointKind, CreatePartyRequest, Party, PartyKind, PersonName,
-    },
-};
+use crm_proto::crm::interactions::v1::*;
 use sha2::{Digest, Sha256};
 use tonic::Code;
 use tonic_types::StatusExt;
@@ -20,30 +15,6 @@ const OURS: &str = "sales@ourco.example";
 fn eml(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/emails/{name}.eml", env!("CARGO_MANIFEST_DIR"));
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-async fn consumer(suite: &Suite, given: &str, family: &str, email: &str) -> Party {
-    suite
-        .parties_client()
-        .create_party(CreatePartyRequest {
-            party: Some(Party {
-                kind: PartyKind::Person as i32,
-                person_name: Some(PersonName {
-                    given_name: given.into(),
-                    family_name: family.into(),
-                }),
-                contact_points: vec![ContactPoint {
-                    kind: ContactPointKind::Email as i32,
-                    value: email.into(),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
 }
 
 fn import(raw: Vec<u8>) -> ImportEmailRequest {
@@ -68,9 +39,15 @@ async fn imported(suite: &Suite, name: &str) -> Interaction {
 #[tokio::test]
 async fn a_corpus_of_real_messages_is_imported_matched_and_threaded() {
     let suite = Suite::start().await.unwrap();
-    let anna = consumer(&suite, "Anna", "Kowalska", "anna.kowalska@example.pl").await;
-    let grazyna = consumer(&suite, "Grażyna", "Łęcka", "Grazyna.Lecka@example.pl").await;
-    let ivan = consumer(&suite, "Иван", "Петров", "ivan.petrov@example.ru").await;
+    let anna = suite
+        .consumer("Anna", "Kowalska", "anna.kowalska@example.pl")
+        .await;
+    let grazyna = suite
+        .consumer("Grażyna", "Łęcka", "Grazyna.Lecka@example.pl")
+        .await;
+    let ivan = suite
+        .consumer("Иван", "Петров", "ivan.petrov@example.ru")
+        .await;
     let mut client = suite.interactions_client();
 
     let plain = imported(&suite, "plain").await;
@@ -221,7 +198,9 @@ async fn a_corpus_of_real_messages_is_imported_matched_and_threaded() {
 #[tokio::test]
 async fn a_message_imported_twice_is_one_interaction() {
     let suite = Suite::start().await.unwrap();
-    consumer(&suite, "Anna", "Kowalska", "anna.kowalska@example.pl").await;
+    suite
+        .consumer("Anna", "Kowalska", "anna.kowalska@example.pl")
+        .await;
     let mut client = suite.interactions_client();
     let first = imported(&suite, "thread-1").await;
 
@@ -438,7 +417,9 @@ fn thousands_of_mutated_messages_parse_or_are_refused_and_never_panic() {
 #[tokio::test]
 async fn mutated_messages_through_the_api_get_an_answer_or_a_refusal_never_internal() {
     let suite = Suite::start().await.unwrap();
-    consumer(&suite, "Anna", "Kowalska", "anna.kowalska@example.pl").await;
+    suite
+        .consumer("Anna", "Kowalska", "anna.kowalska@example.pl")
+        .await;
     let mut client = suite.interactions_client();
     let corpus = [eml("plain"), eml("attachments"), eml("thread-3")];
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);

@@ -8,9 +8,7 @@ use crm_e2e::Suite;
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
     interactions::v1::{interactions_service_client::InteractionsServiceClient, *},
-    parties::v1::{
-        ContactPoint, ContactPointKind, CreatePartyRequest, Party, PartyKind, PersonName,
-    },
+    parties::v1::Party,
 };
 use crm_testkit::{
     imap::{self, Dovecot},
@@ -71,30 +69,6 @@ impl Setup {
             "interactions.mailboxes",
         ];
         InteractionsServiceClient::new(self.suite.interactions().channel(&token("admin", &scopes)))
-    }
-
-    async fn consumer(&self, email: &str) -> Party {
-        self.suite
-            .parties_client()
-            .create_party(CreatePartyRequest {
-                party: Some(Party {
-                    kind: PartyKind::Person as i32,
-                    person_name: Some(PersonName {
-                        given_name: "Anna".into(),
-                        family_name: "Kowalska".into(),
-                    }),
-                    contact_points: vec![ContactPoint {
-                        kind: ContactPointKind::Email as i32,
-                        value: email.into(),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner()
     }
 
     async fn connect(&self, dovecot: &Dovecot, password_ref: &str) -> Mailbox {
@@ -162,7 +136,10 @@ fn counts(m: &Mailbox) -> (i64, i64, i64) {
 #[tokio::test]
 async fn a_mailbox_is_read_once_resumed_after_a_restart_and_reread_when_renumbered() {
     let mut setup = Setup::start().await;
-    let anna = setup.consumer("anna.kowalska@example.pl").await;
+    let anna = setup
+        .suite
+        .consumer("Anna", "Kowalska", "anna.kowalska@example.pl")
+        .await;
     let mut dovecot = Dovecot::start().await.unwrap();
     dovecot.deliver(&eml("plain")).unwrap();
     dovecot.deliver(&eml("thread-1")).unwrap();
