@@ -1,0 +1,4 @@
+//! The cases service's rules, free of I/O.
+
+pub mod calendar;
+pub mod sla;
