@@ -1,12 +1,13 @@
-//! The suite under test: parties, interactions, consent, loyalty and rewards on one broker, each on
-//! its own database, started through the same `Runtime` as their binaries; interactions, loyalty
-//! and rewards restartable on the same storage.
+//! The suite under test: parties, interactions, cases, consent, loyalty and rewards on one broker,
+//! each on its own database, started through the same `Runtime` as their binaries; interactions,
+//! loyalty and rewards restartable on the same storage.
 
 use crm_kit::{app::Service, config::Config};
 use std::{net::SocketAddr, time::Duration};
 
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
+    cases::v1::cases_service_client::CasesServiceClient,
     consent::v1::{
         Channel, CreatePurposeRequest, Evidence, LegalBasis, Purpose, RecordConsentRequest,
         Subject, SubjectKind, WithdrawConsentRequest, consent_service_client::ConsentServiceClient,
@@ -36,6 +37,8 @@ pub const REWARDS: Service = crm_rewards::SERVICE;
 
 pub const INTERACTIONS: Service = crm_interactions::SERVICE;
 
+pub const CASES: Service = crm_cases::SERVICE;
+
 /// The consent purpose loyalty membership depends on.
 pub const LOYALTY_PROGRAM: &str = "loyalty_program";
 
@@ -46,6 +49,7 @@ pub struct Suite {
     pub broker: Broker,
     pub parties: TestService,
     pub consent: TestService,
+    pub cases: TestService,
     interactions: Restartable,
     loyalty: Restartable,
     rewards: Restartable,
@@ -144,7 +148,17 @@ impl Suite {
             broker.shared(),
             |config| {
                 config.privacy.retry_after_secs = RETRY_AFTER.as_secs();
-                config.privacy.services = "parties,interactions,loyalty,rewards".into();
+                config.privacy.services = "parties,interactions,cases,loyalty,rewards".into();
+            },
+        )
+        .await?;
+        let parties_url = url(&parties);
+        let cases = TestService::start_with(
+            &CASES,
+            TestDatabase::create().await?,
+            broker.shared(),
+            |config| {
+                config.peers.insert("parties".into(), parties_url);
             },
         )
         .await?;
@@ -152,6 +166,7 @@ impl Suite {
             broker,
             parties,
             consent,
+            cases,
             interactions: Restartable::new("interactions").await?,
             loyalty: Restartable::new("loyalty").await?,
             rewards: Restartable::new("rewards").await?,
@@ -281,6 +296,13 @@ impl Suite {
             .await
             .expect("creating a consumer")
             .into_inner()
+    }
+
+    pub fn cases_client(&self) -> CasesServiceClient<TracedChannel> {
+        CasesServiceClient::new(self.cases.channel(&token(
+            "sales",
+            &["cases.read", "cases.write", "cases.admin"],
+        )))
     }
 
     pub fn interactions_client(&self) -> InteractionsServiceClient<TracedChannel> {
@@ -444,6 +466,7 @@ impl Suite {
                 running.stop().await?;
             }
         }
+        self.cases.stop().await?;
         self.consent.stop().await?;
         self.parties.stop().await
     }

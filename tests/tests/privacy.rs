@@ -6,7 +6,10 @@ use std::time::Duration;
 use crm_e2e::{LOYALTY_PROGRAM, Suite, find_in_database};
 use crm_kit::privacy::REQUEST_TOPIC;
 use crm_proto::crm::{
-    common::v1::{Date, PostalAddress, PrivacyRequestType},
+    cases::v1::{
+        Case, CaseKind, CreateCaseRequest, CreatePipelineRequest, Phase, PhaseGroup, Pipeline,
+    },
+    common::v1::{Date, Money, PostalAddress, PrivacyRequestType},
     consent::v1::{
         Channel, GetExportBundleRequest, GetSubjectRequestRequest, ListAuditLogRequest,
         OpenSubjectRequestRequest, Subject, SubjectKind, SubjectRequest, SubjectRequestStatus,
@@ -140,11 +143,59 @@ async fn member(suite: &Suite) -> Member {
     order_a_kettle(suite, &program.id, &membership.id).await;
     call_about_points(suite, &party.id).await;
     write_about_points(suite).await;
+    sell_a_fridge(suite, &party.id).await;
     Member {
         create,
         party,
         membership_id: membership.id,
     }
+}
+
+/// A sales case about the member, in words that name them.
+async fn sell_a_fridge(suite: &Suite, party_id: &str) {
+    let mut cases = suite.cases_client();
+    let pipeline = cases
+        .create_pipeline(CreatePipelineRequest {
+            pipeline: Some(Pipeline {
+                display_name: "Sales".into(),
+                phases: [
+                    ("lead", PhaseGroup::Potential),
+                    ("won", PhaseGroup::Won),
+                    ("lost", PhaseGroup::Lost),
+                ]
+                .into_iter()
+                .map(|(code, group)| Phase {
+                    code: code.into(),
+                    group: group as i32,
+                    ..Default::default()
+                })
+                .collect(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("creating a pipeline")
+        .into_inner();
+    cases
+        .create_case(CreateCaseRequest {
+            case: Some(Case {
+                pipeline_id: pipeline.id,
+                title: format!("{GIVEN} {FAMILY} wants a fridge"),
+                description: format!("Deliver to {STREET}"),
+                kind: CaseKind::Sales as i32,
+                owner: "agent".into(),
+                party_id: party_id.into(),
+                expected_value: Some(Money {
+                    amount: "2499.00".into(),
+                    currency_code: "PLN".into(),
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("opening a case");
 }
 
 /// The member wrote too, with a scan attached; the message was imported with a request id (its
@@ -400,6 +451,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
     assert_eq!(
         answers,
         [
+            ("cases", true),
             ("interactions", true),
             ("loyalty", true),
             ("parties", true),
@@ -600,7 +652,8 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
     );
     assert_eq!(
         actions.iter().filter(|a| *a == "request.answered").count(),
-        4
+        5,
+        "parties, interactions, cases, loyalty and rewards"
     );
     suite.stop().await.unwrap();
 }

@@ -22,6 +22,7 @@ use crm_kit::{
 const SERVICES: &[&Service] = &[
     &crm_parties::SERVICE,
     &crm_interactions::SERVICE,
+    &crm_cases::SERVICE,
     &crm_consent::SERVICE,
     &crm_loyalty::SERVICE,
     &crm_rewards::SERVICE,

@@ -117,6 +117,24 @@ async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
     // nothing of the running one is touched.
     let postgres = LocalPostgres::start_alone(&configs[0].database.local_dir)?;
     wire(&mut configs, host)?;
+    // Every service's ports are held from here until it binds them: the connections the suite
+    // makes while it starts (to PostgreSQL, to the broker, between services) take ephemeral ports,
+    // and one could otherwise land on a service's documented port before that service listens.
+    let mut reserved: Vec<Option<[std::net::TcpListener; 2]>> = configs
+        .iter()
+        .zip(SERVICES)
+        .map(|(config, service)| {
+            let bind = |address: std::net::SocketAddr| {
+                std::net::TcpListener::bind(address).map_err(|e| {
+                    anyhow::anyhow!("{} cannot listen on {address}: {e}", service.spec.name)
+                })
+            };
+            Ok(Some([
+                bind(config.grpc_listen()?)?,
+                bind(config.admin_listen()?)?,
+            ]))
+        })
+        .collect::<anyhow::Result<_>>()?;
     let local = Local {
         postgres: Some(Arc::new(postgres)),
         kafka: match configs[0].kafka.brokers {
@@ -140,8 +158,9 @@ async fn up(mut configs: Vec<Config>, host: IpAddr) -> anyhow::Result<()> {
     let mut serving = Vec::new();
     let mut token = None;
     let mut lines = Vec::new();
-    for (service, config) in SERVICES.iter().zip(configs) {
+    for ((service, config), ports) in SERVICES.iter().zip(configs).zip(&mut reserved) {
         let (spec, topics) = (service.spec, service.topics);
+        drop(ports.take());
         let runtime =
             Runtime::start_sharing(spec, config, (service.migrator)(), topics, local.clone())
                 .await

@@ -585,6 +585,7 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
     assert_eq!(
         answered,
         [
+            ("cases", false),
             ("interactions", true),
             ("loyalty", true),
             ("parties", true),

@@ -8,10 +8,10 @@ use crm_proto::crm::{
     interactions::v1::*,
     parties::v1::{CreatePartyRequest, Party, PartyKind, PersonName},
 };
-use crm_testkit::read_topic;
+use crm_testkit::{read_topic, violated_fields as fields};
 use prost::Message;
 use prost_types::{FieldMask, Timestamp};
-use tonic::{Code, Status};
+use tonic::Code;
 use tonic_types::StatusExt;
 
 async fn organization(suite: &Suite, name: &str) -> Party {
@@ -64,19 +64,6 @@ fn call(party: &Party, seconds: i64, subject: &str) -> Interaction {
         dialled_number: "+48221234567".into(),
         ..Default::default()
     }
-}
-
-fn fields(status: &Status) -> Vec<String> {
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    let mut fields: Vec<String> = status
-        .get_details_bad_request()
-        .unwrap()
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
-    fields.sort();
-    fields
 }
 
 #[tokio::test(flavor = "multi_thread")]

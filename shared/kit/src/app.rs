@@ -62,6 +62,18 @@ impl Runtime {
         topics: &[&str],
         mut local: Local,
     ) -> anyhow::Result<Self> {
+        // The ports first, before any connection is made: an outgoing connection's ephemeral
+        // port cannot take a port the service is documented to listen on.
+        let bind = |address: SocketAddr, what: &str| {
+            let what = what.to_owned();
+            async move {
+                TcpListener::bind(address).await.map_err(|e| {
+                    anyhow::anyhow!("{} cannot listen on {address} ({what}): {e}", spec.name)
+                })
+            }
+        };
+        let listener = bind(config.grpc_listen()?, "gRPC").await?;
+        let admin = bind(config.admin_listen()?, "metrics").await?;
         let (url, local_pg) = match (&config.database.url, local.postgres.take()) {
             (Some(url), _) => (url.expose().to_owned(), None),
             (None, shared) => {
@@ -116,16 +128,6 @@ impl Runtime {
             }
         };
 
-        let bind = |address: SocketAddr, what: &str| {
-            let what = what.to_owned();
-            async move {
-                TcpListener::bind(address).await.map_err(|e| {
-                    anyhow::anyhow!("{} cannot listen on {address} ({what}): {e}", spec.name)
-                })
-            }
-        };
-        let listener = bind(config.grpc_listen()?, "gRPC").await?;
-        let admin = bind(config.admin_listen()?, "metrics").await?;
         Ok(Self {
             spec,
             config,

@@ -102,6 +102,18 @@ macro_rules! text_enum {
             }
         }
 
+        impl<'de> $crate::enums::serde::Deserialize<'de> for $name {
+            fn deserialize<D: $crate::enums::serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <String as $crate::enums::serde::Deserialize>::deserialize(deserializer)?;
+                Self::parse(&text).ok_or_else(|| {
+                    <D::Error as $crate::enums::serde::de::Error>::custom(format!(
+                        "{text:?} is not one of {}",
+                        Self::expected()
+                    ))
+                })
+            }
+        }
+
         impl std::fmt::Display for $name {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str(self.as_str())

@@ -8,6 +8,11 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub mod checks;
 
 pub mod crm {
+    pub mod cases {
+        pub mod v1 {
+            tonic::include_proto!("crm.cases.v1");
+        }
+    }
     pub mod common {
         pub mod v1 {
             tonic::include_proto!("crm.common.v1");

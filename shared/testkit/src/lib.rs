@@ -573,3 +573,27 @@ pub async fn pgbench(
         latency_ms: figure("latency average = ")?,
     })
 }
+
+/// The fields an INVALID_ARGUMENT names, sorted: what a caller reads to fix its request.
+pub fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    let mut fields: Vec<String> = status
+        .get_details_bad_request()
+        .expect("field violations")
+        .field_violations
+        .into_iter()
+        .map(|v| v.field)
+        .collect();
+    fields.sort();
+    fields
+}
+
+/// The `ErrorInfo.reason` of a refusal: what a caller branches on.
+pub fn refusal_reason(status: &tonic::Status) -> String {
+    use tonic_types::StatusExt;
+    status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("a reason in {status:?}"))
+        .reason
+}

@@ -4,24 +4,16 @@
 
 use std::collections::HashSet;
 
-/// The three groups every pipeline's phases fall in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Group {
-    Potential,
-    InProgress,
-    Won,
-    Lost,
-}
+use serde::{Deserialize, Serialize};
 
-impl Group {
-    pub fn is_closed(self) -> bool {
-        matches!(self, Self::Won | Self::Lost)
-    }
-}
+pub use super::PhaseGroup as Group;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A phase as stored (in the pipeline's `phases`, in order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Phase {
     pub code: String,
+    #[serde(default)]
+    pub display_name: String,
     pub group: Group,
     /// 0 to 100; won phases are 100 and lost ones 0, whatever is given.
     pub probability: u8,
@@ -118,6 +110,7 @@ mod tests {
     fn phase(code: &str, group: Group, probability: u8) -> Phase {
         Phase {
             code: code.into(),
+            display_name: code.into(),
             group,
             probability,
         }

@@ -2,7 +2,7 @@
 //! on its own database and one broker: `crm_e2e::Suite`. What a shop sets up before selling.
 
 // Each test binary includes this module and uses only part of it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use crm_e2e::{LOYALTY_PROGRAM, Suite};
 use crm_kit::client::TracedChannel;
@@ -15,8 +15,6 @@ use crm_proto::crm::{
     parties::v1::{CreatePartyRequest, Party, PartyKind, PersonName},
     rewards::v1::{rewards_service_client::RewardsServiceClient, *},
 };
-use tonic::Status;
-use tonic_types::StatusExt;
 
 pub type Client = RewardsServiceClient<TracedChannel>;
 
@@ -158,27 +156,7 @@ pub async fn receive(client: &mut Client, reward: &Reward, warehouse: &Warehouse
         .expect("a receipt");
 }
 
-/// The fields an INVALID_ARGUMENT names, sorted.
-pub fn fields(status: &Status) -> Vec<String> {
-    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    let mut fields: Vec<String> = status
-        .get_details_bad_request()
-        .expect("field violations")
-        .field_violations
-        .into_iter()
-        .map(|v| v.field)
-        .collect();
-    fields.sort();
-    fields
-}
-
-/// The `ErrorInfo.reason` of a refusal.
-pub fn reason(status: &Status) -> String {
-    status
-        .get_details_error_info()
-        .unwrap_or_else(|| panic!("a reason in {status:?}"))
-        .reason
-}
+pub use crm_testkit::{refusal_reason as reason, violated_fields as fields};
 
 /// Where goods go: a recipient at a postal address.
 pub fn home() -> Delivery {

@@ -1,0 +1,5 @@
+//! Every SQL statement of the cases service, one file per aggregate. Writes lock a case's row
+//! before its visits.
+
+pub mod cases;
+pub mod pipelines;
