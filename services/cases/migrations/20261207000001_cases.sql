@@ -49,6 +49,9 @@ CREATE INDEX cases_by_pipeline ON cases (pipeline_id, phase, id DESC);
 CREATE INDEX cases_by_owner ON cases (owner, id DESC);
 CREATE INDEX cases_by_party ON cases (party_id, id DESC) WHERE party_id IS NOT NULL;
 CREATE INDEX cases_listed ON cases (id DESC);
+CREATE INDEX cases_by_pipeline_only ON cases (pipeline_id, id DESC);
+-- Data-subject requests find a person's cases.
+CREATE INDEX cases_by_person ON cases USING gin (person_ids);
 
 -- Each passage of a case through a phase.
 CREATE TABLE phase_visits (

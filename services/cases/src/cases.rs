@@ -57,10 +57,13 @@ impl Cases {
             .map(|(i, id)| uuid(id, &format!("case.person_ids[{i}]"), &mut v))
             .collect();
         v.check(
-            kind != CaseKind::Internal || party_id.is_none(),
+            kind != CaseKind::Internal || (party_id.is_none() && person_ids.is_empty()),
             "case.party_id",
             "an internal case has no client",
         );
+        let mut person_ids = person_ids;
+        person_ids.sort();
+        person_ids.dedup();
         let value = money(input.expected_value.as_ref(), "case.expected_value", &mut v);
         let now = Utc::now();
         let mut row = CaseRow {
@@ -185,13 +188,12 @@ impl Cases {
         let mut conn = self.pool.acquire().await?;
         let mut rows = store::list(&mut conn, &filter, page.after, page.limit()).await?;
         let next_page_token = page.finish(&mut rows, |last| last.id);
-        let mut cases = Vec::with_capacity(rows.len());
-        for row in &rows {
-            cases.push(convert::case(
-                row,
-                &store::history(&mut conn, row.id).await?,
-            ));
-        }
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let histories = store::histories(&mut conn, &ids).await?;
+        let cases = rows
+            .iter()
+            .map(|row| convert::case(row, histories.get(&row.id).map_or(&[], Vec::as_slice)))
+            .collect();
         Ok(ListCasesResponse {
             cases,
             next_page_token,
@@ -227,14 +229,13 @@ impl Cases {
                 "is the phase the case is in",
             )),
         })?;
-        let now = Utc::now();
         row.phase = to.code.clone();
         row.status = CaseStatus::Open;
         row.closed_at = None;
         row.lost_reason.clear();
         row.probability = probability(to, row.probability_override);
+        store::pass(&mut tx, id, &row.phase, Utc::now()).await?;
         store::update(&mut tx, &row, caller).await?;
-        store::pass(&mut tx, id, &row.phase, now).await?;
         let case = answer(&mut tx, id).await?;
         let change = if reopened { "reopened" } else { "moved" };
         events::case_changed(&mut tx, &case, change).await?;
@@ -281,14 +282,15 @@ impl Cases {
             .ok_or_else(|| {
                 FieldViolations::single("phase", "is not a closed phase of that outcome")
             })?;
-        let now = Utc::now();
         row.phase = phase.code.clone();
         row.status = outcome;
-        row.closed_at = Some(now);
-        row.lost_reason = lost_reason;
+        row.closed_at = Some(store::pass(&mut tx, id, &row.phase, Utc::now()).await?);
+        row.lost_reason = match outcome {
+            CaseStatus::Lost => lost_reason,
+            _ => String::new(),
+        };
         row.probability = probability(phase, row.probability_override);
         store::update(&mut tx, &row, caller).await?;
-        store::pass(&mut tx, id, &row.phase, now).await?;
         let case = answer(&mut tx, id).await?;
         events::case_changed(&mut tx, &case, outcome.as_str()).await?;
         claim.commit(tx, &case).await?;
@@ -313,6 +315,11 @@ fn set_field(row: &mut CaseRow, input: &Case, path: &str, v: &mut FieldViolation
             currency == row.currency_code,
             format!("{field}.currency_code"),
             format!("must be the case's currency, {}", row.currency_code),
+        );
+        v.check(
+            !amount.is_sign_negative(),
+            format!("{field}.amount"),
+            "must not be negative",
         );
         Some(amount)
     };
@@ -380,6 +387,7 @@ pub(crate) async fn answer(conn: &mut PgConnection, id: Uuid) -> Result<Case> {
     let row = store::get(conn, id)
         .await?
         .ok_or_else(|| ServiceError::not_found("Case", id))?;
-    let history = store::history(conn, id).await?;
-    Ok(convert::case(&row, &history))
+    let histories = store::histories(conn, &[id]).await?;
+    let history = histories.get(&id).map_or(&[][..], Vec::as_slice);
+    Ok(convert::case(&row, history))
 }

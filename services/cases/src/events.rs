@@ -1,8 +1,9 @@
 //! The topics cases writes, with messages of `crm/cases/v1/events.proto`: ids, phases, statuses,
-//! money and dates, not a case's words.
+//! money and dates, not a case's words (title, description, lost reason, watchers, document
+//! references) nor its whole history.
 
 use crm_kit::{error::Result, privacy, store::Tx};
-use crm_proto::crm::cases::v1::{Case, CaseChanged, Pipeline, PipelineChanged};
+use crm_proto::crm::cases::v1::{Case, CaseChanged, DocumentLink, Pipeline, PipelineChanged};
 
 crm_kit::topic!(
     /// Key: pipeline id.
@@ -31,6 +32,17 @@ pub async fn case_changed(tx: &mut Tx, case: &Case, change: &str) -> Result<()> 
             title: String::new(),
             description: String::new(),
             lost_reason: String::new(),
+            watchers: Vec::new(),
+            // The phase says where it is; its whole passage would grow without end.
+            history: Vec::new(),
+            document_links: case
+                .document_links
+                .iter()
+                .map(|link| DocumentLink {
+                    reference: String::new(),
+                    ..link.clone()
+                })
+                .collect(),
             ..case.clone()
         }),
         change: change.to_owned(),

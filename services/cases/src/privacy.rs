@@ -1,15 +1,19 @@
 //! The cases service's side of data-subject requests. Export: the cases about the subject (as
 //! their party or one of their persons) with their passage through the phases. Erasure: a case is
 //! the company's record of its dealings and its amounts and dates stay for accounting, but its
-//! words (title, description, the reason it was lost) go, and it no longer names the subject: a
-//! random pseudonym that is stored nowhere else takes the party's place, and the person leaves
-//! the case.
+//! words (title, description, the reason it was lost, document references) go, and it no longer
+//! names the subject: a random pseudonym per case, stored nowhere else, takes the party's place,
+//! and the person leaves the case; a `CaseChanged` tells downstream systems. Not yet: a consumer's
+//! party and natural person are two ids, and a request names one of them; writes that race an
+//! erasure are not held off (interactions' way, which the kit should offer to every service).
 
 use crm_kit::{
     privacy::{Erasure, Export, Participant, Subject, retained},
     store::Tx,
 };
 use uuid::Uuid;
+
+use crate::{cases, events};
 
 pub struct CasesPrivacy;
 
@@ -29,24 +33,34 @@ impl Participant for CasesPrivacy {
     }
 
     async fn erase(&self, tx: &mut Tx, subject: Subject, _: Uuid) -> anyhow::Result<Erasure> {
+        // A pseudonym per case: the erased cases do not lead to one another either.
         let cases: Vec<Uuid> = sqlx::query_scalar(
             "UPDATE cases SET title = '(erased)', description = '', lost_reason = '',
-                 party_id = CASE WHEN party_id = $1 THEN $2 ELSE party_id END,
-                 person_ids = array_remove(person_ids, $1), updated_by = 'crm-privacy',
-                 updated_at = now(), version = version + 1
+                 party_id = CASE WHEN party_id = $1 THEN gen_random_uuid() ELSE party_id END,
+                 person_ids = array_remove(person_ids, $1),
+                 document_links = (
+                     SELECT coalesce(jsonb_agg(jsonb_build_object('kind', l->>'kind',
+                                                                  'reference', '') ORDER BY n),
+                                     '[]'::jsonb)
+                       FROM jsonb_array_elements(document_links) WITH ORDINALITY x (l, n)),
+                 updated_by = 'crm-privacy', updated_at = now(), version = version + 1
               WHERE party_id = $1 OR $1 = ANY(person_ids) RETURNING id",
         )
         .bind(subject.id())
-        .bind(Uuid::new_v4())
         .fetch_all(&mut **tx)
         .await?;
+        // Downstream systems learn the cases changed, without the subject's id.
+        for id in &cases {
+            let case = cases::answer(tx, *id).await?;
+            events::case_changed(tx, &case, "updated").await?;
+        }
         if cases.is_empty() {
             return Ok(Erasure::default());
         }
         Ok(Erasure {
             found: true,
             erased: vec![format!(
-                "the titles, descriptions and lost reasons of {} cases, and their link to the subject",
+                "the titles, descriptions, lost reasons and document references of {} cases, and their link to the subject",
                 cases.len()
             )],
             retained: vec![retained(

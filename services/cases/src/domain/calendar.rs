@@ -86,24 +86,23 @@ impl Calendar {
         Self::new(zone, std::array::from_fn(|_| day.clone()), []).expect("a valid calendar")
     }
 
-    /// The instant `minutes` business minutes after `from`: at once when `minutes` is 0 and the
+    /// The instant `duration` of business time after `from`: at once when it is zero and the
     /// calendar is open, else at the next opening. `None` when the calendar is not open for that
     /// long within three years.
-    pub fn add(&self, from: DateTime<Utc>, minutes: i64) -> Option<DateTime<Utc>> {
-        let mut left = Duration::minutes(minutes.max(0));
+    pub fn add(&self, from: DateTime<Utc>, duration: Duration) -> Option<DateTime<Utc>> {
+        let mut left = duration.max(Duration::zero());
         let first = from.with_timezone(&self.zone).date_naive() - Duration::days(1);
-        for date in first.iter_days().take(HORIZON_DAYS as usize) {
-            for (open, close) in self.open_on(date) {
-                let start = open.max(from);
-                if close <= start {
-                    continue;
-                }
-                let available = close - start;
-                if left <= available {
-                    return Some(start + left);
-                }
-                left -= available;
+        let last = first + Duration::days(HORIZON_DAYS);
+        for (open, close) in self.periods(first, last) {
+            let start = open.max(from);
+            if close <= start {
+                continue;
             }
+            let available = close - start;
+            if left <= available {
+                return Some(start + left);
+            }
+            left -= available;
         }
         None
     }
@@ -115,14 +114,31 @@ impl Calendar {
         }
         let first = from.with_timezone(&self.zone).date_naive() - Duration::days(1);
         let last = to.with_timezone(&self.zone).date_naive() + Duration::days(1);
-        first
-            .iter_days()
-            .take_while(|date| *date <= last)
-            .flat_map(|date| self.open_on(date))
+        self.periods(first, last)
             .map(|(open, close)| (open.max(from), close.min(to)))
             .filter(|(start, end)| start < end)
             .map(|(start, end)| end - start)
             .sum()
+    }
+
+    /// The open periods of the days `first` to `last`, in order and never overlapping: where a
+    /// fall-back night repeats an hour, a period that starts in it starts no earlier than the one
+    /// before ended, so no real minute counts twice.
+    fn periods(
+        &self,
+        first: NaiveDate,
+        last: NaiveDate,
+    ) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {
+        let mut closed: Option<DateTime<Utc>> = None;
+        first
+            .iter_days()
+            .take_while(move |date| *date <= last)
+            .flat_map(|date| self.open_on(date))
+            .filter_map(move |(open, close)| {
+                let open = closed.map_or(open, |c| open.max(c));
+                closed = Some(closed.map_or(close, |c| c.max(close)));
+                (open < close).then_some((open, close))
+            })
     }
 
     /// Whether `at` falls in working time.
@@ -225,26 +241,26 @@ mod tests {
         let cal = office(&[]);
         // Friday 2026-11-27, 16:00 + 2 h: one hour on Friday, one on Monday.
         assert_eq!(
-            cal.add(at(2026, 11, 27, 16, 0), 120),
+            cal.add(at(2026, 11, 27, 16, 0), Duration::minutes(120)),
             Some(at(2026, 11, 30, 10, 0))
         );
         // Across the lunch break.
         assert_eq!(
-            cal.add(at(2026, 11, 30, 11, 30), 60),
+            cal.add(at(2026, 11, 30, 11, 30), Duration::minutes(60)),
             Some(at(2026, 11, 30, 13, 0))
         );
         // Starting in the break or at night waits for the opening.
         assert_eq!(
-            cal.add(at(2026, 11, 30, 12, 10), 10),
+            cal.add(at(2026, 11, 30, 12, 10), Duration::minutes(10)),
             Some(at(2026, 11, 30, 12, 40))
         );
         assert_eq!(
-            cal.add(at(2026, 11, 28, 3, 0), 0),
+            cal.add(at(2026, 11, 28, 3, 0), Duration::minutes(0)),
             Some(at(2026, 11, 30, 9, 0))
         );
         // Ending exactly at closing time ends there, not at the next opening.
         assert_eq!(
-            cal.add(at(2026, 11, 30, 16, 0), 60),
+            cal.add(at(2026, 11, 30, 16, 0), Duration::minutes(60)),
             Some(at(2026, 11, 30, 17, 0))
         );
         assert_eq!(
@@ -260,7 +276,7 @@ mod tests {
         // Wednesday 11 November 2026 is Independence Day.
         let cal = office(&[date(2026, 11, 11)]);
         assert_eq!(
-            cal.add(at(2026, 11, 10, 16, 30), 60),
+            cal.add(at(2026, 11, 10, 16, 30), Duration::minutes(60)),
             Some(at(2026, 11, 12, 9, 30))
         );
         assert_eq!(
@@ -273,7 +289,7 @@ mod tests {
     fn a_round_the_clock_calendar_has_no_gap_at_midnight() {
         let cal = Calendar::always(Warsaw);
         assert_eq!(
-            cal.add(at(2026, 11, 30, 23, 59), 2),
+            cal.add(at(2026, 11, 30, 23, 59), Duration::minutes(2)),
             Some(at(2026, 12, 1, 0, 1))
         );
         assert!(cal.is_open(at(2026, 12, 1, 0, 0)));
@@ -287,7 +303,7 @@ mod tests {
         week[1] = vec![p("00:00", "04:00")];
         let night = Calendar::new(Warsaw, week, []).unwrap();
         assert_eq!(
-            night.add(at(2026, 11, 30, 23, 30), 60),
+            night.add(at(2026, 11, 30, 23, 30), Duration::minutes(60)),
             Some(at(2026, 12, 1, 0, 30))
         );
     }
@@ -297,7 +313,7 @@ mod tests {
         let cal = Calendar::always(Warsaw);
         // Spring forward, Sunday 29 March 2026, 02:00 → 03:00: four real hours from 23:00.
         assert_eq!(
-            cal.add(at(2026, 3, 28, 23, 0), 240),
+            cal.add(at(2026, 3, 28, 23, 0), Duration::minutes(240)),
             Some(at(2026, 3, 29, 4, 0))
         );
         assert_eq!(
@@ -331,11 +347,39 @@ mod tests {
     }
 
     #[test]
+    fn a_repeated_autumn_hour_is_worked_once() {
+        // Warsaw, 25 October 2026: 02:00–03:00 comes twice. Periods meeting at 02:30 overlap
+        // in real time; the overlap counts once: 6 real hours pass between 01:00 and 06:00.
+        let mut week: [Vec<Period>; 7] = Default::default();
+        week[6] = vec![p("01:00", "02:30"), p("02:30", "06:00")];
+        let night = Calendar::new(Warsaw, week, []).unwrap();
+        assert_eq!(
+            night.between(at(2026, 10, 25, 0, 0), at(2026, 10, 26, 0, 0)),
+            Duration::hours(6)
+        );
+        // Havana goes back from 01:00 to 00:00 at midnight on 1 November 2026: a day open round
+        // the clock there has 25 hours, and adding never goes back in time.
+        let havana = Calendar::always(chrono_tz::America::Havana);
+        let start = chrono_tz::America::Havana
+            .with_ymd_and_hms(2026, 10, 31, 23, 30, 0)
+            .single()
+            .unwrap()
+            .to_utc();
+        let ends: Vec<DateTime<Utc>> = [60, 100, 120]
+            .iter()
+            .map(|m| havana.add(start, Duration::minutes(*m)).unwrap())
+            .collect();
+        assert_eq!(ends[0] - start, Duration::minutes(60));
+        assert_eq!(ends[1] - start, Duration::minutes(100));
+        assert_eq!(ends[2] - start, Duration::minutes(120));
+    }
+
+    #[test]
     fn adding_and_measuring_agree() {
         let cal = office(&[date(2026, 12, 24), date(2026, 12, 25)]);
         let mut start = at(2026, 12, 1, 8, 17);
         for minutes in [0_i64, 1, 59, 450, 451, 2_000, 10_000] {
-            let end = cal.add(start, minutes).unwrap();
+            let end = cal.add(start, Duration::minutes(minutes)).unwrap();
             assert_eq!(
                 cal.between(start, end),
                 Duration::minutes(minutes),
@@ -371,6 +415,9 @@ mod tests {
             .take(200)
             .collect::<Vec<_>>();
         let closed = Calendar::new(Warsaw, week, mondays).unwrap();
-        assert_eq!(closed.add(at(2026, 11, 30, 9, 0), 10_000), None);
+        assert_eq!(
+            closed.add(at(2026, 11, 30, 9, 0), Duration::minutes(10_000)),
+            None
+        );
     }
 }

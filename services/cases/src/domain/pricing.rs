@@ -108,13 +108,22 @@ pub fn totals(lines: &[Line], minor_units: u32) -> Result<Totals, PricingError> 
             .ok_or(PricingError::Overflow)?
             / hundred;
         rate.tax_amount = round(tax);
-        rate.gross = rate.net + rate.tax_amount;
+        rate.gross = rate
+            .net
+            .checked_add(rate.tax_amount)
+            .ok_or(PricingError::Overflow)?;
     }
-    let sum = |f: fn(&RateTotal) -> Decimal| by_rate.iter().map(f).sum::<Decimal>();
+    let sum = |f: fn(&RateTotal) -> Decimal| {
+        by_rate
+            .iter()
+            .map(f)
+            .try_fold(Decimal::ZERO, |total, x| total.checked_add(x))
+            .ok_or(PricingError::Overflow)
+    };
     Ok(Totals {
-        net: sum(|r| r.net),
-        tax_amount: sum(|r| r.tax_amount),
-        gross: sum(|r| r.gross),
+        net: sum(|r| r.net)?,
+        tax_amount: sum(|r| r.tax_amount)?,
+        gross: sum(|r| r.gross)?,
         line_nets,
         by_rate,
     })
@@ -246,5 +255,8 @@ mod tests {
         );
         let huge = line("79228162514264337593543950335", "2", "0", rate("23", "23"));
         assert_eq!(totals(&[huge], 2), Err(PricingError::Overflow));
+        // Net and tax each within range, their sum not.
+        let edge = line("78500000000000000000000000000", "1", "0", rate("1", "1"));
+        assert_eq!(totals(&[edge], 0), Err(PricingError::Overflow));
     }
 }

@@ -99,8 +99,7 @@ impl Clock {
     /// time left.
     pub fn due(&self, calendar: &Calendar) -> Option<DateTime<Utc>> {
         let since = self.running_since?;
-        let left = self.target - self.spent;
-        calendar.add(since, left.num_minutes().max(0))
+        calendar.add(since, self.target - self.spent)
     }
 
     pub fn standing(&self, now: DateTime<Utc>, calendar: &Calendar) -> Standing {
@@ -165,6 +164,8 @@ impl Clocks {
             Happening::Responded => {
                 self.first_response.meet(at, calendar);
                 self.next_update.restart(at);
+                // An answer after waiting for the customer takes the ticket back: it runs again.
+                self.resolution.start(at);
             }
             Happening::CustomerReplied => {
                 // Answering the customer is owed again, and whatever waited for them goes on.
@@ -290,6 +291,17 @@ mod tests {
         c.apply(Happening::CustomerReplied, dec(2, 9, 0), &cal);
         assert_eq!(c.next_update.due(&cal), Some(dec(2, 11, 0)));
         assert_eq!(c.resolution.due(&cal), Some(dec(2, 15, 30)));
+    }
+
+    #[test]
+    fn an_answer_after_waiting_takes_the_ticket_back_and_its_clock_runs() {
+        let cal = office();
+        let mut c = clocks();
+        c.apply(Happening::Opened, at(30, 9, 0), &cal);
+        c.apply(Happening::WaitingForCustomer, at(30, 10, 0), &cal);
+        // The agent writes again without waiting for the customer: resolution runs again.
+        c.apply(Happening::Responded, at(30, 14, 0), &cal);
+        assert_eq!(c.resolution.spent_by(at(30, 15, 0), &cal), minutes(120));
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Cases and their passages through phases.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use crm_kit::store::Tx;
 use rust_decimal::Decimal;
@@ -146,14 +148,29 @@ pub async fn update(tx: &mut Tx, c: &CaseRow, by: &str) -> sqlx::Result<()> {
     Ok(())
 }
 
-/// The case leaves its phase and enters `phase` at `at`.
-pub async fn pass(tx: &mut Tx, id: Uuid, phase: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
+/// The case leaves its phase and enters `phase`, at `at` or, when a clock of another replica ran
+/// ahead, just after its last passage: visits stay in order. The time it entered.
+pub async fn pass(
+    tx: &mut Tx,
+    id: Uuid,
+    phase: &str,
+    at: DateTime<Utc>,
+) -> sqlx::Result<DateTime<Utc>> {
+    let at: DateTime<Utc> = sqlx::query_scalar(
+        "SELECT greatest($2::timestamptz, max(entered_at) + interval '1 microsecond')
+           FROM phase_visits WHERE case_id = $1",
+    )
+    .bind(id)
+    .bind(at)
+    .fetch_one(&mut **tx)
+    .await?;
     sqlx::query("UPDATE phase_visits SET left_at = $2 WHERE case_id = $1 AND left_at IS NULL")
         .bind(id)
         .bind(at)
         .execute(&mut **tx)
         .await?;
-    enter(tx, id, phase, at).await
+    enter(tx, id, phase, at).await?;
+    Ok(at)
 }
 
 async fn enter(tx: &mut Tx, id: Uuid, phase: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
@@ -173,14 +190,31 @@ pub struct VisitRow {
     pub left_at: Option<DateTime<Utc>>,
 }
 
-pub async fn history(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Vec<VisitRow>> {
-    sqlx::query_as(
-        "SELECT phase, entered_at, left_at FROM phase_visits WHERE case_id = $1
-          ORDER BY entered_at",
+/// The latest 100 visits of each of `ids`, oldest first.
+pub async fn histories(
+    conn: &mut PgConnection,
+    ids: &[Uuid],
+) -> sqlx::Result<HashMap<Uuid, Vec<VisitRow>>> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        case_id: Uuid,
+        #[sqlx(flatten)]
+        visit: VisitRow,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT case_id, phase, entered_at, left_at
+           FROM (SELECT *, row_number() OVER (PARTITION BY case_id ORDER BY entered_at DESC) n
+                   FROM phase_visits WHERE case_id = ANY($1)) v
+          WHERE n <= 100 ORDER BY case_id, entered_at",
     )
-    .bind(id)
+    .bind(ids)
     .fetch_all(conn)
-    .await
+    .await?;
+    let mut histories: HashMap<Uuid, Vec<VisitRow>> = HashMap::new();
+    for row in rows {
+        histories.entry(row.case_id).or_default().push(row.visit);
+    }
+    Ok(histories)
 }
 
 #[derive(Debug, Default)]
