@@ -48,6 +48,10 @@ impl CasesService for Cases {
         reply(Cases::move_case(self, &subject, request.into_inner()).await)
     }
 
+    async fn get_funnel(&self, request: Request<GetFunnelRequest>) -> Reply<Funnel> {
+        reply(Cases::get_funnel(self, request.into_inner()).await)
+    }
+
     async fn close_case(&self, request: Request<CloseCaseRequest>) -> Reply<Case> {
         let subject = subject(&request);
         reply(Cases::close_case(self, &subject, request.into_inner()).await)

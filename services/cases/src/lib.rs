@@ -9,6 +9,7 @@ pub mod convert;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod funnel;
 pub mod grpc;
 pub mod peers;
 pub mod pipelines;

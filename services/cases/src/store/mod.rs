@@ -2,4 +2,5 @@
 //! before its visits.
 
 pub mod cases;
+pub mod funnel;
 pub mod pipelines;
