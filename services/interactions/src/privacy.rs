@@ -194,22 +194,7 @@ impl Participant for InteractionsPrivacy {
 
 /// Writes about `ids` and their erasure take turns: each holds these locks until it commits.
 async fn lock_subjects(tx: &mut Tx, ids: &[Uuid]) -> sqlx::Result<()> {
-    let mut keys: Vec<i64> = ids
-        .iter()
-        .map(|id| {
-            let (high, low) = id.as_u64_pair();
-            (high ^ low) as i64 ^ 0x6572_6173_6564_0000
-        })
-        .collect();
-    keys.sort_unstable();
-    keys.dedup();
-    for key in keys {
-        sqlx::query("SELECT pg_advisory_xact_lock($1)")
-            .bind(key)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
+    crm_kit::store::lock_names(tx, "subject", ids).await
 }
 
 async fn subject_is_organization(tx: &mut Tx, id: Uuid) -> sqlx::Result<bool> {

@@ -26,6 +26,27 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<Pool, sqlx::Erro
 }
 
 /// Applies the kit's migrations, then the service's. Each set ignores the other's applied versions.
+/// Holds, until the transaction ends, one lock per name in `keys` (each hashed to PostgreSQL's
+/// 64-bit lock space, under `kind` so different kinds of things never share one): writers of
+/// the same thing take turns. Taken in the order of the names, so two transactions naming the
+/// same things never wait on each other in a circle.
+pub async fn lock_names(
+    tx: &mut Tx,
+    kind: &str,
+    keys: impl IntoIterator<Item = impl std::fmt::Display>,
+) -> Result<(), sqlx::Error> {
+    let mut names: Vec<String> = keys.into_iter().map(|k| format!("{kind}:{k}")).collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(name)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 pub async fn migrate(pool: &Pool, mut service: Migrator) -> Result<(), MigrateError> {
     let mut kit = Migrator {
         migrations: KIT_MIGRATIONS.migrations.clone(),

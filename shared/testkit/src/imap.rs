@@ -103,14 +103,8 @@ impl Dovecot {
                 anyhow::anyhow!("starting dovecot: {e}; install Debian's dovecot-imapd")
             })?;
         self.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        if crate::listening(self.port).await {
+            return Ok(());
         }
         anyhow::bail!(
             "dovecot did not start listening on port {}: {}",

@@ -189,17 +189,25 @@ impl Broker {
             .spawn()
             .map_err(|e| anyhow::anyhow!("starting tansu ({}): {e}; install it with `cargo install tansu --locked --features dynostore`", tansu_binary().display()))?;
         self.child = Some(child);
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-                .await
-                .is_ok()
-            {
-                return Ok(());
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+        if crate::listening(self.port).await {
+            return Ok(());
         }
         anyhow::bail!("tansu did not start listening on port {}", self.port)
     }
+}
+
+/// Whether something listens on `port` of 127.0.0.1 within 5 seconds (a server process started).
+pub(crate) async fn listening(port: u16) -> bool {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
 }
 
 fn tansu_binary() -> PathBuf {

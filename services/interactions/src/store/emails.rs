@@ -20,12 +20,8 @@ pub struct EmailKeys {
 /// Serialises imports of the same message until the transaction ends, so that two at once make
 /// one interaction.
 pub async fn lock(tx: &mut Tx, keys: &EmailKeys) -> sqlx::Result<()> {
-    let lock = i64::from_be_bytes(keys.lock[..8].try_into().expect("a SHA-256 key"));
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(lock)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    let key: String = keys.lock.iter().map(|b| format!("{b:02x}")).collect();
+    crm_kit::store::lock_names(tx, "message", [key]).await
 }
 
 /// The interaction a message became, if it was imported before: the one under its key with its

@@ -112,12 +112,7 @@ pub async fn forget_owner(tx: &mut Tx, owner: Uuid) -> sqlx::Result<()> {
 /// Holds off every other writer of `id`'s timeline links (memberships, natural persons) until
 /// the transaction ends, so a fact and the link that says whose it is cannot miss each other.
 pub async fn lock_owner(tx: &mut Tx, id: Uuid) -> sqlx::Result<()> {
-    let (high, low) = id.as_u64_pair();
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind((high ^ low) as i64 ^ 0x7469_6d65_6c69_6e65)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    crm_kit::store::lock_names(tx, "timeline", [id]).await
 }
 
 pub async fn membership_party(tx: &mut Tx, membership: Uuid) -> sqlx::Result<Option<Uuid>> {

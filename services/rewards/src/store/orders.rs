@@ -102,11 +102,7 @@ const COLUMNS: &str = "id, membership_id, party_id, program_id, point_type, kind
 
 /// Serialises the per-member limit checks of one membership's orders.
 pub async fn lock_member(tx: &mut Tx, membership: Uuid) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 0))")
-        .bind(membership)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    crm_kit::store::lock_names(tx, "membership", [membership]).await
 }
 
 /// Units of each reward the membership has in live orders.
