@@ -7,7 +7,9 @@ use std::{net::SocketAddr, time::Duration};
 
 use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
-    cases::v1::cases_service_client::CasesServiceClient,
+    cases::v1::{
+        cases_service_client::CasesServiceClient, offers_service_client::OffersServiceClient,
+    },
     consent::v1::{
         Channel, CreatePurposeRequest, Evidence, LegalBasis, Purpose, RecordConsentRequest,
         Subject, SubjectKind, WithdrawConsentRequest, consent_service_client::ConsentServiceClient,
@@ -49,7 +51,7 @@ pub struct Suite {
     pub broker: Broker,
     pub parties: TestService,
     pub consent: TestService,
-    pub cases: TestService,
+    cases: Restartable,
     interactions: Restartable,
     loyalty: Restartable,
     rewards: Restartable,
@@ -152,21 +154,11 @@ impl Suite {
             },
         )
         .await?;
-        let parties_url = url(&parties);
-        let cases = TestService::start_with(
-            &CASES,
-            TestDatabase::create().await?,
-            broker.shared(),
-            |config| {
-                config.peers.insert("parties".into(), parties_url);
-            },
-        )
-        .await?;
         let mut suite = Self {
             broker,
             parties,
             consent,
-            cases,
+            cases: Restartable::new("cases").await?,
             interactions: Restartable::new("interactions").await?,
             loyalty: Restartable::new("loyalty").await?,
             rewards: Restartable::new("rewards").await?,
@@ -174,7 +166,34 @@ impl Suite {
         suite.start_interactions().await?;
         suite.start_loyalty().await?;
         suite.start_rewards().await?;
+        suite.start_cases().await?;
         Ok(suite)
+    }
+
+    /// Starts cases (again) on its database.
+    pub async fn start_cases(&mut self) -> anyhow::Result<()> {
+        self.start_cases_with(|_| {}).await
+    }
+
+    /// Starts cases (again) on its database, with `adjust` applied to its settings.
+    pub async fn start_cases_with(
+        &mut self,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<()> {
+        let peers = vec![
+            ("parties", self.parties_url()),
+            ("loyalty", self.loyalty_url()),
+        ];
+        self.cases.start(&CASES, &self.broker, peers, adjust).await
+    }
+
+    /// Stops cases gracefully, keeping its database.
+    pub async fn stop_cases(&mut self) -> anyhow::Result<()> {
+        self.cases.stop().await
+    }
+
+    pub fn cases(&self) -> &TestService {
+        self.cases.get()
     }
 
     /// Starts interactions (again) on its database.
@@ -299,10 +318,21 @@ impl Suite {
     }
 
     pub fn cases_client(&self) -> CasesServiceClient<TracedChannel> {
-        CasesServiceClient::new(self.cases.channel(&token(
+        CasesServiceClient::new(self.cases().channel(&token(
             "sales",
             &["cases.read", "cases.write", "cases.admin"],
         )))
+    }
+
+    pub fn offers_client(&self) -> OffersServiceClient<TracedChannel> {
+        OffersServiceClient::new(
+            self.cases()
+                .channel(&token("sales", &["cases.read", "cases.write"])),
+        )
+    }
+
+    pub async fn cases_db(&self) -> PgConnection {
+        self.cases.db().await
     }
 
     pub fn interactions_client(&self) -> InteractionsServiceClient<TracedChannel> {
@@ -461,12 +491,16 @@ impl Suite {
     }
 
     pub async fn stop(mut self) -> anyhow::Result<()> {
-        for service in [&mut self.rewards, &mut self.loyalty, &mut self.interactions] {
+        for service in [
+            &mut self.cases,
+            &mut self.rewards,
+            &mut self.loyalty,
+            &mut self.interactions,
+        ] {
             if let Some(running) = service.running.take() {
                 running.stop().await?;
             }
         }
-        self.cases.stop().await?;
         self.consent.stop().await?;
         self.parties.stop().await
     }

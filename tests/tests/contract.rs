@@ -38,7 +38,7 @@ fn served<'a>(
                 "crm.consent.v1" => &suite.consent,
                 "crm.rewards.v1" => suite.rewards(),
                 "crm.interactions.v1" => suite.interactions(),
-                "crm.cases.v1" => &suite.cases,
+                "crm.cases.v1" => suite.cases(),
                 other => panic!("{other}: a service the test suite does not start"),
             };
             (service, server)
@@ -46,8 +46,8 @@ fn served<'a>(
         .collect();
     assert_eq!(
         services.len(),
-        6,
-        "parties, interactions, cases, loyalty, rewards and consent"
+        7,
+        "parties, interactions, cases and offers, loyalty, rewards and consent"
     );
     services
 }

@@ -7,7 +7,8 @@ use crm_e2e::{LOYALTY_PROGRAM, Suite, find_in_database};
 use crm_kit::privacy::REQUEST_TOPIC;
 use crm_proto::crm::{
     cases::v1::{
-        Case, CaseKind, CreateCaseRequest, CreatePipelineRequest, Phase, PhaseGroup, Pipeline,
+        Case, CaseKind, CreateCaseRequest, CreateOfferRequest, CreatePipelineRequest, Offer,
+        OfferLine, Phase, PhaseGroup, Pipeline, SendOfferRequest,
     },
     common::v1::{Date, Money, PostalAddress, PrivacyRequestType},
     consent::v1::{
@@ -196,6 +197,38 @@ async fn sell_a_fridge(suite: &Suite, party_id: &str) {
         })
         .await
         .expect("opening a case");
+    // And an offer for it, sent, with a free-text line and notes that name the member.
+    let mut offers = suite.offers_client();
+    let offer = offers
+        .create_offer(CreateOfferRequest {
+            offer: Some(Offer {
+                party_id: party_id.into(),
+                title: format!("Fridge for {GIVEN} {FAMILY}"),
+                currency_code: "PLN".into(),
+                notes: format!("Deliver to {STREET}"),
+                ..Default::default()
+            }),
+            lines: vec![OfferLine {
+                description: format!("Carry it up to {FAMILY}'s flat"),
+                quantity: "1".into(),
+                unit_price: "80".into(),
+                tax_code: "23".into(),
+                tax_percent: "23".into(),
+                ..Default::default()
+            }],
+            request_id: format!("offer-for-{party_id}"),
+            ..Default::default()
+        })
+        .await
+        .expect("making an offer")
+        .into_inner();
+    offers
+        .send_offer(SendOfferRequest {
+            id: offer.id,
+            ..Default::default()
+        })
+        .await
+        .expect("sending the offer");
 }
 
 /// The member wrote too, with a scan attached; the message was imported with a request id (its

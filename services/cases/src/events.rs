@@ -1,9 +1,16 @@
 //! The topics cases writes, with messages of `crm/cases/v1/events.proto`: ids, phases, statuses,
-//! money and dates, not a case's words (title, description, lost reason, watchers, document
-//! references) nor its whole history.
+//! money and dates, not a case's or an offer's words (title, description, notes, reasons,
+//! watchers, document references) nor a case's whole history; and the sales order requests of
+//! `crm/sales/v1/orders.proto`, which carry what the ERP needs to create the order.
 
 use crm_kit::{error::Result, privacy, store::Tx};
-use crm_proto::crm::cases::v1::{Case, CaseChanged, DocumentLink, Pipeline, PipelineChanged};
+use crm_proto::crm::{
+    cases::v1::{
+        Case, CaseChanged, DocumentLink, Offer, OfferChanged, OfferLine, OfferVersion, Pipeline,
+        PipelineChanged,
+    },
+    sales::v1::SalesOrderRequested,
+};
 
 crm_kit::topic!(
     /// Key: pipeline id.
@@ -15,8 +22,24 @@ crm_kit::topic!(
     pub CASE = "crm.cases.case.v1", CaseTopic: CaseChanged
 );
 
+crm_kit::topic!(
+    /// Key: offer id.
+    pub OFFER = "crm.cases.offer.v1", OfferTopic: OfferChanged
+);
+
+crm_kit::topic!(
+    /// Key: offer id. The contract for ERP consumers is `crm/sales/v1/orders.proto`.
+    pub ORDERS = "crm.sales.orders.v1", OrdersTopic: SalesOrderRequested
+);
+
 /// The topics cases writes.
-pub const TOPICS: &[&str] = &[PIPELINE.name, CASE.name, privacy::RECEIPTS.name];
+pub const TOPICS: &[&str] = &[
+    PIPELINE.name,
+    CASE.name,
+    OFFER.name,
+    ORDERS.name,
+    privacy::RECEIPTS.name,
+];
 
 pub async fn pipeline_changed(tx: &mut Tx, pipeline: &Pipeline, change: &str) -> Result<()> {
     let event = PipelineChanged {
@@ -48,4 +71,38 @@ pub async fn case_changed(tx: &mut Tx, case: &Case, change: &str) -> Result<()> 
         change: change.to_owned(),
     };
     Ok(CASE.enqueue(tx, &case.id, &event).await?)
+}
+
+pub async fn offer_changed(tx: &mut Tx, offer: &Offer, change: &str) -> Result<()> {
+    let event = OfferChanged {
+        offer: Some(Offer {
+            title: String::new(),
+            notes: String::new(),
+            reject_reason: String::new(),
+            versions: offer
+                .versions
+                .iter()
+                .map(|version| OfferVersion {
+                    lines: version
+                        .lines
+                        .iter()
+                        .map(|line| OfferLine {
+                            description: String::new(),
+                            ..line.clone()
+                        })
+                        .collect(),
+                    ..version.clone()
+                })
+                .collect(),
+            ..offer.clone()
+        }),
+        change: change.to_owned(),
+    };
+    Ok(OFFER.enqueue(tx, &offer.id, &event).await?)
+}
+
+/// Written in the acceptance's transaction, once per offer: the ERP creates at most one order per
+/// `order_request_id`.
+pub async fn order_requested(tx: &mut Tx, order: &SalesOrderRequested) -> Result<()> {
+    Ok(ORDERS.enqueue(tx, &order.offer_id, order).await?)
 }

@@ -1,6 +1,6 @@
 //! The cases service (`crm.cases.v1`): cases in pipelines whose phases the company defines, with
-//! owners, money and history; offers and a service desk with SLA clocks come next (issue 14),
-//! their rules already in `domain`.
+//! owners, money and history; offers that become sales orders; a service desk with SLA clocks
+//! comes next (issue 14), its rules already in `domain`.
 //!
 //! Laid out as `services/README.md` describes.
 
@@ -9,8 +9,10 @@ pub mod convert;
 pub mod domain;
 pub mod error;
 pub mod events;
+pub mod forecast;
 pub mod funnel;
 pub mod grpc;
+pub mod offers;
 pub mod peers;
 pub mod pipelines;
 pub mod privacy;
@@ -24,9 +26,15 @@ use crm_kit::{
     store::Pool,
 };
 use crm_proto::crm::{
-    cases::v1::cases_service_server::{CasesServiceServer, SERVICE_NAME},
+    cases::v1::{
+        cases_service_server::{self, CasesServiceServer},
+        offers_service_server::{self, OffersServiceServer},
+    },
+    loyalty::v1::loyalty_service_client::LoyaltyServiceClient,
     parties::v1::parties_service_client::PartiesServiceClient,
 };
+use std::sync::Arc;
+
 use tonic::service::Routes;
 
 pub const SERVICE: Service = Service {
@@ -41,23 +49,42 @@ pub const SERVICE: Service = Service {
     tasks: &[],
 };
 
-/// The use cases' shared state: the database and the parties service.
+/// The use cases' shared state: the database, the parties and loyalty services, and the seller
+/// offers are printed for.
 #[derive(Clone)]
 pub struct Cases {
     pub(crate) pool: Pool,
     pub(crate) parties: PartiesServiceClient<TracedChannel>,
+    pub(crate) loyalty: LoyaltyServiceClient<TracedChannel>,
+    pub(crate) seller: Arc<[String]>,
 }
 
-/// The gRPC routes over the runtime's database and parties, and the privacy fan-out.
+/// The gRPC routes over the runtime's database, parties and loyalty; the offers' expiry sweep;
+/// and the privacy fan-out.
 fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
+    let loyalty = LoyaltyServiceClient::new(runtime.peer("loyalty", &["loyalty.read"])?);
+    let seller = runtime
+        .config
+        .cases
+        .seller
+        .lines()
+        .map(str::trim)
+        .map(str::to_owned);
     let cases = Cases {
         pool: runtime.pool.clone(),
         parties,
+        loyalty,
+        seller: seller.filter(|line| !line.is_empty()).collect(),
     };
+    tokio::spawn(cases.clone().expire_offers(shutdown.clone()));
     crm_kit::privacy::join(runtime, shutdown, privacy::CasesPrivacy);
     Ok((
-        Routes::new(CasesServiceServer::new(cases)),
-        vec![SERVICE_NAME],
+        Routes::new(CasesServiceServer::new(cases.clone()))
+            .add_service(OffersServiceServer::new(cases)),
+        vec![
+            cases_service_server::SERVICE_NAME,
+            offers_service_server::SERVICE_NAME,
+        ],
     ))
 }

@@ -1,9 +1,12 @@
 //! The cases service's side of data-subject requests. Export: the cases about the subject (as
-//! their party or one of their persons) with their passage through the phases. Erasure: a case is
-//! the company's record of its dealings and its amounts and dates stay for accounting, but its
-//! words (title, description, the reason it was lost, document references) go, and it no longer
-//! names the subject: a random pseudonym per case, stored nowhere else, takes the party's place,
-//! and the person leaves the case; a `CaseChanged` tells downstream systems. Not yet: a consumer's
+//! their party or one of their persons) with their passage through the phases, and the offers
+//! made to them with every version. Erasure: a case or an offer is the company's record of its
+//! dealings and its amounts and dates stay for accounting, but its words go (a case's title,
+//! description, lost reason and document references; an offer's title, notes, reject reason,
+//! coupon code and the descriptions of lines outside the catalogue), and it no longer names the
+//! subject: a random pseudonym per case and per offer, stored nowhere else, takes the party's
+//! place, the person leaves the case, the offer forgets the membership; `CaseChanged` and
+//! `OfferChanged` tell downstream systems. Not yet: a consumer's
 //! party and natural person are two ids, and a request names one of them; writes that race an
 //! erasure are not held off (interactions' way, which the kit should offer to every service).
 
@@ -13,11 +16,16 @@ use crm_kit::{
 };
 use uuid::Uuid;
 
-use crate::{cases, events};
+use crate::{cases, events, offers};
 
 pub struct CasesPrivacy;
 
 const CASES: &str = "SELECT * FROM cases WHERE party_id = $1 OR $1 = ANY(person_ids) ORDER BY id";
+
+const OFFERS: &str = "SELECT * FROM offers WHERE party_id = $1 ORDER BY id";
+
+const OFFER_VERSIONS: &str = "SELECT v.* FROM offer_versions v JOIN offers o ON o.id = v.offer_id
+    WHERE o.party_id = $1 ORDER BY v.offer_id, v.number";
 
 const VISITS: &str = "SELECT v.* FROM phase_visits v JOIN cases c ON c.id = v.case_id
     WHERE c.party_id = $1 OR $1 = ANY(c.person_ids) ORDER BY v.case_id, v.entered_at";
@@ -29,6 +37,10 @@ impl Participant for CasesPrivacy {
             .table(tx, "cases", CASES, id)
             .await?
             .table(tx, "phase_visits", VISITS, id)
+            .await?
+            .table(tx, "offers", OFFERS, id)
+            .await?
+            .table(tx, "offer_versions", OFFER_VERSIONS, id)
             .await?)
     }
 
@@ -54,20 +66,51 @@ impl Participant for CasesPrivacy {
             let case = cases::answer(tx, *id).await?;
             events::case_changed(tx, &case, "updated").await?;
         }
-        if cases.is_empty() {
+        let offers = erase_offers(tx, subject.id()).await?;
+        if cases.is_empty() && offers.is_empty() {
             return Ok(Erasure::default());
         }
         Ok(Erasure {
             found: true,
             erased: vec![format!(
-                "the titles, descriptions, lost reasons and document references of {} cases, and their link to the subject",
-                cases.len()
+                "the titles, descriptions, lost reasons and document references of {} cases; the titles, notes, reject reasons, coupon codes and free-text lines of {} offers; and their link to the subject",
+                cases.len(),
+                offers.len()
             )],
             retained: vec![retained(
-                "cases' amounts, dates, owners and phases, no longer linked to the subject",
+                "cases' and offers' amounts, dates, owners, phases, statuses and catalogue lines, no longer linked to the subject",
                 "the company's record of its sales and projects (accounting and legitimate interest)",
             )],
-            related_ids: cases,
+            related_ids: cases.into_iter().chain(offers).collect(),
         })
     }
+}
+
+/// Offers to the subject keep their figures and catalogue lines under a pseudonym per offer.
+async fn erase_offers(tx: &mut Tx, subject: Uuid) -> anyhow::Result<Vec<Uuid>> {
+    let offers: Vec<Uuid> = sqlx::query_scalar(
+        "UPDATE offers SET title = '(erased)', notes = '', reject_reason = '',
+             party_id = gen_random_uuid(), membership_id = NULL,
+             updated_by = 'crm-privacy', updated_at = now(), version = version + 1
+          WHERE party_id = $1 RETURNING id",
+    )
+    .bind(subject)
+    .fetch_all(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE offer_versions SET coupon_code = '',
+             lines = (SELECT coalesce(jsonb_agg(CASE WHEN l->>'product_id' = ''
+                                                     THEN jsonb_set(l, '{description}', '\"(erased)\"')
+                                                     ELSE l END ORDER BY n), '[]'::jsonb)
+                        FROM jsonb_array_elements(lines) WITH ORDINALITY x (l, n))
+          WHERE offer_id = ANY($1)",
+    )
+    .bind(&offers)
+    .execute(&mut **tx)
+    .await?;
+    for id in &offers {
+        let offer = offers::answer(tx, *id).await?;
+        events::offer_changed(tx, &offer, "updated").await?;
+    }
+    Ok(offers)
 }

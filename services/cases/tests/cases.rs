@@ -3,6 +3,9 @@
 //! their passage through the phases kept, refusals naming their fields or reasons, and their
 //! events without their words.
 
+mod common;
+
+use common::{phase, pln, sales_pipeline};
 use crm_e2e::Suite;
 use crm_proto::crm::{
     cases::v1::*,
@@ -12,44 +15,6 @@ use crm_testkit::{read_topic, refusal_reason as reason, violated_fields as field
 use prost::Message;
 use prost_types::FieldMask;
 use tonic::Code;
-
-fn phase(code: &str, group: PhaseGroup, probability: i32) -> Phase {
-    Phase {
-        code: code.into(),
-        display_name: code.replace('_', " "),
-        group: group as i32,
-        probability,
-    }
-}
-
-async fn sales_pipeline(suite: &Suite) -> Pipeline {
-    suite
-        .cases_client()
-        .create_pipeline(CreatePipelineRequest {
-            pipeline: Some(Pipeline {
-                display_name: "Sales".into(),
-                phases: vec![
-                    phase("lead", PhaseGroup::Potential, 10),
-                    phase("qualified", PhaseGroup::Potential, 30),
-                    phase("proposal", PhaseGroup::InProgress, 60),
-                    phase("won", PhaseGroup::Won, 0),
-                    phase("lost", PhaseGroup::Lost, 50),
-                ],
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-fn pln(amount: &str) -> Option<Money> {
-    Some(Money {
-        amount: amount.into(),
-        currency_code: "PLN".into(),
-    })
-}
 
 #[tokio::test]
 async fn a_case_goes_through_its_pipeline_and_keeps_its_history() {
@@ -357,124 +322,5 @@ async fn what_cannot_be_is_refused_by_field() {
         token = page.next_page_token;
     }
     assert_eq!(seen, ["Internal 4", "Internal 2", "Internal 0"]);
-    suite.stop().await.unwrap();
-}
-
-#[tokio::test]
-async fn the_funnel_adds_up_on_a_known_set() {
-    let suite = Suite::start().await.unwrap();
-    let pipeline = sales_pipeline(&suite).await;
-    let mut cases = suite.cases_client();
-    // (owner, value, currency, the phases it goes through after "lead", how it closes)
-    type Known<'a> = (&'a str, &'a str, &'a str, &'a [&'a str], Option<CaseStatus>);
-    let set: [Known; 5] = [
-        ("ola", "1000", "PLN", &[], None),
-        ("jan", "2000", "PLN", &["qualified", "proposal"], None),
-        ("jan", "3000", "PLN", &["qualified"], Some(CaseStatus::Won)),
-        ("jan", "4000", "PLN", &[], Some(CaseStatus::Lost)),
-        ("jan", "500", "EUR", &[], None),
-    ];
-    for (owner, value, currency, phases, closed) in set {
-        let case = cases
-            .create_case(CreateCaseRequest {
-                case: Some(Case {
-                    pipeline_id: pipeline.id.clone(),
-                    title: format!("{owner} {value}"),
-                    owner: owner.into(),
-                    kind: CaseKind::Internal as i32,
-                    expected_value: Some(Money {
-                        amount: value.into(),
-                        currency_code: currency.into(),
-                    }),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        for phase in phases {
-            cases
-                .move_case(MoveCaseRequest {
-                    id: case.id.clone(),
-                    phase: phase.to_string(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-        }
-        if let Some(outcome) = closed {
-            cases
-                .close_case(CloseCaseRequest {
-                    id: case.id.clone(),
-                    outcome: outcome as i32,
-                    lost_reason: "too dear".into(),
-                    ..Default::default()
-                })
-                .await
-                .unwrap();
-        }
-    }
-    let funnel = |owner: &str| GetFunnelRequest {
-        pipeline_id: pipeline.id.clone(),
-        currency_code: "pln".into(),
-        owner: owner.into(),
-        ..Default::default()
-    };
-    let all = cases.get_funnel(funnel("")).await.unwrap().into_inner();
-    let figures: Vec<(&str, i64, String, String, i64, f64)> = all
-        .phases
-        .iter()
-        .map(|p| {
-            let amount = |m: &Option<Money>| {
-                m.as_ref()
-                    .unwrap()
-                    .amount
-                    .parse::<f64>()
-                    .unwrap()
-                    .to_string()
-            };
-            (
-                p.phase.as_str(),
-                p.count,
-                amount(&p.value),
-                amount(&p.weighted_value),
-                p.entered,
-                p.conversion,
-            )
-        })
-        .collect();
-    let s = |x: &str| x.to_string();
-    assert_eq!(
-        figures,
-        [
-            ("lead", 1, s("1000"), s("100"), 4, 0.5),
-            ("qualified", 0, s("0"), s("0"), 2, 1.0),
-            ("proposal", 1, s("2000"), s("1200"), 1, 0.0),
-            ("won", 1, s("3000"), s("3000"), 1, 0.0),
-            ("lost", 1, s("4000"), s("0"), 1, 0.0),
-        ]
-    );
-    let open = |m: &Option<Money>| m.as_ref().unwrap().amount.parse::<f64>().unwrap();
-    assert_eq!(
-        (open(&all.open_value), open(&all.open_weighted_value)),
-        (3000.0, 1300.0)
-    );
-    assert!(all.phases.iter().all(|p| p.average_seconds >= 0.0));
-
-    // One owner's share.
-    let jan = cases.get_funnel(funnel("jan")).await.unwrap().into_inner();
-    assert_eq!((jan.phases[0].count, jan.phases[0].entered), (0, 3));
-    assert_eq!(jan.phases[0].conversion, 2.0 / 3.0);
-
-    let refused = cases
-        .get_funnel(GetFunnelRequest {
-            pipeline_id: pipeline.id.clone(),
-            currency_code: "zł".into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
-    assert_eq!(fields(&refused), ["currency_code"]);
     suite.stop().await.unwrap();
 }

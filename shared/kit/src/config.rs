@@ -42,6 +42,17 @@ pub struct Config {
     pub rewards: RewardsConfig,
     /// E-mail import and mailbox sync (used by the interactions service).
     pub interactions: InteractionsConfig,
+    /// Offers (used by the cases service).
+    #[serde(default)]
+    pub cases: CasesConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct CasesConfig {
+    /// `CRM__CASES__SELLER`: the company as offers print it at their top, one line per line of
+    /// text (name, address, tax id). Default none.
+    #[serde(default)]
+    pub seller: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]

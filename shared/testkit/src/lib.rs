@@ -278,6 +278,7 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
             mailbox_hosts: "127.0.0.1,localhost".into(),
             occasion_lead_days: 7,
         },
+        cases: Default::default(),
     }
 }
 

@@ -2,6 +2,7 @@
 //! business time, SLA clocks, and a ticket's life and policy.
 
 pub mod calendar;
+pub mod offers;
 pub mod pipelines;
 pub mod pricing;
 pub mod sla;

@@ -58,8 +58,12 @@ pub enum PricingError {
 /// The figures of `lines` in a currency of `minor_units` decimal places (2 for PLN or EUR, 0 for
 /// JPY).
 pub fn totals(lines: &[Line], minor_units: u32) -> Result<Totals, PricingError> {
+    // Written with the currency's decimals, as printed: 0 % of 45.00 is 0.00.
     let round = |value: Decimal| {
-        value.round_dp_with_strategy(minor_units, RoundingStrategy::MidpointAwayFromZero)
+        let mut rounded =
+            value.round_dp_with_strategy(minor_units, RoundingStrategy::MidpointAwayFromZero);
+        rounded.rescale(minor_units);
+        rounded
     };
     let hundred = Decimal::ONE_HUNDRED;
     let mut line_nets = Vec::with_capacity(lines.len());

@@ -2,5 +2,7 @@
 //! before its visits.
 
 pub mod cases;
+pub mod forecast;
 pub mod funnel;
+pub mod offers;
 pub mod pipelines;
