@@ -229,19 +229,25 @@ async fn reflection_lists_what_each_server_serves_and_nothing_else() {
             panic!("expected a service list");
         };
         let names: BTreeSet<String> = list.service.into_iter().map(|s| s.name).collect();
-        let expected: BTreeSet<String> = [
-            service.full_name(),
-            "grpc.health.v1.Health",
-            "grpc.reflection.v1.ServerReflection",
-        ]
-        .map(String::from)
-        .into();
+        // This server's services (cases serves cases and offers), health and reflection.
+        let mut expected: BTreeSet<String> = served(&suite, &pool)
+            .into_iter()
+            .filter(|(_, s)| s.addr == server.addr)
+            .map(|(s, _)| s.full_name().to_owned())
+            .collect();
+        expected.extend(
+            [
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+            ]
+            .map(String::from),
+        );
         assert_eq!(names, expected);
 
-        // Another service's method is refused saying what this server serves.
+        // Another server's method is refused saying what this server serves.
         let (other, _) = served(&suite, &pool)
             .into_iter()
-            .find(|(s, _)| s.full_name() != service.full_name())
+            .find(|(_, s)| s.addr != server.addr)
             .unwrap();
         let method = other.methods().next().unwrap();
         let status = call(server, &method, Some("anything"), Vec::new()).await;
