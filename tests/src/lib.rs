@@ -9,6 +9,7 @@ use crm_kit::client::TracedChannel;
 use crm_proto::crm::{
     cases::v1::{
         cases_service_client::CasesServiceClient, offers_service_client::OffersServiceClient,
+        service_desk_service_client::ServiceDeskServiceClient,
     },
     consent::v1::{
         Channel, CreatePurposeRequest, Evidence, LegalBasis, Purpose, RecordConsentRequest,
@@ -329,6 +330,13 @@ impl Suite {
             self.cases()
                 .channel(&token("sales", &["cases.read", "cases.write"])),
         )
+    }
+
+    pub fn desk_client(&self) -> ServiceDeskServiceClient<TracedChannel> {
+        ServiceDeskServiceClient::new(self.cases().channel(&token(
+            "desk",
+            &["cases.read", "cases.write", "cases.admin"],
+        )))
     }
 
     pub async fn cases_db(&self) -> PgConnection {

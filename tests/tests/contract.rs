@@ -46,8 +46,8 @@ fn served<'a>(
         .collect();
     assert_eq!(
         services.len(),
-        7,
-        "parties, interactions, cases and offers, loyalty, rewards and consent"
+        8,
+        "parties, interactions, cases (cases, offers, the service desk), loyalty, rewards and consent"
     );
     services
 }

@@ -7,8 +7,9 @@ use crm_e2e::{LOYALTY_PROGRAM, Suite, find_in_database};
 use crm_kit::privacy::REQUEST_TOPIC;
 use crm_proto::crm::{
     cases::v1::{
-        Case, CaseKind, CreateCaseRequest, CreateOfferRequest, CreatePipelineRequest, Offer,
-        OfferLine, Phase, PhaseGroup, Pipeline, SendOfferRequest,
+        Author, Case, CaseKind, CreateCaseRequest, CreateOfferRequest, CreatePipelineRequest,
+        Offer, OfferLine, OpenTicketRequest, Phase, PhaseGroup, Pipeline, RespondToTicketRequest,
+        SendOfferRequest, Ticket, TicketType,
     },
     common::v1::{Date, Money, PostalAddress, PrivacyRequestType},
     consent::v1::{
@@ -229,6 +230,31 @@ async fn sell_a_fridge(suite: &Suite, party_id: &str) {
         })
         .await
         .expect("sending the offer");
+    // And a complaint, with the member's own words.
+    let mut desk = suite.desk_client();
+    let ticket = desk
+        .open_ticket(OpenTicketRequest {
+            ticket: Some(Ticket {
+                r#type: TicketType::Complaint as i32,
+                subject: format!("{GIVEN} {FAMILY}: the fridge hums"),
+                description: format!("Call {PHONE}"),
+                party_id: party_id.into(),
+                order_reference: format!("ZAM/{FAMILY}"),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("opening a ticket")
+        .into_inner();
+    desk.respond_to_ticket(RespondToTicketRequest {
+        id: ticket.id,
+        author: Author::Customer as i32,
+        text: format!("I am home at {STREET} after five."),
+        ..Default::default()
+    })
+    .await
+    .expect("the member's reply");
 }
 
 /// The member wrote too, with a scan attached; the message was imported with a request id (its

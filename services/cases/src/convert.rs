@@ -5,9 +5,15 @@ use crm_kit::request::{audit, date_to_proto, money_to_proto, timestamp};
 use crm_proto::crm::{cases::v1 as proto, sales::v1 as sales};
 
 use crate::{
-    domain::DocumentKind,
+    domain::{
+        DocumentKind,
+        alarms::{Action, Kind, Level},
+        calendar::Calendar,
+        sla::Standing,
+    },
     store::{
         cases::{CaseRow, VisitRow},
+        desk::{CalendarRow, EscalationRow, MessageRow, PolicyRow, TicketRow},
         offers::{OfferRow, VersionRow},
         pipelines::PipelineRow,
     },
@@ -234,5 +240,167 @@ pub fn sales_order(
         client_reference: client_reference.to_owned(),
         accept_time: Some(timestamp(at)),
         accepted_by: accepted_by.to_owned(),
+    }
+}
+
+pub fn calendar(row: &CalendarRow) -> proto::Calendar {
+    let time = |minutes: u16| format!("{:02}:{:02}", minutes / 60, minutes % 60);
+    proto::Calendar {
+        id: row.id.to_string(),
+        display_name: row.display_name.clone(),
+        time_zone: row.time_zone.clone(),
+        days: row
+            .week
+            .iter()
+            .zip(1..)
+            .filter(|(periods, _)| !periods.is_empty())
+            .map(|(periods, weekday)| proto::WorkingDay {
+                weekday,
+                periods: periods
+                    .iter()
+                    .map(|p| proto::WorkingPeriod {
+                        start: time(p.start),
+                        end: time(p.end),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        holidays: row.holidays.iter().copied().map(date_to_proto).collect(),
+        always_open: row.always_open,
+        audit: Some(audit(
+            row.created_at,
+            row.created_at,
+            &row.created_by,
+            &row.created_by,
+        )),
+    }
+}
+
+pub fn escalation(row: &EscalationRow) -> proto::Escalation {
+    proto::Escalation {
+        clock: Kind::parse(&row.clock).map_or(0, |k| k.to_proto() as i32),
+        level: Level::parse(&row.level).map_or(0, |l| l.to_proto() as i32),
+        action: Action::parse(&row.action).map_or(0, |a| a.to_proto() as i32),
+        to: row.to.clone(),
+    }
+}
+
+pub fn policy(row: &PolicyRow) -> proto::SlaPolicy {
+    use crate::domain::tickets::{Priority, TicketType};
+    let c = &row.conditions;
+    proto::SlaPolicy {
+        id: row.id.to_string(),
+        display_name: row.display_name.clone(),
+        rank: row.rank,
+        conditions: Some(proto::SlaConditions {
+            types: c
+                .kinds
+                .iter()
+                .filter_map(|k| TicketType::parse(k))
+                .map(|k| k.to_proto() as i32)
+                .collect(),
+            priorities: c
+                .priorities
+                .iter()
+                .filter_map(|p| Priority::parse(p))
+                .map(|p| p.to_proto() as i32)
+                .collect(),
+            party_base_ids: c.bases.clone(),
+            loyalty_tiers: c.tiers.clone(),
+        }),
+        calendar_id: row.calendar_id.to_string(),
+        first_response_minutes: row.first_response_minutes,
+        next_update_minutes: row.next_update_minutes,
+        resolution_minutes: row.resolution_minutes,
+        near_breach_percent: row.near_breach_percent,
+        escalations: row.escalations.iter().map(escalation).collect(),
+        audit: Some(audit(
+            row.created_at,
+            row.created_at,
+            &row.created_by,
+            &row.created_by,
+        )),
+    }
+}
+
+/// A ticket with its clocks as they stand at `now` on `calendar` (none without a policy).
+pub fn ticket(
+    row: &TicketRow,
+    calendar: Option<&Calendar>,
+    now: DateTime<Utc>,
+    messages: &[MessageRow],
+) -> proto::Ticket {
+    let clocks = calendar.map_or_else(Vec::new, |calendar| {
+        let clocks = row.clocks.clocks();
+        row.clocks
+            .each()
+            .into_iter()
+            .zip([
+                &clocks.first_response,
+                &clocks.next_update,
+                &clocks.resolution,
+            ])
+            .map(|((kind, record), clock)| proto::SlaClock {
+                kind: kind.to_proto() as i32,
+                target_minutes: (record.target / 60) as i32,
+                spent_seconds: clock.spent_by(now, calendar).num_seconds(),
+                running: clock.running_since.is_some(),
+                due_time: clock.due(calendar).map(timestamp),
+                met_time: clock.met_at.map(timestamp),
+                breached: clock.standing(now, calendar) == Standing::Breached,
+                near_breach_announced: record.near_announced,
+                breach_announced: record.breach_announced,
+            })
+            .collect()
+    });
+    proto::Ticket {
+        id: row.id.to_string(),
+        r#type: row.kind.to_proto() as i32,
+        channel: row.channel.to_proto() as i32,
+        priority: row.priority.to_proto() as i32,
+        subject: row.subject.clone(),
+        description: row.description.clone(),
+        owner: row.owner.clone(),
+        group: row.group.clone(),
+        party_id: row.party_id.to_string(),
+        person_id: row.person_id.map(|id| id.to_string()).unwrap_or_default(),
+        membership_id: row
+            .membership_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        order_reference: row.order_reference.clone(),
+        invoice_reference: row.invoice_reference.clone(),
+        status: row.status.to_proto() as i32,
+        sla_policy_id: row
+            .sla_policy_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        clocks,
+        return_terms: row.return_terms.as_ref().map(|t| proto::ReturnTerms {
+            tier: t.tier.clone(),
+            return_window_days: t.return_window_days,
+            free_return_shipping: t.free_return_shipping,
+        }),
+        resolution: row.resolution.clone(),
+        resolve_time: row.resolved_at.map(timestamp),
+        audit: Some(audit(
+            row.created_at,
+            row.updated_at,
+            &row.created_by,
+            &row.updated_by,
+        )),
+        etag: row.version.to_string(),
+        messages: messages
+            .iter()
+            .map(|m| proto::TicketMessage {
+                author: match m.author.as_str() {
+                    "customer" => proto::Author::Customer,
+                    _ => proto::Author::Agent,
+                } as i32,
+                text: m.text.clone(),
+                time: Some(timestamp(m.at)),
+                recorded_by: m.recorded_by.clone(),
+            })
+            .collect(),
     }
 }

@@ -25,6 +25,14 @@ crm_kit::refusals! {
         /// The client accepts what is current.
         NotCurrentVersion { id: Uuid, version: i32, current: i32 } =
             Precondition("OFFER_VERSION_NOT_CURRENT", "version {version} of offer {id} is not the current one ({current})"),
+        /// A ticket's status does not allow the step.
+        TicketStep { id: Uuid, status: &'static str, step: &'static str } =
+            Precondition("TICKET_STATUS", "ticket {id} is {status}; it cannot {step}"),
+        /// One default SLA policy: the one without conditions.
+        DefaultPolicyExists =
+            AlreadyExists("DEFAULT_SLA_POLICY_EXISTS", "a default SLA policy (one without conditions) exists already"),
+        RankTaken { rank: i32 } =
+            AlreadyExists("SLA_RANK_TAKEN", "an SLA policy has rank {rank} already; ranks state the order"),
         TooManyVersions { id: Uuid, most: usize } =
             Precondition("OFFER_VERSIONS_EXHAUSTED", "offer {id} has {most} versions, the most it may have; make a new offer"),
     }

@@ -7,7 +7,7 @@ use crm_kit::{error::Result, privacy, store::Tx};
 use crm_proto::crm::{
     cases::v1::{
         Case, CaseChanged, DocumentLink, Offer, OfferChanged, OfferLine, OfferVersion, Pipeline,
-        PipelineChanged,
+        PipelineChanged, SlaAlarm, Ticket, TicketChanged,
     },
     sales::v1::SalesOrderRequested,
 };
@@ -32,12 +32,24 @@ crm_kit::topic!(
     pub ORDERS = "crm.sales.orders.v1", OrdersTopic: SalesOrderRequested
 );
 
+crm_kit::topic!(
+    /// Key: ticket id.
+    pub TICKET = "crm.cases.ticket.v1", TicketTopic: TicketChanged
+);
+
+crm_kit::topic!(
+    /// Key: ticket id.
+    pub SLA = "crm.cases.sla.v1", SlaTopic: SlaAlarm
+);
+
 /// The topics cases writes.
 pub const TOPICS: &[&str] = &[
     PIPELINE.name,
     CASE.name,
     OFFER.name,
     ORDERS.name,
+    TICKET.name,
+    SLA.name,
     privacy::RECEIPTS.name,
 ];
 
@@ -105,4 +117,23 @@ pub async fn offer_changed(tx: &mut Tx, offer: &Offer, change: &str) -> Result<(
 /// `order_request_id`.
 pub async fn order_requested(tx: &mut Tx, order: &SalesOrderRequested) -> Result<()> {
     Ok(ORDERS.enqueue(tx, &order.offer_id, order).await?)
+}
+
+pub async fn ticket_changed(tx: &mut Tx, ticket: &Ticket, change: &str) -> Result<()> {
+    let event = TicketChanged {
+        ticket: Some(Ticket {
+            subject: String::new(),
+            description: String::new(),
+            resolution: String::new(),
+            messages: Vec::new(),
+            ..ticket.clone()
+        }),
+        change: change.to_owned(),
+    };
+    Ok(TICKET.enqueue(tx, &ticket.id, &event).await?)
+}
+
+/// Written in the transaction that found the alarm, once per clock run and level.
+pub async fn sla_alarm(tx: &mut Tx, alarm: &SlaAlarm) -> Result<()> {
+    Ok(SLA.enqueue(tx, &alarm.ticket_id, alarm).await?)
 }

@@ -3,7 +3,8 @@
 
 use crm_kit::request::{Reply, reply, subject};
 use crm_proto::crm::cases::v1::{
-    cases_service_server::CasesService, offers_service_server::OffersService, *,
+    cases_service_server::CasesService, offers_service_server::OffersService,
+    service_desk_service_server::ServiceDeskService, *,
 };
 use tonic::Request;
 
@@ -106,5 +107,68 @@ impl OffersService for Cases {
     async fn reject_offer(&self, request: Request<RejectOfferRequest>) -> Reply<Offer> {
         let subject = subject(&request);
         reply(Cases::reject_offer(self, &subject, request.into_inner()).await)
+    }
+}
+
+#[tonic::async_trait]
+impl ServiceDeskService for Cases {
+    async fn create_calendar(&self, request: Request<CreateCalendarRequest>) -> Reply<Calendar> {
+        let subject = subject(&request);
+        reply(Cases::create_calendar(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_calendar(&self, request: Request<GetCalendarRequest>) -> Reply<Calendar> {
+        reply(Cases::get_calendar(self, request.into_inner()).await)
+    }
+
+    async fn create_sla_policy(
+        &self,
+        request: Request<CreateSlaPolicyRequest>,
+    ) -> Reply<SlaPolicy> {
+        let subject = subject(&request);
+        reply(Cases::create_sla_policy(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_sla_policies(
+        &self,
+        request: Request<ListSlaPoliciesRequest>,
+    ) -> Reply<ListSlaPoliciesResponse> {
+        reply(Cases::list_sla_policies(self, request.into_inner()).await)
+    }
+
+    async fn open_ticket(&self, request: Request<OpenTicketRequest>) -> Reply<Ticket> {
+        let subject = subject(&request);
+        reply(Cases::open_ticket(self, &subject, request.into_inner()).await)
+    }
+
+    async fn get_ticket(&self, request: Request<GetTicketRequest>) -> Reply<Ticket> {
+        reply(Cases::get_ticket(self, request.into_inner()).await)
+    }
+
+    async fn update_ticket(&self, request: Request<UpdateTicketRequest>) -> Reply<Ticket> {
+        let subject = subject(&request);
+        reply(Cases::update_ticket(self, &subject, request.into_inner()).await)
+    }
+
+    async fn respond_to_ticket(&self, request: Request<RespondToTicketRequest>) -> Reply<Ticket> {
+        let subject = subject(&request);
+        reply(Cases::respond_to_ticket(self, &subject, request.into_inner()).await)
+    }
+
+    async fn resolve_ticket(&self, request: Request<ResolveTicketRequest>) -> Reply<Ticket> {
+        let subject = subject(&request);
+        reply(Cases::resolve_ticket(self, &subject, request.into_inner()).await)
+    }
+
+    async fn reopen_ticket(&self, request: Request<ReopenTicketRequest>) -> Reply<Ticket> {
+        let subject = subject(&request);
+        reply(Cases::reopen_ticket(self, &subject, request.into_inner()).await)
+    }
+
+    async fn list_tickets(
+        &self,
+        request: Request<ListTicketsRequest>,
+    ) -> Reply<ListTicketsResponse> {
+        reply(Cases::list_tickets(self, request.into_inner()).await)
     }
 }

@@ -1,11 +1,12 @@
 //! The cases service (`crm.cases.v1`): cases in pipelines whose phases the company defines, with
-//! owners, money and history; offers that become sales orders; a service desk with SLA clocks
-//! comes next (issue 14), its rules already in `domain`.
+//! owners, money and history; offers that become sales orders; a service desk whose SLA clocks
+//! run in business time.
 //!
 //! Laid out as `services/README.md` describes.
 
 pub mod cases;
 pub mod convert;
+pub mod desk;
 pub mod domain;
 pub mod error;
 pub mod events;
@@ -29,6 +30,7 @@ use crm_proto::crm::{
     cases::v1::{
         cases_service_server::{self, CasesServiceServer},
         offers_service_server::{self, OffersServiceServer},
+        service_desk_service_server::{self, ServiceDeskServiceServer},
     },
     loyalty::v1::loyalty_service_client::LoyaltyServiceClient,
     parties::v1::parties_service_client::PartiesServiceClient,
@@ -59,8 +61,8 @@ pub struct Cases {
     pub(crate) seller: Arc<[String]>,
 }
 
-/// The gRPC routes over the runtime's database, parties and loyalty; the offers' expiry sweep;
-/// and the privacy fan-out.
+/// The gRPC routes over the runtime's database, parties and loyalty; the offers' expiry sweep and
+/// the SLA alarms' sweep; and the privacy fan-out.
 fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes> {
     let parties = PartiesServiceClient::new(runtime.peer("parties", &["parties.read"])?);
     let loyalty = LoyaltyServiceClient::new(runtime.peer("loyalty", &["loyalty.read"])?);
@@ -78,13 +80,16 @@ fn start(runtime: &Runtime, shutdown: &Shutdown) -> anyhow::Result<ServiceRoutes
         seller: seller.filter(|line| !line.is_empty()).collect(),
     };
     tokio::spawn(cases.clone().expire_offers(shutdown.clone()));
+    tokio::spawn(cases.clone().sweep_alarms(shutdown.clone()));
     crm_kit::privacy::join(runtime, shutdown, privacy::CasesPrivacy);
     Ok((
         Routes::new(CasesServiceServer::new(cases.clone()))
-            .add_service(OffersServiceServer::new(cases)),
+            .add_service(OffersServiceServer::new(cases.clone()))
+            .add_service(ServiceDeskServiceServer::new(cases)),
         vec![
             cases_service_server::SERVICE_NAME,
             offers_service_server::SERVICE_NAME,
+            service_desk_service_server::SERVICE_NAME,
         ],
     ))
 }

@@ -1,6 +1,7 @@
 //! The cases service's rules, free of I/O: pipelines and where a case stands, offer figures,
 //! business time, SLA clocks, and a ticket's life and policy.
 
+pub mod alarms;
 pub mod calendar;
 pub mod offers;
 pub mod pipelines;

@@ -2,16 +2,45 @@
 //! reopened by a customer's reply; what each step means to its SLA clocks; and which SLA policy
 //! a ticket gets: the first, in the stated order, whose conditions it meets, else the default.
 
-use super::sla::Happening;
+use super::{proto, sla::Happening};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    New,
-    Open,
-    WaitingForCustomer,
-    WaitingForThirdParty,
-    Resolved,
-    Closed,
+crm_kit::text_enum! {
+    pub enum Status: proto::TicketStatus {
+        New = "new",
+        Open = "open",
+        WaitingForCustomer = "waiting_for_customer",
+        WaitingForThirdParty = "waiting_for_third_party",
+        Resolved = "resolved",
+        Closed = "closed",
+    }
+}
+
+crm_kit::text_enum! {
+    pub enum TicketType: proto::TicketType {
+        Complaint = "complaint",
+        Return = "return",
+        Question = "question",
+        Incident = "incident",
+    }
+}
+
+crm_kit::text_enum! {
+    pub enum Priority: proto::TicketPriority {
+        Low = "low",
+        Normal = "normal",
+        High = "high",
+        Urgent = "urgent",
+    }
+}
+
+crm_kit::text_enum! {
+    pub enum Channel: proto::TicketChannel {
+        Email = "email",
+        Phone = "phone",
+        Web = "web",
+        Chat = "chat",
+        InPerson = "in_person",
+    }
 }
 
 /// What is done to a ticket.

@@ -2,6 +2,7 @@
 //! before its visits.
 
 pub mod cases;
+pub mod desk;
 pub mod forecast;
 pub mod funnel;
 pub mod offers;
