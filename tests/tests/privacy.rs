@@ -556,6 +556,7 @@ async fn erasure_completes_after_both_services_answer_and_leaves_no_personal_dat
             ("loyalty", suite.loyalty_db().await),
             ("rewards", suite.rewards_db().await),
             ("interactions", suite.interactions_db().await),
+            ("cases", suite.cases_db().await),
             ("consent", suite.consent.db().await),
         ] {
             let found = find_in_database(&mut db, needle).await.unwrap();

@@ -17,6 +17,8 @@ CREATE TABLE offers (
     -- The sales order request an acceptance made: one per offer.
     order_request_id uuid        UNIQUE,
     reject_reason    text        NOT NULL DEFAULT '',
+    -- The client's own order number, given when they accepted.
+    client_reference text        NOT NULL DEFAULT '',
     sent_at          timestamptz,
     decided_at       timestamptz,
     created_at       timestamptz NOT NULL DEFAULT now(),

@@ -165,6 +165,7 @@ pub fn offer<'a>(row: &OfferRow, versions: impl Iterator<Item = &'a VersionRow>)
             .map(|id| id.to_string())
             .unwrap_or_default(),
         reject_reason: row.reject_reason.clone(),
+        client_reference: row.client_reference.clone(),
         send_time: row.sent_at.map(timestamp),
         decide_time: row.decided_at.map(timestamp),
         audit: Some(audit(
@@ -181,7 +182,6 @@ pub fn offer<'a>(row: &OfferRow, versions: impl Iterator<Item = &'a VersionRow>)
 pub fn sales_order(
     row: &OfferRow,
     version: &VersionRow,
-    client_reference: &str,
     accepted_by: &str,
     at: DateTime<Utc>,
 ) -> sales::SalesOrderRequested {
@@ -237,7 +237,7 @@ pub fn sales_order(
             .membership_id
             .map(|id| id.to_string())
             .unwrap_or_default(),
-        client_reference: client_reference.to_owned(),
+        client_reference: row.client_reference.clone(),
         accept_time: Some(timestamp(at)),
         accepted_by: accepted_by.to_owned(),
     }

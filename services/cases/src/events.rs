@@ -91,10 +91,13 @@ pub async fn offer_changed(tx: &mut Tx, offer: &Offer, change: &str) -> Result<(
             title: String::new(),
             notes: String::new(),
             reject_reason: String::new(),
+            client_reference: String::new(),
             versions: offer
                 .versions
                 .iter()
                 .map(|version| OfferVersion {
+                    // A coupon code may be the client's own.
+                    coupon_code: String::new(),
                     lines: version
                         .lines
                         .iter()
@@ -126,6 +129,10 @@ pub async fn ticket_changed(tx: &mut Tx, ticket: &Ticket, change: &str) -> Resul
             description: String::new(),
             resolution: String::new(),
             messages: Vec::new(),
+            // The client's own order and invoice, and their member's terms.
+            order_reference: String::new(),
+            invoice_reference: String::new(),
+            return_terms: None,
             ..ticket.clone()
         }),
         change: change.to_owned(),

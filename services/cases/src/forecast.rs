@@ -23,6 +23,13 @@ impl Cases {
             from: date(req.from_month.as_ref(), "from_month", &mut v).map(first_of_month),
             before: date(req.before_month.as_ref(), "before_month", &mut v).map(first_of_month),
         };
+        if let (Some(from), Some(before)) = (filter.from, filter.before) {
+            v.check(
+                from < before,
+                "before_month",
+                "must be a later month than from_month",
+            );
+        }
         v.finish()?;
         let mut conn = self.pool.acquire().await?;
         let months = store::months(&mut conn, &filter).await?;

@@ -1,11 +1,15 @@
-//! The services cases asks, and what their answers mean here: parties (is the client there).
-//! Asked before a transaction opens: no lock is held across a call to another service.
+//! The services cases asks, and what their answers mean here: parties (is the client there) and
+//! loyalty (is the membership the client's). Asked before a transaction opens: no lock is held
+//! across a call to another service.
 
 use crm_kit::{
     client::peer_error,
     error::{FieldViolations, Result},
 };
-use crm_proto::crm::parties::v1::{GetPartyRequest, GetPersonRequest};
+use crm_proto::crm::{
+    loyalty::v1::GetMembershipRequest,
+    parties::v1::{GetPartyRequest, GetPersonRequest},
+};
 use tonic::Code;
 use uuid::Uuid;
 
@@ -44,5 +48,28 @@ impl Cases {
         }
         v.finish()?;
         Ok(())
+    }
+
+    /// The membership must be loyalty's and the party's own: another member's tier, terms or
+    /// coupons are not the client's.
+    pub(crate) async fn require_membership_of(
+        &self,
+        party: Uuid,
+        membership: Uuid,
+        field: &str,
+    ) -> Result<()> {
+        let request = GetMembershipRequest {
+            id: membership.to_string(),
+        };
+        match self.loyalty.clone().get_membership(request).await {
+            Ok(found) if found.get_ref().party_id == party.to_string() => Ok(()),
+            Ok(_) => Err(FieldViolations::single(field, "is another party's membership").into()),
+            Err(status) if status.code() == Code::NotFound => Err(FieldViolations::single(
+                field,
+                "is not a membership of the loyalty service",
+            )
+            .into()),
+            Err(status) => Err(peer_error("loyalty", status)),
+        }
     }
 }

@@ -3,7 +3,7 @@
 //! made to them with every version. Erasure: a case or an offer is the company's record of its
 //! dealings and its amounts and dates stay for accounting, but its words go (a case's title,
 //! description, lost reason and document references; an offer's title, notes, reject reason,
-//! coupon code and the descriptions of lines outside the catalogue), and it no longer names the
+//! coupon code and its lines' descriptions), and it no longer names the
 //! subject: a random pseudonym per case and per offer, stored nowhere else, takes the party's
 //! place, the person leaves the case, the offer forgets the membership; `CaseChanged` and
 //! `OfferChanged` tell downstream systems. Tickets about them keep their type, dates, status and
@@ -87,13 +87,13 @@ impl Participant for CasesPrivacy {
         Ok(Erasure {
             found: true,
             erased: vec![format!(
-                "the titles, descriptions, lost reasons and document references of {} cases; the titles, notes, reject reasons, coupon codes and free-text lines of {} offers; the subjects, descriptions, resolutions, order and invoice references and conversations of {} tickets; and their link to the subject",
+                "the titles, descriptions, lost reasons and document references of {} cases; the titles, notes, reject reasons, client references, coupon codes and line descriptions of {} offers; the subjects, descriptions, resolutions, order and invoice references and conversations of {} tickets; and their link to the subject",
                 cases.len(),
                 offers.len(),
                 tickets.len()
             )],
             retained: vec![retained(
-                "cases' and offers' amounts, dates, owners, phases, statuses and catalogue lines, and tickets' types, dates, statuses and SLA clocks, no longer linked to the subject",
+                "cases' and offers' amounts, dates, owners, phases, statuses and lines' products and figures, and tickets' types, dates, statuses and SLA clocks, no longer linked to the subject",
                 "the company's record of its sales, projects and service levels (accounting and legitimate interest)",
             )],
             related_ids: cases.into_iter().chain(offers).chain(tickets).collect(),
@@ -129,10 +129,11 @@ async fn erase_tickets(tx: &mut Tx, subject: Uuid) -> anyhow::Result<Vec<Uuid>> 
     Ok(tickets)
 }
 
-/// Offers to the subject keep their figures and catalogue lines under a pseudonym per offer.
+/// Offers to the subject keep their figures and lines' products under a pseudonym per offer; the
+/// lines' descriptions go too (typed text, which may name the client).
 async fn erase_offers(tx: &mut Tx, subject: Uuid) -> anyhow::Result<Vec<Uuid>> {
     let offers: Vec<Uuid> = sqlx::query_scalar(
-        "UPDATE offers SET title = '(erased)', notes = '', reject_reason = '',
+        "UPDATE offers SET title = '(erased)', notes = '', reject_reason = '', client_reference = '',
              party_id = gen_random_uuid(), membership_id = NULL,
              updated_by = 'crm-privacy', updated_at = now(), version = version + 1
           WHERE party_id = $1 RETURNING id",
@@ -142,13 +143,20 @@ async fn erase_offers(tx: &mut Tx, subject: Uuid) -> anyhow::Result<Vec<Uuid>> {
     .await?;
     sqlx::query(
         "UPDATE offer_versions SET coupon_code = '',
-             lines = (SELECT coalesce(jsonb_agg(CASE WHEN l->>'product_id' = ''
-                                                     THEN jsonb_set(l, '{description}', '\"(erased)\"')
-                                                     ELSE l END ORDER BY n), '[]'::jsonb)
+             lines = (SELECT coalesce(jsonb_agg(jsonb_set(l, '{description}', '\"(erased)\"')
+                                                ORDER BY n), '[]'::jsonb)
                         FROM jsonb_array_elements(lines) WITH ORDINALITY x (l, n))
           WHERE offer_id = ANY($1)",
     )
     .bind(&offers)
+    .execute(&mut **tx)
+    .await?;
+    // A sales order request published already is the ERP's now; its copy here goes.
+    sqlx::query(
+        "DELETE FROM crm_outbox WHERE topic = $1 AND key = ANY($2) AND published_at IS NOT NULL",
+    )
+    .bind(events::ORDERS.name)
+    .bind(offers.iter().map(Uuid::to_string).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;
     for id in &offers {

@@ -56,7 +56,13 @@ fn fridges() -> Vec<OfferLine> {
         },
         OfferLine {
             unit: "h".into(),
-            ..line("Montaż i uruchomienie", "2.5", "120.00", "", ("8", "8"))
+            ..line(
+                "Montaż i uruchomienie\nw dzień roboczy",
+                "2.5",
+                "120.00",
+                "",
+                ("8", "8"),
+            )
         },
         line("Transport", "1", "0.05", "0", ("23", "23")),
         line("Utylizacja starego sprzętu", "1", "50", "0", ("zw", "0")),
@@ -247,6 +253,7 @@ async fn an_offer_adds_up_renders_and_becomes_exactly_one_sales_order() {
         "Anna Kowalska",
         "Lodówka Polar 300",
         "Montaż i uruchomienie",
+        "w dzień roboczy",
         "Utylizacja starego sprzętu",
         "16,75%",
         "4 994,98",
@@ -263,6 +270,16 @@ async fn an_offer_adds_up_renders_and_becomes_exactly_one_sales_order() {
     ] {
         assert!(text.contains(expected), "{expected:?} is not in:\n{text}");
     }
+    // A line whose description spans two lines keeps the table's columns: each row holds its
+    // own figures.
+    let row = |words: &str| {
+        text.lines()
+            .find(|l| l.contains(words))
+            .unwrap_or_else(|| panic!("a row with {words:?} in:\n{text}"))
+            .to_owned()
+    };
+    assert!(row("Transport").contains("0,05"), "{text}");
+    assert!(row("Montaż i uruchomienie").contains("270,00"), "{text}");
     let html = offers
         .render_offer(RenderOfferRequest {
             id: offer.id.clone(),
@@ -281,6 +298,7 @@ async fn an_offer_adds_up_renders_and_becomes_exactly_one_sales_order() {
     let early = offers
         .accept_offer(AcceptOfferRequest {
             id: offer.id.clone(),
+            version: 1,
             ..Default::default()
         })
         .await
@@ -327,6 +345,7 @@ async fn an_offer_adds_up_renders_and_becomes_exactly_one_sales_order() {
         .into_inner();
     assert_eq!(accepted.status(), OfferStatus::Accepted);
     assert_eq!(accepted.accepted_version, 1);
+    assert_eq!(accepted.client_reference, "ZAM/2026/117");
     assert!(!accepted.order_request_id.is_empty());
     let replayed = offers
         .accept_offer(accept.clone())
@@ -587,6 +606,7 @@ async fn a_sent_offer_not_decided_in_time_expires() {
     let late = offers
         .accept_offer(AcceptOfferRequest {
             id: offer.id.clone(),
+            version: 1,
             ..Default::default()
         })
         .await

@@ -80,28 +80,40 @@ impl Cases {
         }
     }
 
-    /// Raises every alarm due now, a hundred tickets per transaction; how many tickets.
+    /// Raises every alarm due now, a hundred tickets per transaction, until a batch is not full;
+    /// how many tickets. A ticket's next alarm always moves past `now` (or away), so no batch is
+    /// taken twice.
     pub async fn alarms_due(&self) -> Result<usize> {
+        const BATCH: usize = 100;
         let mut seen = 0;
         loop {
             let now = Utc::now();
             let mut tx = self.pool.begin().await?;
-            let due = store::lock_alarming(&mut tx, now, 100).await?;
-            if due.is_empty() {
-                return Ok(seen);
-            }
+            let due = store::lock_alarming(&mut tx, now, BATCH as i64).await?;
+            let full = due.len() == BATCH;
             for mut ticket in due {
                 let (policy, calendar) = self.policy_of(&mut tx, &ticket).await?;
+                let group = ticket.group.clone();
                 match (&policy, &calendar) {
                     (Some(policy), Some(calendar)) => {
                         raise(&mut tx, &mut ticket, policy, calendar, now).await?;
                     }
                     _ => ticket.next_alarm_at = None,
                 }
-                store::update_ticket(&mut tx, &ticket, "crm-cases").await?;
+                if ticket.group == group {
+                    // What callers see is unchanged: their etag stays good.
+                    store::set_alarms(&mut tx, &ticket).await?;
+                } else {
+                    store::update_ticket(&mut tx, &ticket, "crm-cases").await?;
+                    let reassigned = convert::ticket(&ticket, calendar.as_ref(), now, &[]);
+                    events::ticket_changed(&mut tx, &reassigned, "updated").await?;
+                }
                 seen += 1;
             }
             tx.commit().await?;
+            if !full {
+                return Ok(seen);
+            }
         }
     }
 }

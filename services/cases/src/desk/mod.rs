@@ -46,16 +46,18 @@ impl Cases {
             "must be an IANA time zone such as Europe/Warsaw",
         );
         let mut week: Vec<Vec<PeriodRow>> = vec![Vec::new(); 7];
+        let mut seen = [false; 7];
         for (i, day) in input.days.iter().enumerate() {
             let field = format!("calendar.days[{i}]");
-            let Some(slot) = usize::try_from(day.weekday - 1).ok().filter(|d| *d < 7) else {
+            if !(1..=7).contains(&day.weekday) {
                 v.add(
                     format!("{field}.weekday"),
                     "must be 1 (Monday) to 7 (Sunday)",
                 );
                 continue;
-            };
-            if !week[slot].is_empty() {
+            }
+            let slot = (day.weekday - 1) as usize;
+            if std::mem::replace(&mut seen[slot], true) {
                 v.add(format!("{field}.weekday"), "appears twice");
             }
             for (j, period) in day.periods.iter().enumerate() {
@@ -212,6 +214,11 @@ impl Cases {
                 }
             })
             .collect();
+        v.check(
+            input.rank >= 1,
+            "policy.rank",
+            "is required: 1 or more, the policy's place in the stated order (lowest first)",
+        );
         let row = PolicyRow {
             id: Uuid::now_v7(),
             display_name: text(&input.display_name, "policy.display_name", &mut v),
@@ -240,12 +247,10 @@ impl Cases {
             created_by: caller.to_owned(),
         };
         v.finish()?;
-        if store::calendar(&mut *self.pool.acquire().await?, row.calendar_id)
+        let calendar = store::calendar(&mut *self.pool.acquire().await?, row.calendar_id)
             .await?
-            .is_none()
-        {
-            return Err(FieldViolations::single("policy.calendar_id", "is not a calendar").into());
-        }
+            .ok_or_else(|| FieldViolations::single("policy.calendar_id", "is not a calendar"))?;
+        reachable(&row, &calendar)?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
         if let Err(error) = store::insert_policy(&mut tx, &row).await {
             return Err(match unique_violation(&error) {
@@ -274,6 +279,30 @@ impl Cases {
             next_page_token,
         })
     }
+}
+
+/// Every target must end within the calendar's reach (three years of its working time), or its
+/// clock would never be due.
+fn reachable(policy: &PolicyRow, calendar: &CalendarRow) -> Result<()> {
+    let calendar = business_time(calendar)
+        .map_err(|e| ServiceError::Internal(anyhow::anyhow!("a stored calendar: {e:?}")))?;
+    let mut v = FieldViolations::new();
+    for (field, minutes) in [
+        (
+            "policy.first_response_minutes",
+            policy.first_response_minutes,
+        ),
+        ("policy.next_update_minutes", policy.next_update_minutes),
+        ("policy.resolution_minutes", policy.resolution_minutes),
+    ] {
+        let target = chrono::Duration::minutes(i64::from(minutes));
+        v.check(
+            calendar.add(Utc::now(), target).is_some(),
+            field,
+            "is more business time than the calendar has in three years",
+        );
+    }
+    Ok(v.finish()?)
 }
 
 /// The calendar a stored one describes.

@@ -103,7 +103,11 @@ impl Cases {
         )
         .await?;
         let member = match row.membership_id {
-            Some(id) => Some(self.member(id, row.kind).await?),
+            Some(id) => {
+                self.require_membership_of(row.party_id, id, "ticket.membership_id")
+                    .await?;
+                Some(self.member(id, row.kind).await?)
+            }
             None => None,
         };
         let facts = Facts {

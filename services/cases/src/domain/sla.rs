@@ -6,12 +6,14 @@
 //! - Opening starts the first-response and resolution clocks.
 //! - An agent's public response meets the first response (once) and restarts the next-update
 //!   clock: the next update is due that long after it.
-//! - A customer's reply restarts the next-update clock (the customer waits for an answer again)
-//!   and, when the ticket was waiting for them, resumes the paused clocks.
+//! - A customer's reply restarts the next-update clock once the first response is met (the
+//!   customer waits for an answer again; before it, the first response is what is owed) and,
+//!   when the ticket was waiting for them, resumes the paused clocks.
 //! - Waiting for the customer pauses the next-update and resolution clocks; waiting for a third
 //!   party does not (the company still owes the answer).
-//! - Resolving stops the resolution and next-update clocks; reopening resumes resolution with
-//!   the time already spent and restarts the next update.
+//! - Resolving meets the resolution and stops the others (a first response never given no longer
+//!   applies); reopening resumes resolution with the time already spent and restarts the next
+//!   update.
 
 use chrono::{DateTime, Duration, Utc};
 
@@ -102,13 +104,16 @@ impl Clock {
         calendar.add(since, self.target - self.spent)
     }
 
+    /// Met when met within the target; breached once the whole target is spent unmet (at its due
+    /// moment, even when that is the calendar's closing time and no more time will pass until
+    /// morning), or when met after it.
     pub fn standing(&self, now: DateTime<Utc>, calendar: &Calendar) -> Standing {
         let spent = self.spent_by(now, calendar);
         match (self.met_at, self.running_since) {
             (Some(_), _) if spent <= self.target => Standing::Met,
             (Some(_), _) => Standing::Breached,
-            (None, _) if spent > self.target => Standing::Breached,
             (None, None) if spent.is_zero() => Standing::Idle,
+            (None, _) if spent >= self.target => Standing::Breached,
             (None, _) => Standing::Pending {
                 due: self.due(calendar),
             },
@@ -168,8 +173,12 @@ impl Clocks {
                 self.resolution.start(at);
             }
             Happening::CustomerReplied => {
-                // Answering the customer is owed again, and whatever waited for them goes on.
-                self.next_update.restart(at);
+                // Answering the customer is owed again (the first response, until it is met:
+                // one unanswered message is not owed twice), and whatever waited for them goes
+                // on.
+                if self.first_response.met_at.is_some() {
+                    self.next_update.restart(at);
+                }
                 self.resolution.start(at);
             }
             Happening::WaitingForCustomer => {
@@ -180,6 +189,8 @@ impl Clocks {
                 self.resolution.start(at);
             }
             Happening::Resolved => {
+                // Resolved without an answer: the first response no longer applies.
+                self.first_response.stop(at, calendar);
                 self.next_update.stop(at, calendar);
                 self.resolution.meet(at, calendar);
             }
@@ -339,5 +350,36 @@ mod tests {
             !c.first_response.near(at(30, 11, 0), &cal, 0.8),
             "met: no more warnings"
         );
+    }
+
+    #[test]
+    fn a_clock_due_at_closing_time_is_breached_then_not_the_next_morning() {
+        let cal = office();
+        // Friday 27 November 09:00: a working day's 7.5 hours end at 17:00 sharp.
+        let mut c = Clock::new(minutes(450));
+        c.start(at(27, 9, 0));
+        assert_eq!(c.due(&cal), Some(at(27, 17, 0)));
+        assert_eq!(
+            c.standing(at(27, 16, 59), &cal),
+            Standing::Pending {
+                due: Some(at(27, 17, 0))
+            }
+        );
+        assert_eq!(c.standing(at(27, 17, 0), &cal), Standing::Breached);
+        assert_eq!(c.standing(at(28, 12, 0), &cal), Standing::Breached);
+    }
+
+    #[test]
+    fn a_reply_before_the_first_response_owes_nothing_more_and_resolving_ends_it() {
+        let cal = office();
+        let mut c = clocks();
+        c.apply(Happening::Opened, at(30, 9, 0), &cal);
+        c.apply(Happening::CustomerReplied, at(30, 9, 10), &cal);
+        assert_eq!(c.next_update.standing(at(30, 9, 20), &cal), Standing::Idle);
+        c.apply(Happening::Resolved, at(30, 9, 30), &cal);
+        assert!(c.first_response.running_since.is_none());
+        assert_eq!(c.first_response.due(&cal), None);
+        // Not met, not breached, never to alarm.
+        assert_eq!(c.first_response.met_at, None);
     }
 }

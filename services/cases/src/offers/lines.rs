@@ -178,6 +178,14 @@ impl Cases {
             };
             FieldViolations::single(format!("{field}[{i}].{name}"), what)
         })?;
+        // What every service and the ERP keep: 15 digits before the point.
+        if totals.gross.abs() >= Decimal::from(10_i64.pow(15)) {
+            return Err(FieldViolations::single(
+                field,
+                "add up to 10^15 or more, more than an amount may be",
+            )
+            .into());
+        }
         let lines = draft
             .lines
             .iter()

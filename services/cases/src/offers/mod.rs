@@ -30,15 +30,11 @@ use crate::{
 };
 
 /// What UpdateOffer may change.
-const EDITABLE: &[&str] = &[
-    "title",
-    "case_id",
-    "locale",
-    "valid_until",
-    "price_list",
-    "membership_id",
-    "notes",
-];
+const EDITABLE: &[&str] = &["title", "case_id", "locale", "valid_until", "notes"];
+
+/// What prices every version, set at creation like the currency: a version is priced, sent and
+/// accepted on the same terms.
+const PRICING: &[&str] = &["price_list", "membership_id"];
 
 /// How long an offer is valid when it does not say.
 const DEFAULT_VALIDITY: Days = Days::new(30);
@@ -68,6 +64,7 @@ impl Cases {
             accepted_version: None,
             order_request_id: None,
             reject_reason: String::new(),
+            client_reference: String::new(),
             sent_at: None,
             decided_at: None,
             created_at: now,
@@ -76,7 +73,7 @@ impl Cases {
             updated_by: caller.to_owned(),
             version: 1,
         };
-        for path in EDITABLE {
+        for path in EDITABLE.iter().chain(PRICING) {
             let given = match *path {
                 "locale" => !input.locale.is_empty(),
                 "valid_until" => input.valid_until.is_some(),
@@ -90,6 +87,10 @@ impl Cases {
         v.finish()?;
         self.require_clients(Some(row.party_id), &[], "offer")
             .await?;
+        if let Some(membership) = row.membership_id {
+            self.require_membership_of(row.party_id, membership, "offer.membership_id")
+                .await?;
+        }
         self.require_case_of(&mut *self.pool.acquire().await?, &row)
             .await?;
         let first = self.price(&row, draft, 1, caller, "lines").await?;
@@ -229,17 +230,17 @@ impl Cases {
         let mut v = FieldViolations::new();
         let id = uuid(&req.id, "id", &mut v);
         v.check(
-            req.version >= 0,
+            req.version >= 1,
             "version",
-            "must be a version number, or 0 for the current one",
+            "must be the version the client accepts (the current one)",
         );
         v.finish()?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
         let mut row = store::lock(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Offer", id))?;
-        let accepted_already = row.status == OfferStatus::Accepted
-            && (req.version == 0 || row.accepted_version == Some(req.version));
+        let accepted_already =
+            row.status == OfferStatus::Accepted && row.accepted_version == Some(req.version);
         if accepted_already {
             // The same acceptance again (a retry without its request_id): nothing new happens.
             let offer = answer(&mut tx, id).await?;
@@ -253,7 +254,7 @@ impl Cases {
         let current = versions
             .last()
             .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("offer {id} has no version")))?;
-        if req.version != 0 && req.version != current.number {
+        if req.version != current.number {
             return Err(Refusal::NotCurrentVersion {
                 id,
                 version: req.version,
@@ -265,8 +266,9 @@ impl Cases {
         row.accepted_version = Some(current.number);
         row.order_request_id = Some(Uuid::now_v7());
         row.decided_at = Some(now);
+        row.client_reference = req.client_reference.trim().to_owned();
         store::update(&mut tx, &row, caller).await?;
-        let order = convert::sales_order(&row, current, req.client_reference.trim(), caller, now);
+        let order = convert::sales_order(&row, current, caller, now);
         events::order_requested(&mut tx, &order).await?;
         let offer = answer(&mut tx, id).await?;
         events::offer_changed(&mut tx, &offer, "accepted").await?;

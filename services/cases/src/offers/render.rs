@@ -217,7 +217,8 @@ fn document(
             description: line.description.lines().map(str::to_owned).collect(),
             quantity: number(&line.quantity, None),
             unit: line.unit.clone(),
-            unit_price: number(&line.unit_price, Some(minor)),
+            // As agreed, to the last decimal, and at least to the currency's minor unit.
+            unit_price: number(&line.unit_price, Some(minor.max(scale(&line.unit_price)))),
             discount: percent(&line.applied_discount_percent),
             net: number(&line.net, Some(minor)),
             tax_rate: rate(&line.tax_code, &line.tax_percent),
@@ -265,6 +266,13 @@ fn document(
         notes: row.notes.lines().map(str::to_owned).collect(),
         labels: template.labels.clone(),
     }
+}
+
+/// The decimals a decimal text is written with.
+fn scale(value: &str) -> u32 {
+    value
+        .parse::<rust_decimal::Decimal>()
+        .map_or(0, |d| d.scale())
 }
 
 /// A decimal as the locale writes it: its separators, digits grouped by three, and `places`

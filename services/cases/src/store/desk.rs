@@ -268,6 +268,23 @@ pub async fn update_ticket(tx: &mut Tx, t: &TicketRow, by: &str) -> sqlx::Result
     Ok(())
 }
 
+/// Writes what the alarm sweep changes (the clocks' announcements and the derived times), which
+/// callers do not edit: the version stays.
+pub async fn set_alarms(tx: &mut Tx, t: &TicketRow) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE tickets SET clocks = $2, next_alarm_at = $3, breached = $4, due_at = $5
+          WHERE id = $1",
+    )
+    .bind(t.id)
+    .bind(&t.clocks)
+    .bind(t.next_alarm_at)
+    .bind(t.breached)
+    .bind(t.due_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 #[derive(Debug, Default)]
 pub struct TicketFilter {
     pub status: Option<Status>,

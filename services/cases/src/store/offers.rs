@@ -28,6 +28,7 @@ pub struct OfferRow {
     pub accepted_version: Option<i32>,
     pub order_request_id: Option<Uuid>,
     pub reject_reason: String,
+    pub client_reference: String,
     pub sent_at: Option<DateTime<Utc>>,
     pub decided_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -39,7 +40,7 @@ pub struct OfferRow {
 
 const COLUMNS: &str = "id, party_id, case_id, title, currency_code, locale, valid_until,
     price_list, membership_id, notes, status, accepted_version, order_request_id, reject_reason,
-    sent_at, decided_at, created_at, updated_at, created_by, updated_by, version";
+    client_reference, sent_at, decided_at, created_at, updated_at, created_by, updated_by, version";
 
 /// A priced line as stored: decimals as the API writes them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -156,7 +157,8 @@ pub async fn update(tx: &mut Tx, o: &OfferRow, by: &str) -> sqlx::Result<()> {
         "UPDATE offers SET case_id = $2, title = $3, locale = $4, valid_until = $5,
              price_list = $6, membership_id = $7, notes = $8, status = $9,
              accepted_version = $10, order_request_id = $11, reject_reason = $12, sent_at = $13,
-             decided_at = $14, updated_by = $15, updated_at = now(), version = version + 1
+             decided_at = $14, updated_by = $15, client_reference = $16, updated_at = now(),
+             version = version + 1
           WHERE id = $1",
     )
     .bind(o.id)
@@ -174,6 +176,7 @@ pub async fn update(tx: &mut Tx, o: &OfferRow, by: &str) -> sqlx::Result<()> {
     .bind(o.sent_at)
     .bind(o.decided_at)
     .bind(by)
+    .bind(&o.client_reference)
     .execute(&mut **tx)
     .await?;
     Ok(())
