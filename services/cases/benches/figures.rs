@@ -28,7 +28,7 @@ use futures::{StreamExt, stream};
 use uuid::Uuid;
 
 const CASES: i64 = 100_000;
-const FUNNELS: usize = 200;
+const FUNNELS: usize = 50;
 const RENDERS: usize = 200;
 const PHASES: [(&str, PhaseGroup, i32); 6] = [
     ("lead", PhaseGroup::Potential, 10),

@@ -1,8 +1,8 @@
 //! The service desk through the public API with the suite around it: a ticket's three SLA clocks
 //! each moved only by what concerns it (a response, waiting for the customer, their reply, a
 //! resolution, a reopening), policies chosen in their stated order, near-breach and breach
-//! alarms raised exactly once with their escalations, and a return reading the member's terms
-//! from loyalty. Business time itself (breaks, holidays, DST, midnight) is tested in
+//! alarms raised exactly once with their escalations, a return reading the member's terms from
+//! loyalty, and an incident getting a task in interactions. Business time itself (breaks, holidays, DST, midnight) is tested in
 //! `src/domain/calendar.rs`.
 
 use std::time::Duration;
@@ -10,9 +10,10 @@ use std::time::Duration;
 use crm_e2e::Suite;
 use crm_proto::crm::{
     cases::v1::*,
+    interactions::v1::{GetTaskRequest, TaskPriority},
     loyalty::v1::{AssignTierRequest, DefineTierRequest, EnrollRequest, Tier, TierBenefits},
 };
-use crm_testkit::{read_topic, refusal_reason as reason, violated_fields as fields};
+use crm_testkit::{eventually, read_topic, refusal_reason as reason, violated_fields as fields};
 use prost::Message;
 
 async fn calendar(suite: &Suite) -> Calendar {
@@ -497,5 +498,61 @@ async fn a_return_reads_the_members_terms_and_gets_their_tiers_policy() {
         fields(&bad_calendar),
         ["calendar.days[0].weekday", "calendar.time_zone"]
     );
+    suite.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_incident_gets_a_task_for_its_owner_due_with_its_first_response() {
+    let suite = Suite::start().await.unwrap();
+    let anna = suite.consumer("Anna", "Kowalska", "anna@example.pl").await;
+    let always = calendar(&suite).await;
+    policy(
+        &suite,
+        SlaPolicy {
+            display_name: "Standard".into(),
+            rank: 1,
+            calendar_id: always.id.clone(),
+            first_response_minutes: 30,
+            next_update_minutes: 60,
+            resolution_minutes: 240,
+            ..Default::default()
+        },
+    )
+    .await;
+    let ticket = suite
+        .desk_client()
+        .open_ticket(OpenTicketRequest {
+            ticket: Some(Ticket {
+                r#type: TicketType::Incident as i32,
+                priority: TicketPriority::High as i32,
+                subject: "The cold room is warm".into(),
+                party_id: anna.id.clone(),
+                owner: "ola".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let due = clock(&ticket, SlaClockKind::FirstResponse).due_time;
+    let interactions = suite.interactions_client();
+    let task = eventually(Duration::from_secs(20), || {
+        let mut interactions = interactions.clone();
+        let id = ticket.id.clone();
+        async move { interactions.get_task(GetTaskRequest { id }).await.ok() }
+    })
+    .await
+    .expect("the incident's task")
+    .into_inner();
+    assert_eq!(
+        (
+            task.assignee.as_str(),
+            task.party_id.as_str(),
+            task.priority()
+        ),
+        ("ola", anna.id.as_str(), TaskPriority::High)
+    );
+    assert_eq!(task.due_time, due);
     suite.stop().await.unwrap();
 }

@@ -1,7 +1,7 @@
 //! What interactions reads from the other services' topics: the facts about clients that their
 //! timelines show (loyalty points, tiers and memberships, consents, reward orders), who the
-//! memberships and consumers' persons belong to, and party merges, which move a merged party's
-//! history to the survivor.
+//! memberships and consumers' persons belong to, party merges, which move a merged party's
+//! history to the survivor, and incidents opened at the service desk, which get a task.
 
 use chrono::Utc;
 use crm_kit::{
@@ -9,6 +9,7 @@ use crm_kit::{
     store::Tx,
 };
 use crm_proto::crm::{
+    cases::v1::{SlaClockKind, TicketChanged, TicketPriority, TicketType},
     consent::v1::{ConsentChanged, ConsentStatus, SubjectKind},
     loyalty::v1::{
         MembershipEnrolled, MembershipLeft, MembershipMoved, MembershipReactivated,
@@ -26,10 +27,11 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::{
-    domain::TimelineKind,
-    privacy,
+    convert,
+    domain::{TaskPriority, TaskStatus, TimelineKind},
+    events, privacy,
     store::{
-        occasions,
+        occasions, tasks,
         timeline::{self as store, Fact},
     },
 };
@@ -48,6 +50,7 @@ pub const TOPICS: &[&str] = &[
     "crm.loyalty.points.v1",
     "crm.consent.consent.v1",
     "crm.rewards.order.v1",
+    "crm.cases.ticket.v1",
 ];
 
 pub struct Timeline;
@@ -104,6 +107,9 @@ fn with(mut fact: Fact, summary: String, attributes: Value) -> Fact {
 
 async fn apply(tx: &mut Tx, event: &Event) -> Result<(), HandleError> {
     let t = event.event_type.as_str();
+    if t == TicketChanged::full_name() {
+        return incident_task(tx, &decode(event)?).await;
+    }
     if t == PartiesMerged::full_name() {
         let merged: PartiesMerged = decode(event)?;
         let from = id(&merged.merged_party_id, "merged party")?;
@@ -378,4 +384,71 @@ async fn merge(tx: &mut Tx, from: Uuid, to: Uuid) -> sqlx::Result<()> {
             .await?;
     }
     Ok(())
+}
+
+/// An incident gets a task for its owner (else its group) the moment it opens, due when its
+/// first response is: the task takes the ticket's id, so a redelivery finds it made. Nothing is
+/// made for a client who was erased.
+async fn incident_task(tx: &mut Tx, changed: &TicketChanged) -> Result<(), HandleError> {
+    let Some(ticket) = changed.ticket.as_ref() else {
+        return Ok(());
+    };
+    if changed.change != "opened" || ticket.r#type != TicketType::Incident as i32 {
+        return Ok(());
+    }
+    let task_id = id(&ticket.id, "ticket")?;
+    let party = id(&ticket.party_id, "ticket's party")?;
+    store::lock_owner(tx, party).await.map_err(retry)?;
+    if tasks::get(tx, task_id).await.map_err(retry)?.is_some() {
+        return Ok(());
+    }
+    let mut clients = vec![party];
+    clients.extend(store::linked(tx, party).await.map_err(retry)?);
+    if privacy::erased(tx, &clients).await.map_err(retry)? {
+        return Ok(());
+    }
+    let first_response = ticket
+        .clocks
+        .iter()
+        .find(|c| c.kind() == SlaClockKind::FirstResponse)
+        .and_then(|c| c.due_time.as_ref())
+        .and_then(crm_kit::request::time);
+    let assignee = [&ticket.owner, &ticket.group]
+        .into_iter()
+        .find(|a| !a.is_empty())
+        .map_or("service-desk", |a| a.as_str());
+    let now = Utc::now();
+    let row = tasks::TaskRow {
+        id: task_id,
+        title: format!("Incident {}: first response", ticket.id),
+        description: format!(
+            "Service desk ticket {} (an incident) waits for its first response.",
+            ticket.id
+        ),
+        assignee: assignee.to_owned(),
+        due_at: first_response,
+        priority: match ticket.priority() {
+            TicketPriority::Urgent => TaskPriority::Urgent,
+            TicketPriority::High => TaskPriority::High,
+            TicketPriority::Low => TaskPriority::Low,
+            _ => TaskPriority::Normal,
+        },
+        status: TaskStatus::Open,
+        reminder_times: Vec::new(),
+        party_id: Some(party),
+        person_id: None,
+        client_ids: clients,
+        interaction_id: None,
+        case_id: None,
+        completed_at: None,
+        created_at: now,
+        updated_at: now,
+        created_by: "crm-interactions".to_owned(),
+        updated_by: "crm-interactions".to_owned(),
+        version: 1,
+    };
+    let row = tasks::insert(tx, &row).await.map_err(retry)?;
+    events::task_changed(tx, &convert::task(&row), "created")
+        .await
+        .map_err(|e| HandleError::Retry(e.into()))
 }

@@ -87,7 +87,7 @@ impl Cases {
         const BATCH: usize = 100;
         let mut seen = 0;
         loop {
-            let now = Utc::now();
+            let now = super::now();
             let mut tx = self.pool.begin().await?;
             let due = store::lock_alarming(&mut tx, now, BATCH as i64).await?;
             let full = due.len() == BATCH;

@@ -305,6 +305,13 @@ fn reachable(policy: &PolicyRow, calendar: &CalendarRow) -> Result<()> {
     Ok(v.finish()?)
 }
 
+/// The moment, to the microsecond PostgreSQL keeps: a clock's times read the same from the
+/// ticket's clocks and from its columns.
+pub(crate) fn now() -> chrono::DateTime<Utc> {
+    use chrono::SubsecRound;
+    Utc::now().trunc_subsecs(6)
+}
+
 /// The calendar a stored one describes.
 pub(crate) fn business_time(row: &CalendarRow) -> Result<calendar::Calendar, CalendarError> {
     let zone = Tz::from_str(&row.time_zone).unwrap_or(chrono_tz::UTC);

@@ -54,7 +54,7 @@ impl Cases {
         crm_kit::replay_first!(&self.pool, caller, &req);
         let mut v = FieldViolations::new();
         let input = required(req.ticket.clone(), "ticket", &mut v);
-        let now = Utc::now();
+        let now = super::now();
         let mut row = TicketRow {
             id: Uuid::now_v7(),
             kind: TicketType::require(input.r#type, "ticket.type", &mut v),
@@ -339,7 +339,7 @@ impl Cases {
         let mut conn = self.pool.acquire().await?;
         let mut rows = store::tickets(&mut conn, &filter, page.after, page.limit()).await?;
         let next_page_token = page.finish(&mut rows, |last| last.id);
-        let now = Utc::now();
+        let now = super::now();
         let mut tickets = Vec::with_capacity(rows.len());
         for row in &rows {
             let (_, calendar) = self.policy_of(&mut conn, row).await?;
@@ -389,7 +389,7 @@ impl Cases {
         edit(&mut row, &mut v);
         v.finish()?;
         let (policy, calendar) = self.policy_of(&mut tx, &row).await?;
-        let now = Utc::now();
+        let now = super::now();
         let mut clocks: Option<Clocks> = calendar.as_ref().map(|_| row.clocks.clocks());
         let mut change = change;
         for step in steps {

@@ -61,17 +61,21 @@ pub async fn flow(
     lost: &[String],
 ) -> sqlx::Result<Vec<Flow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH v AS (
+        "WITH visits AS (
+             -- Each case's time in each phase it entered, however often it went back there.
              SELECT v.case_id, v.phase, array_position($6::text[], v.phase) AS i,
-                    extract(epoch FROM coalesce(v.left_at, now()) - v.entered_at)::float8 AS seconds
-               FROM phase_visits v JOIN ({CASES}) c ON c.id = v.case_id),
+                    count(*) AS visits,
+                    sum(extract(epoch FROM coalesce(v.left_at, now()) - v.entered_at))::float8
+                        AS seconds
+               FROM phase_visits v JOIN ({CASES}) c ON c.id = v.case_id
+              GROUP BY v.case_id, v.phase),
          reach AS (
              SELECT case_id, max(i) FILTER (WHERE phase <> ALL($7::text[])) AS top
-               FROM v GROUP BY case_id)
-         SELECT v.phase, count(DISTINCT v.case_id) AS entered,
-                count(DISTINCT v.case_id) FILTER (WHERE r.top > v.i) AS went_on,
-                coalesce(avg(v.seconds), 0) AS average_seconds
-           FROM v JOIN reach r USING (case_id)
+               FROM visits GROUP BY case_id)
+         SELECT v.phase, count(*) AS entered,
+                count(*) FILTER (WHERE r.top > v.i) AS went_on,
+                coalesce(sum(v.seconds) / nullif(sum(v.visits), 0), 0) AS average_seconds
+           FROM visits v JOIN reach r USING (case_id)
           GROUP BY v.phase"
     )))
     .bind(f.pipeline)
