@@ -29,14 +29,8 @@ impl Cases {
             .await?
             .ok_or_else(|| FieldViolations::single("pipeline_id", "is not a pipeline"))?;
         let order: Vec<String> = row.phases.iter().map(|p| p.code.clone()).collect();
-        let lost: Vec<String> = row
-            .phases
-            .iter()
-            .filter(|p| p.group == crate::domain::PhaseGroup::Lost)
-            .map(|p| p.code.clone())
-            .collect();
         let standing = store::standing(&mut conn, &filter).await?;
-        let flow = store::flow(&mut conn, &filter, &order, &lost).await?;
+        let flow = store::flow(&mut conn, &filter, &order).await?;
         let money = |amount: Decimal| Some(money_to_proto(amount.round_dp(4), &filter.currency));
         let mut open = (Decimal::ZERO, Decimal::ZERO);
         let phases = row

@@ -33,7 +33,7 @@ pub struct Flow {
     pub average_seconds: f64,
 }
 
-const CASES: &str = "SELECT id, phase, expected_value, probability FROM cases
+const CASES: &str = "SELECT id, phase, expected_value, probability, furthest FROM cases
     WHERE pipeline_id = $1 AND currency_code = $2 AND ($3::text IS NULL OR owner = $3)
       AND ($4::timestamptz IS NULL OR created_at >= $4)
       AND ($5::timestamptz IS NULL OR created_at < $5)";
@@ -53,29 +53,20 @@ pub async fn standing(conn: &mut PgConnection, f: &Filter) -> sqlx::Result<Vec<S
     .await
 }
 
-/// `order` is the pipeline's phase codes in order; `lost` its lost phases.
+/// `order` is the pipeline's phase codes in order. A case went on from a phase it entered when
+/// its furthest phase (kept as it moves, lost ones aside) lies beyond it.
 pub async fn flow(
     conn: &mut PgConnection,
     f: &Filter,
     order: &[String],
-    lost: &[String],
 ) -> sqlx::Result<Vec<Flow>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH visits AS (
-             -- Each case's time in each phase it entered, however often it went back there.
-             SELECT v.case_id, v.phase, array_position($6::text[], v.phase) AS i,
-                    count(*) AS visits,
-                    sum(extract(epoch FROM coalesce(v.left_at, now()) - v.entered_at))::float8
-                        AS seconds
-               FROM phase_visits v JOIN ({CASES}) c ON c.id = v.case_id
-              GROUP BY v.case_id, v.phase),
-         reach AS (
-             SELECT case_id, max(i) FILTER (WHERE phase <> ALL($7::text[])) AS top
-               FROM visits GROUP BY case_id)
-         SELECT v.phase, count(*) AS entered,
-                count(*) FILTER (WHERE r.top > v.i) AS went_on,
-                coalesce(sum(v.seconds) / nullif(sum(v.visits), 0), 0) AS average_seconds
-           FROM visits v JOIN reach r USING (case_id)
+        "SELECT v.phase, count(*) FILTER (WHERE v.first) AS entered,
+                count(*) FILTER (WHERE v.first AND c.furthest > array_position($6::text[], v.phase))
+                    AS went_on,
+                coalesce(avg(date_part('epoch', coalesce(v.left_at, now()) - v.entered_at)), 0)
+                    AS average_seconds
+           FROM phase_visits v JOIN ({CASES}) c ON c.id = v.case_id
           GROUP BY v.phase"
     )))
     .bind(f.pipeline)
@@ -84,7 +75,6 @@ pub async fn flow(
     .bind(f.created_after)
     .bind(f.created_before)
     .bind(order)
-    .bind(lost)
     .fetch_all(conn)
     .await
 }

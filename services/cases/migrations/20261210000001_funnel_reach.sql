@@ -1,0 +1,22 @@
+-- The funnel reads how far each case got and which visit was its first to a phase, kept as the
+-- case moves, instead of working them out from every visit on every call.
+
+-- The furthest phase a case reached that is not a lost one: its 1-based place in its pipeline.
+ALTER TABLE cases ADD COLUMN furthest smallint;
+-- The case's first entry into this phase (later ones are returns to it).
+ALTER TABLE phase_visits ADD COLUMN first boolean NOT NULL DEFAULT false;
+
+UPDATE phase_visits v SET first = true
+  FROM (SELECT case_id, phase, min(entered_at) AS entered_at
+          FROM phase_visits GROUP BY case_id, phase) f
+ WHERE f.case_id = v.case_id AND f.phase = v.phase AND f.entered_at = v.entered_at;
+
+UPDATE cases c SET furthest = f.top
+  FROM (SELECT v.case_id, max(p.n) FILTER (WHERE p.phase->>'group' <> 'lost') AS top
+          FROM phase_visits v
+          JOIN cases k ON k.id = v.case_id
+          JOIN pipelines l ON l.id = k.pipeline_id,
+               LATERAL jsonb_array_elements(l.phases) WITH ORDINALITY p (phase, n)
+         WHERE p.phase->>'code' = v.phase
+         GROUP BY v.case_id) f
+ WHERE f.case_id = c.id;
