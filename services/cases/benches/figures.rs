@@ -203,20 +203,6 @@ async fn seed(db: &mut sqlx::PgConnection, pipeline: Uuid) -> i64 {
     .execute(&mut *db)
     .await
     .unwrap();
-    // As the service keeps them: every seeded visit is the case's first to its phase, and each
-    // case got as far as its phase (a lost one as far as the lead).
-    sqlx::query("UPDATE phase_visits SET first = true")
-        .execute(&mut *db)
-        .await
-        .unwrap();
-    sqlx::query(
-        "UPDATE cases SET furthest = CASE phase WHEN 'lost' THEN 1
-             ELSE array_position(ARRAY['lead', 'qualified', 'proposal', 'negotiation', 'won'],
-                                 phase) END",
-    )
-    .execute(&mut *db)
-    .await
-    .unwrap();
     sqlx::query_scalar("SELECT count(*) FROM phase_visits")
         .fetch_one(&mut *db)
         .await

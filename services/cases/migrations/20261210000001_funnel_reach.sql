@@ -20,3 +20,20 @@ UPDATE cases c SET furthest = f.top
          WHERE p.phase->>'code' = v.phase
          GROUP BY v.case_id) f
  WHERE f.case_id = c.id;
+
+-- Kept by the database as each visit is written, so that every version of the service (during a
+-- rolling upgrade, the one before this migration too) keeps them alike.
+CREATE FUNCTION phase_visit_entered() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.first := NOT EXISTS (
+        SELECT 1 FROM phase_visits WHERE case_id = NEW.case_id AND phase = NEW.phase);
+    UPDATE cases c SET furthest = greatest(coalesce(c.furthest, 0), p.n)
+      FROM pipelines l, jsonb_array_elements(l.phases) WITH ORDINALITY p (phase, n)
+     WHERE c.id = NEW.case_id AND l.id = c.pipeline_id
+       AND p.phase->>'code' = NEW.phase AND p.phase->>'group' <> 'lost';
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER phase_visits_entered BEFORE INSERT ON phase_visits
+    FOR EACH ROW EXECUTE FUNCTION phase_visit_entered();

@@ -123,7 +123,7 @@ impl Cases {
         self.require_clients(row.party_id, &row.person_ids, "case")
             .await?;
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, &req);
-        store::insert(&mut tx, &row, pipeline.reach(&row.phase)).await?;
+        store::insert(&mut tx, &row).await?;
         let case = answer(&mut tx, row.id).await?;
         events::case_changed(&mut tx, &case, "created").await?;
         claim.commit(tx, &case).await?;
@@ -234,8 +234,7 @@ impl Cases {
         row.closed_at = None;
         row.lost_reason.clear();
         row.probability = probability(to, row.probability_override);
-        let reach = pipeline.reach(&row.phase);
-        store::pass(&mut tx, id, &row.phase, Utc::now(), reach).await?;
+        store::pass(&mut tx, id, &row.phase, Utc::now()).await?;
         store::update(&mut tx, &row, caller).await?;
         let case = answer(&mut tx, id).await?;
         let change = if reopened { "reopened" } else { "moved" };
@@ -285,8 +284,7 @@ impl Cases {
             })?;
         row.phase = phase.code.clone();
         row.status = outcome;
-        let reach = pipeline.reach(&row.phase);
-        row.closed_at = Some(store::pass(&mut tx, id, &row.phase, Utc::now(), reach).await?);
+        row.closed_at = Some(store::pass(&mut tx, id, &row.phase, Utc::now()).await?);
         row.lost_reason = match outcome {
             CaseStatus::Lost => lost_reason,
             _ => String::new(),

@@ -10,7 +10,7 @@ use std::time::Duration;
 use crm_e2e::Suite;
 use crm_proto::crm::{
     cases::v1::*,
-    interactions::v1::{GetTaskRequest, TaskPriority},
+    interactions::v1::{GetTaskRequest, TaskPriority, TaskStatus},
     loyalty::v1::{AssignTierRequest, DefineTierRequest, EnrollRequest, Tier, TierBenefits},
 };
 use crm_testkit::{eventually, read_topic, refusal_reason as reason, violated_fields as fields};
@@ -554,5 +554,30 @@ async fn an_incident_gets_a_task_for_its_owner_due_with_its_first_response() {
         ("ola", anna.id.as_str(), TaskPriority::High)
     );
     assert_eq!(task.due_time, due);
+
+    // Answered: the task is done.
+    suite
+        .desk_client()
+        .respond_to_ticket(RespondToTicketRequest {
+            id: ticket.id.clone(),
+            author: Author::Agent as i32,
+            text: "A technician is on his way.".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let done = eventually(Duration::from_secs(20), || {
+        let mut interactions = interactions.clone();
+        let id = ticket.id.clone();
+        async move {
+            let task = interactions.get_task(GetTaskRequest { id }).await.ok()?;
+            (task.get_ref().status() == TaskStatus::Done).then_some(task)
+        }
+    })
+    .await;
+    assert!(
+        done.is_some(),
+        "the task is done once the incident is answered"
+    );
     suite.stop().await.unwrap();
 }

@@ -9,7 +9,7 @@ use crm_kit::{
     store::Tx,
 };
 use crm_proto::crm::{
-    cases::v1::{SlaClockKind, TicketChanged, TicketPriority, TicketType},
+    cases::v1::{SlaClockKind, Ticket, TicketChanged, TicketPriority, TicketType},
     consent::v1::{ConsentChanged, ConsentStatus, SubjectKind},
     loyalty::v1::{
         MembershipEnrolled, MembershipLeft, MembershipMoved, MembershipReactivated,
@@ -388,12 +388,27 @@ async fn merge(tx: &mut Tx, from: Uuid, to: Uuid) -> sqlx::Result<()> {
 
 /// An incident gets a task for its owner (else its group) the moment it opens, due when its
 /// first response is: the task takes the ticket's id, so a redelivery finds it made. Nothing is
-/// made for a client who was erased.
+/// made for a client who was erased, nor for an incident opened more than a day before it is read
+/// (the topic's history, replayed when this consumer first subscribes to it). The task is done
+/// once the ticket is answered, resolved or closed.
 async fn incident_task(tx: &mut Tx, changed: &TicketChanged) -> Result<(), HandleError> {
     let Some(ticket) = changed.ticket.as_ref() else {
         return Ok(());
     };
-    if changed.change != "opened" || ticket.r#type != TicketType::Incident as i32 {
+    if ticket.r#type != TicketType::Incident as i32 {
+        return Ok(());
+    }
+    match changed.change.as_str() {
+        "opened" => {}
+        "responded" | "resolved" | "closed" => return incident_handled(tx, ticket).await,
+        _ => return Ok(()),
+    }
+    let opened = ticket
+        .audit
+        .as_ref()
+        .and_then(|a| a.create_time.as_ref())
+        .and_then(crm_kit::request::time);
+    if opened.is_some_and(|at| at < Utc::now() - chrono::Duration::days(1)) {
         return Ok(());
     }
     let task_id = id(&ticket.id, "ticket")?;
@@ -449,6 +464,25 @@ async fn incident_task(tx: &mut Tx, changed: &TicketChanged) -> Result<(), Handl
     };
     let row = tasks::insert(tx, &row).await.map_err(retry)?;
     events::task_changed(tx, &convert::task(&row), "created")
+        .await
+        .map_err(|e| HandleError::Retry(e.into()))
+}
+
+/// The incident's task is done: its first response was given (or the ticket ended without one).
+async fn incident_handled(tx: &mut Tx, ticket: &Ticket) -> Result<(), HandleError> {
+    let task_id = id(&ticket.id, "ticket")?;
+    let Some(mut row) = tasks::lock(tx, task_id).await.map_err(retry)? else {
+        return Ok(());
+    };
+    if row.status.is_final() {
+        return Ok(());
+    }
+    row.status = TaskStatus::Done;
+    row.completed_at = Some(Utc::now());
+    let row = tasks::update(tx, &row, "crm-interactions")
+        .await
+        .map_err(retry)?;
+    events::task_changed(tx, &convert::task(&row), "completed")
         .await
         .map_err(|e| HandleError::Retry(e.into()))
 }

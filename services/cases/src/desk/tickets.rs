@@ -2,7 +2,7 @@
 //! reopened and closed, each step moving the clocks it concerns and no other, and raising the
 //! alarms it finds due.
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use crm_kit::{
     client::peer_error,
     error::{FieldViolations, Result, ServiceError, check_etag},
@@ -157,7 +157,7 @@ impl Cases {
         Ok(convert::ticket(
             &row,
             calendar.as_ref(),
-            Utc::now(),
+            super::now(),
             &messages,
         ))
     }
@@ -192,7 +192,7 @@ impl Cases {
             step,
             None,
             "updated",
-            |row, v| {
+            |row, v, _| {
                 for path in &paths {
                     let field = format!("ticket.{path}");
                     match path.as_str() {
@@ -248,12 +248,7 @@ impl Cases {
             Author::Customer => (Step::CustomerReply, "customer_replied", "customer"),
             _ => (Step::Respond, "responded", "agent"),
         };
-        let message = Some(MessageRow {
-            author: word.to_owned(),
-            text: words,
-            at: Utc::now(),
-            recorded_by: caller.to_owned(),
-        });
+        let message = Some((word, words));
         let steps = std::iter::once(step).chain(then);
         self.transition_steps(
             caller,
@@ -263,7 +258,7 @@ impl Cases {
             steps,
             message,
             change,
-            |_, _| {},
+            |_, _, _| {},
         )
         .await
     }
@@ -279,9 +274,9 @@ impl Cases {
             Some(Step::Resolve),
             None,
             "resolved",
-            |row, _| {
+            |row, _, now| {
                 row.resolution = resolution;
-                row.resolved_at = Some(Utc::now());
+                row.resolved_at = Some(now);
             },
         )
         .await
@@ -291,12 +286,7 @@ impl Cases {
         let id = request::id(&req.id, "id")?;
         let message = Some(req.reason.trim())
             .filter(|r| !r.is_empty())
-            .map(|reason| MessageRow {
-                author: "agent".to_owned(),
-                text: reason.to_owned(),
-                at: Utc::now(),
-                recorded_by: caller.to_owned(),
-            });
+            .map(|reason| ("agent", reason.to_owned()));
         self.transition(
             caller,
             &req,
@@ -305,7 +295,7 @@ impl Cases {
             Some(Step::Reopen),
             message,
             "reopened",
-            |row, _| {
+            |row, _, _| {
                 row.resolved_at = None;
             },
         )
@@ -360,9 +350,9 @@ impl Cases {
         id: Uuid,
         etag: &str,
         step: Option<Step>,
-        message: Option<MessageRow>,
+        message: Option<(&str, String)>,
         change: &str,
-        edit: impl FnOnce(&mut TicketRow, &mut FieldViolations),
+        edit: impl FnOnce(&mut TicketRow, &mut FieldViolations, DateTime<Utc>),
     ) -> Result<Ticket> {
         self.transition_steps(caller, req, id, etag, step, message, change, edit)
             .await
@@ -376,20 +366,21 @@ impl Cases {
         id: Uuid,
         etag: &str,
         steps: impl IntoIterator<Item = Step>,
-        message: Option<MessageRow>,
+        message: Option<(&str, String)>,
         change: &str,
-        edit: impl FnOnce(&mut TicketRow, &mut FieldViolations),
+        edit: impl FnOnce(&mut TicketRow, &mut FieldViolations, DateTime<Utc>),
     ) -> Result<Ticket> {
         let (mut tx, claim) = crm_kit::begin!(&self.pool, caller, req);
         let mut row = store::lock_ticket(&mut tx, id)
             .await?
             .ok_or_else(|| ServiceError::not_found("Ticket", id))?;
         check_etag("ticket", etag, row.version)?;
+        // One moment for the whole step: its clocks, its message and its resolution agree.
+        let now = super::now();
         let mut v = FieldViolations::new();
-        edit(&mut row, &mut v);
+        edit(&mut row, &mut v, now);
         v.finish()?;
         let (policy, calendar) = self.policy_of(&mut tx, &row).await?;
-        let now = super::now();
         let mut clocks: Option<Clocks> = calendar.as_ref().map(|_| row.clocks.clocks());
         let mut change = change;
         for step in steps {
@@ -411,8 +402,14 @@ impl Cases {
                 clocks.apply(happening, now, calendar);
             }
         }
-        if let Some(message) = &message {
-            store::add_message(&mut tx, id, message).await?;
+        if let Some((author, text)) = message {
+            let message = MessageRow {
+                author: author.to_owned(),
+                text,
+                at: now,
+                recorded_by: caller.to_owned(),
+            };
+            store::add_message(&mut tx, id, &message).await?;
         }
         if let (Some(clocks), Some(policy), Some(calendar)) = (clocks, &policy, &calendar) {
             row.clocks.set(&clocks);

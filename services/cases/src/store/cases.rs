@@ -56,8 +56,8 @@ const COLUMNS: &str = "id, pipeline_id, title, description, kind, owner, party_i
     document_links, lost_reason, closed_at, created_at, updated_at, created_by, updated_by,
     version";
 
-/// A new case, entering its phase at its creation (`reach`: see [`enter`]).
-pub async fn insert(tx: &mut Tx, c: &CaseRow, reach: Option<i16>) -> sqlx::Result<()> {
+/// A new case, entering its phase at its creation.
+pub async fn insert(tx: &mut Tx, c: &CaseRow) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO cases (id, pipeline_id, title, description, kind, owner, party_id, person_ids,
              watchers, phase, status, currency_code, expected_value, probability_override,
@@ -91,7 +91,7 @@ pub async fn insert(tx: &mut Tx, c: &CaseRow, reach: Option<i16>) -> sqlx::Resul
     .bind(&c.created_by)
     .execute(&mut **tx)
     .await?;
-    enter(tx, c.id, &c.phase, c.created_at, reach).await
+    enter(tx, c.id, &c.phase, c.created_at).await
 }
 
 pub async fn get(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<CaseRow>> {
@@ -155,7 +155,6 @@ pub async fn pass(
     id: Uuid,
     phase: &str,
     at: DateTime<Utc>,
-    reach: Option<i16>,
 ) -> sqlx::Result<DateTime<Utc>> {
     let at: DateTime<Utc> = sqlx::query_scalar(
         "SELECT greatest($2::timestamptz, max(entered_at) + interval '1 microsecond')
@@ -170,39 +169,20 @@ pub async fn pass(
         .bind(at)
         .execute(&mut **tx)
         .await?;
-    enter(tx, id, phase, at, reach).await?;
+    enter(tx, id, phase, at).await?;
     Ok(at)
 }
 
-/// The case enters `phase`: a visit, marked when it is the case's first to that phase, and the
-/// case's furthest phase moved on when `reach` (the phase's place, none for a lost one) is
-/// further. The funnel reads both.
-async fn enter(
-    tx: &mut Tx,
-    id: Uuid,
-    phase: &str,
-    at: DateTime<Utc>,
-    reach: Option<i16>,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO phase_visits (case_id, phase, entered_at, first)
-         VALUES ($1, $2, $3,
-                 NOT EXISTS (SELECT 1 FROM phase_visits WHERE case_id = $1 AND phase = $2))",
-    )
-    .bind(id)
-    .bind(phase)
-    .bind(at)
-    .execute(&mut **tx)
-    .await?;
-    if let Some(reach) = reach {
-        sqlx::query(
-            "UPDATE cases SET furthest = greatest(coalesce(furthest, 0), $2) WHERE id = $1",
-        )
+/// The case enters `phase`. The database marks the visit when it is the case's first to that
+/// phase and moves the case's furthest phase on (see the funnel's migration): the funnel reads
+/// both.
+async fn enter(tx: &mut Tx, id: Uuid, phase: &str, at: DateTime<Utc>) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO phase_visits (case_id, phase, entered_at) VALUES ($1, $2, $3)")
         .bind(id)
-        .bind(reach)
+        .bind(phase)
+        .bind(at)
         .execute(&mut **tx)
         .await?;
-    }
     Ok(())
 }
 

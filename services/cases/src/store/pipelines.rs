@@ -23,16 +23,6 @@ impl PipelineRow {
     pub fn phase(&self, code: &str) -> Option<&Phase> {
         self.phases.iter().find(|p| p.code == code)
     }
-
-    /// How far a case gets by entering `code`: its 1-based place in the pipeline, unless it is a
-    /// lost phase (losing is not getting further).
-    pub fn reach(&self, code: &str) -> Option<i16> {
-        self.phases
-            .iter()
-            .position(|p| p.code == code)
-            .filter(|i| self.phases[*i].group != crate::domain::pipelines::Group::Lost)
-            .and_then(|i| i16::try_from(i + 1).ok())
-    }
 }
 
 const COLUMNS: &str =
