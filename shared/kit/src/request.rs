@@ -107,21 +107,28 @@ pub fn money(
     violations: &mut FieldViolations,
 ) -> Option<(Decimal, String)> {
     let value = value?;
-    let amount = Decimal::from_str_exact(value.amount.trim())
-        .ok()
-        .filter(|a| a.scale() <= 4 && a.abs() < Decimal::from(10_i64.pow(15)));
-    if amount.is_none() {
-        violations.add(
-            format!("{field}.amount"),
-            "must be a decimal such as \"12.50\" with at most 15 digits before the point and 4 after",
-        );
-    }
+    let amount = decimal(&value.amount, &format!("{field}.amount"), violations);
     let currency = currency(
         &value.currency_code,
         &format!("{field}.currency_code"),
         violations,
     );
     Some((amount.unwrap_or_default(), currency))
+}
+
+/// A decimal as money and quantities are kept (a `numeric(19,4)`): at most 15 digits before the
+/// point and 4 after, e.g. `"12.50"`; `None`, and a violation naming `field`, otherwise.
+pub fn decimal(value: &str, field: &str, violations: &mut FieldViolations) -> Option<Decimal> {
+    let parsed = Decimal::from_str_exact(value.trim())
+        .ok()
+        .filter(|d| d.scale() <= 4 && d.abs() < Decimal::from(10_i64.pow(15)));
+    if parsed.is_none() {
+        violations.add(
+            field,
+            "must be a decimal such as \"12.50\" with at most 15 digits before the point and 4 after",
+        );
+    }
+    parsed
 }
 
 /// Money in proto form, the amount written as stored (`12.50` stays `12.50`).

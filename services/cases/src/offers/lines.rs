@@ -7,7 +7,7 @@ use chrono::Utc;
 use crm_kit::{
     client::peer_error,
     error::{FieldViolations, Result},
-    request::{date_to_proto, text},
+    request::{date_to_proto, decimal, text},
 };
 use crm_proto::crm::{
     cases::v1::OfferLine,
@@ -114,20 +114,6 @@ pub fn read(lines: &[OfferLine], coupon: &str, field: &str, v: &mut FieldViolati
         lines,
         coupon_code: coupon.trim().to_ascii_uppercase(),
     }
-}
-
-/// A decimal of at most 15 digits before the point and 4 after, as money is kept.
-fn decimal(value: &str, field: &str, v: &mut FieldViolations) -> Option<Decimal> {
-    let parsed = Decimal::from_str_exact(value.trim())
-        .ok()
-        .filter(|d| d.scale() <= 4 && d.abs() < Decimal::from(10_i64.pow(15)));
-    if parsed.is_none() {
-        v.add(
-            field,
-            "must be a decimal such as \"12.50\" with at most 15 digits before the point and 4 after",
-        );
-    }
-    parsed
 }
 
 impl Cases {
