@@ -91,21 +91,23 @@ impl Cases {
             let mut tx = self.pool.begin().await?;
             let due = store::lock_alarming(&mut tx, now, BATCH as i64).await?;
             let full = due.len() == BATCH;
+            let policies = self.policies_of(&mut tx, &due).await?;
             for mut ticket in due {
-                let (policy, calendar) = self.policy_of(&mut tx, &ticket).await?;
+                let policy = ticket.sla_policy_id.and_then(|id| policies.get(&id));
+                let calendar = policy.map(|(_, calendar)| calendar);
                 let group = ticket.group.clone();
-                match (&policy, &calendar) {
-                    (Some(policy), Some(calendar)) => {
+                match policy {
+                    Some((policy, calendar)) => {
                         raise(&mut tx, &mut ticket, policy, calendar, now).await?;
                     }
-                    _ => ticket.next_alarm_at = None,
+                    None => ticket.next_alarm_at = None,
                 }
                 if ticket.group == group {
                     // What callers see is unchanged: their etag stays good.
                     store::set_alarms(&mut tx, &ticket).await?;
                 } else {
                     store::update_ticket(&mut tx, &ticket, "crm-cases").await?;
-                    let reassigned = convert::ticket(&ticket, calendar.as_ref(), now, &[]);
+                    let reassigned = convert::ticket(&ticket, calendar, now, &[]);
                     events::ticket_changed(&mut tx, &reassigned, "updated").await?;
                 }
                 seen += 1;

@@ -2,6 +2,8 @@
 //! reopened and closed, each step moving the clocks it concerns and no other, and raising the
 //! alarms it finds due.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use crm_kit::{
     client::peer_error,
@@ -250,7 +252,7 @@ impl Cases {
         };
         let message = Some((word, words));
         let steps = std::iter::once(step).chain(then);
-        self.transition_steps(
+        self.transition(
             caller,
             &req,
             id,
@@ -330,36 +332,24 @@ impl Cases {
         let mut rows = store::tickets(&mut conn, &filter, page.after, page.limit()).await?;
         let next_page_token = page.finish(&mut rows, |last| last.id);
         let now = super::now();
-        let mut tickets = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let (_, calendar) = self.policy_of(&mut conn, row).await?;
-            tickets.push(convert::ticket(row, calendar.as_ref(), now, &[]));
-        }
+        let policies = self.policies_of(&mut conn, &rows).await?;
+        let calendar_of = |row: &TicketRow| {
+            let policy = row.sla_policy_id.and_then(|id| policies.get(&id));
+            policy.map(|(_, calendar)| calendar)
+        };
+        let tickets = rows
+            .iter()
+            .map(|row| convert::ticket(row, calendar_of(row), now, &[]))
+            .collect();
         Ok(ListTicketsResponse {
             tickets,
             next_page_token,
         })
     }
 
-    /// One step of a ticket (or none: an edit), its clocks moved, alarms raised, written, told.
+    /// Steps of a ticket (or none: an edit), its clocks moved, alarms raised, written, told.
     #[allow(clippy::too_many_arguments)]
     async fn transition<Q: Idempotent + prost::Message>(
-        &self,
-        caller: &str,
-        req: &Q,
-        id: Uuid,
-        etag: &str,
-        step: Option<Step>,
-        message: Option<(&str, String)>,
-        change: &str,
-        edit: impl FnOnce(&mut TicketRow, &mut FieldViolations, DateTime<Utc>),
-    ) -> Result<Ticket> {
-        self.transition_steps(caller, req, id, etag, step, message, change, edit)
-            .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn transition_steps<Q: Idempotent + prost::Message>(
         &self,
         caller: &str,
         req: &Q,
@@ -429,18 +419,50 @@ impl Cases {
         conn: &mut PgConnection,
         ticket: &TicketRow,
     ) -> Result<(Option<PolicyRow>, Option<Calendar>)> {
-        let Some(id) = ticket.sla_policy_id else {
-            return Ok((None, None));
-        };
-        let policy = store::policy(conn, id)
+        let mut policies = self.policies_of(conn, std::slice::from_ref(ticket)).await?;
+        Ok(match ticket.sla_policy_id.and_then(|id| policies.remove(&id)) {
+            Some((policy, calendar)) => (Some(policy), Some(calendar)),
+            None => (None, None),
+        })
+    }
+
+    /// The policies of `tickets` with their calendars, keyed by policy id: two queries for any
+    /// number of tickets.
+    pub(crate) async fn policies_of(
+        &self,
+        conn: &mut PgConnection,
+        tickets: &[TicketRow],
+    ) -> Result<HashMap<Uuid, (PolicyRow, Calendar)>> {
+        let mut ids: Vec<Uuid> = tickets.iter().filter_map(|t| t.sla_policy_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let policies = store::policies_by_id(conn, &ids).await?;
+        let calendar_ids: Vec<Uuid> = policies.iter().map(|p| p.calendar_id).collect();
+        let calendars: HashMap<Uuid, _> = store::calendars(conn, &calendar_ids)
             .await?
-            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("SLA policy {id} is gone")))?;
-        let calendar = store::calendar(conn, policy.calendar_id)
-            .await?
-            .ok_or_else(|| ServiceError::Internal(anyhow::anyhow!("calendar of {id} is gone")))?;
-        let calendar = business_time(&calendar)
-            .map_err(|e| ServiceError::Internal(anyhow::anyhow!("calendar of {id}: {e:?}")))?;
-        Ok((Some(policy), Some(calendar)))
+            .into_iter()
+            .map(|c| (c.id, c))
+            .collect();
+        let mut found = HashMap::with_capacity(policies.len());
+        for policy in policies {
+            let id = policy.id;
+            let calendar = calendars.get(&policy.calendar_id).ok_or_else(|| {
+                ServiceError::Internal(anyhow::anyhow!("calendar of SLA policy {id} is gone"))
+            })?;
+            let calendar = business_time(calendar).map_err(|e| {
+                ServiceError::Internal(anyhow::anyhow!("calendar of SLA policy {id}: {e:?}"))
+            })?;
+            found.insert(id, (policy, calendar));
+        }
+        if let Some(gone) = ids.iter().find(|id| !found.contains_key(id)) {
+            return Err(ServiceError::Internal(anyhow::anyhow!(
+                "SLA policy {gone} is gone"
+            )));
+        }
+        Ok(found)
     }
 
     /// The first policy in the stated order whose conditions the facts meet, else the default.

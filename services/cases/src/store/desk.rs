@@ -66,6 +66,13 @@ pub async fn calendar(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<
         .await
 }
 
+pub async fn calendars(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<CalendarRow>> {
+    sqlx::query_as("SELECT * FROM calendars WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(conn)
+        .await
+}
+
 /// A policy's conditions as stored: words, each list empty to match anything.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConditionsRow {
@@ -125,10 +132,10 @@ pub async fn insert_policy(tx: &mut Tx, p: &PolicyRow) -> sqlx::Result<()> {
     Ok(())
 }
 
-pub async fn policy(conn: &mut PgConnection, id: Uuid) -> sqlx::Result<Option<PolicyRow>> {
-    sqlx::query_as("SELECT * FROM sla_policies WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
+pub async fn policies_by_id(conn: &mut PgConnection, ids: &[Uuid]) -> sqlx::Result<Vec<PolicyRow>> {
+    sqlx::query_as("SELECT * FROM sla_policies WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(conn)
         .await
 }
 
