@@ -25,8 +25,7 @@
 use std::{
     fmt::Write as _,
     net::SocketAddr,
-    path::PathBuf,
-    process::{ExitCode, Stdio},
+    process::ExitCode,
     sync::{
         Arc,
         atomic::{AtomicUsize, Ordering},
@@ -51,15 +50,16 @@ use crm_proto::crm::{
         parties_service_client::PartiesServiceClient,
     },
 };
-use crm_testkit::{Broker, JWT_SECRET, Pgbench, TestDatabase, pgbench, token};
+use crm_testkit::{
+    Broker, Pgbench, TestDatabase, pgbench,
+    process::{ServiceProcess, serve_if_child},
+    token,
+};
 use futures::{StreamExt, stream};
 use http::uri::PathAndQuery;
 use tonic::{metadata::MetadataValue, transport::Channel};
 use tonic_health::pb::HealthCheckRequest;
 use uuid::Uuid;
-
-/// Set in a child process: the name of the service it runs.
-const SERVE: &str = "CRM_BENCH_SERVE";
 
 const SERVICES: [Service; 3] = [
     crm_parties::SERVICE,
@@ -75,18 +75,8 @@ const SEQUENTIAL: usize = 5_000;
 const STEADY_RATE: f64 = 1_500.0;
 
 fn main() -> ExitCode {
-    if let Ok(name) = std::env::var(SERVE) {
-        let service = SERVICES
-            .iter()
-            .find(|s| s.spec.name == name)
-            .expect("a service of the suite");
-        // The parent holds this process's stdin: when it ends, however it ends, so does this.
-        std::thread::spawn(|| {
-            let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
-            std::process::exit(0);
-        });
-        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
-        return runtime.block_on(crm_kit::app::main(service));
+    if let Some(served) = serve_if_child(&SERVICES) {
+        return served;
     }
     let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
     runtime.block_on(bench());
@@ -284,84 +274,36 @@ fn party_subject(id: &Uuid) -> Subject {
     }
 }
 
-/// A service of the suite running in a child process.
+/// A service of the suite running in a child process, on a database of its own.
 struct Child {
     name: &'static str,
     addr: SocketAddr,
-    process: tokio::process::Child,
-    log: PathBuf,
+    process: ServiceProcess,
     database: TestDatabase,
 }
 
 impl Child {
     async fn start(name: &'static str, broker: &Broker, peers: &[(&str, SocketAddr)]) -> Self {
         let database = TestDatabase::create().await.expect("creating a database");
-        let port = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let log = std::env::temp_dir().join(format!("crm-bench-{name}-{port}.log"));
-        let file = std::fs::File::create(&log).expect("creating the log file");
-        let mut command = tokio::process::Command::new(std::env::current_exe().unwrap());
-        // Only the defaults and what a deployment must set: nothing from the caller's shell.
-        for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("CRM__")) {
-            command.env_remove(key);
-        }
-        command
-            .env(SERVE, name)
-            .env("CRM__DATABASE__URL", &database.url)
-            .env("CRM__KAFKA__BROKERS", broker.brokers())
-            .env("CRM__AUTH__JWT_SECRET", JWT_SECRET)
-            .env("CRM__GRPC__LISTEN", addr.to_string())
-            .env("CRM__ADMIN__LISTEN", "127.0.0.1:0")
-            .stdin(Stdio::piped())
-            .stdout(file.try_clone().unwrap())
-            .stderr(file)
-            .kill_on_drop(true);
-        for (peer, peer_addr) in peers {
-            command.env(format!("CRM__PEERS__{peer}"), format!("http://{peer_addr}"));
-        }
-        let process = command.spawn().expect("starting the service");
-        let child = Self {
+        let peers: Vec<(String, String)> = peers
+            .iter()
+            .map(|(peer, addr)| (format!("CRM__PEERS__{peer}"), format!("http://{addr}")))
+            .collect();
+        let process = ServiceProcess::start(name, &database.url, &broker.brokers(), &peers).await;
+        Self {
             name,
-            addr,
+            addr: process.addr,
             process,
-            log,
             database,
-        };
-        child.wait_until_serving().await;
-        child
-    }
-
-    async fn wait_until_serving(&self) {
-        for _ in 0..400 {
-            if let Ok(channel) = self.channel().await {
-                let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-                if health.check(HealthCheckRequest::default()).await.is_ok() {
-                    return;
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!(
-            "crm-{} did not start; its log: {}",
-            self.name,
-            self.log.display()
-        );
     }
 
-    /// One HTTP/2 connection of its own.
     async fn channel(&self) -> Result<Channel, tonic::transport::Error> {
-        tonic::transport::Endpoint::from_shared(format!("http://{}", self.addr))?
-            .tcp_nodelay(true)
-            .connect()
-            .await
+        self.process.channel().await
     }
 
     fn pid(&self) -> u32 {
-        self.process.id().expect("the service is running")
+        self.process.pid()
     }
 
     fn token(&self) -> String {
@@ -438,13 +380,9 @@ impl Child {
         Run::new(samples, elapsed, after.since(&before))
     }
 
-    async fn stop(mut self) {
-        // SIGTERM, as an orchestrator would, so it drains and closes its pool before the database goes.
-        let _ = tokio::process::Command::new("kill")
-            .arg(self.pid().to_string())
-            .status()
-            .await;
-        let _ = tokio::time::timeout(Duration::from_secs(10), self.process.wait()).await;
+    async fn stop(self) {
+        // Drained and its pool closed before the database goes.
+        self.process.stop().await;
         drop(self.database);
     }
 }

@@ -197,7 +197,7 @@ async fn a_taken_card_number_is_refused_without_failing_the_transaction() {
         .unwrap()
         .into_inner();
 
-    let pool = crm_kit::store::connect(&suite.loyalty.database.url, 1)
+    let pool = crm_kit::store::connect(&suite.loyalty.database.url, 1, crm_kit::store::PATIENT)
         .await
         .unwrap();
     let mut tx = pool.begin().await.unwrap();

@@ -105,7 +105,12 @@ impl Runtime {
             ),
         };
 
-        let pool = store::connect(&url, config.database.max_connections).await?;
+        let pool = store::connect(
+            &url,
+            config.database.max_connections,
+            config.acquire_timeout(),
+        )
+        .await?;
         if config.database.migrate_on_start || local_pg.is_some() {
             store::migrate(&pool, migrator).await?;
         }
@@ -238,6 +243,7 @@ impl Runtime {
             authenticator: self.authenticator,
             concurrency_limit: self.config.grpc.concurrency_limit,
             request_timeout: self.config.request_timeout(),
+            ready: self.pool.watch_reachable(shutdown.clone()),
         };
         let served = serve(self.listener, routes, options, calls).await;
         if let Some(drained) = drained {
@@ -397,7 +403,7 @@ async fn configured_database(config: &Config, command: &str) -> anyhow::Result<s
         .url
         .as_ref()
         .ok_or_else(|| anyhow::anyhow!("{command} needs CRM__DATABASE__URL"))?;
-    Ok(store::connect(url.expose(), 1).await?)
+    Ok(store::connect(url.expose(), 1, store::PATIENT).await?)
 }
 
 async fn serve_until_signal(service: &Service, config: Config) -> anyhow::Result<()> {

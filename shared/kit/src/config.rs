@@ -174,6 +174,10 @@ pub struct DatabaseConfig {
     pub url: Option<Secret>,
     /// `CRM__DATABASE__MAX_CONNECTIONS`: pool size. Default 10.
     pub max_connections: u32,
+    /// `CRM__DATABASE__ACQUIRE_TIMEOUT_MS`: how long a call waits for a connection (a free one,
+    /// or a new one while the database refuses them) before it gets UNAVAILABLE. Default 2000;
+    /// less than `grpc.request_timeout_ms`, so a caller hears why rather than its deadline.
+    pub acquire_timeout_ms: u64,
     /// `CRM__DATABASE__MIGRATE_ON_START`: apply pending migrations when serving. Default true.
     pub migrate_on_start: bool,
     /// `CRM__DATABASE__LOCAL_DIR`: where the private PostgreSQL keeps its data. Default `.crm-local`.
@@ -334,6 +338,12 @@ impl Config {
                 "must be at least 1",
             ));
         }
+        if !(1..self.grpc.request_timeout_ms).contains(&self.database.acquire_timeout_ms) {
+            return Err(ConfigError::key(
+                "database.acquire_timeout_ms",
+                "must be at least 1 and less than grpc.request_timeout_ms",
+            ));
+        }
         if let Some(brokers) = &self.kafka.brokers
             && brokers.split(',').any(|b| !b.trim().contains(':'))
         {
@@ -455,9 +465,13 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.grpc.request_timeout_ms)
     }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.database.acquire_timeout_ms)
+    }
 }
 
-fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 23] {
+fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 24] {
     [
         (
             "admin.listen",
@@ -470,6 +484,7 @@ fn defaults(spec: ServiceSpec) -> [(&'static str, config::Value); 23] {
         ("grpc.request_timeout_ms", 10_000.into()),
         ("grpc.concurrency_limit", 256.into()),
         ("database.max_connections", 10.into()),
+        ("database.acquire_timeout_ms", 2_000.into()),
         ("database.migrate_on_start", true.into()),
         ("database.local_dir", ".crm-local".into()),
         ("kafka.create_topics", true.into()),

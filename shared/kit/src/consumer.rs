@@ -326,6 +326,7 @@ async fn process<H: Handler>(
     shutdown: &Shutdown,
 ) -> bool {
     let mut attempt = 0;
+    let mut outage = crate::outbox::Backoff::default();
     let failure = loop {
         attempt += 1;
         match apply(pool, &options.name, handler, event).await {
@@ -333,6 +334,19 @@ async fn process<H: Handler>(
                 metrics().record_consumed(&options.name, &event.topic, outcome);
                 crate::shutdown::event_moved();
                 return true;
+            }
+            // The database or a peer is away: the event is fine and waits, however long that
+            // lasts, rather than being parked. Such tries do not count against the attempts.
+            Err(HandleError::Retry(error)) if crate::error::transient(&error) => {
+                crate::shutdown::event_moved();
+                attempt -= 1;
+                tracing::debug!(
+                    error = format!("{error:#}"),
+                    "a dependency is away; waiting"
+                );
+                if !shutdown.sleep(outage.next_delay()).await {
+                    return false;
+                }
             }
             Err(HandleError::Retry(error)) if attempt < options.max_attempts => {
                 // Still at work on an event: not quiet (see `shutdown::quiet_for`).

@@ -2,7 +2,7 @@
 //! every service answers with, mapped to [`tonic::Status`] in one place so every service answers
 //! alike.
 
-use std::error::Error as StdError;
+use std::{error::Error as StdError, time::Duration};
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -29,7 +29,15 @@ pub enum ServiceError {
     /// UNAVAILABLE: a service this one depends on did not answer; retry later.
     #[error("{0}")]
     Unavailable(String),
-    /// INTERNAL: logged with its cause, never shown.
+    /// UNAVAILABLE (`DATABASE_UNAVAILABLE`): the database could not be reached or dropped the
+    /// connection. A `Database` error of that kind answers the same.
+    #[error("the database is unavailable")]
+    DatabaseUnavailable,
+    /// ABORTED (`TRANSACTION_CONFLICT`): PostgreSQL broke a deadlock or a serialization conflict
+    /// by aborting this transaction. A `Database` error of that kind answers the same.
+    #[error("the transaction lost a conflict with a concurrent one")]
+    Conflict,
+    /// INTERNAL unless it is one of the two above: logged with its cause, never shown.
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error(transparent)]
@@ -42,6 +50,60 @@ impl ServiceError {
     pub fn not_found(kind: &'static str, id: impl ToString) -> Self {
         Self::NotFound(kind, id.to_string())
     }
+
+    /// What to tell each caller sharing this failure (the calls of one group commit): a lost
+    /// connection or conflict keeps its meaning; any other failure is INTERNAL.
+    pub fn shared(&self) -> Self {
+        match self.database() {
+            Some(e) if connection_lost(e) => Self::DatabaseUnavailable,
+            Some(e) if conflicted(e) => Self::Conflict,
+            _ => match self {
+                Self::Unavailable(message) => Self::Unavailable(message.clone()),
+                Self::DatabaseUnavailable => Self::DatabaseUnavailable,
+                Self::Conflict => Self::Conflict,
+                other => Self::Internal(anyhow::anyhow!("a shared failure: {other:#}")),
+            },
+        }
+    }
+
+    /// The database's error behind this one, also when it was wrapped on its way.
+    fn database(&self) -> Option<&sqlx::Error> {
+        match self {
+            Self::Database(e) => Some(e),
+            Self::Internal(e) => e.chain().find_map(|cause| {
+                cause.downcast_ref::<sqlx::Error>().or_else(|| {
+                    cause
+                        .downcast_ref::<ServiceError>()
+                        .and_then(ServiceError::database)
+                })
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the same work may well succeed if tried again later: the database or a peer was
+    /// away, or a conflict was broken. Consumers keep retrying such failures however long the
+    /// outage lasts, rather than parking the event.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Unavailable(_) | Self::DatabaseUnavailable | Self::Conflict => true,
+            _ => self
+                .database()
+                .is_some_and(|e| connection_lost(e) || conflicted(e)),
+        }
+    }
+}
+
+/// [`ServiceError::is_transient`] for an error on its way up as `anyhow`.
+pub fn transient(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .is_some_and(|e| connection_lost(e) || conflicted(e))
+            || cause
+                .downcast_ref::<ServiceError>()
+                .is_some_and(ServiceError::is_transient)
+    })
 }
 
 /// Declares a service's refusals once: each variant with its gRPC code (`AlreadyExists` or
@@ -148,27 +210,29 @@ impl From<ServiceError> for Status {
             ServiceError::Precondition(reason, message) => {
                 with_reason(Code::FailedPrecondition, reason, message)
             }
-            ServiceError::Unavailable(message) => {
-                with_reason(Code::Unavailable, "DEPENDENCY_UNAVAILABLE", message)
-            }
-            ServiceError::Database(e) if connection_lost(e) => {
-                tracing::warn!(error = %e, "database connection lost");
-                with_reason(
-                    Code::Unavailable,
-                    "DATABASE_UNAVAILABLE",
-                    "the database connection was lost; retry with backoff",
-                )
-            }
-            ServiceError::Database(e) if conflicted(e) => {
-                tracing::warn!(error = %e, "transaction lost a conflict");
-                with_reason(
-                    Code::Aborted,
-                    "TRANSACTION_CONFLICT",
-                    "the call collided with a concurrent one and changed nothing; retry it",
-                )
-            }
-            ServiceError::Database(e) => internal(e),
-            ServiceError::Internal(e) => internal(e.as_ref()),
+            ServiceError::Unavailable(message) => retry_later(
+                Code::Unavailable,
+                "DEPENDENCY_UNAVAILABLE",
+                message,
+                Duration::from_secs(1),
+            ),
+            ServiceError::DatabaseUnavailable => database_unavailable(),
+            ServiceError::Conflict => conflict(),
+            ServiceError::Database(_) | ServiceError::Internal(_) => match error.database() {
+                Some(e) if connection_lost(e) => {
+                    // The outage itself is logged once, by the pool's probe.
+                    tracing::debug!(error = %e, "database unavailable");
+                    database_unavailable()
+                }
+                Some(e) if conflicted(e) => {
+                    tracing::warn!(error = %e, "transaction lost a conflict");
+                    conflict()
+                }
+                _ => match &error {
+                    ServiceError::Internal(e) => internal(e.as_ref()),
+                    other => internal(other),
+                },
+            },
         }
     }
 }
@@ -211,6 +275,33 @@ pub fn with_reason(code: Code, reason: &str, message: impl Into<String>) -> Stat
     Status::with_error_details(code, truncate(message.into(), MAX_MESSAGE), details)
 }
 
+fn database_unavailable() -> Status {
+    retry_later(
+        Code::Unavailable,
+        "DATABASE_UNAVAILABLE",
+        "the database could not be reached in time or dropped the connection; retry with backoff",
+        Duration::from_secs(1),
+    )
+}
+
+fn conflict() -> Status {
+    retry_later(
+        Code::Aborted,
+        "TRANSACTION_CONFLICT",
+        "the call collided with a concurrent one and changed nothing; retry it",
+        Duration::from_millis(50),
+    )
+}
+
+/// A failure the same call may well not meet again: `code` (UNAVAILABLE, or ABORTED for a lost
+/// conflict) with its `reason` and a `RetryInfo` asking the caller to wait `delay` first.
+pub fn retry_later(code: Code, reason: &str, message: &str, delay: Duration) -> Status {
+    let mut details = ErrorDetails::new();
+    details.set_error_info(reason, DOMAIN, []);
+    details.set_retry_info(Some(delay));
+    Status::with_error_details(code, truncate(message.to_owned(), MAX_MESSAGE), details)
+}
+
 /// Whether PostgreSQL could not be reached or dropped the connection: the call may be retried as
 /// it is (a restart, a failover, a killed backend, a full pool), unlike a fault of the statement.
 fn connection_lost(error: &sqlx::Error) -> bool {
@@ -221,9 +312,10 @@ fn connection_lost(error: &sqlx::Error) -> bool {
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        // Class 08: connection exceptions; 57P01-57P03: shutdown, crash, cannot connect now.
+        // Class 08: connection exceptions; 57P01-57P03: shutdown, crash, cannot connect now;
+        // 53300: the server's max_connections reached.
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03")
+            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
         }),
         _ => false,
     }
@@ -336,9 +428,50 @@ mod tests {
         for error in lost {
             let status = Status::from(ServiceError::Database(error));
             assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+            assert_eq!(
+                status.get_details_error_info().unwrap().reason,
+                "DATABASE_UNAVAILABLE"
+            );
+            assert!(
+                status
+                    .get_details_retry_info()
+                    .unwrap()
+                    .retry_delay
+                    .is_some()
+            );
         }
         let status = Status::from(ServiceError::Database(sqlx::Error::RowNotFound));
         assert_eq!(status.code(), Code::Internal);
+    }
+
+    #[test]
+    fn a_lost_connection_is_found_inside_wrappers() {
+        let lost = || sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let wrapped = [
+            ServiceError::Internal(anyhow::Error::from(lost()).context("posting a batch")),
+            ServiceError::Internal(
+                anyhow::Error::from(ServiceError::Database(lost())).context("a consumer"),
+            ),
+        ];
+        for error in wrapped {
+            assert!(error.is_transient());
+            assert_eq!(Status::from(error).code(), Code::Unavailable);
+        }
+        let bug = ServiceError::Internal(anyhow::anyhow!("a rule broke"));
+        assert!(!bug.is_transient());
+        assert!(transient(&anyhow::Error::from(lost())));
+        assert!(!transient(&anyhow::anyhow!("a malformed event")));
+    }
+
+    #[test]
+    fn a_shared_failure_keeps_its_meaning_for_every_caller() {
+        let lost = ServiceError::Database(sqlx::Error::PoolTimedOut);
+        for _ in 0..2 {
+            let status = Status::from(lost.shared());
+            assert_eq!(status.code(), Code::Unavailable);
+        }
+        let bug = ServiceError::Database(sqlx::Error::RowNotFound);
+        assert_eq!(Status::from(bug.shared()).code(), Code::Internal);
     }
 
     #[test]

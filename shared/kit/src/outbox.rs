@@ -14,6 +14,7 @@ use std::{
 };
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures::FutureExt;
 use rdkafka::{
     message::{Header, OwnedHeaders},
     producer::{FutureProducer, FutureRecord, Producer},
@@ -432,13 +433,24 @@ impl Relay {
             }
         }
 
-        let mut acknowledged = Vec::new();
+        // Acknowledged rows are marked whenever the next acknowledgement is not in yet, rather
+        // than once for the batch: a relay killed after the broker acknowledged records
+        // republishes only those acknowledged since its last mark (those of one produce request
+        // at most), not the whole batch.
+        let mut acknowledged = 0;
+        let mut unmarked = Vec::new();
         let mut failure = None;
-        for (id, topic, delivery, span) in deliveries {
-            let result = delivery.instrument(span.clone()).await;
+        for (id, topic, mut delivery, span) in deliveries {
+            let result = match (&mut delivery).now_or_never() {
+                Some(result) => result,
+                None => {
+                    acknowledged += mark_published(conn, &mut unmarked).await?;
+                    delivery.instrument(span.clone()).await
+                }
+            };
             match result {
                 Ok(Ok(_)) if failure.is_none() => {
-                    acknowledged.push(id);
+                    unmarked.push(id);
                     metrics().record_published(topic, 1);
                 }
                 Ok(Ok(_)) => {}
@@ -451,17 +463,26 @@ impl Relay {
                 }
             }
         }
-        sqlx::query("UPDATE crm_outbox SET published_at = now() WHERE id = ANY($1)")
-            .bind(&acknowledged)
-            .execute(&mut *conn)
-            .await?;
+        acknowledged += mark_published(conn, &mut unmarked).await?;
         if let Some(error) = failure {
             // A broker that lost its topics (restarted without storage) gets them back.
             self.kafka.ensure_topics(&self.topics).await?;
             anyhow::bail!("publishing to Kafka failed: {error}");
         }
-        Ok(acknowledged.len())
+        Ok(acknowledged)
     }
+}
+
+/// Marks the rows of `ids` published and empties it; how many.
+async fn mark_published(conn: &mut PgConnection, ids: &mut Vec<i64>) -> sqlx::Result<usize> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    sqlx::query("UPDATE crm_outbox SET published_at = now() WHERE id = ANY($1)")
+        .bind(&*ids)
+        .execute(conn)
+        .await?;
+    Ok(std::mem::take(ids).len())
 }
 
 /// Exponential backoff from 100 ms to 10 s.

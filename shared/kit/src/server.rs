@@ -11,7 +11,10 @@ use std::{
 
 use futures::future::{self, Either, Ready};
 use http::{Request, Response};
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
 use tonic::{body::Body, service::Routes, transport::server::TcpIncoming};
 use tonic_health::ServingStatus;
 use tower::{Layer, Service};
@@ -33,6 +36,9 @@ pub struct ServeOptions {
     pub authenticator: Authenticator,
     pub concurrency_limit: usize,
     pub request_timeout: Duration,
+    /// Whether the service can work now (its database answers): health reports its services
+    /// NOT_SERVING while not, so that Kubernetes routes calls to replicas that can.
+    pub ready: watch::Receiver<bool>,
 }
 
 /// Serves `routes` with health and reflection on `listener` until `shutdown` fires, then reports
@@ -80,6 +86,11 @@ pub async fn serve(
         permits: Arc::new(Semaphore::new(options.concurrency_limit)),
     };
     let names = options.service_names;
+    let readiness = tokio::spawn(report_readiness(
+        health.clone(),
+        names.clone(),
+        options.ready,
+    ));
     let drain_limit = options.request_timeout + Duration::from_secs(1);
     let draining = shutdown.clone();
     let server = tonic::transport::Server::builder()
@@ -90,6 +101,9 @@ pub async fn serve(
         .serve_with_incoming_shutdown(incoming(listener), async move {
             shutdown.wait().await;
             tracing::info!("shutting down: no new calls, draining calls in flight");
+            // Stopped and gone before NOT_SERVING is written: it cannot write SERVING after.
+            readiness.abort();
+            let _ = readiness.await;
             for name in names {
                 health
                     .set_service_status(name, ServingStatus::NotServing)
@@ -104,6 +118,23 @@ pub async fn serve(
         } => {
             tracing::warn!(?drain_limit, "connections still open after draining; no longer waiting for them");
             Ok(())
+        }
+    }
+}
+
+/// Reports `names` SERVING while `ready` holds true and NOT_SERVING while it holds false.
+async fn report_readiness(
+    health: tonic_health::server::HealthReporter,
+    names: Vec<&'static str>,
+    mut ready: watch::Receiver<bool>,
+) {
+    while ready.changed().await.is_ok() {
+        let status = match *ready.borrow_and_update() {
+            true => ServingStatus::Serving,
+            false => ServingStatus::NotServing,
+        };
+        for name in &names {
+            health.set_service_status(*name, status).await;
         }
     }
 }
@@ -257,8 +288,11 @@ where
                 match self.layer.permits.clone().try_acquire_owned() {
                     Ok(permit) => Some(permit),
                     Err(_) => {
-                        let status = tonic::Status::unavailable(
+                        let status = crate::error::retry_later(
+                            tonic::Code::Unavailable,
+                            "OVERLOADED",
                             "the server is at its concurrency limit; retry with backoff",
+                            Duration::from_millis(100),
                         );
                         return reject(&span, name, status);
                     }

@@ -19,11 +19,19 @@ pub use pool::{Conn, Pool, Tx};
 
 static KIT_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
 
-/// The service's pool of at most `max_connections` to the database at `url`.
-pub async fn connect(url: &str, max_connections: u32) -> Result<Pool, sqlx::Error> {
+/// A pool of at most `max_connections` to the database at `url`, whose checkouts wait at most
+/// `acquire_timeout`.
+pub async fn connect(
+    url: &str,
+    max_connections: u32,
+    acquire_timeout: Duration,
+) -> Result<Pool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    Pool::connect(options, max_connections, Duration::from_secs(10)).await
+    Pool::connect(options, max_connections, acquire_timeout).await
 }
+
+/// How long commands and tools other than serving wait for a connection.
+pub const PATIENT: Duration = Duration::from_secs(10);
 
 /// Applies the kit's migrations, then the service's. Each set ignores the other's applied versions.
 /// Holds, until the transaction ends, one lock per name in `keys` (each hashed to PostgreSQL's

@@ -53,6 +53,7 @@ async fn the_server_turns_nagle_off_on_every_accepted_connection() {
         ),
         concurrency_limit: 4,
         request_timeout: Duration::from_secs(5),
+        ready: tokio::sync::watch::channel(true).1,
     };
     let serving = tokio::spawn(serve(listener, Routes::default(), options, shutdown));
 

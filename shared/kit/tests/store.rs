@@ -242,7 +242,9 @@ async fn a_transaction_cancelled_while_beginning_is_rolled_back_before_reuse() {
 #[tokio::test]
 async fn the_loser_of_a_deadlock_is_told_to_retry() {
     let database = TestDatabase::create().await.unwrap();
-    let pool = store::connect(&database.url, 2).await.unwrap();
+    let pool = store::connect(&database.url, 2, store::PATIENT)
+        .await
+        .unwrap();
     let mut setup = pool.acquire().await.unwrap();
     sqlx::raw_sql(
         "CREATE TABLE t (id int PRIMARY KEY, v int); INSERT INTO t VALUES (1, 0), (2, 0)",

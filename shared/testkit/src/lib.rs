@@ -3,18 +3,25 @@
 //! service started through the same [`Runtime`] path as its `main`, on `127.0.0.1:0`.
 //!
 //! Environment: `CRM_TEST_DATABASE_URL` (default `postgres://postgres@127.0.0.1:5432/postgres`)
-//! names the server to create databases on; `CRM_TANSU` the broker binary (default: `tansu` on
-//! the PATH, then `~/.cargo/bin/tansu`). [`imap::Dovecot`] is an IMAP server for mailbox tests.
+//! names the server to create databases on; `CRM_TANSU` the broker binary (default: the build
+//! `.ci/run` installs, then `tansu` on the PATH, then `~/.cargo/bin/tansu`). [`imap::Dovecot`] is
+//! an IMAP server for mailbox tests; [`postgres::Cluster`] a PostgreSQL server of a test's own, to
+//! stop and start; [`process::ServiceProcess`] a service in a process of its own, to kill.
 
 pub mod bench;
+mod broker;
 pub mod imap;
+pub mod postgres;
+pub mod process;
 
 pub use bench::CpuTimes;
+pub use broker::{
+    Broker, PROBE_HEADER, Record, Storage, read_topic, read_topic_until, rebuild,
+    sqlite_storage_available,
+};
 
 use std::{
-    collections::{BTreeMap, HashMap},
     net::SocketAddr,
-    path::PathBuf,
     process::Stdio,
     sync::{Arc, Mutex, OnceLock},
     time::Duration,
@@ -38,14 +45,8 @@ use opentelemetry_proto::tonic::{
     },
     trace::v1::Span,
 };
-use rdkafka::{
-    ClientConfig, Message,
-    consumer::{Consumer, StreamConsumer},
-    error::{KafkaError, RDKafkaErrorCode},
-    message::Headers,
-};
 use sqlx::{Connection, PgConnection};
-use tokio::{net::TcpListener, process::Child, task::JoinHandle};
+use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_stream::wrappers::TcpListenerStream;
 use uuid::Uuid;
 
@@ -70,6 +71,8 @@ fn admin_url() -> String {
 pub struct TestDatabase {
     pub name: String,
     pub url: String,
+    /// The server's maintenance database, where this one is dropped from.
+    admin: String,
 }
 
 impl TestDatabase {
@@ -83,13 +86,18 @@ impl TestDatabase {
     /// A pool on it holding only the kit's own tables (outbox, inbox, request ids): for tests of
     /// the kit itself.
     pub async fn kit_pool(&self) -> anyhow::Result<crm_kit::store::Pool> {
-        let pool = crm_kit::store::connect(&self.url, 5).await?;
+        let pool = crm_kit::store::connect(&self.url, 5, crm_kit::store::PATIENT).await?;
         crm_kit::store::migrate(&pool, sqlx::migrate::Migrator::DEFAULT).await?;
         Ok(pool)
     }
 
     pub async fn create() -> anyhow::Result<Self> {
-        let admin = admin_url();
+        Self::create_on(&admin_url()).await
+    }
+
+    /// A database on the server whose maintenance database is at `admin`.
+    pub async fn create_on(admin: &str) -> anyhow::Result<Self> {
+        let admin = admin.to_owned();
         let name = format!("crm_test_{}", Uuid::now_v7().simple());
         let mut conn = PgConnection::connect(&admin).await?;
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
@@ -100,20 +108,21 @@ impl TestDatabase {
         Ok(Self {
             url: format!("{base}/{name}"),
             name,
+            admin,
         })
     }
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let name = self.name.clone();
+        let (name, admin) = (self.name.clone(), self.admin.clone());
         // Drop runs inside the test's runtime, which cannot block on itself: use a thread.
         let _ = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
             runtime.block_on(async {
-                let mut conn = PgConnection::connect(&admin_url()).await?;
+                let mut conn = PgConnection::connect(&admin).await?;
                 sqlx::query(sqlx::AssertSqlSafe(format!(
                     "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
                 )))
@@ -124,75 +133,6 @@ impl Drop for TestDatabase {
             anyhow::Ok(())
         })
         .join();
-    }
-}
-
-/// A tansu broker process with in-memory storage, on a port of its own.
-pub struct Broker {
-    pub port: u16,
-    child: Option<Child>,
-}
-
-impl Broker {
-    pub async fn start() -> anyhow::Result<Self> {
-        let port = TcpListener::bind("127.0.0.1:0").await?.local_addr()?.port();
-        let mut broker = Self { port, child: None };
-        broker.restart().await?;
-        Ok(broker)
-    }
-
-    pub fn brokers(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    /// The kit's view of this broker, creating topics of `partitions` each, as a service under
-    /// test has it.
-    pub fn kafka(&self, partitions: i32) -> crm_kit::kafka::Kafka {
-        let config = KafkaConfig {
-            brokers: None,
-            create_topics: true,
-            topic_partitions: partitions,
-            replication_factor: 1,
-            message_timeout_ms: 5_000,
-        };
-        crm_kit::kafka::Kafka::new(self.brokers(), &config)
-    }
-
-    /// Another handle on this broker for a second service under test; it does not own the process
-    /// (stopping or dropping it leaves the broker running).
-    pub fn shared(&self) -> Self {
-        Self {
-            port: self.port,
-            child: None,
-        }
-    }
-
-    /// Kills the broker; in-memory storage means its topics and records are gone.
-    pub async fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill().await;
-        }
-    }
-
-    /// Starts the broker (again) on the same port and waits until it accepts connections.
-    pub async fn restart(&mut self) -> anyhow::Result<()> {
-        self.stop().await;
-        let url = format!("tcp://127.0.0.1:{}", self.port);
-        let child = tokio::process::Command::new(tansu_binary())
-            .arg("broker")
-            .args(["--listener-url", &url, "--advertised-listener-url", &url])
-            .args(["--storage-engine", "memory://tansu/", "--silent"])
-            .env_clear()
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| anyhow::anyhow!("starting tansu ({}): {e}; install it with `cargo install tansu --locked --features dynostore`", tansu_binary().display()))?;
-        self.child = Some(child);
-        if crate::listening(self.port).await {
-            return Ok(());
-        }
-        anyhow::bail!("tansu did not start listening on port {}", self.port)
     }
 }
 
@@ -210,20 +150,6 @@ pub(crate) async fn listening(port: u16) -> bool {
     false
 }
 
-fn tansu_binary() -> PathBuf {
-    if let Ok(path) = std::env::var("CRM_TANSU") {
-        return path.into();
-    }
-    let on_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
-        .map(|dir| dir.join("tansu"))
-        .find(|p| p.exists());
-    on_path.unwrap_or_else(|| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo/bin/tansu")
-    })
-}
-
 /// Settings for a service under test: the given database and brokers, a test secret, port 0.
 pub fn config(database_url: &str, brokers: &str) -> Config {
     Config {
@@ -235,6 +161,7 @@ pub fn config(database_url: &str, brokers: &str) -> Config {
         database: DatabaseConfig {
             url: Some(Secret::new(database_url)),
             max_connections: 5,
+            acquire_timeout_ms: 2_000,
             migrate_on_start: true,
             local_dir: ".crm-local".into(),
         },
@@ -383,85 +310,6 @@ impl TestService {
         }
         Ok((database, broker))
     }
-}
-
-/// A Kafka record as a downstream consumer sees it.
-#[derive(Debug, Clone)]
-pub struct Record {
-    pub topic: String,
-    pub key: Option<String>,
-    pub headers: HashMap<String, String>,
-    pub payload: Vec<u8>,
-}
-
-/// What a downstream system rebuilds from `topic`: the state the latest of `count` events of each
-/// key carries (`state` reads it from an event, `None` to skip one). Fails unless all arrive.
-pub async fn rebuild<E: prost::Message + Default, R>(
-    brokers: &str,
-    topic: &str,
-    count: usize,
-    state: impl Fn(E) -> Option<(String, R)>,
-) -> BTreeMap<String, R> {
-    let records = read_topic(brokers, topic, count, Duration::from_secs(15))
-        .await
-        .expect("reading the topic");
-    assert_eq!(records.len(), count, "every change is on {topic}");
-    records
-        .iter()
-        .filter_map(|record| state(E::decode(record.payload.as_slice()).expect("an event")))
-        .collect()
-}
-
-/// Reads `topic` from the beginning until `count` records arrived or `timeout` passed.
-pub async fn read_topic(
-    brokers: &str,
-    topic: &str,
-    count: usize,
-    timeout: Duration,
-) -> anyhow::Result<Vec<Record>> {
-    let consumer: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("testkit-{}", Uuid::now_v7()))
-        .set("auto.offset.reset", "earliest")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    consumer.subscribe(&[topic])?;
-    let mut records = Vec::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    while records.len() < count {
-        let message = match tokio::time::timeout_at(deadline, consumer.recv()).await {
-            Ok(Ok(message)) => message,
-            // The topic may not exist yet: its producer creates it when it starts.
-            Ok(Err(KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition))) => {
-                continue;
-            }
-            Ok(Err(error)) => return Err(error.into()),
-            Err(_) => break,
-        };
-        let headers = message
-            .headers()
-            .map(|headers| {
-                headers
-                    .iter()
-                    .map(|h| {
-                        (
-                            h.key.to_owned(),
-                            String::from_utf8_lossy(h.value.unwrap_or_default()).into_owned(),
-                        )
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
-        records.push(Record {
-            topic: message.topic().to_owned(),
-            key: message
-                .key()
-                .map(|k| String::from_utf8_lossy(k).into_owned()),
-            headers,
-            payload: message.payload().unwrap_or_default().to_vec(),
-        });
-    }
-    Ok(records)
 }
 
 /// An in-process OTLP/gRPC collector that keeps every span exported to it.

@@ -420,10 +420,12 @@ impl Cases {
         ticket: &TicketRow,
     ) -> Result<(Option<PolicyRow>, Option<Calendar>)> {
         let mut policies = self.policies_of(conn, std::slice::from_ref(ticket)).await?;
-        Ok(match ticket.sla_policy_id.and_then(|id| policies.remove(&id)) {
-            Some((policy, calendar)) => (Some(policy), Some(calendar)),
-            None => (None, None),
-        })
+        Ok(
+            match ticket.sla_policy_id.and_then(|id| policies.remove(&id)) {
+                Some((policy, calendar)) => (Some(policy), Some(calendar)),
+                None => (None, None),
+            },
+        )
     }
 
     /// The policies of `tickets` with their calendars, keyed by policy id: two queries for any

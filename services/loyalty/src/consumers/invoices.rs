@@ -50,6 +50,8 @@ impl Handler for InvoiceAccrual {
         applied.map_err(|error| match error {
             // Worth another try: the database or a dependency had a moment.
             ServiceError::Database(_)
+            | ServiceError::DatabaseUnavailable
+            | ServiceError::Conflict
             | ServiceError::Unavailable(_)
             | ServiceError::Internal(_) => HandleError::Retry(error.into()),
             // The document itself is wrong for the ledger: park it for a person to look at.

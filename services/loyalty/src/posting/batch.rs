@@ -316,20 +316,8 @@ fn answer<B: Batched>(calls: Vec<Call<B>>, answers: Vec<Result<B::Answer>>) {
 
 /// The database is unreachable or failing: every call of the batch hears so, at once.
 fn fail<B: Batched>(calls: Vec<Call<B>>, error: &ServiceError) {
-    let unavailable = matches!(
-        error,
-        ServiceError::Unavailable(_)
-            | ServiceError::Database(
-                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_)
-            )
-    );
     for call in calls {
-        let answer = if unavailable {
-            ServiceError::Unavailable("the database is unavailable; retry later".into())
-        } else {
-            ServiceError::Internal(anyhow::anyhow!("a batch failed: {error}"))
-        };
-        let _ = call.reply.send(Err(answer));
+        let _ = call.reply.send(Err(error.shared()));
     }
 }
 

@@ -7,11 +7,16 @@
 //! one cancelled while BEGIN was on its way) is settled by a task first (replies read, rolled
 //! back), and one whose socket failed is closed. A connection is pinged on checkout only after
 //! sitting idle (where a database restart or a proxy's idle timeout may have closed it), as
-//! HikariCP does. While the database refuses connections, checkout retries until its timeout.
+//! HikariCP does. While the database refuses connections, checkout retries until its timeout;
+//! once [`Pool::watch_reachable`] has found the database gone, checkout fails at once, so calls
+//! answer UNAVAILABLE without waiting while the outage lasts.
 
 use std::{
     ops::{Deref, DerefMut},
-    sync::{Arc, Mutex, Weak},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -20,7 +25,9 @@ use sqlx::{
     ConnectOptions, Connection, Executor, PgConnection,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::shutdown::Shutdown;
 
 /// How long a pooled connection may sit unused before it is pinged on checkout.
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
@@ -31,6 +38,13 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
 const MAX_LIFETIME: Duration = Duration::from_secs(1800);
 /// How long a returned connection may take to finish what was in flight before it is closed.
 const SETTLE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long [`Pool::connect`] waits for a database that is still starting.
+const STARTUP_WAIT: Duration = Duration::from_secs(10);
+/// How often [`Pool::watch_reachable`] asks the database whether it is there.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// Unanswered probes in a row before the database counts as gone: one slow answer from a busy
+/// database must not take every replica out of service at once.
+const PROBES_LOST: u32 = 2;
 
 /// A pool of at most `max_connections` connections to one database. Cloning shares the pool.
 #[derive(Clone)]
@@ -43,6 +57,8 @@ struct Shared {
     /// Most recently returned last: checkout takes the warmest connection.
     idle: Mutex<Vec<Idle>>,
     acquire_timeout: Duration,
+    /// False while the reachability probe finds the database gone (true until it has looked).
+    reachable: AtomicBool,
     /// Raised after the commit of a transaction that asked for it ([`Tx::signal_commit`]).
     committed: Arc<Notify>,
 }
@@ -54,7 +70,8 @@ struct Idle {
 }
 
 impl Pool {
-    /// Opens one connection to check the database is there, and keeps it.
+    /// Opens one connection to check the database is there (waiting for one that is still
+    /// starting), and keeps it.
     pub async fn connect(
         options: PgConnectOptions,
         max_connections: u32,
@@ -65,9 +82,11 @@ impl Pool {
             slots: Arc::new(Semaphore::new(max_connections.max(1) as usize)),
             idle: Mutex::new(Vec::new()),
             acquire_timeout,
+            reachable: AtomicBool::new(true),
             committed: Arc::new(Notify::new()),
         }));
-        drop(pool.acquire().await?);
+        let first = pool.open(Instant::now() + STARTUP_WAIT.max(acquire_timeout));
+        pool.0.put(first.await?, Instant::now());
         tokio::spawn(reap(Arc::downgrade(&pool.0)));
         Ok(pool)
     }
@@ -82,6 +101,9 @@ impl Pool {
     }
 
     async fn checkout(&self, deadline: Instant) -> Result<Conn, sqlx::Error> {
+        if !self.0.reachable.load(Ordering::Relaxed) {
+            return Err(sqlx::Error::PoolTimedOut);
+        }
         let permit = self
             .0
             .slots
@@ -160,6 +182,49 @@ impl Pool {
         for idle in idle {
             close(idle.conn).await;
         }
+    }
+
+    /// Asks the database every second, on a connection of its own, whether it answers: the
+    /// receiver holds whether it does (true to begin with; false after [`PROBES_LOST`]
+    /// unanswered probes in a row) until `shutdown`. While it does not, checkouts fail at once
+    /// instead of waiting for a connection.
+    pub fn watch_reachable(&self, shutdown: Shutdown) -> watch::Receiver<bool> {
+        let (tx, rx) = watch::channel(true);
+        let pool = Arc::downgrade(&self.0);
+        tokio::spawn(async move {
+            let mut probe: Option<PgConnection> = None;
+            let mut unanswered = 0;
+            while shutdown.sleep(PROBE_EVERY).await {
+                let Some(pool) = pool.upgrade() else { return };
+                let answered = tokio::time::timeout(pool.acquire_timeout, async {
+                    let conn = match probe.as_mut() {
+                        Some(conn) => conn,
+                        None => probe.insert(pool.options.connect().await?),
+                    };
+                    conn.ping().await
+                })
+                .await
+                .unwrap_or(Err(sqlx::Error::PoolTimedOut));
+                unanswered = match &answered {
+                    Ok(()) => 0,
+                    Err(_) => unanswered + 1,
+                };
+                let reachable = unanswered < PROBES_LOST;
+                match (&answered, pool.reachable.load(Ordering::Relaxed), reachable) {
+                    (Err(error), true, false) => {
+                        tracing::warn!(%error, "the database does not answer; calls fail fast until it does");
+                    }
+                    (Ok(()), false, true) => tracing::info!("the database answers again"),
+                    _ => {}
+                }
+                if answered.is_err() {
+                    probe = None;
+                }
+                pool.reachable.store(reachable, Ordering::Relaxed);
+                tx.send_if_modified(|was| std::mem::replace(was, reachable) != reachable);
+            }
+        });
+        rx
     }
 
     /// A one-connection sqlx pool to the same database, for sqlx's `PgListener`, which reconnects
@@ -333,7 +398,10 @@ async fn close(conn: PgConnection) {
 fn refused(error: &sqlx::Error) -> bool {
     match error {
         sqlx::Error::Io(io) => io.kind() == std::io::ErrorKind::ConnectionRefused,
-        sqlx::Error::Database(db) => db.code().is_some_and(|code| code == "57P03"),
+        // Starting up or shutting down; or its max_connections taken, until some are closed.
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code == "57P03" || code == "53300"),
         _ => false,
     }
 }
