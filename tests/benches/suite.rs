@@ -41,9 +41,8 @@ use crm_proto::crm::{
         consent_service_client::ConsentServiceClient,
     },
     loyalty::v1::{
-        AccountRef, CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest,
-        Direction, GetBalanceRequest, OperationType, PointType, Program, ProgramKind,
-        ProgramStatus, RecordOperationRequest, loyalty_service_client::LoyaltyServiceClient,
+        AccountRef, GetBalanceRequest, RecordOperationRequest,
+        loyalty_service_client::LoyaltyServiceClient,
     },
     parties::v1::{
         CreatePartyRequest, GetPartyRequest, Party, PartyKind, PersonName,
@@ -53,7 +52,7 @@ use crm_proto::crm::{
 use crm_testkit::{
     Broker, Pgbench, TestDatabase, pgbench,
     process::{ServiceProcess, serve_if_child},
-    token,
+    seed, token,
 };
 use futures::{StreamExt, stream};
 use http::uri::PathAndQuery;
@@ -619,57 +618,12 @@ async fn seed_consents(consent: &Child) -> Vec<Uuid> {
 /// are written straight into the database: enrolment through the API would need ROWS parties and
 /// consents, and the figures here are about reads.
 async fn seed_memberships(loyalty: &Child) -> (String, Vec<Uuid>) {
-    let mut client = LoyaltyServiceClient::new(loyalty.channel().await.unwrap());
     let bearer = loyalty.token();
-    let mut request = tonic::Request::new(CreateProgramRequest {
-        program: Some(Program {
-            display_name: "Bench club".into(),
-            kind: ProgramKind::B2c as i32,
-            currency_code: "PLN".into(),
-            status: ProgramStatus::Active as i32,
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    authorize(&mut request, &bearer);
-    let program = client.create_program(request).await.unwrap().into_inner();
-    let mut request = tonic::Request::new(DefinePointTypeRequest {
-        program_id: program.id.clone(),
-        point_type: Some(PointType {
-            code: "basic".into(),
-            display_name: "Basic points".into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    authorize(&mut request, &bearer);
-    client.define_point_type(request).await.unwrap();
-    let mut request = tonic::Request::new(DefineOperationTypeRequest {
-        program_id: program.id.clone(),
-        operation_type: Some(OperationType {
-            code: "purchase".into(),
-            display_name: "Purchase".into(),
-            direction: Direction::Accrue as i32,
-            default_point_type: "basic".into(),
-        }),
-        ..Default::default()
-    });
-    authorize(&mut request, &bearer);
-    client.define_operation_type(request).await.unwrap();
-
+    let channel = loyalty.channel().await.unwrap();
+    let program = seed::loyalty_club(channel.clone(), &bearer).await;
     let members: Vec<Uuid> = (1..=ROWS).map(numbered).collect();
-    let parties: Vec<Uuid> = (0..ROWS).map(|_| Uuid::now_v7()).collect();
-    let mut db = loyalty.database.connect().await;
-    sqlx::query(
-        "INSERT INTO memberships (id, program_id, party_id, created_by, updated_by)
-         SELECT id, $1, party, 'bench', 'bench' FROM unnest($2::uuid[], $3::uuid[]) AS m(id, party)",
-    )
-    .bind(Uuid::parse_str(&program.id).unwrap())
-    .bind(&members)
-    .bind(&parties)
-    .execute(&mut db)
-    .await
-    .expect("seeding memberships");
+    seed::memberships(&mut loyalty.database.connect().await, program, &members).await;
+    let client = LoyaltyServiceClient::new(channel);
     stream::iter(members.iter())
         .for_each_concurrent(16, |member| {
             let mut client = client.clone();
@@ -690,7 +644,7 @@ async fn seed_memberships(loyalty: &Child) -> (String, Vec<Uuid>) {
             }
         })
         .await;
-    (program.id, members)
+    (program.to_string(), members)
 }
 
 fn authorize<T>(request: &mut tonic::Request<T>, token: &str) {

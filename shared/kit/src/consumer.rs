@@ -3,7 +3,11 @@
 //! topic `<topic>.dlq` when it cannot be applied, so one bad message never blocks its partition.
 //! Offsets are committed only after the effect has committed.
 
-use std::{future::Future, sync::Mutex, time::Duration};
+use std::{
+    future::Future,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
 
 use crate::store::Pool;
 use rdkafka::{
@@ -315,6 +319,11 @@ async fn consume<H: Handler>(
     }
 }
 
+/// How long an event waits for its database or a peer to come back before its tries count.
+const PATIENCE: Duration = Duration::from_secs(3600);
+/// The longest wait between two tries while a dependency is away (the outbox's backoff's most).
+const MAX_WAIT: Duration = Duration::from_secs(10);
+
 /// Applies the event, or parks it on the dead-letter topic; false when shutdown came first.
 async fn process<H: Handler>(
     pool: &Pool,
@@ -327,6 +336,7 @@ async fn process<H: Handler>(
 ) -> bool {
     let mut attempt = 0;
     let mut outage = crate::outbox::Backoff::default();
+    let mut waiting_since = None;
     let failure = loop {
         attempt += 1;
         match apply(pool, &options.name, handler, event).await {
@@ -335,16 +345,28 @@ async fn process<H: Handler>(
                 crate::shutdown::event_moved();
                 return true;
             }
-            // The database or a peer is away: the event is fine and waits, however long that
-            // lasts, rather than being parked. Such tries do not count against the attempts.
-            Err(HandleError::Retry(error)) if crate::error::transient(&error) => {
+            // The database or a peer is away: the event is fine and waits (up to an hour, then
+            // it counts as a failed attempt), rather than being parked. Each wait is metered.
+            Err(HandleError::Retry(error))
+                if crate::error::transient(&error)
+                    && waiting_since.get_or_insert_with(Instant::now).elapsed() < PATIENCE =>
+            {
                 crate::shutdown::event_moved();
                 attempt -= 1;
-                tracing::debug!(
-                    error = format!("{error:#}"),
-                    "a dependency is away; waiting"
-                );
-                if !shutdown.sleep(outage.next_delay()).await {
+                metrics().record_consumed(&options.name, &event.topic, "waiting");
+                let delay = outage.next_delay();
+                if delay < MAX_WAIT {
+                    tracing::debug!(
+                        error = format!("{error:#}"),
+                        "a dependency is away; waiting"
+                    );
+                } else {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        "a dependency is still away; the event waits"
+                    );
+                }
+                if !shutdown.sleep(delay).await {
                     return false;
                 }
             }

@@ -67,7 +67,7 @@ impl ServiceError {
     }
 
     /// The database's error behind this one, also when it was wrapped on its way.
-    fn database(&self) -> Option<&sqlx::Error> {
+    pub fn database(&self) -> Option<&sqlx::Error> {
         match self {
             Self::Database(e) => Some(e),
             Self::Internal(e) => e.chain().find_map(|cause| {
@@ -306,16 +306,19 @@ pub fn retry_later(code: Code, reason: &str, message: &str, delay: Duration) -> 
 /// it is (a restart, a failover, a killed backend, a full pool), unlike a fault of the statement.
 fn connection_lost(error: &sqlx::Error) -> bool {
     match error {
+        // Not `Protocol`: sqlx also reports its own misuse so (too many arguments), which no
+        // retry mends; a dropped socket is `Io`.
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
-        | sqlx::Error::Protocol(_)
         | sqlx::Error::PoolTimedOut
         | sqlx::Error::PoolClosed
         | sqlx::Error::WorkerCrashed => true,
-        // Class 08: connection exceptions; 57P01-57P03: shutdown, crash, cannot connect now;
-        // 53300: the server's max_connections reached.
+        // Class 08: connection exceptions, but for 08P01 (a protocol violation: ours, for
+        // good); 57P01-57P03: shutdown, crash, cannot connect now; 53300: the server's
+        // max_connections reached.
         sqlx::Error::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
+            (code.starts_with("08") && code != "08P01")
+                || matches!(&*code, "57P01" | "57P02" | "57P03" | "53300")
         }),
         _ => false,
     }
@@ -423,7 +426,7 @@ mod tests {
         let lost = [
             sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
             sqlx::Error::PoolTimedOut,
-            sqlx::Error::Protocol("unexpected end of stream".into()),
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::UnexpectedEof)),
         ];
         for error in lost {
             let status = Status::from(ServiceError::Database(error));

@@ -1,6 +1,7 @@
 //! The consumer kit against a real broker and database, with a test consumer: each event applied
-//! once despite redelivery, transient failures retried, poison messages dead-lettered without
-//! blocking the ones after them.
+//! once despite redelivery, transient failures retried, an event that meets a database outage
+//! kept however many tries it takes, poison messages dead-lettered without blocking the ones after
+//! them.
 
 use std::{
     sync::{
@@ -23,9 +24,11 @@ use rdkafka::{
 
 const TOPIC: &str = "crm.test.things.v1";
 
-/// Records each event's payload; rejects "poison"; fails "flaky" twice before it succeeds.
+/// Records each event's payload; rejects "poison"; fails "flaky" twice before it succeeds, and
+/// "outage" five times (more than the consumer's attempts) as a database that is away.
 struct Recorder {
     flaky_attempts: Arc<AtomicU32>,
+    outage_attempts: Arc<AtomicU32>,
 }
 
 impl Handler for Recorder {
@@ -41,6 +44,10 @@ impl Handler for Recorder {
                 return Err(HandleError::Retry(anyhow::anyhow!(
                     "dependency unavailable"
                 )));
+            }
+            "outage" if self.outage_attempts.fetch_add(1, Ordering::SeqCst) < 5 => {
+                let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+                return Err(HandleError::Retry(sqlx::Error::Io(refused).into()));
             }
             _ => {}
         }
@@ -95,8 +102,10 @@ async fn events_apply_once_retry_then_dead_letter() {
         max_attempts: 3,
         retry_delay: Duration::from_millis(20),
     };
+    let outage_attempts = Arc::new(AtomicU32::new(0));
     let recorder = Recorder {
         flaky_attempts: flaky_attempts.clone(),
+        outage_attempts: outage_attempts.clone(),
     };
     let running = tokio::spawn(consumer::run(
         pool.clone(),
@@ -113,6 +122,7 @@ async fn events_apply_once_retry_then_dead_letter() {
     send(&producer, "e2", "poison").await;
     send(&producer, "e3", "flaky").await;
     send(&producer, "e4", "last").await;
+    send(&producer, "e5", "outage").await;
 
     let effects: Vec<(String, String)> = eventually(Duration::from_secs(20), || {
         let pool = pool.clone();
@@ -122,7 +132,7 @@ async fn events_apply_once_retry_then_dead_letter() {
                     .fetch_all(&mut *pool.acquire().await.ok()?)
                     .await
                     .ok()?;
-            (rows.len() >= 3).then_some(rows)
+            (rows.len() >= 4).then_some(rows)
         }
     })
     .await
@@ -132,10 +142,13 @@ async fn events_apply_once_retry_then_dead_letter() {
         [
             ("e1".into(), "first".into()),
             ("e3".into(), "flaky".into()),
-            ("e4".into(), "last".into())
+            ("e4".into(), "last".into()),
+            ("e5".into(), "outage".into())
         ],
-        "each event once; the poison one does not block those after it"
+        "each event once; the poison one does not block those after it; the one that met an \
+         outage waited for it"
     );
+    assert_eq!(outage_attempts.load(Ordering::SeqCst), 6);
     assert_eq!(
         flaky_attempts.load(Ordering::SeqCst),
         3,
@@ -161,7 +174,7 @@ async fn events_apply_once_retry_then_dead_letter() {
             .fetch_one(&mut *pool.acquire().await.unwrap())
             .await
             .unwrap();
-    assert_eq!(inbox, 3, "only applied events are in the inbox");
+    assert_eq!(inbox, 4, "only applied events are in the inbox");
 
     trigger.trigger();
     running.await.unwrap().unwrap();
@@ -186,6 +199,7 @@ async fn consuming_goes_on_after_the_broker_loses_everything() {
     };
     let recorder = Recorder {
         flaky_attempts: Arc::new(AtomicU32::new(0)),
+        outage_attempts: Arc::new(AtomicU32::new(0)),
     };
     let running = tokio::spawn(consumer::run(
         pool.clone(),

@@ -13,6 +13,7 @@ mod broker;
 pub mod imap;
 pub mod postgres;
 pub mod process;
+pub mod seed;
 
 pub use bench::CpuTimes;
 pub use broker::{

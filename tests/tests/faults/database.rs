@@ -78,6 +78,7 @@ pub async fn the_database_stops_and_starts() {
         "UNAVAILABLE within the acquire timeout, not {:?}",
         first.0
     );
+    println!("first call after the stop: UNAVAILABLE in {:?}", first.0);
     let not_serving = crm_testkit::eventually(Duration::from_secs(5), || {
         let mut health = health.clone();
         async move { (status_of(&mut health).await == ServingStatus::NotServing).then_some(()) }
@@ -91,6 +92,7 @@ pub async fn the_database_stops_and_starts() {
         took < Duration::from_secs(1),
         "once the database is known gone, calls fail at once, not after {took:?}"
     );
+    println!("once NOT_SERVING: UNAVAILABLE in {took:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     cluster.resume().await.unwrap();

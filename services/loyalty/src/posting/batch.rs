@@ -85,7 +85,7 @@ impl<A> Outcomes<A> {
     /// A refusal answers its call; a database error fails the batch (it aborted the
     /// transaction).
     pub fn refuse(&mut self, call: usize, error: ServiceError) -> Result<()> {
-        if let ServiceError::Database(_) = error {
+        if error.database().is_some() {
             return Err(error);
         }
         self.answer(call, Err(error));

@@ -223,6 +223,10 @@ impl Pool {
                 pool.reachable.store(reachable, Ordering::Relaxed);
                 tx.send_if_modified(|was| std::mem::replace(was, reachable) != reachable);
             }
+            // Unwatched from here on: what is still draining tries the database, as without a probe.
+            if let Some(pool) = pool.upgrade() {
+                pool.reachable.store(true, Ordering::Relaxed);
+            }
         });
         rx
     }
