@@ -620,9 +620,11 @@ async fn seed_consents(consent: &Child) -> Vec<Uuid> {
 async fn seed_memberships(loyalty: &Child) -> (String, Vec<Uuid>) {
     let bearer = loyalty.token();
     let channel = loyalty.channel().await.unwrap();
-    let program = seed::loyalty_club(channel.clone(), &bearer).await;
+    let mut club =
+        LoyaltyServiceClient::with_interceptor(channel.clone(), seed::Bearer::new(&bearer));
+    let program = seed::loyalty_club(&mut club).await;
     let members: Vec<Uuid> = (1..=ROWS).map(numbered).collect();
-    seed::memberships(&mut loyalty.database.connect().await, program, &members).await;
+    seed::memberships(&mut loyalty.database.connect().await, &program.id, &members).await;
     let client = LoyaltyServiceClient::new(channel);
     stream::iter(members.iter())
         .for_each_concurrent(16, |member| {
@@ -644,7 +646,7 @@ async fn seed_memberships(loyalty: &Child) -> (String, Vec<Uuid>) {
             }
         })
         .await;
-    (program.to_string(), members)
+    (program.id, members)
 }
 
 fn authorize<T>(request: &mut tonic::Request<T>, token: &str) {

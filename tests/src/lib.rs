@@ -16,11 +16,7 @@ use crm_proto::crm::{
         Subject, SubjectKind, WithdrawConsentRequest, consent_service_client::ConsentServiceClient,
     },
     interactions::v1::interactions_service_client::InteractionsServiceClient,
-    loyalty::v1::{
-        CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest, Direction,
-        OperationType, PointType, Program, ProgramKind, ProgramStatus,
-        loyalty_service_client::LoyaltyServiceClient,
-    },
+    loyalty::v1::{Program, loyalty_service_client::LoyaltyServiceClient},
     parties::v1::{
         ContactPoint, ContactPointKind, CreatePartyRequest, Party, PartyKind, PersonName,
         parties_service_client::PartiesServiceClient,
@@ -440,54 +436,7 @@ impl Suite {
     /// An active B2C program with `basic` points, a `purchase` operation that accrues them and a
     /// `reward_redemption` that settles them (reward orders redeem with it).
     pub async fn loyalty_program(&self) -> Program {
-        let mut loyalty = self.loyalty_client();
-        let program = loyalty
-            .create_program(CreateProgramRequest {
-                program: Some(Program {
-                    display_name: "Club".into(),
-                    kind: ProgramKind::B2c as i32,
-                    currency_code: "PLN".into(),
-                    status: ProgramStatus::Active as i32,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .expect("creating a program")
-            .into_inner();
-        loyalty
-            .define_point_type(DefinePointTypeRequest {
-                program_id: program.id.clone(),
-                point_type: Some(PointType {
-                    code: "basic".into(),
-                    display_name: "Basic points".into(),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            })
-            .await
-            .expect("defining points");
-        let mut last = program;
-        for (code, direction) in [
-            ("purchase", Direction::Accrue),
-            ("reward_redemption", Direction::Settle),
-        ] {
-            last = loyalty
-                .define_operation_type(DefineOperationTypeRequest {
-                    program_id: last.id.clone(),
-                    operation_type: Some(OperationType {
-                        code: code.into(),
-                        display_name: code.replace('_', " "),
-                        direction: direction as i32,
-                        default_point_type: "basic".into(),
-                    }),
-                    ..Default::default()
-                })
-                .await
-                .expect("defining an operation type")
-                .into_inner();
-        }
-        last
+        crm_testkit::seed::loyalty_club(&mut self.loyalty_client()).await
     }
 
     pub async fn parties_db(&self) -> PgConnection {

@@ -28,9 +28,7 @@ use crm_proto::crm::{
         TimelineKind, interactions_service_client::InteractionsServiceClient,
     },
     loyalty::v1::{
-        AccountRef, CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest,
-        Direction, EnrollRequest, GetBalanceRequest, OperationType, PointType, Program,
-        ProgramKind, ProgramStatus, RecordOperationRequest,
+        AccountRef, EnrollRequest, GetBalanceRequest, RecordOperationRequest,
         loyalty_service_client::LoyaltyServiceClient,
     },
     parties::v1::{
@@ -43,12 +41,8 @@ use crm_proto::crm::{
         RewardOrderStatus, RewardStatus, Warehouse, rewards_service_client::RewardsServiceClient,
     },
 };
-use tonic::{
-    Request, Status,
-    metadata::MetadataValue,
-    service::{Interceptor, interceptor::InterceptedService},
-    transport::Channel,
-};
+use crm_testkit::seed::Bearer;
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 const CRM: &str = env!("CARGO_BIN_EXE_crm");
 const STARTED: &str = "The CRM suite is up";
@@ -162,18 +156,6 @@ fn fresh_dir() -> PathBuf {
     dir
 }
 
-#[derive(Clone)]
-struct Bearer(MetadataValue<tonic::metadata::Ascii>);
-
-impl Interceptor for Bearer {
-    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
-        request
-            .metadata_mut()
-            .insert("authorization", self.0.clone());
-        Ok(request)
-    }
-}
-
 type Authed = InterceptedService<Channel, Bearer>;
 
 struct Clients {
@@ -189,7 +171,7 @@ fn clients(dir: &Path) -> Clients {
     let token = crm(dir).arg("dev-token").output().unwrap();
     assert!(token.status.success());
     let token = String::from_utf8(token.stdout).unwrap();
-    let bearer = Bearer(format!("Bearer {}", token.trim()).parse().unwrap());
+    let bearer = Bearer::new(token.trim());
     let channel = |port: u16| {
         Channel::from_shared(format!("http://127.0.0.1:{port}"))
             .unwrap()
@@ -303,52 +285,7 @@ async fn crm_up_runs_the_whole_suite_with_no_configuration() {
         .await
         .unwrap();
 
-    let program = c
-        .loyalty
-        .create_program(CreateProgramRequest {
-            program: Some(Program {
-                display_name: "Club".into(),
-                kind: ProgramKind::B2c as i32,
-                currency_code: "PLN".into(),
-                status: ProgramStatus::Active as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .expect("loyalty answers")
-        .into_inner();
-    c.loyalty
-        .define_point_type(DefinePointTypeRequest {
-            program_id: program.id.clone(),
-            point_type: Some(PointType {
-                code: "basic".into(),
-                display_name: "Basic points".into(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-    let types = [
-        ("purchase", "Purchase", Direction::Accrue),
-        ("reward_redemption", "Reward redeemed", Direction::Settle),
-    ];
-    for (code, display_name, direction) in types {
-        c.loyalty
-            .define_operation_type(DefineOperationTypeRequest {
-                program_id: program.id.clone(),
-                operation_type: Some(OperationType {
-                    code: code.into(),
-                    display_name: display_name.into(),
-                    direction: direction as i32,
-                    default_point_type: "basic".into(),
-                }),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-    }
+    let program = crm_testkit::seed::loyalty_club(&mut c.loyalty).await;
     // Loyalty asks parties and consent before it enrols: its peers are wired.
     let membership = c
         .loyalty

@@ -1,4 +1,4 @@
-//! What the benches and fault tests start from, made as an integrator would where the API allows.
+//! What tests and benches start from, made as an integrator would where the API allows.
 
 use crm_proto::crm::loyalty::v1::{
     CreateProgramRequest, DefineOperationTypeRequest, DefinePointTypeRequest, Direction,
@@ -6,68 +6,101 @@ use crm_proto::crm::loyalty::v1::{
     loyalty_service_client::LoyaltyServiceClient,
 };
 use sqlx::PgConnection;
-use tonic::transport::Channel;
+use tonic::{
+    Status,
+    client::GrpcService,
+    codegen::{Body as HttpBody, Bytes, StdError},
+    metadata::{Ascii, MetadataValue},
+    service::Interceptor,
+};
 use uuid::Uuid;
 
-/// An active B2C program in PLN with one point type (`basic`) and one accruing operation type
-/// (`purchase`), made through loyalty's API at `channel`; its id.
-pub async fn loyalty_club(channel: Channel, bearer: &str) -> Uuid {
-    let mut client = LoyaltyServiceClient::new(channel);
-    let program = client
-        .create_program(authorized(
-            CreateProgramRequest {
-                program: Some(Program {
-                    display_name: "Test club".into(),
-                    kind: ProgramKind::B2c as i32,
-                    currency_code: "PLN".into(),
-                    status: ProgramStatus::Active as i32,
-                    ..Default::default()
-                }),
+/// An active B2C program in PLN with one point type (`basic`), an operation type that accrues it
+/// (`purchase`) and one that settles it (`reward_redemption`, as reward orders redeem), made
+/// through loyalty's API with `client`.
+pub async fn loyalty_club<T>(client: &mut LoyaltyServiceClient<T>) -> Program
+where
+    T: GrpcService<tonic::body::Body>,
+    T::Error: Into<StdError>,
+    T::ResponseBody: HttpBody<Data = Bytes> + Send + 'static,
+    <T::ResponseBody as HttpBody>::Error: Into<StdError> + Send,
+{
+    let mut program = client
+        .create_program(CreateProgramRequest {
+            program: Some(Program {
+                display_name: "Club".into(),
+                kind: ProgramKind::B2c as i32,
+                currency_code: "PLN".into(),
+                status: ProgramStatus::Active as i32,
                 ..Default::default()
-            },
-            bearer,
-        ))
+            }),
+            ..Default::default()
+        })
         .await
         .expect("creating the program")
         .into_inner();
     client
-        .define_point_type(authorized(
-            DefinePointTypeRequest {
-                program_id: program.id.clone(),
-                point_type: Some(PointType {
-                    code: "basic".into(),
-                    display_name: "Basic points".into(),
-                    ..Default::default()
-                }),
+        .define_point_type(DefinePointTypeRequest {
+            program_id: program.id.clone(),
+            point_type: Some(PointType {
+                code: "basic".into(),
+                display_name: "Basic points".into(),
                 ..Default::default()
-            },
-            bearer,
-        ))
+            }),
+            ..Default::default()
+        })
         .await
         .expect("defining the point type");
-    client
-        .define_operation_type(authorized(
-            DefineOperationTypeRequest {
+    for (code, display_name, direction) in [
+        ("purchase", "Purchase", Direction::Accrue),
+        ("reward_redemption", "Reward redeemed", Direction::Settle),
+    ] {
+        program = client
+            .define_operation_type(DefineOperationTypeRequest {
                 program_id: program.id.clone(),
                 operation_type: Some(OperationType {
-                    code: "purchase".into(),
-                    display_name: "Purchase".into(),
-                    direction: Direction::Accrue as i32,
+                    code: code.into(),
+                    display_name: display_name.into(),
+                    direction: direction as i32,
                     default_point_type: "basic".into(),
                 }),
                 ..Default::default()
-            },
-            bearer,
-        ))
-        .await
-        .expect("defining the operation type");
-    program.id.parse().expect("a program id")
+            })
+            .await
+            .expect("defining an operation type")
+            .into_inner();
+    }
+    program
+}
+
+/// Sends `authorization: Bearer <token>` with every call.
+#[derive(Clone)]
+pub struct Bearer(MetadataValue<Ascii>);
+
+impl Bearer {
+    pub fn new(token: &str) -> Self {
+        Self(
+            format!("Bearer {token}")
+                .parse()
+                .expect("a token is a valid header"),
+        )
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        request
+            .metadata_mut()
+            .insert("authorization", self.0.clone());
+        Ok(request)
+    }
 }
 
 /// Memberships `members` of `program`, each for a party of its own, written straight into
 /// loyalty's database `db`: enrolment through the API would ask parties and consent, which the
 /// callers do not run.
-pub async fn memberships(db: &mut PgConnection, program: Uuid, members: &[Uuid]) {
+pub async fn memberships(db: &mut PgConnection, program: &str, members: &[Uuid]) {
+    let program: Uuid = program.parse().expect("a program id");
     let parties: Vec<Uuid> = members.iter().map(|_| Uuid::now_v7()).collect();
     sqlx::query(
         "INSERT INTO memberships (id, program_id, party_id, created_by, updated_by)
@@ -79,13 +112,4 @@ pub async fn memberships(db: &mut PgConnection, program: Uuid, members: &[Uuid])
     .execute(db)
     .await
     .expect("seeding memberships");
-}
-
-fn authorized<T>(message: T, bearer: &str) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {bearer}").parse().expect("a valid header"),
-    );
-    request
 }

@@ -54,9 +54,11 @@ pub async fn loyalty_killed_under_concurrent_writes() {
         .unwrap()
         .connect_lazy();
     let bearer = token("faults", &["loyalty.read", "loyalty.write"]);
-    let program = seed::loyalty_club(channel.clone(), &bearer).await;
+    let mut client =
+        LoyaltyServiceClient::with_interceptor(channel.clone(), seed::Bearer::new(&bearer));
+    let program = seed::loyalty_club(&mut client).await;
     let members: Vec<Uuid> = (0..MEMBERS).map(|_| Uuid::now_v7()).collect();
-    seed::memberships(&mut database.connect().await, program, &members).await;
+    seed::memberships(&mut database.connect().await, &program.id, &members).await;
 
     let acknowledged = Arc::new(AtomicUsize::new(0));
     let clients: Vec<_> = (0..CLIENTS)
