@@ -82,8 +82,8 @@ impl ServiceError {
     }
 
     /// Whether the same work may well succeed if tried again later: the database or a peer was
-    /// away, or a conflict was broken. Consumers keep retrying such failures however long the
-    /// outage lasts, rather than parking the event.
+    /// away, or a conflict was broken. Consumers wait and retry such failures rather than parking
+    /// the event.
     pub fn is_transient(&self) -> bool {
         match self {
             Self::Unavailable(_) | Self::DatabaseUnavailable | Self::Conflict => true,
@@ -288,7 +288,7 @@ fn conflict() -> Status {
     retry_later(
         Code::Aborted,
         "TRANSACTION_CONFLICT",
-        "the call collided with a concurrent one and changed nothing; retry it",
+        "the call's transaction collided with a concurrent one and was undone; retry it with the same request id",
         Duration::from_millis(50),
     )
 }

@@ -433,10 +433,11 @@ impl Relay {
             }
         }
 
-        // Acknowledged rows are marked whenever the next acknowledgement is not in yet, rather
-        // than once for the batch: a relay killed after the broker acknowledged records
-        // republishes only those acknowledged since its last mark (those of one produce request
-        // at most), not the whole batch.
+        // Acknowledged rows are marked, in send order, whenever the next acknowledgement is not in
+        // yet, rather than once for the batch: a relay killed after the broker acknowledged
+        // records republishes those acknowledged since its last mark (usually one produce
+        // request's), not the whole batch. Marking stops at the first failure, so a record is
+        // never marked while an earlier one of its partition may still be sent again.
         let mut acknowledged = 0;
         let mut unmarked = Vec::new();
         let mut failure = None;

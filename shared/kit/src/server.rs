@@ -37,7 +37,7 @@ pub struct ServeOptions {
     pub concurrency_limit: usize,
     pub request_timeout: Duration,
     /// Whether the service can work now (its database answers): health reports its services
-    /// NOT_SERVING while not, so that Kubernetes routes calls to replicas that can.
+    /// NOT_SERVING while not, so that Kubernetes stops routing calls to it.
     pub ready: watch::Receiver<bool>,
 }
 

@@ -271,4 +271,8 @@ async fn the_loser_of_a_deadlock_is_told_to_retry() {
             .reason,
         "TRANSACTION_CONFLICT"
     );
+    assert!(
+        tonic_types::StatusExt::get_details_retry_info(&status).is_some(),
+        "it says when to retry"
+    );
 }
